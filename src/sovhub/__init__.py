@@ -1,0 +1,4 @@
+"""sovhub: a sovereign AI hub."""
+
+__all__ = ["__version__"]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""access: tables (see docs/architecture.md)."""

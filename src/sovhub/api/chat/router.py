@@ -1,0 +1,63 @@
+"""POST /v1/chat/completions (thin: parse, authenticate, hand to the service, shape the response)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ..deps import CurrentPrincipal, HubDep, add_backend_time
+from .protocol import ChatCompletionRequest
+from .service import ChatService
+
+router = APIRouter()
+
+__all__ = ["router"]
+
+
+def _service(hub: Any) -> ChatService:
+    service = hub.services.get("chat")
+    if service is None:
+        service = hub.services["chat"] = ChatService(hub)
+    return service  # type: ignore[no-any-return]
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def create_chat_completion(
+    body: ChatCompletionRequest, request: Request, hub: HubDep, principal: CurrentPrincipal
+) -> JSONResponse | StreamingResponse:
+    service = _service(hub)
+    prepared = await service.prepare(body, principal, request.scope["state"]["request_id"])
+    add_backend_time(request, prepared.backend_s)
+
+    def on_backend(seconds: float) -> None:
+        add_backend_time(request, seconds)
+
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            service.sse(prepared, include_usage, on_backend),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no", **prepared.headers},
+        )
+
+    # Non-streaming: generation keeps going only while the client is there.
+    watcher = asyncio.create_task(_watch_disconnect(request, prepared.cancel.cancel))
+    try:
+        result = await service.complete(prepared, on_backend)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    return JSONResponse(result, headers=prepared.headers)
+
+
+async def _watch_disconnect(request: Request, cancel: Any) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            cancel()
+            return

@@ -1,0 +1,47 @@
+"""Request dependencies: the hub, and the authenticated principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, Request
+
+from ..accounts import KeyCache, authenticate
+from ..errors import AuthenticationFailed
+from ..hub import Hub
+from ..pipeline import Principal
+
+__all__ = ["CurrentPrincipal", "HubDep", "get_hub", "get_principal"]
+
+
+def get_hub(request: Request) -> Hub:
+    return request.app.state.hub  # type: ignore[no-any-return]
+
+
+async def get_principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer sk-sov-...'.",
+            code="missing_api_key",
+        )
+    secret = secret.strip()
+    hub = get_hub(request)
+    cache: KeyCache = hub.services["key_cache"]
+    principal = cache.get(secret)
+    if principal is None:
+        principal = await anyio.to_thread.run_sync(authenticate, hub, secret)
+        cache.put(secret, principal)
+    request.state.principal = principal
+    return principal
+
+
+HubDep = Annotated[Hub, Depends(get_hub)]
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def add_backend_time(request: Request, seconds: float) -> None:
+    """Count time spent waiting for a backend, so it is not reported as gateway overhead."""
+    request.scope["state"]["backend_s"] += seconds

@@ -1,0 +1,138 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and costs latency).
+
+- request id: taken from `x-request-id` when sane, else made; set on the response and in logs;
+- body limit: 413 before the handler reads a byte too many;
+- timing: `x-sovhub-overhead-ms` on /v1 responses is the time spent in the hub before the
+  response started, minus the time spent waiting for backends (handlers add it to
+  `scope["state"]["backend_s"]`); the full overhead and latency go to /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import PayloadTooLarge
+from ..observability import Metrics, request_id_var
+
+__all__ = ["HubMiddleware"]
+
+_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class HubMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = _request_id(scope)
+        token = request_id_var.set(rid)
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        state["backend_s"] = 0.0
+        path: str = scope["path"]
+        is_api = path.startswith("/v1/") or path.startswith("/hub/v1/")
+        status_holder = [500]
+
+        length = _content_length(scope)
+        if length is not None and length > self.max_body:
+            await _send_error(send, _too_large(self.max_body), rid)
+            request_id_var.reset(token)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge()
+            return message
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                if is_api:
+                    overhead = time.perf_counter() - started - state["backend_s"]
+                    headers.append((b"x-sovhub-overhead-ms", f"{max(0.0, overhead) * 1000:.3f}".encode()))
+                message["headers"] = headers
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, limited_receive, timed_send)
+        except _BodyTooLarge:
+            await _send_error(send, _too_large(self.max_body), rid)
+            status_holder[0] = 413
+        finally:
+            self.metrics.in_flight.dec()
+            route = _route_label(scope)
+            elapsed = time.perf_counter() - started
+            self.metrics.requests.labels(scope["method"], route, str(status_holder[0])).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            if is_api:
+                self.metrics.overhead.labels(route).observe(max(0.0, elapsed - state["backend_s"]))
+            request_id_var.reset(token)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body larger than the limit of {limit} bytes")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _RID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _route_label(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+async def _send_error(send: Send, exc: PayloadTooLarge, rid: str) -> None:
+    body = json.dumps(exc.to_dict()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", rid.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

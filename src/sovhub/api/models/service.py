@@ -1,0 +1,55 @@
+"""Which models a principal may use: those some allowed backend serves (policies applied)."""
+
+from __future__ import annotations
+
+import time
+
+from ...errors import BackendUnavailable, ModelNotFound, SovhubError
+from ...hub import Hub
+from ...pipeline import ChatContext, Principal
+from .protocol import Model
+
+__all__ = ["get_model", "list_models"]
+
+_STARTED = int(time.time())
+
+
+def _ctx(principal: Principal, model: str) -> ChatContext:
+    return ChatContext(request_id="models", principal=principal, model=model, messages=[], params={}, stream=False)
+
+
+def _card(hub: Hub, model: str, principal: Principal) -> Model | None:
+    registry = hub.backends
+    if registry is None:
+        raise BackendUnavailable("the hub is starting; retry shortly")
+    try:
+        backends = registry.candidates(_ctx(principal, model), model)
+    except SovhubError:
+        return None
+    owner = backends[0].config.operator or "sovhub"
+    return Model(id=model, created=_STARTED, owned_by=owner)
+
+
+def list_models(hub: Hub, principal: Principal) -> list[Model]:
+    registry = hub.backends
+    if registry is None:
+        raise BackendUnavailable("the hub is starting; retry shortly")
+    ids = registry.model_ids()
+    if hub.settings.embeddings_enabled:
+        ids.append(hub.settings.embeddings_model_id)
+    cards = []
+    for model in ids:
+        if model == hub.settings.embeddings_model_id:
+            cards.append(Model(id=model, created=_STARTED, owned_by="sovhub"))
+            continue
+        card = _card(hub, model, principal)
+        if card is not None:
+            cards.append(card)
+    return cards
+
+
+def get_model(hub: Hub, principal: Principal, model: str) -> Model:
+    for card in list_models(hub, principal):
+        if card.id == model:
+            return card
+    raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.", param="model")

@@ -1,0 +1,19 @@
+"""The core API as a built-in plugin: the OpenAI-compatible routes and operations endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hookspecs import hookimpl
+from ..hub import Hub
+
+
+@hookimpl
+def sovhub_routers(hub: Hub) -> list[Any]:
+    from . import ops
+    from .chat.router import router as chat
+    from .embeddings.router import router as embeddings
+    from .keys import router as keys
+    from .models.router import router as models
+
+    return [ops.router, models, chat, embeddings, keys]

@@ -1,0 +1,76 @@
+"""The app factory: `create_app(hub)` builds the ASGI app around an existing Hub."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import FastAPI
+
+from . import __version__
+from .accounts import KeyCache
+from .api.errors import install_error_handlers
+from .api.middleware import HubMiddleware
+from .backends.catalog import backend_configs
+from .backends.registry import BackendRegistry
+from .egress import make_http_client
+from .hub import Hub
+from .metering import Meter
+from .observability import Metrics
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("sovhub")
+
+
+def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> FastAPI:
+    """Build the app. Models load in the lifespan (start-up), not here."""
+    metrics = Metrics()
+    hub.services["metrics"] = metrics
+    hub.services["key_cache"] = KeyCache(hub.settings.key_cache_ttl_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configs = backend_configs(hub)
+        hub.services["http"] = make_http_client(hub, [c.url for c in configs if c.url])
+        registry = BackendRegistry.build(hub, configs)
+        hub.meter = Meter(hub)
+        await hub.meter.start()
+        async with contextlib.AsyncExitStack() as stack:
+            for cm in hub.pm.hook.sovhub_lifespan(hub=hub):
+                if cm is not None:
+                    await stack.enter_async_context(cm)
+            await registry.start(progress)
+            hub.backends = registry
+            if hub.settings.embeddings_enabled:
+                if progress:
+                    progress(f"loading embedding model {hub.settings.embeddings_model_id}")
+                hub.embedder.load()
+            if progress:
+                progress("ready")
+            try:
+                yield
+            finally:
+                await registry.close()
+                await hub.meter.close()
+                await hub.services["http"].aclose()
+                log.info("shutdown complete", extra={"usage_written": hub.meter.written})
+
+    app = FastAPI(
+        title="sovhub",
+        version=__version__,
+        description="A sovereign AI hub: OpenAI-compatible API, localized assistant, data rights.",
+        lifespan=lifespan,
+        openapi_url="/hub/v1/openapi.json",
+        docs_url="/hub/v1/docs",
+        redoc_url=None,
+    )
+    app.state.hub = hub
+    install_error_handlers(app)
+    for group in hub.pm.hook.sovhub_routers(hub=hub):
+        for router in group or []:
+            app.include_router(router)
+    hub.pm.hook.sovhub_setup_app(app=app, hub=hub)
+    app.add_middleware(HubMiddleware, metrics=metrics, max_body=hub.settings.max_body_bytes)
+    return app

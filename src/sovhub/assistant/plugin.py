@@ -1,0 +1,1 @@
+"""The assistant built-in plugin: its hooks are registered like any third-party plugin's."""

@@ -1,0 +1,1 @@
+"""assistant: tables (see docs/architecture.md)."""

@@ -1,0 +1,88 @@
+"""The one small interface every inference backend implements."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["Backend", "BackendConfig", "BackendFactory", "CancelToken", "ChatChunk"]
+
+# An OpenAI `chat.completion.chunk` as a dict; the last one of a stream may carry `usage`.
+ChatChunk = dict[str, Any]
+
+
+@dataclass(slots=True)
+class BackendConfig:
+    """What the operator declared about a backend (stored in the `backends` table)."""
+
+    name: str
+    kind: str
+    url: str | None = None
+    models: list[str] = field(default_factory=list)
+    jurisdiction: str | None = None
+    operator: str | None = None
+    api_key: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class CancelToken:
+    """Set when the client went away; generation loops check it between tokens."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class Backend(ABC):
+    """Serves chat completions for a set of models.
+
+    ``chat_stream`` always streams: the service assembles non-streaming answers from the chunks,
+    so both paths share one code path. Raise :class:`~sovhub.errors.BackendUnavailable` before the
+    first chunk when the backend cannot be reached, so the router can try the next one.
+    """
+
+    #: Largest `n` this backend honours; the service refuses larger ones with a 400.
+    max_n: int = 1
+    #: Request parameters this backend understands beyond the common ones.
+    extra_params: frozenset[str] = frozenset()
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.config.models)
+
+    async def start(self, progress: Callable[[str], None] | None = None) -> None:  # noqa: B027
+        """Load or connect; called once at start-up."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Release resources; called once at shutdown."""
+
+    def ready(self) -> bool:
+        return True
+
+    @abstractmethod
+    def chat_stream(
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
+    ) -> AsyncIterator[ChatChunk]:
+        """Yield OpenAI chat.completion.chunk dicts; include `usage` on the last chunk."""
+
+
+BackendFactory = Callable[["Hub", BackendConfig], Backend]

@@ -1,0 +1,127 @@
+"""The operator's list of backends, kept in the `backends` table (added with `sovhub backends add`)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import httpx
+from sqlalchemy import select
+
+from ..errors import Conflict, InvalidRequest, NotFound
+from ..store.tables import BackendRow
+from .base import BackendConfig
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["add_backend", "backend_configs", "remove_backend"]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
+EMBEDDED_NAME = "embedded"
+
+
+def _to_config(row: BackendRow) -> BackendConfig:
+    return BackendConfig(
+        name=row.name,
+        kind=row.kind,
+        url=row.url,
+        models=list(row.models or []),
+        jurisdiction=row.jurisdiction,
+        operator=row.operator,
+        api_key=row.api_key,
+        options=dict(row.options or {}),
+    )
+
+
+def default_embedded(hub: Hub) -> BackendConfig | None:
+    s = hub.settings
+    if not s.embedded_enabled:
+        return None
+    options = {"path": s.embedded_model_path} if s.embedded_model_path else {}
+    return BackendConfig(
+        name=EMBEDDED_NAME,
+        kind="embedded",
+        models=[s.embedded_model_id],
+        jurisdiction=s.sovereignty.jurisdiction,
+        operator="this hub",
+        options=options,
+    )
+
+
+def backend_configs(hub: Hub) -> list[BackendConfig]:
+    """Every backend: the bundled embedded model (unless disabled), then the stored ones."""
+    with hub.db.session() as s:
+        rows = list(s.scalars(select(BackendRow).where(BackendRow.enabled.is_(True)).order_by(BackendRow.id)))
+    configs = [_to_config(r) for r in rows]
+    embedded = default_embedded(hub)
+    return ([embedded] if embedded else []) + configs
+
+
+def add_backend(
+    hub: Hub,
+    name: str,
+    *,
+    url: str | None = None,
+    gguf: str | None = None,
+    models: list[str] | None = None,
+    jurisdiction: str | None = None,
+    operator: str | None = None,
+    api_key: str | None = None,
+    actor: str = "cli",
+) -> BackendConfig:
+    if not _NAME.match(name) or name == EMBEDDED_NAME:
+        raise InvalidRequest(
+            f"invalid backend name {name!r}: lowercase letters, digits, '-' and '_' "
+            f"(and not {EMBEDDED_NAME!r}, the bundled model)",
+            param="name",
+        )
+    if (url is None) == (gguf is None):
+        raise InvalidRequest("give exactly one of --url (an OpenAI-compatible server) or --gguf (a model file)")
+    options: dict[str, str] = {}
+    if url is not None:
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise InvalidRequest(f"invalid URL {url!r}: expected http(s)://host[:port]/v1", param="url")
+        kind = "openai"
+    else:
+        from pathlib import Path
+
+        path = Path(gguf or "").expanduser().resolve()
+        if not path.is_file():
+            raise InvalidRequest(f"GGUF file not found: {gguf}", param="gguf")
+        if not models:
+            models = [path.stem.lower()]
+        options["path"] = str(path)
+        kind = "embedded"
+    jurisdiction = jurisdiction.upper() if jurisdiction else hub.settings.sovereignty.jurisdiction
+    with hub.db.session() as s:
+        if s.scalar(select(BackendRow).where(BackendRow.name == name)) is not None:
+            raise Conflict(f"backend {name!r} already exists")
+        row = BackendRow(
+            name=name,
+            kind=kind,
+            url=url,
+            models=list(models or []),
+            jurisdiction=jurisdiction,
+            operator=operator,
+            api_key=api_key,
+            options=options,
+        )
+        s.add(row)
+        s.flush()
+        config = _to_config(row)
+    hub.emit(
+        "backend.added", actor=actor, subject=f"backend:{name}", kind=kind, url=url,
+        models=config.models, jurisdiction=jurisdiction, operator=operator,
+    )
+    return config
+
+
+def remove_backend(hub: Hub, name: str, *, actor: str = "cli") -> None:
+    with hub.db.session() as s:
+        row = s.scalar(select(BackendRow).where(BackendRow.name == name))
+        if row is None:
+            raise NotFound(f"no backend named {name!r}")
+        s.delete(row)
+    hub.emit("backend.removed", actor=actor, subject=f"backend:{name}")

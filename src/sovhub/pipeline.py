@@ -1,0 +1,102 @@
+"""What runs around a chat completion: interceptors (guards, storage, language) and route policies.
+
+A chat request flows through :class:`ChatContext`:
+
+1. every interceptor's ``before`` (may rewrite ``ctx.messages`` or raise a SovhubError);
+2. route policies narrow the candidate backends (residency, model tiers);
+3. the backend streams chunks; ``check_output`` runs on the growing answer and may stop it
+   (the stream then ends with ``finish_reason: "content_filter"``);
+4. every interceptor's ``after`` sees the final text and usage (storage, metrics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+__all__ = [
+    "ChatContext",
+    "ChatInterceptor",
+    "ChatResult",
+    "OutputVerdict",
+    "Principal",
+    "RoutePolicy",
+]
+
+
+@dataclass(slots=True)
+class Principal:
+    """Who is calling: an API key of an organization, or a signed-in person of the web app."""
+
+    org_id: int | None
+    org_name: str | None = None
+    key_id: int | None = None
+    key_prefix: str | None = None
+    user_id: int | None = None
+    scopes: frozenset[str] = frozenset()
+    limits: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if self.key_prefix:
+            return f"key:{self.key_prefix}"
+        if self.user_id is not None:
+            return f"user:{self.user_id}"
+        return "anonymous"
+
+
+@dataclass(slots=True)
+class ChatContext:
+    request_id: str
+    principal: Principal
+    model: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    stream: bool
+    store: bool = True
+    lang: str | None = None
+    conversation_id: str | None = None
+    # Free space for interceptors to pass facts to each other and to `after` (e.g. detected language).
+    state: dict[str, Any] = field(default_factory=dict)
+    backend_name: str | None = None
+
+
+@dataclass(slots=True)
+class ChatResult:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    backend_name: str | None
+
+
+@dataclass(slots=True)
+class OutputVerdict:
+    """An interceptor's answer about the output so far: stop the answer here, and why."""
+
+    action: Literal["stop"]
+    reason: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ChatInterceptor(Protocol):
+    name: str
+
+    async def before(self, ctx: ChatContext) -> None: ...
+
+    async def check_output(self, ctx: ChatContext, text: str, final: bool) -> OutputVerdict | None: ...
+
+    async def after(self, ctx: ChatContext, result: ChatResult) -> None: ...
+
+
+@runtime_checkable
+class RoutePolicy(Protocol):
+    name: str
+
+    def filter(self, ctx: ChatContext | None, model: str, backends: list[Backend]) -> list[Backend]:
+        """Return the backends allowed for this request; raise a SovhubError to refuse with a reason."""
+        ...

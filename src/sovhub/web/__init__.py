@@ -1,0 +1,1 @@
+"""Web assets: templates and static files."""

@@ -1,0 +1,61 @@
+"""A fake backend for unit tests of the HTTP layer (the contract suite uses the real model)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sovhub.backends.base import Backend, BackendConfig, CancelToken, ChatChunk
+from sovhub.errors import BackendUnavailable
+from sovhub.hookspecs import hookimpl
+
+
+class EchoBackend(Backend):
+    """Answers with the last user message, word by word; `fail_before_first` simulates an outage."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self.fail_before_first = bool(config.options.get("fail"))
+        self.delay = float(config.options.get("delay", 0.0))
+        self.calls = 0
+        self.cancelled = 0
+
+    async def chat_stream(
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
+    ) -> AsyncIterator[ChatChunk]:
+        self.calls += 1
+        if self.fail_before_first:
+            raise BackendUnavailable(f"{self.name} is down")
+        last = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})
+        content = last.get("content") or ""
+        words = str(content).split() or ["(empty)"]
+        limit = params.get("max_tokens") or 1000
+        words = words[:limit]
+        yield {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        for i, word in enumerate(words):
+            if cancel.cancelled:
+                self.cancelled += 1
+                return
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            yield {"choices": [{"index": 0, "delta": {"content": word + (" " if i < len(words) - 1 else "")},
+                                "finish_reason": None}]}
+        finish = "length" if len(str(content).split()) > limit else "stop"
+        yield {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+        yield {"choices": [], "usage": {"prompt_tokens": len(str(content).split()), "completion_tokens": len(words),
+                                         "total_tokens": len(str(content).split()) + len(words)}}
+
+
+class FakePlugin:
+    def __init__(self) -> None:
+        self.instances: dict[str, EchoBackend] = {}
+
+    @hookimpl
+    def sovhub_backend_types(self) -> dict[str, Any]:
+        def factory(hub: Any, config: BackendConfig) -> Backend:
+            backend = EchoBackend(config)
+            self.instances[config.name] = backend
+            return backend
+
+        return {"fake": factory}
