@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InvalidRequest, NotFound, SovhubError
-from ..observability import request_id_var
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -62,9 +61,3 @@ def install_error_handlers(app: FastAPI) -> None:
         err.status = exc.status_code
         err.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
         return error_response(err)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        rid = request_id_var.get()
-        log.exception("unhandled error", extra={"path": request.url.path})
-        return error_response(SovhubError(f"internal error; quote request id {rid} when reporting it"))

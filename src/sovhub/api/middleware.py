@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -17,11 +18,12 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import PayloadTooLarge
+from ..errors import PayloadTooLarge, SovhubError
 from ..observability import Metrics, request_id_var
 
 __all__ = ["HubMiddleware"]
 
+log = logging.getLogger("sovhub.api")
 _RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -44,6 +46,7 @@ class HubMiddleware:
         path: str = scope["path"]
         is_api = path.startswith("/v1/") or path.startswith("/hub/v1/")
         status_holder = [500]
+        response_started = [False]
 
         length = _content_length(scope)
         if length is not None and length > self.max_body:
@@ -64,6 +67,7 @@ class HubMiddleware:
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
+                response_started[0] = True
                 status_holder[0] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
@@ -79,6 +83,12 @@ class HubMiddleware:
         except _BodyTooLarge:
             await _send_error(send, _too_large(self.max_body), rid)
             status_holder[0] = 413
+        except Exception:
+            # The one place an unexpected error ends: logged with its trace, answered without it.
+            log.exception("unhandled error", extra={"path": path})
+            if not response_started[0]:
+                await _send_error(send, SovhubError(f"internal error; quote request id {rid} when reporting it"), rid)
+            status_holder[0] = 500
         finally:
             self.metrics.in_flight.dec()
             route = _route_label(scope)
@@ -122,7 +132,7 @@ def _route_label(scope: Scope) -> str:
     return getattr(route, "path", None) or "unmatched"
 
 
-async def _send_error(send: Send, exc: PayloadTooLarge, rid: str) -> None:
+async def _send_error(send: Send, exc: SovhubError, rid: str) -> None:
     body = json.dumps(exc.to_dict()).encode()
     await send(
         {

@@ -137,11 +137,14 @@ class EmbeddedBackend(Backend):
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
                     loop.call_soon_threadsafe(out.put_nowait, chunk)
-                total = int(llm.n_tokens)
+                # llama.cpp evaluates every generated token but the last sampled one, which is the
+                # EOS on a natural stop (not content) and a content token when cut by length.
+                evaluated = int(llm.n_tokens)
+                prompt = evaluated - tokens + (1 if finish == "length" else 0)
                 usage = {
-                    "prompt_tokens": max(0, total - tokens),
+                    "prompt_tokens": max(0, prompt),
                     "completion_tokens": tokens,
-                    "total_tokens": total,
+                    "total_tokens": max(0, prompt) + tokens,
                 }
                 loop.call_soon_threadsafe(out.put_nowait, {"_usage": usage, "_finish": finish})
             except Exception as exc:  # handed to the event loop, raised there with context

@@ -77,6 +77,7 @@ class UpstreamBackend(Backend):
             raise
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise BackendUnavailable(f"backend {self.name} unreachable: {type(exc).__name__}") from exc
+        sent_any = False
         try:
             if response.status_code >= 400:
                 await response.aread()
@@ -95,11 +96,13 @@ class UpstreamBackend(Backend):
                     raise UpstreamFailed(f"backend {self.name} sent a malformed chunk") from exc
                 if "error" in chunk:
                     raise UpstreamFailed(f"backend {self.name}: {chunk['error']}")
+                sent_any = True
                 yield chunk
-        except httpx.TimeoutException as exc:
-            raise UpstreamFailed(f"backend {self.name} timed out mid-stream") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamFailed(f"backend {self.name} dropped the connection mid-stream") from exc
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            what = "timed out" if isinstance(exc, httpx.TimeoutException) else "dropped the connection"
+            if not sent_any:  # nothing reached the client yet: the router may retry elsewhere
+                raise BackendUnavailable(f"backend {self.name} {what} before answering") from exc
+            raise UpstreamFailed(f"backend {self.name} {what} mid-stream") from exc
         finally:
             await response.aclose()
 

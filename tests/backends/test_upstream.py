@@ -1,0 +1,97 @@
+"""The upstream (OpenAI-compatible) backend against a real loopback HTTP server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sovhub.app import create_app
+from sovhub.backends.catalog import add_backend
+from sovhub.hub import Hub
+from tests.upstream_server import FakeUpstream
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def upstream() -> FakeUpstream:
+    with FakeUpstream(["up-model"]) as up:
+        yield up
+
+
+def _client(hub: Hub, api_key: str) -> TestClient:
+    return TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"})
+
+
+def test_stream_passes_through_and_usage_is_metered(hub: Hub, api_key: str, upstream: FakeUpstream) -> None:
+    add_backend(hub, "up", url=upstream.url, models=["up-model"])
+    with _client(hub, api_key) as client:
+        r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG, "stream": True})
+        assert r.status_code == 200
+        events = [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: {")]
+        text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
+        assert text == "w0 w1 w2 w3 w4 "
+        assert all(e["id"].startswith("chatcmpl-") for e in events)
+        r2 = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG, "temperature": 0.2,
+                                                        "logit_bias": {"1": 1}})
+        assert r2.json()["usage"]["completion_tokens"] == 5
+    sent = upstream.requests[-1]["body"]
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["temperature"] == 0.2 and sent["logit_bias"] == {"1": 1}
+    assert not any(k.startswith("_") for k in sent)
+    from sqlalchemy import select
+
+    from sovhub.store.tables import UsageRecord
+
+    with hub.db.session() as s:
+        rows = list(s.scalars(select(UsageRecord)))
+    assert len(rows) == 2 and rows[1].completion_tokens == 5 and rows[1].backend == "up"
+
+
+def test_models_discovered_from_upstream(hub: Hub, api_key: str, upstream: FakeUpstream) -> None:
+    add_backend(hub, "up", url=upstream.url)
+    with _client(hub, api_key) as client:
+        assert "up-model" in [m["id"] for m in client.get("/v1/models").json()["data"]]
+
+
+def test_n_is_honoured_by_upstreams(hub: Hub, api_key: str, upstream: FakeUpstream) -> None:
+    add_backend(hub, "up", url=upstream.url, models=["up-model"])
+    with _client(hub, api_key) as client:
+        r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG, "n": 2})
+        assert [c["index"] for c in r.json()["choices"]] == [0, 1]
+
+
+@pytest.mark.parametrize(("status", "expected", "code"), [
+    (500, 503, "backend_unavailable"), (400, 400, None), (429, 429, "rate_limit_exceeded"), (401, 502, "upstream_error")])
+def test_upstream_errors_are_mapped(hub: Hub, api_key: str, status: int, expected: int, code: str | None) -> None:
+    with FakeUpstream(["up-model"], status=status) as up:
+        add_backend(hub, "up", url=up.url, models=["up-model"])
+        with _client(hub, api_key) as client:
+            r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG})
+    assert r.status_code == expected
+    assert f"upstream says {status}" in r.json()["error"]["message"]
+    if code:
+        assert r.json()["error"]["code"] == code
+
+
+def test_unreachable_upstream_is_503_and_retry_uses_next(hub: Hub, api_key: str, upstream: FakeUpstream) -> None:
+    add_backend(hub, "dead", url="http://127.0.0.1:9/v1", models=["up-model"])
+    with _client(hub, api_key) as client:
+        r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG})
+        assert r.status_code == 503
+        add_backend(hub, "alive", url=upstream.url, models=["up-model"])
+    with _client(hub, api_key) as client:
+        r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG})
+        assert r.status_code == 200 and upstream.connections == 1
+
+
+def test_read_timeout_midstream_ends_stream_with_error(hub: Hub, api_key: str) -> None:
+    hub.settings.upstream_read_timeout = 0.2
+    with FakeUpstream(["slow"], delay=0.5, words=3) as up:
+        add_backend(hub, "slow", url=up.url, models=["slow"])
+        with _client(hub, api_key) as client:
+            r = client.post("/v1/chat/completions", json={"model": "slow", "messages": MSG})
+    # No byte had reached the client when the timeout hit, so it is a clean error response.
+    assert r.status_code == 503 and "timed out" in r.json()["error"]["message"]

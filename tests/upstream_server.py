@@ -1,0 +1,103 @@
+"""A real OpenAI-compatible HTTP server on loopback, for tests of the upstream backend.
+
+It counts TCP connections and requests, so a test can prove zero bytes went to it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FakeUpstream:
+    def __init__(self, models: list[str] | None = None, *, status: int = 200, delay: float = 0.0,
+                 words: int = 5) -> None:
+        self.models = models or ["up-model"]
+        self.status = status
+        self.delay = delay
+        self.words = words
+        self.connections = 0
+        self.requests: list[dict[str, Any]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.endswith("/models"):
+                    self._json(200, {"object": "list", "data": [
+                        {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in owner.models]})
+                else:
+                    self._json(404, {"error": {"message": "nope", "type": "x", "param": None, "code": None}})
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                owner.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                if owner.status != 200:
+                    self._json(owner.status, {"error": {"message": f"upstream says {owner.status}", "type": "x",
+                                                        "param": None, "code": None}})
+                    return
+                if body.get("model") not in owner.models:
+                    self._json(404, {"error": {"message": "model not found", "type": "x", "param": None,
+                                               "code": None}})
+                    return
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                base = {"id": "up-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+                n = body.get("n", 1)
+                for i in range(owner.words):
+                    if owner.delay:
+                        time.sleep(owner.delay)
+                    choices = [{"index": k, "delta": {"content": f"w{i} "}, "finish_reason": None}
+                               for k in range(n)]
+                    self._event({**base, "choices": choices})
+                self._event({**base, "choices": [{"index": k, "delta": {}, "finish_reason": "stop"}
+                                                 for k in range(n)]})
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    self._event({**base, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens":
+                                                                   owner.words * n, "total_tokens": 3 + owner.words * n}})
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+            def _event(self, data: dict[str, Any]) -> None:
+                self.wfile.write(b"data: " + json.dumps(data).encode() + b"\n\n")
+                self.wfile.flush()
+
+            def _json(self, status: int, data: dict[str, Any]) -> None:
+                raw = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        class CountingServer(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):  # type: ignore[no-untyped-def]
+                conn = super().get_request()
+                owner.connections += 1
+                return conn
+
+        self.server = CountingServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeUpstream:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
