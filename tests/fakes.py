@@ -20,6 +20,7 @@ class EchoBackend(Backend):
         self.delay = float(config.options.get("delay", 0.0))
         self.calls = 0
         self.cancelled = 0
+        self.yielded = 0
 
     async def chat_stream(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
@@ -39,6 +40,7 @@ class EchoBackend(Backend):
                 return
             if self.delay:
                 await asyncio.sleep(self.delay)
+            self.yielded += 1
             yield {"choices": [{"index": 0, "delta": {"content": word + (" " if i < len(words) - 1 else "")},
                                 "finish_reason": None}]}
         finish = "length" if len(str(content).split()) > limit else "stop"

@@ -108,7 +108,7 @@ def list_keys(hub: Hub, org_name: str | None = None) -> list[tuple[ApiKey, str]]
         stmt = select(ApiKey, Organization.name).join(Organization, Organization.id == ApiKey.org_id)
         if org_name is not None:
             stmt = stmt.where(Organization.name == org_name)
-        return [(k, o) for k, o in s.execute(stmt.order_by(ApiKey.id)).tuples()]
+        return [(k, o) for k, o in s.execute(stmt.order_by(ApiKey.id))]
 
 
 def revoke_key(hub: Hub, prefix: str, *, actor: str = "cli") -> ApiKey:

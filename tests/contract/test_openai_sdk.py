@@ -109,8 +109,11 @@ def test_embeddings_multilingual(client: openai.OpenAI, remote: tuple[RemoteHub,
     raw = httpx.post(f"{hub.url}/v1/embeddings", headers={"authorization": f"Bearer {key}"},
                      json={"model": EMBED, "input": "hello"}).json()
     assert_valid("CreateEmbeddingResponse", raw)
-    b64 = client.embeddings.create(model=EMBED, input="hello", encoding_format="base64")
-    assert len(b64.data[0].embedding) == 384  # the SDK decodes base64 back into floats
+    import base64
+
+    b64 = client.embeddings.create(model=EMBED, input="hello", encoding_format="base64").data[0].embedding
+    decoded = np.frombuffer(base64.b64decode(b64), dtype="<f4")
+    assert decoded.shape == (384,) and np.allclose(decoded, raw["data"][0]["embedding"], atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,146 @@
+"""The admission control (`sovhub_admission`): per key, per organization and per tier limits.
+
+Where limits come from (no database read on the hot path):
+
+* key: ``api_keys.limits`` (carried in the Principal from the key cache);
+* organization: ``access_org_profiles.limits``, else ``access.org_limits``;
+* tier: ``access.tier_limits[tier]``, counted per organization across that tier's models.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidRequest, RateLimited
+from ..store.base import utcnow
+from .ratelimit import FIELDS, REQUEST_FIELDS, Check, Limit, MemoryLimiter, RedisLimiter
+from .redis_conn import redis_client
+from .state import access_state
+from .tables import OrgAccess
+from .tiers import check_tier
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from ..pipeline import Principal
+
+__all__ = ["QuotaControl", "format_reset", "limits_for", "set_org_limits"]
+
+_NAMES = {
+    "rpm": "requests per minute", "rpd": "requests per day", "tpm": "tokens per minute",
+    "tpd": "tokens per day", "budget_day": "token budget per day", "budget_week": "token budget per week",
+    "budget_month": "token budget per month",
+}
+
+
+def format_reset(ms: int) -> str:
+    """OpenAI's duration style: '20ms', '6s', '1m30s', '2h0m5s'."""
+    if ms < 1000:
+        return f"{max(ms, 0)}ms"
+    seconds = ms / 1000
+    hours, rest = divmod(int(seconds), 3600)
+    minutes = rest // 60
+    secs = seconds - hours * 3600 - minutes * 60
+    text = f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{minutes}m{text}"
+    return text
+
+
+def _limits(scope: str, values: dict[str, Any]) -> list[Limit]:
+    return [Limit(scope, f, int(values[f])) for f in FIELDS if values.get(f) is not None]
+
+
+def limits_for(hub: Hub, principal: Principal, model: str) -> list[Limit]:
+    state = access_state(hub)
+    out: list[Limit] = []
+    if principal.key_id is not None:
+        out += _limits(f"key:{principal.key_id}", principal.limits)
+    if principal.org_id is not None:
+        facts = state.org(principal.org_id)
+        out += _limits(f"org:{principal.org_id}", facts.limits or hub.settings.access.org_limits)
+        tier = state.tier(model)
+        out += _limits(f"org:{principal.org_id}:tier:{tier}", hub.settings.access.tier_limits.get(tier, {}))
+    return out
+
+
+def _headers(checks: list[Check], admitted: bool) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for kind, name in (("r", "requests"), ("t", "tokens")):
+        relevant = [c for c in checks if c.limit.kind == kind]
+        if not relevant:
+            continue
+        # Report the tightest limit, as a client pacing itself needs the one it will hit first.
+        spent = 1 if (kind == "r" and admitted) else 0
+        tightest = min(relevant, key=lambda c: c.limit.value - c.used - spent)
+        remaining = max(tightest.limit.value - tightest.used - spent, 0)
+        # The request just admitted is the newest entry, so its window resets one window from now.
+        reset = REQUEST_FIELDS[tightest.limit.field] if kind == "r" and admitted else tightest.reset_ms
+        headers[f"x-ratelimit-limit-{name}"] = str(tightest.limit.value)
+        headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
+        headers[f"x-ratelimit-reset-{name}"] = format_reset(reset)
+    return headers
+
+
+class QuotaControl:
+    """`admit` refuses with 429 and Retry-After, or returns the x-ratelimit-* headers."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        redis = redis_client(hub)
+        self.store: MemoryLimiter | RedisLimiter = (
+            RedisLimiter(redis, hub.settings.access.redis_prefix) if redis is not None else MemoryLimiter()
+        )
+
+    async def admit(self, principal: Principal, endpoint: str, model: str) -> dict[str, str]:
+        # Tier first: a request the tier refuses must not use up the caller's quota.
+        check_tier(self.hub, principal, model)
+        limits = limits_for(self.hub, principal, model)
+        if not limits:
+            return {}
+        checks = await self.store.admit(limits)
+        refused = [c for c in checks if c.wait_ms > 0]
+        if not refused:
+            return _headers(checks, admitted=True)
+        worst = max(refused, key=lambda c: c.wait_ms)
+        lim = worst.limit
+        wait_s = worst.wait_ms / 1000
+        who = {"key": f"API key {principal.key_prefix}", "org": f"organization {principal.org_name}"}[
+            lim.scope.split(":")[0]
+        ]
+        if ":tier:" in lim.scope:
+            who += f" (models in tier {lim.scope.rsplit(':', 1)[1]!r})"
+        raise RateLimited(
+            f"Rate limit reached for {who} on {_NAMES[lim.field]} ({lim.field}): limit {lim.value}, "
+            f"used {worst.used}. Please try again in {format_reset(worst.wait_ms)}.",
+            retry_after=wait_s,
+            code="token_budget_exceeded" if lim.kind == "b" else "rate_limit_exceeded",
+            headers=_headers(checks, admitted=False),
+        )
+
+    async def settle(self, principal: Principal, endpoint: str, model: str, tokens: int) -> None:
+        limits = limits_for(self.hub, principal, model)
+        if limits and tokens > 0:
+            await self.store.settle(limits, tokens)
+
+
+def set_org_limits(hub: Hub, org_id: int, limits: dict[str, int | None], *, actor: str = "cli") -> dict[str, int]:
+    """Set (value) or clear (None) an organization's limits; returns the limits now in force."""
+    with hub.db.session() as s:
+        row = s.get(OrgAccess, org_id) or OrgAccess(org_id=org_id, limits={}, tiers=[])
+        s.add(row)
+        current = dict(row.limits or {})
+        for field, value in limits.items():
+            if field not in FIELDS:
+                raise InvalidRequest(f"unknown limit {field!r}; known: {', '.join(FIELDS)}", param=field)
+            if value is None:
+                current.pop(field, None)
+            elif int(value) < 0:
+                raise InvalidRequest(f"limit {field} must be >= 0, got {value}", param=field)
+            else:
+                current[field] = int(value)
+        row.limits, row.updated_at = current, utcnow()
+    access_state(hub).load()
+    hub.emit("org.limits_set", actor=actor, subject=f"org:{org_id}", limits=current)
+    return current

@@ -1,0 +1,207 @@
+"""Training the semantic classifier: softmax regression + k-NN blend, calibrated on held-out languages.
+
+Pure numpy, deterministic, a few seconds for a few thousand exemplars. Class 0 is ``safe``;
+classes 1.. are the hazard codes in taxonomy order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["TrainedClassifier", "train_classifier"]
+
+L2 = 1e-3
+ITERATIONS = 400
+LEARNING_RATE = 0.05
+KNN_K = 10
+KNN_TEMPERATURE = 0.02
+TEMPERATURES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+BLENDS = (0.0, 0.25, 0.5, 0.75)
+# Thresholds are never set below this: a hazard must be the likely reading, not a faint one.
+MIN_THRESHOLD = 0.3
+# Out-of-fold false-positive rate on safe exemplars the thresholds are raised to meet.
+TARGET_SAFE_FPR = 0.03
+
+
+@dataclass
+class TrainedClassifier:
+    mean: np.ndarray  # (d,) feature centre
+    scale: np.ndarray  # (d,) feature spread
+    weights: np.ndarray  # (d, C)
+    bias: np.ndarray  # (C,)
+    temperature: float
+    blend: float  # weight of the k-NN vote
+    thresholds: np.ndarray  # (C-1,) per hazard, on the blended probability
+    bank: np.ndarray  # (n, d) exemplar embeddings for the k-NN vote
+    bank_labels: np.ndarray  # (n,)
+    digest: str
+    cv_report: str = ""
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.bias.shape[0])
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        logits = ((vectors - self.mean) / self.scale) @ self.weights + self.bias
+        p = _softmax(logits / self.temperature)
+        if self.blend > 0:
+            p = (1 - self.blend) * p + self.blend * _knn(vectors, self.bank, self.bank_labels, self.n_classes)
+        return p
+
+    def decision_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, C-1) hazard scores, rescaled so each hazard's threshold is 0.5."""
+        return rescale(self.probabilities(vectors)[:, 1:], self.thresholds)
+
+    def save(self, path: Path) -> None:
+        with path.open("wb") as fh:
+            np.savez_compressed(
+                fh,
+                mean=self.mean, scale=self.scale, weights=self.weights, bias=self.bias,
+                temperature=np.float64(self.temperature), blend=np.float64(self.blend),
+                thresholds=self.thresholds, bank=self.bank.astype(np.float16), bank_labels=self.bank_labels,
+                digest=np.str_(self.digest), cv_report=np.str_(self.cv_report),
+            )
+
+    @classmethod
+    def load(cls, path: Path) -> TrainedClassifier:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                mean=z["mean"], scale=z["scale"], weights=z["weights"], bias=z["bias"],
+                temperature=float(z["temperature"]), blend=float(z["blend"]), thresholds=z["thresholds"],
+                bank=z["bank"].astype(np.float32), bank_labels=z["bank_labels"], digest=str(z["digest"]),
+                cv_report=str(z["cv_report"]),
+            )
+
+
+def rescale(p: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Piecewise-linear map of probabilities so that ``threshold -> 0.5``, ``0 -> 0`` and ``1 -> 1``."""
+    t = thresholds[None, :]
+    low = 0.5 * p / t
+    high = 0.5 + 0.5 * (p - t) / np.maximum(1 - t, 1e-9)
+    return np.clip(np.where(p < t, low, high), 0.0, 1.0)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def _knn(vectors: np.ndarray, bank: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Similarity-weighted vote of the k nearest exemplars (cosine: vectors are L2-normalised)."""
+    sims = vectors @ bank.T
+    k = min(KNN_K, bank.shape[0])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    top_sims = np.take_along_axis(sims, top, axis=1)
+    w = np.exp((top_sims - top_sims.max(axis=1, keepdims=True)) / KNN_TEMPERATURE)
+    votes = np.zeros((vectors.shape[0], n_classes))
+    np.add.at(votes, (np.repeat(np.arange(vectors.shape[0]), k), labels[top].ravel()), w.ravel())
+    return votes / votes.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def _fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class-balanced, L2-regularised softmax regression by full-batch Adam (deterministic)."""
+    n, d = x.shape
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    sample_w = (n / (n_classes * np.maximum(counts, 1)))[y]
+    sample_w /= sample_w.sum()
+    onehot = np.eye(n_classes)[y]
+    w = np.zeros((d, n_classes))
+    b = np.zeros(n_classes)
+    mw, vw, mb, vb = (np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b))
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for step in range(1, ITERATIONS + 1):
+        p = _softmax(x @ w + b)
+        g = (p - onehot) * sample_w[:, None]
+        gw = x.T @ g + L2 * w
+        gb = g.sum(axis=0)
+        mw = beta1 * mw + (1 - beta1) * gw
+        vw = beta2 * vw + (1 - beta2) * gw * gw
+        mb = beta1 * mb + (1 - beta1) * gb
+        vb = beta2 * vb + (1 - beta2) * gb * gb
+        c1, c2 = 1 - beta1**step, 1 - beta2**step
+        w -= LEARNING_RATE * (mw / c1) / (np.sqrt(vw / c2) + eps)
+        b -= LEARNING_RATE * (mb / c1) / (np.sqrt(vb / c2) + eps)
+    return w, b
+
+
+def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return x.mean(axis=0), x.std(axis=0) + 1e-6
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-9, 1.0))))
+
+
+def _choose_thresholds(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per hazard, the F1-best threshold on out-of-fold scores; then raised until safe FPR is met."""
+    hazards = p.shape[1] - 1
+    grid = np.linspace(MIN_THRESHOLD, 0.95, 66)
+    thresholds = np.full(hazards, 0.5)
+    for k in range(hazards):
+        truth = y == k + 1
+        if not truth.any():
+            thresholds[k] = 0.95
+            continue
+        best = -1.0
+        for t in grid:
+            pred = p[:, k + 1] >= t
+            tp = float(np.sum(pred & truth))
+            f1 = 2 * tp / (pred.sum() + truth.sum()) if pred.sum() + truth.sum() else 0.0
+            if f1 > best + 1e-9:
+                best, thresholds[k] = f1, t
+    safe = y == 0
+    for _ in range(40):
+        fpr = float(np.mean((p[safe, 1:] >= thresholds).any(axis=1))) if safe.any() else 0.0
+        if fpr <= TARGET_SAFE_FPR:
+            break
+        thresholds = np.minimum(thresholds + 0.02, 0.97)
+    return thresholds
+
+
+def _report(p: np.ndarray, y: np.ndarray, thresholds: np.ndarray, groups: np.ndarray) -> str:
+    flagged = (p[:, 1:] >= thresholds).any(axis=1)
+    harmful = y != 0
+    tp = float(np.sum(flagged & harmful))
+    precision = tp / max(flagged.sum(), 1)
+    recall = tp / max(harmful.sum(), 1)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+    fpr = float(np.mean(flagged[~harmful])) if (~harmful).any() else 0.0
+    per_group = []
+    for g in np.unique(groups):
+        m = groups == g
+        r = float(np.mean(flagged[m & harmful])) if (m & harmful).any() else 0.0
+        per_group.append(f"g{int(g)}:recall={r:.2f}")
+    return (f"leave-one-language-out: P={precision:.3f} R={recall:.3f} F1={f1:.3f} safe-FPR={fpr:.3f}; "
+            + " ".join(per_group))
+
+
+def train_classifier(
+    vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, n_classes: int, digest: str
+) -> TrainedClassifier:
+    """Fit on all exemplars; temperature, blend and thresholds come from leave-one-group-out scores."""
+    x = vectors.astype(np.float64)
+    oof_lr = np.zeros((len(labels), n_classes))
+    oof_knn = np.zeros((len(labels), n_classes))
+    for g in np.unique(groups):
+        test = groups == g
+        train = ~test
+        mean, scale = _standardize(x[train])
+        w, b = _fit_softmax((x[train] - mean) / scale, labels[train], n_classes)
+        oof_lr[test] = ((x[test] - mean) / scale) @ w + b
+        oof_knn[test] = _knn(x[test], x[train], labels[train], n_classes)
+    temperature = min(TEMPERATURES, key=lambda t: _log_loss(_softmax(oof_lr / t), labels))
+    p_lr = _softmax(oof_lr / temperature)
+    blend = min(BLENDS, key=lambda a: _log_loss((1 - a) * p_lr + a * oof_knn, labels))
+    oof = (1 - blend) * p_lr + blend * oof_knn
+    thresholds = _choose_thresholds(oof, labels)
+    mean, scale = _standardize(x)
+    w, b = _fit_softmax((x - mean) / scale, labels, n_classes)
+    return TrainedClassifier(
+        mean=mean, scale=scale, weights=w, bias=b, temperature=temperature, blend=blend,
+        thresholds=thresholds, bank=vectors.astype(np.float32), bank_labels=labels.astype(np.int64),
+        digest=digest, cv_report=_report(oof, labels, thresholds, groups),
+    )

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from sovhub.hub import Hub
+
+
+def test_healthz_and_readyz(app_client: TestClient) -> None:
+    assert app_client.get("/healthz").json() == {"status": "ok"}
+    ready = app_client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["database"] is True and ready.json()["backends"] == {"fake1": True}
+
+
+def test_readyz_is_503_when_database_is_gone(app_client: TestClient, hub: Hub, monkeypatch) -> None:
+    monkeypatch.setattr(hub.db, "ping", lambda: False)
+    r = app_client.get("/readyz")
+    assert r.status_code == 503 and r.json()["status"] == "not_ready"
+
+
+def test_metrics_count_requests_tokens_and_overhead(app_client: TestClient) -> None:
+    app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "a b"}]})
+    text = app_client.get("/metrics").text
+    assert 'sovhub_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0' in text
+    assert 'sovhub_tokens_total{kind="completion",model="echo"} 2.0' in text
+    assert "sovhub_gateway_overhead_seconds_bucket" in text
+    assert "sovhub_time_to_first_token_seconds_count" in text
+
+
+def test_request_id_is_echoed_when_sane(app_client: TestClient) -> None:
+    assert app_client.get("/v1/models", headers={"x-request-id": "abc-123"}).headers["x-request-id"] == "abc-123"
+    assert app_client.get("/v1/models", headers={"x-request-id": "bad id\n"}).headers["x-request-id"] != "bad id"
+
+
+def test_json_logs_carry_request_id(app_client: TestClient, capsys) -> None:
+    import json
+    import logging
+
+    from sovhub.observability import configure_logging
+
+    configure_logging("info")
+    try:
+        app_client.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+                        headers={"x-request-id": "rid-log-1"})
+        logging.getLogger("sovhub.test").info("marker")
+    finally:
+        logging.getLogger("sovhub").handlers.clear()
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    assert any(line["msg"] == "marker" and "request_id" not in line for line in lines)

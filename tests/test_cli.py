@@ -1,0 +1,110 @@
+"""The CLI contract: exact commands, clear errors, non-zero exits on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sovhub.cli import cli, main
+
+
+def run(data_dir: Path, *args: str, input: str | None = None):
+    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), *args], input=input, catch_exceptions=True)
+    return result
+
+
+def run_main(data_dir: Path, *args: str, capsys) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(["--data-dir", str(data_dir), *args])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_init_is_idempotent(data_dir: Path, capsys) -> None:
+    assert run_main(data_dir, "init", capsys=capsys)[0] == 0
+    assert (data_dir / "sovhub.toml").is_file() and (data_dir / "sovhub.db").is_file()
+    code, out, _ = run_main(data_dir, "init", capsys=capsys)
+    assert code == 0 and "already initialized" in out
+
+
+def test_init_records_jurisdiction(data_dir: Path, capsys) -> None:
+    assert run_main(data_dir, "init", "--jurisdiction", "ua", capsys=capsys)[0] == 0
+    assert 'jurisdiction = "UA"' in (data_dir / "sovhub.toml").read_text()
+    code, _, err = run_main(data_dir, "init", "--jurisdiction", "XX", capsys=capsys)
+    assert code == 1 and "unknown jurisdiction 'XX'" in err
+
+
+def test_orgs_and_keys_flow(data_dir: Path, capsys) -> None:
+    assert run_main(data_dir, "orgs", "create", "acme", capsys=capsys)[0] == 0
+    code, out, err = run_main(data_dir, "keys", "create", "--org", "acme", "--rpm", "10", capsys=capsys)
+    assert code == 0
+    secret = out.strip().splitlines()[-1]
+    assert secret.startswith("sk-sov-") and "_" in secret
+    prefix = secret.split("_")[0]
+    code, out, _ = run_main(data_dir, "keys", "list", capsys=capsys)
+    assert prefix in out and "active" in out and secret not in out
+    assert run_main(data_dir, "keys", "revoke", prefix, capsys=capsys)[0] == 0
+    assert "revoked" in run_main(data_dir, "keys", "list", capsys=capsys)[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("keys", "create", "--org", "ghost"), "no organization named 'ghost'"),
+        (("orgs", "create", "../bad"), "invalid organization"),
+        (("keys", "revoke", "sk-sov-nothing"), "no API key"),
+        (("backends", "add", "x", "--url", "ftp://host"), "invalid URL"),
+        (("backends", "add", "x"), "exactly one of --url"),
+        (("backends", "add", "Bad Name", "--url", "http://h/v1"), "invalid backend name"),
+        (("backends", "add", "x", "--gguf", "/no/such.gguf"), "GGUF file not found"),
+        (("backends", "add", "x", "--url", "http://h/v1", "--jurisdiction", "ZZ"), "unknown jurisdiction"),
+        (("backends", "remove", "ghost"), "no backend named"),
+    ],
+)
+def test_bad_input_is_a_clear_error(data_dir: Path, capsys, args: tuple[str, ...], message: str) -> None:
+    code, _, err = run_main(data_dir, *args, capsys=capsys)
+    assert code == 1
+    assert message in err and "Traceback" not in err
+
+
+def test_duplicate_org_and_backend(data_dir: Path, capsys) -> None:
+    run_main(data_dir, "orgs", "create", "acme", capsys=capsys)
+    assert run_main(data_dir, "orgs", "create", "acme", capsys=capsys)[0] == 1
+    assert run_main(data_dir, "backends", "add", "up", "--url", "http://127.0.0.1:1/v1", "--model", "m",
+                    capsys=capsys)[0] == 0
+    code, _, err = run_main(data_dir, "backends", "add", "up", "--url", "http://127.0.0.1:1/v1", capsys=capsys)
+    assert code == 1 and "already exists" in err
+
+
+def test_backends_and_models_list(data_dir: Path, capsys) -> None:
+    run_main(data_dir, "backends", "add", "vllm", "--url", "http://10.1.1.1:8000/v1", "--model", "qwen",
+             "--jurisdiction", "PL", "--operator", "Ministry", capsys=capsys)
+    out = run_main(data_dir, "backends", "list", capsys=capsys)[1]
+    assert "embedded" in out.splitlines()[0] and "vllm\topenai\thttp://10.1.1.1:8000/v1\tqwen\tPL\tMinistry" in out
+    models = run_main(data_dir, "models", "list", capsys=capsys)[1]
+    assert "smollm2-135m-instruct" in models and "qwen\tvllm" in models and "multilingual-e5-small" in models
+
+
+def test_gguf_backend_registration(data_dir: Path, capsys, tmp_path: Path) -> None:
+    gguf = tmp_path / "My-Model.Q4.gguf"
+    gguf.write_bytes(b"GGUF")
+    code, out, _ = run_main(data_dir, "backends", "add", "local2", "--gguf", str(gguf), capsys=capsys)
+    assert code == 0 and "embedded" in out
+    assert "my-model.q4\tlocal2" in run_main(data_dir, "models", "list", capsys=capsys)[1]
+
+
+def test_usage_error_exits_2(data_dir: Path, capsys) -> None:
+    assert run_main(data_dir, "keys", "create", capsys=capsys)[0] == 2
+    assert run_main(data_dir, "nonsense", capsys=capsys)[0] == 2
+
+
+def test_bad_config_is_reported(data_dir: Path, capsys) -> None:
+    data_dir.mkdir(parents=True)
+    (data_dir / "sovhub.toml").write_text("port = 'x'\n")
+    code, _, err = run_main(data_dir, "orgs", "list", capsys=capsys)
+    assert code == 1 and "port" in err
