@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import httpx
-import uvicorn
 
 from sovhub.app import create_app
 from sovhub.hub import Hub
 from tests.conftest import add_fake_backend
-from tests.server import free_port
+from tests.server import ThreadedServer
 
 
 def test_disconnect_stops_generation(hub: Hub, fake_plugin, api_key: str) -> None:
     add_fake_backend(hub, "slow", ["slow"], delay=0.02)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(hub), port=port, log_level="error", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(100):
-            if server.started:
-                break
-            time.sleep(0.05)
+    with ThreadedServer(create_app(hub)) as server:
+        port = server.port
         words = " ".join(f"w{i}" for i in range(500))
         with httpx.stream(
             "POST", f"http://127.0.0.1:{port}/v1/chat/completions", headers={"authorization": f"Bearer {api_key}"},
@@ -41,6 +32,3 @@ def test_disconnect_stops_generation(hub: Hub, fake_plugin, api_key: str) -> Non
         time.sleep(0.5)
         assert backend.yielded == produced, "generation went on after the client left"
         assert produced < 100
-    finally:
-        server.should_exit = True
-        thread.join(10)

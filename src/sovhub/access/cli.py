@@ -1,0 +1,156 @@
+"""Staff commands added to the core `orgs` and `models` groups."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+import click
+
+from ..cli import pass_hub
+from ..hub import Hub
+
+__all__ = ["add_commands"]
+
+
+def _actor() -> str:
+    # Who ran it, for the audit log: the OS account is the best identity a CLI has.
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _org_id(hub: Hub, name: str) -> int:
+    from ..accounts import get_org
+
+    return get_org(hub, name).id
+
+
+@click.command("verify")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why staff approve (recorded in the audit log).")
+@pass_hub
+def orgs_verify(hub: Hub, name: str, reason: str) -> None:
+    """Approve an organization's verification (staff decision)."""
+    from .verification import staff_verify
+
+    row = staff_verify(hub, _org_id(hub, name), reason=reason, actor=_actor())
+    click.echo(f"organization {name} verified (verification {row.id})")
+
+
+@click.command("revoke-verification")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why verification is revoked (recorded in the audit log).")
+@pass_hub
+def orgs_revoke(hub: Hub, name: str, reason: str) -> None:
+    """Revoke an organization's verification."""
+    from .verification import revoke_verification
+
+    revoke_verification(hub, _org_id(hub, name), reason=reason, actor=_actor())
+    click.echo(f"verification of organization {name} revoked")
+
+
+@click.command("reject-verification")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why the request is rejected (shown to the organization).")
+@pass_hub
+def orgs_reject(hub: Hub, name: str, reason: str) -> None:
+    """Reject an organization's open verification request."""
+    from .verification import reject_verification
+
+    reject_verification(hub, _org_id(hub, name), reason=reason, actor=_actor())
+    click.echo(f"verification request of organization {name} rejected")
+
+
+@click.command("verification")
+@click.argument("name")
+@pass_hub
+def orgs_verification(hub: Hub, name: str) -> None:
+    """Show an organization's verification status (JSON)."""
+    from .verification import verification_status
+
+    click.echo(json.dumps(verification_status(hub, _org_id(hub, name)), indent=2, ensure_ascii=False))
+
+
+@click.command("verification-queue")
+@pass_hub
+def orgs_queue(hub: Hub) -> None:
+    """List verification requests waiting for staff review."""
+    from .verification import verification_queue
+
+    for item in verification_queue(hub):
+        click.echo(f"{item['organization']}\t{item['country']} {item['registry_number']}\t"
+                   f"{'; '.join(item['problems'])}")
+
+
+def _limit_option(name: str, help_text: str) -> click.Option:
+    return click.Option([f"--{name.replace('_', '-')}", name], type=click.IntRange(min=0), default=None,
+                        help=help_text)
+
+
+@click.command("set-limits")
+@click.argument("name")
+@click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=0), default=None, help="Tokens per minute.")
+@click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day.")
+@click.option("--tpd", type=click.IntRange(min=0), default=None, help="Tokens per day.")
+@click.option("--budget-day", type=click.IntRange(min=0), default=None, help="Token budget per UTC day.")
+@click.option("--budget-week", type=click.IntRange(min=0), default=None, help="Token budget per ISO week.")
+@click.option("--budget-month", type=click.IntRange(min=0), default=None, help="Token budget per month.")
+@click.option("--clear", "clear", multiple=True, help="Remove this limit (repeat), e.g. --clear rpm.")
+@pass_hub
+def orgs_set_limits(hub: Hub, name: str, clear: tuple[str, ...], **values: int | None) -> None:
+    """Set an organization's quotas (apply across all its keys)."""
+    from .quotas import set_org_limits
+
+    changes: dict[str, int | None] = {k: v for k, v in values.items() if v is not None}
+    changes.update({field: None for field in clear})
+    current = set_org_limits(hub, _org_id(hub, name), changes, actor=_actor())
+    click.echo(f"limits of {name}: " + (", ".join(f"{k}={v}" for k, v in sorted(current.items())) or "none"))
+
+
+@click.command("grant-tier")
+@click.argument("name")
+@click.argument("tier")
+@click.option("--withdraw", is_flag=True, help="Withdraw the tier instead.")
+@pass_hub
+def orgs_grant_tier(hub: Hub, name: str, tier: str, withdraw: bool) -> None:
+    """Grant an organization a custom model tier."""
+    from .tiers import grant_tier
+
+    tiers = grant_tier(hub, _org_id(hub, name), tier, granted=not withdraw, actor=_actor())
+    click.echo(f"custom tiers of {name}: {', '.join(tiers) or 'none'}")
+
+
+@click.command("set-tier")
+@click.argument("model")
+@click.argument("tier")
+@pass_hub
+def models_set_tier(hub: Hub, model: str, tier: str) -> None:
+    """Set a model's access tier: open, verified, or a custom tier."""
+    from .tiers import set_tier
+
+    set_tier(hub, model, tier, actor=_actor())
+    click.echo(f"model {model} is now in tier {tier.strip().lower()}")
+
+
+@click.command("tiers")
+@pass_hub
+def models_tiers(hub: Hub) -> None:
+    """List models whose tier is not `open`."""
+    from .tiers import list_tiers
+
+    for model, tier in list_tiers(hub).items():
+        click.echo(f"{model}\t{tier}")
+
+
+def add_commands(cli: click.Group) -> None:
+    orgs, models = cli.commands.get("orgs"), cli.commands.get("models")
+    if isinstance(orgs, click.Group):
+        for command in (orgs_verify, orgs_revoke, orgs_reject, orgs_verification, orgs_queue, orgs_set_limits,
+                        orgs_grant_tier):
+            orgs.add_command(command)
+    if isinstance(models, click.Group):
+        models.add_command(models_set_tier)
+        models.add_command(models_tiers)

@@ -1,0 +1,75 @@
+"""An organization's usage by day (UTC), model and key, from the metered usage records."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Date, cast, func, select
+
+from ..errors import InvalidRequest
+from ..store.base import utcnow
+from ..store.tables import ApiKey, UsageRecord
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["CSV_COLUMNS", "usage_csv", "usage_summary"]
+
+CSV_COLUMNS = ("date", "model", "key_prefix", "key_name", "requests", "prompt_tokens", "completion_tokens",
+               "total_tokens")
+MAX_DAYS = 366
+
+
+def usage_summary(hub: Hub, org_id: int, days: int = 30) -> list[dict[str, Any]]:
+    """Rows {date, model, key_prefix, key_name, requests, *_tokens} for the last `days` days, newest first.
+
+    One grouped query, so the cost does not grow with the number of keys or models.
+    """
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidRequest(f"days must be between 1 and {MAX_DAYS}", param="days")
+    since = (utcnow() - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    if hub.db.is_sqlite:
+        day = func.date(UsageRecord.ts)
+    else:
+        day = cast(func.timezone("UTC", UsageRecord.ts), Date)
+    stmt = (
+        select(
+            day.label("day"), UsageRecord.model, ApiKey.prefix, ApiKey.name,
+            func.count().label("requests"),
+            func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+        )
+        .select_from(UsageRecord)
+        .outerjoin(ApiKey, ApiKey.id == UsageRecord.key_id)
+        .where(UsageRecord.org_id == org_id, UsageRecord.ts >= since)
+        .group_by(day, UsageRecord.model, ApiKey.prefix, ApiKey.name)
+        .order_by(day.desc(), UsageRecord.model, ApiKey.prefix)
+    )
+    with hub.db.session() as s:
+        rows = s.execute(stmt).all()
+    return [
+        {
+            "date": str(d), "model": model, "key_prefix": prefix, "key_name": name, "requests": int(n),
+            "prompt_tokens": int(p), "completion_tokens": int(c), "total_tokens": int(p) + int(c),
+        }
+        for d, model, prefix, name, n, p, c in rows
+    ]
+
+
+def usage_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        # A model or key name starting with = + - @ would run as a formula in a spreadsheet.
+        writer.writerow({k: _cell(row.get(k)) for k in CSV_COLUMNS})
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value

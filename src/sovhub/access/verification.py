@@ -1,0 +1,286 @@
+"""Verified organizations: request, representative's eID proof, registry check, decision, revocation.
+
+1. An admin of the organization requests verification (country, registry number, legal name).
+   The hub answers with a one-time link for the legal representative.
+2. The representative opens the link and signs in with national eID at assurance level high.
+3. The registry lookup checks the number, status, legal name and that the representative is
+   listed. All consistent -> approved at once; anything else -> queued for staff review, with
+   each problem spelled out. One person verifies at most one organization per
+   ``access.verification_cooldown_days`` (a refusal names the date from which it is possible).
+4. Staff approve or revoke with a reason (`sovhub orgs verify|revoke-verification`); every
+   decision is an event, so the audit log records it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from ..errors import Conflict, InvalidRequest, NotFound
+from ..store.base import utcnow
+from ..store.tables import Organization
+from .registry import normalize_name, registry_for
+from .state import access_state
+from .tables import Identity, OrgAccess, Verification
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from ..hub import Hub
+
+__all__ = [
+    "attach_representative", "reject_verification", "request_verification", "revoke_verification",
+    "staff_verify", "verification_queue", "verification_status",
+]
+
+AWAITING, IN_REVIEW, APPROVED = "awaiting_representative", "in_review", "approved"
+REJECTED, REVOKED, SUPERSEDED = "rejected", "revoked", "superseded"
+OPEN_STATES = (AWAITING, IN_REVIEW)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; they were stored as UTC.
+    if ts is not None and ts.tzinfo is None:
+        return ts.replace(tzinfo=utcnow().tzinfo)
+    return ts
+
+
+def _set_verified(s: Session, org_id: int, verification_id: int | None, verified: bool) -> None:
+    row = s.get(OrgAccess, org_id) or OrgAccess(org_id=org_id, limits={}, tiers=[])
+    s.add(row)
+    row.verified_at = utcnow() if verified else None
+    row.verification_id = verification_id if verified else None
+    row.updated_at = utcnow()
+
+
+def _latest(s: Session, org_id: int) -> Verification | None:
+    return s.scalar(
+        select(Verification).where(Verification.org_id == org_id).order_by(Verification.id.desc()).limit(1)
+    )
+
+
+def request_verification(
+    hub: Hub, org_id: int, *, country: str, registry_number: str, legal_name: str, actor: str
+) -> tuple[Verification, str]:
+    """Start (or restart) a verification; returns it and the representative's one-time token."""
+    country, registry_number, legal_name = country.strip().upper(), registry_number.strip(), legal_name.strip()
+    if not (2 <= len(country) <= 8) or not registry_number or not legal_name:
+        raise InvalidRequest("country (ISO code), registry_number and legal_name are required", param="country")
+    token = secrets.token_urlsafe(32)
+    with hub.db.session() as s:
+        profile = s.get(OrgAccess, org_id)
+        if profile is not None and profile.verified_at is not None:
+            raise Conflict("this organization is already verified")
+        for old in s.scalars(
+            select(Verification).where(Verification.org_id == org_id, Verification.status.in_(OPEN_STATES))
+        ):
+            old.status, old.token_hash, old.updated_at = SUPERSEDED, None, utcnow()
+        row = Verification(
+            org_id=org_id, status=AWAITING, country=country, registry_number=registry_number,
+            legal_name=legal_name, requested_by=actor, token_hash=_hash(token), registry_result={},
+            problems=["the legal representative has not yet confirmed with national eID at assurance level high"],
+        )
+        s.add(row)
+        s.flush()
+    hub.emit("org.verification_requested", actor=actor, subject=f"org:{org_id}", verification=row.id,
+             country=country, registry_number=registry_number)
+    return row, token
+
+
+def attach_representative(hub: Hub, token: str, identity_id: int) -> Verification:
+    """The representative signed in through eID: check the level, then decide."""
+    with hub.db.session() as s:
+        row = s.scalar(select(Verification).where(Verification.token_hash == _hash(token)))
+        if row is None or row.status != AWAITING:
+            raise NotFound("this verification link is unknown, used or superseded; ask your admin for a new one")
+        identity = s.get(Identity, identity_id)
+        assert identity is not None
+        row.identity_id = identity.id
+        row.representative_name = " ".join(p for p in (identity.given_name, identity.family_name) if p) or None
+        row.representative_level = identity.level
+        row.updated_at = utcnow()
+        if identity.level != "high":
+            row.problems = [
+                f"the legal representative signed in at assurance level {identity.level or 'unknown'}; "
+                "level high is required - open the link again and sign in with a high-assurance eID means"
+            ]
+            return row
+        row.token_hash = None  # one-time
+        _decide(hub, s, row, identity)
+    event = "org.verified" if row.status == APPROVED else f"org.verification_{row.status}"
+    hub.emit(event, actor="system", subject=f"org:{row.org_id}", verification=row.id, problems=row.problems,
+             automatic=True)
+    if row.status == APPROVED:
+        access_state(hub).load()
+    return row
+
+
+def _decide(hub: Hub, s: Session, row: Verification, identity: Identity) -> None:
+    cooldown = hub.settings.access.verification_cooldown_days
+    since = utcnow() - timedelta(days=cooldown)
+    previous = s.execute(
+        select(Verification, Organization.name)
+        .join(Organization, Organization.id == Verification.org_id)
+        .join(Identity, Identity.id == Verification.identity_id)
+        .where(Identity.idp == identity.idp, Identity.subject == identity.subject,
+               Verification.status == APPROVED, Verification.org_id != row.org_id)
+        .order_by(Verification.decided_at.desc())
+        .limit(1)
+    ).first()
+    decided_at = _aware(previous[0].decided_at) if previous else None
+    if previous and decided_at is not None and decided_at > since:
+        until = (decided_at + timedelta(days=cooldown)).date().isoformat()
+        row.status, row.decided_at, row.decided_by = REJECTED, utcnow(), "system"
+        row.problems = [
+            f"this person verified organization {previous[1]!r} on {decided_at.date().isoformat()}; one person "
+            f"may verify one organization per {cooldown} days - another legal representative may verify now, "
+            f"or retry from {until}"
+        ]
+        return
+    problems: list[str] = []
+    registry = registry_for(hub)
+    entry = registry.lookup(row.country, row.registry_number) if registry is not None else None
+    if registry is None:
+        problems.append("no company registry is connected to this hub; staff will check the registry by hand")
+    elif entry is None:
+        problems.append(f"registry number {row.registry_number} was not found in the {row.country} registry")
+    else:
+        row.registry_result = entry.as_dict()
+        if entry.status.lower() != "active":
+            problems.append(f"the registry lists the organization as {entry.status!r}, not active")
+        if normalize_name(entry.legal_name) != normalize_name(row.legal_name):
+            problems.append(f"legal name {row.legal_name!r} differs from the registry's {entry.legal_name!r}")
+        listed = {normalize_name(r) for r in entry.representatives}
+        if normalize_name(row.representative_name or "") not in listed:
+            problems.append("the person who signed in is not listed as a legal representative in the registry")
+    row.problems, row.updated_at = problems, utcnow()
+    if problems:
+        row.status = IN_REVIEW
+        return
+    row.status, row.decided_at, row.decided_by = APPROVED, utcnow(), "system"
+    row.reason = "registry and eID consistent"
+    _set_verified(s, row.org_id, row.id, True)
+
+
+def staff_verify(hub: Hub, org_id: int, *, reason: str, actor: str) -> Verification:
+    """Approve by staff decision: the open request if any, else a record of the decision."""
+    if not reason.strip():
+        raise InvalidRequest("a reason is required", param="reason")
+    with hub.db.session() as s:
+        row = _latest(s, org_id)
+        if row is None or row.status not in OPEN_STATES:
+            row = Verification(org_id=org_id, country="-", registry_number="-", legal_name="-",
+                               requested_by=actor, registry_result={}, problems=[], status=APPROVED)
+            s.add(row)
+        row.status, row.reason, row.decided_by, row.decided_at = APPROVED, reason, actor, utcnow()
+        row.token_hash, row.problems, row.updated_at = None, [], utcnow()
+        s.flush()
+        _set_verified(s, org_id, row.id, True)
+    access_state(hub).load()
+    hub.emit("org.verified", actor=actor, subject=f"org:{org_id}", verification=row.id, reason=reason)
+    return row
+
+
+def reject_verification(hub: Hub, org_id: int, *, reason: str, actor: str) -> Verification:
+    if not reason.strip():
+        raise InvalidRequest("a reason is required", param="reason")
+    with hub.db.session() as s:
+        row = _latest(s, org_id)
+        if row is None or row.status not in OPEN_STATES:
+            raise NotFound("this organization has no open verification request")
+        row.status, row.reason, row.decided_by, row.decided_at = REJECTED, reason, actor, utcnow()
+        row.token_hash, row.updated_at = None, utcnow()
+    hub.emit("org.verification_rejected", actor=actor, subject=f"org:{org_id}", verification=row.id, reason=reason)
+    return row
+
+
+def revoke_verification(hub: Hub, org_id: int, *, reason: str, actor: str) -> Verification:
+    if not reason.strip():
+        raise InvalidRequest("a reason is required", param="reason")
+    with hub.db.session() as s:
+        profile = s.get(OrgAccess, org_id)
+        if profile is None or profile.verified_at is None:
+            raise Conflict("this organization is not verified")
+        row = s.get(Verification, profile.verification_id) if profile.verification_id else None
+        if row is None:
+            row = Verification(org_id=org_id, country="-", registry_number="-", legal_name="-",
+                               requested_by=actor, registry_result={}, problems=[], status=REVOKED)
+            s.add(row)
+        row.status, row.reason, row.decided_by, row.decided_at, row.updated_at = (
+            REVOKED, reason, actor, utcnow(), utcnow())
+        s.flush()
+        _set_verified(s, org_id, None, False)
+    access_state(hub).load()
+    hub.emit("org.verification_revoked", actor=actor, subject=f"org:{org_id}", verification=row.id, reason=reason)
+    return row
+
+
+_NEXT = {
+    None: ["An administrator requests verification: POST /hub/v1/organization/verification with "
+           "country, registry_number and legal_name."],
+    AWAITING: ["The legal representative opens the link the request returned and signs in with national eID "
+               "at assurance level high."],
+    IN_REVIEW: ["Staff are reviewing the request; nothing to do unless a problem below is yours to fix, "
+                "in which case submit a corrected request (POST again)."],
+    APPROVED: [],
+    REJECTED: ["Fix the problems below and request again (POST /hub/v1/organization/verification)."],
+    REVOKED: ["Verification was revoked (see reason); request again once resolved."],
+}
+
+
+def verification_status(hub: Hub, org_id: int) -> dict[str, Any]:
+    """What the status endpoint returns: state, what is missing, how to proceed. Free of charge."""
+    with hub.db.session() as s:
+        profile = s.get(OrgAccess, org_id)
+        row = _latest(s, org_id)  # superseded rows are never the latest: their successor is newer
+    verified = profile is not None and profile.verified_at is not None
+    state = row.status if row is not None else None
+    status = "verified" if verified else (state or "unverified")
+    if status == APPROVED and not verified:
+        status = "unverified"
+    return {
+        "object": "organization.verification",
+        "status": status,
+        "verified": verified,
+        "verified_at": _iso(profile.verified_at if profile else None),
+        "missing": [] if verified else (list(row.problems or []) if row is not None else ["verification not requested"]),
+        "next_steps": [] if verified else _NEXT.get(state, _NEXT[None]),
+        "can_retry": not verified and state not in (AWAITING, IN_REVIEW),
+        "request": None if row is None else {
+            "id": row.id, "status": row.status, "country": row.country, "registry_number": row.registry_number,
+            "legal_name": row.legal_name, "representative_level": row.representative_level,
+            "reason": row.reason, "created_at": _iso(row.created_at), "decided_at": _iso(row.decided_at),
+        },
+    }
+
+
+def _iso(ts: datetime | None) -> str | None:
+    ts = _aware(ts)
+    return ts.isoformat() if ts is not None else None
+
+
+def verification_queue(hub: Hub) -> list[dict[str, Any]]:
+    """Requests waiting for staff, oldest first (for the web admin)."""
+    with hub.db.session() as s:
+        rows = s.execute(
+            select(Verification, Organization.name)
+            .join(Organization, Organization.id == Verification.org_id)
+            .where(Verification.status == IN_REVIEW)
+            .order_by(Verification.created_at)
+        ).all()
+    return [
+        {"id": v.id, "org_id": v.org_id, "organization": name, "country": v.country,
+         "registry_number": v.registry_number, "legal_name": v.legal_name,
+         "representative_name": v.representative_name, "representative_level": v.representative_level,
+         "registry_result": v.registry_result, "problems": v.problems, "requested_by": v.requested_by,
+         "created_at": _iso(v.created_at)}
+        for v, name in rows
+    ]
