@@ -12,11 +12,11 @@ __all__ = ["admit", "settle"]
 
 
 def _controls(hub: Hub) -> list[Any]:
-    controls = hub.services.get("admission")
+    controls: list[Any] | None = hub.services.get("admission")
     if controls is None:
         controls = [c for group in hub.pm.hook.sovhub_admission(hub=hub) for c in (group or [])]
         hub.services["admission"] = controls
-    return controls  # type: ignore[no-any-return]
+    return controls
 
 
 async def admit(hub: Hub, principal: Principal, endpoint: str, model: str) -> dict[str, str]:

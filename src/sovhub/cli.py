@@ -51,7 +51,9 @@ def pass_hub(f: F) -> F:
 
     @click.pass_context
     def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
-        return ctx.invoke(f, ctx.find_object(HubContext).hub(), *args, **kwargs)
+        obj = ctx.find_object(HubContext)
+        assert obj is not None, "sovhub commands run under the root group"
+        return ctx.invoke(f, obj.hub(), *args, **kwargs)
 
     return update_wrapper(wrapper, f)  # type: ignore[return-value]
 
@@ -209,7 +211,8 @@ def keys_create(
     """Create an API key; the secret is shown once, as the last line."""
     from .accounts import create_key
 
-    created = create_key(hub, org, name=name, limits={"rpm": rpm, "tpm": tpm, "rpd": rpd, "tpd": tpd})
+    limits = {k: v for k, v in {"rpm": rpm, "tpm": tpm, "rpd": rpd, "tpd": tpd}.items() if v is not None}
+    created = create_key(hub, org, name=name, limits=limits)
     click.echo(f"created key {created.prefix} for organization {created.org}; store the secret now:", err=True)
     click.echo(created.secret)
 

@@ -73,6 +73,9 @@ class IdentityProviderSettings(BaseModel):
     algorithms: list[str] = Field(
         default_factory=lambda: ["RS256", "PS256", "ES256"], description="ID-token signature algorithms accepted."
     )
+    extra_hosts: list[str] = Field(
+        default_factory=list, description="Hosts besides the issuer's that discovery points to (token, JWKS)."
+    )
 
 
 class AccessSettings(BaseModel):
@@ -170,8 +173,8 @@ class Settings(BaseSettings):
     usage_flush_interval_s: float = Field(1.0, gt=0, description="Seconds between batched usage writes.")
     usage_flush_batch: int = Field(500, ge=1, description="Usage records written per batch at most.")
 
-    sovereignty: SovereigntySettings = Field(default_factory=SovereigntySettings)  # type: ignore[arg-type]
-    safety: SafetySettings = Field(default_factory=SafetySettings)  # type: ignore[arg-type]
+    sovereignty: SovereigntySettings = Field(default_factory=SovereigntySettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     assistant: AssistantSettings = Field(default_factory=AssistantSettings)
 

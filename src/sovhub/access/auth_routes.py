@@ -97,7 +97,7 @@ async def oidc_login(
 def _consume(hub: Hub, idp: str, state: str) -> OidcTransaction | None:
     timeout = timedelta(seconds=hub.settings.access.oidc_login_timeout_s)
     with hub.db.session() as s:
-        won = s.execute(
+        won = s.execute(  # type: ignore[attr-defined]
             update(OidcTransaction)
             .where(OidcTransaction.state_hash == _sha(state), OidcTransaction.idp == idp,
                    OidcTransaction.consumed_at.is_(None), OidcTransaction.created_at > utcnow() - timeout)

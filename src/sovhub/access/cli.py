@@ -84,11 +84,6 @@ def orgs_queue(hub: Hub) -> None:
                    f"{'; '.join(item['problems'])}")
 
 
-def _limit_option(name: str, help_text: str) -> click.Option:
-    return click.Option([f"--{name.replace('_', '-')}", name], type=click.IntRange(min=0), default=None,
-                        help=help_text)
-
-
 @click.command("set-limits")
 @click.argument("name")
 @click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")

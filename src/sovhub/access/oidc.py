@@ -90,7 +90,9 @@ class OidcClient:
             data = await self._get_json(self.issuer + "/.well-known/openid-configuration")
             if str(data.get("issuer", "")).rstrip("/") != self.issuer:
                 # OIDC Discovery 4.3: a mismatch means the document is not this issuer's.
-                raise ConfigError(f"identity provider {self.name}: discovery issuer {data.get('issuer')!r} != {self.issuer!r}")
+                raise ConfigError(
+                    f"identity provider {self.name}: discovery issuer {data.get('issuer')!r} != {self.issuer!r}"
+                )
             self._metadata = data
         return self._metadata
 
@@ -124,14 +126,14 @@ class OidcClient:
         meta = await self.metadata()
         body = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
                 "code_verifier": code_verifier}
-        auth: tuple[str, str] | None = None
+        auth: httpx.Auth | None = None
         if self.config.client_secret:
-            auth = (self.config.client_id, self.config.client_secret)
+            auth = httpx.BasicAuth(self.config.client_id, self.config.client_secret)
         else:
             body["client_id"] = self.config.client_id
         try:
             response = await self.http.post(
-                meta["token_endpoint"], data=body, auth=auth, headers={"accept": "application/json"}
+                meta["token_endpoint"], data=body, auth=auth or httpx.USE_CLIENT_DEFAULT, headers={"accept": "application/json"}
             )
         except httpx.HTTPError as exc:
             raise UpstreamFailed(f"identity provider {self.name}: token endpoint failed: {exc}") from exc

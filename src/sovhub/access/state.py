@@ -59,7 +59,9 @@ class AccessState:
             tiers = {row.model: row.tier for row in s.scalars(select(ModelTier))}
             orgs = {
                 row.org_id: OrgFacts(
-                    verified=row.verified_at is not None, limits=dict(row.limits or {}), tiers=frozenset(row.tiers or [])
+                    verified=row.verified_at is not None,
+                    limits=dict(row.limits or {}),
+                    tiers=frozenset(row.tiers or []),
                 )
                 for row in s.scalars(select(OrgAccess))
             }
@@ -112,4 +114,4 @@ def access_state(hub: Hub) -> AccessState:
     state = hub.services.get("access_state")
     if state is None:
         state = hub.services["access_state"] = AccessState(hub)
-    return state  # type: ignore[no-any-return]
+    return state

@@ -125,4 +125,4 @@ def login_throttle(hub: Hub) -> LoginThrottle:
             redis=redis_client(hub), prefix=s.redis_prefix,
         )
         hub.services["login_throttle"] = throttle
-    return throttle  # type: ignore[no-any-return]
+    return throttle

@@ -7,7 +7,7 @@ import io
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Date, cast, func, select
+from sqlalchemy import ColumnElement, Date, cast, func, select
 
 from ..errors import InvalidRequest
 from ..store.base import utcnow
@@ -31,6 +31,7 @@ def usage_summary(hub: Hub, org_id: int, days: int = 30) -> list[dict[str, Any]]
     if not 1 <= days <= MAX_DAYS:
         raise InvalidRequest(f"days must be between 1 and {MAX_DAYS}", param="days")
     since = (utcnow() - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day: ColumnElement[Any]
     if hub.db.is_sqlite:
         day = func.date(UsageRecord.ts)
     else:

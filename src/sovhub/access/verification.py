@@ -251,7 +251,7 @@ def verification_status(hub: Hub, org_id: int) -> dict[str, Any]:
         "status": status,
         "verified": verified,
         "verified_at": _iso(profile.verified_at if profile else None),
-        "missing": [] if verified else (list(row.problems or []) if row is not None else ["verification not requested"]),
+        "missing": [] if verified else (list(row.problems or []) if row else ["verification not requested"]),
         "next_steps": [] if verified else _NEXT.get(state, _NEXT[None]),
         "can_retry": not verified and state not in (AWAITING, IN_REVIEW),
         "request": None if row is None else {

@@ -111,7 +111,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             if _RID.match(candidate):
                 return candidate
     return uuid.uuid4().hex
