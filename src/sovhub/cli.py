@@ -37,6 +37,10 @@ class HubContext:
             self._settings = load_settings(data_dir=self.data_dir, **overrides)
         return self._settings
 
+    def reload(self) -> Settings:
+        self._settings = None
+        return self.settings()
+
     def hub(self) -> Hub:
         if self._hub is None:
             settings = self.settings()
@@ -121,9 +125,8 @@ def init(obj: HubContext, jurisdiction: str | None) -> None:
         from .jurisdictions import validate_jurisdiction
 
         overrides["sovereignty"] = {"jurisdiction": validate_jurisdiction(jurisdiction)}
-    settings = obj.settings()
-    created = initialize(settings, overrides=overrides)
-    settings = obj.settings(**({"sovereignty": {**settings.sovereignty.model_dump(), **overrides.get("sovereignty", {})}} if overrides else {}))  # noqa: E501
+    created = initialize(obj.settings(), overrides=overrides)
+    settings = obj.reload()  # the file may have just changed
     hub = build_hub(settings)
     hub.pm.hook.sovhub_init(hub=hub)
     verb = "initialized" if created else "already initialized; checked"

@@ -133,7 +133,8 @@ class OidcClient:
             body["client_id"] = self.config.client_id
         try:
             response = await self.http.post(
-                meta["token_endpoint"], data=body, auth=auth or httpx.USE_CLIENT_DEFAULT, headers={"accept": "application/json"}
+                meta["token_endpoint"], data=body, auth=auth or httpx.USE_CLIENT_DEFAULT,
+                headers={"accept": "application/json"},
             )
         except httpx.HTTPError as exc:
             raise UpstreamFailed(f"identity provider {self.name}: token endpoint failed: {exc}") from exc
