@@ -3,7 +3,9 @@
 Open loop means requests leave on a schedule (`rate` per second) whether or not earlier ones
 came back, so a slow server shows up as growing latency and errors instead of a politely reduced
 offered load (no coordinated omission, as in wrk2). Latency runs from the moment a request was
-*due* to the last byte of its response, so time spent waiting for a free connection counts.
+*due* to the last byte of its response, so time spent waiting for a free connection counts
+(`p50_ms`, `p99_ms`); `svc_*` run from the moment the request was written to the socket, which
+leaves out the generator's own timer lateness (uvloop timers tick in milliseconds).
 
 It is a raw asyncio client (httptools' response parser, keep-alive connections, uvloop when
 installed) because a Python HTTP client library would saturate a core before the servers do.
@@ -25,7 +27,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
-
 from mock_upstream import run_fast
 
 __all__ = ["LoadResult", "chat_request", "percentile", "run_load"]
@@ -65,6 +66,7 @@ class _Conn(asyncio.Protocol):
         self.waiter: asyncio.Future[float] | None = None
         self.closed = False
         self.status = 0
+        self.sent_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -93,6 +95,7 @@ class _Conn(asyncio.Protocol):
     def request(self, raw: bytes) -> asyncio.Future[float]:
         assert self.transport is not None
         self.waiter = asyncio.get_running_loop().create_future()
+        self.sent_at = time.perf_counter()
         self.transport.write(raw)
         return self.waiter
 
@@ -107,11 +110,13 @@ class LoadResult:
     errors: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
+    service_ms: list[float] = field(default_factory=list)
     achieved_rps: float = 0.0
     max_connections: int = 0
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
+        svc = sorted(self.service_ms)
         return {
             "rate": self.rate, "duration_s": self.duration_s, "warmup_s": self.warmup_s,
             "sent": self.sent, "ok": self.ok, "errors": self.errors, "statuses": self.statuses,
@@ -120,6 +125,8 @@ class LoadResult:
             "p50_ms": round(percentile(lat, 50), 3), "p90_ms": round(percentile(lat, 90), 3),
             "p99_ms": round(percentile(lat, 99), 3), "max_ms": round(lat[-1], 3) if lat else math.nan,
             "mean_ms": round(sum(lat) / len(lat), 3) if lat else math.nan,
+            "svc_p50_ms": round(percentile(svc, 50), 3), "svc_p90_ms": round(percentile(svc, 90), 3),
+            "svc_p99_ms": round(percentile(svc, 99), 3),
         }
 
 
@@ -174,13 +181,13 @@ async def run_load(
         nonlocal done_in_window, opened
         counted = due >= measured_from
         status = 0
-        finished = 0.0
+        finished = sent_at = 0.0
         conn: _Conn | None = None
         try:
             async with asyncio.timeout(timeout):
                 conn = await acquire()
                 finished = await conn.request(raw)
-                status = conn.status
+                status, sent_at = conn.status, conn.sent_at
         except (OSError, TimeoutError, httptools.HttpParserError):
             status = 0
             if conn is not None and conn.transport is not None:
@@ -199,6 +206,7 @@ async def run_load(
         if status == 200:
             result.ok += 1
             result.latencies_ms.append(latency)
+            result.service_ms.append((finished - sent_at) * 1000)
         else:
             result.errors += 1
 

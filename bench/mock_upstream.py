@@ -6,6 +6,8 @@ It answers from memory, so that what a benchmark measures is the gateway in fron
 - `POST /v1/chat/completions` -> a fixed `chat.completion`, or with `"stream": true` a short SSE
   stream (role, three content deltas, finish, a usage chunk when `stream_options.include_usage`,
   `[DONE]`), sent in one write with chunked transfer encoding;
+- `GET /mock/stats` -> `{"connections": N, "requests": M}` since start (a gateway that reuses its
+  upstream connections opens few; one that reconnects per request opens about as many as requests);
 - anything else -> 404 in OpenAI's error envelope.
 
 It is a raw asyncio protocol with httptools' parser (no framework), HTTP/1.1 keep-alive, on
@@ -75,6 +77,9 @@ def _response(status: int, body: bytes, content_type: bytes, *, chunked: bool = 
     return head + b"content-length: %d\r\n\r\n" % len(body) + body
 
 
+_STATS = {"connections": 0, "requests": 0}
+
+
 class _MockProtocol(asyncio.Protocol):
     def __init__(self, model: str) -> None:
         self.model = model
@@ -92,6 +97,7 @@ class _MockProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        _STATS["connections"] += 1
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -116,7 +122,10 @@ class _MockProtocol(asyncio.Protocol):
         assert self.transport is not None
         method = self.parser.get_method()
         path = self.url.split(b"?", 1)[0]
-        if method == b"GET" and path == b"/v1/models":
+        _STATS["requests"] += 1
+        if method == b"GET" and path == b"/mock/stats":
+            self.transport.write(_response(200, json.dumps(_STATS).encode(), b"application/json"))
+        elif method == b"GET" and path == b"/v1/models":
             self.transport.write(self.models)
         elif method == b"POST" and path == b"/v1/chat/completions":
             try:

@@ -40,7 +40,7 @@ def configuration() -> str:
             default: Any = field.default
             if field.default_factory is not None:
                 default = field.default_factory()  # type: ignore[call-arg]
-            shown = "(unset)" if default is None else f"`{default}`"
+            shown = "(unset)" if default is None else f"`{default}`".replace(str(Path.home()), "~")
             env = f"`{env_prefix}{name.upper()}`"
             rows.append(f"| `{prefix}{name}` | {env} | {shown} | {(field.description or '').replace('|', '/')} |")
         return rows

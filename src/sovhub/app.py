@@ -14,7 +14,7 @@ from .api.errors import install_error_handlers
 from .api.middleware import HubMiddleware
 from .backends.catalog import backend_configs
 from .backends.registry import BackendRegistry
-from .egress import make_http_client
+from .egress import make_backend_session, make_guard, make_http_client
 from .hub import Hub
 from .metering import Meter
 from .observability import Metrics
@@ -33,7 +33,9 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configs = backend_configs(hub)
-        hub.services["http"] = make_http_client(hub, [c.url for c in configs if c.url])
+        guard = make_guard(hub, [c.url for c in configs if c.url])
+        hub.services["http"] = make_http_client(hub, guard)
+        hub.services["backend_http"] = make_backend_session(hub, guard)
         registry = BackendRegistry.build(hub, configs)
         hub.meter = Meter(hub)
         await hub.meter.start()
@@ -55,6 +57,7 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
                 await registry.close()
                 await hub.meter.close()
                 await hub.services["http"].aclose()
+                await hub.services["backend_http"].close()
                 log.info("shutdown complete", extra={"usage_written": hub.meter.written})
 
     app = FastAPI(

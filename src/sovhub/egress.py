@@ -1,49 +1,84 @@
-"""The egress guard: the one outbound HTTP client of the hub, refusing hosts not on the allowlist.
+"""The egress guard: every outbound connection of the hub is checked against one allowlist.
 
 The allowlist is derived from configuration (backend URLs, plus hosts plugins declare through
 `sovhub_egress_hosts`, e.g. identity providers). A refusal raises EgressRefused before any byte
 leaves the machine, is logged and emitted as the `egress.refused` event (the audit log records it).
+
+One guard, two transports: `hub.services["http"]` (httpx, for identity providers and other
+occasional calls) and `hub.services["backend_http"]` (aiohttp, for the inference hot path, where
+httpx's per-request cost showed up as most of the gateway's overhead). Both consult the same
+:class:`EgressGuard`; neither follows redirects on its own.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import httpx
+from yarl import URL
 
 from .errors import EgressRefused
 
 if TYPE_CHECKING:
     from .hub import Hub
 
-__all__ = ["EgressGuard", "make_http_client"]
+__all__ = ["EgressGuard", "GuardedSession", "make_backend_session", "make_http_client"]
 
 log = logging.getLogger("sovhub.egress")
 
 
-class EgressGuard(httpx.AsyncBaseTransport):
-    def __init__(self, hub: Hub, inner: httpx.AsyncBaseTransport, allowed: set[str]) -> None:
+class EgressGuard:
+    """The allowlist, and the one place a refusal is decided, logged and emitted."""
+
+    def __init__(self, hub: Hub, allowed: set[str]) -> None:
         self.hub = hub
-        self.inner = inner
         self.allowed = {h.lower() for h in allowed}
 
     def allow(self, host: str) -> None:
         self.allowed.add(host.lower())
 
+    def check(self, host: str | None, path: str = "") -> None:
+        host = (host or "").lower()
+        if host in self.allowed:
+            return
+        log.warning("egress refused", extra={"host": host, "url_path": path})
+        self.hub.emit("egress.refused", subject=f"host:{host}", host=host, path=path)
+        raise EgressRefused(
+            f"outbound connection to {host!r} refused: not on the egress allowlist "
+            "(configured backends and identity providers)"
+        )
+
+
+class _GuardedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, guard: EgressGuard, inner: httpx.AsyncBaseTransport) -> None:
+        self.guard = guard
+        self.inner = inner
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = (request.url.host or "").lower()
-        if host not in self.allowed:
-            log.warning("egress refused", extra={"host": host, "url_path": request.url.path})
-            self.hub.emit("egress.refused", subject=f"host:{host}", host=host, path=request.url.path)
-            raise EgressRefused(
-                f"outbound connection to {host!r} refused: not on the egress allowlist "
-                "(configured backends and identity providers)"
-            )
+        self.guard.check(request.url.host, request.url.path)
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class GuardedSession:
+    """An aiohttp session that asks the guard before every request."""
+
+    def __init__(self, guard: EgressGuard, session: aiohttp.ClientSession) -> None:
+        self.guard = guard
+        self.session = session
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        parsed = URL(url)
+        self.guard.check(parsed.host, parsed.path)
+        kwargs.setdefault("allow_redirects", False)
+        return self.session.request(method, url, **kwargs)
+
+    async def close(self) -> None:
+        await self.session.close()
 
 
 def allowed_hosts(hub: Hub, backend_urls: list[str]) -> set[str]:
@@ -53,10 +88,26 @@ def allowed_hosts(hub: Hub, backend_urls: list[str]) -> set[str]:
     return {h for h in hosts if h}
 
 
-def make_http_client(hub: Hub, backend_urls: list[str]) -> httpx.AsyncClient:
+def make_guard(hub: Hub, backend_urls: list[str]) -> EgressGuard:
+    guard = EgressGuard(hub, allowed_hosts(hub, backend_urls))
+    hub.services["egress_guard"] = guard
+    return guard
+
+
+def make_http_client(hub: Hub, guard: EgressGuard) -> httpx.AsyncClient:
     s = hub.settings
     timeout = httpx.Timeout(s.upstream_read_timeout, connect=s.upstream_connect_timeout)
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-    inner = httpx.AsyncHTTPTransport(limits=limits, retries=0)
-    guard = EgressGuard(hub, inner, allowed_hosts(hub, backend_urls))
-    return httpx.AsyncClient(transport=guard, timeout=timeout, trust_env=False)
+    inner = httpx.AsyncHTTPTransport(retries=0)
+    return httpx.AsyncClient(transport=_GuardedTransport(guard, inner), timeout=timeout, trust_env=False)
+
+
+def make_backend_session(hub: Hub, guard: EgressGuard) -> GuardedSession:
+    s = hub.settings
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=s.upstream_connect_timeout, sock_read=s.upstream_read_timeout
+    )
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300)
+    session = aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trust_env=False, auto_decompress=True, raise_for_status=False
+    )
+    return GuardedSession(guard, session)

@@ -89,3 +89,13 @@ def sovhub_admission(hub: Hub) -> list[Any]:  # type: ignore[empty-body]
 @hookspec
 def sovhub_init(hub: Hub) -> None:
     """Prepare what this plugin needs in a new data dir (keys, defaults); must be idempotent."""
+
+
+@hookspec
+def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:  # type: ignore[empty-body]
+    """Return what this plugin holds about a person, as {section: JSON-able data}, for their export."""
+
+
+@hookspec
+def sovhub_erase_user(hub: Hub, user_id: int) -> None:
+    """Erase what this plugin holds about a person (called before their data key is destroyed)."""

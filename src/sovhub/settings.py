@@ -43,6 +43,44 @@ class SovereigntySettings(BaseModel):
     audit_signing_key_file: str = Field(
         "audit-ed25519.key", description="Ed25519 key that signs the audit chain head."
     )
+    key_provider: str = Field(
+        "file",
+        description="Master key provider: 'file', 'env' (master_key), or 'module:factory' for an HSM/Vault plugin.",
+    )
+    store_api_content: bool = Field(
+        True, description="Keep API prompts/completions (encrypted) for the retention period; usage is always kept."
+    )
+    purge_interval_s: float = Field(3600.0, gt=0, description="Seconds between retention purges while serving.")
+    content_flush_interval_s: float = Field(
+        1.0, gt=0, description="Seconds between batched writes of stored conversation content."
+    )
+    access_grant_hours: float = Field(
+        24.0, gt=0, le=720, description="Hours an approved staff access to a person's content lasts."
+    )
+    policy_version: str = Field(
+        "1", description="Version of the data-protection policy in force, shown on the transparency report."
+    )
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _known_home(cls, value: str) -> str:
+        from .jurisdictions import known_jurisdictions
+
+        code = value.strip().upper()
+        if code not in known_jurisdictions():
+            raise ValueError(f"unknown jurisdiction {value!r}: use an ISO 3166-1 alpha-2 code such as UA (or EU)")
+        return code
+
+    @field_validator("allowed_jurisdictions")
+    @classmethod
+    def _known_allowed(cls, values: list[str]) -> list[str]:
+        from .jurisdictions import known_jurisdictions
+
+        codes = [v.strip().upper() for v in values]
+        bad = [v for v, c in zip(values, codes, strict=True) if c not in known_jurisdictions()]
+        if bad:
+            raise ValueError(f"unknown jurisdiction code(s) {bad}: use ISO 3166-1 alpha-2 codes (or EU)")
+        return codes
 
 
 class SafetySettings(BaseModel):
@@ -50,6 +88,17 @@ class SafetySettings(BaseModel):
 
     enabled: bool = Field(True, description="Run the guard pipeline on chat input and output.")
     policy_file: str | None = Field(None, description="YAML policy file; the bundled default when unset.")
+    guards: list[Literal["semantic", "lexicon", "pii"]] = Field(
+        default_factory=lambda: ["semantic", "lexicon", "pii"],
+        description="Built-in guards run on chat input and output (plugins may add more).",
+    )
+    pii_spacy_model: str | None = Field(
+        None, description="Installed spaCy model for name/place NER in PII detection (e.g. xx_ent_wiki_sm); off when unset."
+    )
+    pseudonym_ttl_s: float = Field(
+        3600.0, gt=0, description="Seconds a conversation's pseudonym map is kept in memory (never on disk)."
+    )
+    warm_up: bool = Field(True, description="Load guard models and check the policy floor at start-up.")
 
 
 class IdentityProviderSettings(BaseModel):
@@ -129,6 +178,20 @@ class AssistantSettings(BaseModel):
         description="UI and detection languages of the deployment.",
     )
     default_locale: str = Field("en-GB", description="Locale pack used when none matches.")
+    locale_dirs: list[str] = Field(
+        default_factory=list,
+        description="Extra directories of locale packs (besides DATA_DIR/locales); later ones override earlier.",
+    )
+    kb_chunk_tokens: int = Field(200, ge=32, le=480, description="Knowledge base passage size, in estimated tokens.")
+    kb_chunk_overlap_tokens: int = Field(
+        40, ge=0, le=200, description="Estimated tokens a passage repeats from the one before it."
+    )
+    kb_max_document_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest file the knowledge base ingests."
+    )
+    kb_candidates: int = Field(
+        50, ge=5, le=1000, description="Candidates taken from each retriever (full text, vectors) before fusion."
+    )
 
 
 class Settings(BaseSettings):
@@ -144,6 +207,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("sovhub-data"), description="Where the database, keys and config live.")
     environment: Literal["development", "production"] = Field(
         "development", description="'production' refuses unsafe defaults."
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sovhub",
+        description="Derived files that can be rebuilt (trained classifiers, compiled catalogs), shared by data dirs.",
     )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; SQLite in the data dir when unset (postgresql+psycopg://...)."

@@ -104,15 +104,23 @@ class OidcClient:
             self._keys_fetched = time.monotonic()
         return self._keys
 
-    def acr_for(self, level: str) -> str | None:
-        return next((acr for acr, lvl in self.config.acr_levels.items() if lvl == level), None)
+    def acr_values(self, level: str | None) -> list[str]:
+        """The provider's acr values at `level` or above (all known ones when no level is required).
+
+        Sent on every sign-in: providers put `acr` in the ID token when it was asked for.
+        """
+        from .sessions import ASSURANCE_LEVELS
+
+        floor = ASSURANCE_LEVELS.index(level) if level in ASSURANCE_LEVELS else 0
+        ranked = sorted(self.config.acr_levels.items(), key=lambda kv: -ASSURANCE_LEVELS.index(kv[1]))
+        return [acr for acr, lvl in ranked if ASSURANCE_LEVELS.index(lvl) >= floor]
 
     async def authorization_url(
         self, *, redirect_uri: str, state: str, nonce: str, code_challenge: str, level: str | None = None
     ) -> str:
         extra: dict[str, Any] = {"nonce": nonce, "code_challenge": code_challenge, "code_challenge_method": "S256"}
-        if level is not None and (acr := self.acr_for(level)):
-            extra["acr_values"] = acr
+        if acr := self.acr_values(level):
+            extra["acr_values"] = " ".join(acr)
         endpoint = (await self.metadata())["authorization_endpoint"]
         return str(
             prepare_grant_uri(

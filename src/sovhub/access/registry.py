@@ -43,9 +43,15 @@ class RegistryLookup(Protocol):
     def lookup(self, country: str, number: str) -> RegistryEntry | None: ...
 
 
+# Letters that Unicode does not decompose into a base letter plus accent, but that people write
+# without the accent in forms (a Polish "ł" typed as "l").
+_FOLD = str.maketrans({"ł": "l", "Ł": "l", "ø": "o", "Ø": "o", "đ": "d", "Đ": "d", "æ": "ae", "Æ": "ae",
+                       "œ": "oe", "Œ": "oe", "ı": "i", "ħ": "h"})
+
+
 def normalize_name(name: str) -> str:
     """Casefolded, accents and punctuation dropped, spaces collapsed: 'Zoë  O’Neil' -> 'zoe oneil'."""
-    decomposed = unicodedata.normalize("NFKD", name)
+    decomposed = unicodedata.normalize("NFKD", name.translate(_FOLD))
     kept = "".join(c for c in decomposed if c.isalnum() or c.isspace())
     return " ".join(kept.casefold().split())
 

@@ -61,6 +61,8 @@ class EmbeddedBackend(Backend):
         self.context = context
         self._llm: Any = None
         self._queue = FairQueue()
+        #: Tokens the last generation produced before it ended (finished, cut or cancelled).
+        self.last_generated = 0
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
         if progress:
@@ -150,6 +152,7 @@ class EmbeddedBackend(Backend):
             except Exception as exc:  # handed to the event loop, raised there with context
                 loop.call_soon_threadsafe(out.put_nowait, exc)
             finally:
+                self.last_generated = tokens
                 loop.call_soon_threadsafe(out.put_nowait, _DONE)
 
         thread = threading.Thread(target=work, name=f"llama-{self.name}", daemon=True)

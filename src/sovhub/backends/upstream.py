@@ -1,7 +1,8 @@
 """The `openai` backend: any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, TGI...).
 
 Requests always go upstream as streams (with `include_usage`), and chunks are handed on as they
-arrive: nothing is buffered, and non-streaming answers are assembled by the chat service.
+arrive: nothing is buffered, and non-streaming answers are assembled by the chat service. The
+connection comes from the egress-guarded aiohttp session (`hub.services["backend_http"]`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 
 from ..errors import (
     BackendUnavailable,
@@ -23,6 +24,7 @@ from ..errors import (
     SovhubError,
     UpstreamFailed,
 )
+from ..egress import GuardedSession
 from ..hookspecs import hookimpl
 from .base import Backend, BackendConfig, BackendFactory, CancelToken, ChatChunk
 
@@ -38,12 +40,12 @@ class UpstreamBackend(Backend):
     max_n = 128
     extra_params = frozenset({"*"})
 
-    def __init__(self, config: BackendConfig, client_getter: Callable[[], httpx.AsyncClient]) -> None:
+    def __init__(self, config: BackendConfig, session_getter: Callable[[], GuardedSession]) -> None:
         super().__init__(config)
         if not config.url:
             raise ConfigError(f"backend {config.name}: an upstream needs a URL")
         self.base = config.url.rstrip("/")
-        self._client = client_getter
+        self._session = session_getter
 
     def _headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -55,12 +57,15 @@ class UpstreamBackend(Backend):
         if self.config.models:
             return
         try:
-            resp = await self._client().get(f"{self.base}/models", headers=self._headers(), timeout=5.0)
-            resp.raise_for_status()
-            self.config.models = [m["id"] for m in resp.json().get("data", [])]
+            async with self._session().request(
+                "GET", f"{self.base}/models", headers=self._headers(), timeout=aiohttp.ClientTimeout(total=5)
+            ) as resp:
+                resp.raise_for_status()
+                data = await resp.json(content_type=None)
+            self.config.models = [m["id"] for m in data.get("data", [])]
             if progress:
                 progress(f"backend {self.name}: {len(self.config.models)} models at {self.base}")
-        except (httpx.HTTPError, ValueError, KeyError, SovhubError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, SovhubError) as exc:
             log.warning("backend %s: cannot list models at %s: %s", self.name, self.base, exc)
 
     async def chat_stream(
@@ -69,26 +74,26 @@ class UpstreamBackend(Backend):
         body = {k: v for k, v in params.items() if not k.startswith("_")}
         body.update(model=model, messages=messages, stream=True)
         body["stream_options"] = {"include_usage": True}
-        client = self._client()
-        request = client.build_request("POST", f"{self.base}/chat/completions", json=body, headers=self._headers())
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            response = await client.send(request, stream=True)
+            response = await self._session().request(
+                "POST", f"{self.base}/chat/completions", data=payload, headers=self._headers()
+            ).__aenter__()
         except EgressRefused:
             raise
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise BackendUnavailable(f"backend {self.name} unreachable: {type(exc).__name__}") from exc
         sent_any = False
         try:
-            if response.status_code >= 400:
-                await response.aread()
-                raise _error_from(self.name, response)
-            async for line in response.aiter_lines():
+            if response.status >= 400:
+                raise _error_from(self.name, response.status, await response.read(), response.headers)
+            async for raw in response.content:
                 if cancel.cancelled:
                     break
-                if not line.startswith("data:"):
+                if not raw.startswith(b"data:"):
                     continue
-                data = line[5:].strip()
-                if data == "[DONE]":
+                data = raw[5:].strip()
+                if data == b"[DONE]":
                     break
                 try:
                     chunk = json.loads(data)
@@ -98,25 +103,27 @@ class UpstreamBackend(Backend):
                     raise UpstreamFailed(f"backend {self.name}: {chunk['error']}")
                 sent_any = True
                 yield chunk
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            what = "timed out" if isinstance(exc, httpx.TimeoutException) else "dropped the connection"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            what = "timed out" if isinstance(exc, TimeoutError) else "dropped the connection"
             if not sent_any:  # nothing reached the client yet: the router may retry elsewhere
                 raise BackendUnavailable(f"backend {self.name} {what} before answering") from exc
             raise UpstreamFailed(f"backend {self.name} {what} mid-stream") from exc
         finally:
-            await response.aclose()
+            response.release()
 
 
-def _error_from(name: str, response: httpx.Response) -> SovhubError:
+def _error_from(name: str, status: int, raw: bytes, headers: Any) -> SovhubError:
     try:
-        message = response.json()["error"]["message"]
+        message = json.loads(raw)["error"]["message"]
     except (ValueError, KeyError, TypeError):
-        message = response.text[:300] or response.reason_phrase
-    status = response.status_code
+        message = raw[:300].decode("utf-8", "replace") or str(status)
     if status == 404:
         return ModelNotFound(f"backend {name}: {message}")
     if status == 429:
-        retry = float(response.headers.get("retry-after", "1") or 1)
+        try:
+            retry = float(headers.get("retry-after", "1") or 1)
+        except ValueError:
+            retry = 1.0
         return RateLimited(f"backend {name} is rate limited: {message}", retry_after=retry)
     if status in (400, 422):
         return InvalidRequest(f"backend {name} refused the request: {message}")
@@ -126,13 +133,13 @@ def _error_from(name: str, response: httpx.Response) -> SovhubError:
 
 
 def _factory(hub: Hub, config: BackendConfig) -> Backend:
-    def client() -> httpx.AsyncClient:
-        http = hub.services.get("http")
+    def session() -> GuardedSession:
+        http = hub.services.get("backend_http")
         if http is None:
-            raise BackendUnavailable("the hub's HTTP client is not running")
+            raise BackendUnavailable("the hub's backend HTTP client is not running")
         return http  # type: ignore[no-any-return]
 
-    return UpstreamBackend(config, client)
+    return UpstreamBackend(config, session)
 
 
 @hookimpl

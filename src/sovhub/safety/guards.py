@@ -136,7 +136,7 @@ def normalize_with_offsets(text: str, max_chars: int = MAX_NORMALIZE_CHARS) -> t
             pending_space = True
             continue
         cat = unicodedata.category(ch)
-        if cat == "Cf" or ch in _INVISIBLE_EXTRA or ch == "\u0640" or (cat == "Cc" and ch not in _KEEP_CONTROL):
+        if cat in ("Cf", "Cs") or ch in _INVISIBLE_EXTRA or ch == "\u0640" or (cat == "Cc" and ch not in _KEEP_CONTROL):
             continue
         if cat.startswith("M"):
             # A mark with no base (or after a removed character): variation selectors, stray marks.

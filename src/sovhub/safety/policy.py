@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -312,8 +312,8 @@ def check_floor(
                     "that acts on noise, whatever the topic",
                 )
     for entry in policy.lexicon:
-        rules, _ = policy.rules(entry.lang)
-        action = rules.get(entry.category, ("", CategoryRule(action="allow")))[1].action
+        lexicon_rules, _ = policy.rules(entry.lang)
+        action = lexicon_rules.get(entry.category, ("", CategoryRule(action="allow")))[1].action
         if action not in restricting:
             continue
         topic = _topic_of(entry.phrase)

@@ -112,7 +112,9 @@ def transparency_section(hub: Hub, history: int = 10) -> dict[str, Any]:
                 slot[action] = slot.get(action, 0) + 1
         appeals = dict(s.execute(select(Appeal.status, func.count()).group_by(Appeal.status)).all())
         appeal_categories: dict[str, dict[str, int]] = {}
-        rows = s.execute(select(ModerationLog.categories, Appeal.status).join(Appeal, Appeal.log_id == ModerationLog.id))
+        rows = s.execute(
+            select(ModerationLog.categories, Appeal.status).join(Appeal, Appeal.log_id == ModerationLog.id)
+        )
         for categories, status in rows:
             for c in categories or []:
                 slot = appeal_categories.setdefault(c, {"filed": 0, "upheld": 0, "overturned": 0})

@@ -54,11 +54,12 @@ log = logging.getLogger("sovhub.safety")
 CLASSES: tuple[str, ...] = (SAFE_LABEL, *HAZARD_CODES)
 DEFAULT_EXEMPLAR_DIR = Path(__file__).parent / "data" / "exemplars"
 # Bumped whenever the training recipe changes, so an old cached model is never reused.
-TRAIN_RECIPE = "softmax+knn/lolo-cv/v3"
+TRAIN_RECIPE = "softmax+knn/concept-cv/v4"
 WINDOW_CHARS = 600
 WINDOW_OVERLAP = 120
 MAX_WINDOWS = 64
 EMBED_BATCH = 32
+CV_FOLDS = 5
 
 
 class TextEmbedder(Protocol):
@@ -96,6 +97,22 @@ def load_exemplars(dirs: list[Path] | None = None) -> list[Exemplar]:
     if not out:
         raise ConfigError("the exemplar bank is empty")
     return out
+
+
+def concept_folds(exemplars: list[Exemplar], n_folds: int = CV_FOLDS) -> np.ndarray:
+    """Fold of each exemplar for cross-validation, keeping translations together.
+
+    Bank files are written in parallel: the n-th exemplar of a label in every language says the
+    same thing, so (label, n) names one idea and all its translations land in one fold.
+    """
+    seen: dict[tuple[str, str], int] = {}
+    folds = np.empty(len(exemplars), dtype=np.int64)
+    for i, ex in enumerate(exemplars):
+        n = seen.get((ex.lang, ex.label), 0)
+        seen[(ex.lang, ex.label)] = n + 1
+        digest = hashlib.sha256(f"{ex.label}\0{n}".encode()).digest()
+        folds[i] = digest[0] % n_folds
+    return folds
 
 
 def bank_digest(exemplars: list[Exemplar], model_id: str) -> str:
@@ -176,9 +193,10 @@ class SemanticGuard:
             log.info("training the semantic safety classifier on %d exemplars", len(exemplars))
             vectors = self.embed_many([normalize_with_offsets(e.text)[0] for e in exemplars])
             labels = np.array([CLASSES.index(e.label) for e in exemplars], dtype=np.int64)
-            langs = sorted({e.lang for e in exemplars})
-            groups = np.array([langs.index(e.lang) for e in exemplars], dtype=np.int64)
-            self._model = train_classifier(vectors, labels, groups, n_classes=len(CLASSES), digest=digest)
+            self._model = train_classifier(
+                vectors, labels, concept_folds(exemplars), np.array([e.lang for e in exemplars]),
+                n_classes=len(CLASSES), digest=digest,
+            )
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
             self._model.save(tmp)

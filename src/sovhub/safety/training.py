@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TrainedClassifier", "train_classifier"]
+__all__ = ["TrainedClassifier", "hazard_scores", "rescale", "train_classifier"]
 
-L2 = 1e-3
-ITERATIONS = 400
+L2 = 1e-2
+ITERATIONS = 150
 LEARNING_RATE = 0.05
 KNN_K = 10
 KNN_TEMPERATURE = 0.02
@@ -23,7 +23,7 @@ BLENDS = (0.0, 0.25, 0.5, 0.75)
 # Thresholds are never set below this: a hazard must be the likely reading, not a faint one.
 MIN_THRESHOLD = 0.3
 # Out-of-fold false-positive rate on safe exemplars the thresholds are raised to meet.
-TARGET_SAFE_FPR = 0.03
+TARGET_SAFE_FPR = 0.04
 
 
 @dataclass
@@ -53,7 +53,7 @@ class TrainedClassifier:
 
     def decision_scores(self, vectors: np.ndarray) -> np.ndarray:
         """(n, C-1) hazard scores, rescaled so each hazard's threshold is 0.5."""
-        return rescale(self.probabilities(vectors)[:, 1:], self.thresholds)
+        return rescale(hazard_scores(self.probabilities(vectors)), self.thresholds)
 
     def save(self, path: Path) -> None:
         with path.open("wb") as fh:
@@ -104,13 +104,18 @@ def _knn(vectors: np.ndarray, bank: np.ndarray, labels: np.ndarray, n_classes: i
 
 def _fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced, L2-regularised softmax regression by full-batch Adam (deterministic)."""
-    n, d = x.shape
+    d = x.shape[1]
+    n = x.shape[0]
+    # Half the weight on safe text, half shared by the hazards: balancing all classes equally
+    # would give "any hazard" 14 times the weight of "safe" and flag far too much.
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    sample_w = (n / (n_classes * np.maximum(counts, 1)))[y]
+    class_w = np.full(n_classes, 0.5 / max(n_classes - 1, 1))
+    class_w[0] = 0.5
+    sample_w = (class_w / np.maximum(counts, 1))[y].astype(x.dtype)
     sample_w /= sample_w.sum()
-    onehot = np.eye(n_classes)[y]
-    w = np.zeros((d, n_classes))
-    b = np.zeros(n_classes)
+    onehot = np.eye(n_classes, dtype=x.dtype)[y]
+    w = np.zeros((d, n_classes), dtype=x.dtype)
+    b = np.zeros(n_classes, dtype=x.dtype)
     mw, vw, mb, vb = (np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b))
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     for step in range(1, ITERATIONS + 1):
@@ -129,41 +134,63 @@ def _fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarr
 
 
 def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return x.mean(axis=0), x.std(axis=0) + 1e-6
+    return x.mean(axis=0), x.std(axis=0) + np.float32(1e-6)
 
 
 def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-9, 1.0))))
 
 
+def hazard_scores(p: np.ndarray) -> np.ndarray:
+    """(n, C-1) per-hazard scores from class probabilities.
+
+    Harmfulness is ``1 - P(safe)``: the probability mass of harm spreads over related hazards
+    (a threat is S1 and a little S10), so no single hazard's probability measures it. The
+    top hazard gets all of it; the others in proportion to their probability.
+    """
+    harm = 1.0 - p[:, :1]
+    hazards = p[:, 1:]
+    top = np.maximum(hazards.max(axis=1, keepdims=True), 1e-12)
+    return harm * hazards / top  # type: ignore[no-any-return]
+
+
+def _f1(pred: np.ndarray, truth: np.ndarray) -> float:
+    denom = float(pred.sum() + truth.sum())
+    return 2 * float(np.sum(pred & truth)) / denom if denom else 0.0
+
+
 def _choose_thresholds(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per hazard, the F1-best threshold on out-of-fold scores; then raised until safe FPR is met."""
-    hazards = p.shape[1] - 1
-    grid = np.linspace(MIN_THRESHOLD, 0.95, 66)
-    thresholds = np.full(hazards, 0.5)
-    for k in range(hazards):
+    """Thresholds on out-of-fold hazard scores.
+
+    First one threshold on harmfulness: the F1-best one among those whose false-positive rate on
+    safe exemplars is at most TARGET_SAFE_FPR. Then each hazard's threshold is raised where that
+    improves its own F1 (a hazard that fires on safe text gets a stricter threshold), never lowered.
+    """
+    scores = hazard_scores(p)
+    flagged_score = scores.max(axis=1)
+    harmful = y != 0
+    grid = np.linspace(MIN_THRESHOLD, 0.97, 68)
+    best_t, best_f1 = 0.97, -1.0
+    for t in grid:
+        pred = flagged_score >= t
+        fpr = float(np.mean(pred[~harmful])) if (~harmful).any() else 0.0
+        f1 = _f1(pred, harmful)
+        if fpr <= TARGET_SAFE_FPR and f1 > best_f1 + 1e-9:
+            best_t, best_f1 = float(t), f1
+    thresholds = np.full(scores.shape[1], best_t)
+    for k in range(scores.shape[1]):
         truth = y == k + 1
-        if not truth.any():
-            thresholds[k] = 0.95
-            continue
-        best = -1.0
-        for t in grid:
-            pred = p[:, k + 1] >= t
-            tp = float(np.sum(pred & truth))
-            f1 = 2 * tp / (pred.sum() + truth.sum()) if pred.sum() + truth.sum() else 0.0
+        column = scores[:, k]
+        best = _f1(column >= best_t, truth)
+        for t in grid[grid > best_t]:
+            f1 = _f1(column >= t, truth)
             if f1 > best + 1e-9:
-                best, thresholds[k] = f1, t
-    safe = y == 0
-    for _ in range(40):
-        fpr = float(np.mean((p[safe, 1:] >= thresholds).any(axis=1))) if safe.any() else 0.0
-        if fpr <= TARGET_SAFE_FPR:
-            break
-        thresholds = np.minimum(thresholds + 0.02, 0.97)
+                best, thresholds[k] = f1, float(t)
     return thresholds
 
 
 def _report(p: np.ndarray, y: np.ndarray, thresholds: np.ndarray, groups: np.ndarray) -> str:
-    flagged = (p[:, 1:] >= thresholds).any(axis=1)
+    flagged = (hazard_scores(p) >= thresholds).any(axis=1)
     harmful = y != 0
     tp = float(np.sum(flagged & harmful))
     precision = tp / max(flagged.sum(), 1)
@@ -174,20 +201,26 @@ def _report(p: np.ndarray, y: np.ndarray, thresholds: np.ndarray, groups: np.nda
     for g in np.unique(groups):
         m = groups == g
         r = float(np.mean(flagged[m & harmful])) if (m & harmful).any() else 0.0
-        per_group.append(f"g{int(g)}:recall={r:.2f}")
-    return (f"leave-one-language-out: P={precision:.3f} R={recall:.3f} F1={f1:.3f} safe-FPR={fpr:.3f}; "
+        fp = float(np.mean(flagged[m & ~harmful])) if (m & ~harmful).any() else 0.0
+        per_group.append(f"{g}:R={r:.2f}/FPR={fp:.2f}")
+    return (f"cross-validated: P={precision:.3f} R={recall:.3f} F1={f1:.3f} safe-FPR={fpr:.3f}; "
             + " ".join(per_group))
 
 
 def train_classifier(
-    vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, n_classes: int, digest: str
+    vectors: np.ndarray, labels: np.ndarray, folds: np.ndarray, langs: np.ndarray, *, n_classes: int,
+    digest: str,
 ) -> TrainedClassifier:
-    """Fit on all exemplars; temperature, blend and thresholds come from leave-one-group-out scores."""
-    x = vectors.astype(np.float64)
+    """Fit on all exemplars; temperature, blend and thresholds come from out-of-fold scores.
+
+    ``folds`` must keep translations of one exemplar together, or the out-of-fold scores would
+    measure recall of a memorised idea, not generalisation (and thresholds would come out too low).
+    """
+    x = vectors.astype(np.float32)
     oof_lr = np.zeros((len(labels), n_classes))
     oof_knn = np.zeros((len(labels), n_classes))
-    for g in np.unique(groups):
-        test = groups == g
+    for g in np.unique(folds):
+        test = folds == g
         train = ~test
         mean, scale = _standardize(x[train])
         w, b = _fit_softmax((x[train] - mean) / scale, labels[train], n_classes)
@@ -203,5 +236,5 @@ def train_classifier(
     return TrainedClassifier(
         mean=mean, scale=scale, weights=w, bias=b, temperature=temperature, blend=blend,
         thresholds=thresholds, bank=vectors.astype(np.float32), bank_labels=labels.astype(np.int64),
-        digest=digest, cv_report=_report(oof, labels, thresholds, groups),
+        digest=digest, cv_report=_report(oof, labels, thresholds, langs),
     )

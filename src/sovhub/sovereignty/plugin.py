@@ -1,1 +1,125 @@
 """The sovereignty built-in plugin: its hooks are registered like any third-party plugin's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ..hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import click
+
+    from ..events import Event
+    from ..hub import Hub
+
+log = logging.getLogger("sovhub.sovereignty")
+
+
+@hookimpl
+def sovhub_commands(cli: click.Group) -> None:
+    from .cli import add_commands
+
+    add_commands(cli)
+
+
+@hookimpl
+def sovhub_init(hub: Hub) -> None:
+    from .audit import ensure_signing_key
+    from .crypto import get_vault
+
+    get_vault(hub)  # creates the 0600 master key in a new data dir; refuses a wrong or missing one
+    ensure_signing_key(hub)
+
+
+@hookimpl
+def sovhub_event(hub: Hub, event: Event) -> None:
+    from .audit import record_event
+    from .residency import warn_noncompliant_backend
+
+    record_event(hub, event)
+    if event.name == "backend.added":
+        warn_noncompliant_backend(hub, event)
+
+
+@hookimpl
+def sovhub_route_policies(hub: Hub) -> list[Any]:
+    from .residency import ResidencyPolicy
+
+    return [ResidencyPolicy(hub)]
+
+
+@hookimpl
+def sovhub_chat_interceptors(hub: Hub) -> list[Any]:
+    from .conversations import ContentRecorder
+
+    return [ContentRecorder(hub)]
+
+
+@hookimpl
+def sovhub_routers(hub: Hub) -> list[Any]:
+    from .api import router
+
+    return [router]
+
+
+@hookimpl
+def sovhub_transparency(hub: Hub) -> dict[str, Any]:
+    from .transparency import own_section
+
+    return own_section(hub)
+
+
+@hookimpl
+def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .rights import export_own
+
+    return export_own(hub, user_id)
+
+
+@hookimpl
+def sovhub_erase_user(hub: Hub, user_id: int) -> None:
+    from .rights import erase_own
+
+    erase_own(hub, user_id)
+
+
+@hookimpl
+def sovhub_lifespan(hub: Hub) -> Any:
+    return _lifespan(hub)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(hub: Hub) -> AsyncIterator[None]:
+    from .conversations import get_store
+
+    # Refuses to start (ConfigError) on a missing or wrong master key, before any request.
+    await asyncio.to_thread(sovhub_init, hub)
+    store = get_store(hub)
+    await store.start()
+    purger = asyncio.create_task(_purge_periodically(hub), name="sovhub-retention-purge")
+    try:
+        yield
+    finally:
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+        await store.close()
+
+
+async def _purge_periodically(hub: Hub) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .conversations import purge_expired
+
+    while True:
+        try:
+            deleted = await asyncio.to_thread(purge_expired, hub)
+            if deleted:
+                log.info("retention purge deleted %d conversations", deleted)
+        except SQLAlchemyError as exc:
+            log.error("retention purge failed, will retry: %s", exc)
+        await asyncio.sleep(hub.settings.sovereignty.purge_interval_s)

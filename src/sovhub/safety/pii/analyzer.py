@@ -72,7 +72,7 @@ def fold(text: str) -> tuple[str, list[int] | None]:
     return "".join(out), origin
 
 
-class _NoContextEnhancer(ContextAwareEnhancer):  # type: ignore[misc]
+class _NoContextEnhancer(ContextAwareEnhancer):
     """The recognizers apply their own script-agnostic context rule; skip the lemma-based pass."""
 
     def __init__(self) -> None:

@@ -104,6 +104,18 @@ class VaultStore:
                 self._items.popitem(last=False)
             return vault
 
+    def put(self, key: str, vault: Vault) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = (time.monotonic(), vault)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def pop(self, key: str) -> Vault | None:
+        with self._lock:
+            item = self._items.pop(key, None)
+        return item[1] if item is not None and time.monotonic() - item[0] < self.ttl_s else None
+
     def peek(self, key: str) -> Vault | None:
         with self._lock:
             item = self._items.get(key)
@@ -119,7 +131,7 @@ class Redactor:
 
     def __init__(self, secret: str | bytes) -> None:
         self._key = secret.encode() if isinstance(secret, str) else secret
-        self._engine = AnonymizerEngine()
+        self._engine = AnonymizerEngine()  # type: ignore[no-untyped-call]
 
     def token(self, entity: str, value: str) -> str:
         digest = hmac.new(self._key, f"{entity}\x00{compact(value)}".encode(), hashlib.sha256).hexdigest()

@@ -7,6 +7,9 @@ None keeps the pattern's score, which is the confidence *given* a valid checksum
 stands just before the number. Context is matched on raw text, not lemmas, so it works in every
 script without an NLP model (the analyzer runs with Presidio's no-op NLP engine).
 
+Class names start with ``Checked``: Presidio's registry loader finds recognizer classes by name
+among all subclasses, so ours must not shadow its own (``EmailRecognizer``, ``PhoneRecognizer``).
+
 All recognizers use the language code ``xx`` (multilingual, as spaCy names it): the identifiers
 look the same whatever language the message around them is written in.
 """
@@ -27,6 +30,10 @@ LANGUAGE = "xx"
 # How far before a candidate a label may stand, in characters, and how much it adds.
 _CONTEXT_WINDOW = 40
 _CONTEXT_BOOST = 0.35
+# Edges of a number: not glued to other digits or Latin letters. Not \b: in Japanese or Chinese
+# a number sits between word characters ("電話は+81 3-1234-5678です").
+L = r"(?<![0-9A-Za-z])"
+R = r"(?![0-9A-Za-z])"
 # Letters that render like Latin ones; identifiers (IBAN country codes, NIE prefixes, e-mail
 # domains) are Latin, so a look-alike inside one is an evasion, not a different script. The
 # analyzer folds them before matching, so context words are folded the same way.
@@ -36,7 +43,12 @@ HOMOGLYPHS = str.maketrans(
 )
 
 
-class ChecksumRecognizer(PatternRecognizer):  # type: ignore[misc]
+def _canon(text: str) -> str:
+    """Case- and look-alike-insensitive form, so "РНОКПП" (folded to "PHOKПП") meets "рнокпп"."""
+    return text.upper().translate(HOMOGLYPHS).lower()
+
+
+class ChecksumRecognizer(PatternRecognizer):
     """A pattern recognizer whose candidates must pass ``check``; context words raise the score."""
 
     check: Callable[[str], bool] = staticmethod(lambda text: True)
@@ -45,7 +57,7 @@ class ChecksumRecognizer(PatternRecognizer):  # type: ignore[misc]
         super().__init__(
             supported_entity=entity,
             patterns=patterns,
-            context=sorted({v for c in context for v in (c.lower(), c.translate(HOMOGLYPHS).lower())}),
+            context=sorted({_canon(c) for c in context}),
             supported_language=LANGUAGE,
             name=f"sovhub_{entity.lower()}",
         )
@@ -63,114 +75,112 @@ class ChecksumRecognizer(PatternRecognizer):  # type: ignore[misc]
     ) -> list[RecognizerResult]:
         if not self.context:
             return raw_recognizer_results
-        lowered = None
         for result in raw_recognizer_results:
             if result.score >= 1.0:
                 continue
-            lowered = lowered or text.lower()
-            window = lowered[max(0, result.start - _CONTEXT_WINDOW) : result.start]
+            window = _canon(text[max(0, result.start - _CONTEXT_WINDOW) : result.start])
             if any(word in window for word in self.context):
                 result.score = min(1.0, result.score + _CONTEXT_BOOST)
         return raw_recognizer_results
 
 
-class IbanRecognizer(ChecksumRecognizer):
+class CheckedIbanRecognizer(ChecksumRecognizer):
     check = staticmethod(checksums.valid_iban)
 
     def __init__(self) -> None:
         super().__init__(
             "IBAN_CODE",
-            [Pattern("iban", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", 0.95)],
+            [Pattern("iban", L + r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?" + R, 0.95)],
             ["iban", "konto", "compte", "cuenta", "rachunek", "рахун", "счет", "口座", "حساب"],
         )
 
 
-class CardRecognizer(ChecksumRecognizer):
+class CheckedCardRecognizer(ChecksumRecognizer):
     check = staticmethod(checksums.valid_card)
 
     def __init__(self) -> None:
         super().__init__(
             "CREDIT_CARD",
             [
-                Pattern("card_grouped", r"\b\d{4}(?:[ -]\d{4}){2}[ -]\d{1,7}\b", 0.85),
-                Pattern("card_amex", r"\b3[47]\d{2}[ -]\d{6}[ -]\d{5}\b", 0.85),
-                Pattern("card_plain", r"\b\d{13,19}\b", 0.6),
+                Pattern("card_grouped", L + r"\d{4}(?:[ -]\d{4}){2}[ -]\d{1,7}" + R, 0.85),
+                Pattern("card_amex", L + r"3[47]\d{2}[ -]\d{6}[ -]\d{5}" + R, 0.85),
+                Pattern("card_plain", L + r"\d{13,19}" + R, 0.6),
             ],
             ["card", "visa", "mastercard", "karte", "carte", "tarjeta", "karta", "картк", "карт",
              "カード", "بطاقة", "cvv"],
         )
 
 
-class UaRnokppRecognizer(ChecksumRecognizer):
+class CheckedUaRnokppRecognizer(ChecksumRecognizer):
     check = staticmethod(checksums.valid_ua_rnokpp)
 
     def __init__(self) -> None:
         # One random 10-digit number in ten passes this check digit: alone it is weak evidence.
         super().__init__(
             "UA_RNOKPP",
-            [Pattern("rnokpp", r"\b\d{10}\b", 0.4)],
+            [Pattern("rnokpp", L + r"\d{10}" + R, 0.4)],
             ["рнокпп", "іпн", "інн", "инн", "ідентифікаційн", "податков", "rnokpp", "taxpayer", "tax id"],
         )
 
 
-class PlPeselRecognizer(ChecksumRecognizer):
+class CheckedPlPeselRecognizer(ChecksumRecognizer):
     check = staticmethod(checksums.valid_pl_pesel)
 
     def __init__(self) -> None:
-        super().__init__("PL_PESEL", [Pattern("pesel", r"\b\d{11}\b", 0.6)], ["pesel"])
+        super().__init__("PL_PESEL", [Pattern("pesel", L + r"\d{11}" + R, 0.6)], ["pesel"])
 
 
-class DeSteuerIdRecognizer(ChecksumRecognizer):
+class CheckedDeSteuerIdRecognizer(ChecksumRecognizer):
     check = staticmethod(checksums.valid_de_steuer_id)
 
     def __init__(self) -> None:
         super().__init__(
             "DE_STEUER_ID",
-            [Pattern("steuer_id", r"\b\d{2} ?\d{3} ?\d{3} ?\d{3}\b", 0.75)],
+            [Pattern("steuer_id", L + r"\d{2} ?\d{3} ?\d{3} ?\d{3}" + R, 0.75)],
             ["steuer", "identifikationsnummer", "idnr", "tin", "tax"],
         )
 
 
-class FrNirRecognizer(ChecksumRecognizer):
+class CheckedFrNirRecognizer(ChecksumRecognizer):
     check = staticmethod(checksums.valid_fr_nir)
 
     def __init__(self) -> None:
         super().__init__(
             "FR_NIR",
-            [Pattern("nir", r"\b[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}\b", 0.85)],
+            [Pattern("nir", L + r"[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}" + R, 0.85)],
             ["sécurité sociale", "securite sociale", "nir", "insee", "sécu"],
         )
 
 
-class EsDniRecognizer(ChecksumRecognizer):
+class CheckedEsDniRecognizer(ChecksumRecognizer):
     check = staticmethod(checksums.valid_es_dni)
 
     def __init__(self) -> None:
-        super().__init__("ES_DNI", [Pattern("dni", r"\b\d{8}-?[A-Z]\b", 0.85)], ["dni", "nif", "documento"])
+        super().__init__("ES_DNI", [Pattern("dni", L + r"\d{8}-?[A-Z]" + R, 0.85)], ["dni", "nif", "documento"])
 
 
-class EsNieRecognizer(ChecksumRecognizer):
+class CheckedEsNieRecognizer(ChecksumRecognizer):
     check = staticmethod(checksums.valid_es_nie)
 
     def __init__(self) -> None:
-        super().__init__("ES_NIE", [Pattern("nie", r"\b[XYZ]-?\d{7}-?[A-Z]\b", 0.9)], ["nie", "extranjero"])
+        super().__init__("ES_NIE", [Pattern("nie", L + r"[XYZ]-?\d{7}-?[A-Z]" + R, 0.9)], ["nie", "extranjero"])
 
 
-class AadhaarRecognizer(ChecksumRecognizer):
+class CheckedAadhaarRecognizer(ChecksumRecognizer):
     check = staticmethod(checksums.valid_aadhaar)
 
     def __init__(self) -> None:
         super().__init__(
             "IN_AADHAAR",
             [
-                Pattern("aadhaar_grouped", r"\b[2-9]\d{3}[ -]\d{4}[ -]\d{4}\b", 0.7),
-                Pattern("aadhaar_plain", r"\b[2-9]\d{11}\b", 0.45),
+                Pattern("aadhaar_grouped", L + r"[2-9]\d{3}[ -]\d{4}[ -]\d{4}" + R, 0.7),
+                Pattern("aadhaar_plain", L + r"[2-9]\d{11}" + R, 0.45),
             ],
             ["aadhaar", "aadhar", "uidai", "आधार"],
         )
 
 
-class UsSsnRecognizer(ChecksumRecognizer):
+class CheckedUsSsnRecognizer(ChecksumRecognizer):
     check = staticmethod(checksums.valid_us_ssn)
 
     def __init__(self) -> None:
@@ -178,9 +188,9 @@ class UsSsnRecognizer(ChecksumRecognizer):
         super().__init__(
             "US_SSN",
             [
-                Pattern("ssn_dashed", r"\b\d{3}-\d{2}-\d{4}\b", 0.6),
-                Pattern("ssn_spaced", r"\b\d{3} \d{2} \d{4}\b", 0.45),
-                Pattern("ssn_plain", r"\b\d{9}\b", 0.2),
+                Pattern("ssn_dashed", L + r"\d{3}-\d{2}-\d{4}" + R, 0.6),
+                Pattern("ssn_spaced", L + r"\d{3} \d{2} \d{4}" + R, 0.45),
+                Pattern("ssn_plain", L + r"\d{9}" + R, 0.2),
             ],
             ["ssn", "social security", "ss#"],
         )
@@ -189,7 +199,7 @@ class UsSsnRecognizer(ChecksumRecognizer):
 _EMAIL = r"(?<![\w.+-])[\w.+-]{1,64}@(?:[\w-]{1,63}\.)+[^\W\d_]{2,24}\b"
 
 
-class EmailRecognizer(ChecksumRecognizer):
+class CheckedEmailRecognizer(ChecksumRecognizer):
     """E-mail addresses; validated by shape only (Presidio's own uses tldextract, which downloads)."""
 
     @staticmethod
@@ -201,7 +211,7 @@ class EmailRecognizer(ChecksumRecognizer):
         super().__init__("EMAIL_ADDRESS", [Pattern("email", _EMAIL, 0.95)], [])
 
 
-class PhoneRecognizer(ChecksumRecognizer):
+class CheckedPhoneRecognizer(ChecksumRecognizer):
     """International numbers (+CC or 00CC), validated against libphonenumber's numbering plans."""
 
     @staticmethod
@@ -218,7 +228,7 @@ class PhoneRecognizer(ChecksumRecognizer):
     def __init__(self) -> None:
         super().__init__(
             "PHONE_NUMBER",
-            [Pattern("phone_intl", r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,5}\)?){2,6}\b", 0.75)],
+            [Pattern("phone_intl", r"(?<![0-9A-Za-z+])(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,5}\)?){2,6}" + R, 0.75)],
             ["phone", "tel", "mobile", "телефон", "тел", "telefon", "téléphone", "teléfono", "電話",
              "هاتف"],
         )
@@ -227,7 +237,7 @@ class PhoneRecognizer(ChecksumRecognizer):
 def default_recognizers() -> list[ChecksumRecognizer]:
     """One instance of every built-in recognizer (they are stateless after construction)."""
     return [
-        IbanRecognizer(), CardRecognizer(), UaRnokppRecognizer(), PlPeselRecognizer(),
-        DeSteuerIdRecognizer(), FrNirRecognizer(), EsDniRecognizer(), EsNieRecognizer(),
-        AadhaarRecognizer(), UsSsnRecognizer(), EmailRecognizer(), PhoneRecognizer(),
+        CheckedIbanRecognizer(), CheckedCardRecognizer(), CheckedUaRnokppRecognizer(), CheckedPlPeselRecognizer(),
+        CheckedDeSteuerIdRecognizer(), CheckedFrNirRecognizer(), CheckedEsDniRecognizer(), CheckedEsNieRecognizer(),
+        CheckedAadhaarRecognizer(), CheckedUsSsnRecognizer(), CheckedEmailRecognizer(), CheckedPhoneRecognizer(),
     ]

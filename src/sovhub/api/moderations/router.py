@@ -1,0 +1,21 @@
+"""POST /v1/moderations (authentication is added by whoever mounts the router)."""
+
+from __future__ import annotations
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from .protocol import ModerationRequest
+from .service import moderate
+
+router = APIRouter()
+
+__all__ = ["create_moderation", "router"]
+
+
+@router.post("/v1/moderations")
+async def create_moderation(body: ModerationRequest, request: Request) -> JSONResponse:
+    hub = request.app.state.hub
+    response = await anyio.to_thread.run_sync(moderate, hub, body)
+    return JSONResponse(response.model_dump())

@@ -1,0 +1,99 @@
+"""The moderation service: input checks, the hub's Moderator, OpenAI-shaped results. No FastAPI here."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ...errors import InvalidRequest, UnsupportedParameter
+from ...hub import Hub
+from ...safety.lexicon import LexiconGuard
+from ...safety.moderation import ModerationResult, Moderator
+from ...safety.semantic import SemanticGuard
+from ...safety.taxonomy import OPENAI_CATEGORIES
+from .protocol import CreateModerationResponse, Moderation, ModerationRequest
+
+__all__ = ["MAX_INPUTS", "MAX_INPUT_CHARS", "MODEL_ID", "get_moderator", "moderate", "parse_inputs", "to_wire"]
+
+MODEL_ID = "sovhub-moderation-1"
+MAX_INPUTS = 32
+MAX_INPUT_CHARS = 32_000
+
+_build_lock = threading.Lock()
+
+
+def get_moderator(hub: Hub, extra_lexicon_dirs: Sequence[Path] = ()) -> Moderator:
+    """The hub's Moderator, built on first use and kept in ``hub.services["moderator"]``.
+
+    Building loads (or, the first time for a given exemplar bank, trains and caches) the semantic
+    classifier, so call it at start-up rather than on the first request.
+    """
+    moderator = hub.services.get("moderator")
+    if moderator is None:
+        with _build_lock:
+            moderator = hub.services.get("moderator")
+            if moderator is None:
+                semantic = SemanticGuard(
+                    hub.embedder, hub.settings.data_dir / "safety", model_id=hub.settings.embeddings_model_id
+                )
+                semantic.ensure_ready()
+                dirs = [*extra_lexicon_dirs, *hub.services.get("lexicon_dirs", [])]
+                moderator = Moderator(semantic, LexiconGuard(dirs))
+                hub.services["moderator"] = moderator
+    return moderator  # type: ignore[no-any-return]
+
+
+def parse_inputs(value: Any) -> list[str]:
+    """The texts of an OpenAI moderation ``input``; InvalidRequest (param "input") when malformed."""
+    if isinstance(value, str):
+        texts = [value]
+    elif isinstance(value, list):
+        if not value:
+            raise InvalidRequest("'input' must not be an empty array.", param="input")
+        if len(value) > MAX_INPUTS:
+            raise InvalidRequest(f"'input' has {len(value)} items; at most {MAX_INPUTS} are allowed.",
+                                 param="input")
+        texts = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str):
+                texts.append(item["text"])
+            elif isinstance(item, dict) and item.get("type") == "image_url":
+                raise UnsupportedParameter("Image inputs are not supported; send text.", param=f"input[{i}]")
+            else:
+                raise InvalidRequest(f"'input[{i}]' must be a string.", param=f"input[{i}]")
+    else:
+        raise InvalidRequest("'input' must be a string or an array of strings.", param="input")
+    for i, text in enumerate(texts):
+        if len(text) > MAX_INPUT_CHARS:
+            raise InvalidRequest(
+                f"'input[{i}]' has {len(text)} characters; at most {MAX_INPUT_CHARS} are allowed.", param="input"
+            )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(f"'input[{i}]' is not valid Unicode (lone surrogate).", param="input") from None
+    return texts
+
+
+def to_wire(result: ModerationResult) -> Moderation:
+    return Moderation(
+        flagged=result.flagged,
+        categories=result.categories,
+        category_scores={k: round(v, 6) for k, v in result.category_scores.items()},
+        category_applied_input_types={name: ["text"] for name in OPENAI_CATEGORIES},
+        hazard_codes=result.hazard_codes,
+    )
+
+
+def moderate(hub: Hub, body: ModerationRequest) -> CreateModerationResponse:
+    """Blocking: run it in a worker thread (embedding is CPU-bound)."""
+    texts = parse_inputs(body.input)
+    results = get_moderator(hub).moderate_batch(texts, body.lang)
+    return CreateModerationResponse(
+        id=f"modr-{uuid.uuid4().hex}", model=MODEL_ID, results=[to_wire(r) for r in results]
+    )

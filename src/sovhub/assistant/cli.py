@@ -1,0 +1,154 @@
+"""`sovhub locales ...` and `sovhub kb ...`: locale packs and the knowledge base from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..cli import pass_hub
+from ..hub import Hub
+
+__all__ = ["kb_group", "locales_group"]
+
+
+@click.group("locales")
+def locales_group() -> None:
+    """Locale packs (system prompt, guidance, conventions, glossary, safety lexicon)."""
+
+
+@locales_group.command("list")
+@pass_hub
+def locales_list(hub: Hub) -> None:
+    """List the locale packs found (bundled, DATA_DIR/locales, assistant.locale_dirs)."""
+    from .locales import locale_registry
+
+    registry = locale_registry(hub)
+    for pack in registry.packs():
+        marks = ("default " if pack is registry.default else "") + ("bundled" if pack.builtin else str(pack.path))
+        click.echo(f"{pack.code}\t{pack.direction}\t{pack.native_name}\t{pack.default_collection}\t{marks}")
+
+
+@locales_group.command("show")
+@click.argument("code")
+@pass_hub
+def locales_show(hub: Hub, code: str) -> None:
+    """Show one pack: conventions, glossary size, lexicon codes and the full system prompt."""
+    from .locales import locale_registry
+
+    pack = locale_registry(hub).get(code)
+    c = pack.conventions
+    click.echo(f"{pack.code}: {pack.name} / {pack.native_name} ({pack.direction})")
+    click.echo(f"folder: {pack.path}")
+    click.echo(f"default collection: {pack.default_collection}")
+    click.echo(f"dates: {c.date_format} {c.time_format}; numbers: 1{c.group_separator}234{c.decimal_separator}5; "
+               f"currency {c.currency}; phone {c.phone_prefix}; week starts {c.first_day_of_week}")
+    click.echo(f"glossary: {len(pack.glossary)} terms; lexicon: {', '.join(sorted(pack.lexicon)) or 'none'}")
+    click.echo("address:\n" + c.address_example)
+    click.echo("\n" + pack.compose_system_prompt())
+
+
+@locales_group.command("check")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def locales_check(folder: Path) -> None:
+    """Validate a pack folder before deploying it (exits non-zero with the problem)."""
+    from .locales import load_pack
+
+    pack = load_pack(folder)
+    click.echo(f"ok: {pack.code} ({pack.native_name}), {len(pack.glossary)} glossary terms, "
+               f"{sum(len(v) for v in pack.lexicon.values())} lexicon phrases")
+
+
+def _default_collection(hub: Hub) -> str:
+    from .locales import locale_registry
+
+    return locale_registry(hub).default.default_collection
+
+
+def _file_name(file: Path | None) -> str | None:
+    return file.name if file is not None else None
+
+
+@click.group("kb")
+def kb_group() -> None:
+    """The knowledge base: ingest documents, list, delete and search them."""
+
+
+@kb_group.command("ingest")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--collection", default=None, help="Collection to add to [default: the default locale pack's].")
+@pass_hub
+def kb_ingest(hub: Hub, path: Path, collection: str | None) -> None:
+    """Ingest a PDF, HTML, Markdown or text file, or every such file under a folder."""
+    from .knowledge import KnowledgeBase
+
+    kb = KnowledgeBase(hub)
+    collection = collection or _default_collection(hub)
+    files = kb.discover(path)
+    if not files:
+        raise click.ClickException(f"no PDF, HTML, Markdown or text files under {path}")
+    results = []
+    with click.progressbar(files, label=f"ingesting into {collection}", file=sys.stderr,
+                           item_show_func=_file_name) as bar:
+        for file in bar:
+            results.extend(kb.ingest_path(file, collection))
+    counts = {s: sum(r.status == s for r in results) for s in ("added", "replaced", "unchanged", "failed")}
+    for result in results:
+        if result.status == "failed":
+            click.echo(f"failed: {result.source}: {result.error}", err=True)
+    chunks = sum(r.chunks for r in results if r.status in ("added", "replaced"))
+    click.echo(f"{counts['added']} added, {counts['replaced']} replaced, {counts['unchanged']} unchanged, "
+               f"{counts['failed']} failed ({chunks} passages) in {collection}")
+    if counts["failed"]:
+        raise SystemExit(1)
+
+
+@kb_group.command("list")
+@click.option("--collection", default=None, help="Only this collection's documents.")
+@pass_hub
+def kb_list(hub: Hub, collection: str | None) -> None:
+    """List documents: id, collection, pages, passages, title, source."""
+    from .knowledge import KnowledgeBase
+
+    for d in KnowledgeBase(hub).list_documents(collection):
+        click.echo(f"{d.id}\t{d.collection}\t{d.pages}\t{d.chunk_count}\t{d.title}\t{d.source}")
+
+
+@kb_group.command("collections")
+@pass_hub
+def kb_collections(hub: Hub) -> None:
+    """List collections: name, documents, passages, embedding model."""
+    from .knowledge import KnowledgeBase
+
+    for c in KnowledgeBase(hub).list_collections():
+        click.echo(f"{c.name}\t{c.documents}\t{c.chunks}\t{c.embedding_model}")
+
+
+@kb_group.command("delete")
+@click.argument("document_id", type=int)
+@pass_hub
+def kb_delete(hub: Hub, document_id: int) -> None:
+    """Delete a document (by id, see `kb list`); searches stop returning it at once."""
+    from .knowledge import KnowledgeBase
+
+    info = KnowledgeBase(hub).delete_document(document_id)
+    click.echo(f"deleted document {info.id} ({info.title}) from {info.collection}")
+
+
+@kb_group.command("search")
+@click.argument("query")
+@click.option("--collection", default=None, help="Search only this collection [default: all].")
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 100), help="Passages to return.")
+@pass_hub
+def kb_search(hub: Hub, query: str, collection: str | None, k: int) -> None:
+    """Search the knowledge base; prints score, citation link, title, page and the passage."""
+    from .knowledge import KnowledgeBase
+
+    hits = KnowledgeBase(hub).search(query, collection=collection, k=k)
+    if not hits:
+        click.echo("no matching passages", err=True)
+    for n, hit in enumerate(hits, start=1):
+        page = f", page {hit.page}" if hit.page is not None else ""
+        click.echo(f"[{n}] {hit.score:.4f} {hit.url} {hit.title}{page} ({hit.collection})")
+        click.echo("    " + " ".join(hit.text.split())[:300])

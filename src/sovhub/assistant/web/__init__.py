@@ -1,0 +1,17 @@
+"""The web assistant: server-rendered pages (Jinja2, gettext catalogs) with small progressive JavaScript.
+
+Routers: sign-in and language (auth), chat pages and streaming (chat), my data (account),
+citation passages (kb), staff area (admin). Templates and static files live in ``sovhub/web``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["routers"]
+
+
+def routers() -> list[Any]:
+    from . import account, admin, auth, chat, kb
+
+    return [auth.router, chat.router, account.router, kb.router, admin.router]

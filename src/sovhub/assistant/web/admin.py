@@ -1,0 +1,125 @@
+"""The staff area: knowledge base upload and removal, language fidelity per model, organizations.
+
+Only accounts with ``is_staff`` reach it; anyone else gets 403. Everything here calls the
+owning area's functions (knowledge base, fidelity tracker, access verification, accounts).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from ...access.csrf import verify_csrf
+from ...errors import SovhubError
+from ...hub import Hub
+from .auth import signed_in
+from .render import Page, render
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+log = logging.getLogger("sovhub.assistant.web")
+
+
+def _staff(request: Request) -> Page | Response:
+    page = signed_in(request)
+    if isinstance(page, Page) and (page.user is None or not page.user.is_staff):
+        return render(page, "error.html", status=403, error="forbidden")
+    return page  # type: ignore[no-any-return]
+
+
+def _organizations(hub: Hub) -> list[dict[str, Any]]:
+    from ...access.usage import usage_summary
+    from ...access.verification import verification_status
+    from ...accounts import list_keys, list_orgs
+
+    keys: dict[str, int] = {}
+    for key, org_name in list_keys(hub):
+        if key.revoked_at is None:
+            keys[org_name] = keys.get(org_name, 0) + 1
+    out = []
+    for org in list_orgs(hub):
+        tokens = sum(row["total_tokens"] for row in usage_summary(hub, org.id, days=30))
+        out.append({"name": org.name, "verified": bool(verification_status(hub, org.id).get("verified")),
+                    "keys": keys.get(org.name, 0), "tokens": tokens})
+    peak = max((o["tokens"] for o in out), default=0) or 1
+    for org in out:
+        org["share"] = round(100 * org["tokens"] / peak)
+    return out
+
+
+def _overview(hub: Hub) -> dict[str, Any]:
+    from ...access.verification import verification_queue
+    from ..fidelity import fidelity_tracker
+    from ..knowledge import KnowledgeBase
+
+    kb = KnowledgeBase(hub)
+    sections: dict[str, Any] = {
+        "documents": kb.list_documents(),
+        "collections": kb.list_collections(),
+        "fidelity": fidelity_tracker(hub).snapshot(),
+    }
+    # The access area's views are optional extras: a failure there must not hide the rest.
+    try:
+        sections["queue"] = verification_queue(hub)
+        sections["organizations"] = _organizations(hub)
+    except (SovhubError, AttributeError, LookupError) as exc:
+        log.warning("admin page: organization data unavailable: %s", exc)
+        sections["queue"], sections["organizations"] = [], []
+    return sections
+
+
+@router.get("/admin")
+async def admin_page(request: Request) -> Response:
+    page = _staff(request)
+    if not isinstance(page, Page):
+        return page
+    data = await anyio.to_thread.run_sync(_overview, page.hub)
+    from ..locales import locale_registry
+
+    default_collection = locale_registry(page.hub).match(page.lang).default_collection
+    return render(page, "admin.html", default_collection=default_collection,
+                  status_code=request.query_params.get("status"), status_title=request.query_params.get("title"),
+                  **data)
+
+
+@router.post("/admin/kb")
+async def upload(request: Request) -> Response:
+    from ..knowledge import KnowledgeBase
+
+    page = _staff(request)
+    if not isinstance(page, Page):
+        return page
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    collection = str(form.get("collection") or "").strip()
+    file = form.get("file")
+    if not collection or file is None or isinstance(file, str) or not file.filename:
+        return RedirectResponse("/admin?status=missing", status_code=303)
+    data = await file.read()
+    name = file.filename
+    try:
+        result = await anyio.to_thread.run_sync(lambda: KnowledgeBase(page.hub).ingest_bytes(name, data, collection))
+    except SovhubError as exc:
+        log.info("upload of %s refused: %s", name, exc.message)
+        return RedirectResponse("/admin?status=failed", status_code=303)
+    from urllib.parse import quote
+
+    return RedirectResponse(f"/admin?status={result.status}&title={quote(result.title or name)}", status_code=303)
+
+
+@router.post("/admin/kb/{document_id}/delete")
+async def delete_document(document_id: int, request: Request) -> Response:
+    from ..knowledge import KnowledgeBase
+
+    page = _staff(request)
+    if not isinstance(page, Page):
+        return page
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    await anyio.to_thread.run_sync(lambda: KnowledgeBase(page.hub).delete_document(document_id))
+    return RedirectResponse("/admin?status=deleted", status_code=303)

@@ -1,0 +1,236 @@
+"""One assistant turn: sources from the knowledge base, the locale's system prompt, the core chat
+service, the language-fidelity retry, and the encrypted record of the answer. No FastAPI here.
+
+The turn is an async iterator of events, which the router writes as Server-Sent Events:
+
+    {"event": "meta", "citations": [...]}        sources found for the question
+    {"event": "delta", "text": "..."}            a piece of the answer
+    {"event": "reset", "reason": "language"}     the answer restarts (wrong language, retried once)
+    {"event": "done", "message_id", "html", "finish_reason", "block"}
+    {"event": "error", "code", "message", "block"}
+
+A person who presses Stop disconnects; the answer so far is kept, marked ``stopped``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ...api.chat.protocol import ChatCompletionRequest
+from ...api.chat.service import ChatService
+from ...errors import ContentBlocked, SovhubError
+from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
+from ..fidelity import STATE_RETRIED
+from .conversations import ConversationStore, StoredMessage
+from .markdown import render_markdown
+
+if TYPE_CHECKING:
+    from ...hub import Hub
+    from ..knowledge import SearchHit
+
+__all__ = ["CURRENT_TURN", "Turn", "TurnMarker", "run_turn"]
+
+log = logging.getLogger("sovhub.assistant.web")
+
+KB_PASSAGES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    user_id: int
+    conversation_id: str
+    model: str
+    ui_lang: str
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+# The web handler sets this around the core chat call, so interceptors know the request is an
+# assistant conversation (the core request model has no field for it, nor should it).
+CURRENT_TURN: ContextVar[Turn | None] = ContextVar("sovhub_assistant_turn", default=None)
+
+
+class TurnMarker:
+    """A ChatInterceptor, first in line: tags the context of web-assistant requests."""
+
+    name = "assistant.turn"
+
+    async def before(self, ctx: ChatContext) -> None:
+        turn = CURRENT_TURN.get()
+        if turn is None or ctx.principal.user_id != turn.user_id or ctx.principal.org_id is not None:
+            return
+        ctx.conversation_id = turn.conversation_id
+        ctx.lang = ctx.lang or turn.ui_lang
+        ctx.state["assistant"] = True
+
+    async def check_output(self, ctx: ChatContext, text: str, final: bool) -> OutputVerdict | None:
+        return None
+
+    async def after(self, ctx: ChatContext, result: ChatResult) -> None:
+        return None
+
+
+def chat_service(hub: Hub) -> ChatService:
+    service = hub.services.get("chat")
+    if service is None:
+        service = hub.services["chat"] = ChatService(hub)
+    assert isinstance(service, ChatService)
+    return service
+
+
+def _block_of(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data.get(k) for k in ("explanation", "decision_id", "appeal_url", "categories")}
+
+
+def _sources(hub: Hub, question: str) -> list[SearchHit]:
+    from ..knowledge import KnowledgeBase
+
+    kb = KnowledgeBase(hub)
+    # Only embed the question when there is something to search: loading the embedding model
+    # for an empty knowledge base would slow the first answer for nothing.
+    if not any(c.chunks for c in kb.list_collections()):
+        return []
+    return kb.search(question, k=KB_PASSAGES)
+
+
+def _system_prompt(hub: Hub, ui_lang: str, hits: list[SearchHit]) -> str:
+    from ..knowledge import context_message
+    from ..locales import locale_registry
+
+    parts = [locale_registry(hub).match(ui_lang).compose_system_prompt()]
+    context = context_message(hits)
+    if context is not None:
+        parts.append(str(context["content"]))
+    # One system message: several chat templates refuse a second one.
+    return "\n\n".join(parts)
+
+
+def history_messages(history: list[StoredMessage]) -> list[dict[str, str]]:
+    """The conversation as chat messages; blocked exchanges and empty answers are left out."""
+    out: list[dict[str, str]] = []
+    for i, message in enumerate(history):
+        nxt = history[i + 1] if i + 1 < len(history) else None
+        if message.role == "user" and nxt is not None and nxt.block and nxt.finish_reason == "blocked":
+            continue
+        if message.role == "assistant" and (message.block or not message.text):
+            continue
+        out.append({"role": message.role, "content": message.text})
+    return out
+
+
+def _fidelity(hub: Hub) -> Any:
+    for interceptor in hub.interceptors:
+        if getattr(interceptor, "name", "") == "language-fidelity":
+            return interceptor
+    return None
+
+
+async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncIterator[dict[str, Any]]:
+    """Answer the last question of the conversation, yielding events; records the answer."""
+    history = await anyio.to_thread.run_sync(store.messages, turn.user_id, turn.conversation_id)
+    question = history[-1].text if history and history[-1].role == "user" else ""
+    try:
+        hits = await anyio.to_thread.run_sync(_sources, hub, question)
+    except SovhubError as exc:
+        # An answer without sources beats no answer; the operator sees why in the log.
+        log.warning("knowledge base search failed: %s", exc.message)
+        hits = []
+    citations = [{"n": n, **hit.citation()} for n, hit in enumerate(hits, start=1)]
+    yield {"event": "meta", "citations": citations}
+    system = await anyio.to_thread.run_sync(_system_prompt, hub, turn.ui_lang, hits)
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}, *history_messages(history)]
+
+    text: list[str] = []
+    finish: str | None = None
+    block: dict[str, Any] | None = None
+    saved = False
+
+    async def save(reason: str | None) -> int:
+        nonlocal saved
+        saved = True
+        return await anyio.to_thread.run_sync(lambda: store.append(
+            turn.user_id, turn.conversation_id, "assistant", "".join(text), model=turn.model,
+            finish_reason=reason, citations=citations, block=block))
+
+    try:
+        attempt_messages = messages
+        for attempt in range(2):
+            text, finish = [], None
+            ctx, stopped_by = None, None
+            async for kind, value in _stream(hub, turn, attempt_messages, retry=attempt > 0):
+                if kind == "ctx":
+                    ctx = value
+                elif kind == "delta":
+                    text.append(value)
+                    yield {"event": "delta", "text": value}
+                elif kind == "finish":
+                    finish = value
+                elif kind == "verdict":
+                    stopped_by = value
+            if stopped_by is not None:
+                block = _block_of(stopped_by)
+            fidelity = _fidelity(hub)
+            if attempt == 0 and ctx is not None and fidelity is not None and block is None:
+                result = ChatResult("".join(text), finish, 0, 0, 0.0, ctx.backend_name)
+                if fidelity.needs_retry(ctx, result):
+                    attempt_messages = fidelity.retry_messages(ctx)
+                    yield {"event": "reset", "reason": "language"}
+                    continue
+            break
+        message_id = await save(finish)
+        yield {"event": "done", "message_id": message_id, "html": render_markdown("".join(text)),
+               "finish_reason": finish, "block": block}
+    except ContentBlocked as exc:
+        block = _block_of(exc.extra or {"explanation": exc.message})
+        text = []
+        message_id = await save("blocked")
+        yield {"event": "error", "code": exc.code, "message": exc.message, "block": block, "message_id": message_id}
+    except SovhubError as exc:
+        yield {"event": "error", "code": exc.code, "message": exc.message, "block": None}
+    finally:
+        if not saved and text:
+            # Stopped by the person (disconnect): keep what they saw, even while being cancelled.
+            with anyio.CancelScope(shield=True), contextlib.suppress(SovhubError):
+                await save("stopped")
+
+
+async def _stream(
+    hub: Hub, turn: Turn, messages: list[dict[str, Any]], *, retry: bool
+) -> AsyncIterator[tuple[str, Any]]:
+    service = chat_service(hub)
+    # store=False: the web app keeps this conversation itself (encrypted per person); the API's
+    # content recorder must not keep a second copy.
+    request = ChatCompletionRequest.model_validate(
+        {"model": turn.model, "messages": messages, "stream": True, "store": False}
+    )
+    principal = Principal(org_id=None, user_id=turn.user_id)
+    request_id = turn.request_id + ("-retry" if retry else "")
+    token = CURRENT_TURN.set(turn)
+    try:
+        prepared = await service.prepare(request, principal, request_id)
+    finally:
+        CURRENT_TURN.reset(token)
+    if retry:
+        # Counted as a retry, not a first attempt, by the fidelity tracker.
+        prepared.ctx.state[STATE_RETRIED] = True
+    yield "ctx", prepared.ctx
+    started = time.perf_counter()
+    async for chunk in service.chunks(prepared, lambda _s: None):
+        for choice in chunk.get("choices", []):
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                yield "delta", content
+            if choice.get("finish_reason"):
+                yield "finish", choice["finish_reason"]
+    verdict = prepared.ctx.state.get("output_verdict")
+    if verdict is not None:
+        yield "verdict", dict(verdict.reason)
+    log.debug("assistant answer streamed in %.3fs", time.perf_counter() - started)

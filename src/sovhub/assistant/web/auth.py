@@ -1,0 +1,143 @@
+"""Sign in with a local account, sign out, and choose the UI language.
+
+Sessions, CSRF tokens and the brute-force throttle are the access area's
+(:mod:`sovhub.access.sessions`, :mod:`sovhub.access.csrf`, :mod:`sovhub.access.throttle`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, select
+
+from ...access.csrf import verify_csrf
+from ...access.sessions import clear_session, issue_session, set_cookie
+from ...access.throttle import login_throttle
+from ...errors import PermissionDenied, RateLimited
+from ...hub import Hub
+from ...store.tables import User
+from ..i18n import ui_catalogs
+from .passwords import hash_password, needs_rehash, verify_password
+from .render import LANG_COOKIE, page_for, render, request_hub
+
+__all__ = ["local_path", "router"]
+
+router = APIRouter(include_in_schema=False)
+
+_LANG_MAX_AGE = 365 * 24 * 3600
+
+
+def local_path(value: object, default: str = "/") -> str:
+    """Only same-site paths: "//evil.example" and "/\\evil" would leave the site (open redirect)."""
+    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    return value
+
+
+def _check_password(hub: Hub, email: str, password: str) -> int | None:
+    with hub.db.session() as s:
+        user = s.scalar(select(User).where(func.lower(User.email) == email.casefold()))
+        stored = user.password_hash if user is not None else None
+        if not verify_password(stored, password) or user is None:
+            return None
+        if stored is not None and needs_rehash(stored):
+            user.password_hash = hash_password(password)
+        return user.id
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    page = page_for(request)
+    if page.user is not None:
+        return RedirectResponse(local_path(request.query_params.get("next")), status_code=303)
+    return render(page, "login.html", next=local_path(request.query_params.get("next")))
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    hub = request_hub(request)
+    form = await request.form()
+    page = page_for(request)
+    next_path = local_path(form.get("next"))
+    email = str(form.get("email") or "").strip()
+    password = str(form.get("password") or "")
+    try:
+        verify_csrf(request, form.get("csrf_token"))
+    except PermissionDenied:
+        return render(page, "login.html", status=403, next=next_path, email=email, error="csrf")
+    throttle = login_throttle(hub)
+    client = request.client.host if request.client else "unknown"
+    keys = [f"user:{email.casefold()}", f"ip:{client}"]
+    try:
+        for key in keys:
+            await throttle.check(key)
+    except RateLimited as exc:
+        seconds = int(float(exc.headers.get("retry-after", "60")))
+        response = render(page, "login.html", status=429, next=next_path, email=email, error="throttled",
+                          seconds=seconds)
+        response.headers["retry-after"] = str(seconds)
+        return response
+    user_id = await anyio.to_thread.run_sync(_check_password, hub, email, password) if email and password else None
+    if user_id is None:
+        for key in keys:
+            await throttle.fail(key)
+        return render(page, "login.html", status=401, next=next_path, email=email, error="invalid")
+    await throttle.succeed(keys[0])
+    response = RedirectResponse(next_path, status_code=303)
+    issue_session(response, user_id, None, request=request)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    response = RedirectResponse("/login", status_code=303)
+    clear_session(request, response)
+    return response
+
+
+def _save_locale(hub: Hub, user_id: int, code: str) -> None:
+    with hub.db.session() as s:
+        user = s.get(User, user_id)
+        if user is not None:
+            user.locale = code
+
+
+@router.post("/lang")
+async def set_language(request: Request) -> Response:
+    """Remember the chosen UI language: on the account when signed in, in a cookie always."""
+    hub = request_hub(request)
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    code = str(form.get("lang") or "")
+    response = RedirectResponse(local_path(form.get("next")), status_code=303)
+    if not ui_catalogs(hub).supports(code):
+        return response
+    page = page_for(request)
+    if page.user is not None:
+        await anyio.to_thread.run_sync(_save_locale, hub, page.user.id, code)
+    set_cookie(request, response, LANG_COOKIE, code, _LANG_MAX_AGE)
+    return response
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={_quote(target)}", status_code=303)
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="/")
+
+
+def signed_in(request: Request) -> Any:
+    """The page of a signed-in person, or a redirect to the sign-in form."""
+    page = page_for(request)
+    if page.user is None:
+        return login_redirect(request)
+    return page

@@ -1,0 +1,220 @@
+"""The chat pages: conversation list, a conversation, sending, regenerating, deleting, appeals.
+
+Forms work without JavaScript (the server answers in full, then redirects); with JavaScript the
+same endpoints stream the answer as Server-Sent Events when asked for ``text/event-stream``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+
+from ...access.csrf import verify_csrf
+from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
+from ...pipeline import Principal
+from .answer import Turn, run_turn
+from .auth import signed_in
+from .conversations import ConversationStore
+from .render import Page, render, request_hub
+
+__all__ = ["allowed_models", "router"]
+
+router = APIRouter(include_in_schema=False)
+
+MAX_MESSAGE_CHARS = 16_000
+_CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
+
+
+def _store(request: Request) -> ConversationStore:
+    return ConversationStore(request_hub(request))
+
+
+def allowed_models(page: Page) -> list[str]:
+    """Chat models this person may use (route policies and tiers applied); never the embedder."""
+    from ...api.models.service import list_models
+
+    assert page.user is not None
+    try:
+        cards = list_models(page.hub, Principal(org_id=None, user_id=page.user.id))
+    except SovhubError:
+        return []
+    return [c.id for c in cards if c.id != page.hub.settings.embeddings_model_id]
+
+
+def _wants_stream(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+async def _chat_page(request: Request, conversation_id: str | None, status: int = 200) -> Response:
+    page = signed_in(request)
+    if not isinstance(page, Page):
+        return page
+    assert page.user is not None
+    store = _store(request)
+    user_id = page.user.id
+    try:
+        conversation = (
+            await anyio.to_thread.run_sync(store.get, user_id, conversation_id) if conversation_id else None
+        )
+    except NotFound:
+        return render(page, "error.html", status=404, error="not_found")
+    conversations = await anyio.to_thread.run_sync(store.list, user_id)
+    messages = await anyio.to_thread.run_sync(store.messages, user_id, conversation_id) if conversation_id else []
+    models = allowed_models(page)
+    current = conversation.model if conversation and conversation.model in models else (models[0] if models else "")
+    from .markdown import render_markdown
+
+    return render(
+        page, "chat.html", status=status, conversations=conversations, conversation=conversation,
+        messages=messages, models=models, current_model=current, render_markdown=render_markdown,
+        appeal=request.query_params.get("appeal"), appeal_id=request.query_params.get("appeal_id"),
+    )
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    return await _chat_page(request, None)
+
+
+@router.get("/c/{conversation_id}")
+async def conversation_page(conversation_id: str, request: Request) -> Response:
+    return await _chat_page(request, conversation_id)
+
+
+def _sse(events: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None = None) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        if first is not None:
+            yield _event(first)
+        async for event in events:
+            yield _event(event)
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+
+def _event(event: dict[str, Any]) -> bytes:
+    name = event.pop("event")
+    return f"event: {name}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+
+
+async def _answer(request: Request, page: Page, turn: Turn, first: dict[str, Any] | None = None) -> Response:
+    events = run_turn(page.hub, _store(request), turn)
+    if _wants_stream(request):
+        return _sse(events, first)
+    async for _event_ in events:  # no JavaScript: answer in full, then show the conversation
+        pass
+    return RedirectResponse(f"/c/{turn.conversation_id}", status_code=303)
+
+
+async def _read_message(request: Request, page: Page) -> tuple[str, str]:
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    content = str(form.get("content") or "").strip()
+    if not content:
+        raise InvalidRequest("write a message first", param="content", code="empty_message")
+    if len(content) > MAX_MESSAGE_CHARS:
+        raise InvalidRequest(f"a message holds at most {MAX_MESSAGE_CHARS} characters", param="content")
+    model = str(form.get("model") or "")
+    models = allowed_models(page)
+    if model not in models:
+        if form.get("model"):
+            raise NotFound(f"the model {model!r} is not available to you", param="model", code="model_not_found")
+        if not models:
+            raise NotFound("no model is available to you right now", param="model", code="model_not_found")
+        model = models[0]
+    return content, model
+
+
+@router.post("/c")
+async def new_conversation(request: Request) -> Response:
+    page = signed_in(request)
+    if not isinstance(page, Page):
+        return page
+    assert page.user is not None
+    content, model = await _read_message(request, page)
+    store = _store(request)
+    user_id = page.user.id
+
+    def create() -> str:
+        conversation_id = store.create(user_id, content, model)
+        store.append(user_id, conversation_id, "user", content)
+        return conversation_id
+
+    conversation_id = await anyio.to_thread.run_sync(create)
+    turn = Turn(user_id, conversation_id, model, page.lang)
+    first = {"event": "conversation", "id": conversation_id, "url": f"/c/{conversation_id}"}
+    return await _answer(request, page, turn, first)
+
+
+@router.post("/c/{conversation_id}/messages")
+async def send_message(conversation_id: str, request: Request) -> Response:
+    page = signed_in(request)
+    if not isinstance(page, Page):
+        return page
+    assert page.user is not None
+    content, model = await _read_message(request, page)
+    store = _store(request)
+    user_id = page.user.id
+    await anyio.to_thread.run_sync(lambda: store.append(user_id, conversation_id, "user", content))
+    return await _answer(request, page, Turn(user_id, conversation_id, model, page.lang))
+
+
+@router.post("/c/{conversation_id}/regenerate")
+async def regenerate(conversation_id: str, request: Request) -> Response:
+    page = signed_in(request)
+    if not isinstance(page, Page):
+        return page
+    assert page.user is not None
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    store = _store(request)
+    user_id = page.user.id
+    conversation = await anyio.to_thread.run_sync(store.get, user_id, conversation_id)
+    models = allowed_models(page)
+    model = str(form.get("model") or conversation.model)
+    if model not in models:
+        raise NotFound(f"the model {model!r} is not available to you", param="model", code="model_not_found")
+    await anyio.to_thread.run_sync(store.drop_last_answer, user_id, conversation_id)
+    return await _answer(request, page, Turn(user_id, conversation_id, model, page.lang))
+
+
+@router.post("/c/{conversation_id}/delete")
+async def delete_conversation(conversation_id: str, request: Request) -> Response:
+    page = signed_in(request)
+    if not isinstance(page, Page):
+        return page
+    assert page.user is not None
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    await anyio.to_thread.run_sync(_store(request).delete, page.user.id, conversation_id)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.post("/appeals")
+async def appeal(request: Request) -> Response:
+    """Appeal a block shown in a conversation (the safety area's appeal record)."""
+    from ...safety.appeals import file_appeal
+
+    page = signed_in(request)
+    if not isinstance(page, Page):
+        return page
+    assert page.user is not None
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    conversation_id = str(form.get("conversation_id") or "")
+    back = f"/c/{conversation_id}" if _CONVERSATION_ID.fullmatch(conversation_id) else "/"
+    principal = Principal(org_id=None, user_id=page.user.id)
+    decision_id, reason = str(form.get("decision_id") or ""), str(form.get("reason") or "")
+    try:
+        view = await anyio.to_thread.run_sync(lambda: file_appeal(page.hub, principal, decision_id, reason))
+    except Conflict:
+        return RedirectResponse(f"{back}?appeal=exists", status_code=303)
+    except InvalidRequest:
+        return RedirectResponse(f"{back}?appeal=invalid", status_code=303)
+    return RedirectResponse(f"{back}?appeal=filed&appeal_id={view.id}", status_code=303)

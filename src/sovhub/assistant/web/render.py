@@ -1,0 +1,145 @@
+"""Server-side rendering: the Jinja2 environment, the request's UI language, and page context.
+
+Every page renders through :func:`render`, which resolves who is signed in, which UI language
+applies (saved preference, then the language cookie, then Accept-Language) and puts the
+translation functions in the template context, so no template can reach a string that skipped
+the catalogs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
+
+from ...access.csrf import csrf_token
+from ...access.sessions import current_user
+from ...store.tables import User
+from ..i18n import UiLocale, ui_catalogs
+
+if TYPE_CHECKING:
+    from ...hub import Hub
+
+__all__ = ["LANG_COOKIE", "Page", "environment", "page_for", "render", "request_hub"]
+
+LANG_COOKIE = "sovhub_lang"
+STATIC_VERSION = "1"
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """One environment per process: templates are compiled once and cached."""
+    env = Environment(
+        loader=PackageLoader("sovhub.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.globals["static_version"] = STATIC_VERSION
+    return env
+
+
+def request_hub(request: Request) -> Hub:
+    return request.app.state.hub  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class Page:
+    """What every page knows about its request: the person, the language, the form token."""
+
+    request: Request
+    hub: Hub
+    ui: UiLocale
+    user: User | None
+    csrf: str
+
+    @property
+    def lang(self) -> str:
+        return self.ui.code
+
+    def _(self, message: str, **values: Any) -> str:
+        text = self.ui.gettext(message)
+        return text % values if values else text
+
+
+def _load_user(hub: Hub, user_id: int) -> User | None:
+    with hub.db.session() as s:
+        user = s.get(User, user_id)
+        if user is not None:
+            s.expunge(user)
+        return user
+
+
+def page_for(request: Request, csrf: str = "") -> Page:
+    """Resolve the person and UI language of a request (one primary-key read when signed in)."""
+    hub = request_hub(request)
+    catalogs = ui_catalogs(hub)
+    session = current_user(request)
+    user = _load_user(hub, session.user_id) if session is not None else None
+    code: str | None = None
+    if user is not None and catalogs.supports(user.locale):
+        code = user.locale
+    elif catalogs.supports(request.cookies.get(LANG_COOKIE)):
+        code = request.cookies.get(LANG_COOKIE)
+    else:
+        code = catalogs.negotiate(request.headers.get("accept-language"))
+    return Page(request, hub, catalogs.get(code), user, csrf or (session.csrf if session else ""))
+
+
+def _translators(ui: UiLocale) -> dict[str, Any]:
+    # Translations are trusted text written by translators; values interpolated into them are
+    # escaped (Markup % escapes its arguments), so a title or a name cannot inject markup.
+    def gettext(message: str, **values: Any) -> Markup:
+        text = Markup(ui.gettext(message))
+        return text % {k: escape(v) for k, v in values.items()} if values else text
+
+    def ngettext(singular: str, plural: str, num: int, **values: Any) -> Markup:
+        text = Markup(ui.ngettext(singular, plural, num))
+        return text % {"num": num, **{k: escape(v) for k, v in values.items()}}
+
+    return {"_": gettext, "gettext": gettext, "ngettext": ngettext}
+
+
+def render(page: Page, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """Render a template as the page's language; sets the pre-session CSRF cookie when needed."""
+    response = HTMLResponse("", status_code=status)
+    if not page.csrf:
+        page.csrf = csrf_token(page.request, response)
+    catalogs = ui_catalogs(page.hub)
+    values: dict[str, Any] = {
+        "page": page,
+        "lang": page.ui.code,
+        "dir": page.ui.direction,
+        "user": page.user,
+        "csrf": page.csrf,
+        "ui": page.ui,
+        "languages": [(code, catalogs.get(code).native_name) for code in catalogs.codes],
+        "path": page.request.url.path,
+        **_translators(page.ui),
+        **context,
+    }
+    body = environment().get_template(template).render(values)
+    response.body = body.encode("utf-8")
+    response.headers["content-length"] = str(len(response.body))
+    response.headers["content-language"] = page.ui.code
+    response.headers["cache-control"] = "no-store"
+    response.headers["vary"] = "Accept-Language, Cookie"
+    _security_headers(response)
+    return response
+
+
+def _security_headers(response: HTMLResponse) -> None:
+    # Only our own scripts and styles run: no inline script, no third-party origin.
+    response.headers["content-security-policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    )
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers["referrer-policy"] = "same-origin"

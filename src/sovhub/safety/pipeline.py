@@ -1,0 +1,241 @@
+"""The guard pipeline around every chat completion, as a ChatInterceptor.
+
+``before``: each message is scanned by the guards of the ``sovhub_guards`` hook (semantic,
+lexicon, PII, optional guard model) plus the policy's own lexicon; :func:`policy.decide` picks
+the action. ``block`` raises :class:`ContentBlocked` carrying an explanation in the person's
+language, the policy clause and how to appeal; ``redact`` rewrites ``ctx.messages`` (PII masked,
+hashed or pseudonymised); ``warn`` is logged. ``check_output`` scans the growing answer (its
+new part plus an overlap, so the cost stays linear) and stops it on ``block``; the core then
+ends the stream with ``finish_reason: "content_filter"``.
+
+Pseudonyms are put back into the answer by :class:`sovhub.safety.restore.RestoreMiddleware`
+for HTTP clients, and by :meth:`SafetyRuntime.restore` for in-process callers (the web chat).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..errors import ContentBlocked
+from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
+from .explain import explain, pick_lang
+from .guards import GuardFinding
+from .pii import PiiAnalyzer, PiiEntity, PiiGuard, Redactor, Vault, VaultStore
+from .policy import Decision, LoadedPolicy, PolicyLexiconGuard, check_floor, decide, load_policy
+from .records import ModerationRecorder, PendingDecision, record_policy_version
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["SafetyInterceptor", "SafetyRuntime", "get_runtime", "message_text"]
+
+log = logging.getLogger("sovhub.safety")
+
+# The answer is re-scanned from this many characters before the last check, so a harmful
+# sentence split across two checks is still seen whole.
+_OUTPUT_OVERLAP = 400
+
+
+def message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+class SafetyRuntime:
+    """What the pipeline shares across requests: policy, analyzer, redactor, vaults, recorder."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        settings = hub.settings.safety
+        self.loaded: LoadedPolicy = load_policy(settings.policy_file)
+        self.analyzer = PiiAnalyzer(threshold=self.loaded.policy.pii.threshold, spacy_model=settings.pii_spacy_model)
+        self.pii_guard = PiiGuard(self.analyzer)
+        self.policy_lexicon = PolicyLexiconGuard(self.loaded.policy.lexicon)
+        key = f"sovhub-pii-hash\x00{hub.settings.secret_key}".encode()
+        self.redactor = Redactor(key)
+        self.vaults = VaultStore(ttl_s=settings.pseudonym_ttl_s)
+        # Vaults of requests whose answer is still being sent, for the restore middleware.
+        self.live = VaultStore(ttl_s=600.0)
+        self.recorder = ModerationRecorder(hub)
+        hub.services["safety.recorder"] = self.recorder
+        self.version_recorded = False
+
+    @property
+    def policy(self) -> Any:
+        return self.loaded.policy
+
+    def guards(self, *, pii: bool = True) -> list[Any]:
+        found: list[Any] = [g for group in self.hub.pm.hook.sovhub_guards(hub=self.hub) for g in (group or [])]
+        found.append(self.policy_lexicon)
+        return [g for g in found if pii or g.name != "pii"]
+
+    def scan(self, text: str, lang: str | None, *, pii: bool = True) -> list[GuardFinding]:
+        findings: list[GuardFinding] = []
+        for guard in self.guards(pii=pii):
+            findings.extend(guard.scan(text, lang))
+        return findings
+
+    def warm(self) -> None:
+        """Load models, check the policy against the protected-speech set, record its version."""
+        self.analyzer.analyze("warm-up +44 20 7946 0958")
+        check_floor(self.policy, lambda text, lang: self.scan(text, lang))
+        self.ensure_version_recorded()
+
+    def ensure_version_recorded(self) -> None:
+        if not self.version_recorded:
+            record_policy_version(self.hub, self.loaded)
+            self.version_recorded = True
+
+    def vault_for(self, ctx: ChatContext) -> Vault:
+        vault = ctx.state.get("safety.vault")
+        if vault is None:
+            if ctx.conversation_id:
+                vault = self.vaults.get(f"{_owner(ctx.principal)}|{ctx.conversation_id}")
+            else:
+                vault = Vault()
+            ctx.state["safety.vault"] = vault
+        return vault
+
+    def restore(self, ctx: ChatContext, text: str) -> str:
+        """The answer with pseudonyms replaced by the person's own values (in-process callers)."""
+        vault = ctx.state.get("safety.vault")
+        return vault.restore(text) if vault is not None else text
+
+    def live_key(self, request_id: str, principal: Principal | None) -> str:
+        return f"{request_id}|{_owner(principal)}"
+
+
+def _owner(principal: Principal | None) -> str:
+    if principal is None:
+        return "-"
+    return f"{principal.org_id}:{principal.user_id}:{principal.key_id}"
+
+
+def get_runtime(hub: Hub) -> SafetyRuntime:
+    runtime = hub.services.get("safety")
+    if runtime is None:
+        runtime = hub.services["safety"] = SafetyRuntime(hub)
+    return runtime
+
+
+class SafetyInterceptor:
+    name = "safety"
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    @property
+    def runtime(self) -> SafetyRuntime:
+        return get_runtime(self.hub)
+
+    async def before(self, ctx: ChatContext) -> None:
+        if not self.hub.settings.safety.enabled:
+            return
+        rt = self.runtime
+        texts = [message_text(m) for m in ctx.messages]
+        last_user = next((t for m, t in zip(reversed(ctx.messages), reversed(texts), strict=True)
+                          if m.get("role") == "user"), "")
+        lang = pick_lang(ctx.lang, last_user)
+        ctx.state["safety.lang"] = lang
+        decisions: list[tuple[int, Decision]] = []
+        for i, (message, text) in enumerate(zip(ctx.messages, texts, strict=True)):
+            if not text:
+                continue
+            # Hazards are judged in what people wrote; identifiers are redacted everywhere,
+            # including earlier answers that carried restored values.
+            if message.get("role") == "user":
+                findings = rt.scan(text, lang)
+            else:
+                findings = rt.pii_guard.scan(text, lang)
+            decisions.append((i, decide(rt.policy, findings, lang)))
+        blocked = [d for _, d in decisions if d.action == "block"]
+        if blocked:
+            await self._block(ctx, lang, blocked)
+        redacted = [(i, d) for i, d in decisions if d.redact_spans]
+        if redacted:
+            self._redact(ctx, texts, redacted)
+        warned = [d for _, d in decisions if d.action in ("warn", "redact")]
+        if warned:
+            self._record(ctx, "input", warned[0].action, warned, lang)
+
+    async def _block(self, ctx: ChatContext, lang: str, blocked: list[Decision]) -> None:
+        rt = self.runtime
+        entry = self._record(ctx, "input", "block", blocked, lang)
+        await anyio.to_thread.run_sync(rt.recorder.flush)
+        policy = rt.policy
+        text = explain("blocked", lang, entry.categories, entry.clauses, rt.loaded.version,
+                       entry.id, policy.appeal_url)
+        raise ContentBlocked(
+            text,
+            extra={
+                "explanation": text, "lang": lang, "categories": entry.categories, "policy_clauses": entry.clauses,
+                "policy_version": rt.loaded.version, "decision_id": entry.id, "appeal_url": policy.appeal_url,
+            },
+        )
+
+    def _redact(self, ctx: ChatContext, texts: list[str], redacted: list[tuple[int, Decision]]) -> None:
+        rt = self.runtime
+        mode = redacted[0][1].pii_mode
+        vault = rt.vault_for(ctx) if mode == "pseudonymize" else None
+        for i, decision in redacted:
+            spans = [_entity(f) for f in decision.redact_spans]
+            new = rt.redactor.redact(texts[i], spans, mode, vault)  # type: ignore[arg-type]
+            message = dict(ctx.messages[i])
+            if isinstance(message.get("content"), list):
+                message["content"] = [{"type": "text", "text": new}]
+            else:
+                message["content"] = new
+            ctx.messages[i] = message
+        ctx.state["safety.redacted"] = sorted({f.category for _, d in redacted for f in d.redact_spans})
+        if vault is not None and len(vault) and redacted[0][1].restore:
+            rt.live.put(rt.live_key(ctx.request_id, ctx.principal), vault)
+
+    def _record(
+        self, ctx: ChatContext, direction: str, action: str, decisions: list[Decision], lang: str
+    ) -> PendingDecision:
+        rt = self.runtime
+        categories = sorted({c for d in decisions for c in d.categories})
+        clauses = sorted({c for d in decisions for c in d.clauses})
+        entry = PendingDecision(
+            direction=direction, action=action, categories=categories, clauses=clauses,
+            policy_version=rt.loaded.version, lang=lang, principal=ctx.principal.label,
+            org_id=ctx.principal.org_id, user_id=ctx.principal.user_id,
+        )
+        rt.recorder.add(entry)
+        log.info("moderation %s %s", direction, action, extra={"categories": categories, "decision": entry.id})
+        return entry
+
+    async def check_output(self, ctx: ChatContext, text: str, final: bool) -> OutputVerdict | None:
+        if not self.hub.settings.safety.enabled or not text:
+            return None
+        rt = self.runtime
+        start = max(0, int(ctx.state.get("safety.out_pos", 0)) - _OUTPUT_OVERLAP)
+        ctx.state["safety.out_pos"] = len(text)
+        lang = str(ctx.state.get("safety.lang") or pick_lang(ctx.lang, text))
+        decision = decide(rt.policy, rt.scan(text[start:], lang, pii=False), lang)
+        if decision.action != "block":
+            return None
+        entry = self._record(ctx, "output", "block", [decision], lang)
+        await anyio.to_thread.run_sync(rt.recorder.flush)
+        policy = rt.policy
+        explanation = explain("stopped", lang, entry.categories, entry.clauses, rt.loaded.version,
+                              entry.id, policy.appeal_url)
+        return OutputVerdict("stop", {
+            "explanation": explanation, "categories": entry.categories, "policy_clauses": entry.clauses,
+            "policy_version": rt.loaded.version, "decision_id": entry.id, "appeal_url": policy.appeal_url,
+        })
+
+    async def after(self, ctx: ChatContext, result: ChatResult) -> None:
+        return None
+
+
+def _entity(f: GuardFinding) -> PiiEntity:
+    assert f.start is not None and f.end is not None
+    return PiiEntity(f.category, f.start, f.end, f.score)

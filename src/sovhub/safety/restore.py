@@ -1,0 +1,127 @@
+"""Puts pseudonymised values back into chat answers on their way to the same caller.
+
+The model only ever saw ``<IBAN_CODE_1>``; the person should read their own IBAN. The core's
+interceptors can stop an answer but not rewrite it, so this pure ASGI middleware rewrites the
+response of ``POST /v1/chat/completions`` when (and only when) the request's vault is registered
+under its request id *and* the caller that made it: a client replaying another's
+``x-request-id`` finds nothing. Streams are rewritten event by event, holding back a tail that
+could be the start of a placeholder split across chunks; JSON bodies are rewritten whole.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .pii import StreamRestorer, Vault
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["RestoreMiddleware"]
+
+_PATH = "/v1/chat/completions"
+
+
+class RestoreMiddleware:
+    def __init__(self, app: ASGIApp, hub: Hub) -> None:
+        self.app = app
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != _PATH:
+            await self.app(scope, receive, send)
+            return
+        # The runtime exists once the safety pipeline ran; before that no vault can be live.
+        session = _Rewrite(scope, send, self.hub.services.get("safety"))
+        await self.app(scope, receive, session.send)
+
+
+class _Rewrite:
+    def __init__(self, scope: Scope, send: Send, runtime: Any) -> None:
+        self.scope = scope
+        self.downstream = send
+        self.runtime = runtime
+        self.vault: Vault | None = None
+        self.mode = "pass"
+        self.start: Message | None = None
+        self.buffer = b""
+        self.restorers: dict[int, StreamRestorer] = {}
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            return await self._start(message)
+        if message["type"] != "http.response.body" or self.mode == "pass":
+            return await self.downstream(message)
+        body = self.buffer + message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        if self.mode == "json":
+            self.buffer = body
+            if more:
+                return None
+            out = self._json(body)
+            assert self.start is not None
+            headers = [(k, v) for k, v in self.start.get("headers", []) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(out)).encode()))
+            await self.downstream({**self.start, "headers": headers})
+            return await self.downstream({"type": "http.response.body", "body": out, "more_body": False})
+        events, _, self.buffer = body.rpartition(b"\n\n")
+        out = b"".join(self._event(e) + b"\n\n" for e in events.split(b"\n\n")) if events else b""
+        if not more and self.buffer:
+            out += self.buffer
+            self.buffer = b""
+        await self.downstream({"type": "http.response.body", "body": out, "more_body": more})
+
+    async def _start(self, message: Message) -> None:
+        state = self.scope.get("state", {})
+        runtime = self.runtime
+        if message.get("status") == 200 and runtime is not None:
+            key = runtime.live_key(str(state.get("request_id", "")), state.get("principal"))
+            self.vault = runtime.live.pop(key)
+        if self.vault is None or not len(self.vault):
+            self.mode = "pass"
+            return await self.downstream(message)
+        content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+        if content_type.startswith(b"text/event-stream"):
+            self.mode = "sse"
+            return await self.downstream(message)
+        self.mode = "json"
+        self.start = message  # sent with the rewritten body: its length changes
+        return None
+
+    def _json(self, body: bytes) -> bytes:
+        assert self.vault is not None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return body
+        for choice in data.get("choices", []) if isinstance(data, dict) else []:
+            message = choice.get("message") or {}
+            if isinstance(message.get("content"), str):
+                message["content"] = self.vault.restore(message["content"])
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def _event(self, event: bytes) -> bytes:
+        assert self.vault is not None
+        if not event.startswith(b"data: ") or event == b"data: [DONE]":
+            return event
+        try:
+            data = json.loads(event[6:])
+        except ValueError:
+            return event
+        if not isinstance(data, dict):
+            return event
+        for choice in data.get("choices", []):
+            index = int(choice.get("index", 0))
+            restorer = self.restorers.setdefault(index, StreamRestorer(self.vault))
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            text = restorer.feed(content) if isinstance(content, str) else ""
+            if choice.get("finish_reason"):
+                text += restorer.flush()
+            if isinstance(content, str) or text:
+                delta["content"] = text
+                choice["delta"] = delta
+        return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,70 @@
+"""HTTP routes: a person's data rights (/hub/v1/me/...) and the public transparency report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse
+
+from ..api.deps import HubDep
+from ..errors import AuthenticationFailed
+from ..hub import Hub
+from . import rights, transparency
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["sovereignty"])
+
+
+def _person(request: Request) -> int:
+    """The signed-in person (web session). API keys belong to organizations, not people."""
+    from ..access.sessions import current_user
+
+    user = current_user(request)
+    if user is None:
+        raise AuthenticationFailed("sign in to the hub to see or erase your data (a web session is needed; "
+                                   "API keys belong to organizations)", code="not_signed_in")
+    return user.user_id
+
+
+async def _csrf(request: Request) -> None:
+    from ..access.csrf import require_csrf
+
+    await require_csrf(request)
+
+
+@router.get("/hub/v1/me/export")
+async def me_export(request: Request, hub: HubDep) -> dict[str, Any]:
+    """Everything the hub holds about the signed-in person, as JSON."""
+    user_id = _person(request)
+    return await anyio.to_thread.run_sync(lambda: rights.export_user(hub, user_id, actor=f"user:{user_id}"))
+
+
+@router.post("/hub/v1/me/erase", dependencies=[Depends(_csrf)])
+async def me_erase(request: Request, response: Response, hub: HubDep) -> dict[str, Any]:
+    """Erase the signed-in person: data key destroyed, rows deleted; the session ends."""
+    from ..access.sessions import clear_session
+
+    user_id = _person(request)
+    summary = await anyio.to_thread.run_sync(lambda: rights.erase_user(hub, user_id, actor=f"user:{user_id}"))
+    clear_session(request, response)
+    return {"erased": True, "user_id": user_id, **summary}
+
+
+def _report(hub: Hub) -> dict[str, Any]:
+    return transparency.report(hub)
+
+
+@router.get("/hub/v1/transparency")
+async def transparency_json(hub: HubDep) -> dict[str, Any]:
+    """The public transparency report (counts only)."""
+    return await anyio.to_thread.run_sync(_report, hub)
+
+
+@router.get("/transparency", response_class=HTMLResponse)
+async def transparency_page(hub: HubDep) -> HTMLResponse:
+    """The public transparency report as a page."""
+    data = await anyio.to_thread.run_sync(_report, hub)
+    return HTMLResponse(transparency.render_html(data))

@@ -1,0 +1,268 @@
+"""The sovereignty commands: users (export, erase), audit, access (two-person rule), retention, residency.
+
+`users_group` is shared: the assistant adds `users create` to it by importing it from here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO
+
+import click
+
+from ..cli import pass_hub
+from ..hub import Hub
+
+__all__ = ["add_commands", "users_group"]
+
+
+@click.group("users")
+def users_group() -> None:
+    """People with an account: export and erase their data (data rights)."""
+
+
+@users_group.command("export")
+@click.argument("user")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the JSON here instead of stdout.")
+@click.option("--actor", default="cli", help="Who asks (recorded in the audit log).")
+@pass_hub
+def users_export(hub: Hub, user: str, output: str | None, actor: str) -> None:
+    """Export everything the hub holds about USER (id or email) as JSON."""
+    from .rights import export_user, resolve_user
+
+    user_id = resolve_user(hub, user)
+    data = json.dumps(export_user(hub, user_id, actor=actor), ensure_ascii=False, indent=2, default=str)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(data + "\n")
+        click.echo(f"exported user {user_id} to {output}", err=True)
+    else:
+        click.echo(data)
+
+
+@users_group.command("erase")
+@click.argument("user")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--actor", default="cli", help="Who asks (recorded in the audit log).")
+@pass_hub
+def users_erase(hub: Hub, user: str, yes: bool, actor: str) -> None:
+    """Erase USER (id or email): destroy their data key (crypto-shredding) and delete their rows."""
+    from .rights import erase_user, resolve_user
+
+    user_id = resolve_user(hub, user)
+    if not yes:
+        click.confirm(f"erase user {user_id} and all their data? this cannot be undone", abort=True)
+    summary = erase_user(hub, user_id, actor=actor)
+    click.echo(f"erased user {user_id}: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.items())))
+
+
+# --- audit ---
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit_group.command("verify")
+@pass_hub
+def audit_verify(hub: Hub) -> None:
+    """Check the hash chain; exit 1 naming the first bad entry."""
+    from .audit import verify
+
+    checked, problem = verify(hub)
+    if problem is not None:
+        click.echo(f"audit chain BROKEN at entry {problem.seq}: {problem.reason} ({checked} entries intact before it)",
+                   err=True)
+        raise SystemExit(1)
+    click.echo(f"audit chain intact: {checked} entries")
+
+
+@audit_group.command("sign-head")
+@click.option("--actor", default="cli", help="Who signs (recorded in the audit log).")
+@pass_hub
+def audit_sign_head(hub: Hub, actor: str) -> None:
+    """Sign the chain head with the Ed25519 key; anchor the printed JSON outside the hub."""
+    from .audit import sign_head
+
+    click.echo(json.dumps(sign_head(hub, actor=actor)))
+
+
+@audit_group.command("verify-signature")
+@click.argument("signed", type=click.File("r"))
+@pass_hub
+def audit_verify_signature(hub: Hub, signed: IO[str]) -> None:
+    """Check a signed head (the JSON `sign-head` printed; '-' for stdin) against this log."""
+    from .audit import verify_signature
+
+    data = json.load(signed)
+    verify_signature(hub, int(data["seq"]), data["hash"], data["signature"], data["public_key"])
+    click.echo(f"signature valid; entry {data['seq']} still has the signed hash")
+
+
+@audit_group.command("show")
+@click.option("--last", default=20, type=click.IntRange(1, 10_000), help="How many entries.")
+@pass_hub
+def audit_show(hub: Hub, last: int) -> None:
+    """Print the newest entries."""
+    from sqlalchemy import select
+
+    from .tables import AuditEntry
+
+    with hub.db.session() as s:
+        rows = list(s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(last)))
+    for r in reversed(rows):
+        click.echo(f"{r.seq}\t{r.ts}\t{r.actor}\t{r.event}\t{r.subject or '-'}\t{r.data}")
+
+
+# --- two-person rule ---
+
+
+@click.group("access")
+def access_group() -> None:
+    """Staff access to a person's content (two-person rule)."""
+
+
+@access_group.command("request")
+@click.argument("user")
+@click.option("--reason", required=True, help="Why (at least 10 characters; shown to the person).")
+@click.option("--admin", required=True, help="E-mail of the requesting staff admin.")
+@click.option("--hours", type=float, default=None, help="How long an approval lasts [default: access_grant_hours].")
+@click.option("--legal-hold", default=None, help="Record a legal hold (reason) that defers the notice to the person.")
+@click.option("--hold-days", type=click.IntRange(1, 3650), default=90, help="Days the legal hold defers the notice.")
+@pass_hub
+def access_request(hub: Hub, user: str, reason: str, admin: str, hours: float | None, legal_hold: str | None,
+                   hold_days: int) -> None:
+    """Request access to USER's content (id or e-mail)."""
+    from .rights import resolve_user
+    from .staff_access import request_access
+
+    row = request_access(hub, resolve_user(hub, user), admin=admin, reason=reason, hours=hours,
+                         legal_hold=legal_hold, hold_days=hold_days)
+    click.echo(f"access request {row.id} recorded; a second admin must approve: "
+               f"sovhub access approve {row.id} --admin EMAIL")
+
+
+@access_group.command("approve")
+@click.argument("request_id", type=int)
+@click.option("--admin", required=True, help="E-mail of the approving staff admin (not the requester).")
+@click.option("--note", default=None, help="A note recorded with the decision.")
+@pass_hub
+def access_approve(hub: Hub, request_id: int, admin: str, note: str | None) -> None:
+    """Approve an access request (a second admin)."""
+    from .staff_access import approve
+
+    row = approve(hub, request_id, admin=admin, note=note)
+    click.echo(f"access request {row.id} approved until {row.expires_at.isoformat() if row.expires_at else '?'}")
+
+
+@access_group.command("deny")
+@click.argument("request_id", type=int)
+@click.option("--admin", required=True, help="E-mail of the deciding staff admin (not the requester).")
+@click.option("--note", default=None, help="A note recorded with the decision.")
+@pass_hub
+def access_deny(hub: Hub, request_id: int, admin: str, note: str | None) -> None:
+    """Deny an access request."""
+    from .staff_access import deny
+
+    deny(hub, request_id, admin=admin, note=note)
+    click.echo(f"access request {request_id} denied")
+
+
+@access_group.command("list")
+@pass_hub
+def access_list(hub: Hub) -> None:
+    """List access requests."""
+    from .staff_access import list_requests
+
+    for r in list_requests(hub):
+        click.echo(f"{r.id}\tuser:{r.user_id}\t{r.status}\t{r.requested_by}\t{r.decided_by or '-'}\t"
+                   f"{r.expires_at.isoformat() if r.expires_at else '-'}\t{'legal-hold' if r.legal_hold else ''}\t"
+                   f"{r.reason}")
+
+
+@access_group.command("read")
+@click.argument("request_id", type=int)
+@click.option("--admin", required=True, help="E-mail of the requesting or approving admin.")
+@pass_hub
+def access_read(hub: Hub, request_id: int, admin: str) -> None:
+    """Print the person's stored content under an approved, unexpired request (audited)."""
+    from .staff_access import read_content
+
+    click.echo(json.dumps(read_content(hub, request_id, admin=admin), ensure_ascii=False, indent=2))
+
+
+# --- retention ---
+
+
+@click.group("retention")
+def retention_group() -> None:
+    """How long conversation content is kept."""
+
+
+@retention_group.command("purge")
+@pass_hub
+def retention_purge(hub: Hub) -> None:
+    """Delete content past its retention now (the server also does this periodically)."""
+    from .conversations import purge_expired
+
+    click.echo(f"purged {purge_expired(hub, actor='cli')} conversations")
+
+
+@retention_group.command("set")
+@click.argument("org")
+@click.argument("days", type=int, required=False)
+@click.option("--default", "use_default", is_flag=True, help="Return ORG to the default retention.")
+@pass_hub
+def retention_set(hub: Hub, org: str, days: int | None, use_default: bool) -> None:
+    """Set ORG's retention to DAYS (0 = zero retention: no content stored)."""
+    from .conversations import set_retention
+
+    if days is None and not use_default:
+        raise click.UsageError("give DAYS or --default")
+    set_retention(hub, org, None if use_default else days)
+    click.echo(f"retention of {org}: {'default' if use_default else f'{days} days'}")
+
+
+# --- residency ---
+
+
+@click.group("residency")
+def residency_group() -> None:
+    """Where requests may be processed."""
+
+
+@residency_group.command("show")
+@pass_hub
+def residency_show(hub: Hub) -> None:
+    """Show the home and allowed jurisdictions, and which backends comply."""
+    from ..backends.catalog import backend_configs
+    from .residency import allowed_jurisdictions, is_compliant
+
+    allowed = allowed_jurisdictions(hub.settings)
+    click.echo(f"home: {hub.settings.sovereignty.jurisdiction}\tallowed: {', '.join(sorted(allowed))}")
+    for c in backend_configs(hub):
+        state = "compliant" if is_compliant(c.jurisdiction, allowed) else "NOT COMPLIANT (never used)"
+        click.echo(f"{c.name}\t{c.jurisdiction or '-'}\t{c.operator or '-'}\t{state}")
+
+
+# --- master key ---
+
+
+@click.command("rotate-master")
+@pass_hub
+def rotate_master(hub: Hub) -> None:
+    """Re-wrap every data key under a new master key (content is not re-encrypted)."""
+    from .keys import rotate_master_key
+
+    click.echo(rotate_master_key(hub))
+
+
+def add_commands(cli: click.Group) -> None:
+    for group in (users_group, audit_group, access_group, retention_group, residency_group):
+        if group.name not in cli.commands:
+            cli.add_command(group)
+    keys = cli.commands.get("keys")
+    if isinstance(keys, click.Group) and "rotate-master" not in keys.commands:
+        keys.add_command(rotate_master)

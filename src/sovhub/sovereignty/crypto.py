@@ -1,0 +1,365 @@
+"""Encryption at rest: AES-256-GCM content under per-person / per-organization data keys.
+
+Key hierarchy::
+
+    master key (KeyProvider: file 0600, environment, or an HSM/Vault plugin)
+      └── wraps data keys (table data_keys; one per user, one per organization)
+            └── encrypt content blobs (conversations, titles, files)
+
+Blob layout: ``version(1) | data key row id(8, big-endian) | nonce(12) | ciphertext+tag``. The
+associated data binds a blob to its owner (``sovhub:user:42``), so a blob copied to another
+owner's row does not decrypt. Destroying a data key (deleting its row) is crypto-shredding.
+
+The database holds a check value (a constant wrapped by the master key): a missing or wrong
+master key is refused at start with a ConfigError, before any data is read or written.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import logging
+import os
+import secrets
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ConfigError, NotFound
+from ..store.base import utcnow
+from .tables import DataKey, SovereigntyMeta
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from ..settings import Settings
+
+__all__ = [
+    "ContentVault",
+    "EnvKeyProvider",
+    "FileKeyProvider",
+    "KeyProvider",
+    "LocalKeyProvider",
+    "ensure_master_key",
+    "get_vault",
+    "load_key_provider",
+]
+
+log = logging.getLogger("sovhub.sovereignty.crypto")
+
+_VERSION = b"\x01"
+_CHECK_NAME = "master_key_check"
+_CHECK_PLAINTEXT = b"sovhub master key check v1"
+_KEY_CACHE_TTL_S = 30.0  # an erasure in another process is honoured here within this time
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Wraps and unwraps data keys; the master key never leaves it (an HSM keeps it inside)."""
+
+    key_id: str
+    source: str
+
+    def wrap(self, data_key: bytes, aad: bytes) -> bytes: ...
+
+    def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
+        """Return the data key; raise ConfigError when this master key did not wrap it."""
+        ...
+
+
+class LocalKeyProvider:
+    """A master key held in process memory (from a file or the environment)."""
+
+    def __init__(self, key: bytes, source: str) -> None:
+        if len(key) != 32:
+            raise ConfigError(f"master key from {source} must be 32 bytes (base64 of 32 random bytes), got {len(key)}")
+        self._aead = AESGCM(key)
+        self.source = source
+        self.key_id = hashlib.sha256(b"sovhub-master-key-id" + key).hexdigest()[:16]
+
+    def wrap(self, data_key: bytes, aad: bytes) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return nonce + self._aead.encrypt(nonce, data_key, aad)
+
+    def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(wrapped[:12], wrapped[12:], aad)
+        except InvalidTag as exc:
+            raise ConfigError(f"the master key from {self.source} (id {self.key_id}) cannot unwrap this key") from exc
+
+
+def _decode_key(text: str, source: str) -> bytes:
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except ValueError as exc:
+        raise ConfigError(f"master key from {source} is not valid base64") from exc
+
+
+class FileKeyProvider(LocalKeyProvider):
+    """The master key in a file of the data dir, readable by its owner only (mode 0600)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.is_file():
+            raise ConfigError(f"master key file {path} is missing")
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(f"master key file {path} is accessible by others (mode {mode:o}); run chmod 600 on it")
+        super().__init__(_decode_key(path.read_text(encoding="ascii"), str(path)), str(path))
+
+    @staticmethod
+    def create(path: Path) -> None:
+        """Write a new random key; O_EXCL so an existing key is never overwritten."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+class EnvKeyProvider(LocalKeyProvider):
+    """The master key from settings.sovereignty.master_key (SOVHUB_SOVEREIGNTY__MASTER_KEY)."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(_decode_key(value, "SOVHUB_SOVEREIGNTY__MASTER_KEY"), "SOVHUB_SOVEREIGNTY__MASTER_KEY")
+
+
+def key_file_path(settings: Settings) -> Path:
+    path = Path(settings.sovereignty.master_key_file)
+    return path if path.is_absolute() else settings.data_dir / path
+
+
+def load_key_provider(settings: Settings) -> KeyProvider:
+    """The configured provider; `module:factory` loads an HSM/Vault provider, factory(settings)."""
+    sov = settings.sovereignty
+    if sov.master_key or sov.key_provider == "env":
+        if not sov.master_key:
+            raise ConfigError("key_provider is 'env' but SOVHUB_SOVEREIGNTY__MASTER_KEY is not set")
+        return EnvKeyProvider(sov.master_key)
+    if sov.key_provider == "file":
+        return FileKeyProvider(key_file_path(settings))
+    module, _, attr = sov.key_provider.partition(":")
+    if not attr:
+        raise ConfigError(f"unknown key_provider {sov.key_provider!r}: use 'file', 'env' or 'module:factory'")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load key provider {sov.key_provider!r}: {exc}") from exc
+    provider = factory(settings)
+    if not isinstance(provider, KeyProvider):
+        raise ConfigError(f"key provider {sov.key_provider!r} does not implement wrap/unwrap/key_id/source")
+    return provider
+
+
+def _read_check(hub: Hub) -> SovereigntyMeta | None:
+    with hub.db.session() as s:
+        return s.get(SovereigntyMeta, _CHECK_NAME)
+
+
+def _check_matches(provider: KeyProvider, check: SovereigntyMeta) -> bool:
+    try:
+        return provider.unwrap(base64.b64decode(check.value), b"check") == _CHECK_PLAINTEXT
+    except ConfigError:
+        return False
+
+
+def write_check(hub: Hub, provider: KeyProvider) -> None:
+    value = base64.b64encode(provider.wrap(_CHECK_PLAINTEXT, b"check")).decode()
+    with hub.db.session() as s:
+        row = s.get(SovereigntyMeta, _CHECK_NAME)
+        if row is None:
+            s.add(SovereigntyMeta(name=_CHECK_NAME, value=value))
+        else:
+            row.value, row.updated_at = value, utcnow()
+
+
+def ensure_master_key(hub: Hub) -> KeyProvider:
+    """Load the master key and prove it is the database's; create it only in a new installation.
+
+    Reads nothing but the check value before deciding, and writes nothing when it refuses.
+    """
+    settings = hub.settings
+    check = _read_check(hub)
+    path = key_file_path(settings)
+    file_based = not settings.sovereignty.master_key and settings.sovereignty.key_provider == "file"
+    if file_based:
+        _finish_interrupted_rotation(path, check)
+        if not path.exists():
+            if check is not None:
+                raise ConfigError(
+                    f"master key file {path} is missing, but this database holds data encrypted under a "
+                    "master key: restore the key file (from your key escrow) and start again; no data was touched"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            FileKeyProvider.create(path)
+            log.info("created master key file %s (mode 0600)", path)
+    provider = load_key_provider(settings)
+    if check is None:
+        write_check(hub, provider)
+    elif not _check_matches(provider, check):
+        raise ConfigError(
+            f"wrong master key: the key from {provider.source} (id {provider.key_id}) is not the one this "
+            "database was encrypted with; no data was touched"
+        )
+    return provider
+
+
+def _finish_interrupted_rotation(path: Path, check: SovereigntyMeta | None) -> None:
+    """A rotation writes KEY.new, commits the re-wrapped keys, then renames; finish a crash in between."""
+    pending = path.with_name(path.name + ".new")
+    if not pending.exists() or check is None:
+        return
+    try:
+        new = FileKeyProvider(pending)
+    except ConfigError:
+        return
+    if _check_matches(new, check):
+        os.replace(pending, path)
+        log.warning("finished an interrupted master key rotation: %s is now the master key", path)
+    else:
+        pending.unlink()  # the database still uses the old key: the rotation never committed
+
+
+class ContentVault:
+    """Encrypts and decrypts content for a person or an organization (the service API).
+
+    Usage::
+
+        vault = get_vault(hub)
+        blob = vault.encrypt_for_user(user.id, "my question")
+        text = vault.decrypt_for_user(user.id, blob)
+    """
+
+    def __init__(self, hub: Hub, provider: KeyProvider) -> None:
+        self.hub = hub
+        self.provider = provider
+        self._lock = threading.Lock()
+        self._keys: dict[tuple[str, int], tuple[float, int, bytes]] = {}
+
+    # --- data keys ---
+
+    @staticmethod
+    def _aad(kind: str, owner_id: int) -> bytes:
+        return f"sovhub:{kind}:{owner_id}".encode()
+
+    def _data_key(self, kind: str, owner_id: int, *, create: bool) -> tuple[int, bytes] | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._keys.get((kind, owner_id))
+        if cached is not None and now - cached[0] < _KEY_CACHE_TTL_S:
+            return cached[1], cached[2]
+        with self.hub.db.session() as s:
+            row = s.scalar(select(DataKey).where(DataKey.owner_kind == kind, DataKey.owner_id == owner_id))
+        if row is None:
+            if not create:
+                return None
+            row = self._create_key(kind, owner_id)
+        key = self.provider.unwrap(row.wrapped, self._aad(kind, owner_id))
+        with self._lock:
+            self._keys[(kind, owner_id)] = (now, row.id, key)
+        return row.id, key
+
+    def _create_key(self, kind: str, owner_id: int) -> DataKey:
+        key = AESGCM.generate_key(bit_length=256)
+        row = DataKey(owner_kind=kind, owner_id=owner_id, wrapped=self.provider.wrap(key, self._aad(kind, owner_id)),
+                      master_key_id=self.provider.key_id)
+        try:
+            with self.hub.db.session() as s:
+                s.add(row)
+        except IntegrityError:
+            # Another process created it first: use theirs.
+            with self.hub.db.session() as s:
+                found = s.scalar(select(DataKey).where(DataKey.owner_kind == kind, DataKey.owner_id == owner_id))
+            assert found is not None
+            return found
+        return row
+
+    def destroy_key(self, kind: str, owner_id: int) -> bool:
+        """Crypto-shredding: delete the wrapped data key; every blob under it becomes unreadable."""
+        with self._lock:
+            self._keys.pop((kind, owner_id), None)
+        with self.hub.db.session() as s:
+            result = s.execute(delete(DataKey).where(DataKey.owner_kind == kind, DataKey.owner_id == owner_id))
+        return bool(getattr(result, "rowcount", 0))
+
+    # --- content ---
+
+    def encrypt(self, kind: str, owner_id: int, plaintext: str) -> bytes:
+        found = self._data_key(kind, owner_id, create=True)
+        assert found is not None
+        key_row, key = found
+        nonce = secrets.token_bytes(12)
+        body = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), self._aad(kind, owner_id))
+        return _VERSION + key_row.to_bytes(8, "big") + nonce + body
+
+    def decrypt(self, kind: str, owner_id: int, blob: bytes) -> str:
+        if len(blob) < 1 + 8 + 12 + 16 or blob[:1] != _VERSION:
+            raise NotFound(f"not a sovhub content blob (owner {kind}:{owner_id})")
+        found = self._data_key(kind, owner_id, create=False)
+        key_row = int.from_bytes(blob[1:9], "big")
+        if found is None or found[0] != key_row:
+            raise NotFound(f"content of {kind}:{owner_id} is unreadable: its data key was destroyed (erased)")
+        try:
+            return AESGCM(found[1]).decrypt(blob[9:21], blob[21:], self._aad(kind, owner_id)).decode("utf-8")
+        except InvalidTag as exc:
+            raise NotFound(f"content of {kind}:{owner_id} failed authentication (altered or misplaced)") from exc
+
+    def encrypt_for_user(self, user_id: int, plaintext: str) -> bytes:
+        return self.encrypt("user", user_id, plaintext)
+
+    def decrypt_for_user(self, user_id: int, blob: bytes) -> str:
+        return self.decrypt("user", user_id, blob)
+
+    def encrypt_for_org(self, org_id: int, plaintext: str) -> bytes:
+        return self.encrypt("org", org_id, plaintext)
+
+    def decrypt_for_org(self, org_id: int, blob: bytes) -> str:
+        return self.decrypt("org", org_id, blob)
+
+    # --- data rights (see rights.py) ---
+
+    def erase_user(self, user_id: int, *, actor: str = "system") -> dict[str, int]:
+        from .rights import erase_user
+
+        return erase_user(self.hub, user_id, actor=actor)
+
+    def export_user(self, user_id: int, *, actor: str = "system") -> dict[str, object]:
+        from .rights import export_user
+
+        return export_user(self.hub, user_id, actor=actor)
+
+    # --- master key rotation ---
+
+    def rewrap_all(self, new: KeyProvider) -> int:
+        """Re-wrap every data key under `new` in one transaction; content is not re-encrypted."""
+        with self.hub.db.session() as s:
+            rows = list(s.scalars(select(DataKey).with_for_update()))
+            for row in rows:
+                aad = self._aad(row.owner_kind, row.owner_id)
+                row.wrapped = new.wrap(self.provider.unwrap(row.wrapped, aad), aad)
+                row.master_key_id = new.key_id
+            check = s.get(SovereigntyMeta, _CHECK_NAME)
+            value = base64.b64encode(new.wrap(_CHECK_PLAINTEXT, b"check")).decode()
+            if check is None:
+                s.add(SovereigntyMeta(name=_CHECK_NAME, value=value))
+            else:
+                check.value, check.updated_at = value, utcnow()
+        self.provider = new
+        return len(rows)
+
+
+def get_vault(hub: Hub) -> ContentVault:
+    """The hub's vault, created (and the master key checked) on first use."""
+    vault = hub.services.get("vault")
+    if vault is None:
+        vault = ContentVault(hub, ensure_master_key(hub))
+        hub.services["vault"] = vault
+    assert isinstance(vault, ContentVault)
+    return vault

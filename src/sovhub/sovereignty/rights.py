@@ -1,0 +1,145 @@
+"""Data rights: export everything the hub holds about a person; erase it (crypto-shredding first).
+
+Erasure order matters for crashes: the data key is destroyed first (one committed delete),
+which alone makes every copy of the content unreadable, backups included; the rows go next.
+A crash in between leaves unreadable rows that a repeated `erase` removes. The audit entry
+is committed before the call returns.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+
+from ..errors import Conflict, NotFound
+from ..store.base import utcnow
+from ..store.tables import Membership, Organization, User
+from .tables import AccessRequest, StoredConversation
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+__all__ = ["erase_user", "export_user", "resolve_user"]
+
+EXPORT_FORMAT = "sovhub.user-export.v1"
+
+
+def resolve_user(hub: Hub, user: str) -> int:
+    """A user id from an id or an e-mail address; a bare id is accepted even when the row is gone."""
+    text = user.strip()
+    with hub.db.session() as s:
+        if text.isdigit():
+            return int(text)
+        found = s.scalar(select(User.id).where(User.email == text))
+    if found is None:
+        raise NotFound(f"no user with e-mail {text!r}")
+    return int(found)
+
+
+def _profile(hub: Hub, user_id: int) -> dict[str, Any] | None:
+    with hub.db.session() as s:
+        user = s.get(User, user_id)
+        if user is None:
+            return None
+        orgs = s.execute(select(Organization.name, Membership.role).join(Membership,
+                         Membership.org_id == Organization.id).where(Membership.user_id == user_id)).all()
+    return {
+        "id": user.id, "email": user.email, "display_name": user.display_name, "locale": user.locale,
+        "is_staff": user.is_staff, "has_password": user.password_hash is not None,
+        "created_at": user.created_at.isoformat() if user.created_at else None,
+        "memberships": [{"organization": name, "role": role} for name, role in orgs],
+    }
+
+
+def export_user(hub: Hub, user_id: int, *, actor: str = "system") -> dict[str, Any]:
+    """Everything the hub holds about the person, from every plugin (JSON-able)."""
+    from .audit import entries_about
+
+    profile = _profile(hub, user_id)
+    sections: dict[str, Any] = {}
+    for group in hub.pm.hook.sovhub_export_user(hub=hub, user_id=user_id):
+        sections.update(group or {})
+    if profile is None and not any(sections.values()):
+        raise NotFound(f"the hub holds no data about user {user_id}")
+    hub.emit("user.exported", actor=actor, subject=f"user:{user_id}")
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": utcnow().isoformat(),
+        "user": profile,
+        **sections,
+        "audit_entries": entries_about(hub, f"user:{user_id}"),
+    }
+
+
+def active_legal_hold(hub: Hub, user_id: int) -> AccessRequest | None:
+    now = utcnow()
+    with hub.db.session() as s:
+        rows = s.scalars(select(AccessRequest).where(AccessRequest.user_id == user_id,
+                                                     AccessRequest.legal_hold.is_(True)))
+        return next((r for r in rows if r.notice_after is None or _aware(r.notice_after) > now), None)
+
+
+def _aware(value: Any) -> Any:
+    from datetime import UTC
+
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def erase_user(hub: Hub, user_id: int, *, actor: str = "system") -> dict[str, int]:
+    """Crypto-shred the person's data key, let every plugin erase, delete their rows; audited."""
+    from .crypto import get_vault
+
+    hold = active_legal_hold(hub, user_id)
+    if hold is not None:
+        raise Conflict(f"user {user_id} is under a recorded legal hold (access request {hold.id}); "
+                       "erasure is deferred until the hold ends")
+    vault = get_vault(hub)
+    shredded = vault.destroy_key("user", user_id)
+    hub.pm.hook.sovhub_erase_user(hub=hub, user_id=user_id)
+    with hub.db.session() as s:
+        user_rows = s.execute(delete(User).where(User.id == user_id))
+    summary = {"data_keys_destroyed": int(shredded), "user_rows": int(getattr(user_rows, "rowcount", 0) or 0)}
+    hub.emit("user.erased", actor=actor, subject=f"user:{user_id}", **summary)
+    return summary
+
+
+# --- this plugin's own part of the export and erasure (called through the hooks) ---
+
+
+def export_own(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .crypto import get_vault
+
+    vault = get_vault(hub)
+    conversations = []
+    with hub.db.session() as s:
+        rows = list(s.scalars(select(StoredConversation).where(StoredConversation.user_id == user_id)
+                              .order_by(StoredConversation.id)))
+        requests = list(s.scalars(select(AccessRequest).where(AccessRequest.user_id == user_id)
+                                  .order_by(AccessRequest.id)))
+    for row in rows:
+        try:
+            content: Any = json.loads(vault.decrypt(row.owner_kind, row.owner_id, row.content))
+        except NotFound as exc:
+            content = {"unreadable": exc.message}
+        conversations.append({"request_id": row.request_id, "model": row.model, "backend": row.backend,
+                              "created_at": row.created_at.isoformat(), "expires_at": row.expires_at.isoformat(),
+                              **content})
+    now = utcnow()
+    shown = [r for r in requests if not r.legal_hold or (r.notice_after is not None and _aware(r.notice_after) <= now)]
+    return {
+        "api_conversations": conversations,
+        "staff_access": [
+            {"id": r.id, "requested_by": r.requested_by, "reason": r.reason, "status": r.status,
+             "approved_by": r.decided_by, "requested_at": r.created_at.isoformat(),
+             "decided_at": r.decided_at.isoformat() if r.decided_at else None,
+             "expires_at": r.expires_at.isoformat() if r.expires_at else None, "uses": r.uses}
+            for r in shown
+        ],
+    }
+
+
+def erase_own(hub: Hub, user_id: int) -> None:
+    with hub.db.session() as s:
+        s.execute(delete(StoredConversation).where(StoredConversation.user_id == user_id))

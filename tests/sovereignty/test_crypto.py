@@ -1,0 +1,176 @@
+"""Encryption at rest: round trips, owner binding, key files, missing/wrong master keys, rotation."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from sovhub.app import create_app
+from sovhub.errors import ConfigError, NotFound
+from sovhub.hub import Hub
+from sovhub.sovereignty.crypto import ContentVault, EnvKeyProvider, get_vault, key_file_path
+from sovhub.sovereignty.keys import rotate_master_key
+from sovhub.sovereignty.tables import DataKey, SovereigntyMeta
+
+from .conftest import new_hub
+
+
+def _snapshot(hub: Hub) -> tuple[list[tuple[int, bytes]], str | None]:
+    with hub.db.session() as s:
+        keys = [(k.id, k.wrapped) for k in s.scalars(select(DataKey).order_by(DataKey.id))]
+        check = s.get(SovereigntyMeta, "master_key_check")
+    return keys, check.value if check else None
+
+
+def test_round_trip_and_owner_binding(shub: Hub) -> None:
+    vault = get_vault(shub)
+    assert shub.services["vault"] is vault
+    blob = vault.encrypt_for_user(1, "Привіт, це таємниця")
+    assert "таємниця".encode() not in blob and "Привіт".encode() not in blob
+    assert vault.decrypt_for_user(1, blob) == "Привіт, це таємниця"
+    other = vault.encrypt_for_user(2, "x")  # gives user 2 a key, so the failure below is about binding
+    assert vault.decrypt_for_user(2, other) == "x"
+    with pytest.raises(NotFound):
+        vault.decrypt_for_user(2, blob)
+    with pytest.raises(NotFound):
+        vault.decrypt_for_org(1, blob)
+    tampered = blob[:-1] + bytes([blob[-1] ^ 1])
+    with pytest.raises(NotFound, match="failed authentication"):
+        vault.decrypt_for_user(1, tampered)
+    with pytest.raises(NotFound, match="not a sovhub content blob"):
+        vault.decrypt_for_user(1, b"plain")
+    org_blob = vault.encrypt_for_org(7, "org data")
+    assert vault.decrypt_for_org(7, org_blob) == "org data"
+
+
+def test_crypto_shredding_makes_old_blobs_unreadable(shub: Hub) -> None:
+    vault = get_vault(shub)
+    blob = vault.encrypt_for_user(5, "to be forgotten")
+    assert vault.destroy_key("user", 5)
+    with pytest.raises(NotFound, match="destroyed"):
+        vault.decrypt_for_user(5, blob)
+    # A new key for the same id (e.g. a reused row id) cannot read the old blob either.
+    vault.encrypt_for_user(5, "new life")
+    with pytest.raises(NotFound):
+        vault.decrypt_for_user(5, blob)
+
+
+def test_key_file_is_created_0600_and_only_once(shub: Hub) -> None:
+    path = key_file_path(shub.settings)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = path.read_bytes()
+    assert len(base64.b64decode(before)) == 32
+    shub.pm.hook.sovhub_init(hub=shub)  # idempotent
+    assert path.read_bytes() == before
+
+
+def test_missing_master_key_refuses_start_and_touches_nothing(data_dir: Path, database_url: str | None) -> None:
+    hub = new_hub(data_dir, database_url)
+    blob = get_vault(hub).encrypt_for_user(1, "kept")
+    before = _snapshot(hub)
+    key = key_file_path(hub.settings)
+    saved = key.read_bytes()
+    key.unlink()
+    hub.close()
+
+    from sovhub.hub import build_hub
+    from tests.conftest import make_settings
+
+    hub2 = build_hub(make_settings(data_dir, database_url=database_url, safety={"enabled": False}))
+    with pytest.raises(ConfigError, match="master key file .* is missing.*no data was touched"):
+        hub2.pm.hook.sovhub_init(hub=hub2)
+    with pytest.raises(ConfigError, match="missing"), TestClient(create_app(hub2)):
+        pass
+    assert not key.exists(), "a new key must not be invented over existing data"
+    assert _snapshot(hub2) == before
+    key.write_bytes(saved)
+    os.chmod(key, 0o600)
+    assert get_vault(hub2).decrypt_for_user(1, blob) == "kept"
+    hub2.close()
+
+
+def test_wrong_master_key_refuses_start(data_dir: Path, database_url: str | None) -> None:
+    hub = new_hub(data_dir, database_url)
+    get_vault(hub).encrypt_for_org(1, "x")
+    before = _snapshot(hub)
+    hub.close()
+    wrong = base64.b64encode(os.urandom(32)).decode()
+    from sovhub.hub import build_hub
+    from tests.conftest import make_settings
+
+    hub2 = build_hub(make_settings(data_dir, database_url=database_url, safety={"enabled": False},
+                                   sovereignty={"master_key": wrong}))
+    with pytest.raises(ConfigError, match="wrong master key.*no data was touched"):
+        hub2.pm.hook.sovhub_init(hub=hub2)
+    assert _snapshot(hub2) == before
+    hub2.close()
+
+
+@pytest.mark.parametrize("value,message", [("not base64!!", "not valid base64"),
+                                           (base64.b64encode(b"short").decode(), "must be 32 bytes")])
+def test_bad_env_master_key(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        EnvKeyProvider(value)
+
+
+def test_key_file_readable_by_others_is_refused(shub: Hub) -> None:
+    path = key_file_path(shub.settings)
+    os.chmod(path, 0o644)
+    shub.services.pop("vault")
+    with pytest.raises(ConfigError, match="chmod 600"):
+        get_vault(shub)
+
+
+def test_unknown_key_provider_is_refused(data_dir: Path) -> None:
+    from sovhub.hub import build_hub
+    from tests.conftest import make_settings
+
+    hub = build_hub(make_settings(data_dir, sovereignty={"key_provider": "nosuchmodule:factory"}))
+    with pytest.raises(ConfigError, match="cannot load key provider"):
+        get_vault(hub)
+    hub.close()
+
+
+def test_rotate_master_rewraps_without_reencrypting(shub: Hub) -> None:
+    vault = get_vault(shub)
+    blob = vault.encrypt_for_user(3, "survives rotation")
+    old_key = key_file_path(shub.settings).read_bytes()
+    old_wrapped = _snapshot(shub)[0]
+    message = rotate_master_key(shub)
+    assert "re-wrapped 1 data keys" in message
+    new_key = key_file_path(shub.settings).read_bytes()
+    assert new_key != old_key and stat.S_IMODE(key_file_path(shub.settings).stat().st_mode) == 0o600
+    assert _snapshot(shub)[0] != old_wrapped
+    # A fresh process with the new key file reads the old blob (content was not re-encrypted).
+    shub.services.pop("vault")
+    assert get_vault(shub).decrypt_for_user(3, blob) == "survives rotation"
+    # The old key no longer opens the database.
+    path = key_file_path(shub.settings)
+    path.write_bytes(old_key)
+    shub.services.pop("vault")
+    with pytest.raises(ConfigError, match="wrong master key"):
+        get_vault(shub)
+
+
+def test_interrupted_rotation_is_finished_at_start(shub: Hub) -> None:
+    vault = get_vault(shub)
+    blob = vault.encrypt_for_user(4, "mid-rotation")
+    from sovhub.sovereignty.crypto import FileKeyProvider
+
+    path = key_file_path(shub.settings)
+    pending = path.with_name(path.name + ".new")
+    FileKeyProvider.create(pending)
+    vault.rewrap_all(FileKeyProvider(pending))  # committed, then "crash" before the rename
+    shub.services.pop("vault")
+    assert get_vault(shub).decrypt_for_user(4, blob) == "mid-rotation"
+    assert not pending.exists()
+
+
+def test_vault_is_a_content_vault(shub: Hub) -> None:
+    assert isinstance(get_vault(shub), ContentVault)
