@@ -203,10 +203,11 @@ def test_callback_failures_are_throttled(make_app: Any, idp: OidcProvider) -> No
     assert client.get("/auth/oidc/test/login", follow_redirects=False).status_code == 429
 
 
-def test_egress_allows_only_configured_providers(eid_app: Any, idp: OidcProvider) -> None:
-    hub, _ = eid_app
-    guard = hub.services["http"]._transport
-    assert "127.0.0.1" in guard.allowed
+def test_identity_provider_hosts_are_declared_for_egress(make_app: Any, idp: OidcProvider) -> None:
+    settings = idp.idp_settings(extra_hosts=["jwks.idp.example"])
+    hub, _ = make_app(idps={"test": settings, "other": {"issuer": "https://eid.gov.example/", "client_id": "x"}})
+    hosts = {h for group in hub.pm.hook.sovhub_egress_hosts(hub=hub) for h in group or []}
+    assert {"127.0.0.1", "jwks.idp.example", "eid.gov.example"} <= hosts
 
 
 def test_representative_verifies_through_eid(make_app: Any, idp: OidcProvider, data_dir: Path) -> None:
