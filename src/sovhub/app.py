@@ -32,17 +32,22 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configs = backend_configs(hub)
-        guard = make_guard(hub, [c.url for c in configs if c.url])
-        hub.services["http"] = make_http_client(hub, guard)
-        hub.services["backend_http"] = make_backend_session(hub, guard)
-        registry = BackendRegistry.build(hub, configs)
-        hub.meter = Meter(hub)
-        await hub.meter.start()
+        # Everything started here is closed in reverse order, also when a later step fails.
         async with contextlib.AsyncExitStack() as stack:
+            configs = backend_configs(hub)
+            guard = make_guard(hub, [c.url for c in configs if c.url])
+            hub.services["http"] = make_http_client(hub, guard)
+            stack.push_async_callback(hub.services["http"].aclose)
+            hub.services["backend_http"] = make_backend_session(hub, guard)
+            stack.push_async_callback(hub.services["backend_http"].close)
+            registry = BackendRegistry.build(hub, configs)
+            meter = hub.meter = Meter(hub)
+            await meter.start()
+            stack.push_async_callback(meter.close)
             for cm in hub.pm.hook.sovhub_lifespan(hub=hub):
                 if cm is not None:
                     await stack.enter_async_context(cm)
+            stack.push_async_callback(registry.close)
             await registry.start(progress)
             hub.backends = registry
             if hub.settings.embeddings_enabled:
@@ -51,14 +56,8 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
                 hub.embedder.load()
             if progress:
                 progress("ready")
-            try:
-                yield
-            finally:
-                await registry.close()
-                await hub.meter.close()
-                await hub.services["http"].aclose()
-                await hub.services["backend_http"].close()
-                log.info("shutdown complete", extra={"usage_written": hub.meter.written})
+            yield
+        log.info("shutdown complete", extra={"usage_written": meter.written})
 
     app = FastAPI(
         title="sovhub",

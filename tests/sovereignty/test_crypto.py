@@ -8,10 +8,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from sovhub.app import create_app
 from sovhub.errors import ConfigError, NotFound
 from sovhub.hub import Hub
 from sovhub.sovereignty.crypto import ContentVault, EnvKeyProvider, get_vault, key_file_path
@@ -85,8 +83,12 @@ def test_missing_master_key_refuses_start_and_touches_nothing(data_dir: Path, da
     hub2 = build_hub(make_settings(data_dir, database_url=database_url, safety={"enabled": False}))
     with pytest.raises(ConfigError, match="master key file .* is missing.*no data was touched"):
         hub2.pm.hook.sovhub_init(hub=hub2)
-    with pytest.raises(ConfigError, match="missing"), TestClient(create_app(hub2)):
-        pass
+    if database_url is None:  # `sovhub serve` reads this data dir's SQLite database
+        from tests.server import free_port, run_cli
+
+        result = run_cli(data_dir, "serve", "--port", str(free_port()), check=False,
+                         env={"SOVHUB_EMBEDDED_ENABLED": "false", "SOVHUB_SAFETY__ENABLED": "false"})
+        assert result.returncode == 1 and "Error: master key file" in result.stderr, result.stderr
     assert not key.exists(), "a new key must not be invented over existing data"
     assert _snapshot(hub2) == before
     key.write_bytes(saved)

@@ -79,6 +79,6 @@ def sovhub_transparency(hub: Hub) -> dict[str, Any]:
 
     with hub.db.session() as s:
         verified = s.scalar(select(func.count()).select_from(OrgAccess).where(OrgAccess.verified_at.is_not(None)))
-        tiers = dict(s.execute(select(ModelTier.tier, func.count()).group_by(ModelTier.tier)).tuples().all())
+        tiers = dict(s.execute(select(ModelTier.tier, func.count()).group_by(ModelTier.tier)).all())
     return {"access": {"verified_organizations": int(verified or 0), "models_by_tier": tiers,
                        "identity_providers": sorted(hub.settings.access.idps)}}

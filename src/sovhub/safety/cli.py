@@ -33,7 +33,7 @@ def build_default_moderator(settings: Settings, *, cache_size: int = 0) -> Moder
     from .moderation import Moderator
     from .semantic import SemanticGuard
 
-    semantic = SemanticGuard(Embedder(settings.embeddings_model_id), settings.data_dir / "safety",
+    semantic = SemanticGuard(Embedder(settings.embeddings_model_id), settings.cache_dir / "safety",
                              model_id=settings.embeddings_model_id, cache_size=cache_size)
     semantic.ensure_ready()
     return Moderator(semantic, LexiconGuard())

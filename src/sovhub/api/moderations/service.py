@@ -36,8 +36,10 @@ def get_moderator(hub: Hub, extra_lexicon_dirs: Sequence[Path] = ()) -> Moderato
         with _build_lock:
             moderator = hub.services.get("moderator")
             if moderator is None:
-                semantic = SemanticGuard(
-                    hub.embedder, hub.settings.data_dir / "safety", model_id=hub.settings.embeddings_model_id
+                # Share the safety plugin's semantic guard when it exists: one model, one embedding cache.
+                shared = (hub.services.get("safety.guards") or {}).get("semantic")
+                semantic = shared if isinstance(shared, SemanticGuard) else SemanticGuard(
+                    hub.embedder, hub.settings.cache_dir / "safety", model_id=hub.settings.embeddings_model_id
                 )
                 semantic.ensure_ready()
                 dirs = [*extra_lexicon_dirs, *hub.services.get("lexicon_dirs", [])]
