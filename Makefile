@@ -55,8 +55,8 @@ system-deps:
 	fi
 
 node-deps:
-	@if [ -f tests/access/oidc/package.json ]; then \
-	  (cd tests/access/oidc && npm install --no-audit --no-fund --silent) || echo "warning: npm install failed; OIDC tests will not run"; \
+	@if [ -f tests/access/oidc/package-lock.json ]; then \
+	  npm ci --prefix tests/access/oidc --no-audit --no-fund --silent || echo "warning: npm ci failed; OIDC tests will not run"; \
 	fi
 
 serve: install

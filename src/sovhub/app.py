@@ -67,6 +67,7 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
         openapi_url="/hub/v1/openapi.json",
         docs_url="/hub/v1/docs",
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.hub = hub
     install_error_handlers(app)

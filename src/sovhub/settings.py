@@ -365,6 +365,12 @@ def _toml_value(value: Any) -> str:
         import json
 
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = ", ".join(f"{tomli_w.dumps({str(k): v}).strip()}" for k, v in value.items()
+                          if not isinstance(v, dict))
+        return "{ " + inner + " }"
     return tomli_w.dumps({"v": value}).strip()[len("v = ") :]
 
 

@@ -19,7 +19,6 @@ from sovhub.settings import Settings
 from tests.conftest import add_fake_backend, make_settings, need_service
 from tests.fakes import FakePlugin
 
-
 # The other areas' plugins (safety models, assistant UI) are not under test here and are slow to
 # start; the access tests run the core and the access plugin, registered as in production.
 OTHER_AREAS = ("sovhub.sovereignty.plugin", "sovhub.safety.plugin", "sovhub.assistant.plugin")
@@ -88,7 +87,6 @@ def events(hub: Hub) -> Iterator[EventLog]:
     hub.pm.unregister(name="tests.events")
 
 
-AppFactory = Callable[..., TestClient]
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ def _access_diffs(db: Database) -> list[object]:
 
 
 def test_upgrade_matches_models_and_downgrade_removes(database_url: str | None, data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(make_settings(data_dir, database_url=database_url).resolved_database_url)
     try:
         db.migrate()

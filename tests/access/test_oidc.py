@@ -21,10 +21,10 @@ from joserfc.jwk import OctKey
 from sovhub.access.oidc import oidc_client
 from sovhub.access.tables import Identity
 from sovhub.errors import AuthenticationFailed
+from tests.conftest import need_service
 
 from .conftest import bearer, org_with_key
 from .oidc_provider import CLIENT_ID, OidcProvider, new_key, provider_missing
-from tests.conftest import need_service
 
 HUB = "http://testserver"
 
@@ -50,7 +50,7 @@ def browse_to_callback(client: Any, idp: OidcProvider, start: str, account: str 
     idp.next_login(account, level)
     r = client.get(start, follow_redirects=False)
     assert r.status_code == 303, r.text
-    url = r.headers["location"]
+    url = str(r.headers["location"])
     assert url.startswith(idp.issuer + "/auth?")
     with httpx.Client() as browser:
         for _ in range(10):
@@ -171,7 +171,7 @@ def test_valid_crafted_token_passes_and_maps_acr(eid_app: Any, idp: OidcProvider
 
 def test_wrong_signature_is_refused(eid_app: Any, idp: OidcProvider) -> None:
     hub, _ = eid_app
-    impostor = new_key(idp.keys[0].kid)  # same kid, another private key
+    impostor = new_key(str(idp.keys[0].kid))  # same kid, another private key
     with pytest.raises(AuthenticationFailed, match="bad_signature"):
         _validate(eid_app, _sign(idp, _claims(idp), impostor))
     stranger = new_key("unknown-kid")

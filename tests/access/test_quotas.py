@@ -86,6 +86,18 @@ def test_tier_limit_applies_to_that_tier_only(make_app: Any, limiter_store: dict
     assert chat(client, secret, model="echo").status_code == 200
 
 
+def test_redis_down_fails_closed_with_503(make_app: Any) -> None:
+    from .oidc_provider import free_port
+
+    hub, client = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    _, secret, _ = org_with_key(hub, "acme", rpm=5)
+    r = chat(client, secret)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "rate_limiter_unavailable"
+    assert r.headers["retry-after"] == "1"
+    _, unlimited, _ = org_with_key(hub, "globex")
+    assert chat(client, unlimited).status_code == 200  # no limits: nothing to count, no Redis needed
+
+
 def test_default_org_limits_from_settings(make_app: Any) -> None:
     hub, client = make_app(org_limits={"rpd": 1})
     _, secret, _ = org_with_key(hub, "acme")

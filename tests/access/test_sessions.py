@@ -61,7 +61,7 @@ def web(make_app: Any) -> Any:
 
 
 def _set_cookie(r: Any, name: str) -> str:
-    return next(h for h in r.headers.get_list("set-cookie") if h.startswith(name + "="))
+    return str(next(h for h in r.headers.get_list("set-cookie") if h.startswith(name + "=")))
 
 
 def test_session_cookie_flags_plain_http(web: Any) -> None:

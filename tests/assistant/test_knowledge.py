@@ -230,3 +230,34 @@ def test_migration_downgrades_and_upgrades_again(db_hub: Hub) -> None:
     kb = KnowledgeBase(db_hub)
     kb.ingest_bytes("a.txt", b"Tram tickets are sold at kiosks.", "c")
     assert kb.search("tram tickets", collection="c", k=1)[0].keyword_rank == 1
+
+
+def test_words_in_most_passages_are_left_out_of_keyword_queries(data_dir: Path) -> None:
+    import numpy as np
+    from sqlalchemy import insert, select
+
+    from sovhub.assistant.knowledge import lexical
+    from sovhub.assistant.tables import KbChunk, KbCollection, KbDocument
+    from sovhub.store.base import utcnow
+
+    hub = build_hub(make_settings(data_dir))
+    try:
+        vector = np.zeros(384, dtype=np.float32).tobytes()
+        with hub.db.session() as s:
+            s.add(KbCollection(id=1, name="big", embedding_model="m", dim=384, generation=1))
+            s.add(KbDocument(id=1, collection_id=1, source="s", title="t", media_type="text/plain", content_hash="h",
+                             size_bytes=1, pages=1, chunk_count=2100, created_at=utcnow(), updated_at=utcnow()))
+            s.flush()
+            s.execute(insert(KbChunk), [
+                {"document_id": 1, "collection_id": 1, "ordinal": i, "page": None, "char_start": 0, "char_end": 1,
+                 "text": f"the office opens daily code{i}", "vector": vector} for i in range(2100)
+            ])
+            lexical.index_chunks(s, [(i, 1, t) for i, t in s.execute(select(KbChunk.id, KbChunk.text)).all()])
+        stats = lexical.TermStats()
+        with hub.db.session() as s:
+            hits = lexical.search(s, "the office code17", [1], 50, stats)
+            assert len(hits) == 1  # "the" and "office" are in every passage: only code17 decides
+            assert stats.frequent(s, ["the", "office", "code17"]) == ["the", "office"]
+            assert lexical.search(s, "the office", [1], 50, stats) == []  # nothing specific left to match
+    finally:
+        hub.close()

@@ -9,9 +9,12 @@ Where limits come from (no database read on the hot path):
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequest, RateLimited
+from redis.exceptions import RedisError
+
+from ..errors import BackendUnavailable, InvalidRequest, RateLimited
 from ..store.base import utcnow
 from .ratelimit import FIELDS, REQUEST_FIELDS, Check, Limit, MemoryLimiter, RedisLimiter
 from .redis_conn import redis_client
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
     from ..pipeline import Principal
 
 __all__ = ["QuotaControl", "format_reset", "limits_for", "set_org_limits"]
+
+log = logging.getLogger("sovhub.access.quotas")
 
 _NAMES = {
     "rpm": "requests per minute", "rpd": "requests per day", "tpm": "tokens per minute",
@@ -99,7 +104,13 @@ class QuotaControl:
         limits = limits_for(self.hub, principal, model)
         if not limits:
             return {}
-        checks = await self.store.admit(limits)
+        try:
+            checks = await self.store.admit(limits)
+        except RedisError as exc:
+            # Fail closed: admitting without counting would break the limits every replica relies on.
+            log.error("rate limiter unavailable: %s", exc)
+            raise BackendUnavailable("the rate limiter is unavailable; retry shortly", code="rate_limiter_unavailable",
+                                     headers={"retry-after": "1"}) from exc
         refused = [c for c in checks if c.wait_ms > 0]
         if not refused:
             return _headers(checks, admitted=True)
@@ -122,7 +133,11 @@ class QuotaControl:
     async def settle(self, principal: Principal, endpoint: str, model: str, tokens: int) -> None:
         limits = limits_for(self.hub, principal, model)
         if limits and tokens > 0:
-            await self.store.settle(limits, tokens)
+            try:
+                await self.store.settle(limits, tokens)
+            except RedisError as exc:
+                # The answer was already sent; losing one request's tokens beats failing it afterwards.
+                log.error("could not record %d tokens with the rate limiter: %s", tokens, exc)
 
 
 def set_org_limits(hub: Hub, org_id: int, limits: dict[str, int | None], *, actor: str = "cli") -> dict[str, int]:

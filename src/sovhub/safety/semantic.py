@@ -191,7 +191,7 @@ class SemanticGuard:
                 except (OSError, ValueError, KeyError) as exc:
                     log.warning("discarding unreadable safety model %s: %s", path, exc)
             log.info("training the semantic safety classifier on %d exemplars", len(exemplars))
-            vectors = self.embed_many([normalize_with_offsets(e.text)[0] for e in exemplars])
+            vectors = self._exemplar_vectors([normalize_with_offsets(e.text)[0] for e in exemplars])
             labels = np.array([CLASSES.index(e.label) for e in exemplars], dtype=np.int64)
             self._model = train_classifier(
                 vectors, labels, concept_folds(exemplars), np.array([e.lang for e in exemplars]),
@@ -202,6 +202,28 @@ class SemanticGuard:
             self._model.save(tmp)
             os.replace(tmp, path)
             return path
+
+    def _exemplar_vectors(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of the bank, reusing those of unchanged exemplars so an edited bank retrains fast."""
+        path = self.cache_dir / f"exemplar-vectors-{hashlib.sha256(self.model_id.encode()).hexdigest()[:12]}.npz"
+        known: dict[str, np.ndarray] = {}
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    known = dict(zip((str(k) for k in z["keys"]), z["vectors"], strict=True))
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("discarding unreadable exemplar vectors %s: %s", path, exc)
+        keys = [hashlib.sha256(t.encode("utf-8", "replace")).hexdigest() for t in texts]
+        missing = [i for i, k in enumerate(keys) if k not in known]
+        if missing:
+            fresh = self.embed_many([texts[i] for i in missing])
+            known.update({keys[i]: v for i, v in zip(missing, fresh, strict=True)})
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+            with tmp.open("wb") as fh:
+                np.savez(fh, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
+            os.replace(tmp, path)
+        return np.stack([known[k] for k in keys])
 
     # -- embedding --------------------------------------------------------------------------
 

@@ -81,7 +81,7 @@ def rescale(p: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     t = thresholds[None, :]
     low = 0.5 * p / t
     high = 0.5 + 0.5 * (p - t) / np.maximum(1 - t, 1e-9)
-    return np.clip(np.where(p < t, low, high), 0.0, 1.0)
+    return np.asarray(np.clip(np.where(p < t, low, high), 0.0, 1.0))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -105,7 +105,6 @@ def _knn(vectors: np.ndarray, bank: np.ndarray, labels: np.ndarray, n_classes: i
 def _fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced, L2-regularised softmax regression by full-batch Adam (deterministic)."""
     d = x.shape[1]
-    n = x.shape[0]
     # Half the weight on safe text, half shared by the hazards: balancing all classes equally
     # would give "any hazard" 14 times the weight of "safe" and flag far too much.
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
@@ -190,8 +189,8 @@ def _choose_thresholds(p: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _report(p: np.ndarray, y: np.ndarray, thresholds: np.ndarray, groups: np.ndarray) -> str:
-    flagged = (hazard_scores(p) >= thresholds).any(axis=1)
-    harmful = y != 0
+    flagged: np.ndarray = np.asarray((hazard_scores(p) >= thresholds).any(axis=1))
+    harmful: np.ndarray = np.asarray(y != 0)
     tp = float(np.sum(flagged & harmful))
     precision = tp / max(flagged.sum(), 1)
     recall = tp / max(harmful.sum(), 1)

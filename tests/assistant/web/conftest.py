@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from sovhub.assistant.web.commands import create_user
 from sovhub.hub import Hub
-from tests.conftest import add_fake_backend
+from sovhub.settings import Settings
+from tests.conftest import add_fake_backend, make_settings
 from tests.fakes import FakePlugin
 
 PASSWORD = "correct horse battery"
@@ -44,6 +46,14 @@ class Web:
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("text/event-stream")
         return response.text
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    # The safety pipeline's warm-up embeds its exemplars (minutes on a shared CPU); the web tests
+    # are about the web app, and the safety area tests its own pipeline. Blocks are simulated with
+    # a registered interceptor raising the safety area's error class where a test needs one.
+    return make_settings(data_dir, safety={"enabled": False}, embeddings_enabled=False)
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def get_moderator(hub: Hub, extra_lexicon_dirs: Sequence[Path] = ()) -> Moderato
                 dirs = [*extra_lexicon_dirs, *hub.services.get("lexicon_dirs", [])]
                 moderator = Moderator(semantic, LexiconGuard(dirs))
                 hub.services["moderator"] = moderator
-    return moderator  # type: ignore[no-any-return]
+    return moderator
 
 
 def parse_inputs(value: Any) -> list[str]:

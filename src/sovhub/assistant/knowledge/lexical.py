@@ -12,11 +12,13 @@ Reisepass finds Reisepasses), where a language-specific stemmer would fit only o
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
-__all__ = ["fts_text", "index_chunks", "match_stem", "query_terms", "search"]
+__all__ = ["TermStats", "fts_text", "index_chunks", "match_stem", "query_terms", "search"]
 
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -70,13 +72,18 @@ def index_chunks(session: Session, rows: list[tuple[int, int, str]]) -> None:
         )
 
 
-def search(session: Session, query: str, collection_ids: list[int], limit: int) -> list[tuple[int, float]]:
+def search(
+    session: Session, query: str, collection_ids: list[int], limit: int, stats: TermStats | None = None
+) -> list[tuple[int, float]]:
     """(chunk_id, score) best first; BM25 on SQLite (higher is better here), ts_rank on PostgreSQL."""
     terms = query_terms(query)
     if not terms or not collection_ids:
         return []
     if session.get_bind().dialect.name == "sqlite":
-        terms = _without_common_terms(session, terms)
+        # Terms in a large share of the passages weigh almost nothing in BM25, yet an OR query must
+        # score every passage holding one: a single "is" costs hundreds of ms on 100,000 passages.
+        frequent = set((stats or TermStats()).frequent(session, terms))
+        terms = [t for t in terms if t not in frequent]
         if not terms:
             return []
         # Each term quoted, so FTS5 operators typed by a person ("AND", "NEAR", '*') stay words.
@@ -96,32 +103,53 @@ def search(session: Session, query: str, collection_ids: list[int], limit: int) 
     return [(int(r[0]), float(r[1])) for r in rows]
 
 
-def _without_common_terms(session: Session, terms: list[str]) -> list[str]:
-    """Drop terms found in more than COMMON_SHARE of all passages ("the", "is", "de", "и").
+class TermStats:
+    """Document frequencies of query terms, cached per process (SQLite).
 
-    BM25 gives them almost no weight, yet an OR query must score every passage holding one:
-    on 100,000 passages a single "is" costs hundreds of milliseconds. Document frequencies come
-    from the FTS5 vocabulary table, so this costs one index lookup per term.
+    FTS5's vocabulary table counts a term's documents by walking its posting list: for a word in
+    every passage that costs as much as the search it is meant to spare. Common words recur in
+    nearly every question, so after the first few queries their counts come from this cache. It
+    is dropped when passages are added (the highest chunk id moves) or after `ttl_s`; deletions
+    only lower counts, which merely keeps a borderline word a little longer.
     """
-    total = session.execute(text("SELECT count(*) FROM kb_chunks")).scalar_one()
-    if total < COMMON_MIN_PASSAGES:
-        return terms
-    limit = total * COMMON_SHARE
-    kept = []
-    for term in terms:
+
+    def __init__(self, ttl_s: float = 300.0, max_terms: int = 100_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_terms = max_terms
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, float] = (-1, 0.0)
+        self._df: dict[str, int] = {}
+
+    def frequent(self, session: Session, terms: list[str]) -> list[str]:
+        """The terms found in more than COMMON_SHARE of the passages."""
+        total = session.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'kb_chunks'")).scalar() or 0
+        if total < COMMON_MIN_PASSAGES:
+            return []
+        now = time.monotonic()
+        with self._lock:
+            if self._stamp[0] != total or now - self._stamp[1] > self.ttl_s or len(self._df) > self.max_terms:
+                self._df, self._stamp = {}, (total, now)
+            known = dict(self._df)
+        counts = {}
+        for term in terms:
+            if term not in known:
+                known[term] = counts[term] = self._count(session, term)
+        if counts:
+            with self._lock:
+                self._df.update(counts)
+        return [t for t in terms if known[t] > total * COMMON_SHARE]
+
+    @staticmethod
+    def _count(session: Session, term: str) -> int:
         stem, prefix = match_stem(term)
         if prefix:
-            df = session.execute(
+            return int(session.execute(
                 text("SELECT coalesce(sum(doc), 0) FROM kb_chunks_fts_terms WHERE term >= :lo AND term < :hi"),
                 {"lo": stem, "hi": stem + "\U0010ffff"},
-            ).scalar_one()
-        else:
-            df = session.execute(
-                text("SELECT coalesce(sum(doc), 0) FROM kb_chunks_fts_terms WHERE term = :t"), {"t": stem}
-            ).scalar_one()
-        if df <= limit:
-            kept.append(term)
-    return kept
+            ).scalar_one())
+        return int(session.execute(
+            text("SELECT coalesce(sum(doc), 0) FROM kb_chunks_fts_terms WHERE term = :t"), {"t": stem}
+        ).scalar_one())
 
 
 def _fts5_term(term: str) -> str:

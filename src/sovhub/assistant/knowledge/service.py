@@ -54,6 +54,10 @@ class KnowledgeBase:
         if index is None:
             index = hub.services["kb_vector_index"] = VectorIndex()
         self.index: VectorIndex = index
+        stats = hub.services.get("kb_term_stats")
+        if stats is None:
+            stats = hub.services["kb_term_stats"] = lexical.TermStats()
+        self.term_stats: lexical.TermStats = stats
 
     # --- ingestion ---
 
@@ -253,7 +257,7 @@ class KnowledgeBase:
             if not collections:
                 return []
             ids = [c[0] for c in collections]
-            keyword = lexical.search(s, query, ids, candidates)
+            keyword = lexical.search(s, query, ids, candidates, self.term_stats)
             vector: list[tuple[int, float]] = []
             for cid, generation, dim in collections:
                 vector.extend(self.index.matrix(s, cid, generation, dim).top(query_vector, candidates))

@@ -1,0 +1,66 @@
+"""Latency of the default moderation pipeline (semantic + lexicon) per short message, and its accuracy.
+
+    .venv/bin/python bench/safety_bench.py --runs 5 --eval tests/safety/data/eval.jsonl
+
+Each run moderates every short message of the evaluation set once, one at a time, with the
+embedding cache off (every message is embedded, as a new message would be). Reports per run
+p50/p99 and the median over runs, the share of the embedding in it, then the evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sovhub.safety.cli import build_default_moderator
+from sovhub.safety.eval import evaluate, format_report, load_eval
+from sovhub.safety.guards import normalize
+from sovhub.settings import load_settings
+
+SHORT = 200  # characters: a chat turn, a comment
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--eval", type=Path, default=Path("tests/safety/data/eval.jsonl"))
+    parser.add_argument("--skip-eval", action="store_true")
+    args = parser.parse_args()
+
+    moderator = build_default_moderator(load_settings(), cache_size=0)
+    items = load_eval(args.eval)
+    short = [i for i in items if len(i.text) <= SHORT]
+    for item in short[:20]:  # warm caches, threads and branch predictors
+        moderator.moderate(item.text, item.lang)
+
+    p50s, p99s, embed_p50s = [], [], []
+    for run in range(args.runs):
+        total, embed = [], []
+        for item in short:
+            started = time.perf_counter()
+            moderator.moderate(item.text, item.lang)
+            total.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            moderator.semantic.embedder.embed([normalize(item.text)], kind="query")
+            embed.append((time.perf_counter() - started) * 1000)
+        p50s.append(float(np.percentile(total, 50)))
+        p99s.append(float(np.percentile(total, 99)))
+        embed_p50s.append(float(np.percentile(embed, 50)))
+        print(f"run {run + 1}: {len(short)} messages  p50 {p50s[-1]:.2f} ms  p99 {p99s[-1]:.2f} ms  "
+              f"(embedding alone p50 {embed_p50s[-1]:.2f} ms)")
+    load = os.getloadavg()[0]
+    print(f"median of {args.runs} runs: p50 {statistics.median(p50s):.2f} ms, p99 {statistics.median(p99s):.2f} ms, "
+          f"embedding p50 {statistics.median(embed_p50s):.2f} ms; load average {load:.1f} on {os.cpu_count()} cores")
+
+    if not args.skip_eval:
+        print()
+        print(format_report(evaluate(moderator.moderate, items)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Browser tests: Debian's Chromium driven by Playwright against a real `sovhub serve`.
+
+Chromium comes from `apt-get install chromium fonts-noto-cjk` (Playwright cannot download browsers
+here). Without it these tests skip, or fail when SOVHUB_REQUIRE_SERVICES=1. Screenshots go to
+test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import need_service
+from tests.server import RemoteHub, run_cli
+
+CHROMIUM = os.environ.get("SOVHUB_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+EMAIL, PASSWORD = "citizen@example.org", "a long browser password"
+# The real embedded model (SmolLM2) answers; the safety warm-up (minutes of embedding on a small
+# CPU) is off, the safety area tests its own pipeline. The embedder loads on first use (ingest).
+SERVER_ENV = {"SOVHUB_SAFETY__ENABLED": "false", "SOVHUB_EMBEDDINGS_ENABLED": "false",
+              "SOVHUB_EMBEDDED_MAX_TOKENS": "24"}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        need_service(f"Chromium not found at {CHROMIUM}: apt-get install chromium fonts-noto-cjk")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need_service("playwright is not installed: pip install playwright")
+        raise
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[RemoteHub]:
+    data_dir = tmp_path_factory.mktemp("browser") / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOVHUB_")} | SERVER_ENV
+    run_cli(data_dir, "init", env=SERVER_ENV)
+    run_cli(data_dir, "users", "create", EMAIL, "--password-stdin", "--staff", env=SERVER_ENV, input=PASSWORD + "\n")
+    with RemoteHub(data_dir, env=env, timeout=180) as hub:
+        hub.env = env
+        yield hub
+
+
+@pytest.fixture
+def open_page(browser: Any, server: RemoteHub) -> Iterator[Any]:
+    """open_page(locale) -> a page in a fresh browser context (own cookies) sending that Accept-Language."""
+    contexts = []
+
+    def make(locale: str = "en-GB") -> Any:
+        context = browser.new_context(base_url=server.url, locale=locale, accept_downloads=True,
+                                      viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(90_000)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(open_page: Any) -> Any:
+    return open_page("en-GB")
+
+
+def shot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sign_in(page: Any) -> None:
+    page.goto("/login")
+    page.fill("#email", EMAIL)
+    page.fill("#password", PASSWORD)
+    page.click("form[action='/login'] button[type=submit]")
+    page.wait_for_selector("#composer")
+
