@@ -87,7 +87,7 @@ def drain(port: int, key: str | None, gateway: Proc | None, limit: float = 300.0
 
 
 def sustained(step: dict[str, Any], bound_ms: float) -> bool:
-    return (
+    return bool(
         step["errors"] == 0 and step["achieved_rps"] >= 0.97 * step["rate"] and step["p99_ms"] < bound_ms
     )
 

@@ -106,13 +106,13 @@ def main() -> None:
         "summary": summary, "segments": segments,
         "rss_mib": [[t, round(r / mib, 1)] for t, r in samples],
     }
-    out = write_result(args.name, result)
+    path = write_result(args.name, result)
     print(f"\nRSS MiB: start {summary['start_mib']}, after warm-up {summary['warm_mib']}, max {summary['max_mib']}, "
           f"end {summary['end_mib']}; drift at end {summary['drift_end_pct']:+.2f}%, largest deviation "
           f"{summary['max_deviation_pct']:.2f}% (bound {args.bound_pct}%): "
           f"{'PASS' if summary['within_bound'] else 'FAIL'}; {summary['requests']} requests, "
           f"{summary['errors']} errors")
-    print(f"written {out.relative_to(BENCH.parent)}")
+    print(f"written {path.relative_to(BENCH.parent)}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def run_cli(data_dir: Path, *args: str, env: dict[str, str] | None = None, input
 
 class RemoteHub:
     def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, port: int | None = None,
-                 timeout: float = 120.0) -> None:
+                 timeout: float = 600.0) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}

@@ -25,7 +25,7 @@ EMAIL, PASSWORD = "citizen@example.org", "a long browser password"
 # The real embedded model (SmolLM2) answers; the safety warm-up (minutes of embedding on a small
 # CPU) is off, the safety area tests its own pipeline. The embedder loads on first use (ingest).
 SERVER_ENV = {"SOVHUB_SAFETY__ENABLED": "false", "SOVHUB_EMBEDDINGS_ENABLED": "false",
-              "SOVHUB_EMBEDDED_MAX_TOKENS": "24"}
+              "SOVHUB_EMBEDDED_MAX_TOKENS": "12"}
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +64,7 @@ def open_page(browser: Any, server: RemoteHub) -> Iterator[Any]:
                                       viewport={"width": 1280, "height": 900})
         contexts.append(context)
         page = context.new_page()
-        page.set_default_timeout(90_000)
+        page.set_default_timeout(300_000)
         return page
 
     yield make

@@ -29,7 +29,7 @@ def _staff(request: Request) -> Page | Response:
     page = signed_in(request)
     if isinstance(page, Page) and (page.user is None or not page.user.is_staff):
         return render(page, "error.html", status=403, error="forbidden")
-    return page  # type: ignore[no-any-return]
+    return page
 
 
 def _organizations(hub: Hub) -> list[dict[str, Any]]:
@@ -47,8 +47,8 @@ def _organizations(hub: Hub) -> list[dict[str, Any]]:
         out.append({"name": org.name, "verified": bool(verification_status(hub, org.id).get("verified")),
                     "keys": keys.get(org.name, 0), "tokens": tokens})
     peak = max((o["tokens"] for o in out), default=0) or 1
-    for org in out:
-        org["share"] = round(100 * org["tokens"] / peak)
+    for row in out:
+        row["share"] = round(100 * row["tokens"] / peak)
     return out
 
 

@@ -153,12 +153,16 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
     block: dict[str, Any] | None = None
     saved = False
 
-    async def save(reason: str | None) -> int:
+    async def save(reason: str | None) -> tuple[int, str]:
         nonlocal saved
         saved = True
-        return await anyio.to_thread.run_sync(lambda: store.append(
-            turn.user_id, turn.conversation_id, "assistant", "".join(text), model=turn.model,
-            finish_reason=reason, citations=citations, block=block))
+        answer = "".join(text)
+        # Rendered once here and kept with the message: pages then never re-render Markdown.
+        html = render_markdown(answer) if answer else ""
+        message_id = await anyio.to_thread.run_sync(lambda: store.append(
+            turn.user_id, turn.conversation_id, "assistant", answer, model=turn.model,
+            finish_reason=reason, citations=citations, block=block, html=html))
+        return message_id, html
 
     try:
         attempt_messages = messages
@@ -185,13 +189,13 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
                     yield {"event": "reset", "reason": "language"}
                     continue
             break
-        message_id = await save(finish)
-        yield {"event": "done", "message_id": message_id, "html": render_markdown("".join(text)),
+        message_id, html = await save(finish)
+        yield {"event": "done", "message_id": message_id, "html": html,
                "finish_reason": finish, "block": block}
     except ContentBlocked as exc:
         block = _block_of(exc.extra or {"explanation": exc.message})
         text = []
-        message_id = await save("blocked")
+        message_id, _html = await save("blocked")
         yield {"event": "error", "code": exc.code, "message": exc.message, "block": block, "message_id": message_id}
     except SovhubError as exc:
         yield {"event": "error", "code": exc.code, "message": exc.message, "block": None}

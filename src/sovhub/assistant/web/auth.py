@@ -6,8 +6,6 @@ Sessions, CSRF tokens and the brute-force throttle are the access area's
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -21,7 +19,7 @@ from ...hub import Hub
 from ...store.tables import User
 from ..i18n import ui_catalogs
 from .passwords import hash_password, needs_rehash, verify_password
-from .render import LANG_COOKIE, page_for, render, request_hub
+from .render import LANG_COOKIE, Page, page_for, render, request_hub
 
 __all__ = ["local_path", "router"]
 
@@ -86,9 +84,9 @@ async def login(request: Request) -> Response:
             await throttle.fail(key)
         return render(page, "login.html", status=401, next=next_path, email=email, error="invalid")
     await throttle.succeed(keys[0])
-    response = RedirectResponse(next_path, status_code=303)
-    issue_session(response, user_id, None, request=request)
-    return response
+    redirect = RedirectResponse(next_path, status_code=303)
+    issue_session(redirect, user_id, None, request=request)
+    return redirect
 
 
 @router.post("/logout")
@@ -135,7 +133,7 @@ def _quote(value: str) -> str:
     return quote(value, safe="/")
 
 
-def signed_in(request: Request) -> Any:
+def signed_in(request: Request) -> Page | RedirectResponse:
     """The page of a signed-in person, or a redirect to the sign-in form."""
     page = page_for(request)
     if page.user is None:

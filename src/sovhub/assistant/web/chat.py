@@ -64,7 +64,7 @@ async def _chat_page(request: Request, conversation_id: str | None, status: int 
         )
     except NotFound:
         return render(page, "error.html", status=404, error="not_found")
-    conversations = await anyio.to_thread.run_sync(store.list, user_id)
+    conversations = await anyio.to_thread.run_sync(store.summaries, user_id)
     messages = await anyio.to_thread.run_sync(store.messages, user_id, conversation_id) if conversation_id else []
     models = allowed_models(page)
     current = conversation.model if conversation and conversation.model in models else (models[0] if models else "")
@@ -107,7 +107,7 @@ async def _answer(request: Request, page: Page, turn: Turn, first: dict[str, Any
     events = run_turn(page.hub, _store(request), turn)
     if _wants_stream(request):
         return _sse(events, first)
-    async for _event_ in events:  # no JavaScript: answer in full, then show the conversation
+    async for _ in events:  # no JavaScript: answer in full, then show the conversation
         pass
     return RedirectResponse(f"/c/{turn.conversation_id}", status_code=303)
 
@@ -215,6 +215,6 @@ async def appeal(request: Request) -> Response:
         view = await anyio.to_thread.run_sync(lambda: file_appeal(page.hub, principal, decision_id, reason))
     except Conflict:
         return RedirectResponse(f"{back}?appeal=exists", status_code=303)
-    except InvalidRequest:
+    except (InvalidRequest, NotFound):
         return RedirectResponse(f"{back}?appeal=invalid", status_code=303)
     return RedirectResponse(f"{back}?appeal=filed&appeal_id={view.id}", status_code=303)

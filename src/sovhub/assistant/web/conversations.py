@@ -47,6 +47,7 @@ class StoredMessage:
     citations: list[dict[str, Any]] = field(default_factory=list)
     block: dict[str, Any] | None = None
     created_at: datetime | None = None
+    html: str | None = None  # the answer's sanitised HTML, rendered once when it was saved
 
 
 def _title_from(text: str) -> str:
@@ -81,7 +82,7 @@ class ConversationStore:
                                title=self._seal(user_id, _title_from(first_message))))
         return conversation_id
 
-    def list(self, user_id: int, limit: int = 100) -> list[ConversationSummary]:
+    def summaries(self, user_id: int, limit: int = 100) -> list[ConversationSummary]:
         with self.hub.db.session() as s:
             rows = s.execute(
                 select(Conversation.id, Conversation.title, Conversation.model, Conversation.updated_at)
@@ -93,7 +94,8 @@ class ConversationStore:
 
     def count(self, user_id: int) -> int:
         with self.hub.db.session() as s:
-            return int(s.scalar(select(func.count()).select_from(Conversation).where(Conversation.user_id == user_id)) or 0)
+            stmt = select(func.count()).select_from(Conversation).where(Conversation.user_id == user_id)
+            return int(s.scalar(stmt) or 0)
 
     def get(self, user_id: int, conversation_id: str) -> ConversationSummary:
         """The conversation, if it is this person's; NotFound otherwise (never 'forbidden': no probing)."""
@@ -131,15 +133,17 @@ class ConversationStore:
         for row in rows:
             body = json.loads(self._open(user_id, row.content))
             out.append(StoredMessage(row.id, row.role, body.get("text", ""), row.model, row.finish_reason,
-                                     body.get("citations") or [], body.get("block"), row.created_at))
+                                     body.get("citations") or [], body.get("block"), row.created_at,
+                                     body.get("html")))
         return out
 
     def append(
         self, user_id: int, conversation_id: str, role: str, text: str, *, model: str | None = None,
         finish_reason: str | None = None, citations: list[dict[str, Any]] | None = None,
-        block: dict[str, Any] | None = None,
+        block: dict[str, Any] | None = None, html: str | None = None,
     ) -> int:
-        body = json.dumps({"text": text, "citations": citations or [], "block": block}, ensure_ascii=False)
+        body = json.dumps({"text": text, "citations": citations or [], "block": block, "html": html},
+                          ensure_ascii=False)
         now = utcnow()
         with self.hub.db.session() as s:
             conversation = s.get(Conversation, conversation_id)
@@ -167,7 +171,7 @@ class ConversationStore:
 
     def export(self, user_id: int) -> list[dict[str, Any]]:
         """Every conversation of the person with its messages, decrypted, for their data export."""
-        summaries = self.list(user_id, limit=1_000_000)
+        summaries = self.summaries(user_id, limit=1_000_000)
         with self.hub.db.session() as s:
             rows = list(s.scalars(
                 select(ConversationMessage)

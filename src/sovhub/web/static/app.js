@@ -26,7 +26,7 @@
   function messageItem(role) {
     const item = el("li", { class: "message " + role });
     item.append(el("h2", { class: "who" }, role === "user" ? t("You") : t("Assistant")));
-    const bubble = el("div", { class: role === "user" ? "bubble" : "bubble md" });
+    const bubble = el("div", { class: role === "user" ? "bubble" : "bubble md", dir: "auto" });
     item.append(bubble);
     list.append(item);
     return { item, bubble };
@@ -124,7 +124,7 @@
     if (welcome) welcome.remove();
     const body = new URLSearchParams(new FormData(form));
     if (form !== composer && composer.elements.model) body.set("model", composer.elements.model.value);
-    if (question !== null) messageItem("user").bubble.append(el("p", { class: "plain" }, question));
+    if (question !== null) messageItem("user").bubble.append(el("p", { class: "plain", dir: "auto" }, question));
     const answer = messageItem("assistant");
     let received = "";
     controller = new AbortController();
