@@ -77,6 +77,26 @@ def run_sovhub(client: Any, n: int, args: argparse.Namespace) -> dict[str, Any]:
     return measure((c.choices[0].delta.content if c.choices else None for c in stream), started)
 
 
+def summarize(runs: list[dict[str, Any]], args: argparse.Namespace, info: dict[str, Any],
+              startup_s: float | None) -> dict[str, Any]:
+    med = {side: {k: round(statistics.median(r[side][k] for r in runs), 2) for k in ("ttft_ms", "decode_tps",
+                                                                                      "tokens")}
+           for side in ("direct", "sovhub")}
+    ratios = {
+        "decode_tps_sovhub_over_direct": round(med["sovhub"]["decode_tps"] / med["direct"]["decode_tps"], 3),
+        "ttft_direct_over_sovhub": round(med["direct"]["ttft_ms"] / med["sovhub"]["ttft_ms"], 3),
+        "same_tokens_every_run": all(r["direct"]["text_head"] == r["sovhub"]["text_head"] for r in runs),
+    }
+    result = {
+        "benchmark": "embedded inference", "machine": info,
+        "config": {"reps": args.reps, "max_tokens": args.max_tokens, "seed": args.seed, "threads": args.threads,
+                   "n_ctx": 2048, "model": args.model, "gguf": Path(model_path()).name, "temperature": 0.0,
+                   "sovhub_startup_s": startup_s},
+        "target": {"ratio_min": 0.95}, "median": med, "ratios": ratios, "runs": runs,
+    }
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
@@ -104,6 +124,8 @@ def main() -> None:
         for n in range(args.reps):
             pair = {"direct": run_direct(llm, n, args), "sovhub": run_sovhub(client, n, args)}
             runs.append(pair)
+            # Written after every repetition, so a run cut short still leaves its measurements.
+            write_result(args.name, summarize(runs, args, info, sov.extra.get("startup_s")))
             print(f"rep {n + 1}: " + "  ".join(
                 f"{k} ttft {v['ttft_ms']:7.1f} ms decode {v['decode_tps']:7.1f} tok/s ({v['tokens']} tok)"
                 for k, v in pair.items()), flush=True)
@@ -112,21 +134,8 @@ def main() -> None:
         if sov is not None:
             sov.stop()
 
-    med = {side: {k: round(statistics.median(r[side][k] for r in runs), 2) for k in ("ttft_ms", "decode_tps",
-                                                                                      "tokens")}
-           for side in ("direct", "sovhub")}
-    ratios = {
-        "decode_tps_sovhub_over_direct": round(med["sovhub"]["decode_tps"] / med["direct"]["decode_tps"], 3),
-        "ttft_direct_over_sovhub": round(med["direct"]["ttft_ms"] / med["sovhub"]["ttft_ms"], 3),
-        "same_tokens_every_run": all(r["direct"]["text_head"] == r["sovhub"]["text_head"] for r in runs),
-    }
-    result = {
-        "benchmark": "embedded inference", "machine": info,
-        "config": {"reps": args.reps, "max_tokens": args.max_tokens, "seed": args.seed, "threads": args.threads,
-                   "n_ctx": 2048, "model": args.model, "gguf": Path(model_path()).name, "temperature": 0.0,
-                   "sovhub_startup_s": sov.extra.get("startup_s") if sov else None},
-        "target": {"ratio_min": 0.95}, "median": med, "ratios": ratios, "runs": runs,
-    }
+    result = summarize(runs, args, info, sov.extra.get("startup_s") if sov else None)
+    med, ratios = result["median"], result["ratios"]
     out = write_result(args.name, result)
     print(f"\nmedian of {args.reps} runs, {args.threads} threads, max_tokens {args.max_tokens}")
     print(f"{'side':8s} {'TTFT ms':>9s} {'decode tok/s':>13s} {'tokens':>7s}")

@@ -28,7 +28,7 @@ SERVER_ENV = {"SOVHUB_SAFETY__ENABLED": "false", "SOVHUB_EMBEDDINGS_ENABLED": "f
               "SOVHUB_EMBEDDED_MAX_TOKENS": "12"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         need_service(f"Chromium not found at {CHROMIUM}: apt-get install chromium fonts-noto-cjk")
@@ -43,7 +43,7 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[RemoteHub]:
     data_dir = tmp_path_factory.mktemp("browser") / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOVHUB_")} | SERVER_ENV
