@@ -15,4 +15,4 @@ PY=.venv/bin/python
 what=${1:-all}
 if [[ $what == all || $what == gateway ]]; then $PY bench/gateway_bench.py --reps "${REPS:-3}"; fi
 if [[ $what == all || $what == inference ]]; then $PY bench/inference_bench.py --reps "${REPS:-5}"; fi
-if [[ $what == all || $what == memory ]]; then $PY bench/memory_soak.py --duration-s "${SOAK_S:-600}"; fi
+if [[ $what == all || $what == memory ]]; then $PY bench/memory_soak.py --duration-s "${SOAK_S:-600}" --rate "${SOAK_RATE:-10}"; fi

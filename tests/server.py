@@ -37,7 +37,7 @@ class RemoteHub:
                  timeout: float = 600.0) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
         self.timeout = timeout
         self.proc: subprocess.Popen[Any] | None = None

@@ -324,6 +324,12 @@ def _load_plugin_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import os
+
+    # The hub's matrix products are small (one message against a few thousand exemplars): BLAS
+    # threads only fight the event loop and llama.cpp for the cores. Set before numpy loads.
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     _load_plugin_commands()
     try:
         code = cli.main(args=argv, prog_name="sovhub", standalone_mode=False)

@@ -15,7 +15,8 @@ from ..pipeline import Principal
 __all__ = ["CurrentPrincipal", "HubDep", "get_hub", "get_principal"]
 
 
-def get_hub(request: Request) -> Hub:
+async def get_hub(request: Request) -> Hub:
+    # async: a sync dependency would cost a thread-pool hop on every request
     return request.app.state.hub  # type: ignore[no-any-return]
 
 
@@ -28,7 +29,7 @@ async def get_principal(request: Request) -> Principal:
             code="missing_api_key",
         )
     secret = secret.strip()
-    hub = get_hub(request)
+    hub: Hub = request.app.state.hub
     cache: KeyCache = hub.services["key_cache"]
     principal = cache.get(secret)
     if principal is None:

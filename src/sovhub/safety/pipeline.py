@@ -144,17 +144,22 @@ class SafetyInterceptor:
                           if m.get("role") == "user"), "")
         lang = pick_lang(ctx.lang, last_user)
         ctx.state["safety.lang"] = lang
-        decisions: list[tuple[int, Decision]] = []
-        for i, (message, text) in enumerate(zip(ctx.messages, texts, strict=True)):
-            if not text:
-                continue
-            # Hazards are judged in what people wrote; identifiers are redacted everywhere,
-            # including earlier answers that carried restored values.
-            if message.get("role") == "user":
-                findings = rt.scan(text, lang)
-            else:
-                findings = rt.pii_guard.scan(text, lang)
-            decisions.append((i, decide(rt.policy, findings, lang)))
+        def judge() -> list[tuple[int, Decision]]:
+            out: list[tuple[int, Decision]] = []
+            for i, (message, text) in enumerate(zip(ctx.messages, texts, strict=True)):
+                if not text:
+                    continue
+                # Hazards are judged in what people wrote; identifiers are redacted everywhere,
+                # including earlier answers that carried restored values.
+                if message.get("role") == "user":
+                    findings = rt.scan(text, lang)
+                else:
+                    findings = rt.pii_guard.scan(text, lang)
+                out.append((i, decide(rt.policy, findings, lang)))
+            return out
+
+        # The guards are CPU work (embeddings, matrix products): off the event loop.
+        decisions = await anyio.to_thread.run_sync(judge)
         blocked = [d for _, d in decisions if d.action == "block"]
         if blocked:
             await self._block(ctx, lang, blocked)
@@ -219,7 +224,9 @@ class SafetyInterceptor:
         start = max(0, int(ctx.state.get("safety.out_pos", 0)) - _OUTPUT_OVERLAP)
         ctx.state["safety.out_pos"] = len(text)
         lang = str(ctx.state.get("safety.lang") or pick_lang(ctx.lang, text))
-        decision = decide(rt.policy, rt.scan(text[start:], lang, pii=False), lang)
+        window = text[start:]
+        findings = await anyio.to_thread.run_sync(lambda: rt.scan(window, lang, pii=False))
+        decision = decide(rt.policy, findings, lang)
         if decision.action != "block":
             return None
         entry = self._record(ctx, "output", "block", [decision], lang)

@@ -23,7 +23,7 @@ _COMMON = {"max_tokens", "temperature", "top_p", "stop", "seed", "n"}
 _HUB_ONLY = {"model", "messages", "stream", "stream_options", "max_completion_tokens", "user", "store", "metadata"}
 # Check the growing answer when it grew by this many characters (and at the end): guards are
 # cheap, but not free, and per-token checks would multiply their cost by the answer's length.
-_CHECK_EVERY = 48
+_CHECK_EVERY = 96
 
 
 @dataclass(slots=True)
