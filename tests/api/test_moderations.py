@@ -131,3 +131,8 @@ def test_moderator_is_built_lazily_once(hub: Hub) -> None:
     hub.services.pop("moderator", None)
     built = get_moderator(hub)
     assert hub.services["moderator"] is built and get_moderator(hub) is built
+
+
+def test_moderations_need_an_api_key(client: TestClient) -> None:
+    r = client.post("/v1/moderations", json={"input": "hello"}, headers={"authorization": ""})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"

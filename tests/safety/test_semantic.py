@@ -253,3 +253,24 @@ def test_harm_buried_in_a_long_text_is_found_with_its_span() -> None:
 def test_empty_and_whitespace_text_have_no_findings() -> None:
     assert semantic_guard().scan("", None) == []
     assert semantic_guard().scan(" \u200b\n\t", None) == []
+
+
+def test_exemplar_vectors_are_reused_and_a_broken_file_is_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bank = tmp_path / "bank"
+    _write_bank(bank)
+    guard = SemanticGuard(HashEmbedder(), tmp_path / "cache", exemplar_dirs=[bank])
+    guard.ensure_ready()
+    [vectors] = list((tmp_path / "cache").glob("exemplar-vectors-*.npz"))
+    with (bank / "aa.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"text": "one new safe line", "label": "safe"}) + "\n")
+    embedder = HashEmbedder()
+    SemanticGuard(embedder, tmp_path / "cache", exemplar_dirs=[bank]).ensure_ready()
+    assert embedder.calls == 1  # only the new line was embedded
+    vectors.write_bytes(b"garbage")
+    (bank / "aa.jsonl").write_text((bank / "aa.jsonl").read_text(encoding="utf-8") + json.dumps(
+        {"text": "another line", "label": "safe"}) + "\n", encoding="utf-8")
+    rebuilt = SemanticGuard(HashEmbedder(), tmp_path / "cache", exemplar_dirs=[bank])
+    rebuilt.ensure_ready()
+    assert "discarding unreadable exemplar vectors" in caplog.text

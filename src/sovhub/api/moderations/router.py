@@ -1,4 +1,4 @@
-"""POST /v1/moderations (authentication is added by whoever mounts the router)."""
+"""POST /v1/moderations (API-key authenticated, like every /v1 route)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ..deps import CurrentPrincipal
 from .protocol import ModerationRequest
 from .service import moderate
 
@@ -15,7 +16,7 @@ __all__ = ["create_moderation", "router"]
 
 
 @router.post("/v1/moderations")
-async def create_moderation(body: ModerationRequest, request: Request) -> JSONResponse:
+async def create_moderation(body: ModerationRequest, request: Request, principal: CurrentPrincipal) -> JSONResponse:
     hub = request.app.state.hub
     response = await anyio.to_thread.run_sync(moderate, hub, body)
     return JSONResponse(response.model_dump())
