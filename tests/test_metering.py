@@ -52,7 +52,7 @@ def test_failed_write_keeps_records(hub: Hub, monkeypatch) -> None:
     def boom(batch):
         raise OperationalError("insert", {}, Exception("db down"))
 
-    monkeypatch.setattr(meter, "_write", boom)
+    monkeypatch.setattr(meter, "write", boom)
     assert asyncio.run(meter.flush()) == 0
     assert meter.pending == 1
     monkeypatch.undo()

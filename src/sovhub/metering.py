@@ -7,16 +7,14 @@ shutdown. A failed write keeps the records for the next try rather than dropping
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import insert
-from sqlalchemy.exc import SQLAlchemyError
 
+from .batching import BatchWriter
 from .store.base import utcnow
 from .store.tables import UsageRecord
 
@@ -26,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["Meter", "Usage"]
 
 log = logging.getLogger("sovhub.metering")
-_MAX_BUFFER = 1_000_000
 
 
 @dataclass(slots=True)
@@ -45,54 +42,17 @@ class Usage:
     ts: datetime = field(default_factory=utcnow)
 
 
-class Meter:
+class Meter(BatchWriter[Usage]):
+    name = "meter"
+
     def __init__(self, hub: Hub) -> None:
+        super().__init__(interval=hub.settings.usage_flush_interval_s, batch_size=hub.settings.usage_flush_batch)
         self.hub = hub
-        self._buffer: deque[Usage] = deque(maxlen=_MAX_BUFFER)
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
-        self.written = 0
 
     def record(self, usage: Usage) -> None:
-        self._buffer.append(usage)
+        self.append(usage)
 
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sovhub-meter")
-
-    async def _run(self) -> None:
-        interval = self.hub.settings.usage_flush_interval_s
-        while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
-            except TimeoutError:
-                pass
-            await self.flush()
-
-    async def flush(self) -> int:
-        total = 0
-        batch_size = self.hub.settings.usage_flush_batch
-        while self._buffer:
-            batch = [self._buffer.popleft() for _ in range(min(batch_size, len(self._buffer)))]
-            try:
-                await asyncio.to_thread(self._write, batch)
-            except SQLAlchemyError as exc:
-                log.error("usage write failed, will retry: %s", exc)
-                self._buffer.extendleft(reversed(batch))
-                break
-            total += len(batch)
-        self.written += total
-        return total
-
-    def _write(self, batch: list[Usage]) -> None:
+    def write(self, batch: list[Usage]) -> int:
         with self.hub.db.session() as s:
             s.execute(insert(UsageRecord), [asdict(u) for u in batch])
-
-    async def close(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-        await self.flush()
+        return len(batch)

@@ -9,18 +9,16 @@ conversation is not acknowledged as stored to anyone.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import SQLAlchemyError
 
+from ..batching import BatchWriter
 from ..errors import InvalidRequest
 from ..store.base import utcnow
 from .tables import OrgRetention, StoredConversation
@@ -50,47 +48,17 @@ class _Pending:
     created_at: datetime = field(default_factory=utcnow)
 
 
-class ConversationStore:
+class ConversationStore(BatchWriter[_Pending]):
+    name = "content-store"
+
     def __init__(self, hub: Hub) -> None:
+        super().__init__(interval=hub.settings.sovereignty.content_flush_interval_s, max_pending=_MAX_QUEUE)
         self.hub = hub
-        self._queue: deque[_Pending] = deque(maxlen=_MAX_QUEUE)
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._retention: dict[int, tuple[float, int]] = {}
-        self.written = 0
         self.skipped_zero_retention = 0
 
     def enqueue(self, item: _Pending) -> None:
-        self._queue.append(item)
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
-
-    async def start(self) -> None:
-        self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="sovhub-content-store")
-
-    async def _run(self) -> None:
-        interval = self.hub.settings.sovereignty.content_flush_interval_s
-        while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
-            except TimeoutError:
-                pass
-            await self.flush()
-
-    async def flush(self) -> int:
-        total = 0
-        while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(500, len(self._queue)))]
-            try:
-                total += await asyncio.to_thread(self.write, batch)
-            except SQLAlchemyError as exc:
-                log.error("conversation write failed, will retry: %s", exc)
-                self._queue.extendleft(reversed(batch))
-                break
-        return total
+        self.append(item)
 
     def _days(self, org_id: int | None) -> int:
         if org_id is None:
@@ -124,14 +92,7 @@ class ConversationStore:
         if rows:
             with self.hub.db.session() as s:
                 s.add_all(rows)
-        self.written += len(rows)
         return len(rows)
-
-    async def close(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-        await self.flush()
 
 
 def get_store(hub: Hub) -> ConversationStore:

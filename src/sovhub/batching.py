@@ -1,0 +1,73 @@
+"""A background batch writer: append in O(1) on the request path, write in batches off it.
+
+Subclasses give `write(batch) -> int` (run in a worker thread) and the flush interval. A failed
+write puts the batch back for the next try instead of dropping it; `close()` flushes the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Generic, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+__all__ = ["BatchWriter"]
+
+T = TypeVar("T")
+log = logging.getLogger("sovhub.batching")
+
+
+class BatchWriter(Generic[T]):
+    name = "batch-writer"
+
+    def __init__(self, *, interval: float, batch_size: int = 500, max_pending: int = 1_000_000) -> None:
+        self.interval = interval
+        self.batch_size = batch_size
+        self._buffer: deque[T] = deque(maxlen=max_pending)
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+
+    def append(self, item: T) -> None:
+        self._buffer.append(item)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def write(self, batch: list[T]) -> int:
+        """Persist one batch (in a worker thread); return how many rows were written."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"sovhub-{self.name}")
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval)
+            except TimeoutError:
+                pass
+            await self.flush()
+
+    async def flush(self) -> int:
+        total = 0
+        while self._buffer:
+            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+            try:
+                total += await asyncio.to_thread(self.write, batch)
+            except SQLAlchemyError as exc:
+                log.error("%s: write failed, will retry: %s", self.name, exc)
+                self._buffer.extendleft(reversed(batch))
+                break
+        self.written += total
+        return total
+
+    async def close(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        await self.flush()
