@@ -83,6 +83,9 @@ def create_key(
     hub: Hub, org_name: str, *, name: str | None = None, limits: dict[str, int] | None = None, actor: str = "cli"
 ) -> CreatedKey:
     org = get_org(hub, org_name)
+    name = (name or "").strip() or None
+    if name is not None and len(name) > 120:
+        raise InvalidRequest("a key name has at most 120 characters", param="name")
     clean_limits: dict[str, Any] = {}
     for field, value in (limits or {}).items():
         if value is None:

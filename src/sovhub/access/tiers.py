@@ -73,6 +73,9 @@ def validate_tier(tier: str) -> str:
 
 def set_tier(hub: Hub, model: str, tier: str, *, actor: str = "cli") -> str:
     tier = validate_tier(tier)
+    model = model.strip()
+    if not model or len(model) > 200:
+        raise InvalidRequest("a model id of 1-200 characters is required", param="model")
     with hub.db.session() as s:
         row = s.get(ModelTier, model)
         if tier == OPEN:

@@ -1,10 +1,16 @@
-"""Sign in with a local account, sign out, and choose the UI language.
+"""Sign in with a local account or a national eID, sign out, and choose the UI language.
 
-Sessions, CSRF tokens and the brute-force throttle are the access area's
-(:mod:`sovhub.access.sessions`, :mod:`sovhub.access.csrf`, :mod:`sovhub.access.throttle`).
+Sessions, CSRF tokens, the brute-force throttle and the eID flow itself (OpenID Connect,
+authorization code + PKCE at ``/auth/oidc/{idp}/login``) are the access area's
+(:mod:`sovhub.access.sessions`, :mod:`sovhub.access.csrf`, :mod:`sovhub.access.throttle`,
+:mod:`sovhub.access.auth_routes`); the sign-in page offers one button per configured provider.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
 
 import anyio
 from fastapi import APIRouter, Request
@@ -21,7 +27,7 @@ from ..i18n import ui_catalogs
 from .passwords import hash_password, needs_rehash, verify_password
 from .render import LANG_COOKIE, Page, page_for, render, request_hub
 
-__all__ = ["local_path", "router"]
+__all__ = ["SignInOption", "local_path", "router", "sign_in_options"]
 
 router = APIRouter(include_in_schema=False)
 
@@ -33,6 +39,29 @@ def local_path(value: object, default: str = "/") -> str:
     if not isinstance(value, str) or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return default
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class SignInOption:
+    """A national eID button: the provider's short name, the name people know it by, where it starts."""
+
+    name: str
+    label: str
+    url: str
+
+
+def sign_in_options(hub: Hub, next_path: str = "/") -> list[SignInOption]:
+    """One option per configured identity provider, in configuration order; each returns to `next_path`."""
+    query = "" if next_path == "/" else "?" + urlencode({"return_to": next_path})
+    return [
+        SignInOption(name, config.display_name or name, f"/auth/oidc/{quote(name, safe='')}/login{query}")
+        for name, config in hub.settings.access.idps.items()
+    ]
+
+
+def _login_page(page: Page, next_path: str, status: int = 200, **context: Any) -> Response:
+    return render(page, "login.html", status=status, next=next_path,
+                  identity_providers=sign_in_options(page.hub, next_path), **context)
 
 
 def _check_password(hub: Hub, email: str, password: str) -> int | None:
@@ -51,7 +80,7 @@ async def login_form(request: Request) -> Response:
     page = page_for(request)
     if page.user is not None:
         return RedirectResponse(local_path(request.query_params.get("next")), status_code=303)
-    return render(page, "login.html", next=local_path(request.query_params.get("next")))
+    return _login_page(page, local_path(request.query_params.get("next")))
 
 
 @router.post("/login")
@@ -65,7 +94,7 @@ async def login(request: Request) -> Response:
     try:
         verify_csrf(request, form.get("csrf_token"))
     except PermissionDenied:
-        return render(page, "login.html", status=403, next=next_path, email=email, error="csrf")
+        return _login_page(page, next_path, 403, email=email, error="csrf")
     throttle = login_throttle(hub)
     client = request.client.host if request.client else "unknown"
     keys = [f"user:{email.casefold()}", f"ip:{client}"]
@@ -74,15 +103,14 @@ async def login(request: Request) -> Response:
             await throttle.check(key)
     except RateLimited as exc:
         seconds = int(float(exc.headers.get("retry-after", "60")))
-        response = render(page, "login.html", status=429, next=next_path, email=email, error="throttled",
-                          seconds=seconds)
+        response = _login_page(page, next_path, 429, email=email, error="throttled", seconds=seconds)
         response.headers["retry-after"] = str(seconds)
         return response
     user_id = await anyio.to_thread.run_sync(_check_password, hub, email, password) if email and password else None
     if user_id is None:
         for key in keys:
             await throttle.fail(key)
-        return render(page, "login.html", status=401, next=next_path, email=email, error="invalid")
+        return _login_page(page, next_path, 401, email=email, error="invalid")
     await throttle.succeed(keys[0])
     redirect = RedirectResponse(next_path, status_code=303)
     issue_session(redirect, user_id, None, request=request)
@@ -128,8 +156,6 @@ def login_redirect(request: Request) -> RedirectResponse:
 
 
 def _quote(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="/")
 
 
