@@ -13,13 +13,12 @@ import json
 import logging
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import PayloadTooLarge, SovhubError
-from ..observability import Metrics, request_id_var
+from ..observability import Metrics, new_request_id, request_id_var
 
 __all__ = ["HubMiddleware"]
 
@@ -114,7 +113,7 @@ def _request_id(scope: Scope) -> str:
             candidate: str = value.decode("latin-1")
             if _RID.match(candidate):
                 return candidate
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 def _content_length(scope: Scope) -> int | None:

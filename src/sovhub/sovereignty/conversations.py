@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from ..batching import BatchWriter
 from ..errors import InvalidRequest
@@ -74,7 +74,7 @@ class ConversationStore(BatchWriter[_Pending]):
         from .crypto import get_vault
 
         vault = get_vault(self.hub)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for item in batch:
             days = self._days(item.org_id)
             if days <= 0:
@@ -84,14 +84,15 @@ class ConversationStore(BatchWriter[_Pending]):
             assert owner is not None
             plaintext = json.dumps({"messages": item.messages, "completion": item.completion,
                                     "finish_reason": item.finish_reason}, ensure_ascii=False)
-            rows.append(StoredConversation(
+            rows.append(dict(
                 request_id=item.request_id, owner_kind=kind, owner_id=owner, org_id=item.org_id,
                 key_id=item.key_id, user_id=item.user_id, model=item.model, backend=item.backend,
                 content=vault.encrypt(kind, owner, plaintext), created_at=item.created_at,
                 expires_at=item.created_at + timedelta(days=days)))
         if rows:
+            # One executemany (not the ORM's unit of work): this runs for every API exchange.
             with self.hub.db.session() as s:
-                s.add_all(rows)
+                s.execute(insert(StoredConversation), rows)
         return len(rows)
 
 
