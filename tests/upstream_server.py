@@ -14,11 +14,12 @@ from typing import Any
 
 class FakeUpstream:
     def __init__(self, models: list[str] | None = None, *, status: int = 200, delay: float = 0.0,
-                 words: int = 5) -> None:
+                 words: int = 5, malformed: bool = False) -> None:
         self.models = models or ["up-model"]
         self.status = status
         self.delay = delay
         self.words = words
+        self.malformed = malformed
         self.connections = 0
         self.requests: list[dict[str, Any]] = []
         owner = self
@@ -48,11 +49,24 @@ class FakeUpstream:
                     self._json(404, {"error": {"message": "model not found", "type": "x", "param": None,
                                                "code": None}})
                     return
+                n = body.get("n", 1)
+                if not body.get("stream"):  # a plain `chat.completion`, as real servers answer
+                    if owner.malformed:
+                        self._json(200, {"object": "chat.completion", "choices": "none"})
+                        return
+                    time.sleep(owner.delay * owner.words)  # a whole answer comes when it is done
+                    text = "".join(f"w{i} " for i in range(owner.words))
+                    self._json(200, {
+                        "id": "up-1", "object": "chat.completion", "created": 1, "model": body["model"],
+                        "choices": [{"index": k, "message": {"role": "assistant", "content": text, "refusal": None},
+                                     "finish_reason": "stop", "logprobs": None} for k in range(n)],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": owner.words * n,
+                                  "total_tokens": 3 + owner.words * n}})
+                    return
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
                 base = {"id": "up-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
-                n = body.get("n", 1)
                 for i in range(owner.words):
                     if owner.delay:
                         time.sleep(owner.delay)

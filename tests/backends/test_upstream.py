@@ -37,8 +37,12 @@ def test_stream_passes_through_and_usage_is_metered(hub: Hub, api_key: str, upst
         r2 = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG, "temperature": 0.2,
                                                         "logit_bias": {"1": 1}})
         assert r2.json()["usage"]["completion_tokens"] == 5
-    sent = upstream.requests[-1]["body"]
-    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    streamed, sent = (r["body"] for r in upstream.requests[-2:])
+    assert streamed["stream"] is True and streamed["stream_options"] == {"include_usage": True}
+    # A non-streaming request goes upstream as one: one JSON body to relay, not a chunk per token.
+    assert sent["stream"] is False and "stream_options" not in sent
+    message = r2.json()["choices"][0]["message"]
+    assert (message["role"], message["content"]) == ("assistant", "w0 w1 w2 w3 w4 ")
     assert sent["temperature"] == 0.2 and sent["logit_bias"] == {"1": 1}
     assert not any(k.startswith("_") for k in sent)
     from sqlalchemy import select
@@ -61,6 +65,16 @@ def test_n_is_honoured_by_upstreams(hub: Hub, api_key: str, upstream: FakeUpstre
     with _client(hub, api_key) as client:
         r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG, "n": 2})
         assert [c["index"] for c in r.json()["choices"]] == [0, 1]
+
+
+def test_malformed_completion_is_a_502_and_nothing_is_metered_as_served(hub: Hub, api_key: str) -> None:
+    with FakeUpstream(["up-model"], malformed=True) as up:
+        add_backend(hub, "up", url=up.url, models=["up-model"])
+        with _client(hub, api_key) as client:
+            r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG})
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "upstream_error"
+    assert "malformed completion" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(("status", "expected", "code"), [
@@ -87,11 +101,12 @@ def test_unreachable_upstream_is_503_and_retry_uses_next(hub: Hub, api_key: str,
         assert r.status_code == 200 and upstream.connections == 1
 
 
-def test_read_timeout_midstream_ends_stream_with_error(hub: Hub, api_key: str) -> None:
+@pytest.mark.parametrize("stream", [True, False])
+def test_read_timeout_before_the_first_byte_is_a_clean_503(hub: Hub, api_key: str, stream: bool) -> None:
     hub.settings.upstream_read_timeout = 0.2
     with FakeUpstream(["slow"], delay=0.5, words=3) as up:
         add_backend(hub, "slow", url=up.url, models=["slow"])
         with _client(hub, api_key) as client:
-            r = client.post("/v1/chat/completions", json={"model": "slow", "messages": MSG})
+            r = client.post("/v1/chat/completions", json={"model": "slow", "messages": MSG, "stream": stream})
     # No byte had reached the client when the timeout hit, so it is a clean error response.
     assert r.status_code == 503 and "timed out" in r.json()["error"]["message"]

@@ -48,9 +48,11 @@ class CancelToken:
 class Backend(ABC):
     """Serves chat completions for a set of models.
 
-    ``chat_stream`` always streams: the service assembles non-streaming answers from the chunks,
-    so both paths share one code path. Raise :class:`~sovhub.errors.BackendUnavailable` before the
-    first chunk when the backend cannot be reached, so the router can try the next one.
+    ``chat_stream`` always yields chunks: the service assembles non-streaming answers from them,
+    so both paths share one code path (``params["_stream"]`` says whether the client streams; a
+    backend may then fetch the answer in one piece and yield it as a single chunk). Raise
+    :class:`~sovhub.errors.BackendUnavailable` before the first chunk when the backend cannot be
+    reached, so the router can try the next one.
     """
 
     #: Largest `n` this backend honours; the service refuses larger ones with a 400.

@@ -1,7 +1,8 @@
 """The `openai` backend: any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, TGI...).
 
-Requests always go upstream as streams (with `include_usage`), and chunks are handed on as they
-arrive: nothing is buffered, and non-streaming answers are assembled by the chat service. The
+A streaming request goes upstream as a stream (with `include_usage`), and chunks are handed on as
+they arrive: nothing is buffered. A non-streaming one goes upstream as it came (one JSON body is
+far cheaper to relay than a chunk per token) and comes back to the service as a single chunk. The
 connection comes from the egress-guarded aiohttp session (`hub.services["backend_http"]`).
 """
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from ..egress import GuardedSession
 from ..errors import (
     BackendUnavailable,
     ConfigError,
@@ -24,7 +26,6 @@ from ..errors import (
     SovhubError,
     UpstreamFailed,
 )
-from ..egress import GuardedSession
 from ..hookspecs import hookimpl
 from .base import Backend, BackendConfig, BackendFactory, CancelToken, ChatChunk
 
@@ -71,9 +72,11 @@ class UpstreamBackend(Backend):
     async def chat_stream(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
     ) -> AsyncIterator[ChatChunk]:
+        streaming = params.get("_stream", True)
         body = {k: v for k, v in params.items() if not k.startswith("_")}
-        body.update(model=model, messages=messages, stream=True)
-        body["stream_options"] = {"include_usage": True}
+        body.update(model=model, messages=messages, stream=streaming)
+        if streaming:
+            body["stream_options"] = {"include_usage": True}
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             response = await self._session().request(
@@ -81,12 +84,19 @@ class UpstreamBackend(Backend):
             ).__aenter__()
         except EgressRefused:
             raise
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except TimeoutError as exc:
+            raise BackendUnavailable(f"backend {self.name} timed out before answering") from exc
+        except (aiohttp.ClientError, OSError) as exc:
             raise BackendUnavailable(f"backend {self.name} unreachable: {type(exc).__name__}") from exc
         sent_any = False
         try:
             if response.status >= 400:
                 raise _error_from(self.name, response.status, await response.read(), response.headers)
+            if not streaming:
+                # The client waits for the whole answer anyway: one JSON body instead of a chunk
+                # per token, handed on as one chunk so the service treats both paths alike.
+                yield _as_chunk(self.name, await response.read())
+                return
             async for raw in response.content:
                 if cancel.cancelled:
                     break
@@ -110,6 +120,27 @@ class UpstreamBackend(Backend):
             raise UpstreamFailed(f"backend {self.name} {what} mid-stream") from exc
         finally:
             response.release()
+
+
+def _as_chunk(name: str, raw: bytes) -> ChatChunk:
+    """A `chat.completion` body as one `chat.completion.chunk` carrying the whole answer and usage."""
+    try:
+        data = json.loads(raw)
+        choices = [
+            {
+                "index": c.get("index", 0),
+                "delta": {k: v for k, v in (c.get("message") or {}).items() if v is not None},
+                "finish_reason": c.get("finish_reason"),
+                "logprobs": c.get("logprobs"),
+            }
+            for c in data["choices"]
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UpstreamFailed(f"backend {name} sent a malformed completion") from exc
+    chunk: ChatChunk = {"object": "chat.completion.chunk", "choices": choices}
+    if isinstance(data.get("usage"), dict):
+        chunk["usage"] = data["usage"]
+    return chunk
 
 
 def _error_from(name: str, status: int, raw: bytes, headers: Any) -> SovhubError:

@@ -45,7 +45,9 @@ class ChatService:
 
     def _params(self, req: ChatCompletionRequest, backend: Backend, owner: str) -> dict[str, Any]:
         data = req.model_dump(exclude_none=True, exclude={"messages"})
-        params: dict[str, Any] = {"_owner": owner}
+        # "_" names are hints for the backend, never sent on: who asks (fair queueing), and
+        # whether the client streams (a backend may fetch a non-streamed answer in one piece).
+        params: dict[str, Any] = {"_owner": owner, "_stream": bool(req.stream)}
         unsupported = []
         for name, value in data.items():
             if name in _HUB_ONLY:
