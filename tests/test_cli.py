@@ -108,3 +108,66 @@ def test_bad_config_is_reported(data_dir: Path, capsys) -> None:
     (data_dir / "sovhub.toml").write_text("port = 'x'\n")
     code, _, err = run_main(data_dir, "orgs", "list", capsys=capsys)
     assert code == 1 and "port" in err
+
+
+def _key_with_limits(data_dir: Path, capsys: pytest.CaptureFixture[str], *limits: str) -> str:
+    assert run_main(data_dir, "orgs", "create", "acme", capsys=capsys)[0] == 0
+    code, out, _ = run_main(data_dir, "keys", "create", "--org", "acme", *limits, capsys=capsys)
+    assert code == 0
+    return out.strip().splitlines()[-1].split("_")[0]
+
+
+def _stored_limits(data_dir: Path, prefix: str) -> dict[str, int]:
+    from sovhub.accounts import list_keys
+    from sovhub.hub import build_hub
+    from sovhub.settings import load_settings
+
+    hub = build_hub(load_settings(data_dir=str(data_dir)))
+    try:
+        return next(dict(k.limits) for k, _ in list_keys(hub) if k.prefix == prefix)
+    finally:
+        hub.close()
+
+
+def test_keys_set_limits_changes_and_clears(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prefix = _key_with_limits(data_dir, capsys, "--rpm", "10", "--tpd", "500")
+    code, out, _ = run_main(data_dir, "keys", "set-limits", prefix, "--rpm", "60", "--budget-month", "9000",
+                            "--clear", "tpd", capsys=capsys)
+    assert code == 0 and out.strip() == f"limits of {prefix}: budget_month=9000, rpm=60"
+    assert _stored_limits(data_dir, prefix) == {"rpm": 60, "budget_month": 9000}
+    code, out, _ = run_main(data_dir, "keys", "set-limits", prefix, "--clear", "budget-month", capsys=capsys)
+    assert code == 0 and out.strip() == f"limits of {prefix}: rpm=60"
+    code, out, _ = run_main(data_dir, "keys", "set-limits", prefix, "--clear", "all", capsys=capsys)
+    assert code == 0 and out.strip() == f"limits of {prefix}: none"
+    assert _stored_limits(data_dir, prefix) == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "message"),
+    [
+        (("sk-sov-nothing", "--rpm", "5"), 1, "no API key with prefix 'sk-sov-nothing'"),
+        (("PREFIX", "--rpm", "-1"), 2, "Invalid value for '--rpm'"),
+        (("PREFIX", "--tpm", "lots"), 2, "Invalid value for '--tpm'"),
+        (("PREFIX", "--clear", "rps"), 1, "unknown limit 'rps'"),
+        (("PREFIX", "--rpm", "5", "--clear", "rpm"), 2, "--clear rpm contradicts --rpm"),
+        (("PREFIX",), 2, "give at least one limit"),
+        (("PREFIX", "--rps", "5"), 2, "No such option '--rps'"),
+    ],
+)
+def test_keys_set_limits_bad_input(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], exit_code: int, message: str
+) -> None:
+    prefix = _key_with_limits(data_dir, capsys, "--rpm", "10")
+    code, _, err = run_main(data_dir, "keys", "set-limits", *(a.replace("PREFIX", prefix) for a in args),
+                            capsys=capsys)
+    assert code == exit_code
+    assert message in err and "Traceback" not in err
+    assert _stored_limits(data_dir, prefix) == {"rpm": 10}
+
+
+def test_keys_set_limits_refuses_a_revoked_key(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prefix = _key_with_limits(data_dir, capsys, "--rpm", "10")
+    assert run_main(data_dir, "keys", "revoke", prefix, capsys=capsys)[0] == 0
+    code, _, err = run_main(data_dir, "keys", "set-limits", prefix, "--rpm", "99", capsys=capsys)
+    assert code == 1 and f"API key {prefix} is revoked" in err
+    assert _stored_limits(data_dir, prefix) == {"rpm": 10}

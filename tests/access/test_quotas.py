@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import Any
 
 import pytest
 
 from sovhub.access import ratelimit
-from sovhub.access.quotas import format_reset, set_org_limits
+from sovhub.access.quotas import format_reset, set_key_limits, set_org_limits
 from sovhub.access.ratelimit import Limit, MemoryLimiter, period_bounds
 from sovhub.access.tiers import set_tier
 from sovhub.access.verification import staff_verify
-from sovhub.errors import InvalidRequest
+from sovhub.errors import Conflict, InvalidRequest, NotFound
 
 from .conftest import chat, org_with_key
 
@@ -174,3 +175,93 @@ def test_format_reset() -> None:
     assert format_reset(90_000) == "1m30s"
     assert format_reset(7_205_000) == "2h0m5s"
     assert set(ratelimit.FIELDS) >= {"rpm", "tpm", "rpd", "tpd", "budget_month"}
+
+
+# --- changing a key's limits after creation ---
+
+
+def test_new_key_limits_apply_to_the_next_request(make_app: Any, limiter_store: dict[str, Any]) -> None:
+    hub, client = make_app(**limiter_store)
+    _, secret, prefix = org_with_key(hub, "acme")
+    first = chat(client, secret)  # the key, without limits, is now in the key cache
+    assert first.status_code == 200 and "x-ratelimit-limit-requests" not in first.headers
+    assert set_key_limits(hub, prefix, {"rpm": 1}, actor="test") == {"rpm": 1}
+    admitted = chat(client, secret)
+    assert admitted.status_code == 200
+    assert admitted.headers["x-ratelimit-limit-requests"] == "1"
+    assert admitted.headers["x-ratelimit-remaining-requests"] == "0"
+    refused = chat(client, secret)
+    assert refused.status_code == 429 and f"API key {prefix}" in refused.json()["error"]["message"]
+    assert refused.headers["x-ratelimit-limit-requests"] == "1"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert int(refused.headers["retry-after"]) >= 1
+    # Clearing it lifts the limit at once too.
+    assert set_key_limits(hub, prefix, {"rpm": None}, actor="test") == {}
+    assert chat(client, secret).status_code == 200
+
+
+def test_set_key_limits_merges_clears_and_audits(hub: Any, events: Any) -> None:
+    from sovhub.accounts import authenticate, create_key, create_org
+
+    create_org(hub, "acme")
+    key = create_key(hub, "acme", limits={"rpm": 5, "tpd": 100})
+    current = set_key_limits(hub, key.prefix, {"tpm": 50, "tpd": None, "budget_month": 0}, actor="user:7")
+    assert current == {"rpm": 5, "tpm": 50, "budget_month": 0}
+    assert authenticate(hub, key.secret).limits == current
+    event = events.last("key.limits_set")
+    assert (event.actor, event.subject) == ("user:7", f"key:{key.prefix}")
+    assert event.data == {"org": "acme", "limits": current}
+
+
+def test_set_key_limits_evicts_only_that_key_from_the_cache(hub: Any) -> None:
+    from sovhub.accounts import KeyCache, authenticate, create_key, create_org
+
+    create_org(hub, "acme")
+    changed, other = create_key(hub, "acme"), create_key(hub, "acme")
+    cache = KeyCache(ttl=60)
+    hub.services["key_cache"] = cache
+    for key in (changed, other):
+        cache.put(key.secret, authenticate(hub, key.secret))
+    set_key_limits(hub, changed.prefix, {"rpm": 2}, actor="test")
+    assert cache.get(changed.secret) is None
+    assert cache.get(other.secret) is not None
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    ({"rpm": -1}, "limit rpm must be >= 0, got -1"),
+    ({"rps": 1}, "unknown limit 'rps'"),
+    ({"tpm": "5"}, "limit tpm must be a whole number"),
+    ({"tpd": 2.5}, "limit tpd must be a whole number"),
+    ({"rpd": True}, "limit rpd must be a whole number"),
+])
+def test_set_key_limits_refuses_bad_values_and_changes_nothing(
+    hub: Any, events: Any, limits: dict[str, Any], message: str
+) -> None:
+    from sovhub.accounts import authenticate, create_key, create_org
+
+    create_org(hub, "acme")
+    key = create_key(hub, "acme", limits={"rpm": 5})
+    with pytest.raises(InvalidRequest, match=re.escape(message)) as info:
+        set_key_limits(hub, key.prefix, {"tpm": 9, **limits}, actor="test")
+    assert info.value.param == next(iter(limits))
+    assert authenticate(hub, key.secret).limits == {"rpm": 5}
+    assert "key.limits_set" not in events.names()
+
+
+def test_set_key_limits_unknown_prefix_is_not_found(hub: Any) -> None:
+    with pytest.raises(NotFound, match="no API key with prefix 'sk-sov-nothere'") as info:
+        set_key_limits(hub, "sk-sov-nothere", {"rpm": 1}, actor="test")
+    assert info.value.status == 404
+
+
+def test_set_key_limits_refuses_a_revoked_key(hub: Any, events: Any) -> None:
+    from sovhub.accounts import create_key, create_org, list_keys, revoke_key
+
+    create_org(hub, "acme")
+    key = create_key(hub, "acme", limits={"rpm": 5})
+    revoke_key(hub, key.prefix, actor="test")
+    with pytest.raises(Conflict, match="is revoked") as info:
+        set_key_limits(hub, key.prefix, {"rpm": 50}, actor="test")
+    assert info.value.code == "revoked_api_key" and info.value.status == 409
+    assert [k.limits for k, _ in list_keys(hub, "acme")] == [{"rpm": 5}]
+    assert "key.limits_set" not in events.names()

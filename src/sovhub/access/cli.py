@@ -1,4 +1,4 @@
-"""Staff commands added to the core `orgs` and `models` groups."""
+"""Staff commands added to the core `orgs`, `keys` and `models` groups."""
 
 from __future__ import annotations
 
@@ -105,6 +105,42 @@ def orgs_set_limits(hub: Hub, name: str, clear: tuple[str, ...], **values: int |
     click.echo(f"limits of {name}: " + (", ".join(f"{k}={v}" for k, v in sorted(current.items())) or "none"))
 
 
+@click.command("set-limits")
+@click.argument("prefix")
+@click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=0), default=None, help="Tokens per minute.")
+@click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day.")
+@click.option("--tpd", type=click.IntRange(min=0), default=None, help="Tokens per day.")
+@click.option("--budget-day", type=click.IntRange(min=0), default=None, help="Token budget per UTC day.")
+@click.option("--budget-week", type=click.IntRange(min=0), default=None, help="Token budget per ISO week.")
+@click.option("--budget-month", type=click.IntRange(min=0), default=None, help="Token budget per month.")
+@click.option("--clear", "clear", multiple=True,
+              help="Remove this limit (repeat), e.g. --clear rpm; --clear all removes every limit.")
+@pass_hub
+def keys_set_limits(hub: Hub, prefix: str, clear: tuple[str, ...], **values: int | None) -> None:
+    """Change an API key's quotas; limits not named keep their value.
+
+    Running servers apply them within `key_cache_ttl_s` seconds (how long they cache a verified key).
+    """
+    from .quotas import set_key_limits
+    from .ratelimit import FIELDS
+
+    changes: dict[str, int | None] = {k: v for k, v in values.items() if v is not None}
+    if not changes and not clear:
+        raise click.UsageError("give at least one limit to set (e.g. --rpm 60) or one to --clear")
+    # `--clear budget-day` is spelled like the option; the limit's name is budget_day.
+    named = [field.strip().replace("-", "_") for field in clear]
+    cleared = list(FIELDS) if "all" in named else named
+    # Setting and clearing one limit at once is ambiguous: refuse rather than guess which one was meant.
+    both = sorted(set(changes) & set(cleared))
+    if both:
+        which = "all" if "all" in named else both[0]
+        raise click.UsageError(f"--clear {which} contradicts --{both[0].replace('_', '-')}")
+    changes.update({field: None for field in cleared})
+    current = set_key_limits(hub, prefix, changes, actor=_actor())
+    click.echo(f"limits of {prefix}: " + (", ".join(f"{k}={v}" for k, v in sorted(current.items())) or "none"))
+
+
 @click.command("grant-tier")
 @click.argument("name")
 @click.argument("tier")
@@ -141,11 +177,13 @@ def models_tiers(hub: Hub) -> None:
 
 
 def add_commands(cli: click.Group) -> None:
-    orgs, models = cli.commands.get("orgs"), cli.commands.get("models")
+    orgs, keys, models = cli.commands.get("orgs"), cli.commands.get("keys"), cli.commands.get("models")
     if isinstance(orgs, click.Group):
         for command in (orgs_verify, orgs_revoke, orgs_reject, orgs_verification, orgs_queue, orgs_set_limits,
                         orgs_grant_tier):
             orgs.add_command(command)
+    if isinstance(keys, click.Group):
+        keys.add_command(keys_set_limits)
     if isinstance(models, click.Group):
         models.add_command(models_set_tier)
         models.add_command(models_tiers)

@@ -5,17 +5,24 @@ Where limits come from (no database read on the hot path):
 * key: ``api_keys.limits`` (carried in the Principal from the key cache);
 * organization: ``access_org_profiles.limits``, else ``access.org_limits``;
 * tier: ``access.tier_limits[tier]``, counted per organization across that tier's models.
+
+Changing a key's limits (``set_key_limits``) drops the key from this process's key cache, so its next
+request here carries the new limits; other replicas hold their cached copy for up to ``key_cache_ttl_s``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
+from sqlalchemy import select
 
-from ..errors import BackendUnavailable, InvalidRequest, RateLimited
+from ..accounts import KeyCache
+from ..errors import BackendUnavailable, Conflict, InvalidRequest, NotFound, RateLimited
 from ..store.base import utcnow
+from ..store.tables import ApiKey, Organization
 from .ratelimit import FIELDS, REQUEST_FIELDS, Check, Limit, MemoryLimiter, RedisLimiter
 from .redis_conn import redis_client
 from .state import access_state
@@ -26,7 +33,7 @@ if TYPE_CHECKING:
     from ..hub import Hub
     from ..pipeline import Principal
 
-__all__ = ["QuotaControl", "format_reset", "limits_for", "set_org_limits"]
+__all__ = ["QuotaControl", "format_reset", "limits_for", "set_key_limits", "set_org_limits"]
 
 log = logging.getLogger("sovhub.access.quotas")
 
@@ -140,22 +147,64 @@ class QuotaControl:
                 log.error("could not record %d tokens with the rate limiter: %s", tokens, exc)
 
 
+def _merged(current: Mapping[str, Any], changes: Mapping[str, int | None]) -> dict[str, int]:
+    """`current` with each change applied: a whole number >= 0 sets that limit, None removes it."""
+    out = {k: int(v) for k, v in current.items()}
+    for field, value in changes.items():
+        if field not in FIELDS:
+            raise InvalidRequest(f"unknown limit {field!r}; known: {', '.join(FIELDS)}", param=field)
+        if value is None:
+            out.pop(field, None)
+        # bool is an int to Python, but `rpm=True` is a caller's mistake, not a limit of 1.
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidRequest(f"limit {field} must be a whole number, got {value!r}", param=field)
+        elif value < 0:
+            raise InvalidRequest(f"limit {field} must be >= 0, got {value}", param=field)
+        else:
+            out[field] = value
+    return out
+
+
 def set_org_limits(hub: Hub, org_id: int, limits: dict[str, int | None], *, actor: str = "cli") -> dict[str, int]:
     """Set (value) or clear (None) an organization's limits; returns the limits now in force."""
     with hub.db.session() as s:
         row = s.get(OrgAccess, org_id) or OrgAccess(org_id=org_id, limits={}, tiers=[])
         s.add(row)
-        current = dict(row.limits or {})
-        for field, value in limits.items():
-            if field not in FIELDS:
-                raise InvalidRequest(f"unknown limit {field!r}; known: {', '.join(FIELDS)}", param=field)
-            if value is None:
-                current.pop(field, None)
-            elif int(value) < 0:
-                raise InvalidRequest(f"limit {field} must be >= 0, got {value}", param=field)
-            else:
-                current[field] = int(value)
+        current = _merged(row.limits or {}, limits)
         row.limits, row.updated_at = current, utcnow()
     access_state(hub).load()
     hub.emit("org.limits_set", actor=actor, subject=f"org:{org_id}", limits=current)
+    return current
+
+
+def set_key_limits(hub: Hub, prefix: str, limits: Mapping[str, int | None], *, actor: str) -> dict[str, int]:
+    """Set (value) or clear (None) an API key's limits; returns the key's limits now in force.
+
+    Fields are those of the rate limiter (``FIELDS``); fields not named keep their value. The
+    change applies to the key's next request in this process; other replicas apply it when their
+    cached copy of the key expires (``key_cache_ttl_s``). A revoked key's limits cannot change.
+
+    >>> set_key_limits(hub, "sk-sov-AbCd1234", {"rpm": 60, "tpd": None}, actor="cli:ops")
+    {'rpm': 60}
+    """
+    # Validate before reading: bad input is refused the same way whether or not the key exists.
+    _merged({}, limits)
+    with hub.db.session() as s:
+        found = s.execute(
+            select(ApiKey, Organization.name)
+            .join(Organization, Organization.id == ApiKey.org_id)
+            .where(ApiKey.prefix == prefix)
+        ).first()
+        if found is None:
+            raise NotFound(f"no API key with prefix {prefix!r}", param="prefix")
+        row, org_name = found
+        if row.revoked_at is not None:
+            raise Conflict(f"API key {prefix} is revoked; its limits can no longer change",
+                           param="prefix", code="revoked_api_key")
+        current = _merged(row.limits or {}, limits)
+        row.limits = current
+    cache = hub.services.get("key_cache")
+    if isinstance(cache, KeyCache):
+        cache.forget_prefix(prefix)
+    hub.emit("key.limits_set", actor=actor, subject=f"key:{prefix}", org=org_name, limits=current)
     return current

@@ -149,7 +149,7 @@ def test_staff_revokes_a_verification_from_the_organization_page(staff: Web) -> 
 def test_an_unknown_organization_is_a_message_not_a_change(staff: Web) -> None:
     for path in ("/admin/orgs/nobody/verify", "/admin/orgs/nobody/reject", "/admin/orgs/nobody/revoke-verification",
                  "/admin/orgs/nobody/limits", "/admin/orgs/nobody/tiers", "/admin/orgs/nobody/keys",
-                 "/admin/orgs/nobody/keys/sk-sov-x/revoke"):
+                 "/admin/orgs/nobody/keys/sk-sov-x/revoke", "/admin/orgs/nobody/keys/sk-sov-x/limits"):
         response = _post(staff, path, {"reason": "x", "tier": "research", "rpm": "5"})
         assert response.headers["location"] == "/admin?error=org", path
     assert staff.client.get("/admin/orgs/nobody", follow_redirects=False).headers["location"] == "/admin?error=org"
@@ -212,6 +212,65 @@ def test_revoke_a_key_only_through_its_own_organization(staff: Web) -> None:
         assert s.scalar(select(ApiKey).where(ApiKey.prefix == acme_key.prefix)).revoked_at is not None  # type: ignore[union-attr]
     assert "Revoked on" in staff.client.get("/admin/orgs/acme").text
     assert _audit(hub, "key.revoked")[-1][:2] == (f"user:{staff.user_id}", f"key:{acme_key.prefix}")
+
+
+def _key_limits(hub: Hub, prefix: str) -> dict[str, int]:
+    with hub.db.session() as s:
+        row = s.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        assert row is not None
+        return dict(row.limits)
+
+
+def test_change_a_key_quotas(staff: Web) -> None:
+    hub = staff.hub
+    key = create_key(hub, "acme", limits={"rpm": 3, "tpd": 100})
+    page = staff.client.get("/admin/orgs/acme").text
+    assert f'action="/admin/orgs/acme/keys/{key.prefix}/limits"' in page
+    assert f'id="key-{key.prefix}-rpm" name="rpm"' in page
+    assert authenticate(hub, key.secret).limits == {"rpm": 3, "tpd": 100}
+
+    # The form shows every limit in force: an empty field removes that one.
+    done = _post(staff, f"/admin/orgs/acme/keys/{key.prefix}/limits",
+                 {"rpm": "7", "budget_month": " 1000 ", "tpd": ""}, page="/admin/orgs/acme")
+    assert done.headers["location"] == "/admin/orgs/acme?done=key_limits#keys-title"
+    assert _key_limits(hub, key.prefix) == {"rpm": 7, "budget_month": 1000}
+    assert authenticate(hub, key.secret).limits == {"rpm": 7, "budget_month": 1000}
+    after = _text(staff, done.headers["location"])
+    assert "The key's quotas were saved." in after and "Requests per minute: 7" in after
+    actor, subject, data = _audit(hub, "key.limits_set")[-1]
+    assert (actor, subject) == (f"user:{staff.user_id}", f"key:{key.prefix}")
+    assert data == {"org": "acme", "limits": {"rpm": 7, "budget_month": 1000}}
+
+
+@pytest.mark.parametrize("data", [{"rpm": "-1"}, {"tpd": "many"}, {"budget_day": "1.5"}, {"rpm": "2", "tpm": "-3"}])
+def test_bad_key_quotas_change_nothing(staff: Web, data: dict[str, str]) -> None:
+    hub = staff.hub
+    key = create_key(hub, "acme", limits={"rpm": 3})
+    refused = _post(staff, f"/admin/orgs/acme/keys/{key.prefix}/limits", data, page="/admin/orgs/acme")
+    assert refused.headers["location"] == "/admin/orgs/acme?error=quota#keys-title"
+    page = _text(staff, refused.headers["location"])
+    assert "Quotas are whole numbers, zero or more" in page and "Nothing was changed." in page
+    assert _key_limits(hub, key.prefix) == {"rpm": 3}
+    assert _audit(hub, "key.limits_set") == []
+
+
+def test_key_quotas_only_through_its_own_organization_and_not_once_revoked(staff: Web) -> None:
+    hub = staff.hub
+    acme_key = create_key(hub, "acme", limits={"rpm": 3})
+    globex_key = create_key(hub, "globex", limits={"rpm": 4})
+    for prefix in (globex_key.prefix, "sk-sov-nothere"):
+        wrong = _post(staff, f"/admin/orgs/acme/keys/{prefix}/limits", {"rpm": "99"}, page="/admin/orgs/acme")
+        assert wrong.headers["location"] == "/admin/orgs/acme?error=key#keys-title"
+    assert _key_limits(hub, globex_key.prefix) == {"rpm": 4}
+
+    _post(staff, f"/admin/orgs/acme/keys/{acme_key.prefix}/revoke", page="/admin/orgs/acme")
+    assert f"/keys/{acme_key.prefix}/limits" not in staff.client.get("/admin/orgs/acme").text  # no form for it
+    refused = _post(staff, f"/admin/orgs/acme/keys/{acme_key.prefix}/limits", {"rpm": "99"}, page="/admin/orgs/acme")
+    assert refused.headers["location"] == "/admin/orgs/acme?error=revoked_key#keys-title"
+    assert "This API key is revoked; its quotas can no longer be changed." in _text(
+        staff, refused.headers["location"])
+    assert _key_limits(hub, acme_key.prefix) == {"rpm": 3}
+    assert _audit(hub, "key.limits_set") == []
 
 
 # --- quotas and tiers ---
@@ -278,6 +337,7 @@ ACTIONS = [
     ("/admin/orgs/globex/revoke-verification", {"reason": "x"}), ("/admin/orgs/globex/limits", {"rpm": "1"}),
     ("/admin/orgs/globex/tiers", {"tier": "research"}), ("/admin/orgs/globex/keys", {"name": "mine"}),
     ("/admin/orgs/globex/keys/PREFIX/revoke", {}), ("/admin/models/tier", {"model": "echo", "tier": "verified"}),
+    ("/admin/orgs/globex/keys/PREFIX/limits", {"rpm": "1"}),
 ]
 
 
@@ -285,6 +345,7 @@ def _nothing_changed(hub: Hub, key_prefix: str) -> None:
     with hub.db.session() as s:
         assert s.scalars(select(OrgAccess)).first() is None
         assert [k.prefix for k in s.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None)))] == [key_prefix]
+        assert [k.limits for k in s.scalars(select(ApiKey))] == [{}]
     assert list_tiers(hub) == {}
 
 

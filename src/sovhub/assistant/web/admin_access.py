@@ -2,8 +2,9 @@
 
 Every action calls the same domain function as its `sovhub` command (``staff_verify``,
 ``reject_verification``, ``revoke_verification``, ``set_org_limits``, ``grant_tier``, ``set_tier``,
-``create_key``, ``revoke_key``), so a decision made here is validated, applied and audited exactly
-as one made on the command line; the actor recorded is ``user:<id>`` of the staff member.
+``create_key``, ``revoke_key``, ``set_key_limits``), so a decision made here is validated, applied
+and audited exactly as one made on the command line; the actor recorded is ``user:<id>`` of the staff
+member.
 
 Forms post and redirect back (post/redirect/get) with ``?done=CODE`` or ``?error=CODE``; the page
 turns the code into a translated message. The one exception is a new key: its secret is shown on
@@ -280,6 +281,31 @@ async def revoke_key(name: str, prefix: str, request: Request) -> Response:
 
     error = await _attempt(run, {NotFound: "key"})
     return _back(org_path(name), done=None if error else "key_revoked", error=error, anchor="#keys-title")
+
+
+@router.post("/admin/orgs/{name}/keys/{prefix}/limits")
+async def set_key_limits(name: str, prefix: str, request: Request) -> Response:
+    from ...access.quotas import set_key_limits as set_limits_of_key
+    from ...accounts import list_keys
+
+    got = await _staff_form(request)
+    if not isinstance(got, tuple):
+        return got
+    page, form = got
+    org = await _find_org(page.hub, name)
+    if org is None:
+        return _back("/admin", error="org")
+
+    def run() -> None:
+        limits = parse_limits(form)
+        # The key must be this organization's: a form for one organization never touches another's.
+        if prefix not in {k.prefix for k, _ in list_keys(page.hub, org.name)}:
+            raise NotFound(f"organization {org.name!r} has no API key {prefix!r}", param="key")
+        # An empty field clears that limit: the form shows every limit of the key.
+        set_limits_of_key(page.hub, prefix, limits, actor=_actor(page))
+
+    error = await _attempt(run, {NotFound: "key", Conflict: "revoked_key"})
+    return _back(org_path(name), done=None if error else "key_limits", error=error, anchor="#keys-title")
 
 
 # --- model tiers ---
