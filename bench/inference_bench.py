@@ -91,7 +91,7 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace, info: dict[s
         "benchmark": "embedded inference", "machine": info,
         "config": {"reps": args.reps, "max_tokens": args.max_tokens, "seed": args.seed, "threads": args.threads,
                    "n_ctx": 2048, "model": args.model, "gguf": Path(model_path()).name, "temperature": 0.0,
-                   "sovhub_startup_s": startup_s},
+                   "sovhub_startup_s": startup_s, "sovhub_env": args.sovhub_env},
         "target": {"ratio_min": 0.95}, "median": med, "ratios": ratios, "runs": runs,
     }
     return result
@@ -105,6 +105,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--name", default="inference")
+    parser.add_argument("--sovhub-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for sovhub, e.g. SOVHUB_SAFETY__ENABLED=false")
     args = parser.parse_args()
 
     from llama_cpp import Llama
@@ -115,7 +117,8 @@ def main() -> None:
     sov: Proc | None = None
     try:
         sov = start_sovhub(workdir, mock_port=None, embedded=True,
-                           env={"SOVHUB_EMBEDDED_THREADS": str(args.threads), "SOVHUB_EMBEDDED_CONTEXT": "2048"})
+                           env={"SOVHUB_EMBEDDED_THREADS": str(args.threads), "SOVHUB_EMBEDDED_CONTEXT": "2048",
+                                **dict(kv.split("=", 1) for kv in args.sovhub_env)})
         client = OpenAI(base_url=f"http://127.0.0.1:{sov.port}/v1", api_key=sov.key, max_retries=0, timeout=300)
         llm = Llama(model_path=model_path(), n_ctx=2048, n_threads=args.threads, verbose=False)
         run_direct(llm, -1, args)  # warm-up, unrecorded

@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--bound-pct", type=float, default=5.0)
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--name", default="memory")
+    parser.add_argument("--sovhub-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for sovhub, e.g. SOVHUB_SAFETY__ENABLED=false")
     args = parser.parse_args()
     pin = (os.cpu_count() or 1) >= 2
     load_cpus, gw_cpus = ("0", "1") if pin else (None, None)
@@ -49,7 +51,8 @@ def main() -> None:
     try:
         mock = start_mock(workdir, load_cpus)
         procs.append(mock)
-        sov = start_sovhub(workdir, mock_port=mock.port, cpus=gw_cpus)
+        env = dict(kv.split("=", 1) for kv in args.sovhub_env)
+        sov = start_sovhub(workdir, mock_port=mock.port, cpus=gw_cpus, env=env)
         procs.append(sov)
         t0 = time.monotonic()
 
@@ -102,7 +105,8 @@ def main() -> None:
         "benchmark": "memory soak", "machine": info,
         "config": {"duration_s": args.duration_s, "warmup_s": args.warmup_s, "rate": args.rate,
                    "sample_s": args.sample_s, "bound_pct": args.bound_pct, "stream": args.stream,
-                   "upstream": "mock", "pinning": "sovhub on CPU 1, load + mock on CPU 0" if pin else "none"},
+                   "upstream": "mock", "pinning": "sovhub on CPU 1, load + mock on CPU 0" if pin else "none",
+                   "sovhub_env": args.sovhub_env},
         "summary": summary, "segments": segments,
         "rss_mib": [[t, round(r / mib, 1)] for t, r in samples],
     }
