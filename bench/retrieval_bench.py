@@ -19,6 +19,7 @@ reported as pages per minute. Each run is repeated; medians are reported.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -168,6 +169,7 @@ def bench_retrieval(hub: Hub, chunks: int, queries: int, runs: int, seed: int) -
         results["naive_scan_cpu"].append({"p50": percentile(CPU_MS, 50), "p95": percentile(CPU_MS, 95)})
         print(f"  run {run + 1}: " + ", ".join(f"{k} p95 {v[-1]['p95']:.1f} ms" for k, v in results.items()),
               file=sys.stderr)
+        print(f"  load average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", file=sys.stderr)
     summary = {name: {q: statistics.median(r[q] for r in runs_) for q in ("p50", "p95")}
                for name, runs_ in results.items()}
     return {"chunks": chunks, "queries": queries, "runs": runs, "load_s": load_s, "cold_first_search_ms": cold_ms,
@@ -227,6 +229,7 @@ def main() -> None:
                     print(f"  {name:<15} p50 {v['p50']:8.1f} ms   p95 {v['p95']:8.1f} ms")
                 ratio = r["summary"]["naive_scan"]["p95"] / r["summary"]["retrieval"]["p95"]
                 print(f"  naive scan / retrieval p95 ratio: {ratio:.1f}x")
+                print(f"  load average (1, 5, 15 min) at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
             if args.only in (None, "ingestion"):
                 i = bench_ingestion(hub, args.pages, args.runs, args.seed)
                 print(f"\ningestion: {i['pages_per_min']:.1f} pages/min (median of {i['runs']} runs of {i['pages']} "

@@ -5,7 +5,9 @@ real, safety off), a signed-in person with a conversation of `--turns` question/
 encrypted at rest as in production. Each request is timed around the full ASGI round trip of
 Starlette's TestClient (session cookie check, one user read, conversation list and messages
 decrypted, Markdown rendered, template rendered), so the figure is an upper bound of the
-server's own time. Page weight is the bytes a first visit downloads besides the model: the chat
+server's own time. CPU time per request (the whole process: client and server) and the load
+average are recorded too, since on a shared machine the wall time mostly measures waiting for a
+core. Page weight is the bytes a first visit downloads besides the model: the chat
 page's HTML, app.css and app.js (raw and gzip -9, as a compressing proxy would send them).
 
     .venv/bin/python bench/web_bench.py --requests 500          # writes bench/results/web.json
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import re
 import statistics
 import sys
@@ -65,12 +68,15 @@ def run(requests: int, turns: int, lang: str) -> dict[str, Any]:
         path = f"/c/{conversation_id}"
         for _ in range(20):  # warm: templates compiled, data key cached, catalogs loaded
             assert client.get(path, headers=headers).status_code == 200
-        times = []
+        times, cpu = [], []
+        load_before = os.getloadavg()
         for _ in range(requests):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             response = client.get(path, headers=headers)
             times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
             assert response.status_code == 200
+        load_after = os.getloadavg()
         html = client.get(path, headers=headers).content
         new_chat = client.get("/", headers=headers).content
         css = client.get("/static/app.css").content
@@ -84,6 +90,9 @@ def run(requests: int, turns: int, lang: str) -> dict[str, Any]:
         "requests": requests, "turns_in_conversation": turns, "lang": lang,
         "server_ms": {"p50": round(statistics.median(times), 2), "p95": round(_percentile(times, 0.95), 2),
                       "p99": round(_percentile(times, 0.99), 2), "max": round(max(times), 2)},
+        "cpu_ms": {"p50": round(statistics.median(cpu), 2), "p95": round(_percentile(cpu, 0.95), 2)},
+        "load_average_1m": {"before": round(load_before[0], 2), "after": round(load_after[0], 2),
+                            "cores": os.cpu_count()},
         "page_weight_bytes": {
             "conversation_page": weight([html, css, js]), "new_chat_page": weight([new_chat, css, js]),
             "html": len(html), "css": len(css), "js": len(js),

@@ -93,12 +93,26 @@ class SafetySettings(BaseModel):
         description="Built-in guards run on chat input and output (plugins may add more).",
     )
     pii_spacy_model: str | None = Field(
-        None, description="Installed spaCy model for name/place NER in PII detection (e.g. xx_ent_wiki_sm); off when unset."
+        None,
+        description="Installed spaCy model for name/place NER in PII detection (e.g. xx_ent_wiki_sm); off when unset.",
     )
     pseudonym_ttl_s: float = Field(
         3600.0, gt=0, description="Seconds a conversation's pseudonym map is kept in memory (never on disk)."
     )
     warm_up: bool = Field(True, description="Load guard models and check the policy floor at start-up.")
+    guard_model: str | None = Field(
+        None, description="Model id, served by a configured backend (Llama Guard 3, ShieldGemma, any chat model), "
+        "asked to judge each user message and each finished answer; off when unset."
+    )
+    guard_model_failure: Literal["closed", "open"] = Field(
+        "closed", description="When the guard model fails (unreachable, too slow, answer not a verdict): 'closed' "
+        "fails the request (502 guard_model_*), 'open' logs it and lets the other guards decide."
+    )
+    guard_model_timeout_s: float = Field(30.0, gt=0, description="Seconds the guard model may take for one verdict.")
+    semantic_encoder: Literal["static", "e5"] = Field(
+        "e5", description="Text encoder of the semantic guard: 'e5' (the full model: accurate, tens of "
+        "milliseconds per text) or 'static' (word vectors distilled from it: about a millisecond, less accurate)."
+    )
 
 
 class IdentityProviderSettings(BaseModel):
@@ -234,7 +248,9 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     upstream_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to an upstream.")
-    upstream_read_timeout: float = Field(300.0, gt=0, description="Seconds between upstream bytes.")
+    upstream_read_timeout: float = Field(
+        300.0, gt=0, description="Seconds between upstream bytes (a non-streamed answer comes whole: all of it)."
+    )
     backend_cooldown_s: float = Field(10.0, ge=0, description="Seconds a failed backend is skipped.")
     key_cache_ttl_s: float = Field(5.0, ge=0, description="Seconds a verified API key is cached in-process.")
     usage_flush_interval_s: float = Field(1.0, gt=0, description="Seconds between batched usage writes.")

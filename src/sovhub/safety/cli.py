@@ -26,17 +26,29 @@ def _settings(ctx: click.Context) -> Settings:
     return obj.settings() if obj is not None else load_settings()
 
 
-def build_default_moderator(settings: Settings, *, cache_size: int = 0) -> Moderator:
-    """The default pipeline (semantic + lexicon) without a database; cache_size=0 for honest timings."""
+def build_default_moderator(settings: Settings, *, cache_size: int = 0, encoder: str | None = None) -> Moderator:
+    """The default pipeline (semantic + lexicon) without a database; cache_size=0 for honest timings.
+
+    ``encoder`` ("static" or "e5") overrides ``settings.safety.semantic_encoder``.
+    """
     from ..hub import Embedder
     from .lexicon import LexiconGuard
     from .moderation import Moderator
-    from .semantic import SemanticGuard
+    from .static import build_semantic_guard
 
-    semantic = SemanticGuard(Embedder(settings.embeddings_model_id), settings.cache_dir / "safety",
-                             model_id=settings.embeddings_model_id, cache_size=cache_size)
+    if encoder is not None:
+        settings = settings.model_copy(
+            update={"safety": settings.safety.model_copy(update={"semantic_encoder": encoder})}
+        )
+    semantic = build_semantic_guard(settings, Embedder(settings.embeddings_model_id), cache_size=cache_size)
     semantic.ensure_ready()
     return Moderator(semantic, LexiconGuard())
+
+
+_ENCODER = click.option(
+    "--encoder", type=click.Choice(["static", "e5"]), default=None,
+    help="Semantic encoder to use instead of the setting safety.semantic_encoder.",
+)
 
 
 @click.group("safety")
@@ -48,14 +60,15 @@ def safety_group() -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 @click.option("--show-errors", is_flag=True, help="List the items the pipeline got wrong.")
+@_ENCODER
 @click.pass_context
-def eval_command(ctx: click.Context, file: Path, as_json: bool, show_errors: bool) -> None:
+def eval_command(ctx: click.Context, file: Path, as_json: bool, show_errors: bool, encoder: str | None) -> None:
     """Evaluate the default pipeline on FILE.jsonl ({"text", "lang", "label"} per line)."""
     from .eval import evaluate, format_report, load_eval
 
     try:
         items = load_eval(file)
-        moderator = build_default_moderator(_settings(ctx))
+        moderator = build_default_moderator(_settings(ctx), encoder=encoder)
     except SovhubError as exc:
         raise click.ClickException(exc.message) from exc
     moderator.moderate("warm-up", None)
@@ -78,11 +91,12 @@ def eval_command(ctx: click.Context, file: Path, as_json: bool, show_errors: boo
 
 
 @safety_group.command("train")
+@_ENCODER
 @click.pass_context
-def train_command(ctx: click.Context) -> None:
+def train_command(ctx: click.Context, encoder: str | None) -> None:
     """Train (or load) the semantic classifier for the current exemplar bank and print its CV report."""
     try:
-        moderator = build_default_moderator(_settings(ctx))
+        moderator = build_default_moderator(_settings(ctx), encoder=encoder)
     except SovhubError as exc:
         raise click.ClickException(exc.message) from exc
     model = moderator.semantic.model

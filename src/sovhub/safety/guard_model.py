@@ -5,19 +5,42 @@ and other models are told exactly what to say. The answer is parsed *strictly*: 
 ``unsafe`` followed by a line of known hazard codes. Anything else raises
 :class:`~sovhub.errors.UpstreamFailed` — a guard that cannot be understood has failed; it is never
 read as "safe". Off by default; the hub supplies ``complete(messages) -> str``.
+
+In the hub (``safety.guard_model`` names a model served by a configured backend),
+:func:`backend_complete` asks that model through the backend registry, under the same routing
+policies (data residency) as the request it judges, and :func:`run_guard_model` applies the
+deployment's failure mode: ``closed`` (default) turns a failed call into the request's error,
+``open`` logs it and lets the other guards decide alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-from ..errors import UpstreamFailed
+import anyio
+
+from ..backends.base import CancelToken
+from ..errors import BackendUnavailable, ModelNotFound, SovhubError, UpstreamFailed
 from .guards import GuardFinding
 from .taxonomy import HAZARD_CODES, HAZARDS
 
-__all__ = ["Complete", "GuardModelGuard", "GuardVerdict", "build_prompt", "parse_verdict"]
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from ..pipeline import ChatContext
+    from .moderation import ModerationResult
+
+__all__ = [
+    "Complete", "GuardModelGuard", "GuardVerdict", "backend_complete", "build_prompt", "parse_verdict",
+    "moderate_with_guard_model", "run_guard_model",
+]
+
+log = logging.getLogger("sovhub.safety")
 
 Complete = Callable[[list[dict[str, str]]], Awaitable[str]]
 
@@ -85,3 +108,97 @@ class GuardModelGuard:
         answer = await self.complete([{"role": "user", "content": prompt}])
         verdict = parse_verdict(answer)
         return [GuardFinding(category=c, score=1.0, guard=self.name) for c in verdict.codes]
+
+
+# A verdict is two short lines; more tokens only cost time.
+_VERDICT_MAX_TOKENS = 24
+
+
+def backend_complete(hub: Hub, model: str, ctx: ChatContext | None) -> Complete:
+    """``complete(messages)`` through the hub's backends serving ``model`` (greedy, a few tokens).
+
+    The request's own routing policies choose the backend, so a message never reaches a guard
+    model its owner's residency rules would not allow. One retry on the next backend, as for chat.
+    """
+
+    async def complete(messages: list[dict[str, str]]) -> str:
+        registry = hub.backends
+        if registry is None:
+            raise BackendUnavailable("the guard model cannot be asked: no backends are running")
+        try:
+            candidates = registry.candidates(ctx, model)
+        except ModelNotFound as exc:
+            raise UpstreamFailed(f"the guard model {model!r} is not served by any backend",
+                                 code="guard_model_unavailable") from exc
+        last: BackendUnavailable | None = None
+        for backend in candidates[:2]:
+            cancel = CancelToken()
+            parts: list[str] = []
+            stream = backend.chat_stream(model, list(messages), {"temperature": 0.0, "max_tokens": _VERDICT_MAX_TOKENS},
+                                         cancel)
+            try:
+                async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                    async for chunk in stream:
+                        for choice in chunk.get("choices") or []:
+                            content = (choice.get("delta") or {}).get("content")
+                            if content:
+                                parts.append(str(content))
+            except BackendUnavailable as exc:
+                registry.mark_down(backend)
+                last = exc
+                continue
+            finally:
+                cancel.cancel()
+            return "".join(parts)
+        assert last is not None
+        raise last
+
+    return complete
+
+
+async def run_guard_model(
+    guard: GuardModelGuard, text: str, lang: str | None, *, failure: Literal["closed", "open"], timeout_s: float,
+    history: Sequence[tuple[str, str]] = (),
+) -> list[GuardFinding]:
+    """The guard model's findings; on failure raise (``closed``) or log and return none (``open``)."""
+    try:
+        with anyio.fail_after(timeout_s):
+            return await guard.ascan(text, lang, history=history)
+    except TimeoutError:
+        error: SovhubError = UpstreamFailed(f"the guard model did not answer within {timeout_s:g} s",
+                                            code="guard_model_timeout")
+    except SovhubError as exc:
+        error = exc
+    if failure == "open":
+        log.warning("guard model failed, continuing without it (fail-open): %s", error.message,
+                    extra={"code": error.code})
+        return []
+    raise error
+
+
+async def moderate_with_guard_model(
+    hub: Hub, texts: Sequence[str], results: list[ModerationResult], lang: str | None
+) -> list[ModerationResult]:
+    """``/v1/moderations`` results with the guard model's verdicts added (unchanged when it is off).
+
+    Identifiers are masked first, as in the chat pipeline; the inputs are judged concurrently.
+    """
+    settings = hub.settings.safety
+    if not settings.guard_model:
+        return results
+    from .moderation import add_findings
+    from .pipeline import get_runtime
+
+    runtime = get_runtime(hub)
+    guard = GuardModelGuard(backend_complete(hub, settings.guard_model, None))
+    masked = [runtime.redactor.redact(t, runtime.analyzer.analyze(t), "mask") for t in texts]
+
+    async def judge(text: str) -> list[GuardFinding]:
+        if not text.strip():
+            return []
+        return await run_guard_model(guard, text, lang, failure=settings.guard_model_failure,
+                                     timeout_s=settings.guard_model_timeout_s)
+
+    # gather, not a task group: the first failure is raised as itself, not inside an ExceptionGroup.
+    found = await asyncio.gather(*(judge(t) for t in masked))
+    return [add_findings(r, f) if f else r for r, f in zip(results, found, strict=True)]

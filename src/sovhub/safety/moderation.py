@@ -15,7 +15,7 @@ from .lexicon import LexiconGuard
 from .semantic import SemanticGuard, findings_from_windows
 from .taxonomy import HAZARD_CODES, OPENAI_CATEGORIES, OPENAI_MAP
 
-__all__ = ["FLAG_AT", "ModerationResult", "Moderator"]
+__all__ = ["FLAG_AT", "ModerationResult", "Moderator", "add_findings"]
 
 FLAG_AT = 0.5
 
@@ -78,3 +78,14 @@ class Moderator:
             results.append(ModerationResult(flagged=bool(codes), hazard_scores=scores, hazard_codes=codes,
                                             findings=findings))
         return results
+
+
+def add_findings(result: ModerationResult, findings: Sequence[GuardFinding]) -> ModerationResult:
+    """``result`` with more hazard findings (the guard model's) folded into its scores and codes."""
+    scores = dict(result.hazard_scores)
+    for f in findings:
+        if f.category in scores:
+            scores[f.category] = max(scores[f.category], f.score)
+    codes = [c for c in HAZARD_CODES if scores[c] >= FLAG_AT]
+    return ModerationResult(flagged=bool(codes), hazard_scores=scores, hazard_codes=codes,
+                            findings=[*result.findings, *findings])

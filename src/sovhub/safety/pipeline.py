@@ -22,6 +22,7 @@ import anyio
 from ..errors import ContentBlocked
 from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .explain import explain, pick_lang
+from .guard_model import GuardModelGuard, backend_complete, run_guard_model
 from .guards import GuardFinding
 from .pii import PiiAnalyzer, PiiEntity, PiiGuard, Redactor, Vault, VaultStore
 from .policy import Decision, LoadedPolicy, PolicyLexiconGuard, check_floor, decide, load_policy
@@ -144,28 +145,38 @@ class SafetyInterceptor:
                           if m.get("role") == "user"), "")
         lang = pick_lang(ctx.lang, last_user)
         ctx.state["safety.lang"] = lang
-        def judge() -> list[tuple[int, Decision]]:
-            out: list[tuple[int, Decision]] = []
+        last_user_at = max((i for i, m in enumerate(ctx.messages) if m.get("role") == "user"), default=-1)
+
+        def judge() -> list[tuple[int, list[GuardFinding]]]:
+            out: list[tuple[int, list[GuardFinding]]] = []
             for i, (message, text) in enumerate(zip(ctx.messages, texts, strict=True)):
                 if not text:
                     continue
                 # Hazards are judged in what people wrote; identifiers are redacted everywhere,
                 # including earlier answers that carried restored values.
                 if message.get("role") == "user":
-                    findings = rt.scan(text, lang)
+                    out.append((i, rt.scan(text, lang)))
                 else:
-                    findings = rt.pii_guard.scan(text, lang)
-                out.append((i, decide(rt.policy, findings, lang)))
+                    out.append((i, rt.pii_guard.scan(text, lang)))
             return out
 
         # The guards are CPU work (embeddings, matrix products): off the event loop.
-        decisions = await anyio.to_thread.run_sync(judge)
+        decisions = [(i, decide(rt.policy, found, lang)) for i, found in await anyio.to_thread.run_sync(judge)]
         blocked = [d for _, d in decisions if d.action == "block"]
         if blocked:
             await self._block(ctx, lang, blocked)
         redacted = [(i, d) for i, d in decisions if d.redact_spans]
         if redacted:
             self._redact(ctx, texts, redacted)
+        if last_user_at >= 0:
+            # Asked last, on the redacted message: the guard model is a backend like any other and
+            # sees no identifier the chat model would not see.
+            found = await self._ask_guard_model(ctx, message_text(ctx.messages[last_user_at]), lang, role="User")
+            if found:
+                verdict = decide(rt.policy, found, lang)
+                if verdict.action == "block":
+                    await self._block(ctx, lang, [verdict])
+                decisions.append((last_user_at, verdict))
         warned = [d for _, d in decisions if d.action in ("warn", "redact")]
         if warned:
             self._record(ctx, "input", warned[0].action, warned, lang)
@@ -227,6 +238,12 @@ class SafetyInterceptor:
         window = text[start:]
         findings = await anyio.to_thread.run_sync(lambda: rt.scan(window, lang, pii=False))
         decision = decide(rt.policy, findings, lang)
+        if final and decision.action != "block":
+            # The guard model is too slow for every partial check: it judges the whole answer once,
+            # before the finishing chunk leaves, so what it stops still ends with content_filter.
+            found = await self._ask_guard_model(ctx, text, lang, role="Agent")
+            if found:
+                decision = decide(rt.policy, [*findings, *found], lang)
         if decision.action != "block":
             return None
         entry = self._record(ctx, "output", "block", [decision], lang)
@@ -241,6 +258,18 @@ class SafetyInterceptor:
 
     async def after(self, ctx: ChatContext, result: ChatResult) -> None:
         return None
+
+    async def _ask_guard_model(self, ctx: ChatContext, text: str, lang: str, *, role: str) -> list[GuardFinding]:
+        settings = self.hub.settings.safety
+        if not settings.guard_model or not text:
+            return []
+        history: list[tuple[str, str]] = []
+        if role == "Agent":
+            question = next((message_text(m) for m in reversed(ctx.messages) if m.get("role") == "user"), "")
+            history = [("User", question[-2000:])] if question else []
+        guard = GuardModelGuard(backend_complete(self.hub, settings.guard_model, ctx), role=role)
+        return await run_guard_model(guard, text, lang, failure=settings.guard_model_failure,
+                                     timeout_s=settings.guard_model_timeout_s, history=history)
 
 
 def _entity(f: GuardFinding) -> PiiEntity:

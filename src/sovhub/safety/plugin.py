@@ -33,11 +33,9 @@ def _built_guards(hub: Hub) -> dict[str, Any]:
     wanted = hub.settings.safety.guards
     guards = {}
     if "semantic" in wanted:
-        from .semantic import SemanticGuard
+        from .static import build_semantic_guard
 
-        guards["semantic"] = SemanticGuard(
-            hub.embedder, hub.settings.cache_dir / "safety", model_id=hub.settings.embeddings_model_id
-        )
+        guards["semantic"] = build_semantic_guard(hub.settings, hub.embedder)
     if "lexicon" in wanted:
         guards["lexicon"] = _lexicon_guard()
     if "pii" in wanted:

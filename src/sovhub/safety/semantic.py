@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import threading
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +56,9 @@ CLASSES: tuple[str, ...] = (SAFE_LABEL, *HAZARD_CODES)
 DEFAULT_EXEMPLAR_DIR = Path(__file__).parent / "data" / "exemplars"
 # Bumped whenever the training recipe changes, so an old cached model is never reused.
 TRAIN_RECIPE = "softmax+knn/concept-cv/v4"
-WINDOW_CHARS = 600
-WINDOW_OVERLAP = 120
-MAX_WINDOWS = 64
+WINDOW_CHARS = 320
+WINDOW_OVERLAP = 80
+MAX_WINDOWS = 96
 EMBED_BATCH = 32
 CV_FOLDS = 5
 
@@ -156,8 +157,12 @@ class SemanticGuard:
         model_id: str = "multilingual-e5-small",
         exemplar_dirs: list[Path] | None = None,
         cache_size: int = 4096,
+        train_embedder: TextEmbedder | None = None,
     ) -> None:
         self.embedder = embedder
+        # The classifier is trained on this embedder's vectors of the bank. It differs from
+        # ``embedder`` when that one approximates it (the static encoder maps into e5's space).
+        self.train_embedder = train_embedder or embedder
         self.cache_dir = cache_dir
         self.model_id = model_id
         self.exemplar_dirs = exemplar_dirs
@@ -191,7 +196,7 @@ class SemanticGuard:
                 except (OSError, ValueError, KeyError) as exc:
                     log.warning("discarding unreadable safety model %s: %s", path, exc)
             log.info("training the semantic safety classifier on %d exemplars", len(exemplars))
-            vectors = self._exemplar_vectors([normalize_with_offsets(e.text)[0] for e in exemplars])
+            vectors = self.exemplar_vectors([normalize_with_offsets(e.text)[0] for e in exemplars])
             labels = np.array([CLASSES.index(e.label) for e in exemplars], dtype=np.int64)
             self._model = train_classifier(
                 vectors, labels, concept_folds(exemplars), np.array([e.lang for e in exemplars]),
@@ -203,20 +208,27 @@ class SemanticGuard:
             os.replace(tmp, path)
             return path
 
-    def _exemplar_vectors(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of the bank, reusing those of unchanged exemplars so an edited bank retrains fast."""
+    def exemplar_vectors(self, texts: list[str]) -> np.ndarray:
+        """Training embeddings of the bank, reusing those of unchanged exemplars so an edited bank retrains fast."""
         path = self.cache_dir / f"exemplar-vectors-{hashlib.sha256(self.model_id.encode()).hexdigest()[:12]}.npz"
         known: dict[str, np.ndarray] = {}
         if path.exists():
             try:
                 with np.load(path, allow_pickle=False) as z:
                     known = dict(zip((str(k) for k in z["keys"]), z["vectors"], strict=True))
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
                 log.warning("discarding unreadable exemplar vectors %s: %s", path, exc)
         keys = [hashlib.sha256(t.encode("utf-8", "replace")).hexdigest() for t in texts]
         missing = [i for i, k in enumerate(keys) if k not in known]
         if missing:
-            fresh = self.embed_many([texts[i] for i in missing])
+            if self.train_embedder is self.embedder:
+                fresh = self.embed_many([texts[i] for i in missing])
+            else:  # not through the LRU cache: it holds the run-time embedder's vectors
+                fresh = np.concatenate([
+                    np.asarray(self.train_embedder.embed([texts[i] for i in missing[lo : lo + EMBED_BATCH]],
+                                                         kind="query"), dtype=np.float32).reshape(-1, 384)
+                    for lo in range(0, len(missing), EMBED_BATCH)
+                ])
             known.update({keys[i]: v for i, v in zip(missing, fresh, strict=True)})
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}.npz")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..deps import CurrentPrincipal
 from .protocol import ModerationRequest
-from .service import moderate
+from .service import amoderate
 
 router = APIRouter()
 
@@ -18,5 +17,5 @@ __all__ = ["create_moderation", "router"]
 @router.post("/v1/moderations")
 async def create_moderation(body: ModerationRequest, request: Request, principal: CurrentPrincipal) -> JSONResponse:
     hub = request.app.state.hub
-    response = await anyio.to_thread.run_sync(moderate, hub, body)
+    response = await amoderate(hub, body)
     return JSONResponse(response.model_dump())

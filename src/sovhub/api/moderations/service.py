@@ -8,15 +8,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from ...errors import InvalidRequest, UnsupportedParameter
 from ...hub import Hub
+from ...safety.guard_model import moderate_with_guard_model
 from ...safety.lexicon import LexiconGuard
 from ...safety.moderation import ModerationResult, Moderator
 from ...safety.semantic import SemanticGuard
+from ...safety.static import build_semantic_guard
 from ...safety.taxonomy import OPENAI_CATEGORIES
 from .protocol import CreateModerationResponse, Moderation, ModerationRequest
 
-__all__ = ["MAX_INPUTS", "MAX_INPUT_CHARS", "MODEL_ID", "get_moderator", "moderate", "parse_inputs", "to_wire"]
+__all__ = [
+    "MAX_INPUTS", "MAX_INPUT_CHARS", "MODEL_ID", "get_moderator", "moderate", "parse_inputs", "to_wire",
+    "amoderate",
+]
 
 MODEL_ID = "sovhub-moderation-1"
 MAX_INPUTS = 32
@@ -38,8 +45,8 @@ def get_moderator(hub: Hub, extra_lexicon_dirs: Sequence[Path] = ()) -> Moderato
             if moderator is None:
                 # Share the safety plugin's semantic guard when it exists: one model, one embedding cache.
                 shared = (hub.services.get("safety.guards") or {}).get("semantic")
-                semantic = shared if isinstance(shared, SemanticGuard) else SemanticGuard(
-                    hub.embedder, hub.settings.cache_dir / "safety", model_id=hub.settings.embeddings_model_id
+                semantic = shared if isinstance(shared, SemanticGuard) else build_semantic_guard(
+                    hub.settings, hub.embedder
                 )
                 semantic.ensure_ready()
                 dirs = [*extra_lexicon_dirs, *hub.services.get("lexicon_dirs", [])]
@@ -96,6 +103,16 @@ def moderate(hub: Hub, body: ModerationRequest) -> CreateModerationResponse:
     """Blocking: run it in a worker thread (embedding is CPU-bound)."""
     texts = parse_inputs(body.input)
     results = get_moderator(hub).moderate_batch(texts, body.lang)
+    return CreateModerationResponse(
+        id=f"modr-{uuid.uuid4().hex}", model=MODEL_ID, results=[to_wire(r) for r in results]
+    )
+
+
+async def amoderate(hub: Hub, body: ModerationRequest) -> CreateModerationResponse:
+    """:func:`moderate` off the event loop, plus the guard model's verdicts when one is configured."""
+    texts = parse_inputs(body.input)
+    results = await anyio.to_thread.run_sync(lambda: get_moderator(hub).moderate_batch(texts, body.lang))
+    results = await moderate_with_guard_model(hub, texts, results, body.lang)
     return CreateModerationResponse(
         id=f"modr-{uuid.uuid4().hex}", model=MODEL_ID, results=[to_wire(r) for r in results]
     )

@@ -250,19 +250,25 @@ class KnowledgeBase:
         candidates = self.settings.kb_candidates
         query_vector = self.hub.embedder.embed([query], kind="query")[0].astype(np.float32)
         with self.hub.db.session() as s:
-            stmt = select(KbCollection.id, KbCollection.generation, KbCollection.dim)
-            if collection is not None:
-                stmt = stmt.where(KbCollection.id == self._collection(collection).id)
-            collections = s.execute(stmt).all()
+            collections = self._searched_collections(s, collection)
             if not collections:
                 return []
-            ids = [c[0] for c in collections]
-            keyword = lexical.search(s, query, ids, candidates, self.term_stats)
-            vector: list[tuple[int, float]] = []
-            for cid, generation, dim in collections:
-                vector.extend(self.index.matrix(s, cid, generation, dim).top(query_vector, candidates))
-            vector.sort(key=lambda hit: -hit[1])
-            return self._fuse_and_load(s, keyword, vector[:candidates], k)
+            matrices = [self.index.matrix(s, cid, generation, dim) for cid, generation, dim in collections]
+            # The vector scan runs on the index's thread while this one runs the full-text query.
+            pending = self.index.top(matrices, query_vector, candidates)
+            keyword = lexical.search(s, query, [c[0] for c in collections], candidates, self.term_stats)
+            return self._fuse_and_load(s, keyword, pending.result(), k)
+
+    def _searched_collections(self, s: Session, name: str | None) -> list[tuple[int, int, int]]:
+        """(id, generation, dim) of the collection named, or of all; NotFound or a model mismatch refused."""
+        stmt = select(KbCollection.id, KbCollection.generation, KbCollection.dim, KbCollection.embedding_model)
+        if name is None:
+            return [(cid, generation, dim) for cid, generation, dim, _ in s.execute(stmt).all()]
+        row = s.execute(stmt.where(KbCollection.name == name)).first()
+        if row is None:
+            raise NotFound(f"no knowledge base collection {name!r}")
+        self._check_model(name, row[3])
+        return [(row[0], row[1], row[2])]
 
     def _fuse_and_load(
         self, s: Session, keyword: list[tuple[int, float]], vector: list[tuple[int, float]], k: int
@@ -278,22 +284,19 @@ class KnowledgeBase:
         if not best:
             return []
         # Load more than k: a chunk deleted since its collection's matrix was read is simply absent.
+        # Plain columns, not ORM objects: only these few rows are ever read, and nothing is written.
         rows = s.execute(
-            select(KbChunk, KbDocument.title, KbDocument.source, KbCollection.name)
+            select(KbChunk.id, KbChunk.document_id, KbCollection.name, KbDocument.title, KbDocument.source,
+                   KbChunk.page, KbChunk.char_start, KbChunk.char_end, KbChunk.text)
             .join(KbDocument, KbDocument.id == KbChunk.document_id)
             .join(KbCollection, KbCollection.id == KbChunk.collection_id)
             .where(KbChunk.id.in_(best))
         ).all()
-        by_id = {row[0].id: row for row in rows}
-        hits = []
-        for cid in best:
-            if cid not in by_id:
-                continue
-            chunk, title, source, name = by_id[cid]
-            hits.append(SearchHit(
-                chunk.id, chunk.document_id, name, title, source, chunk.page, chunk.char_start, chunk.char_end,
-                chunk.text, scores[cid], vector_rank.get(cid), keyword_rank.get(cid), similarity.get(cid),
-            ))
+        by_id = {row[0]: row for row in rows}
+        hits = [
+            SearchHit(*by_id[cid], scores[cid], vector_rank.get(cid), keyword_rank.get(cid), similarity.get(cid))
+            for cid in best if cid in by_id
+        ]
         return hits[:k]
 
     # --- helpers ---
@@ -305,12 +308,15 @@ class KnowledgeBase:
             row = self._create_collection(name)
         if row is None:
             raise NotFound(f"no knowledge base collection {name!r}")
-        if row.embedding_model != self.hub.embedder.model_id:
+        self._check_model(name, row.embedding_model)
+        return row
+
+    def _check_model(self, name: str, embedding_model: str) -> None:
+        if embedding_model != self.hub.embedder.model_id:
             raise InvalidRequest(
-                f"collection {name} holds vectors of {row.embedding_model}, not {self.hub.embedder.model_id};"
+                f"collection {name} holds vectors of {embedding_model}, not {self.hub.embedder.model_id};"
                 " delete and re-ingest it", code="embedding_model_mismatch",
             )
-        return row
 
     def _create_collection(self, name: str) -> KbCollection:
         if not _COLLECTION_NAME.match(name):

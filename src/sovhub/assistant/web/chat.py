@@ -57,22 +57,19 @@ async def _chat_page(request: Request, conversation_id: str | None, status: int 
         return page
     assert page.user is not None
     store = _store(request)
-    user_id = page.user.id
     try:
-        conversation = (
-            await anyio.to_thread.run_sync(store.get, user_id, conversation_id) if conversation_id else None
-        )
+        # One worker-thread hop and one transaction for the whole page (was three of each).
+        view = await anyio.to_thread.run_sync(store.chat_view, page.user.id, conversation_id)
     except NotFound:
         return render(page, "error.html", status=404, error="not_found")
-    conversations = await anyio.to_thread.run_sync(store.summaries, user_id)
-    messages = await anyio.to_thread.run_sync(store.messages, user_id, conversation_id) if conversation_id else []
+    conversation = view.conversation
     models = allowed_models(page)
     current = conversation.model if conversation and conversation.model in models else (models[0] if models else "")
     from .markdown import render_markdown
 
     return render(
-        page, "chat.html", status=status, conversations=conversations, conversation=conversation,
-        messages=messages, models=models, current_model=current, render_markdown=render_markdown,
+        page, "chat.html", status=status, conversations=view.conversations, conversation=conversation,
+        messages=view.messages, models=models, current_model=current, render_markdown=render_markdown,
         appeal=request.query_params.get("appeal"), appeal_id=request.query_params.get("appeal_id"),
     )
 

@@ -12,9 +12,11 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from ...errors import NotFound
 from ...store.base import utcnow
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from ...hub import Hub
     from ...sovereignty.crypto import ContentVault
 
-__all__ = ["ConversationStore", "ConversationSummary", "StoredMessage"]
+__all__ = ["ChatView", "ConversationStore", "ConversationSummary", "StoredMessage"]
 
 TITLE_CHARS = 80
 
@@ -50,6 +52,15 @@ class StoredMessage:
     html: str | None = None  # the answer's sanitised HTML, rendered once when it was saved
 
 
+@dataclass(slots=True)
+class ChatView:
+    """What the chat page shows: the open conversation (if any), the sidebar list, the messages."""
+
+    conversation: ConversationSummary | None
+    conversations: list[ConversationSummary]
+    messages: list[StoredMessage]
+
+
 def _title_from(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
@@ -61,8 +72,9 @@ class ConversationStore:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
 
-    @property
+    @cached_property
     def vault(self) -> ContentVault:
+        # A store lives for one request or command: resolving the vault once spares a lookup per blob.
         from ...sovereignty.crypto import get_vault
 
         return get_vault(self.hub)
@@ -84,13 +96,24 @@ class ConversationStore:
 
     def summaries(self, user_id: int, limit: int = 100) -> list[ConversationSummary]:
         with self.hub.db.session() as s:
-            rows = s.execute(
-                select(Conversation.id, Conversation.title, Conversation.model, Conversation.updated_at)
-                .where(Conversation.user_id == user_id)
-                .order_by(Conversation.updated_at.desc(), Conversation.id)
-                .limit(limit)
-            ).all()
+            return self._summaries(s, user_id, limit)
+
+    def _summaries(self, s: Session, user_id: int, limit: int) -> list[ConversationSummary]:
+        rows = s.execute(
+            select(Conversation.id, Conversation.title, Conversation.model, Conversation.updated_at)
+            .where(Conversation.user_id == user_id)
+            .order_by(Conversation.updated_at.desc(), Conversation.id)
+            .limit(limit)
+        ).all()
         return [ConversationSummary(r.id, self._open(user_id, r.title), r.model, r.updated_at) for r in rows]
+
+    def chat_view(self, user_id: int, conversation_id: str | None, limit: int = 100) -> ChatView:
+        """Everything the chat page needs in one transaction; NotFound if the conversation is not theirs."""
+        with self.hub.db.session() as s:
+            conversation = self._get(s, user_id, conversation_id) if conversation_id else None
+            messages = self._messages(s, user_id, conversation_id) if conversation_id else []
+            summaries = self._summaries(s, user_id, limit)
+        return ChatView(conversation, summaries, messages)
 
     def count(self, user_id: int) -> int:
         with self.hub.db.session() as s:
@@ -100,10 +123,13 @@ class ConversationStore:
     def get(self, user_id: int, conversation_id: str) -> ConversationSummary:
         """The conversation, if it is this person's; NotFound otherwise (never 'forbidden': no probing)."""
         with self.hub.db.session() as s:
-            row = s.get(Conversation, conversation_id)
-            if row is None or row.user_id != user_id:
-                raise NotFound("no such conversation", code="conversation_not_found")
-            return ConversationSummary(row.id, self._open(user_id, row.title), row.model, row.updated_at)
+            return self._get(s, user_id, conversation_id)
+
+    def _get(self, s: Session, user_id: int, conversation_id: str) -> ConversationSummary:
+        row = s.get(Conversation, conversation_id)
+        if row is None or row.user_id != user_id:
+            raise NotFound("no such conversation", code="conversation_not_found")
+        return ConversationSummary(row.id, self._open(user_id, row.title), row.model, row.updated_at)
 
     def delete(self, user_id: int, conversation_id: str) -> None:
         self.get(user_id, conversation_id)
@@ -122,13 +148,18 @@ class ConversationStore:
     # --- messages ---
 
     def messages(self, user_id: int, conversation_id: str) -> list[StoredMessage]:
-        self.get(user_id, conversation_id)
         with self.hub.db.session() as s:
-            rows = list(s.scalars(
-                select(ConversationMessage)
-                .where(ConversationMessage.conversation_id == conversation_id)
-                .order_by(ConversationMessage.id)
-            ))
+            self._get(s, user_id, conversation_id)
+            return self._messages(s, user_id, conversation_id)
+
+    def _messages(self, s: Session, user_id: int, conversation_id: str) -> list[StoredMessage]:
+        # Plain columns, not ORM objects: a long conversation is read on every view, never changed here.
+        rows = s.execute(
+            select(ConversationMessage.id, ConversationMessage.role, ConversationMessage.content,
+                   ConversationMessage.model, ConversationMessage.finish_reason, ConversationMessage.created_at)
+            .where(ConversationMessage.conversation_id == conversation_id)
+            .order_by(ConversationMessage.id)
+        ).all()
         out = []
         for row in rows:
             body = json.loads(self._open(user_id, row.content))
