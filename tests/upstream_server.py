@@ -14,12 +14,13 @@ from typing import Any
 
 class FakeUpstream:
     def __init__(self, models: list[str] | None = None, *, status: int = 200, delay: float = 0.0,
-                 words: int = 5, malformed: bool = False) -> None:
+                 words: int = 5, malformed: bool = False, always_stream: bool = False) -> None:
         self.models = models or ["up-model"]
         self.status = status
         self.delay = delay
         self.words = words
         self.malformed = malformed
+        self.always_stream = always_stream
         self.connections = 0
         self.requests: list[dict[str, Any]] = []
         owner = self
@@ -50,7 +51,7 @@ class FakeUpstream:
                                                "code": None}})
                     return
                 n = body.get("n", 1)
-                if not body.get("stream"):  # a plain `chat.completion`, as real servers answer
+                if not body.get("stream") and not owner.always_stream:  # a plain `chat.completion`
                     if owner.malformed:
                         self._json(200, {"object": "chat.completion", "choices": "none"})
                         return

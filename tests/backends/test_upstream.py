@@ -67,6 +67,15 @@ def test_n_is_honoured_by_upstreams(hub: Hub, api_key: str, upstream: FakeUpstre
         assert [c["index"] for c in r.json()["choices"]] == [0, 1]
 
 
+def test_an_upstream_that_streams_when_asked_not_to_is_read_as_a_stream(hub: Hub, api_key: str) -> None:
+    with FakeUpstream(["up-model"], always_stream=True) as up:
+        add_backend(hub, "up", url=up.url, models=["up-model"])
+        with _client(hub, api_key) as client:
+            r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG})
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == "w0 w1 w2 w3 w4 "
+
+
 def test_malformed_completion_is_a_502_and_nothing_is_metered_as_served(hub: Hub, api_key: str) -> None:
     with FakeUpstream(["up-model"], malformed=True) as up:
         add_backend(hub, "up", url=up.url, models=["up-model"])

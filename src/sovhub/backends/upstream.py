@@ -92,9 +92,10 @@ class UpstreamBackend(Backend):
         try:
             if response.status >= 400:
                 raise _error_from(self.name, response.status, await response.read(), response.headers)
-            if not streaming:
+            if not streaming and response.content_type != "text/event-stream":
                 # The client waits for the whole answer anyway: one JSON body instead of a chunk
-                # per token, handed on as one chunk so the service treats both paths alike.
+                # per token, handed on as one chunk so the service treats both paths alike. (A
+                # server that streams although asked not to is read as the stream it sent.)
                 yield _as_chunk(self.name, await response.read())
                 return
             async for raw in response.content:
