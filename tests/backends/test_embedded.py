@@ -94,3 +94,47 @@ def test_not_loaded_is_unavailable() -> None:
 
     with pytest.raises(BackendUnavailable, match="loading"):
         asyncio.run(go())
+
+
+class _CountingLlm:
+    """The real model, counting generations that run at once (llama.cpp allows one per context)."""
+
+    def __init__(self, llm) -> None:
+        self._llm = llm
+        self.active = 0
+        self.most = 0
+
+    def __getattr__(self, name):
+        return getattr(self._llm, name)
+
+    def create_chat_completion(self, **kwargs):
+        self.active += 1
+        self.most = max(self.most, self.active)
+        try:
+            yield from self._llm.create_chat_completion(**kwargs)
+        finally:
+            self.active -= 1
+
+
+def test_a_client_gone_mid_stream_never_lets_two_generations_overlap(backend) -> None:
+    # A client that disconnects closes the stream at once while llama.cpp is still inside its
+    # current token; the next request must wait for that thread, or two decodes share one
+    # context (that crashed the server with SIGSEGV).
+    counting = _CountingLlm(backend._llm)
+    backend._llm = counting
+
+    async def go() -> list[int]:
+        sizes = []
+        for _ in range(4):
+            stream = backend.chat_stream("smol", MSG, {"max_tokens": 40, "temperature": 0}, CancelToken())
+            await stream.__anext__()
+            await stream.aclose()  # gone after the first chunk, without waiting for the thread
+        sizes.append(len(await _collect(backend, {"max_tokens": 5, "temperature": 0})))
+        return sizes
+
+    try:
+        sizes = asyncio.run(go())
+    finally:
+        backend._llm = counting._llm
+    assert counting.most == 1
+    assert sizes[0] >= 3  # the last request still got its answer

@@ -104,15 +104,17 @@ class EmbeddedBackend(Backend):
             raise BackendUnavailable(f"model {model} is still loading; retry shortly")
         owner = str(params.get("_owner") or "anonymous")
         await self._queue.acquire(owner)
-        try:
-            async for chunk in self._generate(model, messages, params, cancel):
-                yield chunk
-        finally:
-            self._queue.release()
+        # From here the slot belongs to the generation thread, which hands it on when it ends:
+        # not when this generator is closed. A client that goes away closes the generator at
+        # once, while llama.cpp finishes its current token; releasing then let the next request
+        # start a second decode on the same context, which crashed the process (SIGSEGV).
+        async for chunk in self._generate(model, messages, params, cancel):
+            yield chunk
 
     async def _generate(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
     ) -> AsyncIterator[ChatChunk]:
+        """Generate in a worker thread; the caller holds the queue slot, the thread releases it."""
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[Any] = asyncio.Queue()
         kwargs = {
@@ -156,10 +158,18 @@ class EmbeddedBackend(Backend):
                 loop.call_soon_threadsafe(out.put_nowait, exc)
             finally:
                 self.last_generated = tokens
-                loop.call_soon_threadsafe(out.put_nowait, _DONE)
+                try:
+                    loop.call_soon_threadsafe(out.put_nowait, _DONE)
+                    loop.call_soon_threadsafe(self._queue.release)
+                except RuntimeError:  # the loop is gone (shutdown): nobody is waiting
+                    pass
 
         thread = threading.Thread(target=work, name=f"llama-{self.name}", daemon=True)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            self._queue.release()
+            raise
         try:
             while True:
                 item = await out.get()
