@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Callable
 
 import click
 
@@ -11,6 +12,24 @@ from ..cli import pass_hub
 from ..hub import Hub
 
 __all__ = ["add_commands"]
+
+
+_LIMIT_OPTIONS = (
+    ("--rpm", "Requests per minute."),
+    ("--tpm", "Tokens per minute."),
+    ("--rpd", "Requests per day."),
+    ("--tpd", "Tokens per day."),
+    ("--budget-day", "Token budget per UTC day."),
+    ("--budget-week", "Token budget per ISO week."),
+    ("--budget-month", "Token budget per month."),
+)
+
+
+def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The quota options shared by `orgs set-limits` and `keys set-limits` (one per limit field)."""
+    for flag, help_text in reversed(_LIMIT_OPTIONS):
+        command = click.option(flag, type=click.IntRange(min=0), default=None, help=help_text)(command)
+    return command
 
 
 def _actor() -> str:
@@ -86,13 +105,7 @@ def orgs_queue(hub: Hub) -> None:
 
 @click.command("set-limits")
 @click.argument("name")
-@click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")
-@click.option("--tpm", type=click.IntRange(min=0), default=None, help="Tokens per minute.")
-@click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day.")
-@click.option("--tpd", type=click.IntRange(min=0), default=None, help="Tokens per day.")
-@click.option("--budget-day", type=click.IntRange(min=0), default=None, help="Token budget per UTC day.")
-@click.option("--budget-week", type=click.IntRange(min=0), default=None, help="Token budget per ISO week.")
-@click.option("--budget-month", type=click.IntRange(min=0), default=None, help="Token budget per month.")
+@_limit_options
 @click.option("--clear", "clear", multiple=True, help="Remove this limit (repeat), e.g. --clear rpm.")
 @pass_hub
 def orgs_set_limits(hub: Hub, name: str, clear: tuple[str, ...], **values: int | None) -> None:
@@ -107,13 +120,7 @@ def orgs_set_limits(hub: Hub, name: str, clear: tuple[str, ...], **values: int |
 
 @click.command("set-limits")
 @click.argument("prefix")
-@click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")
-@click.option("--tpm", type=click.IntRange(min=0), default=None, help="Tokens per minute.")
-@click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day.")
-@click.option("--tpd", type=click.IntRange(min=0), default=None, help="Tokens per day.")
-@click.option("--budget-day", type=click.IntRange(min=0), default=None, help="Token budget per UTC day.")
-@click.option("--budget-week", type=click.IntRange(min=0), default=None, help="Token budget per ISO week.")
-@click.option("--budget-month", type=click.IntRange(min=0), default=None, help="Token budget per month.")
+@_limit_options
 @click.option("--clear", "clear", multiple=True,
               help="Remove this limit (repeat), e.g. --clear rpm; --clear all removes every limit.")
 @pass_hub

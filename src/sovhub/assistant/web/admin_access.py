@@ -260,9 +260,16 @@ async def create(name: str, request: Request) -> Response:
                   path=org_path(created.org))
 
 
+def _require_key_of(hub: Hub, org_name: str, prefix: str) -> None:
+    """Refuse a key of another organization: a form for one organization never touches another's."""
+    from ...accounts import list_keys
+
+    if prefix not in {k.prefix for k, _ in list_keys(hub, org_name)}:
+        raise NotFound(f"organization {org_name!r} has no API key {prefix!r}", param="key")
+
+
 @router.post("/admin/orgs/{name}/keys/{prefix}/revoke")
 async def revoke_key(name: str, prefix: str, request: Request) -> Response:
-    from ...accounts import list_keys
     from ...accounts import revoke_key as revoke
 
     got = await _staff_form(request)
@@ -274,9 +281,7 @@ async def revoke_key(name: str, prefix: str, request: Request) -> Response:
         return _back("/admin", error="org")
 
     def run() -> None:
-        # The key must be this organization's: a form for one organization never touches another's.
-        if prefix not in {k.prefix for k, _ in list_keys(page.hub, org.name)}:
-            raise NotFound(f"organization {org.name!r} has no API key {prefix!r}", param="key")
+        _require_key_of(page.hub, org.name, prefix)
         revoke(page.hub, prefix, actor=_actor(page))
 
     error = await _attempt(run, {NotFound: "key"})
@@ -286,7 +291,6 @@ async def revoke_key(name: str, prefix: str, request: Request) -> Response:
 @router.post("/admin/orgs/{name}/keys/{prefix}/limits")
 async def set_key_limits(name: str, prefix: str, request: Request) -> Response:
     from ...access.quotas import set_key_limits as set_limits_of_key
-    from ...accounts import list_keys
 
     got = await _staff_form(request)
     if not isinstance(got, tuple):
@@ -298,9 +302,7 @@ async def set_key_limits(name: str, prefix: str, request: Request) -> Response:
 
     def run() -> None:
         limits = parse_limits(form)
-        # The key must be this organization's: a form for one organization never touches another's.
-        if prefix not in {k.prefix for k, _ in list_keys(page.hub, org.name)}:
-            raise NotFound(f"organization {org.name!r} has no API key {prefix!r}", param="key")
+        _require_key_of(page.hub, org.name, prefix)
         # An empty field clears that limit: the form shows every limit of the key.
         set_limits_of_key(page.hub, prefix, limits, actor=_actor(page))
 
