@@ -118,6 +118,18 @@ async def _find_org(hub: Hub, name: str) -> Organization | None:
         return None
 
 
+async def _org_form(request: Request, name: str) -> tuple[Page, FormData, Organization] | Response:
+    """`_staff_form` for a form about one organization: also finds it (unknown: back to /admin)."""
+    got = await _staff_form(request)
+    if not isinstance(got, tuple):
+        return got
+    page, form = got
+    org = await _find_org(page.hub, name)
+    if org is None:
+        return _back("/admin", error="org")
+    return page, form, org
+
+
 # --- the organization page ---
 
 
@@ -159,13 +171,10 @@ async def org_page(name: str, request: Request) -> Response:
 async def _decide(request: Request, name: str, action: str) -> Response:
     from ...access import verification
 
-    got = await _staff_form(request)
+    got = await _org_form(request, name)
     if not isinstance(got, tuple):
         return got
-    page, form = got
-    org = await _find_org(page.hub, name)
-    if org is None:
-        return _back("/admin", error="org")
+    page, form, org = got
     # Decisions from the queue return to the queue; those from the organization page to that page.
     from_queue = form.get("from") == "queue"
     back, anchor = ("/admin", "#queue-title") if from_queue else (org_path(name), "#verification-title")
@@ -200,13 +209,10 @@ async def revoke(name: str, request: Request) -> Response:
 async def set_limits(name: str, request: Request) -> Response:
     from ...access.quotas import set_org_limits
 
-    got = await _staff_form(request)
+    got = await _org_form(request, name)
     if not isinstance(got, tuple):
         return got
-    page, form = got
-    org = await _find_org(page.hub, name)
-    if org is None:
-        return _back("/admin", error="org")
+    page, form, org = got
     # An empty field clears that limit: the form shows every limit in force.
     error = await _attempt(lambda: set_org_limits(page.hub, org.id, parse_limits(form), actor=_actor(page)))
     return _back(org_path(name), done=None if error else "limits", error=error, anchor="#limits-title")
@@ -216,15 +222,12 @@ async def set_limits(name: str, request: Request) -> Response:
 async def grant(name: str, request: Request) -> Response:
     from ...access.tiers import grant_tier
 
-    got = await _staff_form(request)
+    got = await _org_form(request, name)
     if not isinstance(got, tuple):
         return got
-    page, form = got
+    page, form, org = got
     granted = form.get("action") != "withdraw"
     tier = str(form.get("tier") or "")
-    org = await _find_org(page.hub, name)
-    if org is None:
-        return _back("/admin", error="org")
     error = await _attempt(lambda: grant_tier(page.hub, org.id, tier, granted=granted, actor=_actor(page)))
     if error == "tier":
         error = "grant_tier"  # the grant form also refuses `open` and `verified`: one message says both
@@ -272,13 +275,10 @@ def _require_key_of(hub: Hub, org_name: str, prefix: str) -> None:
 async def revoke_key(name: str, prefix: str, request: Request) -> Response:
     from ...accounts import revoke_key as revoke
 
-    got = await _staff_form(request)
+    got = await _org_form(request, name)
     if not isinstance(got, tuple):
         return got
-    page, _form = got
-    org = await _find_org(page.hub, name)
-    if org is None:
-        return _back("/admin", error="org")
+    page, _form, org = got
 
     def run() -> None:
         _require_key_of(page.hub, org.name, prefix)
@@ -292,13 +292,10 @@ async def revoke_key(name: str, prefix: str, request: Request) -> Response:
 async def set_key_limits(name: str, prefix: str, request: Request) -> Response:
     from ...access.quotas import set_key_limits as set_limits_of_key
 
-    got = await _staff_form(request)
+    got = await _org_form(request, name)
     if not isinstance(got, tuple):
         return got
-    page, form = got
-    org = await _find_org(page.hub, name)
-    if org is None:
-        return _back("/admin", error="org")
+    page, form, org = got
 
     def run() -> None:
         limits = parse_limits(form)
