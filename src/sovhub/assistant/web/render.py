@@ -8,8 +8,10 @@ the catalogs.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -25,10 +27,18 @@ from ..i18n import UiLocale, ui_catalogs
 if TYPE_CHECKING:
     from ...hub import Hub
 
-__all__ = ["LANG_COOKIE", "Page", "environment", "page_for", "render", "request_hub"]
+__all__ = ["LANG_COOKIE", "Page", "environment", "page_for", "render", "request_hub", "static_version"]
 
 LANG_COOKIE = "sovhub_lang"
-STATIC_VERSION = "1"
+_STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
+
+
+def static_version() -> str:
+    """A digest of the static files: `?v=` changes whenever app.css or app.js does, never otherwise."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in _STATIC_DIR.iterdir() if p.is_file()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 @lru_cache(maxsize=1)
@@ -42,7 +52,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         auto_reload=False,
     )
-    env.globals["static_version"] = STATIC_VERSION
+    env.globals["static_version"] = static_version()
     return env
 
 
