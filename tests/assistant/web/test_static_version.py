@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sovhub.assistant.web import render
+from tests.assistant.web.conftest import Web
 
 
 def test_the_version_changes_with_the_files_and_only_with_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -19,9 +20,7 @@ def test_the_version_changes_with_the_files_and_only_with_them(tmp_path: Path, m
     assert render.static_version() != first
 
 
-def test_the_pages_link_the_shipped_files_version() -> None:
-    version = render.environment().globals["static_version"]
-    assert version == render.static_version() and len(version) == 12
-    html = render.environment().from_string(
-        '<link href="/static/app.css?v={{ static_version }}">').render()
-    assert f"app.css?v={version}" in html
+def test_the_login_page_links_the_shipped_files_by_their_version(web: Web) -> None:
+    html = web.client.get("/login").text
+    version = render.static_version()
+    assert f"/static/app.css?v={version}" in html and f"/static/app.js?v={version}" in html
