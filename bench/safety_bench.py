@@ -23,7 +23,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from sovhub.safety.cli import build_default_moderator  # noqa: E402
+from sovhub.safety.cli import ENCODERS, build_default_moderator  # noqa: E402
 from sovhub.safety.eval import evaluate, format_report, load_eval  # noqa: E402
 from sovhub.safety.guards import normalize  # noqa: E402
 from sovhub.settings import load_settings  # noqa: E402
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--eval", type=Path, default=Path("tests/safety/data/eval.jsonl"))
     parser.add_argument("--skip-eval", action="store_true")
-    parser.add_argument("--encoder", choices=["static", "e5"], default=None,
+    parser.add_argument("--encoder", choices=ENCODERS, default=None,
                         help="semantic encoder (default: the setting safety.semantic_encoder)")
     args = parser.parse_args()
 

@@ -10,6 +10,7 @@ import functools
 from pathlib import Path
 
 from sovhub.hub import Embedder
+from sovhub.safety.encoders import build_semantic_guard
 from sovhub.safety.lexicon import LexiconGuard
 from sovhub.safety.moderation import Moderator
 from sovhub.safety.semantic import SemanticGuard
@@ -30,7 +31,9 @@ def semantic_cache_dir() -> Path:
 
 @functools.cache
 def semantic_guard() -> SemanticGuard:
-    guard = SemanticGuard(embedder(), semantic_cache_dir())
+    """The semantic guard the default settings build (their encoder, their classifier)."""
+    guard = build_semantic_guard(load_settings(), embedder())
+    assert guard.cache_dir == semantic_cache_dir()
     guard.ensure_ready()
     return guard
 

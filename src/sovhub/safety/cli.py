@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import click
 
 from ..errors import SovhubError
-from ..settings import Settings, load_settings
+from ..settings import SafetySettings, Settings, load_settings
 
 if TYPE_CHECKING:
     from .eval import Scores
     from .moderation import Moderator
 
-__all__ = ["build_default_moderator", "safety_group"]
+__all__ = ["ENCODERS", "build_default_moderator", "safety_group"]
+
+#: The choices of the setting ``safety.semantic_encoder``, the default first.
+ENCODERS: tuple[str, ...] = get_args(SafetySettings.model_fields["semantic_encoder"].annotation)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -27,14 +30,16 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def build_default_moderator(settings: Settings, *, cache_size: int = 0, encoder: str | None = None) -> Moderator:
-    """The default pipeline (semantic + lexicon) without a database; cache_size=0 for honest timings.
+    """The default pipeline (semantic + lexicon + PII) without a database; cache_size=0 for honest timings.
 
-    ``encoder`` ("static" or "e5") overrides ``settings.safety.semantic_encoder``.
+    ``encoder`` (one of ``ENCODERS``) overrides ``settings.safety.semantic_encoder``. PII findings
+    are entity types, not hazards: they cost time here but never change a moderation verdict.
     """
     from ..hub import Embedder
+    from .encoders import build_semantic_guard
     from .lexicon import LexiconGuard
     from .moderation import Moderator
-    from .static import build_semantic_guard
+    from .pii import PiiAnalyzer, PiiGuard
 
     if encoder is not None:
         settings = settings.model_copy(
@@ -42,11 +47,12 @@ def build_default_moderator(settings: Settings, *, cache_size: int = 0, encoder:
         )
     semantic = build_semantic_guard(settings, Embedder(settings.embeddings_model_id), cache_size=cache_size)
     semantic.ensure_ready()
-    return Moderator(semantic, LexiconGuard())
+    pii = PiiGuard(PiiAnalyzer(spacy_model=settings.safety.pii_spacy_model))
+    return Moderator(semantic, LexiconGuard(), [pii])
 
 
 _ENCODER = click.option(
-    "--encoder", type=click.Choice(["static", "e5"]), default=None,
+    "--encoder", type=click.Choice(ENCODERS), default=None,
     help="Semantic encoder to use instead of the setting safety.semantic_encoder.",
 )
 

@@ -33,7 +33,7 @@ def _built_guards(hub: Hub) -> dict[str, Any]:
     wanted = hub.settings.safety.guards
     guards = {}
     if "semantic" in wanted:
-        from .static import build_semantic_guard
+        from .encoders import build_semantic_guard
 
         guards["semantic"] = build_semantic_guard(hub.settings, hub.embedder)
     if "lexicon" in wanted:

@@ -56,9 +56,15 @@ CLASSES: tuple[str, ...] = (SAFE_LABEL, *HAZARD_CODES)
 DEFAULT_EXEMPLAR_DIR = Path(__file__).parent / "data" / "exemplars"
 # Bumped whenever the training recipe changes, so an old cached model is never reused.
 TRAIN_RECIPE = "softmax+knn/concept-cv/v4"
-WINDOW_CHARS = 320
-WINDOW_OVERLAP = 80
-MAX_WINDOWS = 96
+# A text up to WHOLE_CHARS (a chat turn) is read whole. A longer one is read in overlapping windows,
+# because e5 mean-pools its tokens: one harmful sentence in a long benign text is diluted below any
+# threshold. At 160 characters a 70-character harmful sentence is at least ~40% of its window (320
+# found 19 of 81 buried sentences in a probe with the int8 encoder, 160 found 42); the overlap
+# keeps a sentence cut by one window whole in the next. MAX_WINDOWS x (160 - 40) covers 23k characters.
+WHOLE_CHARS = 240
+WINDOW_CHARS = 160
+WINDOW_OVERLAP = 40
+MAX_WINDOWS = 192
 EMBED_BATCH = 32
 CV_FOLDS = 5
 
@@ -125,9 +131,9 @@ def bank_digest(exemplars: list[Exemplar], model_id: str) -> str:
 
 
 def text_windows(text: str) -> list[tuple[int, int]]:
-    """Overlapping spans of at most WINDOW_CHARS, cut at spaces, covering ``text`` (MAX_WINDOWS at most)."""
+    """``text`` whole when short, else overlapping spans of at most WINDOW_CHARS cut at spaces (MAX_WINDOWS at most)."""
     n = len(text)
-    if n <= WINDOW_CHARS:
+    if n <= WHOLE_CHARS:
         return [(0, n)]
     spans: list[tuple[int, int]] = []
     start = 0

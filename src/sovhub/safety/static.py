@@ -40,22 +40,17 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ConfigError
 from .guards import normalize
-from .semantic import DEFAULT_EXEMPLAR_DIR, SemanticGuard, TextEmbedder
-
-if TYPE_CHECKING:
-    from ..settings import Settings
+from .semantic import DEFAULT_EXEMPLAR_DIR, TextEmbedder
 
 __all__ = [
     "LANGUAGES",
     "StaticEncoder",
     "StaticTable",
-    "build_semantic_guard",
     "tokenize",
 ]
 
@@ -304,15 +299,3 @@ def _wordfreq_version() -> str:
         return version("wordfreq")
     except Exception:  # noqa: BLE001 - any metadata failure: the table is simply keyed as such
         return "absent"
-
-
-def build_semantic_guard(settings: Settings, embedder: TextEmbedder, *, cache_size: int = 4096) -> SemanticGuard:
-    """The semantic guard for ``settings.safety.semantic_encoder``: static word vectors or full e5."""
-    cache_dir = settings.cache_dir / "safety"
-    if settings.safety.semantic_encoder == "static":
-        # The classifier is e5's own (trained on e5 vectors of the bank, shared with the e5 mode);
-        # only the vectors of the texts being judged come from the static table.
-        encoder = StaticEncoder(embedder, cache_dir, model_id=settings.embeddings_model_id)
-        return SemanticGuard(encoder, cache_dir, model_id=settings.embeddings_model_id, cache_size=cache_size,
-                             train_embedder=embedder)
-    return SemanticGuard(embedder, cache_dir, model_id=settings.embeddings_model_id, cache_size=cache_size)
