@@ -7,6 +7,7 @@ The int8 model is built once for this module (a few seconds) in a temporary cach
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -162,3 +163,14 @@ def test_the_default_setting_builds_the_int8_guard(tmp_path: Path) -> None:
     assert isinstance(guard.embedder, Int8E5) and guard.train_embedder is guard.embedder
     assert guard.model_id == MODEL_ID != settings.embeddings_model_id
     assert guard.embedder.cache_dir == guard.cache_dir == settings.cache_dir / "safety"
+    assert guard.embedder.threads == 1
+    every = load_settings(data_dir=str(tmp_path), safety={"encoder_threads": 0})
+    assert build_semantic_guard(every, embedder()).embedder.threads == min(os.cpu_count() or 1, 4)  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="encoder_threads"):
+        load_settings(data_dir=str(tmp_path), safety={"encoder_threads": -1})
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_or_several_threads_give_the_same_vectors(tmp_path: Path, int8: Int8E5, threads: int) -> None:
+    other = Int8E5(int8.cache_dir, threads=threads)
+    assert np.allclose(other.embed(TEXTS[:4]), int8.embed(TEXTS[:4]), atol=1e-5)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from sovhub.hub import Embedder
-from sovhub.safety.semantic import SemanticGuard
 from sovhub.safety.encoders import build_semantic_guard
+from sovhub.safety.semantic import SemanticGuard
 from sovhub.safety.static import StaticEncoder, tokenize
 from sovhub.settings import load_settings
 from tests.safety.moderation_fixtures import embedder

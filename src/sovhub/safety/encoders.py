@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from .e5_int8 import Int8E5
@@ -26,7 +27,8 @@ def build_semantic_guard(settings: Settings, embedder: TextEmbedder, *, cache_si
     cache_dir = settings.cache_dir / "safety"
     choice = settings.safety.semantic_encoder
     if choice == "e5-int8":
-        int8 = Int8E5(cache_dir)
+        threads = settings.safety.encoder_threads or min(os.cpu_count() or 1, 4)
+        int8 = Int8E5(cache_dir, threads=threads)
         return SemanticGuard(int8, cache_dir, model_id=int8.model_id, cache_size=cache_size)
     if choice == "static":
         # The classifier is e5's own (trained on e5 vectors of the bank, shared with the e5 mode);

@@ -12,11 +12,11 @@ import anyio
 
 from ...errors import InvalidRequest, UnsupportedParameter
 from ...hub import Hub
+from ...safety.encoders import build_semantic_guard
 from ...safety.guard_model import moderate_with_guard_model
 from ...safety.lexicon import LexiconGuard
 from ...safety.moderation import ModerationResult, Moderator
 from ...safety.semantic import SemanticGuard
-from ...safety.encoders import build_semantic_guard
 from ...safety.taxonomy import OPENAI_CATEGORIES
 from .protocol import CreateModerationResponse, Moderation, ModerationRequest
 
