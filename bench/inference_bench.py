@@ -6,7 +6,12 @@ alternating (direct, sovhub, direct, ...), so that background load hits both ali
 
 - direct: `llama_cpp.Llama(...).create_chat_completion(stream=True)` in this process;
 - sovhub: `sovhub serve` (embedded model on, a fresh data dir) driven by the official `openai`
-  SDK with `stream=True`.
+  SDK with `stream=True`;
+- sovhub_http: the same server driven by a lean client (one `httpx` stream, SSE split by hand),
+  so that the SDK's own per-call work can be told from the hub's. It is paired with its own
+  direct run (direct_b) on a second prompt that differs from the first one at its first word:
+  after the SDK request the hub's context already holds the first prompt, and llama.cpp would
+  skip it.
 
 TTFT is the time from the call to the first chunk carrying content; decode tokens/s counts the
 content chunks after the first over the time from the first to the last one (one chunk is one
@@ -14,23 +19,28 @@ token on both sides). Each repetition's prompt starts with its own number, so ll
 reuse cannot skip the prompt on either side.
 
     .venv/bin/python bench/inference_bench.py --reps 5     # writes bench/results/inference.json
+
+Each repetition runs direct, sovhub, direct_b, sovhub_http in that order.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from procs import BENCH, Proc, machine_info, start_sovhub, write_result
 
 PROMPT = "Request {n}. Write a short story about a lighthouse keeper who finds a message in a bottle."
+PROMPT_B = "Query {n}. Write a short story about a lighthouse keeper who finds a message in a bottle."
+SIDES = ("direct", "sovhub", "direct_b", "sovhub_http")
 
 
 def model_path() -> str:
@@ -59,10 +69,10 @@ def measure(chunks: Iterable[str | None], started: float) -> dict[str, Any]:
             "total_s": round(last - started, 3), "text_head": "".join(text)[:60]}
 
 
-def run_direct(llm: Any, n: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_direct(llm: Any, n: int, args: argparse.Namespace, prompt: str = PROMPT) -> dict[str, Any]:
     started = time.perf_counter()
     stream = llm.create_chat_completion(
-        messages=[{"role": "user", "content": PROMPT.format(n=n)}], max_tokens=args.max_tokens,
+        messages=[{"role": "user", "content": prompt.format(n=n)}], max_tokens=args.max_tokens,
         temperature=0.0, seed=args.seed, stream=True,
     )
     return measure((c["choices"][0]["delta"].get("content") for c in stream if c["choices"]), started)
@@ -77,15 +87,46 @@ def run_sovhub(client: Any, n: int, args: argparse.Namespace) -> dict[str, Any]:
     return measure((c.choices[0].delta.content if c.choices else None for c in stream), started)
 
 
+def sse_contents(lines: Iterable[bytes]) -> Iterator[str | None]:
+    """Content deltas from raw SSE bytes, as they arrive (no SDK, no models)."""
+    buf = b""
+    for data in lines:
+        buf += data
+        *events, buf = buf.split(b"\n\n")
+        for event in events:
+            if not event.startswith(b"data: "):
+                continue
+            if event == b"data: [DONE]":
+                return
+            choices = json.loads(event[6:]).get("choices") or [{}]
+            yield (choices[0].get("delta") or {}).get("content")
+
+
+def run_sovhub_http(http: Any, url: str, key: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    body = {"model": args.model, "messages": [{"role": "user", "content": PROMPT_B.format(n=n)}],
+            "max_tokens": args.max_tokens, "temperature": 0.0, "seed": args.seed, "stream": True}
+    started = time.perf_counter()
+    with http.stream("POST", url, json=body, headers={"authorization": f"Bearer {key}"}) as response:
+        response.raise_for_status()
+        result = measure(sse_contents(response.iter_bytes()), started)
+        result["overhead_ms"] = float(response.headers.get("x-sovhub-overhead-ms", "nan"))
+    return result
+
+
 def summarize(runs: list[dict[str, Any]], args: argparse.Namespace, info: dict[str, Any],
               startup_s: float | None) -> dict[str, Any]:
     med = {side: {k: round(statistics.median(r[side][k] for r in runs), 2) for k in ("ttft_ms", "decode_tps",
                                                                                       "tokens")}
-           for side in ("direct", "sovhub")}
+           for side in SIDES}
+    med["sovhub_http"]["overhead_ms"] = round(statistics.median(r["sovhub_http"]["overhead_ms"] for r in runs), 2)
     ratios = {
         "decode_tps_sovhub_over_direct": round(med["sovhub"]["decode_tps"] / med["direct"]["decode_tps"], 3),
         "ttft_direct_over_sovhub": round(med["direct"]["ttft_ms"] / med["sovhub"]["ttft_ms"], 3),
         "same_tokens_every_run": all(r["direct"]["text_head"] == r["sovhub"]["text_head"] for r in runs),
+        "decode_tps_sovhub_http_over_direct_b": round(
+            med["sovhub_http"]["decode_tps"] / med["direct_b"]["decode_tps"], 3),
+        "ttft_direct_b_over_sovhub_http": round(med["direct_b"]["ttft_ms"] / med["sovhub_http"]["ttft_ms"], 3),
+        "same_tokens_every_run_b": all(r["direct_b"]["text_head"] == r["sovhub_http"]["text_head"] for r in runs),
     }
     result = {
         "benchmark": "embedded inference", "machine": info,
@@ -110,6 +151,7 @@ def main() -> None:
                         help="extra environment for sovhub, e.g. SOVHUB_SAFETY__ENABLED=false")
     args = parser.parse_args()
 
+    import httpx
     from llama_cpp import Llama
     from openai import OpenAI
 
@@ -121,17 +163,22 @@ def main() -> None:
                            env={"SOVHUB_EMBEDDED_THREADS": str(args.threads), "SOVHUB_EMBEDDED_CONTEXT": "2048",
                                 **dict(kv.split("=", 1) for kv in args.sovhub_env)})
         client = OpenAI(base_url=f"http://127.0.0.1:{sov.port}/v1", api_key=sov.key, max_retries=0, timeout=300)
+        http = httpx.Client(timeout=300)
+        url, key = f"http://127.0.0.1:{sov.port}/v1/chat/completions", sov.key or ""
         llm = Llama(model_path=model_path(), n_ctx=2048, n_threads=args.threads, verbose=False)
         run_direct(llm, -1, args)  # warm-up, unrecorded
         run_sovhub(client, -1, args)
+        run_sovhub_http(http, url, key, -1, args)
         runs: list[dict[str, Any]] = []
         for n in range(args.reps):
-            pair = {"direct": run_direct(llm, n, args), "sovhub": run_sovhub(client, n, args)}
+            pair = {"direct": run_direct(llm, n, args), "sovhub": run_sovhub(client, n, args),
+                    "direct_b": run_direct(llm, n, args, PROMPT_B),
+                    "sovhub_http": run_sovhub_http(http, url, key, n, args)}
             runs.append(pair)
             # Written after every repetition, so a run cut short still leaves its measurements.
             write_result(args.name, summarize(runs, args, info, sov.extra.get("startup_s")))
             print(f"rep {n + 1}: " + "  ".join(
-                f"{k} ttft {v['ttft_ms']:7.1f} ms decode {v['decode_tps']:7.1f} tok/s ({v['tokens']} tok)"
+                f"{k} ttft {v['ttft_ms']:6.1f} ms {v['decode_tps']:5.1f} tok/s ({v['tokens']})"
                 for k, v in pair.items()), flush=True)
         llm.close()
     finally:
@@ -142,11 +189,15 @@ def main() -> None:
     med, ratios = result["median"], result["ratios"]
     out = write_result(args.name, result)
     print(f"\nmedian of {args.reps} runs, {args.threads} threads, max_tokens {args.max_tokens}")
-    print(f"{'side':8s} {'TTFT ms':>9s} {'decode tok/s':>13s} {'tokens':>7s}")
+    print(f"{'side':11s} {'TTFT ms':>9s} {'decode tok/s':>13s} {'tokens':>7s}")
     for side, row in med.items():
-        print(f"{side:8s} {row['ttft_ms']:9.1f} {row['decode_tps']:13.1f} {row['tokens']:7.0f}")
+        print(f"{side:11s} {row['ttft_ms']:9.1f} {row['decode_tps']:13.1f} {row['tokens']:7.0f}")
     print(f"decode sovhub/direct {ratios['decode_tps_sovhub_over_direct']:.3f} (target >= 0.95); "
           f"TTFT direct/sovhub {ratios['ttft_direct_over_sovhub']:.3f}; same output: {ratios['same_tokens_every_run']}")
+    print(f"lean HTTP client: decode sovhub_http/direct_b {ratios['decode_tps_sovhub_http_over_direct_b']:.3f}; "
+          f"TTFT direct_b/sovhub_http {ratios['ttft_direct_b_over_sovhub_http']:.3f}; "
+          f"same output: {ratios['same_tokens_every_run_b']}; "
+          f"hub overhead header {med['sovhub_http']['overhead_ms']} ms")
     print(f"written {out.relative_to(BENCH.parent)}")
 
 
