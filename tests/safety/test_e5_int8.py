@@ -111,6 +111,25 @@ def test_an_unreadable_cached_model_is_rebuilt(int8: Int8E5, tmp_path: Path,
     assert not list(tmp_path.glob("*.tmp*"))
 
 
+def test_a_failed_build_is_a_config_error_and_leaves_nothing(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from sovhub.safety import e5_int8
+
+    def broken(e5: E5File, out: Path) -> None:
+        out.write_bytes(b"half a model")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(e5_int8, "quantize", broken)
+    with pytest.raises(ConfigError, match="cannot build the int8 e5 encoder.*No space left"):
+        Int8E5(tmp_path).ensure_ready()
+    assert list(tmp_path.iterdir()) == []
+    read_only = tmp_path / "file"
+    read_only.write_text("not a directory")
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="cannot build the int8 e5 encoder"):
+        Int8E5(read_only / "cache").ensure_ready()
+
+
 def test_the_package_file_is_found_and_read() -> None:
     e5 = E5File(packaged_e5_path())
     assert (e5.hidden, e5.layers, e5.heads, e5.ffn) == (384, 12, 12, 1536)

