@@ -51,7 +51,8 @@ def load(port: int, key: str | None, rate: float, args: argparse.Namespace, gate
     cmd = pinned(
         [PYTHON, str(BENCH / "loadgen.py"), "--url", f"http://127.0.0.1:{port}/v1/chat/completions",
          "--rate", str(rate), "--duration", str(args.step_s), "--warmup", str(args.warmup_s), "--timeout", "10"]
-        + (["--key", key] if key else []) + (["--stream"] if args.stream else []),
+        + (["--key", key] if key else []) + (["--stream"] if args.stream else [])
+        + (["--distinct", str(args.distinct)] if args.distinct else []),
         args.load_cpus,
     )
     cpu0 = cpu_seconds(gateway.pid) if gateway else 0.0
@@ -130,6 +131,8 @@ def main() -> None:
     parser.add_argument("--ladder", type=lambda s: [float(x) for x in s.split(",")], default=LADDER)
     parser.add_argument("--no-ladder", action="store_true")
     parser.add_argument("--stream", action="store_true", help="streaming requests (SSE) instead of JSON")
+    parser.add_argument("--distinct", type=int, default=0, metavar="N",
+                        help="N different messages sent in turn (so that the guards' per-text cache misses)")
     parser.add_argument("--litellm-venv", type=Path, default=Path("/work/litellm-venv"))
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--no-pin", action="store_true")

@@ -32,10 +32,12 @@ from mock_upstream import run_fast
 __all__ = ["LoadResult", "chat_request", "percentile", "run_load"]
 
 PROMPT = "Say hello in three words."
+DISTINCT_PROMPT = "Message {n}: could you summarise the main points of the new public transport plan for our city?"
 
 
-def chat_request(host: str, port: int, path: str, model: str, key: str | None, stream: bool) -> bytes:
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16}
+def chat_request(host: str, port: int, path: str, model: str, key: str | None, stream: bool,
+                 prompt: str = PROMPT) -> bytes:
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 16}
     if stream:
         body["stream"] = True
     raw = json.dumps(body, separators=(",", ":")).encode()
@@ -131,9 +133,11 @@ class LoadResult:
 
 
 async def run_load(
-    url: str, raw: bytes, rate: float, duration: float, warmup: float, *, timeout: float = 10.0,
+    url: str, raw: bytes | list[bytes], rate: float, duration: float, warmup: float, *, timeout: float = 10.0,
     max_conns: int = 2000,
 ) -> LoadResult:
+    """Send ``raw`` at ``rate``; a list of requests is sent in turn (``--distinct``)."""
+    raws = raw if isinstance(raw, list) else [raw]
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     loop = asyncio.get_running_loop()
@@ -177,7 +181,7 @@ async def run_load(
 
     measured_from = 0.0
 
-    async def one(due: float) -> None:
+    async def one(due: float, raw: bytes) -> None:
         nonlocal done_in_window, opened
         counted = due >= measured_from
         status = 0
@@ -221,7 +225,7 @@ async def run_load(
         now = clock()
         due_count = min(total, int((now - start) * rate) + 1)
         while issued < due_count:
-            task = loop.create_task(one(start + issued / rate))
+            task = loop.create_task(one(start + issued / rate, raws[issued % len(raws)]))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             issued += 1
@@ -247,11 +251,18 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--distinct", type=int, default=0, metavar="N",
+                        help="send N different messages in turn (a guard's per-text cache then answers none "
+                             "of them while N exceeds its size) instead of one message every time")
     args = parser.parse_args()
     parts = urlsplit(args.url)
     if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("loopback targets only")
-    raw = chat_request(parts.hostname or "127.0.0.1", parts.port or 80, parts.path, args.model, args.key, args.stream)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    raw: bytes | list[bytes] = chat_request(host, port, parts.path, args.model, args.key, args.stream)
+    if args.distinct > 0:
+        raw = [chat_request(host, port, parts.path, args.model, args.key, args.stream,
+                            DISTINCT_PROMPT.format(n=n)) for n in range(args.distinct)]
     t0 = time.perf_counter()
     result = run_fast(run_load(args.url, raw, args.rate, args.duration, args.warmup, timeout=args.timeout))
     summary = result.summary()

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,6 +20,28 @@ __all__ = ["BatchWriter"]
 
 T = TypeVar("T")
 log = logging.getLogger("sovhub.batching")
+
+# Batched writes are background work: their thread runs at a lower CPU priority than the event
+# loop, so that a flush (hundreds of rows each second under load) does not take the core from
+# the requests in flight. One thread for every writer: writes are short and SQLite has one writer.
+WRITER_NICE = 10
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _lower_priority() -> None:
+    try:  # Linux: a thread id is a process id for setpriority, so this lowers this thread only
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+    except (AttributeError, OSError, PermissionError) as exc:  # other systems: same priority, still correct
+        log.debug("batch writer runs at normal priority: %s", exc)
+
+
+def writer_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(1, thread_name_prefix="sovhub-writer", initializer=_lower_priority)
+        return _executor
 
 
 class BatchWriter(Generic[T]):
@@ -58,7 +83,7 @@ class BatchWriter(Generic[T]):
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
             try:
-                total += await asyncio.to_thread(self.write, batch)
+                total += await asyncio.get_running_loop().run_in_executor(writer_executor(), self.write, batch)
             except SQLAlchemyError as exc:
                 log.error("%s: write failed, will retry: %s", self.name, exc)
                 self._buffer.extendleft(reversed(batch))

@@ -164,6 +164,10 @@ def serve(obj: HubContext, host: str | None, port: int | None) -> None:
         timeout_graceful_shutdown=30, lifespan="on",
     )
     server = uvicorn.Server(config)
+    # A background thread (batched writes, guards, the model's hand-offs) holds the GIL for up to this
+    # long before the event loop gets it back: 1 ms instead of Python's 5 (gateway benchmark, one core,
+    # 500 RPS: p99 added 7.4 ms at 5 ms, 4.1 at 1 ms, before the other fixes of that change).
+    sys.setswitchinterval(0.001)
     server.run()
     if not server.started:
         raise click.ClickException(f"could not start serving on {url} (is the port in use?)")

@@ -52,7 +52,8 @@ class SovereigntySettings(BaseModel):
     )
     purge_interval_s: float = Field(3600.0, gt=0, description="Seconds between retention purges while serving.")
     content_flush_interval_s: float = Field(
-        1.0, gt=0, description="Seconds between batched writes of stored conversation content."
+        0.2, gt=0, description="Seconds between batched writes of stored conversation content (small, frequent "
+        "batches keep each write short)."
     )
     access_grant_hours: float = Field(
         24.0, gt=0, le=720, description="Hours an approved staff access to a person's content lasts."
@@ -263,7 +264,10 @@ class Settings(BaseSettings):
     )
     backend_cooldown_s: float = Field(10.0, ge=0, description="Seconds a failed backend is skipped.")
     key_cache_ttl_s: float = Field(5.0, ge=0, description="Seconds a verified API key is cached in-process.")
-    usage_flush_interval_s: float = Field(1.0, gt=0, description="Seconds between batched usage writes.")
+    usage_flush_interval_s: float = Field(
+        0.2, gt=0, description="Seconds between batched usage writes (small, frequent batches keep each write "
+        "short, so the event loop is never held long)."
+    )
     usage_flush_batch: int = Field(500, ge=1, description="Usage records written per batch at most.")
 
     sovereignty: SovereigntySettings = Field(default_factory=SovereigntySettings)

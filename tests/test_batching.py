@@ -1,0 +1,58 @@
+"""The batch writer's thread: background priority, one thread for every writer, retry on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+from sqlalchemy.exc import OperationalError
+
+from sovhub.batching import WRITER_NICE, BatchWriter
+
+
+class Recorder(BatchWriter[int]):
+    def __init__(self, fail: int = 0) -> None:
+        super().__init__(interval=60.0, batch_size=2)
+        self.fail = fail
+        self.seen: list[list[int]] = []
+        self.nice: set[int] = set()
+        self.threads: set[int] = set()
+
+    def write(self, batch: list[int]) -> int:
+        self.threads.add(threading.get_native_id())
+        self.nice.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        if self.fail:
+            self.fail -= 1
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        self.seen.append(batch)
+        return len(batch)
+
+
+def test_writes_run_on_one_lower_priority_thread() -> None:
+    a, b = Recorder(), Recorder()
+    for i in range(5):
+        a.append(i)
+        b.append(i)
+
+    async def run() -> None:
+        assert await a.flush() == 5 and await b.flush() == 5
+
+    asyncio.run(run())
+    assert a.seen == [[0, 1], [2, 3], [4]]
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert a.nice == b.nice == {min(19, main + WRITER_NICE)}
+    assert a.threads == b.threads and threading.get_native_id() not in a.threads
+
+
+def test_a_failed_write_keeps_the_batch_for_the_next_flush() -> None:
+    w = Recorder(fail=1)
+    for i in range(3):
+        w.append(i)
+
+    async def run() -> tuple[int, int]:
+        return await w.flush(), await w.flush()
+
+    first, second = asyncio.run(run())
+    assert (first, second) == (0, 3)
+    assert w.seen == [[0, 1], [2]] and w.pending == 0
