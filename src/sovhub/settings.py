@@ -52,7 +52,7 @@ class SovereigntySettings(BaseModel):
     )
     purge_interval_s: float = Field(3600.0, gt=0, description="Seconds between retention purges while serving.")
     content_flush_interval_s: float = Field(
-        0.2, gt=0, description="Seconds between batched writes of stored conversation content (small, frequent "
+        0.05, gt=0, description="Seconds between batched writes of stored conversation content (small, frequent "
         "batches keep each write short)."
     )
     access_grant_hours: float = Field(
@@ -265,8 +265,8 @@ class Settings(BaseSettings):
     backend_cooldown_s: float = Field(10.0, ge=0, description="Seconds a failed backend is skipped.")
     key_cache_ttl_s: float = Field(5.0, ge=0, description="Seconds a verified API key is cached in-process.")
     usage_flush_interval_s: float = Field(
-        0.2, gt=0, description="Seconds between batched usage writes (small, frequent batches keep each write "
-        "short, so the event loop is never held long)."
+        0.05, gt=0, description="Seconds between batched usage writes (small, frequent batches keep each write "
+        "short, so the event loop is never held long: at 500 RPS on one core, p99 2.6 ms at 1 s, 2.1 at 0.05)."
     )
     usage_flush_batch: int = Field(500, ge=1, description="Usage records written per batch at most.")
 
