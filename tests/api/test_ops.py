@@ -47,3 +47,14 @@ def test_json_logs_carry_request_id(app_client: TestClient, capsys) -> None:
         logging.getLogger("sovhub").handlers.clear()
     lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
     assert any(line["msg"] == "marker" and "request_id" not in line for line in lines)
+
+
+def test_start_up_freezes_its_objects_and_relaxes_the_collector(app_client: TestClient) -> None:
+    import gc
+
+    from sovhub.app import GC_THRESHOLDS
+
+    assert app_client.get("/readyz").status_code == 200
+    # Start-up objects are out of the collector's reach; requests' objects are collected less often.
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == GC_THRESHOLDS
