@@ -56,3 +56,30 @@ def test_a_failed_write_keeps_the_batch_for_the_next_flush() -> None:
     first, second = asyncio.run(run())
     assert (first, second) == (0, 3)
     assert w.seen == [[0, 1], [2]] and w.pending == 0
+
+
+def test_a_flush_waits_for_the_one_already_writing() -> None:
+    import time
+
+    started = threading.Event()
+
+    class Slow(Recorder):
+        def write(self, batch: list[int]) -> int:
+            started.set()
+            time.sleep(0.2)
+            return super().write(batch)
+
+    w = Slow()
+    w.append(1)
+
+    async def run() -> int:
+        periodic = asyncio.create_task(w.flush())  # takes the row off the buffer, then writes slowly
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        assert w.pending == 0
+        await w.flush()  # the buffer is empty, but the row is not written yet: this must wait
+        written = len(w.seen)
+        await periodic
+        return written
+
+    assert asyncio.run(run()) == 1

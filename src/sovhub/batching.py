@@ -53,6 +53,7 @@ class BatchWriter(Generic[T]):
         self._buffer: deque[T] = deque(maxlen=max_pending)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()
         self.written = 0
 
     def append(self, item: T) -> None:
@@ -79,6 +80,13 @@ class BatchWriter(Generic[T]):
             await self.flush()
 
     async def flush(self) -> int:
+        """Write everything appended so far; returns once it is written, even by a flush already running."""
+        # One flush at a time: a caller that flushes to read its own rows back (an export, a test)
+        # must wait for the periodic flush that may have just taken them off the buffer.
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         total = 0
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
