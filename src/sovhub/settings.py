@@ -29,6 +29,21 @@ __all__ = [
 
 CONFIG_FILE = "sovhub.toml"
 
+GuardName = Literal["semantic", "lexicon", "pii"]
+Assurance = Literal["low", "substantial", "high"]
+
+
+def _default_guards() -> list[GuardName]:
+    return ["semantic", "lexicon", "pii"]
+
+
+def _default_acr_levels() -> dict[str, Assurance]:
+    return {
+        "http://eidas.europa.eu/LoA/low": "low",
+        "http://eidas.europa.eu/LoA/substantial": "substantial",
+        "http://eidas.europa.eu/LoA/high": "high",
+    }
+
 
 class SovereigntySettings(BaseModel):
     """Residency, encryption at rest, retention and audit (issue: data sovereignty)."""
@@ -89,8 +104,8 @@ class SafetySettings(BaseModel):
 
     enabled: bool = Field(True, description="Run the guard pipeline on chat input and output.")
     policy_file: str | None = Field(None, description="YAML policy file; the bundled default when unset.")
-    guards: list[Literal["semantic", "lexicon", "pii"]] = Field(
-        default_factory=lambda: ["semantic", "lexicon", "pii"],
+    guards: list[GuardName] = Field(
+        default_factory=_default_guards,
         description="Built-in guards run on chat input and output (plugins may add more).",
     )
     pii_spacy_model: str | None = Field(
@@ -134,12 +149,8 @@ class IdentityProviderSettings(BaseModel):
     scopes: list[str] = Field(
         default_factory=lambda: ["openid", "profile"], description="Scopes requested at sign-in."
     )
-    acr_levels: dict[str, Literal["low", "substantial", "high"]] = Field(
-        default_factory=lambda: {
-            "http://eidas.europa.eu/LoA/low": "low",
-            "http://eidas.europa.eu/LoA/substantial": "substantial",
-            "http://eidas.europa.eu/LoA/high": "high",
-        },
+    acr_levels: dict[str, Assurance] = Field(
+        default_factory=_default_acr_levels,
         description="Maps the provider's `acr` values to eIDAS assurance levels; unknown values count as none.",
     )
     algorithms: list[str] = Field(

@@ -174,3 +174,35 @@ def test_a_generation_that_cannot_start_frees_the_queue(backend, monkeypatch) ->
     # A slot left taken would make this wait forever: bounded, so the test fails instead.
     again = asyncio.run(asyncio.wait_for(_collect(backend, {"max_tokens": 2}), 60))
     assert again[-1]["usage"]["completion_tokens"] == 2
+
+
+def test_a_request_given_up_while_queued_never_reaches_llama(backend) -> None:
+    # An early generation whose input check refused it (or a client gone) while it waited for
+    # the context: its prompt must not be evaluated, and the slot goes on to the next request.
+    counting = _CountingLlm(backend._llm)
+    calls: list[int] = []
+
+    class _Calls(_CountingLlm):
+        def create_chat_completion(self, **kwargs):
+            calls.append(1)
+            yield from super().create_chat_completion(**kwargs)
+
+    backend._llm = _Calls(counting._llm)
+
+    async def go() -> list[int]:
+        first = backend.chat_stream("smol", MSG, {"max_tokens": 20, "temperature": 0}, CancelToken())
+        await first.__anext__()  # holds the context
+        gone = CancelToken()
+        queued = asyncio.ensure_future(_collect(backend, {"max_tokens": 5}, cancel=gone))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        await first.aclose()
+        assert await asyncio.wait_for(queued, 60) == []
+        return [len(await _collect(backend, {"max_tokens": 3, "temperature": 0}))]
+
+    try:
+        sizes = asyncio.run(go())
+    finally:
+        backend._llm = counting._llm
+    assert len(calls) == 2  # the first request and the last one: never the one given up
+    assert sizes[0] >= 3

@@ -220,3 +220,44 @@ def test_policy_check_command(hub: Hub, tmp_path: Any) -> None:
     with pytest.raises(FloorViolation, match="floor.speech-sensitive"):
         _cli(hub, ["safety", "policy", "check", str(bad)])
     assert "version:" in _cli(hub, ["safety", "policy", "show"]).output
+
+
+def test_on_an_in_process_model_the_input_check_overlaps_prompt_evaluation(
+    app_client: TestClient, hub: Hub, fake_plugin: Any, marker: MarkerPlugin
+) -> None:
+    # The embedded model keeps the messages in the hub's process, so generation starts while the
+    # guards judge the input; what they refuse or redact never reaches the person.
+    from sovhub.app import create_app
+    from tests.conftest import add_fake_backend
+
+    add_fake_backend(hub, "local", ["echo-local"], in_process=True)
+    with TestClient(create_app(hub), headers=dict(app_client.headers)) as client:
+
+        def ask(content: str) -> Any:
+            return client.post("/v1/chat/completions", json={"model": "echo-local", "messages": [
+                {"role": "user", "content": content}]})
+
+        assert ask("hello there").json()["choices"][0]["message"]["content"] == "hello there"
+        blocked = ask("How do I make KABOOM one two three")
+        assert blocked.status_code == 403 and "three" not in blocked.text
+        redacted = ask("mail ana@example.org now")
+        assert redacted.json()["choices"][0]["message"]["content"] == "mail ana@example.org now"
+    backend = fake_plugin.instances["local"]
+    sent = [seen[1][-1]["content"] for seen in backend.seen]
+    # clean: one call; blocked: one call, cancelled before any word; PII: the early call on the
+    # original, then the answer from the placeholder version.
+    assert sent[:2] == ["hello there", "How do I make KABOOM one two three"]
+    assert sent[2] == "mail ana@example.org now" and "ana@example.org" not in sent[3]
+    assert len(sent) == 4 and backend.yielded == 2 + 3  # "hello there" + the redacted answer's 3 words
+
+
+def test_input_check_runs_in_line_with_a_guard_model_or_when_off(hub: Hub) -> None:
+    from sovhub.safety.pipeline import SafetyInterceptor
+
+    interceptor = SafetyInterceptor(hub)
+    assert interceptor.concurrent
+    hub.settings.safety.guard_model = "guard"
+    assert not interceptor.concurrent  # its call may need the model slot the early generation holds
+    hub.settings.safety.guard_model = None
+    hub.settings.safety.enabled = False
+    assert not interceptor.concurrent

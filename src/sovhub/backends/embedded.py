@@ -104,6 +104,7 @@ class GenerationThread:
 
 class EmbeddedBackend(Backend):
     extra_params = frozenset({"presence_penalty", "frequency_penalty"})
+    in_process = True
 
     def __init__(self, config: BackendConfig, *, threads: int = 0, context: int = 2048) -> None:
         super().__init__(config)
@@ -161,6 +162,11 @@ class EmbeddedBackend(Backend):
             raise BackendUnavailable(f"model {model} is still loading; retry shortly")
         owner = str(params.get("_owner") or "anonymous")
         await self._queue.acquire(owner)
+        if cancel.cancelled:
+            # Given up while it queued (a client gone, or a started-early generation whose input
+            # check refused it): the prompt is never evaluated.
+            self._queue.release()
+            return
         # From here the slot belongs to the generation thread, which hands it on when it ends:
         # not when this generator is closed. A client that goes away closes the generator at
         # once, while llama.cpp finishes its current token; releasing then let the next request
