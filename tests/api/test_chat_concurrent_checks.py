@@ -149,3 +149,11 @@ def test_mixed_candidates_do_not_start_early(hub: Hub, fake_plugin: FakePlugin, 
     first = min(b.seen[0][0] for b in fake_plugin.instances.values() if b.seen)
     assert first >= judge.done_at
     assert judge.started_early == [None]
+
+
+def test_the_operator_can_turn_the_overlap_off(hub: Hub, fake_plugin: FakePlugin, api_key: str, judge: Judge) -> None:
+    hub.settings.overlap_input_checks = False
+    for client in _client(hub, api_key, judge, in_process=True):
+        assert _ask(client).status_code == 200
+    assert fake_plugin.instances["local"].seen[0][0] >= judge.done_at
+    assert judge.started_early == [None]

@@ -103,8 +103,8 @@ class ChatService:
         ctx.params = self._params(req, candidates[0], principal.label)
         interceptors = self.hub.interceptors
         alongside = [i for i in interceptors if getattr(i, "concurrent", False)]
-        if alongside and not all(b.in_process for b in candidates[:2]):
-            alongside = []  # the messages would leave the process before they were judged
+        if not self.hub.settings.overlap_input_checks or not all(b.in_process for b in candidates[:2]):
+            alongside = []  # (a remote backend: the messages would leave the hub before being judged)
         for interceptor in interceptors:
             if interceptor not in alongside:
                 await interceptor.before(ctx)
