@@ -20,7 +20,11 @@ reuse cannot skip the prompt on either side.
 
     .venv/bin/python bench/inference_bench.py --reps 5     # writes bench/results/inference.json
 
-Each repetition runs direct, sovhub, direct_b, sovhub_http in that order.
+Each repetition runs direct, sovhub, direct_b, sovhub_http in that order, then one lean-client
+request to each `--variant` hub: a second `sovhub serve` with other settings (e.g. guards off),
+so that two configurations are compared within the same repetitions rather than in runs minutes
+apart. Besides the ratio of the medians, the result gives the median of the per-repetition
+ratios (each repetition's sides ran within a second of each other, so slow drift cancels).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +118,19 @@ def run_sovhub_http(http: Any, url: str, key: str, n: int, args: argparse.Namesp
     return result
 
 
+def paired(runs: list[dict[str, Any]], base: str, side: str) -> float:
+    """The median over repetitions of base TTFT / side TTFT."""
+    return round(statistics.median(r[base]["ttft_ms"] / r[side]["ttft_ms"] for r in runs), 3)
+
+
 def summarize(runs: list[dict[str, Any]], args: argparse.Namespace, info: dict[str, Any],
               startup_s: float | None) -> dict[str, Any]:
+    variants = [f"hub:{name}" for name in args.variants]
     med = {side: {k: round(statistics.median(r[side][k] for r in runs), 2) for k in ("ttft_ms", "decode_tps",
                                                                                       "tokens")}
-           for side in SIDES}
-    med["sovhub_http"]["overhead_ms"] = round(statistics.median(r["sovhub_http"]["overhead_ms"] for r in runs), 2)
+           for side in (*SIDES, *variants)}
+    for side in ("sovhub_http", *variants):
+        med[side]["overhead_ms"] = round(statistics.median(r[side]["overhead_ms"] for r in runs), 2)
     ratios = {
         "decode_tps_sovhub_over_direct": round(med["sovhub"]["decode_tps"] / med["direct"]["decode_tps"], 3),
         "ttft_direct_over_sovhub": round(med["direct"]["ttft_ms"] / med["sovhub"]["ttft_ms"], 3),
@@ -127,12 +139,18 @@ def summarize(runs: list[dict[str, Any]], args: argparse.Namespace, info: dict[s
             med["sovhub_http"]["decode_tps"] / med["direct_b"]["decode_tps"], 3),
         "ttft_direct_b_over_sovhub_http": round(med["direct_b"]["ttft_ms"] / med["sovhub_http"]["ttft_ms"], 3),
         "same_tokens_every_run_b": all(r["direct_b"]["text_head"] == r["sovhub_http"]["text_head"] for r in runs),
+        "ttft_paired_median": paired(runs, "direct", "sovhub"),
+        "ttft_paired_median_b": paired(runs, "direct_b", "sovhub_http"),
+        **{f"ttft_paired_median_{side}": paired(runs, "direct_b", side) for side in variants},
+        **{f"ttft_direct_b_over_{side}": round(med["direct_b"]["ttft_ms"] / med[side]["ttft_ms"], 3)
+           for side in variants},
     }
     result = {
         "benchmark": "embedded inference", "machine": info,
         "config": {"reps": args.reps, "max_tokens": args.max_tokens, "seed": args.seed, "threads": args.threads,
                    "n_ctx": 2048, "model": args.model, "gguf": Path(model_path()).name, "temperature": 0.0,
-                   "sovhub_startup_s": startup_s, "sovhub_env": args.sovhub_env},
+                   "sovhub_startup_s": startup_s, "sovhub_env": args.sovhub_env, "variants": args.variants,
+                   "rotate": args.rotate},
         "target": {"ratio_min": 0.95}, "median": med, "ratios": ratios, "runs": runs,
     }
     return result
@@ -149,7 +167,18 @@ def main() -> None:
     parser.add_argument("--name", default="inference")
     parser.add_argument("--sovhub-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for sovhub, e.g. SOVHUB_SAFETY__ENABLED=false")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                        help="one more hub, with this environment on top of --sovhub-env, measured in the same "
+                             "repetitions, e.g. noguards:SOVHUB_SAFETY__ENABLED=false")
+    parser.add_argument("--rotate", action="store_true",
+                        help="start each repetition one side later (the order is otherwise fixed)")
     args = parser.parse_args()
+    args.variants = {}
+    for spec in args.variant:
+        name, _, pairs = spec.partition(":")
+        if not name or not pairs:
+            parser.error(f"--variant {spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE]")
+        args.variants[name] = dict(kv.split("=", 1) for kv in pairs.split(","))
 
     import httpx
     from llama_cpp import Llama
@@ -158,10 +187,13 @@ def main() -> None:
     info = machine_info()
     workdir = Path(tempfile.mkdtemp(prefix="sovhub-infbench-"))
     sov: Proc | None = None
+    others: dict[str, Proc] = {}
+    base_env = {"SOVHUB_EMBEDDED_THREADS": str(args.threads), "SOVHUB_EMBEDDED_CONTEXT": "2048",
+                **dict(kv.split("=", 1) for kv in args.sovhub_env)}
     try:
-        sov = start_sovhub(workdir, mock_port=None, embedded=True,
-                           env={"SOVHUB_EMBEDDED_THREADS": str(args.threads), "SOVHUB_EMBEDDED_CONTEXT": "2048",
-                                **dict(kv.split("=", 1) for kv in args.sovhub_env)})
+        sov = start_sovhub(workdir, mock_port=None, embedded=True, env=base_env)
+        for name, env in args.variants.items():
+            others[name] = start_sovhub(workdir, mock_port=None, embedded=True, env={**base_env, **env})
         client = OpenAI(base_url=f"http://127.0.0.1:{sov.port}/v1", api_key=sov.key, max_retries=0, timeout=300)
         http = httpx.Client(timeout=300)
         url, key = f"http://127.0.0.1:{sov.port}/v1/chat/completions", sov.key or ""
@@ -169,11 +201,23 @@ def main() -> None:
         run_direct(llm, -1, args)  # warm-up, unrecorded
         run_sovhub(client, -1, args)
         run_sovhub_http(http, url, key, -1, args)
+        hub_urls = {name: (f"http://127.0.0.1:{p.port}/v1/chat/completions", p.key or "") for name, p in others.items()}
+        for hub_url, hub_key in hub_urls.values():
+            run_sovhub_http(http, hub_url, hub_key, -1, args)
         runs: list[dict[str, Any]] = []
         for n in range(args.reps):
-            pair = {"direct": run_direct(llm, n, args), "sovhub": run_sovhub(client, n, args),
-                    "direct_b": run_direct(llm, n, args, PROMPT_B),
-                    "sovhub_http": run_sovhub_http(http, url, key, n, args)}
+            sides: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+                ("direct", partial(run_direct, llm, n, args)), ("sovhub", partial(run_sovhub, client, n, args)),
+                ("direct_b", partial(run_direct, llm, n, args, PROMPT_B)),
+                ("sovhub_http", partial(run_sovhub_http, http, url, key, n, args)),
+                *((f"hub:{name}", partial(run_sovhub_http, http, hub_url, hub_key, n, args))
+                  for name, (hub_url, hub_key) in hub_urls.items()),
+            ]
+            # Each repetition starts one side later: the first request after another process
+            # ran the model is slower (its caches are cold), and no side should always be it.
+            shift = n % len(sides) if args.rotate else 0
+            measured = {name: run() for name, run in sides[shift:] + sides[:shift]}
+            pair = {name: measured[name] for name, _ in sides}
             runs.append(pair)
             # Written after every repetition, so a run cut short still leaves its measurements.
             write_result(args.name, summarize(runs, args, info, sov.extra.get("startup_s")))
@@ -182,6 +226,8 @@ def main() -> None:
                 for k, v in pair.items()), flush=True)
         llm.close()
     finally:
+        for proc in others.values():
+            proc.stop()
         if sov is not None:
             sov.stop()
 
@@ -198,6 +244,13 @@ def main() -> None:
           f"TTFT direct_b/sovhub_http {ratios['ttft_direct_b_over_sovhub_http']:.3f}; "
           f"same output: {ratios['same_tokens_every_run_b']}; "
           f"hub overhead header {med['sovhub_http']['overhead_ms']} ms")
+    print(f"paired medians of per-repetition TTFT ratios: SDK {ratios['ttft_paired_median']:.3f}, "
+          f"lean client {ratios['ttft_paired_median_b']:.3f}")
+    for name in args.variants:
+        side = f"hub:{name}"
+        print(f"variant {name}: TTFT direct_b/{name} {ratios[f'ttft_direct_b_over_{side}']:.3f} (medians), "
+              f"{ratios[f'ttft_paired_median_{side}']:.3f} (paired); decode {med[side]['decode_tps']} tok/s; "
+              f"hub overhead header {med[side]['overhead_ms']} ms")
     print(f"written {out.relative_to(BENCH.parent)}")
 
 

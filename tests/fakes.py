@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,11 +18,7 @@ class EchoBackend(Backend):
         super().__init__(config)
         self.fail_before_first = bool(config.options.get("fail"))
         self.delay = float(config.options.get("delay", 0.0))
-        # `in_process`: pretend the model runs inside the hub (as the embedded one does).
-        self.in_process = bool(config.options.get("in_process"))
         self.calls = 0
-        #: (time.perf_counter() at the call, the messages it was given) for every call.
-        self.seen: list[tuple[float, list[dict[str, Any]]]] = []
         self.cancelled = 0
         self.yielded = 0
 
@@ -31,7 +26,6 @@ class EchoBackend(Backend):
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
     ) -> AsyncIterator[ChatChunk]:
         self.calls += 1
-        self.seen.append((time.perf_counter(), messages))
         if self.fail_before_first:
             raise BackendUnavailable(f"{self.name} is down")
         last = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})

@@ -7,13 +7,6 @@ A chat request flows through :class:`ChatContext`:
 3. the backend streams chunks; ``check_output`` runs on the growing answer and may stop it
    (the stream then ends with ``finish_reason: "content_filter"``);
 4. every interceptor's ``after`` sees the final text and usage (storage, metrics).
-
-An interceptor whose ``before`` only judges the input (it raises to refuse, or replaces whole
-messages it redacted) may say so with ``concurrent = True``. When every candidate backend runs
-in the hub's process (``Backend.in_process``: the messages never leave it), such interceptors run
-last, *while* the backend evaluates the prompt, and no byte of the answer leaves before they
-return: a refusal cancels the generation; a rewrite of ``ctx.messages`` cancels it and starts
-again on the rewritten messages. On any other backend they run in line, before it is called.
 """
 
 from __future__ import annotations
@@ -92,8 +85,6 @@ class OutputVerdict:
 @runtime_checkable
 class ChatInterceptor(Protocol):
     name: str
-    # Optional (read with getattr, default False): ``before`` may run alongside prompt evaluation.
-    # concurrent: bool
 
     async def before(self, ctx: ChatContext) -> None: ...
 

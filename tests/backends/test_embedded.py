@@ -177,8 +177,8 @@ def test_a_generation_that_cannot_start_frees_the_queue(backend, monkeypatch) ->
 
 
 def test_a_request_given_up_while_queued_never_reaches_llama(backend) -> None:
-    # An early generation whose input check refused it (or a client gone) while it waited for
-    # the context: its prompt must not be evaluated, and the slot goes on to the next request.
+    # A client that went away while its request waited for the context: its prompt must not be
+    # evaluated, and the slot goes on to the next request.
     counting = _CountingLlm(backend._llm)
     calls: list[int] = []
 

@@ -59,10 +59,6 @@ class Backend(ABC):
     max_n: int = 1
     #: Request parameters this backend understands beyond the common ones.
     extra_params: frozenset[str] = frozenset()
-    #: True when the model runs inside the hub's own process, so a request's messages never leave
-    #: it: the hub may then start generating while concurrent input checks still run (see
-    #: :class:`sovhub.pipeline.ChatInterceptor`). Never true for a backend reached over a network.
-    in_process: bool = False
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config

@@ -104,7 +104,6 @@ class GenerationThread:
 
 class EmbeddedBackend(Backend):
     extra_params = frozenset({"presence_penalty", "frequency_penalty"})
-    in_process = True
 
     def __init__(self, config: BackendConfig, *, threads: int = 0, context: int = 2048) -> None:
         super().__init__(config)
@@ -163,8 +162,7 @@ class EmbeddedBackend(Backend):
         owner = str(params.get("_owner") or "anonymous")
         await self._queue.acquire(owner)
         if cancel.cancelled:
-            # Given up while it queued (a client gone, or a started-early generation whose input
-            # check refused it): the prompt is never evaluated.
+            # The client went away while it queued: its prompt is never evaluated.
             self._queue.release()
             return
         # From here the slot belongs to the generation thread, which hands it on when it ends:

@@ -4,8 +4,7 @@
 lexicon, PII, optional guard model) plus the policy's own lexicon; :func:`policy.decide` picks
 the action. ``block`` raises :class:`ContentBlocked` carrying an explanation in the person's
 language, the policy clause and how to appeal; ``redact`` rewrites ``ctx.messages`` (PII masked,
-hashed or pseudonymised); ``warn`` is logged. On an in-process model ``before`` runs while the
-model evaluates the prompt (``concurrent``; see :mod:`sovhub.pipeline`). ``check_output`` scans the growing answer (its
+hashed or pseudonymised); ``warn`` is logged. ``check_output`` scans the growing answer (its
 new part plus an overlap, so the cost stays linear) and stops it on ``block``; the core then
 ends the stream with ``finish_reason: "content_filter"``.
 
@@ -136,14 +135,6 @@ class SafetyInterceptor:
     @property
     def runtime(self) -> SafetyRuntime:
         return get_runtime(self.hub)
-
-    @property
-    def concurrent(self) -> bool:
-        """``before`` may run while an in-process model evaluates the prompt (it only refuses, or
-        replaces the messages it redacts). Not with a guard model: that is a backend call, which
-        may need the very model slot the early generation holds."""
-        settings = self.hub.settings.safety
-        return settings.enabled and not settings.guard_model
 
     async def before(self, ctx: ChatContext) -> None:
         if not self.hub.settings.safety.enabled:

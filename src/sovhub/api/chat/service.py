@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import copy
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,10 +17,6 @@ from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .protocol import ChatCompletionRequest
 
 __all__ = ["ChatService", "PreparedChat"]
-
-# What opening a backend stream gives: the backend, its first chunk, the stream, the token that
-# stops it, and the seconds the backend took to give the first chunk.
-_Opened = tuple[Backend, ChatChunk | None, AsyncIterator[ChatChunk], CancelToken, float]
 
 # Parameters every backend honours; anything else needs a backend that passes it on.
 _COMMON = {"max_tokens", "temperature", "top_p", "stop", "seed", "n"}
@@ -49,8 +42,6 @@ class PreparedChat:
 class ChatService:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        # Streams of generations started early and then given up, being closed in the background.
-        self._closing: set[asyncio.Task[None]] = set()
 
     def _params(self, req: ChatCompletionRequest, backend: Backend, owner: str) -> dict[str, Any]:
         data = req.model_dump(exclude_none=True, exclude={"messages"})
@@ -101,75 +92,19 @@ class ChatService:
         headers = await admit(self.hub, principal, "chat", req.model)
         candidates = registry.candidates(ctx, req.model)
         ctx.params = self._params(req, candidates[0], principal.label)
-        interceptors = self.hub.interceptors
-        alongside = [i for i in interceptors if getattr(i, "concurrent", False)]
-        if not self.hub.settings.overlap_input_checks or not all(b.in_process for b in candidates[:2]):
-            alongside = []  # (a remote backend: the messages would leave the hub before being judged)
-        for interceptor in interceptors:
-            if interceptor not in alongside:
-                await interceptor.before(ctx)
-        if alongside:
-            opened = await self._open_alongside(ctx, candidates, alongside)
-        else:
-            opened = await self._open(ctx, candidates, ctx.messages, CancelToken())
-        backend, first, stream, cancel, waited = opened
-        prepared = PreparedChat(ctx, backend, first, stream, cancel, started, headers, backend_s=waited)
-        prepared.first_token_s = time.perf_counter() - started
-        return prepared
-
-    async def _open(
-        self, ctx: ChatContext, candidates: list[Backend], messages: list[dict[str, Any]], cancel: CancelToken
-    ) -> _Opened:
-        """The backend's stream and its first chunk, and how long the backend took to give it."""
-        registry = self.hub.backends
-        assert registry is not None  # checked by prepare
+        for interceptor in self.hub.interceptors:
+            await interceptor.before(ctx)
+        cancel = CancelToken()
         t0 = time.perf_counter()
         try:
-            backend, first, stream = await registry.open_stream(ctx, candidates, messages, ctx.params, cancel)
+            backend, first, stream = await registry.open_stream(ctx, candidates, ctx.messages, ctx.params, cancel)
         except SovhubError:
             self.hub.services["metrics"].backend_errors.labels(candidates[0].name).inc()
             raise
-        return backend, first, stream, cancel, time.perf_counter() - t0
-
-    async def _open_alongside(
-        self, ctx: ChatContext, candidates: list[Backend], checks: list[Any]
-    ) -> _Opened:
-        """Start generating while `checks` judge the input; nothing is returned before they pass.
-
-        Only for in-process backends (the caller makes sure): the prompt is evaluated before it
-        was judged, but it never leaves the process, and what the model answers leaves only once
-        every check has passed. The checks' own time counts as hub overhead only where it
-        outlasted the backend's.
-        """
-        sent = copy.deepcopy(ctx.messages)
-        cancel = CancelToken()
-        early = asyncio.create_task(self._open(ctx, candidates, sent, cancel))
-        try:
-            for check in checks:
-                await check.before(ctx)
-        except BaseException:
-            self._discard(early, cancel)
-            raise
-        if ctx.messages == sent:
-            ctx.state["chat.started_early"] = "kept"
-            return await early
-        # A check rewrote the input (redaction): the model must never answer the original.
-        ctx.state["chat.started_early"] = "restarted"
-        self._discard(early, cancel)
-        return await self._open(ctx, candidates, ctx.messages, CancelToken())
-
-    def _discard(self, opening: asyncio.Task[_Opened], cancel: CancelToken) -> None:
-        """Stop a generation started early and close its stream once it has opened, in the background."""
-        cancel.cancel()
-
-        async def close() -> None:
-            with contextlib.suppress(Exception):
-                _, _, stream, _, _ = await opening
-                await stream.aclose()  # type: ignore[attr-defined]
-
-        task = asyncio.create_task(close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        waited = time.perf_counter() - t0
+        prepared = PreparedChat(ctx, backend, first, stream, cancel, started, headers, backend_s=waited)
+        prepared.first_token_s = time.perf_counter() - started
+        return prepared
 
     async def chunks(self, p: PreparedChat, on_backend_time: Callable[[float], None]) -> AsyncIterator[ChatChunk]:
         """The answer as chunks with the hub's id, output checks applied, usage last (always)."""
