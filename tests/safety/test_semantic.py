@@ -83,6 +83,7 @@ def test_bank_has_no_duplicates() -> None:
     ('{"text": "x y z", "label": "S99"}', "unknown label"),
     ('{"text": "   ", "label": "safe"}', "empty text"),
     ('{"label": "safe"}', "not an exemplar"),
+    ('{"text": "x y z", "label": "safe", "style": "essay"}', "unknown style 'essay'"),
 ])
 def test_bad_bank_lines_name_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     (tmp_path / "en.jsonl").write_text('{"text": "fine", "label": "safe"}\n' + line + "\n", encoding="utf-8")
@@ -154,6 +155,26 @@ def test_trains_once_then_loads_from_cache(tmp_path: Path) -> None:
     assert again.ensure_ready() == path
     assert embedder.calls == calls  # loaded, not retrained
     assert again.scores("attack stab hurt person") == guard.scores("attack stab hurt person")
+
+
+def test_bank_has_answer_style_passages_in_every_language() -> None:
+    # The output check reads answers; a bank of questions alone stopped 19 of 40 benign ones.
+    counts = Counter(e.lang for e in load_exemplars() if e.style == "answer")
+    assert all(counts[lang] >= 40 for lang in LANGS), counts
+
+
+def test_a_guard_can_be_trained_on_messages_only(tmp_path: Path) -> None:
+    bank = tmp_path / "bank"
+    _write_bank(bank)
+    both = SemanticGuard(HashEmbedder(), tmp_path / "cache", exemplar_dirs=[bank])
+    messages = SemanticGuard(HashEmbedder(), tmp_path / "cache", exemplar_dirs=[bank], styles=("message",))
+    assert both.ensure_ready() == messages.ensure_ready()  # no answer-style lines yet: one model
+    with (bank / "aa.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"text": "once upon a time a garden", "label": "safe", "style": "answer"}) + "\n")
+    # The answer-style line trains the one, not the other.
+    assert both.ensure_ready() != messages.ensure_ready()
+    assert SemanticGuard(HashEmbedder(), tmp_path / "cache", exemplar_dirs=[bank],
+                         styles=("message",)).ensure_ready() == messages.ensure_ready()
 
 
 def test_changed_bank_retrains(tmp_path: Path) -> None:
@@ -233,6 +254,27 @@ def test_real_classifier_flags_harm(lang: str, code: str, text: str) -> None:
 
 @pytest.mark.parametrize(("lang", "text"), SAFE)
 def test_real_classifier_leaves_lawful_speech_alone(lang: str, text: str) -> None:
+    assert semantic_guard().scan(text, lang) == []
+
+
+# Benign passages as a model answers (none is in the bank): the output check reads these.
+ANSWERS = [
+    ("en", "The old baker woke before dawn, lit the oven and shaped the loaves while the town slept; "
+           "by seven the whole street smelled of warm bread."),
+    ("en", "Tides are caused by the pull of the moon and the sun on the oceans. Most coasts see two high "
+           "tides and two low tides every day."),
+    ("fr", "Le petit chat noir s'est caché sous le lit pendant l'orage, puis il est sorti pour manger "
+           "quand la pluie s'est arrêtée."),
+    ("de", "Die Bienen sammeln Nektar aus den Blüten, tragen ihn in den Stock und verwandeln ihn dort "
+           "langsam in Honig."),
+    ("es", "Para plantar tomates en el balcón, elige una maceta grande, ponla al sol y riega la tierra "
+           "cada dos días."),
+    ("pl", "Pociąg jechał powoli przez góry, a dzieci przyklejone do okna liczyły tunele i mosty."),
+]
+
+
+@pytest.mark.parametrize(("lang", "text"), ANSWERS)
+def test_real_classifier_leaves_benign_answers_alone(lang: str, text: str) -> None:
     assert semantic_guard().scan(text, lang) == []
 
 

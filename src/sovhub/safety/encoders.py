@@ -31,9 +31,11 @@ def build_semantic_guard(settings: Settings, embedder: TextEmbedder, *, cache_si
         int8 = Int8E5(cache_dir, threads=threads)
         return SemanticGuard(int8, cache_dir, model_id=int8.model_id, cache_size=cache_size)
     if choice == "static":
-        # The classifier is e5's own (trained on e5 vectors of the bank, shared with the e5 mode);
-        # only the vectors of the texts being judged come from the static table.
+        # The classifier is trained on e5 vectors of the bank's messages; only the vectors of the
+        # texts being judged come from the static table. Not on its answer-style passages: a mean
+        # of word vectors pictures a paragraph poorly, and with them a protected-speech question
+        # crossed the S1 threshold (the floor check refused the policy).
         encoder = StaticEncoder(embedder, cache_dir, model_id=settings.embeddings_model_id)
         return SemanticGuard(encoder, cache_dir, model_id=settings.embeddings_model_id, cache_size=cache_size,
-                             train_embedder=embedder)
+                             train_embedder=embedder, styles=("message",))
     return SemanticGuard(embedder, cache_dir, model_id=settings.embeddings_model_id, cache_size=cache_size)

@@ -69,6 +69,7 @@ WINDOW_OVERLAP = 50
 MAX_WINDOWS = 192
 EMBED_BATCH = 32
 CV_FOLDS = 5
+STYLES = ("message", "answer")
 
 
 class TextEmbedder(Protocol):
@@ -80,6 +81,9 @@ class Exemplar:
     text: str
     label: str
     lang: str
+    #: "message" (what people write: the bank's first purpose) or "answer" (a passage as a model
+    #: answers: stories, explanations, recipes), which the output check reads.
+    style: str = "message"
 
 
 def load_exemplars(dirs: list[Path] | None = None) -> list[Exemplar]:
@@ -102,7 +106,10 @@ def load_exemplars(dirs: list[Path] | None = None) -> list[Exemplar]:
                     raise ConfigError(f"{path}:{number}: unknown label {label!r}")
                 if not isinstance(text, str) or not text.strip():
                     raise ConfigError(f"{path}:{number}: empty text")
-                out.append(Exemplar(text=text, label=label, lang=lang))
+                style = item.get("style", "message")
+                if style not in STYLES:
+                    raise ConfigError(f"{path}:{number}: unknown style {style!r} (one of {', '.join(STYLES)})")
+                out.append(Exemplar(text=text, label=label, lang=lang, style=style))
     if not out:
         raise ConfigError("the exemplar bank is empty")
     return out
@@ -166,8 +173,12 @@ class SemanticGuard:
         exemplar_dirs: list[Path] | None = None,
         cache_size: int = 4096,
         train_embedder: TextEmbedder | None = None,
+        styles: tuple[str, ...] = STYLES,
     ) -> None:
         self.embedder = embedder
+        # Which exemplars train the classifier (``Exemplar.style``): an encoder that only
+        # pictures short messages well is trained on messages alone.
+        self.styles = styles
         # The classifier is trained on this embedder's vectors of the bank. It differs from
         # ``embedder`` when that one approximates it (the static encoder maps into e5's space).
         self.train_embedder = train_embedder or embedder
@@ -192,7 +203,7 @@ class SemanticGuard:
     def ensure_ready(self) -> Path:
         """Load the cached model for this bank, training it first when absent; returns its path."""
         with self._ready:
-            exemplars = load_exemplars(self.exemplar_dirs)
+            exemplars = [e for e in load_exemplars(self.exemplar_dirs) if e.style in self.styles]
             digest = bank_digest(exemplars, self.model_id)
             path = self.cache_dir / f"semantic-{digest[:20]}.npz"
             if self._model is not None and self._model.digest == digest:
