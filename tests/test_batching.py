@@ -83,3 +83,45 @@ def test_a_flush_waits_for_the_one_already_writing() -> None:
         return written
 
     assert asyncio.run(run()) == 1
+
+
+def test_one_writer_serves_one_event_loop_after_another_and_two_at_once() -> None:
+    # The writer belongs to the hub, which may serve one app after another (or, in tests, two at
+    # once, each on its own loop): asyncio's locks and events must not tie it to the first loop.
+    import time
+
+    class Slow(Recorder):
+        def write(self, batch: list[int]) -> int:
+            time.sleep(0.02)
+            return super().write(batch)
+
+    w = Slow()
+
+    async def serve(items: range) -> None:
+        await w.start()
+        for i in items:
+            w.append(i)
+        await asyncio.gather(w.flush(), w.flush())  # the second waits on the flush lock
+        await w.close()
+
+    asyncio.run(serve(range(0, 2)))
+    asyncio.run(serve(range(2, 4)))
+
+    other_started, release = threading.Event(), threading.Event()
+
+    async def long_lived() -> None:
+        await w.start()
+        other_started.set()
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        w.append(99)
+        await w.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(long_lived(),))
+    thread.start()
+    assert other_started.wait(10)
+    asyncio.run(serve(range(4, 6)))
+    release.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert sorted(x for batch in w.seen for x in batch) == [0, 1, 2, 3, 4, 5, 99]

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import threading
+import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -51,9 +52,10 @@ class BatchWriter(Generic[T]):
         self.interval = interval
         self.batch_size = batch_size
         self._buffer: deque[T] = deque(maxlen=max_pending)
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._flushing = asyncio.Lock()
+        # asyncio's primitives belong to one event loop; a writer outlives an app (the hub it
+        # belongs to may serve one app after another, as tests do), so each loop gets its own.
+        self._runs: dict[asyncio.AbstractEventLoop, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
         self.written = 0
 
     def append(self, item: T) -> None:
@@ -68,13 +70,16 @@ class BatchWriter(Generic[T]):
         raise NotImplementedError
 
     async def start(self) -> None:
-        self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"sovhub-{self.name}")
+        loop = asyncio.get_running_loop()
+        if loop in self._runs:
+            return
+        stopping = asyncio.Event()
+        self._runs[loop] = (asyncio.create_task(self._run(stopping), name=f"sovhub-{self.name}"), stopping)
 
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
+    async def _run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval)
+                await asyncio.wait_for(stopping.wait(), timeout=self.interval)
             except TimeoutError:
                 pass
             await self.flush()
@@ -83,7 +88,11 @@ class BatchWriter(Generic[T]):
         """Write everything appended so far; returns once it is written, even by a flush already running."""
         # One flush at a time: a caller that flushes to read its own rows back (an export, a test)
         # must wait for the periodic flush that may have just taken them off the buffer.
-        async with self._flushing:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        async with lock:
             return await self._flush()
 
     async def _flush(self) -> int:
@@ -100,7 +109,9 @@ class BatchWriter(Generic[T]):
         return total
 
     async def close(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
+        run = self._runs.pop(asyncio.get_running_loop(), None)
+        if run is not None:
+            task, stopping = run
+            stopping.set()
+            await task
         await self.flush()
