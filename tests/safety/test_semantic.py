@@ -171,6 +171,8 @@ def test_a_guard_can_be_trained_on_messages_only(tmp_path: Path) -> None:
     assert both.ensure_ready() == messages.ensure_ready()  # no answer-style lines yet: one model
     with (bank / "aa.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps({"text": "once upon a time a garden", "label": "safe", "style": "answer"}) + "\n")
+    assert [e.style for e in load_exemplars([bank]) if e.style == "answer"] == ["answer"]
+    assert all(e.style == "message" for e in load_exemplars([bank], ("message",)))
     # The answer-style line trains the one, not the other.
     assert both.ensure_ready() != messages.ensure_ready()
     assert SemanticGuard(HashEmbedder(), tmp_path / "cache", exemplar_dirs=[bank],

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .e5_int8 import Int8E5
 from .semantic import SemanticGuard, TextEmbedder
-from .static import StaticEncoder
+from .static import STATIC_STYLES, StaticEncoder
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -31,11 +31,9 @@ def build_semantic_guard(settings: Settings, embedder: TextEmbedder, *, cache_si
         int8 = Int8E5(cache_dir, threads=threads)
         return SemanticGuard(int8, cache_dir, model_id=int8.model_id, cache_size=cache_size)
     if choice == "static":
-        # The classifier is trained on e5 vectors of the bank's messages; only the vectors of the
-        # texts being judged come from the static table. Not on its answer-style passages: a mean
-        # of word vectors pictures a paragraph poorly, and with them a protected-speech question
-        # crossed the S1 threshold (the floor check refused the policy).
+        # The classifier is trained on e5 vectors of the bank (its STATIC_STYLES); only the vectors
+        # of the texts being judged come from the static table.
         encoder = StaticEncoder(embedder, cache_dir, model_id=settings.embeddings_model_id)
         return SemanticGuard(encoder, cache_dir, model_id=settings.embeddings_model_id, cache_size=cache_size,
-                             train_embedder=embedder, styles=("message",))
+                             train_embedder=embedder, styles=STATIC_STYLES)
     return SemanticGuard(embedder, cache_dir, model_id=settings.embeddings_model_id, cache_size=cache_size)

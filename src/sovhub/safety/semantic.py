@@ -86,8 +86,8 @@ class Exemplar:
     style: str = "message"
 
 
-def load_exemplars(dirs: list[Path] | None = None) -> list[Exemplar]:
-    """Every exemplar in ``<dir>/<lang>.jsonl``; a bad line is a ConfigError naming file and line."""
+def load_exemplars(dirs: list[Path] | None = None, styles: tuple[str, ...] = STYLES) -> list[Exemplar]:
+    """Every exemplar of ``styles`` in ``<dir>/<lang>.jsonl``; a bad line is a ConfigError naming file and line."""
     out: list[Exemplar] = []
     for folder in dirs or [DEFAULT_EXEMPLAR_DIR]:
         if not folder.is_dir():
@@ -109,7 +109,8 @@ def load_exemplars(dirs: list[Path] | None = None) -> list[Exemplar]:
                 style = item.get("style", "message")
                 if style not in STYLES:
                     raise ConfigError(f"{path}:{number}: unknown style {style!r} (one of {', '.join(STYLES)})")
-                out.append(Exemplar(text=text, label=label, lang=lang, style=style))
+                if style in styles:
+                    out.append(Exemplar(text=text, label=label, lang=lang, style=style))
     if not out:
         raise ConfigError("the exemplar bank is empty")
     return out
@@ -203,7 +204,7 @@ class SemanticGuard:
     def ensure_ready(self) -> Path:
         """Load the cached model for this bank, training it first when absent; returns its path."""
         with self._ready:
-            exemplars = [e for e in load_exemplars(self.exemplar_dirs) if e.style in self.styles]
+            exemplars = load_exemplars(self.exemplar_dirs, self.styles)
             digest = bank_digest(exemplars, self.model_id)
             path = self.cache_dir / f"semantic-{digest[:20]}.npz"
             if self._model is not None and self._model.digest == digest:

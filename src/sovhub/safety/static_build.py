@@ -133,11 +133,9 @@ def fit_projection(encoder: StaticEncoder, table: StaticTable) -> np.ndarray:
     the real ones; translations of one exemplar share a fold.
     """
     from .semantic import SemanticGuard, concept_folds, load_exemplars
+    from .static import STATIC_STYLES
 
-    # Fitted on messages only: a mean of word vectors is a poor picture of a paragraph, and
-    # fitting the map to the bank's answer-style passages pulled short messages off (a
-    # protected-speech question read as S1 at 0.68 instead of 0.37).
-    exemplars = [e for e in load_exemplars(encoder.exemplar_dirs) if e.style == "message"]
+    exemplars = load_exemplars(encoder.exemplar_dirs, STATIC_STYLES)
     texts = [normalize(e.text) for e in exemplars]
     teacher = SemanticGuard(encoder.embedder, encoder.cache_dir, model_id=encoder.model_id,
                             exemplar_dirs=encoder.exemplar_dirs)
