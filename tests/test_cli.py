@@ -28,8 +28,12 @@ def run_main(data_dir: Path, *args: str, capsys) -> tuple[int, str, str]:
 def test_init_is_idempotent(data_dir: Path, capsys) -> None:
     assert run_main(data_dir, "init", capsys=capsys)[0] == 0
     assert (data_dir / "sovhub.toml").is_file() and (data_dir / "sovhub.db").is_file()
+    secret = data_dir / "secret_key"
+    assert secret.stat().st_mode & 0o777 == 0o600  # a random secret, no public default to forge with
+    written = secret.read_text()
     code, out, _ = run_main(data_dir, "init", capsys=capsys)
     assert code == 0 and "already initialized" in out
+    assert secret.read_text() == written
 
 
 def test_init_records_jurisdiction(data_dir: Path, capsys) -> None:

@@ -38,7 +38,10 @@ def test_data_dir_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     [
         ({"port": 70000}, "port"),
         ({"database_url": "mysql://x"}, "database_url"),
-        ({"environment": "production"}, "secret_key"),
+        ({"secret_key": "dev-insecure-secret"}, "secret_key"),
+        ({"secret_key": "dev-insecure-secret", "environment": "development"}, "published default"),
+        ({"secret_key": "short-but-not-default"}, "shorter than 32"),
+        ({"secret_key": "a" * 40}, "distinct characters"),
         ({"log_level": "loud"}, "log_level"),
         ({"max_body_bytes": 5}, "max_body_bytes"),
     ],
@@ -74,3 +77,21 @@ def test_init_writes_every_setting_commented_and_the_file_loads(tmp_path: Path) 
 def test_postgres_url_gets_the_psycopg_driver(tmp_path: Path) -> None:
     s = load_settings(data_dir=str(tmp_path), database_url="postgresql://u@h/db")
     assert s.resolved_database_url == "postgresql+psycopg://u@h/db"
+
+
+def test_secret_key_is_written_once_per_data_dir_and_kept_private(tmp_path: Path) -> None:
+    first = load_settings(data_dir=str(tmp_path))
+    assert first.secret_key is None
+    key = first.signing_key
+    path = tmp_path / "secret_key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(key) >= 32 and key != "dev-insecure-secret"
+    assert load_settings(data_dir=str(tmp_path)).signing_key == key  # the next start signs with the same key
+    assert load_settings(data_dir=str(tmp_path / "other")).signing_key != key
+
+
+def test_a_weak_secret_key_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret_key").write_text("dev-insecure-secret\n")
+    with pytest.raises(ConfigError, match="published default"):
+        _ = load_settings(data_dir=str(tmp_path)).signing_key
+

@@ -124,6 +124,7 @@ def build_hub(settings: Settings, *, migrate: bool = True, pm: pluggy.PluginMana
     from .plugins import get_plugin_manager
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.signing_key  # noqa: B018 - resolve (or write) the secret key before anything signs with it
     db = Database(settings.resolved_database_url)
     if migrate:
         db.migrate()

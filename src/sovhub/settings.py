@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
+from .secret_key import load_or_create_secret_key, weak_secret_reason
 
 __all__ = [
     "AccessSettings",
@@ -252,7 +253,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `serve` binds.")
     port: int = Field(8080, ge=0, le=65535, description="Port `serve` binds.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
-    secret_key: str = Field("dev-insecure-secret", description="Signs session cookies; set it in production.")
+    secret_key: str | None = Field(
+        None,
+        description="Signs session cookies, CSRF tokens and sign-in state (at least 32 random characters; known "
+        "defaults refused). Unset: read from <data_dir>/secret_key, which the hub writes (0600) the first time.",
+    )
 
     embedded_enabled: bool = Field(True, description="Serve the bundled GGUF model in-process.")
     embedded_model_id: str = Field("smollm2-135m-instruct", description="Model id of the bundled model.")
@@ -294,10 +299,19 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> Settings:
-        if self.environment == "production" and self.secret_key == "dev-insecure-secret":
-            raise ValueError("secret_key must be set (SOVHUB_SECRET_KEY) when environment is production")
+    def _refuse_weak_secret(self) -> Settings:
+        if self.secret_key is not None:
+            reason = weak_secret_reason(self.secret_key)
+            if reason is not None:
+                raise ValueError(f"secret_key {reason}")
         return self
+
+    @property
+    def signing_key(self) -> str:
+        """The secret key in force: the configured one, else the data dir's (written on first use)."""
+        if self.secret_key is None:
+            self.secret_key = load_or_create_secret_key(self.data_dir)
+        return self.secret_key
 
     @property
     def resolved_database_url(self) -> str:

@@ -14,12 +14,17 @@ from sovhub.access.csrf import CSRF_COOKIE, csrf_token, require_csrf
 from sovhub.access.sessions import clear_session, current_user, issue_session, session_serializer
 from sovhub.access.throttle import LoginThrottle, login_throttle
 from sovhub.errors import RateLimited
+from sovhub.store.tables import User
 
 from .conftest import redis_url
 
 
 def _add_routes(app: Any) -> None:
     async def login(request: Request, user_id: int, acr: str | None = None) -> JSONResponse:
+        with request.app.state.hub.db.session() as db:
+            if db.get(User, user_id) is None:
+                db.add(User(id=user_id, email=f"user{user_id}@example.org"))
+                db.commit()
         response = JSONResponse({"ok": True})
         issue_session(response, user_id, acr, request=request)
         return response
@@ -99,7 +104,7 @@ def test_tampered_expired_and_foreign_cookies_are_ignored(web: Any, monkeypatch:
     client.cookies.clear()
     client.cookies.set("sovhub_session", other)
     assert client.get("/t/me").json()["user"] is None
-    old = session_serializer(hub.settings.secret_key)
+    old = session_serializer(hub.settings.signing_key)
     import itsdangerous.timed
 
     nine_hours_ago = int(time.time()) - 9 * 3600
@@ -185,3 +190,36 @@ async def test_throttle_locks_after_failures(throttle: LoginThrottle) -> None:
 def test_login_throttle_is_shared_per_hub(hub: Any) -> None:
     assert login_throttle(hub) is login_throttle(hub)
     assert login_throttle(hub).max_failures == hub.settings.access.login_max_failures
+
+
+def test_cookie_signed_with_the_old_public_default_is_refused(web: Any) -> None:
+    """The attack of a default install: sign {u: 1} with the formerly built-in secret."""
+    hub, client = web()
+    client.post("/t/login", params={"user_id": 1})
+    client.cookies.clear()
+    assert hub.settings.signing_key != "dev-insecure-secret"
+    forged = session_serializer("dev-insecure-secret").dumps({"u": 1, "a": "high", "i": None, "c": "x", "t": 0})
+    client.cookies.set("sovhub_session", forged)
+    assert client.get("/t/me").json()["user"] is None
+
+
+def test_session_signed_before_the_account_existed_is_refused(web: Any) -> None:
+    """An erased person's id reused by a newcomer: the old cookie must not open the new account."""
+    hub, client = web()
+    client.post("/t/login", params={"user_id": 9})
+    cookie = client.cookies.get("sovhub_session")
+    assert client.get("/t/me").json()["user"]["id"] == 9
+    from datetime import timedelta
+
+    with hub.db.session() as db:
+        user = db.get(User, 9)
+        assert user is not None
+        user.created_at = user.created_at + timedelta(seconds=30)  # the account came after the cookie
+        db.commit()
+    client.cookies.clear()
+    client.cookies.set("sovhub_session", cookie)
+    assert client.get("/t/me").json()["user"] is None
+    with hub.db.session() as db:
+        db.delete(db.get(User, 9))  # erased: no account, no session
+        db.commit()
+    assert client.get("/t/me").json()["user"] is None

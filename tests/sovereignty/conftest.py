@@ -41,7 +41,7 @@ def add_user(hub: Hub, email: str, *, staff: bool = False) -> int:
 def session_cookie(hub: Hub, user_id: int, csrf: str = "csrf-secret") -> dict[str, str]:
     from sovhub.access.sessions import session_serializer
 
-    value = session_serializer(hub.settings.secret_key).dumps({"u": user_id, "a": None, "i": None, "c": csrf,
+    value = session_serializer(hub.settings.signing_key).dumps({"u": user_id, "a": None, "i": None, "c": csrf,
                                                                 "t": 0.0})
     return {hub.settings.access.session_cookie: value}
 

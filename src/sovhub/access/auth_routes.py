@@ -81,7 +81,7 @@ async def start_login(
         level=level,
     )
     response = RedirectResponse(url, status_code=303)
-    cookie = session_serializer(hub.settings.secret_key, _STATE_SALT).dumps(state)
+    cookie = session_serializer(hub.settings.signing_key, _STATE_SALT).dumps(state)
     set_cookie(request, response, STATE_COOKIE, cookie, timeout)
     return response
 
@@ -158,7 +158,7 @@ async def _callback(idp: str, request: Request, hub: Hub) -> Response:
     if not state or not code:
         raise InvalidRequest("the callback needs `code` and `state`", code="oidc_invalid_callback")
     try:
-        cookie_state = session_serializer(hub.settings.secret_key, _STATE_SALT).loads(
+        cookie_state = session_serializer(hub.settings.signing_key, _STATE_SALT).loads(
             request.cookies.get(STATE_COOKIE, ""), max_age=hub.settings.access.oidc_login_timeout_s
         )
     except BadSignature:

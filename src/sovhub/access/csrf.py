@@ -47,7 +47,7 @@ def _anonymous_secret(request: HTTPConnection) -> str | None:
     raw = request.cookies.get(CSRF_COOKIE)
     if not raw:
         return None
-    secret_key = request.app.state.hub.settings.secret_key
+    secret_key = request.app.state.hub.settings.signing_key
     try:
         value = session_serializer(secret_key, _SALT).loads(raw, max_age=_ANON_MAX_AGE)
     except BadSignature:
@@ -66,7 +66,7 @@ def csrf_token(request: HTTPConnection, response: Response | None = None) -> str
     if response is None:
         raise ValueError("csrf_token needs the response to set the pre-session cookie on")
     secret = secrets.token_urlsafe(24)
-    value = session_serializer(request.app.state.hub.settings.secret_key, _SALT).dumps(secret)
+    value = session_serializer(request.app.state.hub.settings.signing_key, _SALT).dumps(secret)
     set_cookie(request, response, CSRF_COOKIE, value, _ANON_MAX_AGE)
     request.scope.setdefault("state", {})["sovhub_csrf"] = secret
     return secret

@@ -1,7 +1,7 @@
 """Signed session cookies for people signed in to the web app (password or national eID).
 
 The cookie holds ``{user id, assurance level, identity provider, CSRF secret, issued-at}``,
-signed with ``settings.secret_key`` (itsdangerous, HMAC-SHA1 over a salted key) and
+signed with ``settings.signing_key`` (itsdangerous, HMAC-SHA1 over a salted key) and
 time-limited by ``access.session_max_age_s``. It is HttpOnly, SameSite=Lax, and Secure
 whenever the request came over TLS (``X-Forwarded-Proto`` counts only with
 ``access.trust_forwarded_proto``), so a proxy cannot be spoofed into downgrading it.
@@ -21,11 +21,15 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+
+from ..store.tables import User
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -113,7 +117,7 @@ def issue_session(
         user_id=int(user_id), acr=acr, idp=idp, csrf=secrets.token_urlsafe(24), issued_at=time.time()
     )
     payload: dict[str, Any] = {"u": user.user_id, "a": acr, "i": idp, "c": user.csrf, "t": user.issued_at}
-    value = session_serializer(settings.secret_key).dumps(payload)
+    value = session_serializer(settings.signing_key).dumps(payload)
     set_cookie(request, response, settings.access.session_cookie, value, settings.access.session_max_age_s)
     request.scope.setdefault("state", {})["sovhub_session"] = user
     return user
@@ -129,11 +133,15 @@ def current_user(request: HTTPConnection) -> SessionUser | None:
     if not raw:
         return None
     try:
-        data = session_serializer(settings.secret_key).loads(raw, max_age=settings.access.session_max_age_s)
+        data, signed_at = session_serializer(settings.signing_key).loads(
+            raw, max_age=settings.access.session_max_age_s, return_timestamp=True
+        )
     except BadSignature:
         # Covers tampering, a rotated secret_key and expiry (SignatureExpired is a subclass).
         return None
     if not isinstance(data, dict) or not isinstance(data.get("u"), int) or not isinstance(data.get("c"), str):
+        return None
+    if not _account_predates(_hub(request), data["u"], signed_at):
         return None
     acr = data.get("a")
     user = SessionUser(
@@ -145,6 +153,23 @@ def current_user(request: HTTPConnection) -> SessionUser | None:
     )
     request.scope.setdefault("state", {})["sovhub_session"] = user
     return user
+
+
+def _account_predates(hub: Hub, user_id: int, signed_at: datetime) -> bool:
+    """Is `user_id` an account that existed when the cookie was signed?
+
+    An erased person's id may come back for a later account (SQLite reuses the highest free
+    rowid); their old cookie must not sign in as the newcomer. The signing time is the one
+    itsdangerous signed into the cookie, not a field the holder could edit. Whole seconds: the
+    signature's clock has no finer grain, so one second of slack.
+    """
+    with hub.db.session() as db:
+        created = db.scalar(select(User.created_at).where(User.id == user_id))
+    if created is None:
+        return False
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return created <= signed_at + timedelta(seconds=1)
 
 
 def clear_session(request: HTTPConnection, response: Response) -> None:

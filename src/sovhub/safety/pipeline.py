@@ -59,7 +59,7 @@ class SafetyRuntime:
         self.analyzer = PiiAnalyzer(threshold=self.loaded.policy.pii.threshold, spacy_model=settings.pii_spacy_model)
         self.pii_guard = PiiGuard(self.analyzer)
         self.policy_lexicon = PolicyLexiconGuard(self.loaded.policy.lexicon)
-        key = f"sovhub-pii-hash\x00{hub.settings.secret_key}".encode()
+        key = f"sovhub-pii-hash\x00{hub.settings.signing_key}".encode()
         self.redactor = Redactor(key)
         self.vaults = VaultStore(ttl_s=settings.pseudonym_ttl_s)
         # Vaults of requests whose answer is still being sent, for the restore middleware.
