@@ -97,5 +97,11 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
     for router in routers:
         app.include_router(router)
     hub.pm.hook.sovhub_setup_app(app=app, hub=hub)
-    app.add_middleware(HubMiddleware, metrics=metrics, max_body=hub.settings.max_body_bytes)
+    public_url = hub.settings.access.public_url or ""
+    app.add_middleware(
+        HubMiddleware,
+        metrics=metrics,
+        max_body=hub.settings.max_body_bytes,
+        hsts=public_url.lower().startswith("https://"),
+    )
     return app

@@ -223,3 +223,11 @@ def test_session_signed_before_the_account_existed_is_refused(web: Any) -> None:
         db.delete(db.get(User, 9))  # erased: no account, no session
         db.commit()
     assert client.get("/t/me").json()["user"] is None
+
+
+def test_hsts_only_when_the_public_url_is_https(web: Any) -> None:
+    _, plain = web()
+    assert "strict-transport-security" not in plain.get("/t/me").headers
+    _, tls = web(public_url="https://hub.example.gov")
+    header = tls.get("/t/me").headers.get("strict-transport-security", "")
+    assert "max-age=31536000" in header

@@ -23,12 +23,16 @@ from ..observability import Metrics, new_request_id, request_id_var
 __all__ = ["HubMiddleware"]
 
 log = logging.getLogger("sovhub.api")
+# Sent only when the hub's public URL is https: a browser that saw it never falls back to plain
+# HTTP for a year, so a network attacker cannot strip TLS to read the session cookie.
+_HSTS = b"max-age=31536000; includeSubDomains"
 _RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class HubMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int, hsts: bool = False) -> None:
         self.app = app
+        self.hsts = hsts
         self.metrics = metrics
         self.max_body = max_body
 
@@ -70,6 +74,8 @@ class HubMiddleware:
                 status_holder[0] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
+                if self.hsts:
+                    headers.append((b"strict-transport-security", _HSTS))
                 if is_api:
                     overhead = time.perf_counter() - started - state["backend_s"]
                     headers.append((b"x-sovhub-overhead-ms", f"{max(0.0, overhead) * 1000:.3f}".encode()))
