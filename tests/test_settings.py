@@ -95,3 +95,14 @@ def test_a_weak_secret_key_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="published default"):
         _ = load_settings(data_dir=str(tmp_path)).signing_key
 
+
+
+def test_processes_starting_together_agree_on_one_secret_key(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sovhub.secret_key import load_or_create_secret_key
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: load_or_create_secret_key(tmp_path), range(32)))
+    assert len(keys) == 1  # nobody read a half-written file or kept a key that lost the race
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no drafts left behind

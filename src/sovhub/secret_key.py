@@ -2,7 +2,7 @@
 
 There is no built-in default: a public default lets any visitor forge a staff session. When the
 operator sets none (``SOVHUB_SECRET_KEY`` or ``secret_key`` in sovhub.toml), the hub reads
-``<data_dir>/secret_key``, writing a random 256-bit one there (mode 0600) the first time, so
+``<data_dir>/secret_key``, writing a random 384-bit one there (mode 0600) the first time, so
 ``sovhub init`` and every later ``serve`` of that data dir agree. Replicas share one by setting it.
 """
 
@@ -40,14 +40,19 @@ def load_or_create_secret_key(data_dir: Path) -> str:
     path = data_dir / SECRET_KEY_FILE
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        fresh = secrets.token_urlsafe(48)
+        # Written whole under a private name, then linked into place: link fails when the file
+        # exists, so a second process of this data dir never reads a half-written key and both
+        # end up with the first one's.
+        draft = data_dir / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, path)
         except FileExistsError:
-            pass  # another process of this data dir wrote it first: use theirs
-        else:
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(fresh + "\n")
+            pass
+        finally:
+            draft.unlink()
     value = path.read_text(encoding="ascii").strip()
     reason = weak_secret_reason(value)
     if reason is not None:

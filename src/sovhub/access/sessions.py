@@ -21,7 +21,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -29,6 +29,7 @@ from sqlalchemy import select
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from ..store.base import as_utc
 from ..store.tables import User
 
 if TYPE_CHECKING:
@@ -158,18 +159,15 @@ def current_user(request: HTTPConnection) -> SessionUser | None:
 def _account_predates(hub: Hub, user_id: int, signed_at: datetime) -> bool:
     """Is `user_id` an account that existed when the cookie was signed?
 
-    An erased person's id may come back for a later account (SQLite reuses the highest free
-    rowid); their old cookie must not sign in as the newcomer. The signing time is the one
-    itsdangerous signed into the cookie, not a field the holder could edit. Whole seconds: the
-    signature's clock has no finer grain, so one second of slack.
+    An erased person's id may come back for a later account (SQLite gives a new row the highest
+    id plus one, so erasing the newest account frees its id); their old cookie must not sign in
+    as the newcomer. The signing time is the one itsdangerous signed into the cookie, not a field
+    the holder could edit. Whole seconds: the signature's clock has no finer grain, so one second
+    of slack.
     """
     with hub.db.session() as db:
         created = db.scalar(select(User.created_at).where(User.id == user_id))
-    if created is None:
-        return False
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    return created <= signed_at + timedelta(seconds=1)
+    return created is not None and as_utc(created) <= signed_at + timedelta(seconds=1)
 
 
 def clear_session(request: HTTPConnection, response: Response) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["Base", "utcnow", "UTCDateTime"]
+__all__ = ["Base", "as_utc", "utcnow", "UTCDateTime"]
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -28,3 +28,8 @@ def UTCDateTime() -> DateTime:  # noqa: N802 - reads like a column type
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime: SQLite hands DateTime(timezone=True) columns back naive."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
