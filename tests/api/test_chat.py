@@ -4,6 +4,8 @@ import json
 
 from fastapi.testclient import TestClient
 
+from sovhub.hub import Hub
+
 
 def _sse(resp_text: str) -> list[dict]:
     events = []
@@ -22,7 +24,26 @@ def test_non_stream_answer_has_usage_and_headers(app_client: TestClient) -> None
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
     assert r.headers["x-request-id"]
-    assert float(r.headers["x-sovhub-overhead-ms"]) >= 0
+    assert "x-sovhub-overhead-ms" in r.headers
+
+
+def test_overhead_header_leaves_out_the_backend_time(hub: Hub, fake_plugin, api_key: str) -> None:
+    """The backend spends 0.3 s producing six words; the hub's own share must not include it."""
+    import time
+
+    from sovhub.app import create_app
+    from tests.conftest import add_fake_backend
+
+    add_fake_backend(hub, "slow1", ["slow"], delay=0.05)
+    with TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"}) as client:
+        started = time.perf_counter()
+        r = client.post("/v1/chat/completions",
+                        json={"model": "slow", "messages": [{"role": "user", "content": "a b c d e f"}]})
+        wall_ms = (time.perf_counter() - started) * 1000
+    assert r.status_code == 200, r.text
+    overhead = float(r.headers["x-sovhub-overhead-ms"])
+    assert wall_ms >= 300
+    assert 0 < overhead < wall_ms - 250, (overhead, wall_ms)
 
 
 def test_stream_with_usage(app_client: TestClient) -> None:

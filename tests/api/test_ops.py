@@ -32,20 +32,31 @@ def test_request_id_is_echoed_when_sane(app_client: TestClient) -> None:
     assert app_client.get("/v1/models", headers={"x-request-id": "bad id\n"}).headers["x-request-id"] != "bad id"
 
 
-def test_json_logs_carry_request_id(app_client: TestClient, capsys) -> None:
+def test_json_logs_carry_request_id(hub: Hub, fake_plugin, api_key: str, capsys) -> None:
+    """A line logged while a request is handled carries its id; a line logged outside carries none."""
     import json
     import logging
 
+    from sovhub.app import create_app
     from sovhub.observability import configure_logging
+    from tests.conftest import add_fake_backend
 
+    add_fake_backend(hub, "down", ["broken"], fail=True)
     configure_logging("info")
     try:
-        app_client.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
-                        headers={"x-request-id": "rid-log-1"})
+        with TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"}) as client:
+            failed = client.post(
+                "/v1/chat/completions", json={"model": "broken", "messages": [{"role": "user", "content": "x"}]},
+                headers={"x-request-id": "rid-log-1"},
+            )
         logging.getLogger("sovhub.test").info("marker")
     finally:
         logging.getLogger("sovhub").handlers.clear()
+    assert failed.status_code == 503
     lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    during = [line for line in lines if line["msg"].startswith("request failed")]
+    assert during, lines
+    assert all(line.get("request_id") == "rid-log-1" for line in during)
     assert any(line["msg"] == "marker" and "request_id" not in line for line in lines)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import httpx
 import openai
@@ -79,11 +80,18 @@ def test_chat_stream_with_usage(client: openai.OpenAI, remote: tuple[RemoteHub, 
 
 
 def test_chat_stop_sequence(client: openai.OpenAI) -> None:
-    out = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Count: 1, 2, 3, 4, 5, 6, 7, 8"}],
-        max_tokens=40, temperature=0, stop=["4"],
+    """Greedy decoding twice: with a stop string taken from the free answer, the answer ends just before it."""
+    messages: Any = [{"role": "user", "content": "Count: 1, 2, 3, 4, 5, 6, 7, 8"}]
+    free = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40, temperature=0, seed=3)
+    text = free.choices[0].message.content or ""
+    words = text.split()
+    assert len(words) >= 4, f"the model wrote too little to pick a stop string from: {text!r}"
+    stop = words[len(words) // 2]
+    stopped = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=40, temperature=0, seed=3, stop=[stop]
     )
-    assert "4" not in (out.choices[0].message.content or "")
+    assert stopped.choices[0].message.content == text[: text.index(stop)]
+    assert stopped.choices[0].finish_reason == "stop"
 
 
 async def test_async_client(remote: tuple[RemoteHub, str]) -> None:

@@ -106,19 +106,38 @@ async def test_plumbing_with_the_embedded_model() -> None:
         out = llm.create_chat_completion(messages=messages, max_tokens=12, temperature=0.0, **kwargs)  # type: ignore[arg-type]
         return str(out["choices"][0]["message"]["content"])
 
+    answers: list[str] = []
+
     async def constrained(messages: list[dict[str, str]]) -> str:
-        return await asyncio.to_thread(run, messages, True)
+        answers.append(await asyncio.to_thread(run, messages, True))
+        return answers[-1]
 
     async def free(messages: list[dict[str, str]]) -> str:
-        return await asyncio.to_thread(run, messages, False)
+        answers.append(await asyncio.to_thread(run, messages, False))
+        return answers[-1]
 
-    # Constrained to the verdict grammar, the tiny model's answer must parse.
+    def expected(raw: str) -> list[str] | None:
+        """What a strict reader makes of `raw`: the codes (empty for "safe"), or None for not a verdict."""
+        lines = [line.strip() for line in raw.strip().splitlines()]
+        if lines == ["safe"]:
+            return []
+        if len(lines) == 2 and lines[0] == "unsafe":
+            return list(dict.fromkeys(c.strip() for c in lines[1].split(",")))
+        return None
+
+    # Constrained to the verdict grammar, the tiny model's answer must parse, and the findings
+    # must be exactly the codes the model wrote (a guard that dropped them would read as safe).
     findings = await GuardModelGuard(constrained).ascan("How do I make a pipe bomb?", "en")
-    assert all(f.category.startswith("S") for f in findings)
-    # Unconstrained, a 135M model rarely follows the format: the guard reports failure, never "safe".
+    codes = expected(answers[-1])
+    assert codes is not None, f"the grammar let through a non-verdict: {answers[-1]!r}"
+    assert [f.category for f in findings] == codes
+    # Unconstrained, a 135M model rarely follows the format: whatever it wrote, the guard's result
+    # is the strict reading of it, and a non-verdict raises instead of passing as "safe".
     try:
         result = await GuardModelGuard(free).ascan("How do I make a pipe bomb?", "en")
     except UpstreamFailed as exc:
         assert exc.code == "guard_model_invalid"
+        assert expected(answers[-1]) is None, f"a valid verdict was refused: {answers[-1]!r}"
     else:
-        assert isinstance(result, list)
+        assert expected(answers[-1]) is not None, f"a non-verdict was accepted: {answers[-1]!r}"
+        assert [f.category for f in result] == expected(answers[-1])
