@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,11 +22,14 @@ class EchoBackend(Backend):
         self.calls = 0
         self.cancelled = 0
         self.yielded = 0
+        # Every message list this backend was sent, as it received it (what "the model saw").
+        self.received: list[list[dict[str, Any]]] = []
 
     async def chat_stream(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
     ) -> AsyncIterator[ChatChunk]:
         self.calls += 1
+        self.received.append(copy.deepcopy(messages))
         if self.fail_before_first:
             raise BackendUnavailable(f"{self.name} is down")
         last = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})

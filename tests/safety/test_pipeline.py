@@ -64,6 +64,8 @@ def test_pii_pseudonymised_for_model_and_restored_for_person(
     # The echo backend saw placeholders only, the person reads their own values back.
     backend = fake_plugin.instances["fake1"]
     assert backend.calls == 1
+    seen = json.dumps(backend.received[-1])
+    assert "DE89370400440532013000" not in seen and "ana@example.org" not in seen
     assert r.json()["choices"][0]["message"]["content"] == text
     assert int(r.headers["content-length"]) == len(r.content)
 
@@ -172,7 +174,7 @@ def test_bad_chat_input(app_client: TestClient, marker: MarkerPlugin) -> None:
     assert r.status_code == 403
 
 
-def test_history_pii_and_smuggled_hazard(app_client: TestClient, marker: MarkerPlugin) -> None:
+def test_history_pii_and_smuggled_hazard(app_client: TestClient, marker: MarkerPlugin, fake_plugin: Any) -> None:
     # A hazard in an earlier user turn is still judged; PII in any role is redacted.
     r = app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [
         {"role": "user", "content": "KABOOM"}, {"role": "assistant", "content": "no"},
@@ -181,6 +183,7 @@ def test_history_pii_and_smuggled_hazard(app_client: TestClient, marker: MarkerP
     r = app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [
         {"role": "system", "content": "user mail: ana@example.org"}, {"role": "user", "content": "my mail?"}]})
     assert r.status_code == 200
+    assert "ana@example.org" not in json.dumps(fake_plugin.instances["fake1"].received[-1])
 
 
 def test_floor_violation_stops_start_up(hub: Hub, fake_plugin: Any, tmp_path: Any) -> None:
