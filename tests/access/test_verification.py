@@ -27,8 +27,8 @@ from sovhub.errors import Conflict, InvalidRequest, NotFound
 from .conftest import bearer, org_with_key
 
 REGISTRY_CSV = """country,number,legal_name,status,representatives
-UA,12345678,Acme LLC,active,Olena Petrenko;Ivan Sirko
-UA,87654321,Globex JSC,active,Olena Petrenko
+UA,12345678,Acme LLC,active,Olena Petrenko|1980-04-02;Ivan Sirko|1975-01-01
+UA,87654321,Globex JSC,active,Olena Petrenko|1980-04-02
 UA,11111111,Dormant Ltd,liquidated,Bohdan Koval
 """
 
@@ -151,7 +151,7 @@ def test_json_registry_file(make_app: Any, data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "reg.json").write_text(json.dumps([
         {"country": "PL", "number": "0000-123", "legal_name": "Zażółć Sp. z o.o.", "status": "active",
-         "representatives": ["Carol Nowak"]},
+         "representatives": [{"name": "Carol Nowak", "birthdate": "1980-04-02"}]},
     ]), encoding="utf-8")
     hub, client = make_app(registry_file="reg.json")
     _, secret, _ = org_with_key(hub, "zazolc")
