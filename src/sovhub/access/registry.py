@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FileRegistry", "RegistryEntry", "RegistryLookup", "Representative", "normalize_key", "normalize_name",
-    "normalize_number", "registry_for",
+    "normalize_number", "registry_for", "representative",
 ]
 
 

@@ -76,10 +76,11 @@ def _holder(s: Session, claim: tuple[str, str] | None, org_id: int) -> str | Non
     )
 
 
-def _taken(claim: tuple[str, str], holder: str) -> Conflict:
+def _taken(claim: tuple[str, str]) -> Conflict:
+    # The holder is not named: a request must not reveal which tenant verified with a number.
     return Conflict(
-        f"registry number {claim[1]} ({claim[0]}) already belongs to the verified organization {holder!r}; "
-        "a registry number verifies one organization - if this is your company, contact the hub's operators",
+        f"registry number {claim[1]} ({claim[0]}) already belongs to another verified organization on this hub; "
+        "a registry number verifies one organization - if it is your company's, contact the hub's operators",
         param="registry_number", code="registry_number_taken",
     )
 
@@ -90,7 +91,7 @@ def _set_verified(s: Session, org_id: int, verification: Verification | None, ve
     claim = _claim(verification.country, verification.registry_number) if verified and verification else None
     holder = _holder(s, claim, org_id)
     if claim is not None and holder is not None:
-        raise _taken(claim, holder)
+        raise _taken(claim)
     row.verified_at = utcnow() if verified else None
     row.verification_id = verification.id if verified and verification else None
     row.registry_country, row.registry_number = claim if claim else (None, None)
@@ -99,7 +100,7 @@ def _set_verified(s: Session, org_id: int, verification: Verification | None, ve
         s.flush()
     except IntegrityError as exc:  # another organization claimed it between the check and this write
         assert claim is not None
-        raise _taken(claim, "another organization") from exc
+        raise _taken(claim) from exc
 
 
 def _latest(s: Session, org_id: int) -> Verification | None:
@@ -123,9 +124,8 @@ def request_verification(
         profile = s.get(OrgAccess, org_id)
         if profile is not None and profile.verified_at is not None:
             raise Conflict("this organization is already verified")
-        holder = _holder(s, claim, org_id)
-        if holder is not None:
-            raise _taken(claim, holder)
+        if _holder(s, claim, org_id) is not None:
+            raise _taken(claim)
         for old in s.scalars(
             select(Verification).where(Verification.org_id == org_id, Verification.status.in_(OPEN_STATES))
         ):
