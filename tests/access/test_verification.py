@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from sovhub.access.auth_routes import link_identity
 from sovhub.access.oidc import EidIdentity
-from sovhub.access.registry import Representative, representative
+from sovhub.access.registry import RegistryEntry, Representative, representative
 from sovhub.access.tables import Identity, OrgAccess, Verification
 from sovhub.access.verification import (
     attach_representative,
@@ -267,6 +267,12 @@ def test_representative_matching_normalises() -> None:
     assert Representative(name="x", person_id="AB 12").matches("y", None, "ab12")
     with pytest.raises(TypeError, match="needs a name"):
         representative("|1980-01-01|")
+    # A plugin registry that still lists plain names: kept as names, which never match on their own.
+    entry = RegistryEntry(country="UA", number="1", legal_name="x", status="active",
+                          representatives=("Olena Petrenko",))  # type: ignore[arg-type]
+    assert entry.representatives == (Representative(name="Olena Petrenko"),)
+    assert entry.as_dict()["representatives"] == [{"name": "Olena Petrenko", "birthdate": None, "person_id": None}]
+    assert not entry.representatives[0].matches("Olena Petrenko", "1980-04-02", None)
 
 
 def test_a_registry_number_belongs_to_one_organization(registry_app: Any) -> None:

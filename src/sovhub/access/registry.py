@@ -64,6 +64,10 @@ class RegistryEntry:
     status: str
     representatives: tuple[Representative, ...]
 
+    def __post_init__(self) -> None:
+        # A plugin may still list representatives as plain names: kept, but a name alone never matches.
+        object.__setattr__(self, "representatives", tuple(representative(r) for r in self.representatives))
+
     def as_dict(self) -> dict[str, Any]:
         return {"country": self.country, "number": self.number, "legal_name": self.legal_name,
                 "status": self.status, "representatives": [r.as_dict() for r in self.representatives]}
