@@ -56,6 +56,22 @@ def test_orgs_and_keys_flow(data_dir: Path, capsys) -> None:
     assert "revoked" in run_main(data_dir, "keys", "list", capsys=capsys)[1]
 
 
+def test_keys_create_scope_and_expiry(data_dir: Path, capsys) -> None:
+    assert run_main(data_dir, "orgs", "create", "acme", capsys=capsys)[0] == 0
+    code, _, err = run_main(data_dir, "keys", "create", "--org", "acme", capsys=capsys)
+    assert code == 0 and "scopes inference, admin" in err  # the first key of an organization manages the others
+    code, _, err = run_main(data_dir, "keys", "create", "--org", "acme", "--expires", "2999-01-31", capsys=capsys)
+    assert code == 0 and "scopes inference;" in err
+    code, _, err = run_main(data_dir, "keys", "create", "--org", "acme", "--scope", "admin", capsys=capsys)
+    assert code == 0 and "scopes inference, admin" in err
+    listed = run_main(data_dir, "keys", "list", capsys=capsys)[1].splitlines()
+    assert [line.split("\t")[3] for line in listed] == ["inference,admin", "inference", "inference,admin"]
+    code, _, err = run_main(data_dir, "keys", "create", "--org", "acme", "--scope", "root", capsys=capsys)
+    assert code == 2 and "'root' is not one of" in err
+    code, _, err = run_main(data_dir, "keys", "create", "--org", "acme", "--expires", "2001-01-01", capsys=capsys)
+    assert code == 1 and "is not in the future" in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -3,6 +3,14 @@
 API keys look like ``sk-sov-<prefix>_<secret>``. Only ``sk-sov-<prefix>`` (visible, unique)
 and the SHA-256 of the whole key are stored; keys carry 190 bits of randomness, so a fast
 hash is the right tool (a slow password hash would only add latency to every request).
+
+Least privilege: a key holds the scope ``inference`` (call models) and maybe ``admin`` (also
+list, create and revoke its organization's keys; it implies ``inference``). A key minted by a
+key (``creator``) gets at most its creator's scopes, limits no higher than the creator's (a
+limit the creator has and the request leaves out is inherited) and an expiry no later than the
+creator's; revoking a key revokes every key minted from it, down the whole chain. An operator
+(CLI, staff console) may create any key; an organization's first active key is ``admin`` unless
+a scope is given, later ones ``inference``.
 """
 
 from __future__ import annotations
@@ -13,22 +21,32 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from .errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from .errors import AuthenticationFailed, Conflict, InsufficientScope, InvalidRequest, NotFound
 from .hub import Hub
 from .pipeline import Principal
-from .store.base import utcnow
+from .store.base import as_utc, utcnow
 from .store.tables import ApiKey, Organization
 
-__all__ = ["CreatedKey", "KeyCache", "create_key", "create_org", "get_org", "list_keys", "revoke_key"]
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = [
+    "ADMIN", "INFERENCE", "SCOPES", "CreatedKey", "KeyCache", "create_key", "create_org", "get_org", "list_keys",
+    "require_scope", "revoke_key", "validate_scopes",
+]
 
 KEY_PREFIX = "sk-sov-"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,119}$")
 _LIMIT_FIELDS = ("rpm", "tpm", "rpd", "tpd")
+INFERENCE, ADMIN = "inference", "admin"
+SCOPES = (INFERENCE, ADMIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +55,9 @@ class CreatedKey:
     prefix: str
     secret: str
     org: str
+    scopes: tuple[str, ...] = (INFERENCE,)
+    limits: Mapping[str, int] | None = None
+    expires_at: datetime | None = None
 
 
 def _hash(secret: str) -> str:
@@ -79,14 +100,31 @@ def list_orgs(hub: Hub) -> list[Organization]:
         return list(s.scalars(select(Organization).order_by(Organization.name)))
 
 
-def create_key(
-    hub: Hub, org_name: str, *, name: str | None = None, limits: dict[str, int] | None = None, actor: str = "cli"
-) -> CreatedKey:
-    org = get_org(hub, org_name)
-    name = (name or "").strip() or None
-    if name is not None and len(name) > 120:
-        raise InvalidRequest("a key name has at most 120 characters", param="name")
-    clean_limits: dict[str, Any] = {}
+def validate_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """Known scopes, normalised: ``admin`` implies ``inference``; order as in :data:`SCOPES`."""
+    given = {str(x).strip().lower() for x in scopes}
+    unknown = sorted(given - set(SCOPES))
+    if unknown:
+        raise InvalidRequest(f"unknown scope {unknown[0]!r}; known: {', '.join(SCOPES)}", param="scopes")
+    if not given:
+        raise InvalidRequest(f"give at least one scope ({', '.join(SCOPES)})", param="scopes")
+    if ADMIN in given:
+        given.add(INFERENCE)
+    return tuple(x for x in SCOPES if x in given)
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    """Raise InsufficientScope unless the calling key holds `scope`."""
+    if scope not in principal.scopes:
+        raise InsufficientScope(
+            f"this API key lacks the scope {scope!r}; an operator creates a key with it "
+            f"(`sovhub keys create --org NAME --scope {scope}`)",
+            extra={"required_scope": scope},
+        )
+
+
+def _clean_limits(limits: Mapping[str, int | None] | None) -> dict[str, int]:
+    clean: dict[str, int] = {}
     for field, value in (limits or {}).items():
         if value is None:
             continue
@@ -94,16 +132,98 @@ def create_key(
             raise InvalidRequest(f"unknown limit {field!r}", param=field)
         if int(value) < 0:
             raise InvalidRequest(f"limit {field} must be >= 0, got {value}", param=field)
-        clean_limits[field] = int(value)
+        clean[field] = int(value)
+    return clean
+
+
+def _within_creator(
+    s: Session, creator: Principal, org_id: int, scopes: tuple[str, ...] | None, limits: dict[str, int],
+    expires_at: datetime | None,
+) -> tuple[ApiKey, tuple[str, ...], dict[str, int], datetime | None]:
+    """Check a key-made key against its creator, read (and row-locked) from the database, not a cache."""
+    # FOR UPDATE: a revocation of the creator waits for this insert, then sees the child and revokes it too.
+    parent = s.scalar(select(ApiKey).where(ApiKey.id == creator.key_id).with_for_update())
+    if parent is None or parent.org_id != org_id:
+        raise InsufficientScope("only a key of this organization may create its keys")
+    if parent.revoked_at is not None:
+        raise AuthenticationFailed(f"API key {parent.prefix} was revoked.", code="revoked_api_key")
+    parent_expiry = as_utc(parent.expires_at) if parent.expires_at is not None else None
+    if parent_expiry is not None and parent_expiry <= utcnow():
+        raise AuthenticationFailed(f"API key {parent.prefix} has expired.", code="expired_api_key")
+    held = tuple(parent.scopes or ())
+    if ADMIN not in held:
+        raise InsufficientScope("only a key with the scope 'admin' may create keys", extra={"required_scope": ADMIN})
+    scopes = scopes or (INFERENCE,)
+    beyond = [x for x in scopes if x not in held]
+    if beyond:
+        raise InsufficientScope(f"a key cannot grant the scope {beyond[0]!r}, which it does not hold", param="scopes")
+    narrowed = dict(limits)
+    for field, ceiling in (parent.limits or {}).items():
+        if field not in narrowed:
+            narrowed[field] = int(ceiling)
+        elif narrowed[field] > int(ceiling):
+            raise InsufficientScope(
+                f"limit {field}={narrowed[field]} exceeds the creating key's {field}={int(ceiling)}", param=field
+            )
+    if parent_expiry is not None:
+        if expires_at is None:
+            expires_at = parent_expiry
+        elif expires_at > parent_expiry:
+            raise InsufficientScope(
+                f"expires_at {expires_at.isoformat()} is later than the creating key's "
+                f"{parent_expiry.isoformat()}", param="expires_at",
+            )
+    return parent, scopes, narrowed, expires_at
+
+
+def create_key(
+    hub: Hub,
+    org_name: str,
+    *,
+    name: str | None = None,
+    limits: Mapping[str, int | None] | None = None,
+    scopes: Iterable[str] | None = None,
+    expires_at: datetime | None = None,
+    creator: Principal | None = None,
+    actor: str = "cli",
+) -> CreatedKey:
+    """Create a key of `org_name`; `creator` is the calling key when a key mints one (see the module doc)."""
+    org = get_org(hub, org_name)
+    name = (name or "").strip() or None
+    if name is not None and len(name) > 120:
+        raise InvalidRequest("a key name has at most 120 characters", param="name")
+    clean_limits = _clean_limits(limits)
+    wanted = validate_scopes(scopes) if scopes is not None else None
+    if expires_at is not None:
+        expires_at = as_utc(expires_at)
+        if expires_at <= utcnow():
+            raise InvalidRequest(f"expires_at {expires_at.isoformat()} is not in the future", param="expires_at")
     prefix = KEY_PREFIX + secrets.token_urlsafe(6).replace("-", "x").replace("_", "y")[:8]
     secret = f"{prefix}_{secrets.token_urlsafe(24)}"
+    parent_id: int | None = None
     with hub.db.session() as s:
-        row = ApiKey(org_id=org.id, name=name, prefix=prefix, secret_hash=_hash(secret), limits=clean_limits)
+        if creator is not None:
+            parent, wanted, clean_limits, expires_at = _within_creator(
+                s, creator, org.id, wanted, clean_limits, expires_at
+            )
+            parent_id = parent.id
+        elif wanted is None:
+            has_active = s.scalar(
+                select(ApiKey.id).where(ApiKey.org_id == org.id, ApiKey.revoked_at.is_(None)).limit(1)
+            )
+            wanted = (INFERENCE,) if has_active is not None else validate_scopes([ADMIN])
+        row = ApiKey(
+            org_id=org.id, name=name, prefix=prefix, secret_hash=_hash(secret), limits=clean_limits,
+            scopes=list(wanted), parent_key_id=parent_id, expires_at=expires_at,
+        )
         s.add(row)
         s.flush()
         key_id = row.id
-    hub.emit("key.created", actor=actor, subject=f"key:{prefix}", org=org.name, limits=clean_limits)
-    return CreatedKey(id=key_id, prefix=prefix, secret=secret, org=org.name)
+    hub.emit("key.created", actor=actor, subject=f"key:{prefix}", org=org.name, limits=clean_limits,
+             scopes=list(wanted), expires_at=expires_at.isoformat() if expires_at else None,
+             created_by=creator.key_prefix if creator is not None else None)
+    return CreatedKey(id=key_id, prefix=prefix, secret=secret, org=org.name, scopes=wanted,
+                      limits=clean_limits, expires_at=expires_at)
 
 
 def list_keys(hub: Hub, org_name: str | None = None) -> list[tuple[ApiKey, str]]:
@@ -115,16 +235,29 @@ def list_keys(hub: Hub, org_name: str | None = None) -> list[tuple[ApiKey, str]]
 
 
 def revoke_key(hub: Hub, prefix: str, *, actor: str = "cli") -> ApiKey:
+    """Revoke a key and every key minted from it (children, their children, ...)."""
+    revoked: list[str] = []
     with hub.db.session() as s:
-        row = s.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        row = s.scalar(select(ApiKey).where(ApiKey.prefix == prefix).with_for_update())
         if row is None:
             raise NotFound(f"no API key with prefix {prefix!r}")
+        now = utcnow()
         if row.revoked_at is None:
-            row.revoked_at = utcnow()
+            row.revoked_at = now
+        frontier, seen = [row.id], {row.id}
+        while frontier:
+            children = list(s.scalars(select(ApiKey).where(ApiKey.parent_key_id.in_(frontier))))
+            frontier = [c.id for c in children if c.id not in seen]
+            seen.update(frontier)
+            for child in children:
+                if child.revoked_at is None:
+                    child.revoked_at = now
+                    revoked.append(child.prefix)
     cache = hub.services.get("key_cache")
     if isinstance(cache, KeyCache):
-        cache.forget_prefix(prefix)
-    hub.emit("key.revoked", actor=actor, subject=f"key:{prefix}")
+        for gone in (prefix, *revoked):
+            cache.forget_prefix(gone)
+    hub.emit("key.revoked", actor=actor, subject=f"key:{prefix}", with_children=revoked)
     return row
 
 
@@ -144,8 +277,12 @@ def authenticate(hub: Hub, secret: str) -> Principal:
     key, org_name = found
     if key.revoked_at is not None:
         raise AuthenticationFailed(f"API key {prefix} was revoked.", code="revoked_api_key")
+    expires_at = as_utc(key.expires_at) if key.expires_at is not None else None
+    if expires_at is not None and expires_at <= utcnow():
+        raise AuthenticationFailed(f"API key {prefix} expired at {expires_at.isoformat()}.", code="expired_api_key")
     return Principal(
-        org_id=key.org_id, org_name=org_name, key_id=key.id, key_prefix=prefix, limits=dict(key.limits or {})
+        org_id=key.org_id, org_name=org_name, key_id=key.id, key_prefix=prefix, limits=dict(key.limits or {}),
+        scopes=frozenset(key.scopes or ()), expires_at=expires_at,
     )
 
 
@@ -166,6 +303,9 @@ class KeyCache:
         item = self._items.get(digest)
         if item is None or item[0] < time.monotonic():
             return None
+        expires_at = item[1].expires_at
+        if expires_at is not None and expires_at <= utcnow():
+            return None  # authenticate() then refuses it with expired_api_key
         return item[1]
 
     def put(self, secret: str, principal: Principal) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import update_wrapper
 from pathlib import Path
 from typing import Any, TypeVar
@@ -207,20 +208,28 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--org", "org", required=True, help="Organization the key belongs to.")
 @click.option("--name", default=None, help="A label for the key.")
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(["inference", "admin"]),
+              help="inference (call models) or admin (also manage the organization's keys). "
+                   "Default: admin for the organization's first active key, else inference.")
+@click.option("--expires", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None,
+              help="Expiry (UTC), e.g. 2027-01-31; default: never.")
 @click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")
 @click.option("--tpm", type=click.IntRange(min=0), default=None, help="Tokens per minute.")
 @click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day.")
 @click.option("--tpd", type=click.IntRange(min=0), default=None, help="Tokens per day.")
 @pass_hub
 def keys_create(
-    hub: Hub, org: str, name: str | None, rpm: int | None, tpm: int | None, rpd: int | None, tpd: int | None
+    hub: Hub, org: str, name: str | None, scopes: tuple[str, ...], expires: datetime | None,
+    rpm: int | None, tpm: int | None, rpd: int | None, tpd: int | None,
 ) -> None:
     """Create an API key; the secret is shown once, as the last line."""
     from .accounts import create_key
 
     limits = {k: v for k, v in {"rpm": rpm, "tpm": tpm, "rpd": rpd, "tpd": tpd}.items() if v is not None}
-    created = create_key(hub, org, name=name, limits=limits)
-    click.echo(f"created key {created.prefix} for organization {created.org}; store the secret now:", err=True)
+    created = create_key(hub, org, name=name, limits=limits, scopes=scopes or None,
+                         expires_at=expires.replace(tzinfo=UTC) if expires else None)
+    click.echo(f"created key {created.prefix} for organization {created.org} with scopes "
+               f"{', '.join(created.scopes)}; store the secret now:", err=True)
     click.echo(created.secret)
 
 
@@ -228,23 +237,23 @@ def keys_create(
 @click.option("--org", "org", default=None, help="Only this organization's keys.")
 @pass_hub
 def keys_list(hub: Hub, org: str | None) -> None:
-    """List keys (prefixes only; secrets are never stored)."""
+    """List keys (prefixes only; secrets are never stored): prefix, organization, state, scopes, name."""
     from .accounts import list_keys
 
     for key, org_name in list_keys(hub, org):
         state = "revoked" if key.revoked_at else "active"
-        click.echo(f"{key.prefix}\t{org_name}\t{state}\t{key.name or ''}")
+        click.echo(f"{key.prefix}\t{org_name}\t{state}\t{','.join(key.scopes or [])}\t{key.name or ''}")
 
 
 @keys.command("revoke")
 @click.argument("prefix")
 @pass_hub
 def keys_revoke(hub: Hub, prefix: str) -> None:
-    """Revoke a key by its prefix."""
+    """Revoke a key by its prefix, with every key minted from it."""
     from .accounts import revoke_key
 
     revoke_key(hub, prefix)
-    click.echo(f"revoked {prefix}")
+    click.echo(f"revoked {prefix} and the keys minted from it")
 
 
 @cli.group()

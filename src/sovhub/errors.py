@@ -15,6 +15,7 @@ one handler (:mod:`sovhub.api.errors`) renders them, in OpenAI's envelope
     │   ├── ResidencyViolation        403  code=residency_violation
     │   ├── EgressRefused             403  code=egress_refused
     │   ├── OrganizationNotVerified   403  code=organization_not_verified
+    │   ├── InsufficientScope         403  code=insufficient_scope
     │   └── ContentBlocked            403  code=content_policy_violation
     ├── NotFound                      404  not_found_error
     │   └── ModelNotFound             404  code=model_not_found
@@ -36,6 +37,7 @@ __all__ = [
     "Conflict",
     "EgressRefused",
     "ContentBlocked",
+    "InsufficientScope",
     "InvalidRequest",
     "ModelNotFound",
     "NotFound",
@@ -124,6 +126,12 @@ class EgressRefused(PermissionDenied):
 
 class OrganizationNotVerified(PermissionDenied):
     code = "organization_not_verified"
+
+
+class InsufficientScope(PermissionDenied):
+    """The API key lacks a scope the action needs, or asked for more than its creator holds."""
+
+    code = "insufficient_scope"
 
 
 class ContentBlocked(PermissionDenied):

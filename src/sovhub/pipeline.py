@@ -12,6 +12,7 @@ A chat request flows through :class:`ChatContext`:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Principal:
     user_id: int | None = None
     scopes: frozenset[str] = frozenset()
     limits: dict[str, Any] = field(default_factory=dict)
+    expires_at: datetime | None = None  # of the API key; aware UTC
 
     @property
     def label(self) -> str:

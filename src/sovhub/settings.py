@@ -160,6 +160,10 @@ class IdentityProviderSettings(BaseModel):
     extra_hosts: list[str] = Field(
         default_factory=list, description="Hosts besides the issuer's that discovery points to (token, JWKS)."
     )
+    person_id_claim: str | None = Field(
+        None, description="ID-token claim holding the national person identifier (eIDAS: `person_identifier`); "
+        "verification matches it against the registry's representative identifier.",
+    )
 
 
 class AccessSettings(BaseModel):

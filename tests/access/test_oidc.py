@@ -213,7 +213,7 @@ def test_identity_provider_hosts_are_declared_for_egress(make_app: Any, idp: Oid
 def test_representative_verifies_through_eid(make_app: Any, idp: OidcProvider, data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "registry.csv").write_text(
-        "country,number,legal_name,status,representatives\nUA,12345678,Acme LLC,active,Olena Petrenko\n",
+        "country,number,legal_name,status,representatives\nUA,12345678,Acme LLC,active,Olena Petrenko|1980-04-02\n",
         encoding="utf-8",
     )
     hub, client = make_app(idps={"test": idp.idp_settings()}, registry_file="registry.csv")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -44,3 +46,43 @@ def test_core_storage_round_trip(database_url, data_dir) -> None:
     except AuthenticationFailed as exc:
         assert exc.code == "revoked_api_key"
     hub.close()
+
+
+def test_0008_makes_existing_keys_inference_only_and_claims_registry_numbers(database_url, data_dir) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(make_settings(data_dir, database_url=database_url).resolved_database_url)
+    try:
+        command.upgrade(db.alembic_config(), "0005")
+        now = "2026-01-01 00:00:00+00:00"
+        with db.engine.begin() as conn:
+            for org_id in (1, 2, 3):
+                conn.execute(text("INSERT INTO organizations (id, name, created_at) VALUES (:i, :n, :t)"),
+                             {"i": org_id, "n": f"org{org_id}", "t": now})
+                conn.execute(text(
+                    "INSERT INTO api_keys (id, org_id, prefix, secret_hash, limits, created_at) "
+                    "VALUES (:i, :i, :p, 'h', '{}', :t)"), {"i": org_id, "p": f"sk-sov-k{org_id}", "t": now})
+                conn.execute(text(
+                    "INSERT INTO access_verifications (id, org_id, status, country, registry_number, legal_name, "
+                    "requested_by, registry_result, problems, created_at, updated_at) "
+                    "VALUES (:i, :i, 'approved', 'ua', :n, 'x', 't', '{}', '[]', :t, :t)"),
+                    # orgs 1 and 2 were both verified with one number (written two ways): 1 was first
+                    {"i": org_id, "n": {1: "123-45", 2: "12345", 3: "999"}[org_id], "t": now})
+                conn.execute(text(
+                    "INSERT INTO access_org_profiles (org_id, verified_at, verification_id, limits, tiers, updated_at) "
+                    "VALUES (:i, :v, :i, '{}', '[]', :t)"),
+                    {"i": org_id, "v": f"2026-01-0{org_id} 00:00:00+00:00", "t": now})
+        command.upgrade(db.alembic_config(), "head")
+        with db.engine.connect() as conn:
+            scopes = conn.execute(text("SELECT scopes, parent_key_id, expires_at FROM api_keys")).all()
+            claims = dict(conn.execute(text(
+                "SELECT org_id, registry_country || ':' || registry_number FROM access_org_profiles")).all())
+        assert [json.loads(s) if isinstance(s, str) else s for s, _, _ in scopes] == [["inference"]] * 3
+        assert {p for _, p, _ in scopes} == {None} and {e for _, _, e in scopes} == {None}
+        assert claims == {1: "UA:12345", 2: None, 3: "UA:999"}
+        command.downgrade(db.alembic_config(), "0005")
+        command.upgrade(db.alembic_config(), "head")
+    finally:
+        db.dispose()

@@ -1,8 +1,9 @@
 """/hub/v1/organization/*: verification status and request, usage, limits (API key of the organization).
 
 None of these pass through admission: checking status or usage costs no tokens and no quota.
-Every handler reads the organization from the authenticated key only, never from the request,
-so one organization's key cannot name another's.
+Requesting verification needs a key with the scope ``admin``; reading status, usage and limits
+any key of the organization. Every handler reads the organization from the authenticated key
+only, never from the request, so one organization's key cannot name another's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from ..accounts import ADMIN, require_scope
 from ..api.deps import CurrentPrincipal, HubDep
 from ..errors import PermissionDenied
 from ..pipeline import Principal
@@ -57,6 +59,7 @@ async def post_verification(
     body: VerificationRequest, request: Request, hub: HubDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     org_id = _org(principal)
+    require_scope(principal, ADMIN)  # it names the company and hands out the representative's link
     row, token = await anyio.to_thread.run_sync(
         lambda: request_verification(
             hub, org_id, country=body.country, registry_number=body.registry_number,

@@ -116,7 +116,7 @@ def link_identity(hub: Hub, eid: EidIdentity, session_user_id: int | None) -> tu
             identity = Identity(idp=eid.idp, subject=eid.subject)
             s.add(identity)
         identity.level, identity.given_name, identity.family_name = eid.level, eid.given_name, eid.family_name
-        identity.birthdate, identity.last_login_at = eid.birthdate, utcnow()
+        identity.birthdate, identity.person_id, identity.last_login_at = eid.birthdate, eid.person_id, utcnow()
         if identity.user_id is None:
             if session_user_id is not None:
                 identity.user_id = session_user_id

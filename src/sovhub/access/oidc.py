@@ -44,6 +44,7 @@ class EidIdentity:
     family_name: str | None
     birthdate: str | None
     claims: dict[str, Any]
+    person_id: str | None = None  # the national person identifier, when the provider's config names its claim
 
     @property
     def full_name(self) -> str:
@@ -186,7 +187,15 @@ class OidcClient:
             level=self.config.acr_levels.get(acr) if isinstance(acr, str) else None,
             given_name=claims.get("given_name"), family_name=claims.get("family_name"),
             birthdate=claims.get("birthdate"), claims=dict(claims),
+            person_id=_person_id(claims, self.config.person_id_claim),
         )
+
+
+def _person_id(claims: dict[str, Any], claim: str | None) -> str | None:
+    value = claims.get(claim) if claim else None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    return str(value).strip() or None
 
 
 def oidc_client(hub: Hub, name: str) -> OidcClient:

@@ -5,8 +5,14 @@ The hub asks ``lookup(country, number) -> RegistryEntry | None``. Built in: a fi
 to a national business register sets ``hub.services["org_registry"]`` to its own lookup in
 `sovhub_init` or `sovhub_lifespan`; it wins over the file.
 
-CSV columns: ``country,number,legal_name,status,representatives`` (representatives separated
-by ``;``). JSON: a list of objects with the same keys (representatives a list).
+CSV columns: ``country,number,legal_name,status,representatives``; representatives separated by
+``;``, each ``Full Name|YYYY-MM-DD|person-id`` (birth date and identifier optional). JSON: a list of
+objects with the same keys, representatives a list of ``{"name", "birthdate", "person_id"}``.
+
+A representative matches the person who signed in with eID by the national person identifier
+when both sides carry one (and then only by it), else by name AND birth date; a name alone never
+matches (namesakes exist). Names compare after :func:`normalize_name`, identifiers and dates after
+NFKC, casefolding and dropping whitespace.
 """
 
 from __future__ import annotations
@@ -23,7 +29,31 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["FileRegistry", "RegistryEntry", "RegistryLookup", "normalize_name", "registry_for"]
+__all__ = [
+    "FileRegistry", "RegistryEntry", "RegistryLookup", "Representative", "normalize_key", "normalize_name",
+    "normalize_number", "registry_for", "representative",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Representative:
+    """A legal representative as the registry lists them."""
+
+    name: str
+    birthdate: str | None = None  # ISO date, YYYY-MM-DD
+    person_id: str | None = None  # the national person identifier, where the registry holds it
+
+    def matches(self, name: str, birthdate: str | None, person_id: str | None) -> bool:
+        """Whether the eID person (full name, birth date, identifier) is this representative."""
+        if self.person_id and person_id:
+            return normalize_key(self.person_id) == normalize_key(person_id)
+        return bool(
+            self.birthdate and birthdate and normalize_key(self.birthdate) == normalize_key(birthdate)
+            and normalize_name(self.name) and normalize_name(self.name) == normalize_name(name)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "birthdate": self.birthdate, "person_id": self.person_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +62,31 @@ class RegistryEntry:
     number: str
     legal_name: str
     status: str
-    representatives: tuple[str, ...]
+    representatives: tuple[Representative, ...]
+
+    def __post_init__(self) -> None:
+        # A plugin may still list representatives as plain names: kept, but a name alone never matches.
+        object.__setattr__(self, "representatives", tuple(representative(r) for r in self.representatives))
 
     def as_dict(self) -> dict[str, Any]:
         return {"country": self.country, "number": self.number, "legal_name": self.legal_name,
-                "status": self.status, "representatives": list(self.representatives)}
+                "status": self.status, "representatives": [r.as_dict() for r in self.representatives]}
+
+
+def representative(value: Any) -> Representative:
+    """A registry row's representative: ``"Name|YYYY-MM-DD|id"``, a mapping, or a Representative."""
+    if isinstance(value, Representative):
+        return value
+    if isinstance(value, dict):
+        parts = [str(value.get(k) or "") for k in ("name", "birthdate", "person_id")]
+    elif isinstance(value, str):
+        parts = (value.split("|") + ["", ""])[:3]
+    else:
+        raise TypeError(f"a representative is a string or an object, not {type(value).__name__}")
+    name, birthdate, person_id = (p.strip() for p in parts)
+    if not name:
+        raise TypeError("a representative needs a name")
+    return Representative(name=name, birthdate=birthdate or None, person_id=person_id or None)
 
 
 class RegistryLookup(Protocol):
@@ -54,6 +104,11 @@ def normalize_name(name: str) -> str:
     decomposed = unicodedata.normalize("NFKD", name.translate(_FOLD))
     kept = "".join(c for c in decomposed if c.isalnum() or c.isspace())
     return " ".join(kept.casefold().split())
+
+
+def normalize_key(value: str) -> str:
+    """An identifier or date as compared: NFKC, casefolded, without whitespace."""
+    return "".join(unicodedata.normalize("NFKC", value).casefold().split())
 
 
 def normalize_number(number: str) -> str:
@@ -91,7 +146,7 @@ class FileRegistry:
                 entry = RegistryEntry(
                     country=str(row["country"]).strip().upper(), number=normalize_number(str(row["number"])),
                     legal_name=str(row["legal_name"]).strip(), status=str(row.get("status") or "active").strip(),
-                    representatives=tuple(str(r).strip() for r in row.get("representatives") or []),
+                    representatives=tuple(representative(r) for r in row.get("representatives") or []),
                 )
             except (KeyError, TypeError) as exc:
                 raise ConfigError(f"company registry file {self.path}: bad row {row!r}: {exc}") from exc

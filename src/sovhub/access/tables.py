@@ -27,6 +27,8 @@ class Identity(Base):
     given_name: Mapped[str | None] = mapped_column(String(200))
     family_name: Mapped[str | None] = mapped_column(String(200))
     birthdate: Mapped[str | None] = mapped_column(String(10))
+    # The national person identifier, when the provider asserts one (IdentityProviderSettings.person_id_claim).
+    person_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -77,12 +79,16 @@ class OrgAccess(Base):
     """An organization's access facts: verified or not, its quotas, custom tiers granted."""
 
     __tablename__ = "access_org_profiles"
+    # A registry number belongs to one organization: claimed when the organization is verified.
+    __table_args__ = (UniqueConstraint("registry_country", "registry_number", name="uq_access_org_profiles_registry"),)
 
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     verification_id: Mapped[int | None] = mapped_column(Integer)
     limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     tiers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    registry_country: Mapped[str | None] = mapped_column(String(8))
+    registry_number: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -4,9 +4,14 @@
    The hub answers with a one-time link for the legal representative.
 2. The representative opens the link and signs in with national eID at assurance level high.
 3. The registry lookup checks the number, status, legal name and that the representative is
-   listed. All consistent -> approved at once; anything else -> queued for staff review, with
-   each problem spelled out. One person verifies at most one organization per
-   ``access.verification_cooldown_days`` (a refusal names the date from which it is possible).
+   listed: by the national person identifier where the registry and the eID both carry one, else
+   by name AND birth date (a name alone never approves: namesakes exist). All consistent ->
+   approved at once; anything else -> queued for staff review, with each problem spelled out.
+   A registry number belongs to one organization: once one is verified with it, a request from
+   another organization naming it is refused (409 ``registry_number_taken``), and no approval,
+   automatic or by staff, gives it to a second one (a unique constraint backs the check).
+   One person verifies at most one organization per ``access.verification_cooldown_days``
+   (a refusal names the date from which it is possible).
 4. Staff approve or revoke with a reason (`sovhub orgs verify|revoke-verification`); every
    decision is an event, so the audit log records it.
 """
@@ -19,11 +24,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidRequest, NotFound
 from ..store.base import utcnow
 from ..store.tables import Organization
-from .registry import normalize_name, registry_for
+from .registry import normalize_name, normalize_number, registry_for
 from .state import access_state
 from .tables import Identity, OrgAccess, Verification
 
@@ -53,12 +59,48 @@ def _aware(ts: datetime | None) -> datetime | None:
     return ts
 
 
-def _set_verified(s: Session, org_id: int, verification_id: int | None, verified: bool) -> None:
+def _claim(country: str, number: str) -> tuple[str, str] | None:
+    """The (country, number) a verification claims; None for a staff decision made without one."""
+    country, number = country.strip().upper(), normalize_number(number)
+    return (country, number) if number and country != "-" else None
+
+
+def _holder(s: Session, claim: tuple[str, str] | None, org_id: int) -> str | None:
+    """The name of another organization verified with this registry number, if any."""
+    if claim is None:
+        return None
+    return s.scalar(
+        select(Organization.name).join(OrgAccess, OrgAccess.org_id == Organization.id)
+        .where(OrgAccess.registry_country == claim[0], OrgAccess.registry_number == claim[1],
+               OrgAccess.org_id != org_id)
+    )
+
+
+def _taken(claim: tuple[str, str]) -> Conflict:
+    # The holder is not named: a request must not reveal which tenant verified with a number.
+    return Conflict(
+        f"registry number {claim[1]} ({claim[0]}) already belongs to another verified organization on this hub; "
+        "a registry number verifies one organization - if it is your company's, contact the hub's operators",
+        param="registry_number", code="registry_number_taken",
+    )
+
+
+def _set_verified(s: Session, org_id: int, verification: Verification | None, verified: bool) -> None:
     row = s.get(OrgAccess, org_id) or OrgAccess(org_id=org_id, limits={}, tiers=[])
     s.add(row)
+    claim = _claim(verification.country, verification.registry_number) if verified and verification else None
+    holder = _holder(s, claim, org_id)
+    if claim is not None and holder is not None:
+        raise _taken(claim)
     row.verified_at = utcnow() if verified else None
-    row.verification_id = verification_id if verified else None
+    row.verification_id = verification.id if verified and verification else None
+    row.registry_country, row.registry_number = claim if claim else (None, None)
     row.updated_at = utcnow()
+    try:
+        s.flush()
+    except IntegrityError as exc:  # another organization claimed it between the check and this write
+        assert claim is not None
+        raise _taken(claim) from exc
 
 
 def _latest(s: Session, org_id: int) -> Verification | None:
@@ -74,11 +116,16 @@ def request_verification(
     country, registry_number, legal_name = country.strip().upper(), registry_number.strip(), legal_name.strip()
     if not (2 <= len(country) <= 8) or not registry_number or not legal_name:
         raise InvalidRequest("country (ISO code), registry_number and legal_name are required", param="country")
+    claim = _claim(country, registry_number)
+    if claim is None:
+        raise InvalidRequest("registry_number needs at least one letter or digit", param="registry_number")
     token = secrets.token_urlsafe(32)
     with hub.db.session() as s:
         profile = s.get(OrgAccess, org_id)
         if profile is not None and profile.verified_at is not None:
             raise Conflict("this organization is already verified")
+        if _holder(s, claim, org_id) is not None:
+            raise _taken(claim)
         for old in s.scalars(
             select(Verification).where(Verification.org_id == org_id, Verification.status.in_(OPEN_STATES))
         ):
@@ -104,7 +151,7 @@ def attach_representative(hub: Hub, token: str, identity_id: int) -> Verificatio
         identity = s.get(Identity, identity_id)
         assert identity is not None
         row.identity_id = identity.id
-        row.representative_name = " ".join(p for p in (identity.given_name, identity.family_name) if p) or None
+        row.representative_name = _full_name(identity) or None
         row.representative_level = identity.level
         row.updated_at = utcnow()
         if identity.level != "high":
@@ -121,6 +168,10 @@ def attach_representative(hub: Hub, token: str, identity_id: int) -> Verificatio
     if row.status == APPROVED:
         access_state(hub).load()
     return row
+
+
+def _full_name(identity: Identity) -> str:
+    return " ".join(p for p in (identity.given_name, identity.family_name) if p)
 
 
 def _decide(hub: Hub, s: Session, row: Verification, identity: Identity) -> None:
@@ -158,16 +209,23 @@ def _decide(hub: Hub, s: Session, row: Verification, identity: Identity) -> None
             problems.append(f"the registry lists the organization as {entry.status!r}, not active")
         if normalize_name(entry.legal_name) != normalize_name(row.legal_name):
             problems.append(f"legal name {row.legal_name!r} differs from the registry's {entry.legal_name!r}")
-        listed = {normalize_name(r) for r in entry.representatives}
-        if normalize_name(row.representative_name or "") not in listed:
-            problems.append("the person who signed in is not listed as a legal representative in the registry")
+        if not any(rep.matches(_full_name(identity), identity.birthdate, identity.person_id)
+                   for rep in entry.representatives):
+            problems.append(
+                "the person who signed in is not listed as a legal representative in the registry "
+                "(compared by national person identifier, else by name and birth date)"
+            )
+    claim = _claim(row.country, row.registry_number)
+    holder = _holder(s, claim, row.org_id)
+    if claim is not None and holder is not None:
+        problems.append(f"registry number {claim[1]} already belongs to the verified organization {holder!r}")
     row.problems, row.updated_at = problems, utcnow()
     if problems:
         row.status = IN_REVIEW
         return
     row.status, row.decided_at, row.decided_by = APPROVED, utcnow(), "system"
     row.reason = "registry and eID consistent"
-    _set_verified(s, row.org_id, row.id, True)
+    _set_verified(s, row.org_id, row, True)
 
 
 def staff_verify(hub: Hub, org_id: int, *, reason: str, actor: str) -> Verification:
@@ -183,7 +241,7 @@ def staff_verify(hub: Hub, org_id: int, *, reason: str, actor: str) -> Verificat
         row.status, row.reason, row.decided_by, row.decided_at = APPROVED, reason, actor, utcnow()
         row.token_hash, row.problems, row.updated_at = None, [], utcnow()
         s.flush()
-        _set_verified(s, org_id, row.id, True)
+        _set_verified(s, org_id, row, True)
     access_state(hub).load()
     hub.emit("org.verified", actor=actor, subject=f"org:{org_id}", verification=row.id, reason=reason)
     return row
@@ -217,7 +275,7 @@ def revoke_verification(hub: Hub, org_id: int, *, reason: str, actor: str) -> Ve
         row.status, row.reason, row.decided_by, row.decided_at, row.updated_at = (
             REVOKED, reason, actor, utcnow(), utcnow())
         s.flush()
-        _set_verified(s, org_id, None, False)
+        _set_verified(s, org_id, None, False)  # also releases the registry number
     access_state(hub).load()
     hub.emit("org.verification_revoked", actor=actor, subject=f"org:{org_id}", verification=row.id, reason=reason)
     return row

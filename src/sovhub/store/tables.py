@@ -50,6 +50,13 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
     limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # "inference" (call models) or "inference" + "admin" (also manage the organization's keys).
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["inference"])
+    # The key that minted this one through the API (None: made by an operator); revoked with it.
+    parent_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

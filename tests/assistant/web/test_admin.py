@@ -176,8 +176,25 @@ def test_create_a_key_shows_the_secret_once(staff: Web) -> None:
     assert _audit(hub, "key.created")[-1][0] == f"user:{staff.user_id}"
 
 
+def test_created_key_scope_default_and_choice(staff: Web) -> None:
+    def create(data: dict[str, str]) -> frozenset[str]:
+        created = _post(staff, "/admin/orgs/acme/keys", data, page="/admin/orgs/acme")
+        secret = re.search(r'id="key-secret"[^>]*value="(sk-sov-[^"]+)"', created.text)
+        assert secret, created.text
+        scopes = authenticate(staff.hub, secret.group(1)).scopes
+        assert all(f"<code>{x}</code>" in created.text for x in scopes)
+        return scopes
+
+    assert create({"name": "first", "scope": ""}) == {"inference", "admin"}  # the organization's first key
+    assert create({"name": "second", "scope": ""}) == {"inference"}
+    assert create({"name": "ops", "scope": "admin"}) == {"inference", "admin"}
+    page = staff.client.get("/admin/orgs/acme").text
+    assert 'name="scope"' in page and "<code>admin</code>" in page
+
+
 @pytest.mark.parametrize(("data", "error"), [
     ({"rpm": "-1"}, "quota"),
+    ({"scope": "root"}, "failed"),
     ({"tpd": "many"}, "quota"),
     ({"budget_day": "1.5"}, "quota"),
     ({"name": "k" * 121}, "key_name"),

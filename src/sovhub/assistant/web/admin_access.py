@@ -142,7 +142,7 @@ def _org_detail(hub: Hub, name: str) -> dict[str, Any]:
     facts = access_state(hub).org(org.id)
     keys = [
         {"prefix": k.prefix, "name": k.name, "created_at": k.created_at, "revoked_at": k.revoked_at,
-         "limits": dict(k.limits or {})}
+         "limits": dict(k.limits or {}), "scopes": list(k.scopes or [])}
         for k, _ in list_keys(hub, org.name)
     ]
     status = verification_status(hub, org.id)
@@ -250,8 +250,10 @@ async def create(name: str, request: Request) -> Response:
         return _back("/admin", error="org")
     try:
         limits = {k: v for k, v in parse_limits(form).items() if v is not None}
+        scope = str(form.get("scope") or "").strip()
         created = await anyio.to_thread.run_sync(
-            lambda: create_key(page.hub, name, name=str(form.get("name") or ""), limits=limits, actor=_actor(page))
+            lambda: create_key(page.hub, name, name=str(form.get("name") or ""), limits=limits,
+                               scopes=[scope] if scope else None, actor=_actor(page))
         )
     except SovhubError as exc:
         log.info("admin key creation refused: %s", exc.message)
@@ -259,6 +261,7 @@ async def create(name: str, request: Request) -> Response:
     # Shown on this response only: the hub keeps just the hash, so the secret cannot be shown again.
     # `path` is where the language switch returns: the organization's page, not this POST-only address.
     return render(page, "admin_key.html", org_name=created.org, prefix=created.prefix, secret=created.secret,
+                  scopes=list(created.scopes),
                   key_name=str(form.get("name") or "").strip(), limits=limits, limit_fields=LIMIT_FIELDS,
                   path=org_path(created.org))
 
