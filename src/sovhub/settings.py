@@ -59,6 +59,14 @@ class SovereigntySettings(BaseModel):
     audit_signing_key_file: str = Field(
         "audit-ed25519.key", description="Ed25519 key that signs the audit chain head."
     )
+    audit_sign_interval_s: float = Field(
+        3600.0, ge=0, description="Seconds between automatic signatures of the audit chain head while serving "
+        "(only when the chain grew); 0 turns the automatic signer off."
+    )
+    audit_signed_heads_file: str = Field(
+        "audit-heads.jsonl", description="File, relative to the data dir, each signed head is appended to (one JSON "
+        "object a line, also logged): ship it off the host to anchor the chain."
+    )
     key_provider: str = Field(
         "file",
         description="Master key provider: 'file', 'env' (master_key), or 'module:factory' for an HSM/Vault plugin.",

@@ -91,14 +91,42 @@ def audit_sign_head(hub: Hub, actor: str) -> None:
 
 @audit_group.command("verify-signature")
 @click.argument("signed", type=click.File("r"))
+@click.option("--public-key", "public_key", required=True,
+              help="The pinned public key: 64 hex digits (`sovhub audit public-key`), or @FILE holding them or a PEM.")
 @pass_hub
-def audit_verify_signature(hub: Hub, signed: IO[str]) -> None:
-    """Check a signed head (the JSON `sign-head` printed; '-' for stdin) against this log."""
-    from .audit import verify_signature
+def audit_verify_signature(hub: Hub, signed: IO[str], public_key: str) -> None:
+    """Check a signed head against the pinned key and walk the log up to it.
 
-    data = json.load(signed)
-    verify_signature(hub, int(data["seq"]), data["hash"], data["signature"], data["public_key"])
-    click.echo(f"signature valid; entry {data['seq']} still has the signed hash")
+    SIGNED is the JSON `sign-head` printed, or the heads file (its last line is checked); '-' for stdin.
+    The public key inside SIGNED is not trusted.
+    """
+    from pathlib import Path
+
+    from .audit import load_public_key, verify_signature
+
+    if public_key.startswith("@"):
+        public_key = Path(public_key[1:]).read_text(encoding="utf-8")
+    text = signed.read().strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:  # the heads file: one signed head a line, the newest last
+            data = json.loads(text.splitlines()[-1])
+        except (json.JSONDecodeError, IndexError) as exc:
+            raise click.UsageError(f"SIGNED is not a signed head (JSON): {exc}") from exc
+    if not isinstance(data, dict):
+        raise click.UsageError("SIGNED is not a signed head (a JSON object)")
+    checked = verify_signature(hub, data, load_public_key(public_key))
+    click.echo(f"signature valid under the pinned key; entries 1..{data['seq']} intact ({checked} checked)")
+
+
+@audit_group.command("public-key")
+@pass_hub
+def audit_public_key(hub: Hub) -> None:
+    """Print the signing key's public half (hex): pin it outside the hub, for verify-signature."""
+    from .audit import public_key_hex
+
+    click.echo(public_key_hex(hub))
 
 
 @audit_group.command("show")
