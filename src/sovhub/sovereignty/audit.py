@@ -263,15 +263,16 @@ def sign_head_if_grown(hub: Hub, actor: str = "system") -> dict[str, Any] | None
 
 
 async def sign_periodically(hub: Hub) -> None:
-    """The server's signer: every `audit_sign_interval_s`, sign the head if the chain grew."""
+    """The server's signer: every `audit_sign_interval_s` (the first one interval after start), sign the head
+    if the chain grew."""
     import asyncio
 
     while True:
+        await asyncio.sleep(hub.settings.sovereignty.audit_sign_interval_s)
         try:
             await asyncio.to_thread(sign_head_if_grown, hub)
         except (SQLAlchemyError, OSError, ConfigError) as exc:
             log.error("signing the audit head failed, will retry: %s", exc)
-        await asyncio.sleep(hub.settings.sovereignty.audit_sign_interval_s)
 
 
 def verify_signature(hub: Hub, signed: dict[str, Any], pinned: Ed25519PublicKey) -> int:
