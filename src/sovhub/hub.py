@@ -125,6 +125,7 @@ def build_hub(settings: Settings, *, migrate: bool = True, pm: pluggy.PluginMana
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.signing_key  # noqa: B018 - resolve (or write) the secret key before anything signs with it
+    settings.resolved_metrics_token  # noqa: B018 - and the metrics token, so `init` leaves it in the data dir
     db = Database(settings.resolved_database_url)
     if migrate:
         db.migrate()

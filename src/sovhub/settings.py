@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
-from .secret_key import load_or_create_secret_key, weak_secret_reason
+from .secret_key import METRICS_TOKEN_FILE, load_or_create_secret_key, weak_secret_reason
 
 __all__ = [
     "AccessSettings",
@@ -58,6 +58,14 @@ class SovereigntySettings(BaseModel):
     retention_days: int = Field(30, ge=0, description="Default days conversation content is kept (0 = none).")
     audit_signing_key_file: str = Field(
         "audit-ed25519.key", description="Ed25519 key that signs the audit chain head."
+    )
+    audit_sign_interval_s: float = Field(
+        3600.0, ge=0, description="Seconds between automatic signatures of the audit chain head while serving "
+        "(only when the chain grew); 0 turns the automatic signer off."
+    )
+    audit_signed_heads_file: str = Field(
+        "audit-heads.jsonl", description="File, relative to the data dir, each signed head is appended to (one JSON "
+        "object a line, also logged): ship it off the host to anchor the chain."
     )
     key_provider: str = Field(
         "file",
@@ -262,6 +270,11 @@ class Settings(BaseSettings):
         description="Signs session cookies, CSRF tokens and sign-in state (at least 32 random characters; known "
         "defaults refused). Unset: read from <data_dir>/secret_key, which the hub writes (0600) the first time.",
     )
+    metrics_token: str | None = Field(
+        None,
+        description="Bearer token `GET /metrics` requires (at least 32 random characters). Unset: read from "
+        "<data_dir>/metrics_token, which the hub writes (0600) the first time.",
+    )
 
     embedded_enabled: bool = Field(True, description="Serve the bundled GGUF model in-process.")
     embedded_model_id: str = Field("smollm2-135m-instruct", description="Model id of the bundled model.")
@@ -304,10 +317,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_weak_secret(self) -> Settings:
-        if self.secret_key is not None:
-            reason = weak_secret_reason(self.secret_key)
+        for name in ("secret_key", "metrics_token"):
+            value = getattr(self, name)
+            reason = weak_secret_reason(value) if value is not None else None
             if reason is not None:
-                raise ValueError(f"secret_key {reason}")
+                raise ValueError(f"{name} {reason}")
         return self
 
     @property
@@ -316,6 +330,13 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             self.secret_key = load_or_create_secret_key(self.data_dir)
         return self.secret_key
+
+    @property
+    def resolved_metrics_token(self) -> str:
+        """The metrics token in force: the configured one, else the data dir's (written on first use)."""
+        if self.metrics_token is None:
+            self.metrics_token = load_or_create_secret_key(self.data_dir, METRICS_TOKEN_FILE)
+        return self.metrics_token
 
     @property
     def resolved_database_url(self) -> str:

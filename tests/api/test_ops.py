@@ -18,9 +18,13 @@ def test_readyz_is_503_when_database_is_gone(app_client: TestClient, hub: Hub, m
     assert r.status_code == 503 and r.json()["status"] == "not_ready"
 
 
-def test_metrics_count_requests_tokens_and_overhead(app_client: TestClient) -> None:
+def _metrics_auth(hub: Hub) -> dict[str, str]:
+    return {"authorization": f"Bearer {hub.settings.resolved_metrics_token}"}
+
+
+def test_metrics_count_requests_tokens_and_overhead(app_client: TestClient, hub: Hub) -> None:
     app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "a b"}]})
-    text = app_client.get("/metrics").text
+    text = app_client.get("/metrics", headers=_metrics_auth(hub)).text
     assert 'sovhub_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0' in text
     assert 'sovhub_tokens_total{kind="completion",model="echo"} 2.0' in text
     assert "sovhub_gateway_overhead_seconds_bucket" in text
@@ -69,3 +73,39 @@ def test_start_up_freezes_its_objects_and_relaxes_the_collector(app_client: Test
     # Start-up objects are out of the collector's reach; requests' objects are collected less often.
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == GC_THRESHOLDS
+
+
+def test_metrics_refuse_anyone_without_the_metrics_token(app_client: TestClient, hub: Hub) -> None:
+    anonymous = app_client.get("/metrics", headers={"authorization": ""})
+    assert anonymous.status_code == 401 and "sovhub_requests_total" not in anonymous.text
+    assert anonymous.json()["error"]["code"] == "invalid_metrics_token"
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    # An organization's API key (the client's default header) is not the metrics token.
+    assert app_client.get("/metrics").status_code == 401
+    wrong = hub.settings.resolved_metrics_token[:-1] + "x"
+    assert app_client.get("/metrics", headers={"authorization": f"Bearer {wrong}"}).status_code == 401
+    assert app_client.get("/metrics", headers={"authorization": f"Basic {wrong}"}).status_code == 401
+    assert app_client.get("/metrics", headers=_metrics_auth(hub)).status_code == 200
+
+
+def test_metrics_token_is_written_once_per_data_dir_and_kept_private(hub: Hub) -> None:
+    from sovhub.settings import load_settings
+
+    path = hub.settings.data_dir / "metrics_token"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text().strip() == hub.settings.resolved_metrics_token
+    assert hub.settings.resolved_metrics_token != hub.settings.signing_key
+    assert load_settings(data_dir=str(hub.settings.data_dir)).resolved_metrics_token == path.read_text().strip()
+
+
+def test_a_configured_metrics_token_is_used_and_a_weak_one_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from sovhub.errors import ConfigError
+    from sovhub.settings import load_settings
+
+    token = "m3tr1cs-" + "Qx7vLp2Zk9" * 4
+    assert load_settings(data_dir=str(tmp_path), metrics_token=token).resolved_metrics_token == token
+    assert not (tmp_path / "metrics_token").exists()
+    with pytest.raises(ConfigError, match="metrics_token is shorter than 32"):
+        load_settings(data_dir=str(tmp_path), metrics_token="prometheus")

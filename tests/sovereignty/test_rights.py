@@ -89,7 +89,7 @@ def test_legal_hold_defers_erasure(shub: Hub) -> None:
     admin = add_user(shub, "admin1@hub.example", staff=True)
     assert admin
     uid = add_user(shub, "held@example.ua")
-    request_access(shub, uid, admin="admin1@hub.example", reason="court order 12/2025 on fraud case",
+    request_access(shub, uid, staff_id=admin, reason="court order 12/2025 on fraud case",
                    legal_hold="court order 12/2025")
     with pytest.raises(Conflict, match="legal hold"):
         erase_user(shub, uid)

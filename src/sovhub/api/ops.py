@@ -1,12 +1,20 @@
-"""Operations endpoints: /healthz (alive), /readyz (model loaded, database reachable), /metrics."""
+"""Operations endpoints: /healthz (alive), /readyz (model loaded, database reachable), /metrics.
+
+`/metrics` tells anyone who reads it the hub's traffic, models and error rates: it wants
+``Authorization: Bearer <metrics_token>`` (401 otherwise), the token Prometheus reads from a file
+(``authorization: {credentials_file: ...}`` in its scrape config).
+"""
 
 from __future__ import annotations
+
+import hmac
 
 import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..errors import AuthenticationFailed
 from .deps import HubDep
 
 router = APIRouter()
@@ -30,5 +38,11 @@ async def readyz(hub: HubDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, hub: HubDep) -> Response:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = hub.settings.resolved_metrics_token
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise AuthenticationFailed("/metrics needs the metrics token: Authorization: Bearer <metrics_token> "
+                                   "(<data_dir>/metrics_token or the metrics_token setting)",
+                                   code="invalid_metrics_token", headers={"www-authenticate": 'Bearer realm="metrics"'})
     registry = hub.services["metrics"].registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

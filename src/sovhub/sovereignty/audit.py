@@ -3,7 +3,12 @@
 Each entry's hash covers its number, time, actor, event, subject and data, and the previous
 entry's hash; `audit_head` holds the newest number and hash. An edited entry breaks its own
 hash, a deleted or reordered one breaks the chain, a deleted tail disagrees with the head, and
-a rewritten head disagrees with a signed head anchored outside the hub (`sovhub audit sign-head`).
+a rewritten log disagrees with a signed head anchored outside the hub. The server signs the head
+every `audit_sign_interval_s` (when the chain grew; `sovhub audit sign-head` does it by hand) with
+the Ed25519 key in the data dir, never in the database, and appends each signed head to
+`audit_signed_heads_file` and the log, to be shipped off the host. `verify_signature` checks a
+signed head against a public key the verifier pinned (not the one the JSON carries) and walks
+the chain from genesis to the signed entry.
 
 Appends are synchronous: audit events are rare admin actions and refusals, not per-request
 traffic, and an acknowledged action must survive `kill -9`. Appends from several processes are
@@ -16,6 +21,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,15 +31,28 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import ConfigError, NotFound
+from ..errors import ConfigError, InvalidRequest, NotFound
 from .tables import AuditEntry, AuditHead, AuditSignature
 
 if TYPE_CHECKING:
     from ..events import Event
     from ..hub import Hub
 
-__all__ = ["AuditProblem", "append", "counts_by_event", "head", "sign_head", "verify", "verify_signature"]
+__all__ = [
+    "AuditProblem",
+    "append",
+    "counts_by_event",
+    "head",
+    "load_public_key",
+    "public_key_hex",
+    "sign_head",
+    "sign_head_if_grown",
+    "sign_periodically",
+    "verify",
+    "verify_signature",
+]
 
 log = logging.getLogger("sovhub.audit")
 
@@ -96,14 +115,19 @@ def head(hub: Hub) -> tuple[int, str]:
     return (row.seq, row.hash) if row is not None else (0, GENESIS)
 
 
-def verify(hub: Hub, batch: int = 5000) -> tuple[int, AuditProblem | None]:
-    """Walk the chain; return (entries checked, the first problem or None)."""
+def verify(hub: Hub, batch: int = 5000, *, upto: int | None = None) -> tuple[int, AuditProblem | None]:
+    """Walk the chain from genesis; return (entries checked, the first problem or None).
+
+    With `upto`, only entries 1..upto are walked (the head may have moved on since).
+    """
     prev_hash, expected, checked = GENESIS, 1, 0
     with hub.db.session() as s:
         last = 0
-        while True:
-            rows = list(s.scalars(select(AuditEntry).where(AuditEntry.seq > last).order_by(AuditEntry.seq)
-                                  .limit(batch)))
+        while upto is None or last < upto:
+            stmt = select(AuditEntry).where(AuditEntry.seq > last)
+            if upto is not None:
+                stmt = stmt.where(AuditEntry.seq <= upto)
+            rows = list(s.scalars(stmt.order_by(AuditEntry.seq).limit(batch)))
             if not rows:
                 break
             for row in rows:
@@ -117,6 +141,10 @@ def verify(hub: Hub, batch: int = 5000) -> tuple[int, AuditProblem | None]:
                 prev_hash, expected, checked = row.hash, expected + 1, checked + 1
             last = rows[-1].seq
         stored = s.get(AuditHead, 1)
+    if upto is not None:
+        if checked != upto:
+            return checked, AuditProblem(checked + 1, f"chain ends at entry {checked}, before entry {upto}")
+        return checked, None
     head_seq, head_hash = (stored.seq, stored.hash) if stored else (0, GENESIS)
     if head_seq != checked or head_hash != prev_hash:
         return checked, AuditProblem(checked + 1 if head_seq > checked else head_seq,
@@ -149,8 +177,6 @@ def signing_key_path(hub: Hub) -> Path:
 
 
 def ensure_signing_key(hub: Hub) -> None:
-    import os
-
     path = signing_key_path(hub)
     if path.exists():
         return
@@ -181,8 +207,32 @@ def signed_message(seq: int, digest: str) -> bytes:
     return f"sovhub-audit-head:{seq}:{digest}".encode()
 
 
+def public_key_hex(hub: Hub) -> str:
+    """The public half of this hub's signing key: what verifiers pin (`sovhub audit public-key`)."""
+    return _public_hex(_load_signing_key(hub).public_key())
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    """A pinned Ed25519 public key: 64 hex digits (as `audit public-key` prints) or a PEM block."""
+    text = text.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_public_key(text.encode())
+            if not isinstance(key, Ed25519PublicKey):
+                raise ValueError("not an Ed25519 key")
+            return key
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
+    except ValueError as exc:
+        raise ConfigError(f"the pinned public key is not an Ed25519 public key (64 hex digits or PEM): {exc}") from exc
+
+
+def signed_heads_path(hub: Hub) -> Path:
+    path = Path(hub.settings.sovereignty.audit_signed_heads_file)
+    return path if path.is_absolute() else hub.settings.data_dir / path
+
+
 def sign_head(hub: Hub, actor: str = "cli") -> dict[str, Any]:
-    """Sign the current head; the result is what to anchor outside the hub."""
+    """Sign the current head; the result is what to anchor outside the hub (also appended to the heads file)."""
     key = _load_signing_key(hub)
     seq, digest = head(hub)
     signature = base64.b64encode(key.sign(signed_message(seq, digest))).decode()
@@ -190,18 +240,65 @@ def sign_head(hub: Hub, actor: str = "cli") -> dict[str, Any]:
     with hub.db.session() as s:
         s.add(AuditSignature(seq=seq, hash=digest, public_key=public, signature=signature))
     append(hub, "audit.head_signed", actor=actor, subject=f"audit:{seq}", data={"hash": digest})
-    return {"seq": seq, "hash": digest, "public_key": public, "signature": signature,
-            "message": signed_message(seq, digest).decode()}
+    signed = {"seq": seq, "hash": digest, "public_key": public, "signature": signature,
+              "message": signed_message(seq, digest).decode()}
+    line = json.dumps(signed, sort_keys=True)
+    path = signed_heads_path(hub)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+    log.info("audit head signed: %s", line)
+    return signed
 
 
-def verify_signature(hub: Hub, seq: int, digest: str, signature: str, public_key: str) -> None:
-    """Raise NotFound unless the signature is valid and the entry `seq` still has hash `digest`."""
+def sign_head_if_grown(hub: Hub, actor: str = "system") -> dict[str, Any] | None:
+    """Sign the head unless nothing but the last signature's own entry was added since it."""
+    seq, _ = head(hub)
+    with hub.db.session() as s:
+        last = s.scalar(select(func.max(AuditSignature.seq)))
+        newest = s.get(AuditEntry, seq) if seq else None
+    if seq == 0 or last == seq or (last == seq - 1 and newest is not None and newest.event == "audit.head_signed"):
+        return None
+    return sign_head(hub, actor=actor)
+
+
+async def sign_periodically(hub: Hub) -> None:
+    """The server's signer: every `audit_sign_interval_s` (the first one interval after start), sign the head
+    if the chain grew."""
+    import asyncio
+
+    while True:
+        await asyncio.sleep(hub.settings.sovereignty.audit_sign_interval_s)
+        try:
+            await asyncio.to_thread(sign_head_if_grown, hub)
+        except (SQLAlchemyError, OSError, ConfigError) as exc:
+            log.error("signing the audit head failed, will retry: %s", exc)
+
+
+def verify_signature(hub: Hub, signed: dict[str, Any], pinned: Ed25519PublicKey) -> int:
+    """Raise NotFound unless `signed` is valid under the pinned key and the log up to it is intact.
+
+    The public key in `signed` is not trusted: an attacker who rewrote the log signs with a key of
+    their own and puts that one there. The chain is walked from genesis to the signed entry, so an
+    edited or removed entry before it is found even though the signed hash itself was kept.
+    Returns the number of entries checked.
+    """
     try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key)).verify(
-            base64.b64decode(signature), signed_message(seq, digest))
+        seq, digest, signature = int(signed["seq"]), str(signed["hash"]), str(signed["signature"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidRequest("a signed head holds seq, hash and signature (the JSON `sign-head` prints)") from exc
+    pinned_hex = _public_hex(pinned)
+    if signed.get("public_key") not in (None, pinned_hex):
+        raise NotFound(f"head {seq} was signed by key {signed.get('public_key')}, not the pinned key {pinned_hex}")
+    try:
+        pinned.verify(base64.b64decode(signature, validate=True), signed_message(seq, digest))
     except (InvalidSignature, ValueError) as exc:
-        raise NotFound(f"signature over head {seq} is not valid for key {public_key}") from exc
+        raise NotFound(f"signature over head {seq} is not valid for the pinned key {pinned_hex}") from exc
     with hub.db.session() as s:
         row = s.get(AuditEntry, seq)
     if row is None or row.hash != digest:
         raise NotFound(f"audit entry {seq} no longer has the signed hash {digest[:16]}…: the log was rewritten")
+    checked, problem = verify(hub, upto=seq)
+    if problem is not None:
+        raise NotFound(f"the log before the signed head {seq} was altered: entry {problem.seq} {problem.reason}")
+    return checked

@@ -1,4 +1,4 @@
-"""The sovereignty commands: users (export, erase), audit, access (two-person rule), retention, residency.
+"""The sovereignty commands: users (export, erase), audit, access (list), retention, residency.
 
 `users_group` is shared: the assistant adds `users create` to it by importing it from here.
 """
@@ -91,14 +91,42 @@ def audit_sign_head(hub: Hub, actor: str) -> None:
 
 @audit_group.command("verify-signature")
 @click.argument("signed", type=click.File("r"))
+@click.option("--public-key", "public_key", required=True,
+              help="The pinned public key: 64 hex digits (`sovhub audit public-key`), or @FILE holding them or a PEM.")
 @pass_hub
-def audit_verify_signature(hub: Hub, signed: IO[str]) -> None:
-    """Check a signed head (the JSON `sign-head` printed; '-' for stdin) against this log."""
-    from .audit import verify_signature
+def audit_verify_signature(hub: Hub, signed: IO[str], public_key: str) -> None:
+    """Check a signed head against the pinned key and walk the log up to it.
 
-    data = json.load(signed)
-    verify_signature(hub, int(data["seq"]), data["hash"], data["signature"], data["public_key"])
-    click.echo(f"signature valid; entry {data['seq']} still has the signed hash")
+    SIGNED is the JSON `sign-head` printed, or the heads file (its last line is checked); '-' for stdin.
+    The public key inside SIGNED is not trusted.
+    """
+    from pathlib import Path
+
+    from .audit import load_public_key, verify_signature
+
+    if public_key.startswith("@"):
+        public_key = Path(public_key[1:]).read_text(encoding="utf-8")
+    text = signed.read().strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:  # the heads file: one signed head a line, the newest last
+            data = json.loads(text.splitlines()[-1])
+        except (json.JSONDecodeError, IndexError) as exc:
+            raise click.UsageError(f"SIGNED is not a signed head (JSON): {exc}") from exc
+    if not isinstance(data, dict):
+        raise click.UsageError("SIGNED is not a signed head (a JSON object)")
+    checked = verify_signature(hub, data, load_public_key(public_key))
+    click.echo(f"signature valid under the pinned key; entries 1..{data['seq']} intact ({checked} checked)")
+
+
+@audit_group.command("public-key")
+@pass_hub
+def audit_public_key(hub: Hub) -> None:
+    """Print the signing key's public half (hex): pin it outside the hub, for verify-signature."""
+    from .audit import public_key_hex
+
+    click.echo(public_key_hex(hub))
 
 
 @audit_group.command("show")
@@ -121,76 +149,23 @@ def audit_show(hub: Hub, last: int) -> None:
 
 @click.group("access")
 def access_group() -> None:
-    """Staff access to a person's content (two-person rule)."""
+    """Staff access to a person's content (two-person rule): listed here, decided in the staff console.
 
-
-@access_group.command("request")
-@click.argument("user")
-@click.option("--reason", required=True, help="Why (at least 10 characters; shown to the person).")
-@click.option("--admin", required=True, help="E-mail of the requesting staff admin.")
-@click.option("--hours", type=float, default=None, help="How long an approval lasts [default: access_grant_hours].")
-@click.option("--legal-hold", default=None, help="Record a legal hold (reason) that defers the notice to the person.")
-@click.option("--hold-days", type=click.IntRange(1, 3650), default=90, help="Days the legal hold defers the notice.")
-@pass_hub
-def access_request(hub: Hub, user: str, reason: str, admin: str, hours: float | None, legal_hold: str | None,
-                   hold_days: int) -> None:
-    """Request access to USER's content (id or e-mail)."""
-    from .rights import resolve_user
-    from .staff_access import request_access
-
-    row = request_access(hub, resolve_user(hub, user), admin=admin, reason=reason, hours=hours,
-                         legal_hold=legal_hold, hold_days=hold_days)
-    click.echo(f"access request {row.id} recorded; a second admin must approve: "
-               f"sovhub access approve {row.id} --admin EMAIL")
-
-
-@access_group.command("approve")
-@click.argument("request_id", type=int)
-@click.option("--admin", required=True, help="E-mail of the approving staff admin (not the requester).")
-@click.option("--note", default=None, help="A note recorded with the decision.")
-@pass_hub
-def access_approve(hub: Hub, request_id: int, admin: str, note: str | None) -> None:
-    """Approve an access request (a second admin)."""
-    from .staff_access import approve
-
-    row = approve(hub, request_id, admin=admin, note=note)
-    click.echo(f"access request {row.id} approved until {row.expires_at.isoformat() if row.expires_at else '?'}")
-
-
-@access_group.command("deny")
-@click.argument("request_id", type=int)
-@click.option("--admin", required=True, help="E-mail of the deciding staff admin (not the requester).")
-@click.option("--note", default=None, help="A note recorded with the decision.")
-@pass_hub
-def access_deny(hub: Hub, request_id: int, admin: str, note: str | None) -> None:
-    """Deny an access request."""
-    from .staff_access import deny
-
-    deny(hub, request_id, admin=admin, note=note)
-    click.echo(f"access request {request_id} denied")
+    Requests, approvals and reads happen only at /admin/access, in two signed-in staff sessions:
+    a name typed on a command line proves nobody's identity.
+    """
 
 
 @access_group.command("list")
 @pass_hub
 def access_list(hub: Hub) -> None:
-    """List access requests."""
+    """List access requests (id, person, status, requested by, decided by, expiry, hold, reason)."""
     from .staff_access import list_requests
 
     for r in list_requests(hub):
         click.echo(f"{r.id}\tuser:{r.user_id}\t{r.status}\t{r.requested_by}\t{r.decided_by or '-'}\t"
                    f"{r.expires_at.isoformat() if r.expires_at else '-'}\t{'legal-hold' if r.legal_hold else ''}\t"
                    f"{r.reason}")
-
-
-@access_group.command("read")
-@click.argument("request_id", type=int)
-@click.option("--admin", required=True, help="E-mail of the requesting or approving admin.")
-@pass_hub
-def access_read(hub: Hub, request_id: int, admin: str) -> None:
-    """Print the person's stored content under an approved, unexpired request (audited)."""
-    from .staff_access import read_content
-
-    click.echo(json.dumps(read_content(hub, request_id, admin=admin), ensure_ascii=False, indent=2))
 
 
 # --- retention ---

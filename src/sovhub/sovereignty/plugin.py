@@ -94,19 +94,24 @@ def sovhub_lifespan(hub: Hub) -> Any:
 
 @contextlib.asynccontextmanager
 async def _lifespan(hub: Hub) -> AsyncIterator[None]:
+    from .audit import sign_periodically
     from .conversations import get_store
 
     # Refuses to start (ConfigError) on a missing or wrong master key, before any request.
     await asyncio.to_thread(sovhub_init, hub)
     store = get_store(hub)
     await store.start()
-    purger = asyncio.create_task(_purge_periodically(hub), name="sovhub-retention-purge")
+    tasks = [asyncio.create_task(_purge_periodically(hub), name="sovhub-retention-purge")]
+    if hub.settings.sovereignty.audit_sign_interval_s > 0:
+        tasks.append(asyncio.create_task(sign_periodically(hub), name="sovhub-audit-signer"))
     try:
         yield
     finally:
-        purger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purger
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await store.close()
 
 

@@ -158,10 +158,12 @@ class AccessRequest(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(Integer, index=True)
-    requested_by: Mapped[str] = mapped_column(String(320))
+    requested_by: Mapped[str] = mapped_column(String(320))  # the staff member's e-mail, shown to the person
+    requested_by_id: Mapped[int | None] = mapped_column(Integer)  # their user id: what the two-person rule compares
     reason: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="requested")  # requested|approved|denied
     decided_by: Mapped[str | None] = mapped_column(String(320))
+    decided_by_id: Mapped[int | None] = mapped_column(Integer)
     decision_note: Mapped[str | None] = mapped_column(Text)
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
     legal_hold_reason: Mapped[str | None] = mapped_column(Text)

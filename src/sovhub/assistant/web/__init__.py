@@ -1,7 +1,8 @@
 """The web assistant: server-rendered pages (Jinja2, gettext catalogs) with small progressive JavaScript.
 
 Routers: sign-in and language (auth), chat pages and streaming (chat), my data (account),
-citation passages (kb), staff area (admin, admin_access). Templates and static files live in ``sovhub/web``.
+citation passages (kb), staff area (admin, admin_access, admin_content_access). Templates and static
+files live in ``sovhub/web``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ __all__ = ["routers"]
 
 
 def routers() -> list[Any]:
-    from . import account, admin, admin_access, auth, chat, kb
+    from . import account, admin, admin_access, admin_content_access, auth, chat, kb
 
-    return [auth.router, chat.router, account.router, kb.router, admin.router, admin_access.router]
+    return [auth.router, chat.router, account.router, kb.router, admin.router, admin_access.router,
+            admin_content_access.router]
