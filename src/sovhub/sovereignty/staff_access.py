@@ -17,6 +17,7 @@ from sqlalchemy import select
 from ..errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from ..store.base import utcnow
 from ..store.tables import User
+from ..users import user_by_email
 from .tables import AccessRequest, StoredConversation
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ __all__ = ["approve", "deny", "list_requests", "read_content", "request_access"]
 
 def _staff(hub: Hub, email: str) -> str:
     with hub.db.session() as s:
-        user = s.scalar(select(User).where(User.email == email.strip()))
+        user = user_by_email(s, email)
     if user is None or not user.is_staff:
         raise PermissionDenied(f"{email!r} is not a staff account; only staff admins may request or approve access")
     return user.email
