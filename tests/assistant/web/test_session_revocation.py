@@ -91,7 +91,12 @@ def test_erasure_ends_sessions_and_the_id_is_never_given_again(web: Web) -> None
     web.sign_in()
     kept = _cookie(web)
     old_id = web.user_id
+    listed = web.client.get("/hub/v1/me/export").json()["web_sessions"]
+    assert [(x["method"], x["user_agent"], x["revoked_at"]) for x in listed] == [("password", "testclient", None)]
+    assert "id" not in listed[0] and "token" not in listed[0]
     erase_user(web.hub, old_id, actor="cli")
+    with web.hub.db.session() as s:
+        assert s.scalars(select(WebSession).where(WebSession.user_id == old_id)).all() == []
     newcomer = create_user(web.hub, "newcomer@example.org", PASSWORD)
     assert newcomer != old_id  # SQLite without AUTOINCREMENT hands the newest erased id out again
     browser = _browser(web, kept)
