@@ -163,6 +163,9 @@ def serve(obj: HubContext, host: str | None, port: int | None) -> None:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
         timeout_graceful_shutdown=30, lifespan="on",
+        # The hub alone decides which proxies' X-Forwarded-* it believes (access.trusted_proxies,
+        # access.trust_forwarded_proto); uvicorn's own default would trust any local process.
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     # A background thread (batched writes, guards, the model's hand-offs) holds the GIL for up to this

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .access.addresses import parse_networks
 from .errors import ConfigError
 from .secret_key import METRICS_TOKEN_FILE, load_or_create_secret_key, weak_secret_reason
 
@@ -197,8 +198,20 @@ class AccessSettings(BaseModel):
     jwks_min_refresh_s: float = Field(
         60.0, ge=0, description="Least seconds between JWKS refetches on an unknown key id (key rotation)."
     )
-    login_max_failures: int = Field(5, ge=1, description="Failed sign-ins per key (account or IP) before lockout.")
-    login_window_s: int = Field(900, ge=1, description="Seconds over which failed sign-ins are counted.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (IP or CIDR) whose X-Forwarded-For names the client; others' is ignored.",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Sign-in guesses per account from one client address before that pair is locked."
+    )
+    login_max_failures_per_account: int = Field(
+        20, ge=1, description="Sign-in guesses per account from all addresses together before it is locked."
+    )
+    login_max_failures_per_address: int = Field(
+        50, ge=1, description="Sign-in guesses from one client address, all accounts together, before it is locked."
+    )
+    login_window_s: int = Field(900, ge=1, description="Seconds over which sign-in guesses are counted.")
     login_lockout_s: int = Field(900, ge=1, description="Seconds a throttled key must wait.")
     registry_file: str | None = Field(
         None, description="Company registry file (CSV or JSON) for verification, relative to the data dir."
@@ -215,6 +228,12 @@ class AccessSettings(BaseModel):
     state_refresh_s: float = Field(
         5.0, gt=0, description="Seconds between reloads of tiers, verification and org limits in each replica."
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(tuple(value))
+        return value
 
 
 class AssistantSettings(BaseModel):

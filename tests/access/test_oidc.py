@@ -42,7 +42,8 @@ def idp(tmp_path: Path) -> Iterator[OidcProvider]:
 
 @pytest.fixture
 def eid_app(make_app: Any, idp: OidcProvider) -> tuple[Any, Any]:
-    return make_app(idps={"test": idp.idp_settings()}, jwks_min_refresh_s=0, login_max_failures=50)  # type: ignore[no-any-return]
+    return make_app(idps={"test": idp.idp_settings()}, jwks_min_refresh_s=0,
+                    login_max_failures_per_address=50)  # type: ignore[no-any-return]
 
 
 def browse_to_callback(client: Any, idp: OidcProvider, start: str, account: str = "alice", level: str = "high") -> str:
@@ -195,7 +196,7 @@ def test_jwks_key_rotation(eid_app: Any, idp: OidcProvider) -> None:
 
 
 def test_callback_failures_are_throttled(make_app: Any, idp: OidcProvider) -> None:
-    _, client = make_app(idps={"test": idp.idp_settings()}, login_max_failures=3)
+    _, client = make_app(idps={"test": idp.idp_settings()}, login_max_failures_per_address=3)
     for _ in range(3):
         assert client.get("/auth/oidc/test/callback?code=x&state=y").status_code == 401
     r = client.get("/auth/oidc/test/callback?code=x&state=y")

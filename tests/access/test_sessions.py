@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -9,10 +10,12 @@ import pytest
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from sovhub.access.csrf import CSRF_COOKIE, csrf_token, require_csrf
 from sovhub.access.sessions import clear_session, current_user, issue_session, session_serializer
-from sovhub.access.throttle import LoginThrottle, login_throttle
+from sovhub.access.tables import WebSession
+from sovhub.access.throttle import LoginThrottle, ThrottleKey, login_throttle
 from sovhub.errors import RateLimited
 from sovhub.store.tables import User
 
@@ -155,41 +158,62 @@ def test_csrf_before_and_after_sign_in(web: Any) -> None:
 @pytest.fixture(params=["memory", "redis"])
 def throttle(request: pytest.FixtureRequest) -> Any:
     if request.param == "memory":
-        return LoginThrottle(max_failures=3, window_s=60, lockout_s=120)
+        return LoginThrottle(window_s=60, lockout_s=120)
     import uuid
 
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(redis_url(), decode_responses=True)
-    return LoginThrottle(max_failures=3, window_s=60, lockout_s=120, redis=client,
+    return LoginThrottle(window_s=60, lockout_s=120, redis=client,
                          prefix=f"sovhub-test:{uuid.uuid4().hex[:8]}:")
 
 
-async def test_throttle_locks_after_failures(throttle: LoginThrottle) -> None:
-    for _ in range(2):
-        await throttle.check("user:a")
-        await throttle.fail("user:a")
-    await throttle.succeed("user:a")  # a success forgets the failures
-    for _ in range(2):
-        await throttle.fail("user:a")
-    await throttle.check("user:a")
-    await throttle.fail("user:a")
+K = [ThrottleKey("pair:a", 3, forget_on_success=True), ThrottleKey("user:a", 5)]
+
+
+async def test_throttle_counts_before_checking_and_locks(throttle: LoginThrottle) -> None:
+    for _ in range(3):
+        await throttle.attempt(K)
     with pytest.raises(RateLimited) as caught:
-        await throttle.check("user:a")
+        await throttle.attempt(K)  # the fourth guess is refused without being checked
     assert caught.value.code == "login_throttled"
-    assert 100 <= caught.value.retry_after <= 120
-    assert caught.value.headers["retry-after"]
-    await throttle.check("user:b")  # other keys are unaffected
-    await throttle.succeed("user:a")
+    assert 100 <= caught.value.retry_after <= 120 and caught.value.headers["retry-after"]
     with pytest.raises(RateLimited):
-        await throttle.check("user:a")  # a lockout in force stays
+        await throttle.check(K)
+    await throttle.attempt([ThrottleKey("user:b", 3)])  # other keys are unaffected
+    await throttle.succeed(K)
+    with pytest.raises(RateLimited):
+        await throttle.attempt(K)  # a lockout in force stays
+    if throttle.redis is not None:
+        await throttle.redis.aclose()
+
+
+async def test_concurrent_attempts_cannot_all_pass(throttle: LoginThrottle) -> None:
+    results = await asyncio.gather(*[throttle.attempt(K) for _ in range(20)], return_exceptions=True)
+    assert sum(r is None for r in results) == 3
+    assert all(isinstance(r, RateLimited) for r in results if r is not None)
+    if throttle.redis is not None:
+        await throttle.redis.aclose()
+
+
+async def test_a_success_gives_its_guess_back(throttle: LoginThrottle) -> None:
+    for _ in range(2):
+        await throttle.attempt(K)
+    await throttle.succeed(K)  # pair forgotten; account 2 - 1 = 1
+    for _ in range(3):
+        await throttle.attempt(K)  # without the forgetting, the pair would refuse the second
+    await throttle.succeed(K)  # account 4 - 1 = 3
+    for _ in range(2):
+        await throttle.attempt(K)  # account 5: used up
+    with pytest.raises(RateLimited):
+        await throttle.attempt(K)
     if throttle.redis is not None:
         await throttle.redis.aclose()
 
 
 def test_login_throttle_is_shared_per_hub(hub: Any) -> None:
     assert login_throttle(hub) is login_throttle(hub)
-    assert login_throttle(hub).max_failures == hub.settings.access.login_max_failures
+    assert login_throttle(hub).lockout_s == hub.settings.access.login_lockout_s
 
 
 def test_cookie_signed_with_the_old_public_default_is_refused(web: Any) -> None:
@@ -203,24 +227,45 @@ def test_cookie_signed_with_the_old_public_default_is_refused(web: Any) -> None:
     assert client.get("/t/me").json()["user"] is None
 
 
-def test_session_signed_before_the_account_existed_is_refused(web: Any) -> None:
-    """An erased person's id reused by a newcomer: the old cookie must not open the new account."""
+def test_session_of_a_deleted_account_or_the_old_cookie_format_is_refused(web: Any) -> None:
     hub, client = web()
     client.post("/t/login", params={"user_id": 9})
-    cookie = client.cookies.get("sovhub_session")
     assert client.get("/t/me").json()["user"]["id"] == 9
+    with hub.db.session() as db:
+        db.delete(db.get(User, 9))
+        db.commit()
+    assert client.get("/t/me").json()["user"] is None
+    # A well-signed cookie of the stateless format (no session token) opens nothing.
+    client.post("/t/login", params={"user_id": 10})
+    stateless = session_serializer(hub.settings.signing_key).dumps({"u": 10, "a": None, "i": None, "c": "x", "t": 0})
+    client.cookies.clear()
+    client.cookies.set("sovhub_session", stateless)
+    assert client.get("/t/me").json()["user"] is None
+
+
+def test_logout_revokes_the_session_row(web: Any) -> None:
+    hub, client = web()
+    client.post("/t/login", params={"user_id": 4, "acr": "substantial"})
+    kept = client.cookies["sovhub_session"]
+    with hub.db.session() as db:
+        row = db.scalars(select(WebSession)).one()
+        assert row.acr == "substantial" and row.revoked_at is None
+    client.post("/t/logout")
+    with hub.db.session() as db:
+        row = db.scalars(select(WebSession)).one()
+        assert row.revoked_at is not None and row.revoked_reason == "signed_out"
+    client.cookies.set("sovhub_session", kept)
+    assert client.get("/t/me").json()["user"] is None
+
+
+def test_an_expired_session_row_is_refused_even_with_a_fresh_cookie(web: Any) -> None:
     from datetime import timedelta
 
+    hub, client = web()
+    client.post("/t/login", params={"user_id": 6})
     with hub.db.session() as db:
-        user = db.get(User, 9)
-        assert user is not None
-        user.created_at = user.created_at + timedelta(seconds=30)  # the account came after the cookie
-        db.commit()
-    client.cookies.clear()
-    client.cookies.set("sovhub_session", cookie)
-    assert client.get("/t/me").json()["user"] is None
-    with hub.db.session() as db:
-        db.delete(db.get(User, 9))  # erased: no account, no session
+        row = db.scalars(select(WebSession)).one()
+        row.expires_at = row.created_at - timedelta(seconds=1)
         db.commit()
     assert client.get("/t/me").json()["user"] is None
 

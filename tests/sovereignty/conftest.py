@@ -39,10 +39,12 @@ def add_user(hub: Hub, email: str, *, staff: bool = False) -> int:
 
 
 def session_cookie(hub: Hub, user_id: int, csrf: str = "csrf-secret") -> dict[str, str]:
+    """A signed-in browser's cookie: a real server-side session of `user_id` with this CSRF secret."""
+    from sovhub.access.session_store import create_session
     from sovhub.access.sessions import session_serializer
 
-    value = session_serializer(hub.settings.signing_key).dumps({"u": user_id, "a": None, "i": None, "c": csrf,
-                                                                "t": 0.0})
+    token = create_session(hub, user_id, acr=None, idp=None)
+    value = session_serializer(hub.settings.signing_key).dumps({"s": token, "c": csrf})
     return {hub.settings.access.session_cookie: value}
 
 

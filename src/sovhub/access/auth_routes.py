@@ -3,7 +3,8 @@
 Replay protection has three locks: the `state` must match the one in this browser's signed,
 short-lived cookie (login CSRF); its transaction row is consumed exactly once, with an
 UPDATE ... WHERE consumed_at IS NULL that only one replica can win; and the provider refuses
-a reused code. Failures count against the client address in the login throttle.
+a reused code. Every callback counts against the client address in the login throttle before
+it is checked; one that signs in gives its count back.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from itsdangerous import BadSignature
 from sqlalchemy import delete, select, update
 
 from ..api.deps import HubDep
-from ..errors import AuthenticationFailed, InvalidRequest, SovhubError
+from ..errors import AuthenticationFailed, InvalidRequest
 from ..hub import Hub
 from ..store.base import utcnow
 from ..store.tables import User
+from ..users import normalize_email
+from .addresses import client_address
 from .oidc import EidIdentity, new_pkce, oidc_client
 from .sessions import current_user, issue_session, session_serializer, set_cookie
 from .tables import Identity, OidcTransaction
-from .throttle import login_throttle
+from .throttle import address_keys, login_throttle
 from .verification import attach_representative, verification_status
 
 router = APIRouter(tags=["auth"], include_in_schema=False)
@@ -55,15 +58,11 @@ def _redirect_uri(request: Request, hub: Hub, idp: str) -> str:
     return f"{base}/auth/oidc/{idp}/callback"
 
 
-def _client_key(request: Request) -> str:
-    return f"ip:{request.client.host if request.client else 'unknown'}"
-
-
 async def start_login(
     request: Request, hub: Hub, idp: str, *, level: str | None, purpose: str | None, return_to: str | None
 ) -> RedirectResponse:
     client = oidc_client(hub, idp)
-    await login_throttle(hub).check(_client_key(request))
+    await login_throttle(hub).check(address_keys(hub, client_address(request)))
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier, challenge = new_pkce()
     timeout = hub.settings.access.oidc_login_timeout_s
@@ -122,8 +121,8 @@ def link_identity(hub: Hub, eid: EidIdentity, session_user_id: int | None) -> tu
                 identity.user_id = session_user_id
             else:
                 # eID asserts no e-mail we could trust for account linking: a placeholder keeps users.email unique.
-                user = User(email=f"eid-{_sha(eid.idp + ':' + eid.subject)[:24]}@{eid.idp}.eid.invalid",
-                            display_name=eid.full_name or None)
+                placeholder = f"eid-{_sha(eid.idp + ':' + eid.subject)[:24]}@{eid.idp}.eid.invalid"
+                user = User(email=normalize_email(placeholder), display_name=eid.full_name or None)
                 s.add(user)
                 s.flush()
                 identity.user_id = user.id
@@ -134,14 +133,10 @@ def link_identity(hub: Hub, eid: EidIdentity, session_user_id: int | None) -> tu
 @router.get("/auth/oidc/{idp}/callback", response_model=None)
 async def oidc_callback(idp: str, request: Request, hub: HubDep) -> Response:
     throttle = login_throttle(hub)
-    key = _client_key(request)
-    await throttle.check(key)
-    try:
-        response = await _callback(idp, request, hub)
-    except SovhubError:
-        await throttle.fail(key)
-        raise
-    await throttle.succeed(key)
+    keys = address_keys(hub, client_address(request))
+    await throttle.attempt(keys)  # counted before anything is checked; a success gives it back
+    response = await _callback(idp, request, hub)
+    await throttle.succeed(keys)
     response.delete_cookie(STATE_COOKIE, path="/", httponly=True, samesite="lax")
     return response
 

@@ -65,6 +65,21 @@ def sovhub_lifespan(hub: Hub) -> Any:
 
 
 @hookimpl
+def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .session_store import export_sessions
+
+    return {"web_sessions": export_sessions(hub, user_id)}
+
+
+@hookimpl
+def sovhub_erase_user(hub: Hub, user_id: int) -> None:
+    from .session_store import erase_sessions
+
+    # Ends every session at once (each request reads its row), and removes the addresses and browsers.
+    erase_sessions(hub, user_id)
+
+
+@hookimpl
 def sovhub_commands(cli: click.Group) -> None:
     from .cli import add_commands
 

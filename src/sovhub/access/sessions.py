@@ -1,8 +1,11 @@
-"""Signed session cookies for people signed in to the web app (password or national eID).
+"""Sessions of people signed in to the web app (password or national eID): server-side, revocable.
 
-The cookie holds ``{user id, assurance level, identity provider, CSRF secret, issued-at}``,
-signed with ``settings.signing_key`` (itsdangerous, HMAC-SHA1 over a salted key) and
-time-limited by ``access.session_max_age_s``. It is HttpOnly, SameSite=Lax, and Secure
+The cookie holds ``{session token, CSRF secret}``, signed with ``settings.signing_key``
+(itsdangerous, HMAC-SHA1 over a salted key) and time-limited by ``access.session_max_age_s``.
+Who the person is, how they signed in and whether the session still counts live in the
+``access_sessions`` row (:mod:`sovhub.access.session_store`), read on every request: sign-out
+ends one session; a password change, losing staff rights or erasure end all of a person's, on
+every replica at once. It is HttpOnly, SameSite=Lax, and Secure
 whenever the request came over TLS (``X-Forwarded-Proto`` counts only with
 ``access.trust_forwarded_proto``), so a proxy cannot be spoofed into downgrading it.
 
@@ -21,16 +24,14 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from ..store.base import as_utc
-from ..store.tables import User
+from .addresses import client_address
+from .session_store import create_session, find_session, revoke_session
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -108,71 +109,80 @@ def issue_session(
 ) -> SessionUser:
     """Sign `user_id` in on `response` (call after verifying a password or an eID sign-in).
 
-    `acr` is an eIDAS level ('low', 'substantial', 'high') or None for a password. A fresh CSRF
-    secret is drawn each time, so a token seen before sign-in is useless after it.
+    `acr` is an eIDAS level ('low', 'substantial', 'high') or None for a password. A new session
+    row is made each time and the browser's previous session, if any, is ended (no fixation); a
+    fresh CSRF secret is drawn, so a token seen before sign-in is useless after it.
     """
     if acr is not None and acr not in ASSURANCE_LEVELS:
         raise ValueError(f"acr must be one of {ASSURANCE_LEVELS} or None, got {acr!r}")
-    settings = _hub(request).settings
+    hub = _hub(request)
+    settings = hub.settings
+    previous = _cookie_token(request)
+    if previous is not None:
+        revoke_session(hub, previous, "replaced")
+    token = create_session(hub, int(user_id), acr=acr, idp=idp, user_agent=request.headers.get("user-agent"),
+                           address=client_address(request))
     user = SessionUser(
         user_id=int(user_id), acr=acr, idp=idp, csrf=secrets.token_urlsafe(24), issued_at=time.time()
     )
-    payload: dict[str, Any] = {"u": user.user_id, "a": acr, "i": idp, "c": user.csrf, "t": user.issued_at}
-    value = session_serializer(settings.signing_key).dumps(payload)
+    value = session_serializer(settings.signing_key).dumps({"s": token, "c": user.csrf})
     set_cookie(request, response, settings.access.session_cookie, value, settings.access.session_max_age_s)
     request.scope.setdefault("state", {})["sovhub_session"] = user
     return user
 
 
-def current_user(request: HTTPConnection) -> SessionUser | None:
-    """The signed-in person, or None (no cookie, bad signature, expired)."""
-    cached = request.scope.get("state", {}).get("sovhub_session")
-    if isinstance(cached, SessionUser):
-        return cached
+def _cookie_payload(request: HTTPConnection) -> dict[str, Any] | None:
     settings = _hub(request).settings
     raw = request.cookies.get(settings.access.session_cookie)
     if not raw:
         return None
     try:
-        data, signed_at = session_serializer(settings.signing_key).loads(
-            raw, max_age=settings.access.session_max_age_s, return_timestamp=True
-        )
+        data = session_serializer(settings.signing_key).loads(raw, max_age=settings.access.session_max_age_s)
     except BadSignature:
         # Covers tampering, a rotated secret_key and expiry (SignatureExpired is a subclass).
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("u"), int) or not isinstance(data.get("c"), str):
+    if not isinstance(data, dict) or not isinstance(data.get("s"), str) or not isinstance(data.get("c"), str):
+        return None  # also a cookie of the stateless format before server-side sessions
+    return data
+
+
+def _cookie_token(request: HTTPConnection) -> str | None:
+    data = _cookie_payload(request)
+    return data["s"] if data is not None else None
+
+
+def current_user(request: HTTPConnection) -> SessionUser | None:
+    """The signed-in person, or None (no cookie, bad signature, expired, revoked, person gone).
+
+    One primary-key read of the session row per request (cached for the request only), so a
+    session ended on any replica is refused here from the next request on.
+    """
+    cached = request.scope.get("state", {}).get("sovhub_session")
+    if isinstance(cached, SessionUser):
+        return cached
+    data = _cookie_payload(request)
+    if data is None:
         return None
-    if not _account_predates(_hub(request), data["u"], signed_at):
+    session = find_session(_hub(request), data["s"])
+    if session is None:
         return None
-    acr = data.get("a")
     user = SessionUser(
-        user_id=data["u"],
-        acr=acr if acr in ASSURANCE_LEVELS else None,
-        idp=data.get("i") if isinstance(data.get("i"), str) else None,
+        user_id=session.user_id,
+        acr=session.acr if session.acr in ASSURANCE_LEVELS else None,
+        idp=session.idp,
         csrf=data["c"],
-        issued_at=float(data.get("t") or 0.0),
+        issued_at=session.created_at.timestamp(),
     )
     request.scope.setdefault("state", {})["sovhub_session"] = user
     return user
 
 
-def _account_predates(hub: Hub, user_id: int, signed_at: datetime) -> bool:
-    """Is `user_id` an account that existed when the cookie was signed?
-
-    An erased person's id may come back for a later account (SQLite gives a new row the highest
-    id plus one, so erasing the newest account frees its id); their old cookie must not sign in
-    as the newcomer. The signing time is the one itsdangerous signed into the cookie, not a field
-    the holder could edit. Whole seconds: the signature's clock has no finer grain, so one second
-    of slack.
-    """
-    with hub.db.session() as db:
-        created = db.scalar(select(User.created_at).where(User.id == user_id))
-    return created is not None and as_utc(created) <= signed_at + timedelta(seconds=1)
-
-
 def clear_session(request: HTTPConnection, response: Response) -> None:
-    """Sign out: expire the cookie with the same attributes it was set with."""
+    """Sign out: end this browser's session row, expire the cookie with the attributes it was set with."""
     settings = _hub(request).settings
+    token = _cookie_token(request)
+    if token is not None:
+        revoke_session(_hub(request), token, "signed_out")
     response.delete_cookie(
         settings.access.session_cookie, path="/", httponly=True, samesite="lax", secure=is_secure_request(request)
     )

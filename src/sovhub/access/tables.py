@@ -1,4 +1,4 @@
-"""access: eID identities, sign-in transactions, organization verification, model tiers, org quotas."""
+"""access: web sessions, eID identities, sign-in transactions, organization verification, model tiers, org quotas."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..store.base import Base, UTCDateTime, utcnow
 
-__all__ = ["Identity", "ModelTier", "OidcTransaction", "OrgAccess", "Verification"]
+__all__ = ["Identity", "ModelTier", "OidcTransaction", "OrgAccess", "Verification", "WebSession"]
 
 
 class Identity(Base):
     """A person as a national eID provider knows them; linked to a hub user."""
 
     __tablename__ = "access_identities"
-    __table_args__ = (UniqueConstraint("idp", "subject", name="uq_access_identities_idp_subject"),)
+    __table_args__ = (
+        UniqueConstraint("idp", "subject", name="uq_access_identities_idp_subject"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     idp: Mapped[str] = mapped_column(String(64))
@@ -31,6 +34,28 @@ class Identity(Base):
     person_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebSession(Base):
+    """One sign-in to the web app. The cookie carries the token; the row holds only its SHA-256.
+
+    A session counts while its row exists, `revoked_at` is unset and `expires_at` is ahead; every
+    replica reads the row on each request, so a revocation holds everywhere at once.
+    """
+
+    __tablename__ = "access_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    acr: Mapped[str | None] = mapped_column(String(16))
+    idp: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    address: Mapped[str | None] = mapped_column(String(64))
 
 
 class OidcTransaction(Base):
@@ -52,6 +77,7 @@ class Verification(Base):
     """One request to verify an organization, from the admin's request to a decision."""
 
     __tablename__ = "access_verifications"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)

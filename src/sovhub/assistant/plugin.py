@@ -20,11 +20,12 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 def sovhub_commands(cli: click.Group) -> None:
     from ..sovereignty.cli import users_group
     from .cli import kb_group, locales_group
-    from .web.commands import users_create
+    from .web.commands import users_create, users_set_password, users_staff
 
     cli.add_command(locales_group)
     cli.add_command(kb_group)
-    users_group.add_command(users_create)
+    for command in (users_create, users_set_password, users_staff):
+        users_group.add_command(command)
 
 
 # First in line, so the web turn is tagged before any other interceptor looks at the context.

@@ -24,6 +24,7 @@ class KbCollection(Base):
     """A named set of documents searched together (e.g. a ministry's public-service guides)."""
 
     __tablename__ = "kb_collections"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
@@ -107,6 +108,7 @@ class ConversationMessage(Base):
     """One turn. `content` is the vault blob of {"text", "citations", "block"} as JSON."""
 
     __tablename__ = "assistant_messages"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[str] = mapped_column(

@@ -16,6 +16,7 @@ class PolicyVersion(Base):
     """Every distinct policy the hub loaded, with the diff from the one before (published)."""
 
     __tablename__ = "safety_policy_versions"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[str] = mapped_column(String(64))

@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from ..errors import Conflict, NotFound
 from ..store.base import utcnow
 from ..store.tables import Membership, Organization, User
+from ..users import user_by_email
 from .tables import AccessRequest, StoredConversation
 
 if TYPE_CHECKING:
@@ -27,15 +28,16 @@ EXPORT_FORMAT = "sovhub.user-export.v1"
 
 
 def resolve_user(hub: Hub, user: str) -> int:
-    """A user id from an id or an e-mail address; a bare id is accepted even when the row is gone."""
+    """A user id from an id or an e-mail address (any case or width); a bare id is accepted even when
+    the row is gone."""
     text = user.strip()
+    if text.isdigit():
+        return int(text)
     with hub.db.session() as s:
-        if text.isdigit():
-            return int(text)
-        found = s.scalar(select(User.id).where(User.email == text))
-    if found is None:
-        raise NotFound(f"no user with e-mail {text!r}")
-    return int(found)
+        found = user_by_email(s, text)
+        if found is None:
+            raise NotFound(f"no user with e-mail {text!r}")
+        return int(found.id)
 
 
 def _profile(hub: Hub, user_id: int) -> dict[str, Any] | None:

@@ -155,6 +155,7 @@ class AccessRequest(Base):
     """Staff access to a person's content: requested by one admin, approved by another, time-limited."""
 
     __tablename__ = "content_access_requests"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(Integer, index=True)

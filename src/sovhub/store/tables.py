@@ -1,4 +1,10 @@
-"""Core tables: organizations, users, API keys, backends and metered usage."""
+"""Core tables: organizations, users, API keys, backends and metered usage.
+
+Tables whose ids are named outside the row (in cookies, audit entries, exports, URLs, commands)
+are AUTOINCREMENT on SQLite (``sqlite_autoincrement``): without it SQLite hands a new row the
+highest id plus one, so deleting the newest row gives its id to the next one. PostgreSQL's
+sequences never hand an id out twice.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ __all__ = ["ApiKey", "BackendRow", "Membership", "Organization", "UsageRecord", 
 
 class Organization(Base):
     __tablename__ = "organizations"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
@@ -23,6 +30,7 @@ class Organization(Base):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -43,6 +51,7 @@ class Membership(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)

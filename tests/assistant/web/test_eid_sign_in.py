@@ -43,7 +43,7 @@ def web_app(data_dir: Path, idps: dict[str, Any]) -> Iterator[Web]:
     from sovhub.app import create_app
 
     settings = make_settings(data_dir, safety={"enabled": False}, embeddings_enabled=False,
-                             access={"idps": idps, "login_max_failures": 50})
+                             access={"idps": idps, "login_max_failures_per_address": 50})
     hub = build_hub(settings)
     hub.pm.register(FakePlugin(), name="tests.fake")
     add_fake_backend(hub, "fake1", ["echo"])

@@ -15,14 +15,15 @@ from urllib.parse import quote, urlencode
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import func, select
 
+from ...access.addresses import client_address
 from ...access.csrf import verify_csrf
 from ...access.sessions import clear_session, issue_session, set_cookie
-from ...access.throttle import login_throttle
+from ...access.throttle import login_throttle, password_keys
 from ...errors import PermissionDenied, RateLimited
 from ...hub import Hub
 from ...store.tables import User
+from ...users import normalize_email, user_by_email
 from ..i18n import ui_catalogs
 from .passwords import hash_password, needs_rehash, verify_password
 from .render import LANG_COOKIE, Page, page_for, render, request_hub
@@ -66,7 +67,7 @@ def _login_page(page: Page, next_path: str, status: int = 200, **context: Any) -
 
 def _check_password(hub: Hub, email: str, password: str) -> int | None:
     with hub.db.session() as s:
-        user = s.scalar(select(User).where(func.lower(User.email) == email.casefold()))
+        user = user_by_email(s, email)
         stored = user.password_hash if user is not None else None
         if not verify_password(stored, password) or user is None:
             return None
@@ -96,11 +97,9 @@ async def login(request: Request) -> Response:
     except PermissionDenied:
         return _login_page(page, next_path, 403, email=email, error="csrf")
     throttle = login_throttle(hub)
-    client = request.client.host if request.client else "unknown"
-    keys = [f"user:{email.casefold()}", f"ip:{client}"]
+    keys = password_keys(hub, normalize_email(email), client_address(request))
     try:
-        for key in keys:
-            await throttle.check(key)
+        await throttle.attempt(keys)  # counted before the password is checked
     except RateLimited as exc:
         seconds = int(float(exc.headers.get("retry-after", "60")))
         response = _login_page(page, next_path, 429, email=email, error="throttled", seconds=seconds)
@@ -108,10 +107,8 @@ async def login(request: Request) -> Response:
         return response
     user_id = await anyio.to_thread.run_sync(_check_password, hub, email, password) if email and password else None
     if user_id is None:
-        for key in keys:
-            await throttle.fail(key)
         return _login_page(page, next_path, 401, email=email, error="invalid")
-    await throttle.succeed(keys[0])
+    await throttle.succeed(keys)
     redirect = RedirectResponse(next_path, status_code=303)
     issue_session(redirect, user_id, None, request=request)
     return redirect

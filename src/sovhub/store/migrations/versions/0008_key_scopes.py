@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -33,7 +33,7 @@ def _number(value: str) -> str:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("api_keys") as batch:
+    with op.batch_alter_table("api_keys", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.add_column(sa.Column("scopes", sa.JSON(), nullable=False, server_default=sa.text("'[\"inference\"]'")))
         batch.add_column(sa.Column("parent_key_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
@@ -43,7 +43,7 @@ def upgrade() -> None:
         )
         batch.create_index(batch.f("ix_api_keys_parent_key_id"), ["parent_key_id"], unique=False)
 
-    with op.batch_alter_table("access_identities") as batch:
+    with op.batch_alter_table("access_identities", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.add_column(sa.Column("person_id", sa.String(length=255), nullable=True))
 
     with op.batch_alter_table("access_org_profiles") as batch:
@@ -74,9 +74,9 @@ def downgrade() -> None:
         batch.drop_constraint("uq_access_org_profiles_registry", type_="unique")
         batch.drop_column("registry_number")
         batch.drop_column("registry_country")
-    with op.batch_alter_table("access_identities") as batch:
+    with op.batch_alter_table("access_identities", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_column("person_id")
-    with op.batch_alter_table("api_keys") as batch:
+    with op.batch_alter_table("api_keys", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_index(batch.f("ix_api_keys_parent_key_id"))
         batch.drop_constraint(batch.f("fk_api_keys_parent_key_id_api_keys"), type_="foreignkey")
         batch.drop_column("expires_at")

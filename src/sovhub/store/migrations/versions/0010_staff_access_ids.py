@@ -27,6 +27,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("content_access_requests") as batch:
+    with op.batch_alter_table("content_access_requests", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_column("decided_by_id")
         batch.drop_column("requested_by_id")
