@@ -127,11 +127,14 @@ class GuardModelGuard:
 _VERDICT_MAX_TOKENS = 24
 
 
-def backend_complete(hub: Hub, model: str, ctx: ChatContext | None) -> Complete:
+def backend_complete(
+    hub: Hub, model: str, ctx: ChatContext | None, calls: list[tuple[str, str]] | None = None
+) -> Complete:
     """``complete(messages)`` through the hub's backends serving ``model`` (greedy, a few tokens).
 
     The request's own routing policies choose the backend, so a message never reaches a guard
     model its owner's residency rules would not allow. One retry on the next backend, as for chat.
+    Each answered call is appended to ``calls`` as (prompt, answer), for metering.
     """
 
     async def complete(messages: list[dict[str, str]]) -> str:
@@ -162,7 +165,10 @@ def backend_complete(hub: Hub, model: str, ctx: ChatContext | None) -> Complete:
                 continue
             finally:
                 cancel.cancel()
-            return "".join(parts)
+            answer = "".join(parts)
+            if calls is not None:
+                calls.append(("\n".join(m.get("content", "") for m in messages), answer))
+            return answer
         assert last is not None
         raise last
 
@@ -190,7 +196,8 @@ async def run_guard_model(
 
 
 async def moderate_with_guard_model(
-    hub: Hub, texts: Sequence[str], results: list[ModerationResult], lang: str | None
+    hub: Hub, texts: Sequence[str], results: list[ModerationResult], lang: str | None,
+    calls: list[tuple[str, str]] | None = None,
 ) -> list[ModerationResult]:
     """``/v1/moderations`` results with the guard model's verdicts added (unchanged when it is off).
 
@@ -203,8 +210,11 @@ async def moderate_with_guard_model(
     from .pipeline import get_runtime
 
     runtime = get_runtime(hub)
-    guard = GuardModelGuard(backend_complete(hub, settings.guard_model, None))
-    masked = [runtime.redactor.redact(t, runtime.analyzer.analyze(t), "mask") for t in texts]
+    guard = GuardModelGuard(backend_complete(hub, settings.guard_model, None, calls))
+    # PII analysis of long inputs is CPU work: off the event loop.
+    masked = await anyio.to_thread.run_sync(
+        lambda: [runtime.redactor.redact(t, runtime.analyzer.analyze(t), "mask") for t in texts]
+    )
 
     async def judge(text: str) -> list[GuardFinding]:
         if not text.strip():
