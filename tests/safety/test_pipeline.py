@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from sovhub.hub import Hub
@@ -264,3 +265,22 @@ def test_input_past_the_cap_is_400(app_client: TestClient, hub: Hub, marker: Mar
 def test_payload_at_the_end_of_a_long_message_is_found(app_client: TestClient, marker: MarkerPlugin) -> None:
     r = _chat(app_client, "benign filler text. " * 4_900 + "KABOOM")
     assert r.status_code == 403
+
+
+def test_web_assistant_own_turns_are_not_judged_as_the_persons(hub: Hub, marker: MarkerPlugin) -> None:
+    import anyio
+
+    from sovhub.errors import ContentBlocked
+    from sovhub.pipeline import ChatContext, Principal
+    from sovhub.safety.pipeline import SafetyInterceptor
+
+    def ctx(principal: Principal) -> ChatContext:
+        # The web app's system prompt quotes an operator-loaded passage that names the hazard.
+        return ChatContext(request_id="r1", principal=principal, model="echo", params={}, stream=False, messages=[
+            {"role": "system", "content": "Source [1]: history of KABOOM attacks"},
+            {"role": "user", "content": "summarise the source"}])
+
+    interceptor = SafetyInterceptor(hub)
+    anyio.run(interceptor.before, ctx(Principal(org_id=None, user_id=7)))
+    with pytest.raises(ContentBlocked):
+        anyio.run(interceptor.before, ctx(Principal(org_id=1, key_id=3, key_prefix="sk-x")))

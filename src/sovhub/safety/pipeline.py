@@ -137,6 +137,19 @@ class SafetyRuntime:
         return f"{request_id}|{_owner(principal)}"
 
 
+def _hub_authored(ctx: ChatContext) -> frozenset[str]:
+    """Roles the hub itself wrote in this request, judged for identifiers only.
+
+    Only the web assistant's requests (a signed-in person, no API key) have them: it composes the
+    system prompt (locale text and operator-loaded knowledge passages) and replays its own stored
+    answers; the person writes only ``user`` turns. Every role of an API request is client-written.
+    """
+    p = ctx.principal
+    if p.key_id is None and p.user_id is not None:
+        return frozenset({"system", "assistant"})
+    return frozenset()
+
+
 def _owner(principal: Principal | None) -> str:
     if principal is None:
         return "-"
@@ -172,12 +185,19 @@ class SafetyInterceptor:
         lang = pick_lang(ctx.lang, last_user)
         ctx.state["safety.lang"] = lang
 
+        authored = _hub_authored(ctx)
+
         def judge() -> list[tuple[int, list[GuardFinding]]]:
             out: list[tuple[int, list[GuardFinding]]] = []
             for i, text in enumerate(texts):
-                # Every role is client-written (a client can send any "assistant" or "system" turn it
-                # likes), so every message is judged for hazards as well as redacted for identifiers.
-                found = rt.scan(text, lang) if text else []
+                # An API client writes every role (any "assistant" or "system" turn it likes), so every
+                # message is judged for hazards as well as redacted for identifiers.
+                if not text:
+                    found: list[GuardFinding] = []
+                elif ctx.messages[i].get("role") in authored:
+                    found = rt.pii_guard.scan(text, lang)
+                else:
+                    found = rt.scan(text, lang)
                 for args in calls[i]:
                     # Spans in arguments do not index the content: hazards only, nothing to redact.
                     found += rt.scan(args, lang, pii=False)
@@ -197,7 +217,8 @@ class SafetyInterceptor:
         # no identifier the chat model would not see. It reads the whole conversation, in pieces.
         # One line per message: the guard model judges it all as one turn (Llama Guard's "\n\n" separates turns).
         conversation = "\n".join(
-            part for i, m in enumerate(ctx.messages) for part in (message_text(m), *calls[i]) if part
+            part for i, m in enumerate(ctx.messages) if m.get("role") not in authored
+            for part in (message_text(m), *calls[i]) if part
         )
         found = await self._ask_guard_model(ctx, conversation, lang, role="User")
         if found:
