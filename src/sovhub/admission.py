@@ -1,14 +1,45 @@
-"""Admission: the quota and rate-limit controls plugins provide, run before each /v1 request."""
+"""Admission: the quota and rate-limit controls plugins provide, run before each /v1 request.
+
+``admit`` runs every control with an :class:`Admission` that names the request and the tokens it
+may use at most (``reserve``: for chat ``max_tokens x n`` plus an estimate of the prompt, for
+text endpoints an upper bound of their tokens); the controls hold that many tokens against their
+limits at once, so concurrent requests cannot together pass a token limit. ``settle`` replaces the
+reservation by the tokens really used, once (a second call does nothing); ``release`` gives the
+reservation back for a request that failed before it used a backend.
+
+    admission = await admit(hub, principal, "chat", model, reserve=1024)
+    try:
+        ...
+    except BaseException:
+        await release(hub, admission)
+        raise
+    await settle(hub, admission, used_tokens)
+"""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .hub import Hub
     from .pipeline import Principal
 
-__all__ = ["admit", "settle"]
+__all__ = ["Admission", "admit", "release", "settle"]
+
+
+@dataclass(slots=True)
+class Admission:
+    principal: Principal
+    endpoint: str
+    model: str
+    reserved: int = 0
+    ticket: str = field(default_factory=lambda: uuid.uuid4().hex)
+    admitted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    headers: dict[str, str] = field(default_factory=dict)
+    settled: bool = False
 
 
 def _controls(hub: Hub) -> list[Any]:
@@ -19,13 +50,31 @@ def _controls(hub: Hub) -> list[Any]:
     return controls
 
 
-async def admit(hub: Hub, principal: Principal, endpoint: str, model: str) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for control in _controls(hub):
-        headers.update(await control.admit(principal, endpoint, model) or {})
-    return headers
+async def admit(hub: Hub, principal: Principal, endpoint: str, model: str, *, reserve: int = 0) -> Admission:
+    """Admit the request or raise (RateLimited...); the returned Admission must be settled or released."""
+    admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0))
+    passed: list[Any] = []
+    try:
+        for control in _controls(hub):
+            admission.headers.update(await control.admit(admission) or {})
+            passed.append(control)
+    except BaseException:
+        # A later control refused: the earlier ones give their reservation back.
+        for control in passed:
+            await control.settle(admission, 0)
+        raise
+    return admission
 
 
-async def settle(hub: Hub, principal: Principal, endpoint: str, model: str, tokens: int) -> None:
+async def settle(hub: Hub, admission: Admission, tokens: int) -> None:
+    """Replace the reservation by the tokens the request used (once per admission)."""
+    if admission.settled:
+        return
+    admission.settled = True
     for control in _controls(hub):
-        await control.settle(principal, endpoint, model, tokens)
+        await control.settle(admission, max(int(tokens), 0))
+
+
+async def release(hub: Hub, admission: Admission) -> None:
+    """Give the reservation back: the request failed before it used anything."""
+    await settle(hub, admission, 0)

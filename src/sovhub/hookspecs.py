@@ -80,9 +80,10 @@ def sovhub_egress_hosts(hub: Hub) -> list[str]:  # type: ignore[empty-body]
 def sovhub_admission(hub: Hub) -> list[Any]:  # type: ignore[empty-body]
     """Return admission controls (quotas, rate limits): objects with async `admit` and `settle`.
 
-    `await admit(principal, endpoint, model) -> dict[str, str]` raises RateLimited (or another
-    SovhubError) to refuse, and returns headers to add to the response (x-ratelimit-*);
-    `await settle(principal, endpoint, model, tokens)` records the tokens a request used.
+    `await admit(admission) -> dict[str, str]` (a `sovhub.admission.Admission`: principal, endpoint,
+    model, `reserved` tokens, a `ticket` id) raises RateLimited (or another SovhubError) to refuse,
+    holds `reserved` tokens against token limits, and returns headers to add (x-ratelimit-*);
+    `await settle(admission, tokens)` replaces the reservation by the tokens used (0: released).
     """
 
 

@@ -147,6 +147,11 @@ class SafetySettings(BaseModel):
         "but each text costs 1.7 times the CPU and the spinning thread takes a core from llama.cpp and the "
         "event loop."
     )
+    max_input_chars: int = Field(
+        100_000, ge=1_000, le=10_000_000, description="Characters of client-written text one request may carry to "
+        "the guards (every message of a chat request, tool-call arguments included; all inputs of a moderation "
+        "request; a PII request's input). Every guard reads all of it; a longer request is refused with 400."
+    )
 
 
 class IdentityProviderSettings(BaseModel):
@@ -225,6 +230,16 @@ class AccessSettings(BaseModel):
     tier_limits: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="Per-organization limits for each model tier, e.g. {verified = {rpm = 60}}."
     )
+    user_limits: dict[str, int] = Field(
+        default_factory=lambda: {"rpm": 20, "rpd": 500, "tpd": 200_000},
+        description="Per-person limits of web-assistant users (signed in, no API key), counted per person; "
+        "an empty table turns them off.",
+    )
+    default_max_tokens: int = Field(
+        4096, ge=1, description="max_tokens sent to upstream backends when a request sets none; admission "
+        "reserves max_tokens x n tokens before a request runs."
+    )
+    max_n: int = Field(8, ge=1, le=128, description="Most choices (n) one chat request may ask for; 400 beyond.")
     state_refresh_s: float = Field(
         5.0, gt=0, description="Seconds between reloads of tiers, verification and org limits in each replica."
     )

@@ -128,8 +128,8 @@ def bearer(secret: str) -> dict[str, str]:
     return {"authorization": f"Bearer {secret}"}
 
 
-def chat(client: TestClient, secret: str, model: str = "echo", text: str = "hello world") -> Any:
+def chat(client: TestClient, secret: str, model: str = "echo", text: str = "hello world", **extra: Any) -> Any:
     return client.post(
         "/v1/chat/completions", headers=bearer(secret),
-        json={"model": model, "messages": [{"role": "user", "content": text}]},
+        json={"model": model, "messages": [{"role": "user", "content": text}], **extra},
     )

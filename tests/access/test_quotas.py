@@ -41,11 +41,12 @@ def test_key_rpm_exact_with_openai_headers(make_app: Any, limiter_store: dict[st
 def test_token_per_minute_limit(make_app: Any, limiter_store: dict[str, Any]) -> None:
     hub, client = make_app(**limiter_store)
     _, secret, _ = org_with_key(hub, "acme", tpm=5)
-    first = chat(client, secret, text="one two three")  # 3 prompt + 3 completion tokens
+    # Reserves max_tokens + 13 // 4 = 5; uses 3 prompt + 3 completion tokens (echo ignores max_tokens).
+    first = chat(client, secret, text="one two three", max_tokens=2)
     assert first.status_code == 200
     assert first.headers["x-ratelimit-limit-tokens"] == "5"
-    assert first.headers["x-ratelimit-remaining-tokens"] == "5"  # tokens count once settled
-    second = chat(client, secret)
+    assert first.headers["x-ratelimit-remaining-tokens"] == "0"  # its reservation is held
+    second = chat(client, secret, max_tokens=1)
     assert second.status_code == 429
     assert "tokens per minute (tpm)" in second.json()["error"]["message"]
     assert second.headers["x-ratelimit-remaining-tokens"] == "0"
@@ -54,8 +55,8 @@ def test_token_per_minute_limit(make_app: Any, limiter_store: dict[str, Any]) ->
 def test_token_budget_per_month(make_app: Any, limiter_store: dict[str, Any]) -> None:
     hub, client = make_app(**limiter_store)
     _, secret, _ = org_with_key(hub, "acme", budget_month=4)
-    assert chat(client, secret, text="a b c").status_code == 200
-    refused = chat(client, secret)
+    assert chat(client, secret, text="a b c", max_tokens=1).status_code == 200
+    refused = chat(client, secret, max_tokens=1)
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "token_budget_exceeded"
     assert int(refused.headers["retry-after"]) >= 1
@@ -265,3 +266,108 @@ def test_set_key_limits_refuses_a_revoked_key(hub: Any, events: Any) -> None:
     assert info.value.code == "revoked_api_key" and info.value.status == 409
     assert [k.limits for k, _ in list_keys(hub, "acme")] == [{"rpm": 5}]
     assert "key.limits_set" not in events.names()
+
+
+# -- reservations (issue 12): max_tokens x n held from admission to settlement ------------------
+
+
+def test_concurrent_requests_cannot_pass_a_token_limit(make_app: Any, limiter_store: dict[str, Any]) -> None:
+    import anyio
+
+    from sovhub.admission import admit, settle
+    from sovhub.errors import RateLimited
+    from sovhub.pipeline import Principal
+
+    hub, client = make_app(**limiter_store)
+    set_org_limits(hub, create_org_id(hub, "acme"), {"tpm": 100})
+    principal = Principal(org_id=hub.services["test_org_id"], org_name="acme")
+
+    async def attempt() -> Any:
+        try:
+            return await admit(hub, principal, "chat", "echo", reserve=40)
+        except RateLimited as exc:
+            return exc
+
+    async def main() -> list[Any]:
+        # Five requests in flight at once, 40 tokens each against 100: two fit, three must wait.
+        out: list[Any] = []
+
+        async def one() -> None:
+            out.append(await attempt())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(one)
+        admitted = [a for a in out if not isinstance(a, Exception)]
+        refused = [a for a in out if isinstance(a, RateLimited)]
+        assert len(admitted) == 2 and len(refused) == 3, out
+        assert refused[0].status == 429 and "may use up to 40" in refused[0].message
+        # Settling corrects the reservation to what was used: 2 x 5 tokens leave room for two more.
+        for a in admitted:
+            await settle(hub, a, 5)
+        await settle(hub, admitted[0], 50)  # a second settle of the same admission changes nothing
+        again = [await attempt() for _ in range(3)]
+        assert [isinstance(a, RateLimited) for a in again] == [False, False, True]
+        return again
+
+    # On the app's own event loop: its Redis connection belongs to it.
+    client.portal.call(main)
+
+
+def create_org_id(hub: Any, name: str) -> int:
+    from sovhub.accounts import create_org
+
+    org_id = create_org(hub, name).id
+    hub.services["test_org_id"] = org_id
+    return org_id
+
+
+def test_reservations_are_exact_across_replicas() -> None:
+    import anyio
+
+    from sovhub.access.ratelimit import RedisLimiter, Reservation
+    from tests.access.conftest import redis_url
+
+    url = redis_url()
+    import uuid
+    from datetime import UTC, datetime
+
+    import redis.asyncio as aioredis
+
+    async def main() -> None:
+        prefix = f"sovhub-test:{uuid.uuid4().hex[:10]}:"
+        conns = [aioredis.from_url(url), aioredis.from_url(url)]
+        replicas = [RedisLimiter(c, prefix) for c in conns]
+        limit = [Limit("org:1", "tpm", 100), Limit("org:1", "budget_day", 1000)]
+        held = [Reservation(uuid.uuid4().hex, 40, datetime.now(UTC)) for _ in range(4)]
+        results = [await replicas[i % 2].admit(limit, r) for i, r in enumerate(held)]
+        assert [any(c.wait_ms for c in checks) for checks in results] == [False, False, True, True]
+        # Replica 1 settles replica 0's reservation at 10 tokens: 50 used, one more 40 fits.
+        await replicas[1].settle(limit, 10, held[0])
+        assert not any(c.wait_ms for c in await replicas[0].admit(limit, held[2]))
+        checks = await replicas[1].admit(limit, Reservation(uuid.uuid4().hex, 1, datetime.now(UTC)))
+        assert checks[0].used == 90 and checks[1].used == 90
+        for c in conns:
+            await c.aclose()
+
+    anyio.run(main)
+
+
+def test_n_is_capped_and_default_max_tokens_is_reserved(
+    make_app: Any, limiter_store: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes import EchoBackend
+
+    # The echo answers once whatever n asks; the point here is what admission holds for n choices.
+    monkeypatch.setattr(EchoBackend, "max_n", 128)
+    hub, client = make_app(**limiter_store)
+    _, secret, _ = org_with_key(hub, "acme", tpm=10_000)
+    r = chat(client, secret, n=128)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "n" and r.json()["error"]["code"] == "n_too_large"
+    # No max_tokens: the default (4096) is sent upstream and reserved n times, past the 10,000 limit.
+    r = chat(client, secret, n=3)
+    assert r.status_code == 429, r.text
+    assert r.json()["error"]["code"] == "tokens_over_limit"
+    assert "Lower max_tokens or n" in r.json()["error"]["message"]
+    assert chat(client, secret, n=2, max_tokens=100).status_code == 200

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from sovhub.api.moderations.service import MAX_INPUT_CHARS, MAX_INPUTS, MODEL_ID, get_moderator
+from sovhub.api.moderations.service import MAX_INPUTS, MODEL_ID, get_moderator
 from sovhub.hub import Hub
+from sovhub.settings import SafetySettings
 from tests.contract.schemas import assert_valid
 from tests.safety.moderation_fixtures import moderator
 
@@ -86,7 +87,8 @@ def test_mixed_scripts(client: TestClient) -> None:
     ({"input": 42}, "input"),
     ({"input": {"text": "x"}}, "input"),
     ({"input": ["x"] * (MAX_INPUTS + 1)}, "input"),
-    ({"input": "a" * (MAX_INPUT_CHARS + 1)}, "input"),
+    ({"input": "a" * (SafetySettings().max_input_chars + 1)}, "input"),
+    ({"input": ["a" * 60_000, "b" * 60_000]}, "input"),
 ])
 def test_bad_input_is_400(client: TestClient, payload: dict, param: str) -> None:  # type: ignore[type-arg]
     err = _error(client.post(URL, json=payload), 400, param)

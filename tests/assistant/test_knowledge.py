@@ -261,3 +261,24 @@ def test_words_in_most_passages_are_left_out_of_keyword_queries(data_dir: Path) 
             assert lexical.search(s, "the office", [1], 50, stats) == []  # nothing specific left to match
     finally:
         hub.close()
+
+
+def test_markdown_title_is_linear_on_long_runs_of_spaces() -> None:
+    import time
+
+    def cost(n: int) -> float:
+        data = ("# a" + " " * n + "#" * n + " " * n + "x\nbody").encode()
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            extract("doc.md", data)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    # ^#\s+(.+?)\s*#*\s*$ took cubic time here before issue 12 (23 s at n=2,000; 0.1 s at 300, 5 s at 1,200).
+    small, large = cost(300), cost(1_200)
+    assert large < 6 * small + 0.01, (small, large)
+    small, large = cost(50_000), cost(200_000)
+    assert large < 6 * small + 0.01, (small, large)
+    assert extract("doc.md", b"intro\n#  Title text  ##\nbody").title == "Title text"
+    assert extract("doc.md", b"no heading here\nbody").title == "no heading here"

@@ -141,3 +141,14 @@ async def test_plumbing_with_the_embedded_model() -> None:
     else:
         assert expected(answers[-1]) is not None, f"a non-verdict was accepted: {answers[-1]!r}"
         assert [f.category for f in result] == expected(answers[-1])
+
+
+def test_text_pieces_cover_the_whole_text() -> None:
+    from sovhub.safety.guard_model import MAX_PROMPT_CHARS, text_pieces
+
+    assert text_pieces("short") == ["short"]
+    text = "".join(chr(65 + i % 26) for i in range(50_000))
+    pieces = text_pieces(text)
+    assert all(len(p) <= MAX_PROMPT_CHARS for p in pieces)
+    assert pieces[-1] == text[-len(pieces[-1]):] and text.endswith(pieces[-1])
+    assert "".join(p[:MAX_PROMPT_CHARS - 400] for p in pieces[:-1]) + pieces[-1] == text

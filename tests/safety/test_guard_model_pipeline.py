@@ -229,3 +229,24 @@ def test_moderations_include_the_guard_models_verdict(
         assert all("ana@example.org" not in p for p in guard_upstream.prompts)
         bad = client.post("/v1/moderations", json={"input": "GARBLE"})
     assert bad.status_code == 502 and bad.json()["error"]["code"] == "guard_model_invalid"
+
+
+def test_payload_past_the_old_8k_cut_is_judged(
+    hub: Hub, fake_plugin: Any, api_key: str, guard_upstream: VerdictUpstream
+) -> None:
+    # The guard model read the first 8,000 characters of a message before issue 12.
+    padded = "benign filler text. " * 1_500 + "now KABOOM the station"
+    with _start(hub, fake_plugin, api_key, guard_upstream) as client:
+        r = _chat(client, padded)
+    assert r.status_code == 403
+    assert len(guard_upstream.prompts) >= 4
+    assert fake_plugin.instances["fake1"].calls == 0
+
+
+def test_system_and_tool_messages_reach_the_guard_model(
+    hub: Hub, fake_plugin: Any, api_key: str, guard_upstream: VerdictUpstream
+) -> None:
+    with _start(hub, fake_plugin, api_key, guard_upstream) as client:
+        r = client.post("/v1/chat/completions", json={"model": "echo", "messages": [
+            {"role": "system", "content": "you KABOOM"}, {"role": "user", "content": "hello"}]})
+    assert r.status_code == 403

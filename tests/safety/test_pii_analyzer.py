@@ -4,6 +4,7 @@ folded, bad input handled."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -127,3 +128,27 @@ def test_spacy_ner_needs_an_installed_model() -> None:
     # Off by default; asking for a model that is not installed fails at build, not per request.
     with pytest.raises(OSError):
         PiiAnalyzer(spacy_model="xx_model_that_is_not_installed")
+
+
+def _best_of_5(fn: Any, text: str) -> float:
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        fn(text)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def test_phone_like_digit_runs_cost_what_plain_digits_cost(analyzer: PiiAnalyzer) -> None:
+    # " +1" then 40 digits: the phone pattern tried every split of the digits into 2-6 groups at
+    # each start (about 1 s per 20,000 characters before issue 12; plain digits take ~10 ms).
+    def adversarial(n: int) -> str:
+        return (" +1" + "1" * 40) * (n // 43)
+
+    plain = _best_of_5(analyzer.analyze, "1234567890 " * 2_000)
+    small = _best_of_5(analyzer.analyze, adversarial(20_000))
+    large = _best_of_5(analyzer.analyze, adversarial(80_000))
+    assert small < 25 * plain + 0.01, (small, plain)  # 80x before
+    assert large < 6 * small + 0.02, (large, small)
+    # The fix keeps real numbers found.
+    assert [e.type for e in analyzer.analyze("call +44 20 7946 0958 or +49 30 1234567")] == ["PHONE_NUMBER"] * 2

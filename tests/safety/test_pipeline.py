@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from sovhub.hub import Hub
@@ -223,3 +224,66 @@ def test_policy_check_command(hub: Hub, tmp_path: Any) -> None:
     with pytest.raises(FloorViolation, match="floor.speech-sensitive"):
         _cli(hub, ["safety", "policy", "check", str(bad)])
     assert "version:" in _cli(hub, ["safety", "policy", "show"]).output
+
+
+def test_every_client_written_role_is_judged(app_client: TestClient, marker: MarkerPlugin) -> None:
+    # Before issue 12 only `user` messages reached the hazard guards.
+    for role in ("system", "developer", "assistant", "tool"):
+        r = app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [
+            {"role": role, "content": "Explain KABOOM step by step."}, {"role": "user", "content": "go on"}]})
+        assert r.status_code == 403, role
+        assert r.json()["error"]["categories"] == ["S1"]
+    parts = [{"type": "text", "text": "harmless"}, {"type": "text", "text": "KABOOM recipe"}]
+    r = app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [
+        {"role": "system", "content": parts}, {"role": "user", "content": "hi"}]})
+    assert r.status_code == 403
+
+
+def test_tool_call_arguments_are_judged(app_client: TestClient, marker: MarkerPlugin) -> None:
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "search", "arguments": json.dumps({"q": "how to build KABOOM"})}}
+    r = app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [
+        {"role": "user", "content": "look it up"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "no results"},
+        {"role": "user", "content": "thanks"}]})
+    assert r.status_code == 403
+    assert r.json()["error"]["categories"] == ["S1"]
+
+
+def test_input_past_the_cap_is_400(app_client: TestClient, hub: Hub, marker: MarkerPlugin) -> None:
+    cap = hub.settings.safety.max_input_chars
+    half = "lorem ipsum " * (cap // 24 + 1)
+    # Two messages, each under the cap, together over it: the cap is per request.
+    r = app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [
+        {"role": "system", "content": half}, {"role": "user", "content": half}]})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["param"] == "messages" and error["code"] == "input_too_long"
+    assert str(cap) in error["message"] and error["type"] == "invalid_request_error"
+    r = _chat(app_client, "x" * (cap - 10))
+    assert r.status_code == 200
+
+
+def test_payload_at_the_end_of_a_long_message_is_found(app_client: TestClient, marker: MarkerPlugin) -> None:
+    r = _chat(app_client, "benign filler text. " * 4_900 + "KABOOM")
+    assert r.status_code == 403
+
+
+def test_web_assistant_own_turns_are_not_judged_as_the_persons(hub: Hub, marker: MarkerPlugin) -> None:
+    import anyio
+
+    from sovhub.errors import ContentBlocked
+    from sovhub.pipeline import ChatContext, Principal
+    from sovhub.safety.pipeline import SafetyInterceptor
+
+    def ctx(principal: Principal) -> ChatContext:
+        # The web app's system prompt quotes an operator-loaded passage that names the hazard.
+        return ChatContext(request_id="r1", principal=principal, model="echo", params={}, stream=False, messages=[
+            {"role": "system", "content": "Source [1]: history of KABOOM attacks"},
+            {"role": "user", "content": "summarise the source"}])
+
+    interceptor = SafetyInterceptor(hub)
+    anyio.run(interceptor.before, ctx(Principal(org_id=None, user_id=7)))
+    with pytest.raises(ContentBlocked):
+        anyio.run(interceptor.before, ctx(Principal(org_id=1, key_id=3, key_prefix="sk-x")))

@@ -14,7 +14,6 @@ from sovhub.errors import ConfigError
 from sovhub.safety.semantic import (
     CLASSES,
     DEFAULT_EXEMPLAR_DIR,
-    MAX_WINDOWS,
     WINDOW_CHARS,
     SemanticGuard,
     bank_digest,
@@ -130,8 +129,12 @@ def test_long_text_windows_cover_it_with_overlap() -> None:
         assert a2 < b1 and b1 - a1 <= WINDOW_CHARS and a2 > a1
 
 
-def test_windows_are_bounded() -> None:
-    assert len(text_windows("x " * 200_000)) == MAX_WINDOWS
+def test_windows_cover_the_whole_text() -> None:
+    text = "x " * 200_000
+    spans = text_windows(text)
+    # Before issue 12 only the first 192 windows (~28k characters) were read.
+    assert spans[-1][1] == len(text)
+    assert all(b >= a for (_, b), (a, _) in zip(spans, spans[1:], strict=False))
     assert len(text_windows("x" * 10_000)) >= 2  # no spaces at all still splits
 
 

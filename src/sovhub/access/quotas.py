@@ -4,7 +4,11 @@ Where limits come from (no database read on the hot path):
 
 * key: ``api_keys.limits`` (carried in the Principal from the key cache);
 * organization: ``access_org_profiles.limits``, else ``access.org_limits``;
-* tier: ``access.tier_limits[tier]``, counted per organization across that tier's models.
+* tier: ``access.tier_limits[tier]``, counted per organization across that tier's models;
+* person (web-assistant users, signed in without an API key): ``access.user_limits``, per person.
+
+Each request holds its reservation (``Admission.reserved``) against the token limits from admission
+to settlement (see :mod:`.ratelimit`).
 
 Changing a key's limits (``set_key_limits``) drops the key from this process's key cache, so its next
 request here carries the new limits; other replicas hold their cached copy for up to ``key_cache_ttl_s``.
@@ -23,13 +27,14 @@ from ..accounts import KeyCache
 from ..errors import BackendUnavailable, Conflict, InvalidRequest, NotFound, RateLimited
 from ..store.base import utcnow
 from ..store.tables import ApiKey, Organization
-from .ratelimit import FIELDS, REQUEST_FIELDS, Check, Limit, MemoryLimiter, RedisLimiter
+from .ratelimit import FIELDS, REQUEST_FIELDS, Check, Limit, MemoryLimiter, RedisLimiter, Reservation
 from .redis_conn import redis_client
 from .state import access_state
 from .tables import OrgAccess
 from .tiers import check_tier
 
 if TYPE_CHECKING:
+    from ..admission import Admission
     from ..hub import Hub
     from ..pipeline import Principal
 
@@ -74,17 +79,20 @@ def limits_for(hub: Hub, principal: Principal, model: str) -> list[Limit]:
         out += _limits(f"org:{principal.org_id}", facts.limits or hub.settings.access.org_limits)
         tier = state.tier(model)
         out += _limits(f"org:{principal.org_id}:tier:{tier}", hub.settings.access.tier_limits.get(tier, {}))
+    elif principal.user_id is not None and principal.key_id is None:
+        # A web-assistant user: no organization pays for them, so the person is the unit.
+        out += _limits(f"user:{principal.user_id}", hub.settings.access.user_limits)
     return out
 
 
-def _headers(checks: list[Check], admitted: bool) -> dict[str, str]:
+def _headers(checks: list[Check], admitted: bool, reserved: int = 0) -> dict[str, str]:
     headers: dict[str, str] = {}
     for kind, name in (("r", "requests"), ("t", "tokens")):
         relevant = [c for c in checks if c.limit.kind == kind]
         if not relevant:
             continue
         # Report the tightest limit, as a client pacing itself needs the one it will hit first.
-        spent = 1 if (kind == "r" and admitted) else 0
+        spent = (1 if kind == "r" else reserved) if admitted else 0
         tightest = min(relevant, key=lambda c: c.limit.value - c.used - spent)
         remaining = max(tightest.limit.value - tightest.used - spent, 0)
         # The request just admitted is the newest entry, so its window resets one window from now.
@@ -105,14 +113,15 @@ class QuotaControl:
             RedisLimiter(redis, hub.settings.access.redis_prefix) if redis is not None else MemoryLimiter()
         )
 
-    async def admit(self, principal: Principal, endpoint: str, model: str) -> dict[str, str]:
+    async def admit(self, admission: Admission) -> dict[str, str]:
+        principal, model = admission.principal, admission.model
         # Tier first: a request the tier refuses must not use up the caller's quota.
         check_tier(self.hub, principal, model)
         limits = limits_for(self.hub, principal, model)
         if not limits:
             return {}
         try:
-            checks = await self.store.admit(limits)
+            checks = await self.store.admit(limits, _reservation(admission))
         except RedisError as exc:
             # Fail closed: admitting without counting would break the limits every replica relies on.
             log.error("rate limiter unavailable: %s", exc)
@@ -120,31 +129,43 @@ class QuotaControl:
                                      headers={"retry-after": "1"}) from exc
         refused = [c for c in checks if c.wait_ms > 0]
         if not refused:
-            return _headers(checks, admitted=True)
+            return _headers(checks, admitted=True, reserved=admission.reserved)
         worst = max(refused, key=lambda c: c.wait_ms)
         lim = worst.limit
         wait_s = worst.wait_ms / 1000
-        who = {"key": f"API key {principal.key_prefix}", "org": f"organization {principal.org_name}"}[
-            lim.scope.split(":")[0]
-        ]
+        who = {"key": f"API key {principal.key_prefix}", "org": f"organization {principal.org_name}",
+               "user": "your account"}[lim.scope.split(":")[0]]
         if ":tier:" in lim.scope:
             who += f" (models in tier {lim.scope.rsplit(':', 1)[1]!r})"
+        asks = f", this request may use up to {admission.reserved}" if lim.kind != "r" and admission.reserved else ""
+        if lim.kind != "r" and admission.reserved > lim.value:
+            raise RateLimited(
+                f"This request may use up to {admission.reserved} tokens (max_tokens x n and the prompt), more than "
+                f"the {_NAMES[lim.field]} limit of {who} ({lim.field}: {lim.value}). Lower max_tokens or n.",
+                retry_after=wait_s, code="tokens_over_limit", headers=_headers(checks, admitted=False),
+            )
         raise RateLimited(
             f"Rate limit reached for {who} on {_NAMES[lim.field]} ({lim.field}): limit {lim.value}, "
-            f"used {worst.used}. Please try again in {format_reset(worst.wait_ms)}.",
+            f"used {worst.used}{asks}. Please try again in {format_reset(worst.wait_ms)}.",
             retry_after=wait_s,
             code="token_budget_exceeded" if lim.kind == "b" else "rate_limit_exceeded",
             headers=_headers(checks, admitted=False),
         )
 
-    async def settle(self, principal: Principal, endpoint: str, model: str, tokens: int) -> None:
-        limits = limits_for(self.hub, principal, model)
-        if limits and tokens > 0:
+    async def settle(self, admission: Admission, tokens: int) -> None:
+        limits = limits_for(self.hub, admission.principal, admission.model)
+        if limits and (tokens > 0 or admission.reserved > 0):
             try:
-                await self.store.settle(limits, tokens)
+                await self.store.settle(limits, tokens, _reservation(admission))
             except RedisError as exc:
                 # The answer was already sent; losing one request's tokens beats failing it afterwards.
                 log.error("could not record %d tokens with the rate limiter: %s", tokens, exc)
+
+
+def _reservation(admission: Admission) -> Reservation | None:
+    if admission.reserved <= 0:
+        return None
+    return Reservation(admission.ticket, admission.reserved, admission.admitted_at)
 
 
 def _merged(current: Mapping[str, Any], changes: Mapping[str, int | None]) -> dict[str, int]:

@@ -37,15 +37,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Complete", "GuardModelGuard", "GuardVerdict", "backend_complete", "build_prompt", "parse_verdict",
-    "moderate_with_guard_model", "run_guard_model",
+    "moderate_with_guard_model", "run_guard_model", "text_pieces",
 ]
 
 log = logging.getLogger("sovhub.safety")
 
 Complete = Callable[[list[dict[str, str]]], Awaitable[str]]
 
-# The model judges at most this much of a message; longer ones are cut (the other guards see all).
+# The model judges at most this much text per verdict; a longer text is judged in overlapping pieces
+# of this size (every piece, so a payload at the end of a long message is read too).
 MAX_PROMPT_CHARS = 8000
+PIECE_OVERLAP = 400
 _CODES_LINE = re.compile(r"S\d{1,2}(?:\s*,\s*S\d{1,2})*")
 
 
@@ -92,6 +94,14 @@ def parse_verdict(answer: str) -> GuardVerdict:
     raise UpstreamFailed(f"the guard model's answer is not a verdict: {shown!r}", code="guard_model_invalid")
 
 
+def text_pieces(text: str, size: int = MAX_PROMPT_CHARS, overlap: int = PIECE_OVERLAP) -> list[str]:
+    """``text`` whole when it fits, else overlapping pieces of at most ``size`` characters, to its end."""
+    if len(text) <= size:
+        return [text]
+    step = size - overlap
+    return [text[i:i + size] for i in range(0, len(text) - overlap, step)]
+
+
 class GuardModelGuard:
     """Asynchronous guard: ``await guard.ascan(text, lang)``. Findings have score 1 and no span."""
 
@@ -104,21 +114,27 @@ class GuardModelGuard:
 
     async def ascan(self, text: str, lang: str | None, *,
                     history: Sequence[tuple[str, str]] = ()) -> list[GuardFinding]:
-        prompt = build_prompt(text, role=self.role, history=history, codes=self.codes)
-        answer = await self.complete([{"role": "user", "content": prompt}])
-        verdict = parse_verdict(answer)
-        return [GuardFinding(category=c, score=1.0, guard=self.name) for c in verdict.codes]
+        codes: dict[str, None] = {}
+        # One verdict per piece, in order: a short text (nearly every request) costs one call.
+        for piece in text_pieces(text):
+            prompt = build_prompt(piece, role=self.role, history=history, codes=self.codes)
+            answer = await self.complete([{"role": "user", "content": prompt}])
+            codes.update(dict.fromkeys(parse_verdict(answer).codes))
+        return [GuardFinding(category=c, score=1.0, guard=self.name) for c in codes]
 
 
 # A verdict is two short lines; more tokens only cost time.
 _VERDICT_MAX_TOKENS = 24
 
 
-def backend_complete(hub: Hub, model: str, ctx: ChatContext | None) -> Complete:
+def backend_complete(
+    hub: Hub, model: str, ctx: ChatContext | None, calls: list[tuple[str, str]] | None = None
+) -> Complete:
     """``complete(messages)`` through the hub's backends serving ``model`` (greedy, a few tokens).
 
     The request's own routing policies choose the backend, so a message never reaches a guard
     model its owner's residency rules would not allow. One retry on the next backend, as for chat.
+    Each answered call is appended to ``calls`` as (prompt, answer), for metering.
     """
 
     async def complete(messages: list[dict[str, str]]) -> str:
@@ -149,7 +165,10 @@ def backend_complete(hub: Hub, model: str, ctx: ChatContext | None) -> Complete:
                 continue
             finally:
                 cancel.cancel()
-            return "".join(parts)
+            answer = "".join(parts)
+            if calls is not None:
+                calls.append(("\n".join(m.get("content", "") for m in messages), answer))
+            return answer
         assert last is not None
         raise last
 
@@ -177,7 +196,8 @@ async def run_guard_model(
 
 
 async def moderate_with_guard_model(
-    hub: Hub, texts: Sequence[str], results: list[ModerationResult], lang: str | None
+    hub: Hub, texts: Sequence[str], results: list[ModerationResult], lang: str | None,
+    calls: list[tuple[str, str]] | None = None,
 ) -> list[ModerationResult]:
     """``/v1/moderations`` results with the guard model's verdicts added (unchanged when it is off).
 
@@ -190,8 +210,11 @@ async def moderate_with_guard_model(
     from .pipeline import get_runtime
 
     runtime = get_runtime(hub)
-    guard = GuardModelGuard(backend_complete(hub, settings.guard_model, None))
-    masked = [runtime.redactor.redact(t, runtime.analyzer.analyze(t), "mask") for t in texts]
+    guard = GuardModelGuard(backend_complete(hub, settings.guard_model, None, calls))
+    # PII analysis of long inputs is CPU work: off the event loop.
+    masked = await anyio.to_thread.run_sync(
+        lambda: [runtime.redactor.redact(t, runtime.analyzer.analyze(t), "mask") for t in texts]
+    )
 
     async def judge(text: str) -> list[GuardFinding]:
         if not text.strip():

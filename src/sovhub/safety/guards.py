@@ -26,7 +26,8 @@ __all__ = [
 
 # Guards look at most at this many characters of one text. The endpoint refuses longer inputs;
 # the chat interceptor scans long outputs window by window.
-MAX_NORMALIZE_CHARS = 100_000
+# A backstop, not a reading limit: requests are refused above safety.max_input_chars (at most this).
+MAX_NORMALIZE_CHARS = 10_000_000
 
 
 @dataclass(slots=True)

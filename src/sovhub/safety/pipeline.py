@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..errors import ContentBlocked
+from ..errors import ContentBlocked, InvalidRequest
 from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .explain import explain, pick_lang
 from .guard_model import GuardModelGuard, backend_complete, run_guard_model
@@ -31,7 +31,7 @@ from .records import ModerationRecorder, PendingDecision, record_policy_version
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["SafetyInterceptor", "SafetyRuntime", "get_runtime", "message_text"]
+__all__ = ["SafetyInterceptor", "SafetyRuntime", "check_input_size", "get_runtime", "message_text", "tool_call_texts"]
 
 log = logging.getLogger("sovhub.safety")
 
@@ -47,6 +47,30 @@ def message_text(message: dict[str, Any]) -> str:
     if isinstance(content, list):
         return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
+
+
+def tool_call_texts(message: dict[str, Any]) -> list[str]:
+    """The function names and arguments of an assistant message's tool calls (client-written too)."""
+    out: list[str] = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            text = f"{function.get('name') or ''} {function.get('arguments') or ''}".strip()
+            if text:
+                out.append(text)
+    return out
+
+
+def check_input_size(hub: Hub, sizes: list[int], param: str) -> None:
+    """400 when the texts the guards must read exceed ``safety.max_input_chars`` (guards read all of it)."""
+    cap = hub.settings.safety.max_input_chars
+    total = sum(sizes)
+    if total > cap:
+        raise InvalidRequest(
+            f"The input has {total} characters of text; at most {cap} are accepted per request "
+            "(safety.max_input_chars), as every character is checked. Send a shorter input.",
+            param=param, code="input_too_long",
+        )
 
 
 class SafetyRuntime:
@@ -113,6 +137,19 @@ class SafetyRuntime:
         return f"{request_id}|{_owner(principal)}"
 
 
+def _hub_authored(ctx: ChatContext) -> frozenset[str]:
+    """Roles the hub itself wrote in this request, judged for identifiers only.
+
+    Only the web assistant's requests (a signed-in person, no API key) have them: it composes the
+    system prompt (locale text and operator-loaded knowledge passages) and replays its own stored
+    answers; the person writes only ``user`` turns. Every role of an API request is client-written.
+    """
+    p = ctx.principal
+    if p.key_id is None and p.user_id is not None:
+        return frozenset({"system", "assistant"})
+    return frozenset()
+
+
 def _owner(principal: Principal | None) -> str:
     if principal is None:
         return "-"
@@ -141,23 +178,31 @@ class SafetyInterceptor:
             return
         rt = self.runtime
         texts = [message_text(m) for m in ctx.messages]
+        calls = [tool_call_texts(m) if m.get("role") == "assistant" else [] for m in ctx.messages]
+        check_input_size(self.hub, [len(t) for t in texts] + [len(c) for cs in calls for c in cs], "messages")
         last_user = next((t for m, t in zip(reversed(ctx.messages), reversed(texts), strict=True)
                           if m.get("role") == "user"), "")
         lang = pick_lang(ctx.lang, last_user)
         ctx.state["safety.lang"] = lang
-        last_user_at = max((i for i, m in enumerate(ctx.messages) if m.get("role") == "user"), default=-1)
+
+        authored = _hub_authored(ctx)
 
         def judge() -> list[tuple[int, list[GuardFinding]]]:
             out: list[tuple[int, list[GuardFinding]]] = []
-            for i, (message, text) in enumerate(zip(ctx.messages, texts, strict=True)):
+            for i, text in enumerate(texts):
+                # An API client writes every role (any "assistant" or "system" turn it likes), so every
+                # message is judged for hazards as well as redacted for identifiers.
                 if not text:
-                    continue
-                # Hazards are judged in what people wrote; identifiers are redacted everywhere,
-                # including earlier answers that carried restored values.
-                if message.get("role") == "user":
-                    out.append((i, rt.scan(text, lang)))
+                    found: list[GuardFinding] = []
+                elif ctx.messages[i].get("role") in authored:
+                    found = rt.pii_guard.scan(text, lang)
                 else:
-                    out.append((i, rt.pii_guard.scan(text, lang)))
+                    found = rt.scan(text, lang)
+                for args in calls[i]:
+                    # Spans in arguments do not index the content: hazards only, nothing to redact.
+                    found += rt.scan(args, lang, pii=False)
+                if found:
+                    out.append((i, found))
             return out
 
         # The guards are CPU work (embeddings, matrix products): off the event loop.
@@ -168,15 +213,19 @@ class SafetyInterceptor:
         redacted = [(i, d) for i, d in decisions if d.redact_spans]
         if redacted:
             self._redact(ctx, texts, redacted)
-        if last_user_at >= 0:
-            # Asked last, on the redacted message: the guard model is a backend like any other and
-            # sees no identifier the chat model would not see.
-            found = await self._ask_guard_model(ctx, message_text(ctx.messages[last_user_at]), lang, role="User")
-            if found:
-                verdict = decide(rt.policy, found, lang)
-                if verdict.action == "block":
-                    await self._block(ctx, lang, [verdict])
-                decisions.append((last_user_at, verdict))
+        # Asked last, on the redacted messages: the guard model is a backend like any other and sees
+        # no identifier the chat model would not see. It reads the whole conversation, in pieces.
+        # One line per message: the guard model judges it all as one turn (Llama Guard's "\n\n" separates turns).
+        conversation = "\n".join(
+            part for i, m in enumerate(ctx.messages) if m.get("role") not in authored
+            for part in (message_text(m), *calls[i]) if part
+        )
+        found = await self._ask_guard_model(ctx, conversation, lang, role="User")
+        if found:
+            verdict = decide(rt.policy, found, lang)
+            if verdict.action == "block":
+                await self._block(ctx, lang, [verdict])
+            decisions.append((len(ctx.messages) - 1, verdict))
         warned = [d for _, d in decisions if d.action in ("warn", "redact")]
         if warned:
             self._record(ctx, "input", warned[0].action, warned, lang)

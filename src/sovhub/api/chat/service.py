@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...admission import admit, settle
+from ...admission import admit, release, settle
 from ...backends.base import Backend, CancelToken, ChatChunk
-from ...errors import BackendUnavailable, SovhubError, UnsupportedParameter
+from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
 from ...hub import Hub
 from ...metering import Usage
 from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
@@ -62,6 +62,10 @@ class ChatService:
                 param=sorted(unsupported)[0],
             )
         n = req.n or 1
+        max_n = self.hub.settings.access.max_n
+        if n > max_n:
+            raise InvalidRequest(f"n={n} asks for more choices than this hub allows per request ({max_n})", param="n",
+                                 code="n_too_large")
         if n > backend.max_n:
             raise UnsupportedParameter(
                 f"n={n} is not supported by model {req.model}; it returns at most {backend.max_n} choice(s)",
@@ -71,7 +75,16 @@ class ChatService:
             params["max_tokens"] = req.token_limit
         elif backend.config.kind == "embedded":
             params["max_tokens"] = self.hub.settings.embedded_max_tokens
+        else:
+            # Sent, not left to the upstream: admission reserves max_tokens x n, so it must bind.
+            params["max_tokens"] = self.hub.settings.access.default_max_tokens
         return params
+
+    @staticmethod
+    def _reserve(req: ChatCompletionRequest, params: dict[str, Any]) -> int:
+        """The most tokens the request may use: max_tokens x n, and its prompt (about 4 characters a token)."""
+        prompt_chars = sum(len(m.text()) for m in req.messages)
+        return int(params.get("max_tokens", 0)) * (req.n or 1) + prompt_chars // 4
 
     async def prepare(
         self, req: ChatCompletionRequest, principal: Principal, request_id: str
@@ -89,20 +102,26 @@ class ChatService:
             stream=req.stream,
             store=req.store is not False,
         )
-        headers = await admit(self.hub, principal, "chat", req.model)
         candidates = registry.candidates(ctx, req.model)
         ctx.params = self._params(req, candidates[0], principal.label)
-        for interceptor in self.hub.interceptors:
-            await interceptor.before(ctx)
-        cancel = CancelToken()
-        t0 = time.perf_counter()
+        admission = await admit(self.hub, principal, "chat", req.model, reserve=self._reserve(req, ctx.params))
+        ctx.state["admission"] = admission
         try:
-            backend, first, stream = await registry.open_stream(ctx, candidates, ctx.messages, ctx.params, cancel)
-        except SovhubError:
-            self.hub.services["metrics"].backend_errors.labels(candidates[0].name).inc()
+            for interceptor in self.hub.interceptors:
+                await interceptor.before(ctx)
+            cancel = CancelToken()
+            t0 = time.perf_counter()
+            try:
+                backend, first, stream = await registry.open_stream(ctx, candidates, ctx.messages, ctx.params, cancel)
+            except SovhubError:
+                self.hub.services["metrics"].backend_errors.labels(candidates[0].name).inc()
+                raise
+        except BaseException:
+            # Refused by a check or no backend answered: the reservation is given back.
+            await release(self.hub, admission)
             raise
         waited = time.perf_counter() - t0
-        prepared = PreparedChat(ctx, backend, first, stream, cancel, started, headers, backend_s=waited)
+        prepared = PreparedChat(ctx, backend, first, stream, cancel, started, admission.headers, backend_s=waited)
         prepared.first_token_s = time.perf_counter() - started
         return prepared
 
@@ -211,7 +230,7 @@ class ChatService:
                     latency_ms=latency_ms, status=200,
                 )
             )
-        await settle(self.hub, principal, "chat", ctx.model, result.prompt_tokens + result.completion_tokens)
+        await settle(self.hub, ctx.state["admission"], result.prompt_tokens + result.completion_tokens)
 
     async def sse(
         self, p: PreparedChat, include_usage: bool, on_backend_time: Callable[[float], None]

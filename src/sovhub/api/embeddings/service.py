@@ -7,7 +7,7 @@ import time
 
 import anyio
 
-from ...admission import admit, settle
+from ...admission import admit, release, settle
 from ...errors import InvalidRequest, ModelNotFound, UnsupportedParameter
 from ...hub import Hub
 from ...metering import Usage
@@ -60,7 +60,9 @@ async def create_embeddings(
             "multilingual-e5-small has 384 dimensions and cannot be shortened; omit `dimensions` or send 384",
             param="dimensions",
         )
-    headers = await admit(hub, principal, "embeddings", req.model)
+    # e5's tokenizer gives at most one token per character, plus two markers: an upper bound to reserve.
+    admission = await admit(hub, principal, "embeddings", req.model, reserve=sum(len(t) + 2 for t in texts))
+    headers = admission.headers
     started = time.perf_counter()
 
     def work() -> tuple[list[list[float]] | list[str], int]:
@@ -70,7 +72,11 @@ async def create_embeddings(
             return [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors], tokens
         return vectors.tolist(), tokens
 
-    data, tokens = await anyio.to_thread.run_sync(work)
+    try:
+        data, tokens = await anyio.to_thread.run_sync(work)
+    except BaseException:
+        await release(hub, admission)
+        raise
     model_s = time.perf_counter() - started
     if hub.meter is not None:
         hub.meter.record(
@@ -78,7 +84,7 @@ async def create_embeddings(
                   key_id=principal.key_id, user_id=principal.user_id, prompt_tokens=tokens,
                   latency_ms=model_s * 1000)
         )
-    await settle(hub, principal, "embeddings", req.model, tokens)
+    await settle(hub, admission, tokens)
     response = CreateEmbeddingResponse(
         data=[Embedding(index=i, embedding=v) for i, v in enumerate(data)],
         model=req.model,

@@ -17,5 +17,5 @@ __all__ = ["create_moderation", "router"]
 @router.post("/v1/moderations")
 async def create_moderation(body: ModerationRequest, request: Request, principal: CurrentPrincipal) -> JSONResponse:
     hub = request.app.state.hub
-    response = await amoderate(hub, body)
-    return JSONResponse(response.model_dump())
+    response, headers = await amoderate(hub, body, principal, request.scope["state"]["request_id"])
+    return JSONResponse(response.model_dump(), headers=headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,24 +11,24 @@ from typing import Any
 
 import anyio
 
+from ...admission import admit, release, settle
 from ...errors import InvalidRequest, UnsupportedParameter
 from ...hub import Hub
+from ...metering import Usage
+from ...pipeline import Principal
 from ...safety.encoders import build_semantic_guard
 from ...safety.guard_model import moderate_with_guard_model
 from ...safety.lexicon import LexiconGuard
 from ...safety.moderation import ModerationResult, Moderator
+from ...safety.pipeline import check_input_size
 from ...safety.semantic import SemanticGuard
 from ...safety.taxonomy import OPENAI_CATEGORIES
 from .protocol import CreateModerationResponse, Moderation, ModerationRequest
 
-__all__ = [
-    "MAX_INPUTS", "MAX_INPUT_CHARS", "MODEL_ID", "get_moderator", "moderate", "parse_inputs", "to_wire",
-    "amoderate",
-]
+__all__ = ["MAX_INPUTS", "MODEL_ID", "amoderate", "get_moderator", "moderate", "parse_inputs", "to_wire"]
 
 MODEL_ID = "sovhub-moderation-1"
 MAX_INPUTS = 32
-MAX_INPUT_CHARS = 32_000
 
 _build_lock = threading.Lock()
 
@@ -78,10 +79,6 @@ def parse_inputs(value: Any) -> list[str]:
     else:
         raise InvalidRequest("'input' must be a string or an array of strings.", param="input")
     for i, text in enumerate(texts):
-        if len(text) > MAX_INPUT_CHARS:
-            raise InvalidRequest(
-                f"'input[{i}]' has {len(text)} characters; at most {MAX_INPUT_CHARS} are allowed.", param="input"
-            )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
@@ -100,19 +97,56 @@ def to_wire(result: ModerationResult) -> Moderation:
 
 
 def moderate(hub: Hub, body: ModerationRequest) -> CreateModerationResponse:
-    """Blocking: run it in a worker thread (embedding is CPU-bound)."""
+    """Blocking, unmetered (in-process callers): run it in a worker thread (embedding is CPU-bound)."""
     texts = parse_inputs(body.input)
+    check_input_size(hub, [len(t) for t in texts], "input")
     results = get_moderator(hub).moderate_batch(texts, body.lang)
     return CreateModerationResponse(
         id=f"modr-{uuid.uuid4().hex}", model=MODEL_ID, results=[to_wire(r) for r in results]
     )
 
 
-async def amoderate(hub: Hub, body: ModerationRequest) -> CreateModerationResponse:
-    """:func:`moderate` off the event loop, plus the guard model's verdicts when one is configured."""
+async def amoderate(
+    hub: Hub, body: ModerationRequest, principal: Principal, request_id: str
+) -> tuple[CreateModerationResponse, dict[str, str]]:
+    """Admitted and metered like chat; the guard model's verdicts added when one is configured.
+
+    Off the event loop. Tokens are counted with the hub's tokenizer (e5): one usage row for the
+    moderation, one per guard model call batch (its prompts and verdicts).
+    """
     texts = parse_inputs(body.input)
-    results = await anyio.to_thread.run_sync(lambda: get_moderator(hub).moderate_batch(texts, body.lang))
-    results = await moderate_with_guard_model(hub, texts, results, body.lang)
-    return CreateModerationResponse(
+    check_input_size(hub, [len(t) for t in texts], "input")
+    # e5 gives at most one token per character plus two markers: an upper bound to hold.
+    admission = await admit(hub, principal, "moderations", MODEL_ID, reserve=sum(len(t) + 2 for t in texts))
+    started = time.perf_counter()
+    calls: list[tuple[str, str]] = []
+    try:
+        def work() -> tuple[list[ModerationResult], int]:
+            found = get_moderator(hub).moderate_batch(texts, body.lang)
+            return found, sum(hub.embedder.token_count(t) for t in texts)
+
+        results, tokens = await anyio.to_thread.run_sync(work)
+        results = await moderate_with_guard_model(hub, texts, results, body.lang, calls=calls)
+    except BaseException:
+        await release(hub, admission)
+        raise
+    latency_ms = (time.perf_counter() - started) * 1000
+    guard_prompt, guard_answer = await anyio.to_thread.run_sync(
+        lambda: (sum(hub.embedder.token_count(p) for p, _ in calls),
+                 sum(hub.embedder.token_count(a) for _, a in calls))
+    )
+    if hub.meter is not None:
+        hub.meter.record(Usage(request_id=request_id, endpoint="moderations", model=MODEL_ID,
+                               org_id=principal.org_id, key_id=principal.key_id, user_id=principal.user_id,
+                               prompt_tokens=tokens, latency_ms=latency_ms))
+        if calls:
+            hub.meter.record(Usage(request_id=request_id, endpoint="moderations",
+                                   model=str(hub.settings.safety.guard_model), org_id=principal.org_id,
+                                   key_id=principal.key_id, user_id=principal.user_id,
+                                   prompt_tokens=guard_prompt, completion_tokens=guard_answer,
+                                   latency_ms=latency_ms))
+    await settle(hub, admission, tokens + guard_prompt + guard_answer)
+    response = CreateModerationResponse(
         id=f"modr-{uuid.uuid4().hex}", model=MODEL_ID, results=[to_wire(r) for r in results]
     )
+    return response, admission.headers

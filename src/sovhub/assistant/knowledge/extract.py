@@ -112,8 +112,16 @@ def _first_line(text: str) -> str:
 
 
 def _markdown_title(text: str) -> str:
-    match = re.search(r"^#\s+(.+?)\s*#*\s*$", text, re.M)
-    return match.group(1) if match else _first_line(text).lstrip("# ")
+    """The first ``# Heading`` (closing hashes dropped), else the first line.
+
+    A scan of lines, not a regex: ``^#\\s+(.+?)\\s*#*\\s*$`` took cubic time on long runs of spaces.
+    """
+    for line in text.splitlines():
+        if len(line) > 1 and line[0] == "#" and line[1] in " \t":
+            title = line[1:].strip().rstrip("#").rstrip()
+            if title:
+                return title[:200]
+    return _first_line(text).lstrip("# ")
 
 
 class _HtmlText(HTMLParser):

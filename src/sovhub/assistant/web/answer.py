@@ -27,9 +27,10 @@ import anyio
 
 from ...api.chat.protocol import ChatCompletionRequest
 from ...api.chat.service import ChatService
-from ...errors import ContentBlocked, SovhubError
+from ...errors import ContentBlocked, RateLimited, SovhubError
 from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from ..fidelity import STATE_RETRIED
+from ..quota_text import quota_message
 from .conversations import ConversationStore, StoredMessage
 from .markdown import render_markdown
 
@@ -197,6 +198,10 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
         text = []
         message_id, _html = await save("blocked")
         yield {"event": "error", "code": exc.code, "message": exc.message, "block": block, "message_id": message_id}
+    except RateLimited as exc:
+        # The person's own quota: said in their language, not the API's English for developers.
+        yield {"event": "error", "code": exc.code, "message": quota_message(turn.ui_lang, exc.retry_after),
+               "block": None}
     except SovhubError as exc:
         yield {"event": "error", "code": exc.code, "message": exc.message, "block": None}
     finally:
