@@ -22,7 +22,7 @@ from sovhub.safety.semantic import (
     text_windows,
 )
 from sovhub.safety.taxonomy import HAZARD_CODES
-from sovhub.safety.training import TrainedClassifier, hazard_scores, rescale
+from sovhub.safety.training import TrainedClassifier, _choose_thresholds, hazard_scores, rescale
 from tests.safety.moderation_fixtures import semantic_guard
 
 LANGS = ("en", "fr", "de", "es", "pl", "uk", "ar", "ja")
@@ -83,11 +83,33 @@ def test_bank_has_no_duplicates() -> None:
     ('{"text": "   ", "label": "safe"}', "empty text"),
     ('{"label": "safe"}', "not an exemplar"),
     ('{"text": "x y z", "label": "safe", "style": "essay"}', "unknown style 'essay'"),
+    ('{"text": "x y z", "label": "safe", "set": "weekend"}', "unknown set 'weekend'"),
 ])
 def test_bad_bank_lines_name_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     (tmp_path / "en.jsonl").write_text('{"text": "fine", "label": "safe"}\n' + line + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=rf"en\.jsonl:2: {message}"):
         load_exemplars([tmp_path])
+
+
+def test_everyday_counter_exemplars_are_marked_and_train_apart() -> None:
+    bank = load_exemplars()
+    everyday = [e for e in bank if e.group == "everyday"]
+    assert {e.lang for e in everyday} == {"en", "uk", "pl", "de", "fr", "es", "ar", "ja"}
+    assert Counter(e.label for e in everyday)["safe"] >= 8 * 40  # mostly safe, plus harm in the same vocabulary
+    assert {e.label for e in everyday} - {"safe"} <= {"S1", "S2", "S7", "S11", "S14"}
+
+
+def test_everyday_exemplars_do_not_lower_the_thresholds() -> None:
+    # One hard safe exemplar scores 0.5 out of fold; many easy everyday ones score 0. Counted in the
+    # false-positive rate they would let the threshold fall below 0.5; kept out, they cannot.
+    hard = np.array([[0.5, 0.5]])
+    easy = np.tile([[1.0, 0.0]], (40, 1))
+    harmful = np.array([[0.55, 0.45]])
+    p = np.vstack([hard, easy, harmful])
+    y = np.array([0] * 41 + [1])
+    everyday = np.array([False] + [True] * 40 + [False])
+    assert _choose_thresholds(p, y)[0] <= 0.45
+    assert _choose_thresholds(p, y, everyday)[0] > 0.5
 
 
 def test_missing_or_empty_bank(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ log = logging.getLogger("sovhub.safety")
 CLASSES: tuple[str, ...] = (SAFE_LABEL, *HAZARD_CODES)
 DEFAULT_EXEMPLAR_DIR = Path(__file__).parent / "data" / "exemplars"
 # Bumped whenever the training recipe changes, so an old cached model is never reused.
-TRAIN_RECIPE = "softmax+knn/concept-cv/v4"
+TRAIN_RECIPE = "softmax+knn/concept-cv/v5"
 # A text up to WHOLE_CHARS (a chat turn) is read whole. A longer one is read in overlapping windows,
 # because e5 mean-pools its tokens: one harmful sentence in a long benign text is diluted below any
 # threshold. Smaller windows find more buried harm but read more of a long benign text out of
@@ -69,6 +69,7 @@ WINDOW_OVERLAP = 50
 EMBED_BATCH = 32
 CV_FOLDS = 5
 STYLES = ("message", "answer")
+GROUPS = ("", "everyday")
 
 
 class TextEmbedder(Protocol):
@@ -83,6 +84,10 @@ class Exemplar:
     #: "message" (what people write: the bank's first purpose) or "answer" (a passage as a model
     #: answers: stories, explanations, recipes), which the output check reads.
     style: str = "message"
+    #: "everyday" marks everyday work (code, shell, citizens' questions) written as counter-examples
+    #: to the hazards' vocabulary. They train the classifier; the thresholds' false-positive target
+    #: is measured on the other, hard safe exemplars (easy ones would dilute it and lower the thresholds).
+    group: str = ""
 
 
 def load_exemplars(dirs: list[Path] | None = None, styles: tuple[str, ...] = STYLES) -> list[Exemplar]:
@@ -108,8 +113,11 @@ def load_exemplars(dirs: list[Path] | None = None, styles: tuple[str, ...] = STY
                 style = item.get("style", "message")
                 if style not in STYLES:
                     raise ConfigError(f"{path}:{number}: unknown style {style!r} (one of {', '.join(STYLES)})")
+                group = item.get("set", "")
+                if group not in GROUPS:
+                    raise ConfigError(f"{path}:{number}: unknown set {group!r} (one of {', '.join(GROUPS[1:])})")
                 if style in styles:
-                    out.append(Exemplar(text=text, label=label, lang=lang, style=style))
+                    out.append(Exemplar(text=text, label=label, lang=lang, style=style, group=group))
     if not out:
         raise ConfigError("the exemplar bank is empty")
     return out
@@ -135,7 +143,7 @@ def bank_digest(exemplars: list[Exemplar], model_id: str) -> str:
     h = hashlib.sha256()
     h.update(f"{TRAIN_RECIPE}\0{model_id}\0".encode())
     for ex in exemplars:
-        h.update(f"{ex.lang}\0{ex.label}\0{ex.text}\n".encode())
+        h.update(f"{ex.lang}\0{ex.label}\0{ex.group}\0{ex.text}\n".encode())
     return h.hexdigest()
 
 
@@ -220,6 +228,7 @@ class SemanticGuard:
             self._model = train_classifier(
                 vectors, labels, concept_folds(exemplars), np.array([e.lang for e in exemplars]),
                 n_classes=len(CLASSES), digest=digest,
+                everyday=np.array([e.group == "everyday" for e in exemplars]),
             )
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}.npz")

@@ -23,7 +23,10 @@ BLENDS = (0.0, 0.25, 0.5, 0.75)
 # Thresholds are never set below this: a hazard must be the likely reading, not a faint one.
 MIN_THRESHOLD = 0.3
 # Out-of-fold false-positive rate on safe exemplars the thresholds are raised to meet.
-TARGET_SAFE_FPR = 0.04
+TARGET_SAFE_FPR = 0.05
+# Total training weight of the everyday safe exemplars (code, shell, citizens' questions), next to
+# 0.5 for the other safe exemplars and 0.5 for the hazards.
+EVERYDAY_WEIGHT = 0.25
 
 
 @dataclass
@@ -102,15 +105,22 @@ def _knn(vectors: np.ndarray, bank: np.ndarray, labels: np.ndarray, n_classes: i
     return votes / votes.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
 
 
-def _fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _fit_softmax(
+    x: np.ndarray, y: np.ndarray, n_classes: int, everyday: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced, L2-regularised softmax regression by full-batch Adam (deterministic)."""
     d = x.shape[1]
     # Half the weight on safe text, half shared by the hazards: balancing all classes equally
     # would give "any hazard" 14 times the weight of "safe" and flag far too much.
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    extra = np.zeros(len(y), dtype=bool) if everyday is None else everyday & (y == 0)
+    counts = np.bincount(y[~extra], minlength=n_classes).astype(np.float64)
     class_w = np.full(n_classes, 0.5 / max(n_classes - 1, 1))
     class_w[0] = 0.5
-    sample_w = (class_w / np.maximum(counts, 1))[y].astype(x.dtype)
+    sample_w = (class_w / np.maximum(counts, 1))[y]
+    # Everyday safe exemplars get a share of their own on top, so that adding them does not
+    # thin out the weight of the hard safe ones (news about violence, help-seeking...).
+    sample_w[extra] = EVERYDAY_WEIGHT / max(int(extra.sum()), 1)
+    sample_w = sample_w.astype(x.dtype)
     sample_w /= sample_w.sum()
     onehot = np.eye(n_classes, dtype=x.dtype)[y]
     w = np.zeros((d, n_classes), dtype=x.dtype)
@@ -158,21 +168,24 @@ def _f1(pred: np.ndarray, truth: np.ndarray) -> float:
     return 2 * float(np.sum(pred & truth)) / denom if denom else 0.0
 
 
-def _choose_thresholds(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _choose_thresholds(p: np.ndarray, y: np.ndarray, everyday: np.ndarray | None = None) -> np.ndarray:
     """Thresholds on out-of-fold hazard scores.
 
     First one threshold on harmfulness: the F1-best one among those whose false-positive rate on
     safe exemplars is at most TARGET_SAFE_FPR. Then each hazard's threshold is raised where that
     improves its own F1 (a hazard that fires on safe text gets a stricter threshold), never lowered.
+    The false-positive rate is measured on the safe exemplars that are not ``everyday``: easy ones
+    would dilute it and let the thresholds fall.
     """
     scores = hazard_scores(p)
     flagged_score = scores.max(axis=1)
     harmful = y != 0
+    counted = ~harmful if everyday is None else ~harmful & ~everyday
     grid = np.linspace(MIN_THRESHOLD, 0.97, 68)
     best_t, best_f1 = 0.97, -1.0
     for t in grid:
         pred = flagged_score >= t
-        fpr = float(np.mean(pred[~harmful])) if (~harmful).any() else 0.0
+        fpr = float(np.mean(pred[counted])) if counted.any() else 0.0
         f1 = _f1(pred, harmful)
         if fpr <= TARGET_SAFE_FPR and f1 > best_f1 + 1e-9:
             best_t, best_f1 = float(t), f1
@@ -208,10 +221,12 @@ def _report(p: np.ndarray, y: np.ndarray, thresholds: np.ndarray, groups: np.nda
 
 def train_classifier(
     vectors: np.ndarray, labels: np.ndarray, folds: np.ndarray, langs: np.ndarray, *, n_classes: int,
-    digest: str,
+    digest: str, everyday: np.ndarray | None = None,
 ) -> TrainedClassifier:
     """Fit on all exemplars; temperature, blend and thresholds come from out-of-fold scores.
 
+    ``everyday`` marks the everyday counter-exemplars: they train with a weight of their own
+    (EVERYDAY_WEIGHT) and are left out of the false-positive rate the thresholds are held to.
     ``folds`` must keep translations of one exemplar together, or the out-of-fold scores would
     measure recall of a memorised idea, not generalisation (and thresholds would come out too low).
     """
@@ -222,16 +237,17 @@ def train_classifier(
         test = folds == g
         train = ~test
         mean, scale = _standardize(x[train])
-        w, b = _fit_softmax((x[train] - mean) / scale, labels[train], n_classes)
+        w, b = _fit_softmax((x[train] - mean) / scale, labels[train], n_classes,
+                            None if everyday is None else everyday[train])
         oof_lr[test] = ((x[test] - mean) / scale) @ w + b
         oof_knn[test] = _knn(x[test], x[train], labels[train], n_classes)
     temperature = min(TEMPERATURES, key=lambda t: _log_loss(_softmax(oof_lr / t), labels))
     p_lr = _softmax(oof_lr / temperature)
     blend = min(BLENDS, key=lambda a: _log_loss((1 - a) * p_lr + a * oof_knn, labels))
     oof = (1 - blend) * p_lr + blend * oof_knn
-    thresholds = _choose_thresholds(oof, labels)
+    thresholds = _choose_thresholds(oof, labels, everyday)
     mean, scale = _standardize(x)
-    w, b = _fit_softmax((x - mean) / scale, labels, n_classes)
+    w, b = _fit_softmax((x - mean) / scale, labels, n_classes, everyday)
     return TrainedClassifier(
         mean=mean, scale=scale, weights=w, bias=b, temperature=temperature, blend=blend,
         thresholds=thresholds, bank=vectors.astype(np.float32), bank_labels=labels.astype(np.int64),

@@ -29,6 +29,7 @@ router = APIRouter(include_in_schema=False)
 
 MAX_MESSAGE_CHARS = 16_000
 _CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
+NO_REASON = "(no reason given: review asked for in the web app)"
 
 
 def _store(request: Request) -> ConversationStore:
@@ -207,7 +208,9 @@ async def appeal(request: Request) -> Response:
     conversation_id = str(form.get("conversation_id") or "")
     back = f"/c/{conversation_id}" if _CONVERSATION_ID.fullmatch(conversation_id) else "/"
     principal = Principal(org_id=None, user_id=page.user.id)
-    decision_id, reason = str(form.get("decision_id") or ""), str(form.get("reason") or "")
+    decision_id = str(form.get("decision_id") or "")
+    # The reason is optional for a person: "ask for a review" is one click. Staff see that none was given.
+    reason = str(form.get("reason") or "").strip() or NO_REASON
     try:
         view = await anyio.to_thread.run_sync(lambda: file_appeal(page.hub, principal, decision_id, reason))
     except Conflict:

@@ -64,22 +64,27 @@
     item.append(section);
   }
 
+  function whyBlocked(categories) {
+    let names = {};
+    try { names = JSON.parse(chat.dataset.whyBlocked || "{}"); } catch (e) { names = {}; }
+    const reasons = (categories || []).filter((c) => names[c]).map((c) => names[c]);
+    return t("Why").replace("%(why)s", reasons.length ? reasons.join("; ") : chat.dataset.whyOther || "");
+  }
+
   function addBlock(item, block) {
     const box = el("div", { class: "block-box", role: "note" });
     box.append(el("h3", {}, t("Blocked")));
-    box.append(el("p", {}, block.explanation || ""));
+    box.append(el("p", { class: "why" }, whyBlocked(block.categories)));
     if (block.decision_id) {
-      const details = el("details", { class: "appeal" });
-      details.append(el("summary", {}, t("Appeal")));
-      const form = el("form", { method: "post", action: "/appeals", class: "stack" });
+      box.append(el("p", {}, t("Mistakes")));
+      const form = el("form", { method: "post", action: "/appeals", class: "stack appeal" });
       const id = "appeal-new-" + Date.now();
       form.append(hidden("csrf_token", chat.dataset.csrf), hidden("decision_id", block.decision_id),
         hidden("conversation_id", chat.dataset.conversation));
       form.append(el("label", { for: id }, t("AppealReason")));
-      form.append(el("textarea", { id, name: "reason", rows: "3", required: "" }));
+      form.append(el("textarea", { id, name: "reason", rows: "2" }));
       form.append(el("button", { type: "submit", class: "button" }, t("AppealSend")));
-      details.append(form);
-      box.append(details);
+      box.append(form);
     }
     item.append(box);
   }
