@@ -227,6 +227,20 @@ class AssistantSettings(BaseModel):
     kb_candidates: int = Field(
         50, ge=5, le=1000, description="Candidates taken from each retriever (full text, vectors) before fusion."
     )
+    kb_shared_collections: list[str] = Field(
+        default_factory=list,
+        description="Collections searched for every locale, besides the locale's own (default_collection).",
+    )
+    kb_min_similarity: float = Field(
+        0.83, ge=0.0, le=1.0,
+        description="Relevance floor: passages whose cosine similarity to the question is lower are never shown"
+        " (calibrated in docs/benchmarks.md).",
+    )
+    model_languages: dict[str, list[str]] = Field(
+        default_factory=lambda: {"smollm2-135m-instruct": ["en"]},
+        description="Languages each model writes well; in others the assistant quotes the knowledge base."
+        " A model not listed is judged by its measured language fidelity.",
+    )
 
 
 class Settings(BaseSettings):
