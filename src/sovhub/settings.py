@@ -241,6 +241,11 @@ class AssistantSettings(BaseModel):
         description="Languages each model writes well; in others the assistant quotes the knowledge base."
         " A model not listed is judged by its measured language fidelity.",
     )
+    quote_models: list[str] = Field(
+        default_factory=lambda: ["smollm2-135m-instruct"],
+        description="Models too small to restate sources faithfully: when a passage passes the relevance floor,"
+        " the assistant quotes it instead of asking them.",
+    )
 
 
 class Settings(BaseSettings):

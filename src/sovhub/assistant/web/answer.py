@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -45,6 +46,7 @@ __all__ = ["CURRENT_TURN", "Turn", "TurnMarker", "plan_turn", "run_turn"]
 log = logging.getLogger("sovhub.assistant.web")
 
 KB_PASSAGES = 4
+_LATIN_WORD = re.compile(r"[A-Za-z][\w.'-]*", re.ASCII)
 # Tokens kept free for what interceptors add to a fitted prompt (the language instruction).
 FIDELITY_RESERVE = 96
 
@@ -122,7 +124,12 @@ def _system_prompt(pack: LocalePack, hits: list[SearchHit], n: int, level: int) 
 def _person_language(hub: Hub, question: str, pack: LocalePack) -> str:
     from ..fidelity import detector_for
 
-    detected = detector_for(hub.settings.assistant.languages).detect(question) if question else None
+    detector = detector_for(hub.settings.assistant.languages)
+    detected = detector.detect(question) if question else None
+    if detected not in (None, pack.language) and detector.detect(_LATIN_WORD.sub(" ", question)) == pack.language:
+        # "Напиши hello world мовою Python" reads as English to the detector: Latin-script words
+        # (names of programs, products) in a question otherwise in the interface's language.
+        detected = pack.language
     return detected or pack.language
 
 
@@ -163,7 +170,8 @@ def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
         log.warning("knowledge base search failed: %s", exc.message)
         hits = []
     plan = _Plan(lang, hits)
-    if not writes_language(hub, turn.model, lang):
+    quotes = bool(hits) and turn.model in hub.settings.assistant.quote_models
+    if quotes or not writes_language(hub, turn.model, lang):
         quoted = quote_answer(hub, question, lang, hits) if hits else None
         plan.quoted, plan.cited = (quoted.text, quoted.cited) if quoted else (dont_know(lang), [])
         return plan
