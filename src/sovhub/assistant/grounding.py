@@ -65,6 +65,7 @@ MIN_FIDELITY = 0.8
 QUOTE_MARGIN = 0.02
 MAX_QUOTED = 2
 _SENTENCE = re.compile(r"[^.!?。！？؟\n]+[.!?。！？؟]*", re.UNICODE)
+_ENDS = frozenset(".!?。！？؟")
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
@@ -104,7 +105,11 @@ class QuotedAnswer:
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.findall(text) if len(s.strip()) >= 12]
+    found = [s.strip() for s in _SENTENCE.findall(text) if len(s.strip()) >= 12]
+    # Headings ("Birth registration") match a question well and answer nothing: sentences that end
+    # as sentences do are quoted, when the passage has any.
+    ended = [s for s in found if s[-1] in _ENDS]
+    return ended or found
 
 
 def quote_answer(hub: Hub, question: str, lang: str, hits: Sequence[SearchHit]) -> QuotedAnswer | None:
