@@ -249,3 +249,15 @@ def test_admin_is_for_staff_only(signed_in: Web) -> None:
 
 def test_an_unknown_passage_is_404(signed_in: Web) -> None:
     assert signed_in.client.get("/kb/chunks/999999").status_code == 404
+
+
+def test_without_a_source_the_model_is_told_there_is_none(signed_in: Web) -> None:
+    from sovhub.assistant.grounding import NO_SOURCES
+    from sovhub.assistant.web.answer import Turn, plan_turn
+    from sovhub.assistant.web.conversations import StoredMessage
+
+    history = [StoredMessage(1, "user", "write hello world in Python")]
+    plan = plan_turn(signed_in.hub, Turn(signed_in.user_id, "c1", "echo", "en"), history)
+    assert plan.quoted is None and plan.hits == [] and plan.cited == []
+    assert plan.messages[0]["role"] == "system" and plan.messages[0]["content"].endswith(NO_SOURCES)
+    assert plan.messages[1:] == [{"role": "user", "content": "write hello world in Python"}]
