@@ -442,8 +442,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, dict):
         if not value:
             return "{}"
-        inner = ", ".join(f"{tomli_w.dumps({str(k): v}).strip()}" for k, v in value.items()
-                          if not isinstance(v, dict))
+        # Each value on the same line (a list as JSON): the line is written commented out.
+        inner = ", ".join(f"{tomli_w.dumps({str(k): 0}).split(' = ')[0]} = {_toml_value(v)}"
+                          for k, v in value.items() if not isinstance(v, dict))
         return "{ " + inner + " }"
     return tomli_w.dumps({"v": value}).strip()[len("v = ") :]
 
