@@ -106,3 +106,19 @@ def test_processes_starting_together_agree_on_one_secret_key(tmp_path: Path) -> 
         keys = set(pool.map(lambda _: load_or_create_secret_key(tmp_path), range(32)))
     assert len(keys) == 1  # nobody read a half-written file or kept a key that lost the race
     assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no drafts left behind
+
+
+def test_the_default_toml_uncommented_reads_back_as_the_defaults() -> None:
+    """`init` writes every setting commented out; each line must be valid TOML once uncommented."""
+    import re
+    import tomllib
+
+    from sovhub.settings import Settings, default_toml
+
+    defaults = Settings()
+    text = default_toml(defaults)
+    setting = re.compile(r"^# [a-z_]+ = ")
+    lines = [line[2:] if setting.match(line) else line for line in text.splitlines()]
+    parsed = tomllib.loads("\n".join(lines))
+    assert parsed["assistant"]["model_languages"] == {"smollm2-135m-instruct": ["en"]}
+    assert parsed["assistant"]["kb_min_similarity"] == 0.83

@@ -9,6 +9,7 @@ one handler (:mod:`sovhub.api.errors`) renders them, in OpenAI's envelope
     ├── ConfigError                   500  (start-up / CLI: bad settings, missing files)
     ├── InvalidRequest                400  invalid_request_error
     │   ├── UnsupportedParameter      400  code=unsupported_parameter
+    │   ├── ContextLengthExceeded     400  code=context_length_exceeded (param=messages)
     │   └── ValidationFailed          422  code=validation_error
     ├── AuthenticationFailed          401  code=invalid_api_key
     ├── PermissionDenied              403  permission_error
@@ -37,6 +38,7 @@ __all__ = [
     "Conflict",
     "EgressRefused",
     "ContentBlocked",
+    "ContextLengthExceeded",
     "InsufficientScope",
     "InvalidRequest",
     "ModelNotFound",
@@ -93,6 +95,12 @@ class ConfigError(SovhubError):
 class InvalidRequest(SovhubError):
     status = 400
     type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """The request's own messages (with the answer's budget) do not fit the model's window."""
+
+    code = "context_length_exceeded"
 
 
 class UnsupportedParameter(InvalidRequest):

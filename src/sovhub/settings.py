@@ -273,6 +273,25 @@ class AssistantSettings(BaseModel):
     kb_candidates: int = Field(
         50, ge=5, le=1000, description="Candidates taken from each retriever (full text, vectors) before fusion."
     )
+    kb_shared_collections: list[str] = Field(
+        default_factory=list,
+        description="Collections searched for every locale, besides the locale's own (default_collection).",
+    )
+    kb_min_similarity: float = Field(
+        0.83, ge=0.0, le=1.0,
+        description="Relevance floor: passages whose cosine similarity to the question is lower are never shown"
+        " (calibrated in docs/benchmarks.md).",
+    )
+    model_languages: dict[str, list[str]] = Field(
+        default_factory=lambda: {"smollm2-135m-instruct": ["en"]},
+        description="Languages each model writes well; in others the assistant quotes the knowledge base."
+        " A model not listed is judged by its measured language fidelity.",
+    )
+    quote_models: list[str] = Field(
+        default_factory=lambda: ["smollm2-135m-instruct"],
+        description="Models too small to restate sources faithfully: when a passage passes the relevance floor,"
+        " the assistant quotes it instead of asking them.",
+    )
 
 
 class Settings(BaseSettings):
@@ -482,8 +501,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, dict):
         if not value:
             return "{}"
-        inner = ", ".join(f"{tomli_w.dumps({str(k): v}).strip()}" for k, v in value.items()
-                          if not isinstance(v, dict))
+        # Each value on the same line (a list as JSON): the line is written commented out.
+        inner = ", ".join(f"{tomli_w.dumps({str(k): 0}).split(' = ')[0]} = {_toml_value(v)}"
+                          for k, v in value.items() if not isinstance(v, dict))
         return "{ " + inner + " }"
     return tomli_w.dumps({"v": value}).strip()[len("v = ") :]
 

@@ -95,13 +95,18 @@ def test_tracker_counts_per_model_and_exports_metrics() -> None:
     assert tracker.record("small", "uk", "en") == "wrong"
     assert tracker.record("small", "uk", None) == "undetermined"
     assert tracker.record("small", "uk", "uk", retry=True) == "right"
+    # Gibberish long enough to judge, and an answer that never came, count against the model.
+    assert tracker.record("small", "uk", None, text="xq zvr " * 10) == "unreadable"
+    assert tracker.record("small", "uk", None, failed=True) == "failed"
     tracker.record("big", "de", "de")
     snap = tracker.snapshot()
-    assert snap["small"] == {"answers": 3, "right": 1, "wrong": 1, "undetermined": 1, "rate": 0.5,
-                             "retries": 1, "fixed_by_retry": 1}
-    assert snap["big"]["rate"] == 1.0
+    counts = {"answers": 5, "right": 1, "wrong": 1, "unreadable": 1, "failed": 1, "undetermined": 1,
+              "rate": 0.25, "retries": 1, "fixed_by_retry": 1}
+    assert snap["small"] == {**counts, "languages": {"uk": counts}}
+    assert snap["big"]["rate"] == 1.0 and set(snap["big"]["languages"]) == {"de"}
+    assert tracker.language_rate("small", "uk") == (4, 0.25) and tracker.language_rate("small", "de") is None
     value = registry.get_sample_value
-    assert value("sovhub_assistant_language_fidelity_ratio", {"model": "small"}) == 0.5
+    assert value("sovhub_assistant_language_fidelity_ratio", {"model": "small"}) == 0.25
     assert value("sovhub_assistant_language_answers_total", {"model": "small", "expected": "uk", "outcome": "wrong"}) == 1
     assert value("sovhub_assistant_language_retries_total", {"model": "small", "fixed": "yes"}) == 1
 

@@ -86,3 +86,18 @@ def test_kb_ingest_list_search_delete(data_dir: Path, tmp_path: Path, capsys: py
     assert code == 1 and "no PDF, HTML, Markdown or text files" in err
     code, _, err = run(data_dir, capsys, "kb", "ingest", str(tmp_path / "missing"))
     assert code == 2 and "does not exist" in err
+
+
+def test_locales_fidelity_measures_the_embedded_model_per_language(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run(data_dir, capsys, "locales", "fidelity", "--language", "en", "--language", "de")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split("\t") == ["model", "language", "answers", "right", "wrong", "unreadable", "failed", "rate"]
+    rows = {line.split("\t")[1]: line.split("\t") for line in lines[1:] if not line.startswith(" ")}
+    assert set(rows) == {"en", "de"} and all(r[0] == "smollm2-135m-instruct" and r[2] == "2" for r in rows.values())
+    # Each answer counted exactly once, as one of the outcomes.
+    assert all(sum(int(x) for x in r[3:7]) <= 2 for r in rows.values())
+    # German is not declared for the bundled model: no advice to stop declaring it.
+    assert "remove de from" not in out

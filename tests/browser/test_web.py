@@ -103,7 +103,7 @@ def test_ingest_a_document_and_see_a_citation(page: Any, tmp_path: Path) -> None
                         "and bring your old passport, a photo and the fee receipt. Renewal takes 20 working days.\n")
     page.goto("/admin")
     page.set_input_files("#kb-file", str(document))
-    page.fill("#kb-collection", "gov-guides")
+    page.fill("#kb-collection", "gov-uk")  # the en-GB locale's collection: the only one it searches
     page.click("form[action='/admin/kb'] button[type=submit]")
     page.wait_for_selector("p.notice")
     assert "Passport guide" in page.locator("table").first.inner_text()

@@ -60,6 +60,28 @@ def locales_check(folder: Path) -> None:
                f"{sum(len(v) for v in pack.lexicon.values())} lexicon phrases")
 
 
+@locales_group.command("fidelity")
+@click.option("--language", "languages", multiple=True, help="Only these languages (default: assistant.languages).")
+@pass_hub
+def locales_fidelity(hub: Hub, languages: tuple[str, ...]) -> None:
+    """Measure which languages the embedded model writes: right, wrong language, unreadable, failed."""
+    from .fidelity_eval import PROMPTS, evaluate_embedded
+
+    chosen = [lang for lang in (languages or hub.settings.assistant.languages) if lang in PROMPTS]
+    snapshot = evaluate_embedded(hub, chosen)
+    click.echo("model\tlanguage\tanswers\tright\twrong\tunreadable\tfailed\trate")
+    for model, counts in snapshot.items():
+        declared = hub.settings.assistant.model_languages.get(model)
+        for lang, c in counts["languages"].items():
+            rate = f"{c['rate'] * 100:.0f}%" if c["rate"] is not None else "-"
+            click.echo(f"{model}\t{lang}\t{c['answers']}\t{c['right']}\t{c['wrong']}\t{c['unreadable']}\t"
+                       f"{c['failed']}\t{rate}")
+            if (c["rate"] or 0.0) < 0.8 and (declared is None or lang in declared):
+                click.echo(f"  gap: {model} does not write {lang} well; the assistant should quote the knowledge"
+                           f" base there (remove {lang} from assistant.model_languages[{model!r}]) or serve"
+                           " a larger model for it")
+
+
 def _default_collection(hub: Hub) -> str:
     from .locales import locale_registry
 

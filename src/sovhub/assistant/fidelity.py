@@ -238,16 +238,32 @@ def strengthen(messages: Sequence[dict[str, Any]], lang: str) -> list[dict[str, 
     return out
 
 
-Outcome = Literal["right", "wrong", "undetermined"]
+Outcome = Literal["right", "wrong", "unreadable", "failed", "undetermined"]
+# Longer answers than this that no language can be read in are counted unreadable, not undetermined.
+UNREADABLE_MIN_CHARS = 40
 
 
 @dataclass(slots=True)
 class _Counts:
     right: int = 0
     wrong: int = 0
+    unreadable: int = 0
+    failed: int = 0
     undetermined: int = 0
     retries: int = 0
     fixed_by_retry: int = 0
+
+    @property
+    def decided(self) -> int:
+        return self.right + self.wrong + self.unreadable + self.failed
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "answers": self.decided + self.undetermined, "right": self.right, "wrong": self.wrong,
+            "unreadable": self.unreadable, "failed": self.failed, "undetermined": self.undetermined,
+            "rate": (self.right / self.decided) if self.decided else None,
+            "retries": self.retries, "fixed_by_retry": self.fixed_by_retry,
+        }
 
 
 class FidelityTracker:
@@ -261,6 +277,7 @@ class FidelityTracker:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._lock = threading.Lock()
         self._counts: dict[str, _Counts] = {}
+        self._by_language: dict[tuple[str, str], _Counts] = {}
         self._answers = Counter(
             "sovhub_assistant_language_answers",
             "Assistant answers by whether they came in the person's language (first attempts)",
@@ -277,32 +294,51 @@ class FidelityTracker:
             ["model"], registry=self.registry,
         )
 
-    def record(self, model: str, expected: str, detected: str | None, *, retry: bool = False) -> Outcome:
-        outcome: Outcome = "undetermined" if detected is None else "right" if detected == expected else "wrong"
+    def record(
+        self, model: str, expected: str, detected: str | None, *, retry: bool = False, text: str = "",
+        failed: bool = False,
+    ) -> Outcome:
+        """Count one answer. `failed`: none came (an error); a long `text` in no language is unreadable."""
+        outcome: Outcome
+        if failed:
+            outcome = "failed"
+        elif detected is not None:
+            outcome = "right" if detected == expected else "wrong"
+        else:
+            outcome = "unreadable" if len(text.strip()) >= UNREADABLE_MIN_CHARS else "undetermined"
         with self._lock:
             counts = self._counts.setdefault(model, _Counts())
+            per_language = self._by_language.setdefault((model, expected), _Counts())
             if retry:
-                counts.retries += 1
-                counts.fixed_by_retry += outcome == "right"
+                for c in (counts, per_language):
+                    c.retries += 1
+                    c.fixed_by_retry += outcome == "right"
                 self._retries.labels(model, "yes" if outcome == "right" else "no").inc()
                 return outcome
-            setattr(counts, outcome, getattr(counts, outcome) + 1)
+            for c in (counts, per_language):
+                setattr(c, outcome, getattr(c, outcome) + 1)
             self._answers.labels(model, expected, outcome).inc()
-            decided = counts.right + counts.wrong
-            if decided:
-                self._rate.labels(model).set(counts.right / decided)
+            if counts.decided:
+                self._rate.labels(model).set(counts.right / counts.decided)
         return outcome
 
+    def language_rate(self, model: str, lang: str) -> tuple[int, float] | None:
+        """(first answers counted, share right) of `model` in `lang`; None before any."""
+        with self._lock:
+            c = self._by_language.get((model, lang))
+            if c is None or not c.decided:
+                return None
+            return c.decided, c.right / c.decided
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        """{model: {answers, right, wrong, undetermined, rate, retries, fixed_by_retry}} for the admin page."""
+        """{model: {answers, right, wrong, unreadable, failed, undetermined, rate, retries, fixed_by_retry,
+        languages: {lang: the same counts}}} for the admin page and the CLI."""
         with self._lock:
             out = {}
             for model, c in sorted(self._counts.items()):
-                decided = c.right + c.wrong
-                out[model] = {
-                    "answers": decided + c.undetermined, "right": c.right, "wrong": c.wrong,
-                    "undetermined": c.undetermined, "rate": (c.right / decided) if decided else None,
-                    "retries": c.retries, "fixed_by_retry": c.fixed_by_retry,
+                out[model] = c.view()
+                out[model]["languages"] = {
+                    lang: lc.view() for (m, lang), lc in sorted(self._by_language.items()) if m == model
                 }
             return out
 
@@ -384,7 +420,8 @@ class FidelityInterceptor:
             return
         detected = await asyncio.to_thread(detector_for(self.languages).detect, result.text)
         ctx.state[STATE_DETECTED] = detected
-        outcome = self.tracker.record(ctx.model, expected, detected, retry=bool(ctx.state.get(STATE_RETRIED)))
+        outcome = self.tracker.record(ctx.model, expected, detected, retry=bool(ctx.state.get(STATE_RETRIED)),
+                                      text=result.text)
         if outcome == "wrong":
             log.info("answer of %s in %s, expected %s", ctx.model, detected, expected,
                      extra={"request_id": ctx.request_id})

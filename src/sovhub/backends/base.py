@@ -80,6 +80,15 @@ class Backend(ABC):
     def ready(self) -> bool:
         return True
 
+    @property
+    def context_window(self) -> int | None:
+        """Tokens the model reads and writes in one request; None when the backend does not say."""
+        return None
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens `text` takes with the model's own tokenizer; None when it cannot be counted here."""
+        return None
+
     @abstractmethod
     def chat_stream(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken

@@ -143,6 +143,17 @@ class EmbeddedBackend(Backend):
     def ready(self) -> bool:
         return self._llm is not None
 
+    @property
+    def context_window(self) -> int | None:
+        return self.context
+
+    def count_tokens(self, text: str) -> int | None:
+        llm = self._llm
+        if llm is None:
+            return None
+        # The vocabulary is read-only once loaded: tokenizing never touches the generation context.
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
     async def close(self) -> None:
         llm, self._llm = self._llm, None
         if llm is not None:

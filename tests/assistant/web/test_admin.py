@@ -414,3 +414,18 @@ def test_the_console_speaks_the_staff_members_language(staff: Web) -> None:
         s.get(User, staff.user_id).locale = "ar"  # type: ignore[union-attr]
     arabic = staff.client.get("/admin/orgs/acme").text
     assert 'dir="rtl"' in arabic and "إنشاء مفتاح لواجهة البرمجة" in arabic
+
+
+def test_the_fidelity_table_shows_each_language_with_failures_and_unreadable_answers(staff: Web) -> None:
+    from sovhub.assistant.fidelity import fidelity_tracker
+
+    tracker = fidelity_tracker(staff.hub)
+    tracker.record("smol", "uk", "uk")
+    tracker.record("smol", "uk", None, text="абв где жзи " * 5)
+    tracker.record("smol", "ar", None, failed=True)
+    page = staff.client.get("/admin").text
+    table = page[page.index('id="fidelity-title"'):page.index('id="orgs-title"')]
+    assert "Unreadable" in table and "Failed" in table and "Wrong language" in table
+    # uk: 1 right of 2 counted (the unreadable one counts against it); ar: its only answer failed.
+    assert re.search(r"<td>smol</td><td>uk</td><td>2</td>\s*<td>50 %</td>", table), table
+    assert re.search(r"<td>smol</td><td>ar</td><td>1</td>\s*<td>0 %</td>", table), table

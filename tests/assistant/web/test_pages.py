@@ -271,3 +271,15 @@ def test_quota_message_languages() -> None:
     assert quota_message("uk-UA", 30) == "Ви поки що вичерпали свій ліміт використання. Писати знову можна через 30 с."
     assert quota_message("pt", 600).endswith("in 10 min.")
     assert quota_message(None, 0.2).endswith("in 1 s.")
+
+
+def test_without_a_source_the_model_is_told_there_is_none(signed_in: Web) -> None:
+    from sovhub.assistant.grounding import NO_SOURCES
+    from sovhub.assistant.web.answer import Turn, plan_turn
+    from sovhub.assistant.web.conversations import StoredMessage
+
+    history = [StoredMessage(1, "user", "write hello world in Python")]
+    plan = plan_turn(signed_in.hub, Turn(signed_in.user_id, "c1", "echo", "en"), history)
+    assert plan.quoted is None and plan.hits == [] and plan.cited == []
+    assert plan.messages[0]["role"] == "system" and plan.messages[0]["content"].endswith(NO_SOURCES)
+    assert plan.messages[1:] == [{"role": "user", "content": "write hello world in Python"}]

@@ -10,6 +10,7 @@ from typing import Any
 
 from ...admission import admit, release, settle
 from ...backends.base import Backend, CancelToken, ChatChunk
+from ...backends.window import check_request, window_of
 from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
 from ...hub import Hub
 from ...metering import Usage
@@ -109,6 +110,7 @@ class ChatService:
         try:
             for interceptor in self.hub.interceptors:
                 await interceptor.before(ctx)
+            self._fit_window(req, candidates[0], ctx)
             cancel = CancelToken()
             t0 = time.perf_counter()
             try:
@@ -124,6 +126,14 @@ class ChatService:
         prepared = PreparedChat(ctx, backend, first, stream, cancel, started, admission.headers, backend_s=waited)
         prepared.first_token_s = time.perf_counter() - started
         return prepared
+
+    def _fit_window(self, req: ChatCompletionRequest, backend: Backend, ctx: ChatContext) -> None:
+        """A 400 context_length_exceeded before any backend sees a request that cannot fit its model."""
+        window = window_of(backend)
+        if window is not None:
+            max_tokens = check_request(window, ctx.messages, req.token_limit, ctx.params.get("max_tokens"))
+            if max_tokens is not None:
+                ctx.params["max_tokens"] = max_tokens
 
     async def chunks(self, p: PreparedChat, on_backend_time: Callable[[float], None]) -> AsyncIterator[ChatChunk]:
         """The answer as chunks with the hub's id, output checks applied, usage last (always)."""

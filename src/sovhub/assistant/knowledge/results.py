@@ -70,7 +70,7 @@ class SearchHit:
     score: float  # reciprocal-rank-fusion score: higher is better, comparable within one search
     vector_rank: int | None  # 1-based rank among vector candidates, None when not among them
     keyword_rank: int | None  # 1-based rank among full-text candidates, None when not among them
-    similarity: float | None  # cosine similarity to the query, when a vector candidate
+    similarity: float | None  # cosine similarity to the query (set for every search hit)
 
     @property
     def url(self) -> str:

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -242,22 +242,36 @@ class KnowledgeBase:
                              self._document_info(s, document), neighbours.get(chunk.ordinal - 1),
                              neighbours.get(chunk.ordinal + 1))
 
-    def search(self, query: str, collection: str | None = None, k: int = 5) -> list[SearchHit]:
-        """The k best passages for a question, in one collection or in all; fused full-text + vector."""
+    def search(
+        self, query: str, collection: str | None = None, k: int = 5, *, collections: Sequence[str] | None = None,
+        min_similarity: float | None = None,
+    ) -> list[SearchHit]:
+        """The k best passages for a question; fused full-text + vector.
+
+        Searched: the `collection` named, or the `collections` named (those that do not exist are
+        skipped: a locale whose collection was never filled), or all. With `min_similarity`,
+        passages whose cosine similarity to the question is below it are left out.
+        """
         if not query.strip() or k <= 0:
             return []
         k = min(k, 100)
         candidates = self.settings.kb_candidates
         query_vector = self.hub.embedder.embed([query], kind="query")[0].astype(np.float32)
         with self.hub.db.session() as s:
-            collections = self._searched_collections(s, collection)
-            if not collections:
+            if collections is not None:
+                searched = self._named_collections(s, collections)
+            else:
+                searched = self._searched_collections(s, collection)
+            if not searched:
                 return []
-            matrices = [self.index.matrix(s, cid, generation, dim) for cid, generation, dim in collections]
+            matrices = [self.index.matrix(s, cid, generation, dim) for cid, generation, dim in searched]
             # The vector scan runs on the index's thread while this one runs the full-text query.
             pending = self.index.top(matrices, query_vector, candidates)
-            keyword = lexical.search(s, query, [c[0] for c in collections], candidates, self.term_stats)
-            return self._fuse_and_load(s, keyword, pending.result(), k)
+            keyword = lexical.search(s, query, [c[0] for c in searched], candidates, self.term_stats)
+            hits = self._fuse_and_load(s, keyword, pending.result(), k, query_vector)
+        if min_similarity is not None:
+            hits = [h for h in hits if h.similarity is not None and h.similarity >= min_similarity]
+        return hits
 
     def _searched_collections(self, s: Session, name: str | None) -> list[tuple[int, int, int]]:
         """(id, generation, dim) of the collection named, or of all; NotFound or a model mismatch refused."""
@@ -270,8 +284,18 @@ class KnowledgeBase:
         self._check_model(name, row[3])
         return [(row[0], row[1], row[2])]
 
+    def _named_collections(self, s: Session, names: Sequence[str]) -> list[tuple[int, int, int]]:
+        stmt = select(KbCollection.id, KbCollection.generation, KbCollection.dim, KbCollection.embedding_model,
+                      KbCollection.name).where(KbCollection.name.in_(list(names)))
+        out = []
+        for cid, generation, dim, model, name in s.execute(stmt).all():
+            self._check_model(name, model)
+            out.append((cid, generation, dim))
+        return out
+
     def _fuse_and_load(
-        self, s: Session, keyword: list[tuple[int, float]], vector: list[tuple[int, float]], k: int
+        self, s: Session, keyword: list[tuple[int, float]], vector: list[tuple[int, float]], k: int,
+        query_vector: np.ndarray,
     ) -> list[SearchHit]:
         scores: dict[int, float] = {}
         keyword_rank = {cid: rank for rank, (cid, _) in enumerate(keyword, start=1)}
@@ -287,16 +311,22 @@ class KnowledgeBase:
         # Plain columns, not ORM objects: only these few rows are ever read, and nothing is written.
         rows = s.execute(
             select(KbChunk.id, KbChunk.document_id, KbCollection.name, KbDocument.title, KbDocument.source,
-                   KbChunk.page, KbChunk.char_start, KbChunk.char_end, KbChunk.text)
+                   KbChunk.page, KbChunk.char_start, KbChunk.char_end, KbChunk.text, KbChunk.vector)
             .join(KbDocument, KbDocument.id == KbChunk.document_id)
             .join(KbCollection, KbCollection.id == KbChunk.collection_id)
             .where(KbChunk.id.in_(best))
         ).all()
         by_id = {row[0]: row for row in rows}
-        hits = [
-            SearchHit(*by_id[cid], scores[cid], vector_rank.get(cid), keyword_rank.get(cid), similarity.get(cid))
-            for cid in best if cid in by_id
-        ]
+        for cid, row in by_id.items():
+            if cid not in similarity:
+                # A full-text-only candidate: its similarity too, so the relevance floor judges every hit alike.
+                similarity[cid] = float(np.frombuffer(row[9], dtype=np.float32) @ query_vector)
+        hits = []
+        for cid in best:
+            if cid in by_id:
+                _id, doc, name, title, source, page, start, end, text, _vector = by_id[cid]
+                hits.append(SearchHit(cid, doc, name, title, source, page, start, end, text, scores[cid],
+                                      vector_rank.get(cid), keyword_rank.get(cid), similarity[cid]))
         return hits[:k]
 
     # --- helpers ---

@@ -3,10 +3,10 @@ service, the language-fidelity retry, and the encrypted record of the answer. No
 
 The turn is an async iterator of events, which the router writes as Server-Sent Events:
 
-    {"event": "meta", "citations": [...]}        sources found for the question
+    {"event": "meta", "citations": [...]}        sources known before the answer (quoted answers)
     {"event": "delta", "text": "..."}            a piece of the answer
     {"event": "reset", "reason": "language"}     the answer restarts (wrong language, retried once)
-    {"event": "done", "message_id", "html", "finish_reason", "block"}
+    {"event": "done", "message_id", "html", "finish_reason", "block", "citations"}  the sources it used
     {"event": "error", "code", "message", "block"}
 
 A person who presses Stop disconnects; the answer so far is kept, marked ``stopped``.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,9 +28,11 @@ import anyio
 
 from ...api.chat.protocol import ChatCompletionRequest
 from ...api.chat.service import ChatService
+from ...backends.window import Window, fit_prompt, window_of
 from ...errors import ContentBlocked, RateLimited, SovhubError
 from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
-from ..fidelity import STATE_RETRIED
+from ..fidelity import STATE_RETRIED, fidelity_tracker
+from ..grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
 from ..quota_text import quota_message
 from .conversations import ConversationStore, StoredMessage
 from .markdown import render_markdown
@@ -37,12 +40,16 @@ from .markdown import render_markdown
 if TYPE_CHECKING:
     from ...hub import Hub
     from ..knowledge import SearchHit
+    from ..locales import LocalePack
 
-__all__ = ["CURRENT_TURN", "Turn", "TurnMarker", "run_turn"]
+__all__ = ["CURRENT_TURN", "Turn", "TurnMarker", "plan_turn", "run_turn"]
 
 log = logging.getLogger("sovhub.assistant.web")
 
 KB_PASSAGES = 4
+_LATIN_WORD = re.compile(r"[A-Za-z][\w.'-]*", re.ASCII)
+# Tokens kept free for what interceptors add to a fitted prompt (the language instruction).
+FIDELITY_RESERVE = 96
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,27 +98,98 @@ def _block_of(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data.get(k) for k in ("explanation", "decision_id", "appeal_url", "categories")}
 
 
-def _sources(hub: Hub, question: str) -> list[SearchHit]:
+def _sources(hub: Hub, question: str, pack: LocalePack) -> list[SearchHit]:
     from ..knowledge import KnowledgeBase
 
     kb = KnowledgeBase(hub)
     # Only embed the question when there is something to search: loading the embedding model
     # for an empty knowledge base would slow the first answer for nothing.
-    if not any(c.chunks for c in kb.list_collections()):
+    searched = set(searched_collections(hub, pack))
+    if not any(c.chunks and c.name in searched for c in kb.list_collections()):
         return []
-    return kb.search(question, k=KB_PASSAGES)
+    return kb.search(question, k=KB_PASSAGES, collections=sorted(searched),
+                     min_similarity=hub.settings.assistant.kb_min_similarity)
 
 
-def _system_prompt(hub: Hub, ui_lang: str, hits: list[SearchHit]) -> str:
+def _system_prompt(pack: LocalePack, hits: list[SearchHit], n: int, level: int) -> str:
+    """The locale's prompt (level 0 in full, 1 without the glossary, 2 without the guidance) and passages."""
     from ..knowledge import context_message
+
+    parts = [pack.compose_system_prompt(guidance=level < 2, glossary=level < 1)]
+    context = context_message(hits[:n])
+    # One system message: several chat templates refuse a second one.
+    parts.append(str(context["content"]) if context is not None else NO_SOURCES)
+    return "\n\n".join(parts)
+
+
+def _person_language(hub: Hub, question: str, pack: LocalePack) -> str:
+    from ..fidelity import detector_for
+
+    detector = detector_for(hub.settings.assistant.languages)
+    detected = detector.detect(question) if question else None
+    if detected not in (None, pack.language) and detector.detect(_LATIN_WORD.sub(" ", question)) == pack.language:
+        # "Напиши hello world мовою Python" reads as English to the detector: Latin-script words
+        # (names of programs, products) in a question otherwise in the interface's language.
+        detected = pack.language
+    return detected or pack.language
+
+
+def _window(hub: Hub, model: str) -> Window | None:
+    registry = hub.backends
+    if registry is None:
+        return None
+    try:
+        backends = registry.candidates(None, model)
+    except SovhubError:
+        return None  # prepare() says why, in the person's terms
+    return window_of(backends[0]) if backends else None
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one turn sends, or answers without a model."""
+
+    lang: str
+    hits: list[SearchHit]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    max_tokens: int | None = None
+    quoted: str | None = None  # the answer, when quoted from the knowledge base instead of written
+    cited: list[int] = field(default_factory=list)
+
+
+def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
+    """Sources, language and prompt of a turn, fitted to the model's window; blocking (run in a thread)."""
     from ..locales import locale_registry
 
-    parts = [locale_registry(hub).match(ui_lang).compose_system_prompt()]
-    context = context_message(hits)
-    if context is not None:
-        parts.append(str(context["content"]))
-    # One system message: several chat templates refuse a second one.
-    return "\n\n".join(parts)
+    question = history[-1].text if history and history[-1].role == "user" else ""
+    pack = locale_registry(hub).match(turn.ui_lang)
+    lang = _person_language(hub, question, pack)
+    try:
+        hits = _sources(hub, question, pack)
+    except SovhubError as exc:
+        # An answer without sources beats no answer; the operator sees why in the log.
+        log.warning("knowledge base search failed: %s", exc.message)
+        hits = []
+    plan = _Plan(lang, hits)
+    quotes = bool(hits) and turn.model in hub.settings.assistant.quote_models
+    if quotes or not writes_language(hub, turn.model, lang):
+        quoted = quote_answer(hub, question, lang, hits) if hits else None
+        plan.quoted, plan.cited = (quoted.text, quoted.cited) if quoted else (dont_know(lang), [])
+        return plan
+    conversation = history_messages(history)
+    window = _window(hub, turn.model)
+    if window is None:
+        plan.messages = [{"role": "system", "content": _system_prompt(pack, hits, len(hits), 0)}, *conversation]
+        return plan
+    answer = min(hub.settings.embedded_max_tokens, window.size // 4)
+    fitted = fit_prompt(window, lambda n, level: _system_prompt(pack, hits, n, level), len(hits), conversation,
+                        answer, levels=3, reserve=FIDELITY_RESERVE)
+    if fitted.dropped_history or fitted.passages < len(hits) or fitted.level:
+        log.info("prompt fitted to %d tokens: %d old messages, %d passages left out, detail level %d",
+                 window.size, fitted.dropped_history, len(hits) - fitted.passages, fitted.level)
+    plan.hits = hits[: fitted.passages]
+    plan.messages, plan.max_tokens = fitted.messages, fitted.answer_tokens
+    return plan
 
 
 def history_messages(history: list[StoredMessage]) -> list[dict[str, str]]:
@@ -137,18 +215,12 @@ def _fidelity(hub: Hub) -> Any:
 async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncIterator[dict[str, Any]]:
     """Answer the last question of the conversation, yielding events; records the answer."""
     history = await anyio.to_thread.run_sync(store.messages, turn.user_id, turn.conversation_id)
-    question = history[-1].text if history and history[-1].role == "user" else ""
-    try:
-        hits = await anyio.to_thread.run_sync(_sources, hub, question)
-    except SovhubError as exc:
-        # An answer without sources beats no answer; the operator sees why in the log.
-        log.warning("knowledge base search failed: %s", exc.message)
-        hits = []
-    citations = [{"n": n, **hit.citation()} for n, hit in enumerate(hits, start=1)]
+    plan = await anyio.to_thread.run_sync(plan_turn, hub, turn, history)
+    numbered = [{"n": n, **hit.citation()} for n, hit in enumerate(plan.hits, start=1)]
+    citations = [c for c in numbered if c["n"] in plan.cited]
+    # The sources are known once the answer is: "done" carries those it used.
     yield {"event": "meta", "citations": citations}
-    system = await anyio.to_thread.run_sync(_system_prompt, hub, turn.ui_lang, hits)
-    messages: list[dict[str, Any]] = [{"role": "system", "content": system}, *history_messages(history)]
-
+    messages = plan.messages
     text: list[str] = []
     finish: str | None = None
     block: dict[str, Any] | None = None
@@ -166,11 +238,18 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
         return message_id, html
 
     try:
+        if plan.quoted is not None:
+            text = [plan.quoted]
+            yield {"event": "delta", "text": plan.quoted}
+            message_id, html = await save("stop")
+            yield {"event": "done", "message_id": message_id, "html": html, "finish_reason": "stop",
+                   "block": None, "citations": citations}
+            return
         attempt_messages = messages
         for attempt in range(2):
             text, finish = [], None
             ctx, stopped_by = None, None
-            async for kind, value in _stream(hub, turn, attempt_messages, retry=attempt > 0):
+            async for kind, value in _stream(hub, turn, attempt_messages, plan.max_tokens, retry=attempt > 0):
                 if kind == "ctx":
                     ctx = value
                 elif kind == "delta":
@@ -190,9 +269,11 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
                     yield {"event": "reset", "reason": "language"}
                     continue
             break
+        used = cited_numbers("".join(text))
+        citations[:] = [c for c in numbered if c["n"] in used]
         message_id, html = await save(finish)
         yield {"event": "done", "message_id": message_id, "html": html,
-               "finish_reason": finish, "block": block}
+               "finish_reason": finish, "block": block, "citations": citations}
     except ContentBlocked as exc:
         block = _block_of(exc.extra or {"explanation": exc.message})
         text = []
@@ -203,6 +284,7 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
         yield {"event": "error", "code": exc.code, "message": quota_message(turn.ui_lang, exc.retry_after),
                "block": None}
     except SovhubError as exc:
+        fidelity_tracker(hub).record(turn.model, plan.lang, None, failed=True)
         yield {"event": "error", "code": exc.code, "message": exc.message, "block": None}
     finally:
         if not saved and text:
@@ -212,14 +294,15 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
 
 
 async def _stream(
-    hub: Hub, turn: Turn, messages: list[dict[str, Any]], *, retry: bool
+    hub: Hub, turn: Turn, messages: list[dict[str, Any]], max_tokens: int | None, *, retry: bool
 ) -> AsyncIterator[tuple[str, Any]]:
     service = chat_service(hub)
     # store=False: the web app keeps this conversation itself (encrypted per person); the API's
     # content recorder must not keep a second copy.
-    request = ChatCompletionRequest.model_validate(
-        {"model": turn.model, "messages": messages, "stream": True, "store": False}
-    )
+    body: dict[str, Any] = {"model": turn.model, "messages": messages, "stream": True, "store": False}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    request = ChatCompletionRequest.model_validate(body)
     principal = Principal(org_id=None, user_id=turn.user_id)
     request_id = turn.request_id + ("-retry" if retry else "")
     token = CURRENT_TURN.set(turn)

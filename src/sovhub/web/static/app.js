@@ -149,6 +149,7 @@
         else if (event.name === "reset") { received = ""; answer.bubble.textContent = ""; say(t("Retrying")); }
         else if (event.name === "done") {
           answer.bubble.innerHTML = data.html;  // sanitised on the server (markdown-it without HTML, then nh3)
+          if (data.citations) answer.citations = data.citations;  // only the sources the answer used
           if (data.finish_reason === "content_filter") answer.item.append(el("p", { class: "meta" }, t("Filtered")));
           if (data.block) addBlock(answer.item, data.block);
           addSources(answer.item, answer.citations);
