@@ -62,6 +62,7 @@ class TurnMarker:
     """A ChatInterceptor, first in line: tags the context of web-assistant requests."""
 
     name = "assistant.turn"
+    checks_output = False
 
     async def before(self, ctx: ChatContext) -> None:
         turn = CURRENT_TURN.get()
