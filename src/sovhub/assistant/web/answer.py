@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -170,16 +170,17 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
         for attempt in range(2):
             text, finish = [], None
             ctx, stopped_by = None, None
-            async for kind, value in _stream(hub, turn, attempt_messages, retry=attempt > 0):
-                if kind == "ctx":
-                    ctx = value
-                elif kind == "delta":
-                    text.append(value)
-                    yield {"event": "delta", "text": value}
-                elif kind == "finish":
-                    finish = value
-                elif kind == "verdict":
-                    stopped_by = value
+            async with contextlib.aclosing(_stream(hub, turn, attempt_messages, retry=attempt > 0)) as events:
+                async for kind, value in events:
+                    if kind == "ctx":
+                        ctx = value
+                    elif kind == "delta":
+                        text.append(value)
+                        yield {"event": "delta", "text": value}
+                    elif kind == "finish":
+                        finish = value
+                    elif kind == "verdict":
+                        stopped_by = value
             if stopped_by is not None:
                 block = _block_of(stopped_by)
             fidelity = _fidelity(hub)
@@ -209,7 +210,7 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
 
 async def _stream(
     hub: Hub, turn: Turn, messages: list[dict[str, Any]], *, retry: bool
-) -> AsyncIterator[tuple[str, Any]]:
+) -> AsyncGenerator[tuple[str, Any], None]:
     service = chat_service(hub)
     # store=False: the web app keeps this conversation itself (encrypted per person); the API's
     # content recorder must not keep a second copy.
@@ -226,15 +227,22 @@ async def _stream(
     if retry:
         # Counted as a retry, not a first attempt, by the fidelity tracker.
         prepared.ctx.state[STATE_RETRIED] = True
-    yield "ctx", prepared.ctx
     started = time.perf_counter()
-    async for chunk in service.chunks(prepared, lambda _s: None):
-        for choice in chunk.get("choices", []):
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                yield "delta", content
-            if choice.get("finish_reason"):
-                yield "finish", choice["finish_reason"]
+    try:
+        yield "ctx", prepared.ctx
+        # Only text that passed the output checks arrives here (the service holds back the rest),
+        # so a stopped answer's flagged text is never shown, nor stored by `run_turn`.
+        async with contextlib.aclosing(service.chunks(prepared, lambda _s: None)) as chunks:
+            async for chunk in chunks:
+                for choice in chunk.get("choices", []):
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        yield "delta", content
+                    if choice.get("finish_reason"):
+                        yield "finish", choice["finish_reason"]
+    finally:
+        # Recorded however the turn ends, even when it is given up before the answer was read.
+        await service.release(prepared)
     verdict = prepared.ctx.state.get("output_verdict")
     if verdict is not None:
         yield "verdict", dict(verdict.reason)
