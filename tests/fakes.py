@@ -8,17 +8,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sovhub.backends.base import Backend, BackendConfig, CancelToken, ChatChunk
-from sovhub.errors import BackendUnavailable
+from sovhub.errors import BackendUnavailable, UpstreamFailed
 from sovhub.hookspecs import hookimpl
 
 
 class EchoBackend(Backend):
-    """Answers with the last user message, word by word; `fail_before_first` simulates an outage."""
+    """Answers with the last user message, word by word.
+
+    Options: `fail` (an outage before the first chunk), `delay` (seconds per word), `fail_after`
+    (dies mid-answer after that many words), `usage` (false: reports no usage, as some servers).
+    """
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self.fail_before_first = bool(config.options.get("fail"))
         self.delay = float(config.options.get("delay", 0.0))
+        self.fail_after = config.options.get("fail_after")
+        self.reports_usage = bool(config.options.get("usage", True))
         self.calls = 0
         self.cancelled = 0
         self.yielded = 0
@@ -44,11 +50,15 @@ class EchoBackend(Backend):
                 return
             if self.delay:
                 await asyncio.sleep(self.delay)
+            if self.fail_after is not None and i >= int(self.fail_after):
+                raise UpstreamFailed(f"{self.name} dropped the connection mid-stream")
             self.yielded += 1
             yield {"choices": [{"index": 0, "delta": {"content": word + (" " if i < len(words) - 1 else "")},
                                 "finish_reason": None}]}
         finish = "length" if len(str(content).split()) > limit else "stop"
         yield {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+        if not self.reports_usage:
+            return
         yield {"choices": [], "usage": {"prompt_tokens": len(str(content).split()), "completion_tokens": len(words),
                                          "total_tokens": len(str(content).split()) + len(words)}}
 

@@ -6,6 +6,7 @@ It counts TCP connections and requests, so a test can prove zero bytes went to i
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,8 +15,15 @@ from typing import Any
 
 class FakeUpstream:
     def __init__(self, models: list[str] | None = None, *, status: int = 200, delay: float = 0.0,
-                 words: int = 5, malformed: bool = False, always_stream: bool = False) -> None:
+                 words: int = 5, malformed: bool = False, always_stream: bool = False,
+                 texts: list[str] | None = None, usage: bool = True, tool_args: str | None = None) -> None:
+        """`texts`: choice k answers texts[k] word by word (default: "w0 w1 ..." for every choice);
+        `usage=False`: like servers that report none; `tool_args`: choice 0 calls a tool with these
+        arguments (streamed in 8-character pieces) instead of answering."""
         self.models = models or ["up-model"]
+        self.texts = texts
+        self.usage = usage
+        self.tool_args = tool_args
         self.status = status
         self.delay = delay
         self.words = words
@@ -51,34 +59,35 @@ class FakeUpstream:
                                                "code": None}})
                     return
                 n = body.get("n", 1)
+                pieces = [owner.pieces(k) for k in range(n)]
+                spent = sum(len(p) for p in pieces)
+                usage = {"prompt_tokens": 3, "completion_tokens": spent, "total_tokens": 3 + spent}
                 if not body.get("stream") and not owner.always_stream:  # a plain `chat.completion`
                     if owner.malformed:
                         self._json(200, {"object": "chat.completion", "choices": "none"})
                         return
                     time.sleep(owner.delay * owner.words)  # a whole answer comes when it is done
-                    text = "".join(f"w{i} " for i in range(owner.words))
-                    self._json(200, {
+                    answer: dict[str, Any] = {
                         "id": "up-1", "object": "chat.completion", "created": 1, "model": body["model"],
-                        "choices": [{"index": k, "message": {"role": "assistant", "content": text, "refusal": None},
-                                     "finish_reason": "stop", "logprobs": None} for k in range(n)],
-                        "usage": {"prompt_tokens": 3, "completion_tokens": owner.words * n,
-                                  "total_tokens": 3 + owner.words * n}})
+                        "choices": [owner.message(k, "".join(pieces[k])) for k in range(n)]}
+                    if owner.usage:
+                        answer["usage"] = usage
+                    self._json(200, answer)
                     return
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
                 base = {"id": "up-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
-                for i in range(owner.words):
+                for i in range(max(len(p) for p in pieces)):
                     if owner.delay:
                         time.sleep(owner.delay)
-                    choices = [{"index": k, "delta": {"content": f"w{i} "}, "finish_reason": None}
-                               for k in range(n)]
+                    choices = [{"index": k, "delta": owner.delta(k, i, pieces[k][i]), "finish_reason": None}
+                               for k in range(n) if i < len(pieces[k])]
                     self._event({**base, "choices": choices})
-                self._event({**base, "choices": [{"index": k, "delta": {}, "finish_reason": "stop"}
+                self._event({**base, "choices": [{"index": k, "delta": {}, "finish_reason": owner.finish(k)}
                                                  for k in range(n)]})
-                if (body.get("stream_options") or {}).get("include_usage"):
-                    self._event({**base, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens":
-                                                                   owner.words * n, "total_tokens": 3 + owner.words * n}})
+                if owner.usage and (body.get("stream_options") or {}).get("include_usage"):
+                    self._event({**base, "choices": [], "usage": usage})
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
 
@@ -104,6 +113,37 @@ class FakeUpstream:
 
         self.server = CountingServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def calls_tool(self, choice: int) -> bool:
+        return self.tool_args is not None and choice == 0
+
+    def pieces(self, choice: int) -> list[str]:
+        if self.calls_tool(choice):
+            assert self.tool_args is not None
+            return [self.tool_args[i:i + 8] for i in range(0, len(self.tool_args), 8)]
+        if self.texts is not None:
+            return re.findall(r"\S+\s*", self.texts[choice % len(self.texts)])
+        return [f"w{i} " for i in range(self.words)]
+
+    def finish(self, choice: int) -> str:
+        return "tool_calls" if self.calls_tool(choice) else "stop"
+
+    def delta(self, choice: int, i: int, piece: str) -> dict[str, Any]:
+        if not self.calls_tool(choice):
+            return {"content": piece}
+        call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
+        if i == 0:
+            call.update(id="call_1", type="function")
+            call["function"]["name"] = "search"
+        return {"tool_calls": [call]}
+
+    def message(self, choice: int, text: str) -> dict[str, Any]:
+        if self.calls_tool(choice):
+            message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": text}}]}
+        else:
+            message = {"role": "assistant", "content": text, "refusal": None}
+        return {"index": choice, "message": message, "finish_reason": self.finish(choice), "logprobs": None}
 
     @property
     def url(self) -> str:

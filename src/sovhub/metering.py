@@ -39,6 +39,8 @@ class Usage:
     completion_tokens: int = 0
     latency_ms: float = 0.0
     status: int = 200
+    #: The backend reported no usage: the tokens were counted by the hub (`Backend.count_tokens`).
+    estimated: bool = False
     ts: datetime = field(default_factory=utcnow)
 
 

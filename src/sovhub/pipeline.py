@@ -4,9 +4,11 @@ A chat request flows through :class:`ChatContext`:
 
 1. route policies narrow the candidate backends (residency, model tiers);
 2. every interceptor's ``before`` (may rewrite ``ctx.messages`` or raise a SovhubError);
-3. the backend streams chunks; ``check_output`` runs on the growing answer and may stop it
-   (the stream then ends with ``finish_reason: "content_filter"``);
-4. every interceptor's ``after`` sees the final text and usage (storage, metrics).
+3. the backend streams chunks; ``check_output`` runs on each choice's growing answer and may stop
+   it (that choice then ends with ``finish_reason: "content_filter"``); text reaches the client
+   only once a check passed it (``sovhub.api.chat.gate``);
+4. every interceptor's ``after`` sees the text the client received and the usage (storage,
+   metrics), however the request ended: finished, stopped, failed or abandoned by its client.
 """
 
 from __future__ import annotations
@@ -86,6 +88,15 @@ class OutputVerdict:
 
 @runtime_checkable
 class ChatInterceptor(Protocol):
+    """Runs around every chat completion.
+
+    ``check_output`` sees each choice's growing content, and each tool call's arguments, as
+    separate texts (each with its own copy of the context after the first). While any interceptor
+    checks output, the client receives only text that passed a check; one whose ``check_output``
+    never stops anything says so with a ``checks_output = False`` attribute, so answers are not held
+    back for it (an interceptor without the attribute is taken to check).
+    """
+
     name: str
 
     async def before(self, ctx: ChatContext) -> None: ...

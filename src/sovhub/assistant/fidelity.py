@@ -378,6 +378,7 @@ class FidelityInterceptor:
     """
 
     name = "language-fidelity"
+    checks_output = False
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["Backend", "BackendConfig", "BackendFactory", "CancelToken", "ChatChunk"]
+__all__ = ["Backend", "BackendConfig", "BackendFactory", "CancelToken", "ChatChunk", "estimate_tokens"]
 
 # An OpenAI `chat.completion.chunk` as a dict; the last one of a stream may carry `usage`.
 ChatChunk = dict[str, Any]
@@ -31,11 +31,23 @@ class BackendConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def estimate_tokens(text: str) -> int:
+    """A quarter of the characters, rounded up: the usual rule of thumb for BPE tokenizers on
+    European text (it undercounts Japanese or Arabic, where a token is nearer one character)."""
+    return -(-len(text) // 4)
+
+
 class CancelToken:
-    """Set when the client went away; generation loops check it between tokens."""
+    """One request's line between the service and its backend.
+
+    The service sets it when the client went away; generation loops check it between tokens. A
+    backend that counts its own tokens puts them in ``usage`` when generation ends, however it
+    ends: a stream closed early never reaches its usage chunk, so the service reads them here.
+    """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.usage: dict[str, int] | None = None
 
     def cancel(self) -> None:
         self._event.set()

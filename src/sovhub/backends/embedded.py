@@ -15,10 +15,12 @@ import os
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from ..errors import BackendUnavailable, ConfigError
 from ..hookspecs import hookimpl
@@ -174,18 +176,22 @@ class EmbeddedBackend(Backend):
         await self._queue.acquire(owner)
         if cancel.cancelled:
             # The client went away while it queued: its prompt is never evaluated.
+            cancel.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
             self._queue.release()
             return
         # From here the slot belongs to the generation thread, which hands it on when it ends:
         # not when this generator is closed. A client that goes away closes the generator at
         # once, while llama.cpp finishes its current token; releasing then let the next request
         # start a second decode on the same context, which crashed the process (SIGSEGV).
-        async for chunk in self._generate(model, messages, params, cancel):
-            yield chunk
+        # Closed with this generator, not when the garbage collector gets to it: whoever closes
+        # the stream can then rely on the generation having ended and its usage being counted.
+        async with contextlib.aclosing(self._generate(model, messages, params, cancel)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def _generate(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
-    ) -> AsyncIterator[ChatChunk]:
+    ) -> AsyncGenerator[ChatChunk, None]:
         """Generate on the generation thread; the caller holds the queue slot, the thread releases it."""
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[Any] = asyncio.Queue()
@@ -205,6 +211,7 @@ class EmbeddedBackend(Backend):
         def work() -> None:
             tokens = 0
             finish = None
+            failed: Exception | None = None
             try:
                 for chunk in llm.create_chat_completion(**kwargs):
                     if cancel.cancelled:
@@ -216,21 +223,17 @@ class EmbeddedBackend(Backend):
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
                     loop.call_soon_threadsafe(out.put_nowait, chunk)
-                # llama.cpp evaluates every generated token but the last sampled one, which is the
-                # EOS on a natural stop (not content) and a content token when cut by length.
-                evaluated = int(llm.n_tokens)
-                prompt = evaluated - tokens + (1 if finish == "length" else 0)
-                usage = {
-                    "prompt_tokens": max(0, prompt),
-                    "completion_tokens": tokens,
-                    "total_tokens": max(0, prompt) + tokens,
-                }
-                loop.call_soon_threadsafe(out.put_nowait, {"_usage": usage, "_finish": finish})
             except Exception as exc:  # handed to the event loop, raised there with context
-                loop.call_soon_threadsafe(out.put_nowait, exc)
+                failed = exc
             finally:
+                # Counted however the generation ended (finished, cut, cancelled or failed): the
+                # request is billed for what llama.cpp evaluated, read from the token (the stream
+                # may be closed already) and sent as the last chunk to a stream still read.
+                usage = _usage(int(llm.n_tokens), tokens, finish)
+                cancel.usage = usage
                 self.last_generated = tokens
                 try:
+                    loop.call_soon_threadsafe(out.put_nowait, failed if failed is not None else {"_usage": usage})
                     loop.call_soon_threadsafe(out.put_nowait, _DONE)
                     loop.call_soon_threadsafe(self._queue.release)
                 except RuntimeError:  # the loop is gone (shutdown): nobody is waiting
@@ -239,6 +242,7 @@ class EmbeddedBackend(Backend):
         try:
             finished = self._thread.submit(work)
         except BaseException:
+            cancel.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
             self._queue.release()
             raise
         try:
@@ -255,9 +259,22 @@ class EmbeddedBackend(Backend):
                 yield item
         finally:
             # Client gone or stream closed early: stop the thread at its next token and wait for it,
-            # so the next request never shares the context with a running generation.
+            # so the next request never shares the context with a running generation, and the
+            # usage is counted when the stream is closed. Shielded: a cancelled request (the client
+            # left) waits for that one token too, instead of leaving before its usage is known.
             cancel.cancel()
-            await asyncio.wrap_future(finished)
+            with anyio.CancelScope(shield=True):
+                await asyncio.wrap_future(finished)
+
+
+def _usage(evaluated: int, generated: int, finish: str | None) -> dict[str, int]:
+    """Usage from llama.cpp's count of evaluated tokens and the content tokens generated.
+
+    llama.cpp evaluates every generated token but the last sampled one, which is the EOS on a
+    natural stop (not content) and a content token when cut by length.
+    """
+    prompt = max(0, evaluated - generated + (1 if finish == "length" else 0))
+    return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
 
 
 def _factory(hub: Hub, config: BackendConfig) -> Backend:

@@ -170,6 +170,11 @@ class SafetyInterceptor:
         self.hub = hub
 
     @property
+    def checks_output(self) -> bool:
+        """Answers are held back for `check_output` only while the guards run (api/chat/gate.py)."""
+        return self.hub.settings.safety.enabled
+
+    @property
     def runtime(self) -> SafetyRuntime:
         return get_runtime(self.hub)
 

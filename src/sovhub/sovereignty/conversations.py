@@ -109,6 +109,7 @@ class ContentRecorder:
     """A ChatInterceptor whose `after` queues the exchange for encrypted storage."""
 
     name = "sovereignty.content"
+    checks_output = False
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ..deps import CurrentPrincipal, HubDep, add_backend_time
 from .protocol import ChatCompletionRequest
@@ -38,8 +40,9 @@ async def create_chat_completion(
 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
+        return _ChatStream(
             service.sse(prepared, include_usage, on_backend),
+            lambda: service.release(prepared),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no", **prepared.headers},
         )
@@ -52,7 +55,23 @@ async def create_chat_completion(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        await service.release(prepared)  # a no-op when `complete` got to the end
     return JSONResponse(result, headers=prepared.headers)
+
+
+class _ChatStream(StreamingResponse):
+    """A streamed answer that is recorded even if its body is never read (client gone first)."""
+
+    def __init__(self, content: Any, release: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            await self._release()
 
 
 async def _watch_disconnect(request: Request, cancel: Any) -> None:

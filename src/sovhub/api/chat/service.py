@@ -1,30 +1,39 @@
-"""Chat completions: interceptors, routing, streaming, metering. No FastAPI here."""
+"""Chat completions: interceptors, routing, streaming, metering. No FastAPI here.
+
+What of the answer reaches the client is decided by :class:`~.gate.OutputGate` (output checks
+per choice, the held-back tail); here the request is prepared, its chunks relayed, and recorded
+exactly once however it ends (:meth:`ChatService.release`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from ...admission import admit, release, settle
-from ...backends.base import Backend, CancelToken, ChatChunk
+from ...backends.base import Backend, CancelToken, ChatChunk, estimate_tokens
 from ...backends.window import check_request, window_of
 from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
 from ...hub import Hub
 from ...metering import Usage
-from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
+from ...pipeline import ChatContext, ChatResult, Principal
+from .gate import OutputGate, checks_output
 from .protocol import ChatCompletionRequest
 
-__all__ = ["ChatService", "PreparedChat"]
+__all__ = ["ChatService", "PreparedChat", "prompt_text"]
+
+log = logging.getLogger("sovhub.api.chat")
 
 # Parameters every backend honours; anything else needs a backend that passes it on.
 _COMMON = {"max_tokens", "temperature", "top_p", "stop", "seed", "n"}
 _HUB_ONLY = {"model", "messages", "stream", "stream_options", "max_completion_tokens", "user", "store", "metadata"}
-# Check the growing answer when it grew by this many characters (and at the end): guards are
-# cheap, but not free, and per-token checks would multiply their cost by the answer's length.
-_CHECK_EVERY = 96
 
 
 @dataclass(slots=True)
@@ -35,9 +44,13 @@ class PreparedChat:
     stream: AsyncIterator[ChatChunk]
     cancel: CancelToken
     started: float
+    gate: OutputGate
     headers: dict[str, str] = field(default_factory=dict)
     backend_s: float = 0.0
     first_token_s: float | None = None
+    #: Usage as the backend reported it in its stream (None until then, or if it never does).
+    usage: dict[str, int] | None = None
+    recorded: bool = False
 
 
 class ChatService:
@@ -123,7 +136,10 @@ class ChatService:
             await release(self.hub, admission)
             raise
         waited = time.perf_counter() - t0
-        prepared = PreparedChat(ctx, backend, first, stream, cancel, started, admission.headers, backend_s=waited)
+        envelope = {"id": f"chatcmpl-{ctx.request_id}", "object": "chat.completion.chunk",
+                    "created": int(time.time()), "model": ctx.model}
+        gate = OutputGate(ctx, [i for i in self.hub.interceptors if checks_output(i)], envelope)
+        prepared = PreparedChat(ctx, backend, first, stream, cancel, started, gate, admission.headers, backend_s=waited)
         prepared.first_token_s = time.perf_counter() - started
         return prepared
 
@@ -135,20 +151,20 @@ class ChatService:
             if max_tokens is not None:
                 ctx.params["max_tokens"] = max_tokens
 
-    async def chunks(self, p: PreparedChat, on_backend_time: Callable[[float], None]) -> AsyncIterator[ChatChunk]:
-        """The answer as chunks with the hub's id, output checks applied, usage last (always)."""
-        ctx = p.ctx
-        cid = f"chatcmpl-{ctx.request_id}"
-        created = int(time.time())
-        text: list[str] = []
-        length = checked = 0
-        usage: dict[str, int] | None = None
-        finish: str | None = None
-        stopped: OutputVerdict | None = None
-        final_checked = False
+    async def chunks(
+        self, p: PreparedChat, on_backend_time: Callable[[float], None]
+    ) -> AsyncGenerator[ChatChunk, None]:
+        """The answer as chunks with the hub's id, output checks applied, usage last (always).
+
+        However it ends (finished, stopped by a check, the backend failing, or the client gone:
+        this generator closed or cancelled), the request is recorded once, in ``finally``.
+        """
+        outcome = 499  # closed or cancelled before the end: the client went away
         try:
             pending = [p.first] if p.first is not None else []
-            while True:
+            p.first = None
+            failed: SovhubError | None = None
+            while not p.gate.all_stopped:
                 if pending:
                     chunk = pending.pop()
                 else:
@@ -157,134 +173,158 @@ class ChatService:
                         chunk = await p.stream.__anext__()
                     except StopAsyncIteration:
                         break
+                    except SovhubError as exc:
+                        failed = exc
+                        break
                     finally:
                         on_backend_time(time.perf_counter() - t0)
                 if chunk.get("usage"):
-                    usage = chunk["usage"]
-                    if not chunk.get("choices"):
-                        continue
-                chunk["id"], chunk["model"], chunk["created"] = cid, ctx.model, created
-                chunk["object"] = "chat.completion.chunk"
+                    p.usage = chunk["usage"]
+                if not chunk.get("choices"):
+                    continue
                 chunk.pop("usage", None)
-                ends = False
-                for choice in chunk.get("choices", []):
-                    delta = choice.get("delta") or {}
-                    if delta.get("content"):
-                        text.append(delta["content"])
-                        length += len(delta["content"])
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                        ends = True
-                if ends or length - checked >= _CHECK_EVERY:
-                    # The last check runs before the finishing chunk leaves, so a stopped answer
-                    # never carries two finish reasons.
-                    checked = length
-                    final_checked = ends
-                    stopped = await self._check(ctx, "".join(text), final=ends)
-                    if stopped:
-                        break
-                yield chunk
-            if stopped is None and not final_checked:
-                stopped = await self._check(ctx, "".join(text), final=True)
-            if stopped is not None:
-                finish = "content_filter"
-                yield {
-                    "id": cid, "object": "chat.completion.chunk", "created": created, "model": ctx.model,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter", "logprobs": None}],
-                }
-            usage = usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-            yield {
-                "id": cid, "object": "chat.completion.chunk", "created": created, "model": ctx.model,
-                "choices": [], "usage": usage,
-            }
-            await self._finish(p, "".join(text), finish, usage, stopped)
+                chunk.update(p.gate.envelope)
+                for out in await p.gate.feed(chunk):
+                    yield out
+            # The backend ended (or failed after answering): what passes its final check is the client's.
+            for out in await p.gate.end():
+                yield out
+            if failed is not None:
+                raise failed
+            outcome = 200
+            usage, _estimated = self._count(p)
+            yield {**p.gate.envelope, "choices": [], "usage": dict(usage)}
+        except SovhubError as exc:
+            outcome = exc.status
+            raise
+        except Exception:
+            outcome = 500
+            raise
         finally:
-            p.cancel.cancel()
-            await p.stream.aclose()  # type: ignore[attr-defined]
+            await self.release(p, outcome)
 
-    async def _check(self, ctx: ChatContext, text: str, final: bool) -> OutputVerdict | None:
-        for interceptor in self.hub.interceptors:
-            verdict = await interceptor.check_output(ctx, text, final)
-            if verdict is not None:
-                ctx.state["output_verdict"] = verdict
-                return verdict  # type: ignore[no-any-return]
-        return None
+    async def release(self, p: PreparedChat, status: int = 499) -> None:
+        """Close the backend's stream and record the request: once, however it ended.
 
-    async def _finish(
-        self, p: PreparedChat, text: str, finish: str | None, usage: dict[str, int], stopped: OutputVerdict | None
-    ) -> None:
-        ctx = p.ctx
+        Safe to call again (it does nothing then), and called by every path that holds a
+        prepared chat, so a stream the client left before it was read is recorded too. Shielded
+        from cancellation: a request cancelled because its client left is still billed.
+        """
+        if p.recorded:
+            return
+        p.recorded = True
+        p.cancel.cancel()
+        with anyio.CancelScope(shield=True):
+            try:
+                # The embedded backend counts its tokens when its generation has ended, which
+                # closing its stream waits for.
+                await p.stream.aclose()  # type: ignore[attr-defined]
+            except Exception:
+                log.exception("closing the stream of backend %s failed", p.backend.name)
+            usage, estimated = self._count(p)
+            self._record(p, usage, estimated, status)
+            ctx = p.ctx
+            await settle(self.hub, ctx.state["admission"], usage["prompt_tokens"] + usage["completion_tokens"])
+            result = ChatResult(
+                text=p.gate.sent_text(), finish_reason=p.gate.finish_reason(),
+                prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                latency_ms=(time.perf_counter() - p.started) * 1000, backend_name=p.backend.name,
+            )
+            for interceptor in self.hub.interceptors:
+                try:
+                    await interceptor.after(ctx, result)
+                except Exception:
+                    # The answer is out and metered; one interceptor's failure must not hide another's work.
+                    log.exception("interceptor %s failed after request %s", interceptor.name, ctx.request_id)
+
+    def _count(self, p: PreparedChat) -> tuple[dict[str, int], bool]:
+        """The request's usage as the backend reported it, or counted by the hub (estimated)."""
+        reported = p.usage or p.cancel.usage
+        if reported:
+            prompt = int(reported.get("prompt_tokens") or 0)
+            completion = int(reported.get("completion_tokens") or 0)
+            estimated = False
+        else:
+            generated = p.gate.generated()
+            if p.first is not None:  # never read by `chunks`: the client left before the stream began
+                generated += "".join(_texts_of(p.first))
+            # The backend's own tokenizer where it has one (exact), else an estimate (marked so).
+            counted = [p.backend.count_tokens(t) for t in (prompt_text(p.ctx.messages), generated)]
+            estimated = None in counted
+            prompt, completion = (
+                estimate_tokens(t) if n is None else n
+                for n, t in zip(counted, (prompt_text(p.ctx.messages), generated), strict=True)
+            )
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        return usage, estimated
+
+    def _record(self, p: PreparedChat, usage: dict[str, int], estimated: bool, status: int) -> None:
+        """Metrics and the usage row: synchronous, so nothing can cancel them half-way."""
+        ctx, principal = p.ctx, p.ctx.principal
         latency_ms = (time.perf_counter() - p.started) * 1000
-        result = ChatResult(
-            text=text,
-            finish_reason=finish,
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            latency_ms=latency_ms,
-            backend_name=p.backend.name,
-        )
-        for interceptor in self.hub.interceptors:
-            await interceptor.after(ctx, result)
         metrics = self.hub.services["metrics"]
-        metrics.tokens.labels(ctx.model, "prompt").inc(result.prompt_tokens)
-        metrics.tokens.labels(ctx.model, "completion").inc(result.completion_tokens)
+        metrics.tokens.labels(ctx.model, "prompt").inc(usage["prompt_tokens"])
+        metrics.tokens.labels(ctx.model, "completion").inc(usage["completion_tokens"])
         if p.first_token_s is not None:
             metrics.ttft.labels(ctx.model).observe(p.first_token_s)
-        principal = ctx.principal
         if self.hub.meter is not None:
             self.hub.meter.record(
                 Usage(
                     request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
                     key_id=principal.key_id, user_id=principal.user_id, backend=p.backend.name,
-                    prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                    latency_ms=latency_ms, status=200,
+                    prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                    latency_ms=latency_ms, status=status, estimated=estimated,
                 )
             )
-        await settle(self.hub, ctx.state["admission"], result.prompt_tokens + result.completion_tokens)
 
     async def sse(
         self, p: PreparedChat, include_usage: bool, on_backend_time: Callable[[float], None]
     ) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self.chunks(p, on_backend_time):
-                if "usage" in chunk and not include_usage:
-                    continue
-                yield b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+            async with contextlib.aclosing(self.chunks(p, on_backend_time)) as chunks:
+                async for chunk in chunks:
+                    if "usage" in chunk and not include_usage:
+                        continue
+                    yield b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
         except SovhubError as exc:
             # Headers are gone: report in-band, as OpenAI does, and end the stream cleanly.
             yield b"data: " + json.dumps(exc.to_dict()).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
 
     async def complete(self, p: PreparedChat, on_backend_time: Callable[[float], None]) -> dict[str, Any]:
-        """Assemble a non-streaming `chat.completion` from the chunks."""
+        """Assemble a non-streaming `chat.completion` from the chunks (only what passed the checks)."""
         choices: dict[int, dict[str, Any]] = {}
+        calls: dict[int, dict[int, dict[str, Any]]] = {}
         usage: dict[str, int] = {}
-        cid, created = "", 0
-        async for chunk in self.chunks(p, on_backend_time):
-            cid, created = chunk["id"], chunk["created"]
-            if "usage" in chunk:
-                usage = chunk["usage"]
-            for c in chunk.get("choices", []):
-                slot = choices.setdefault(
-                    c.get("index", 0),
-                    {"index": c.get("index", 0), "message": {"role": "assistant", "content": ""},
-                     "finish_reason": None, "logprobs": None},
-                )
-                delta = c.get("delta") or {}
-                if delta.get("content"):
-                    slot["message"]["content"] += delta["content"]
-                if delta.get("tool_calls"):
-                    slot["message"].setdefault("tool_calls", []).extend(delta["tool_calls"])
-                if c.get("finish_reason"):
-                    slot["finish_reason"] = c["finish_reason"]
-        for slot in choices.values():
+        async with contextlib.aclosing(self.chunks(p, on_backend_time)) as chunks:
+            async for chunk in chunks:
+                if "usage" in chunk:
+                    usage = chunk["usage"]
+                for c in chunk.get("choices", []):
+                    index = c.get("index", 0)
+                    slot = choices.setdefault(
+                        index,
+                        {"index": index, "message": {"role": "assistant", "content": ""},
+                         "finish_reason": None, "logprobs": None},
+                    )
+                    delta = c.get("delta") or {}
+                    if delta.get("content"):
+                        slot["message"]["content"] += delta["content"]
+                    for call in delta.get("tool_calls") or []:
+                        _merge_tool_call(calls.setdefault(index, {}), call)
+                    if c.get("finish_reason"):
+                        slot["finish_reason"] = c["finish_reason"]
+        for index, slot in choices.items():
+            if index in calls:
+                slot["message"]["tool_calls"] = [calls[index][k] for k in sorted(calls[index])]
             slot["finish_reason"] = slot["finish_reason"] or "stop"
             slot["message"].setdefault("refusal", None)
         if not choices:
             choices[0] = {"index": 0, "message": {"role": "assistant", "content": "", "refusal": None},
                           "finish_reason": "stop", "logprobs": None}
+        envelope = p.gate.envelope
         return {
-            "id": cid, "object": "chat.completion", "created": created, "model": p.ctx.model,
+            "id": envelope["id"], "object": "chat.completion", "created": envelope["created"], "model": p.ctx.model,
             "choices": [choices[i] for i in sorted(choices)],
             "usage": {
                 "prompt_tokens": int(usage.get("prompt_tokens", 0)),
@@ -292,3 +332,51 @@ class ChatService:
                 "total_tokens": int(usage.get("total_tokens", 0)),
             },
         }
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
+    """Join a streamed tool call's fragments (its arguments arrive piece by piece) into one call."""
+    key = int(fragment.get("index") or 0)
+    call = calls.get(key)
+    if call is None:
+        call = calls[key] = {k: v for k, v in fragment.items() if k != "index"}
+        call["function"] = dict(fragment.get("function") or {})
+        return
+    function = fragment.get("function") or {}
+    for name, value in function.items():
+        if name == "arguments" and isinstance(value, str):
+            call["function"]["arguments"] = call["function"].get("arguments", "") + value
+        elif value is not None:
+            call["function"][name] = value
+    for name, value in fragment.items():
+        if name not in ("index", "function") and value is not None:
+            call[name] = value
+
+
+def _texts_of(chunk: ChatChunk) -> list[str]:
+    out: list[str] = []
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if isinstance(delta.get("content"), str):
+            out.append(delta["content"])
+        for call in delta.get("tool_calls") or []:
+            arguments = (call.get("function") or {}).get("arguments")
+            if isinstance(arguments, str):
+                out.append(arguments)
+    return out
+
+
+def prompt_text(messages: list[dict[str, Any]]) -> str:
+    """The text of the messages a backend read, for counting its tokens when it reported none."""
+    parts: list[str] = []
+    for message in messages:
+        parts.append(str(message.get("role", "")))
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {} if isinstance(call, dict) else {}
+            parts.extend(str(function.get(k, "")) for k in ("name", "arguments"))
+    return "\n".join(parts)

@@ -19,7 +19,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,7 @@ class TurnMarker:
     """A ChatInterceptor, first in line: tags the context of web-assistant requests."""
 
     name = "assistant.turn"
+    checks_output = False
 
     async def before(self, ctx: ChatContext) -> None:
         turn = CURRENT_TURN.get()
@@ -249,16 +250,19 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
         for attempt in range(2):
             text, finish = [], None
             ctx, stopped_by = None, None
-            async for kind, value in _stream(hub, turn, attempt_messages, plan.max_tokens, retry=attempt > 0):
-                if kind == "ctx":
-                    ctx = value
-                elif kind == "delta":
-                    text.append(value)
-                    yield {"event": "delta", "text": value}
-                elif kind == "finish":
-                    finish = value
-                elif kind == "verdict":
-                    stopped_by = value
+            async with contextlib.aclosing(
+                _stream(hub, turn, attempt_messages, plan.max_tokens, retry=attempt > 0)
+            ) as events:
+                async for kind, value in events:
+                    if kind == "ctx":
+                        ctx = value
+                    elif kind == "delta":
+                        text.append(value)
+                        yield {"event": "delta", "text": value}
+                    elif kind == "finish":
+                        finish = value
+                    elif kind == "verdict":
+                        stopped_by = value
             if stopped_by is not None:
                 block = _block_of(stopped_by)
             fidelity = _fidelity(hub)
@@ -295,7 +299,7 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
 
 async def _stream(
     hub: Hub, turn: Turn, messages: list[dict[str, Any]], max_tokens: int | None, *, retry: bool
-) -> AsyncIterator[tuple[str, Any]]:
+) -> AsyncGenerator[tuple[str, Any], None]:
     service = chat_service(hub)
     # store=False: the web app keeps this conversation itself (encrypted per person); the API's
     # content recorder must not keep a second copy.
@@ -313,15 +317,22 @@ async def _stream(
     if retry:
         # Counted as a retry, not a first attempt, by the fidelity tracker.
         prepared.ctx.state[STATE_RETRIED] = True
-    yield "ctx", prepared.ctx
     started = time.perf_counter()
-    async for chunk in service.chunks(prepared, lambda _s: None):
-        for choice in chunk.get("choices", []):
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                yield "delta", content
-            if choice.get("finish_reason"):
-                yield "finish", choice["finish_reason"]
+    try:
+        yield "ctx", prepared.ctx
+        # Only text that passed the output checks arrives here (the service holds back the rest),
+        # so a stopped answer's flagged text is never shown, nor stored by `run_turn`.
+        async with contextlib.aclosing(service.chunks(prepared, lambda _s: None)) as chunks:
+            async for chunk in chunks:
+                for choice in chunk.get("choices", []):
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        yield "delta", content
+                    if choice.get("finish_reason"):
+                        yield "finish", choice["finish_reason"]
+    finally:
+        # Recorded however the turn ends, even when it is given up before the answer was read.
+        await service.release(prepared)
     verdict = prepared.ctx.state.get("output_verdict")
     if verdict is not None:
         yield "verdict", dict(verdict.reason)

@@ -1,0 +1,192 @@
+"""What of an answer may reach the client: output checks per choice, and the held-back tail.
+
+Each choice of an answer (``n`` > 1 gives several) is checked on its own: its content and each
+of its tool calls' arguments are separate texts, each seen by the interceptors' ``check_output``
+through its own copy of the request context (a guard that remembers how far it read keeps one
+position per text). A choice's chunks are held until every text they carry passed a check, and
+released together; checks run when a choice's unchecked text reaches :data:`CHECK_EVERY`
+characters and, with ``final=True``, at the choice's own ``finish_reason`` (or when the stream
+ends without one). A choice that a check stops loses its held chunks and ends with
+``finish_reason: "content_filter"``; the other choices go on. The client therefore never receives
+text that no check has passed, at the cost of receiving it in steps of about CHECK_EVERY
+characters (docs/safety.md). With no interceptor that checks output, chunks pass at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...backends.base import ChatChunk
+from ...pipeline import ChatContext, ChatInterceptor, OutputVerdict
+
+__all__ = ["CHECK_EVERY", "OutputGate", "checks_output"]
+
+# Check a choice when its unchecked text grew by this many characters (and at its end): guards
+# are cheap, but not free, and per-token checks would multiply their cost by the answer's length.
+# It is also the step in which a streamed answer reaches the client.
+CHECK_EVERY = 96
+
+
+def checks_output(interceptor: ChatInterceptor) -> bool:
+    """Whether an interceptor judges answers (one that says nothing about them sets `checks_output = False`)."""
+    return bool(getattr(interceptor, "checks_output", True))
+
+
+@dataclass(slots=True)
+class _Text:
+    """One checked text of a choice: its content, or one tool call's arguments."""
+
+    ctx: ChatContext
+    parts: list[str] = field(default_factory=list)
+    length: int = 0
+    checked: int = 0
+
+    def add(self, piece: str) -> None:
+        self.parts.append(piece)
+        self.length += len(piece)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass(slots=True)
+class _Choice:
+    index: int
+    content: _Text
+    tools: dict[int, _Text] = field(default_factory=dict)
+    held: list[ChatChunk] = field(default_factory=list)
+    finish: str | None = None
+    stopped: OutputVerdict | None = None
+    sent: list[str] = field(default_factory=list)
+    # Everything the backend generated for this choice, checked or not, sent or not: what is
+    # billed when the backend reports no usage.
+    generated: list[str] = field(default_factory=list)
+
+    def texts(self) -> list[_Text]:
+        return [self.content, *(self.tools[k] for k in sorted(self.tools))]
+
+    @property
+    def unchecked(self) -> int:
+        return sum(t.length - t.checked for t in self.texts())
+
+
+class OutputGate:
+    """Feeds backend chunks in, hands out the chunks the client may have (one choice each)."""
+
+    def __init__(self, ctx: ChatContext, checkers: list[ChatInterceptor], envelope: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.checkers = checkers
+        self.envelope = envelope
+        self.n = int(ctx.params.get("n") or 1)
+        self.choices: dict[int, _Choice] = {}
+
+    def _choice(self, index: int) -> _Choice:
+        choice = self.choices.get(index)
+        if choice is None:
+            # Choice 0's content is checked through the request's own context, as with n=1;
+            # every other text gets a copy, so per-text state of a guard stays apart.
+            ctx = self.ctx if index == 0 else self._copy()
+            choice = self.choices[index] = _Choice(index, _Text(ctx))
+        return choice
+
+    def _copy(self) -> ChatContext:
+        return dataclasses.replace(self.ctx, state=dict(self.ctx.state))
+
+    @property
+    def all_stopped(self) -> bool:
+        return sum(1 for c in self.choices.values() if c.stopped is not None) >= self.n
+
+    async def feed(self, chunk: ChatChunk) -> list[ChatChunk]:
+        """Take one chunk from the backend; return what may be sent now."""
+        envelope = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+        touched: dict[int, _Choice] = {}
+        for entry in chunk.get("choices") or []:
+            choice = self._choice(int(entry.get("index") or 0))
+            self._take(choice, entry)
+            if choice.stopped is not None:
+                continue  # still generated (and billed), never sent
+            choice.held.append({**envelope, "choices": [entry]})
+            if entry.get("finish_reason"):
+                choice.finish = entry["finish_reason"]
+            touched[choice.index] = choice
+        out: list[ChatChunk] = []
+        for choice in touched.values():
+            final = choice.finish is not None
+            # Nothing unchecked held (a role, an empty delta): no reason to wait.
+            if not self.checkers or final or not choice.unchecked or choice.unchecked >= CHECK_EVERY:
+                out.extend(await self._step(choice, final=final))
+        return out
+
+    async def end(self) -> list[ChatChunk]:
+        """The stream ended: each choice still open gets its final check and what passes is sent."""
+        out: list[ChatChunk] = []
+        for choice in self.choices.values():
+            if choice.stopped is None and choice.finish is None:
+                out.extend(await self._step(choice, final=True))
+        return out
+
+    def _take(self, choice: _Choice, entry: dict[str, Any]) -> None:
+        """Add an entry's text to its choice: to what is checked while the choice is not stopped."""
+        delta = entry.get("delta") or {}
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            choice.generated.append(content)
+            if choice.stopped is None:
+                choice.content.add(content)
+        for call in delta.get("tool_calls") or []:
+            arguments = (call.get("function") or {}).get("arguments")
+            if not isinstance(arguments, str) or not arguments:
+                continue
+            choice.generated.append(arguments)
+            if choice.stopped is None:
+                key = int(call.get("index") or 0)
+                text = choice.tools.get(key)
+                if text is None:
+                    text = choice.tools[key] = _Text(self._copy())
+                text.add(arguments)
+
+    async def _step(self, choice: _Choice, *, final: bool) -> list[ChatChunk]:
+        for text in choice.texts():
+            if not (final or text.length > text.checked):
+                continue
+            text.checked = text.length
+            verdict = await self._check(text, final)
+            if verdict is not None:
+                choice.stopped = verdict
+                choice.held.clear()
+                self.ctx.state.setdefault("output_verdict", verdict)
+                return [{**self.envelope, "choices": [
+                    {"index": choice.index, "delta": {}, "finish_reason": "content_filter", "logprobs": None}]}]
+        released, choice.held = choice.held, []
+        for chunk in released:
+            for entry in chunk["choices"]:
+                content = (entry.get("delta") or {}).get("content")
+                if isinstance(content, str):
+                    choice.sent.append(content)
+        return released
+
+    async def _check(self, text: _Text, final: bool) -> OutputVerdict | None:
+        whole = text.text
+        for interceptor in self.checkers:
+            verdict = await interceptor.check_output(text.ctx, whole, final)
+            if verdict is not None:
+                return verdict
+        return None
+
+    # --- what the answer was, for metering and the interceptors' `after` ---
+
+    def generated(self) -> str:
+        return "".join(part for i in sorted(self.choices) for part in self.choices[i].generated)
+
+    def sent_text(self) -> str:
+        """What the client received: choice 0's content, or each choice's separated by a blank line."""
+        return "\n\n".join("".join(self.choices[i].sent) for i in sorted(self.choices))
+
+    def finish_reason(self) -> str | None:
+        if any(c.stopped is not None for c in self.choices.values()):
+            return "content_filter"
+        first = self.choices.get(0)
+        return first.finish if first is not None else None
