@@ -82,3 +82,17 @@ def sovhub_transparency(hub: Hub) -> dict[str, Any]:
         tiers = dict(s.execute(select(ModelTier.tier, func.count()).group_by(ModelTier.tier)).all())
     return {"access": {"verified_organizations": int(verified or 0), "models_by_tier": tiers,
                        "identity_providers": sorted(hub.settings.access.idps)}}
+
+
+@hookimpl
+def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .rights import export_identities
+
+    return export_identities(hub, user_id)
+
+
+@hookimpl
+def sovhub_erase_user(hub: Hub, user_id: int) -> None:
+    from .rights import erase_identities
+
+    erase_identities(hub, user_id)
