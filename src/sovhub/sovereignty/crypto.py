@@ -257,6 +257,7 @@ class ContentVault:
         self.provider = provider
         self.keks = KekStore(key_store_path(hub.settings))
         self._check_value = check_value
+        self._legacy_sealed = False
         self._lock = threading.Lock()
         self._keys: dict[tuple[str, int], tuple[float, int, bytes]] = {}
 
@@ -382,18 +383,25 @@ class ContentVault:
 
     def seal_legacy_keys(self) -> int:
         """Move data keys made before the KEK layer under their owner's KEK (once per database)."""
-        with self.hub.db.session() as s:
-            if s.get(SovereigntyMeta, _KEK_LAYER) is not None:
+        with self._lock:
+            if self._legacy_sealed:
                 return 0
-            s.add(SovereigntyMeta(name=_KEK_LAYER, value="1"))
-            s.flush()
-            provider = self._current_provider(s, lock=True)
-            moved = 0
-            for row in s.scalars(select(DataKey).with_for_update()):
-                inner = provider.unwrap(row.wrapped, self._aad(row.owner_kind, row.owner_id))
-                if len(inner) == 32:
-                    row.wrapped = self._seal(provider, row.owner_kind, row.owner_id, inner)
-                    moved += 1
+        moved = 0
+        try:
+            with self.hub.db.session() as s:
+                if s.get(SovereigntyMeta, _KEK_LAYER) is None:
+                    s.add(SovereigntyMeta(name=_KEK_LAYER, value="1"))
+                    s.flush()  # the write lock first, as a rotation takes it
+                    provider = self._current_provider(s, lock=True)
+                    for row in s.scalars(select(DataKey).with_for_update()):
+                        inner = provider.unwrap(row.wrapped, self._aad(row.owner_kind, row.owner_id))
+                        if len(inner) == 32:
+                            row.wrapped = self._seal(provider, row.owner_kind, row.owner_id, inner)
+                            moved += 1
+        except IntegrityError:
+            moved = 0  # another process starting at the same time did it
+        with self._lock:
+            self._legacy_sealed = True
         if moved:
             log.info("moved %d data keys under per-owner key-encryption keys", moved)
         return moved
