@@ -16,10 +16,12 @@ from typing import Any
 class FakeUpstream:
     def __init__(self, models: list[str] | None = None, *, status: int = 200, delay: float = 0.0,
                  words: int = 5, malformed: bool = False, always_stream: bool = False,
-                 texts: list[str] | None = None, usage: bool = True, tool_args: str | None = None) -> None:
+                 texts: list[str] | None = None, usage: bool = True, tool_args: str | None = None,
+                 api_key: str | None = None) -> None:
         """`texts`: choice k answers texts[k] word by word (default: "w0 w1 ..." for every choice);
         `usage=False`: like servers that report none; `tool_args`: choice 0 calls a tool with these
         arguments (streamed in 8-character pieces) instead of answering."""
+        self.api_key = api_key  # when set, a request without `Authorization: Bearer <api_key>` gets 401
         self.models = models or ["up-model"]
         self.texts = texts
         self.usage = usage
@@ -39,7 +41,16 @@ class FakeUpstream:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def _authorized(self) -> bool:
+                if owner.api_key is None or self.headers.get("authorization") == f"Bearer {owner.api_key}":
+                    return True
+                self._json(401, {"error": {"message": "invalid api key", "type": "invalid_request_error",
+                                           "param": None, "code": "invalid_api_key"}})
+                return False
+
             def do_GET(self) -> None:  # noqa: N802
+                if not self._authorized():
+                    return
                 if self.path.endswith("/models"):
                     self._json(200, {"object": "list", "data": [
                         {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in owner.models]})
@@ -50,6 +61,8 @@ class FakeUpstream:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 owner.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                if not self._authorized():
+                    return
                 if owner.status != 200:
                     self._json(owner.status, {"error": {"message": f"upstream says {owner.status}", "type": "x",
                                                         "param": None, "code": None}})

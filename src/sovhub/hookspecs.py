@@ -99,4 +99,4 @@ def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:  # type: ignor
 
 @hookspec
 def sovhub_erase_user(hub: Hub, user_id: int) -> None:
-    """Erase what this plugin holds about a person (called before their data key is destroyed)."""
+    """Erase (or unlink) every row this plugin holds about a person; runs after their keys are destroyed."""

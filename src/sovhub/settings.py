@@ -56,6 +56,10 @@ class SovereigntySettings(BaseModel):
     )
     master_key_file: str = Field("master.key", description="Master key file, relative to the data dir.")
     master_key: str | None = Field(None, description="Base64 master key; overrides the key file when set.")
+    key_store_dir: str = Field(
+        "keystore", description="Directory of per-person key-encryption keys (outside the database), relative to "
+        "the data dir; erasure deletes the person's file. Replicas must share it."
+    )
     retention_days: int = Field(30, ge=0, description="Default days conversation content is kept (0 = none).")
     audit_signing_key_file: str = Field(
         "audit-ed25519.key", description="Ed25519 key that signs the audit chain head."

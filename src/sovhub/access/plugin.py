@@ -66,17 +66,20 @@ def sovhub_lifespan(hub: Hub) -> Any:
 
 @hookimpl
 def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .rights import export_identities
     from .session_store import export_sessions
 
-    return {"web_sessions": export_sessions(hub, user_id)}
+    return {**export_identities(hub, user_id), "web_sessions": export_sessions(hub, user_id)}
 
 
 @hookimpl
 def sovhub_erase_user(hub: Hub, user_id: int) -> None:
+    from .rights import erase_identities
     from .session_store import erase_sessions
 
     # Ends every session at once (each request reads its row), and removes the addresses and browsers.
     erase_sessions(hub, user_id)
+    erase_identities(hub, user_id)
 
 
 @hookimpl
@@ -97,3 +100,4 @@ def sovhub_transparency(hub: Hub) -> dict[str, Any]:
         tiers = dict(s.execute(select(ModelTier.tier, func.count()).group_by(ModelTier.tier)).all())
     return {"access": {"verified_organizations": int(verified or 0), "models_by_tier": tiers,
                        "identity_providers": sorted(hub.settings.access.idps)}}
+

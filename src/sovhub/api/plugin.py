@@ -17,3 +17,17 @@ def sovhub_routers(hub: Hub) -> list[Any]:
     from .models.router import router as models
 
     return [ops.router, models, chat, embeddings, keys]
+
+
+@hookimpl
+def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .rights import export_usage
+
+    return export_usage(hub, user_id)
+
+
+@hookimpl
+def sovhub_erase_user(hub: Hub, user_id: int) -> None:
+    from .rights import erase_usage_link
+
+    erase_usage_link(hub, user_id)

@@ -1,4 +1,9 @@
-"""The operator's list of backends, kept in the `backends` table (added with `sovhub backends add`)."""
+"""The operator's list of backends, kept in the `backends` table (added with `sovhub backends add`).
+
+An upstream's API key is stored sealed by the vault (`api_key_sealed`, under the hub's own data
+key), never in plaintext; a plaintext key left by an older version is sealed the first time the
+catalog is read (`sovhub serve`, `sovhub backends list`) and its plaintext column cleared.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,33 @@ import httpx
 from sqlalchemy import select
 
 from ..errors import Conflict, InvalidRequest, NotFound
+from ..sovereignty.crypto import get_vault
 from ..store.tables import BackendRow
 from .base import BackendConfig
 
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["add_backend", "backend_configs", "remove_backend"]
+__all__ = ["add_backend", "backend_configs", "remove_backend", "seal_plaintext_keys"]
+
+# The vault owner of hub-wide secrets (never erased with a person or an organization).
+SECRETS_OWNER = ("hub", 0)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 EMBEDDED_NAME = "embedded"
 
 
-def _to_config(row: BackendRow) -> BackendConfig:
+def _seal(hub: Hub, api_key: str) -> bytes:
+    return get_vault(hub).encrypt(*SECRETS_OWNER, api_key)
+
+
+def _api_key(hub: Hub, row: BackendRow) -> str | None:
+    if row.api_key_sealed is not None:
+        return get_vault(hub).decrypt(*SECRETS_OWNER, row.api_key_sealed)
+    return row.api_key
+
+
+def _to_config(hub: Hub, row: BackendRow) -> BackendConfig:
     return BackendConfig(
         name=row.name,
         kind=row.kind,
@@ -29,7 +48,7 @@ def _to_config(row: BackendRow) -> BackendConfig:
         models=list(row.models or []),
         jurisdiction=row.jurisdiction,
         operator=row.operator,
-        api_key=row.api_key,
+        api_key=_api_key(hub, row),
         options=dict(row.options or {}),
     )
 
@@ -49,11 +68,23 @@ def default_embedded(hub: Hub) -> BackendConfig | None:
     )
 
 
+def seal_plaintext_keys(hub: Hub) -> int:
+    """Seal every API key still stored in plaintext (from before migration 0009); returns how many."""
+    with hub.db.session() as s:
+        rows = list(s.scalars(select(BackendRow).where(BackendRow.api_key.is_not(None)).with_for_update()))
+        for row in rows:
+            if row.api_key_sealed is None:
+                row.api_key_sealed = _seal(hub, row.api_key or "")
+            row.api_key = None
+    return len(rows)
+
+
 def backend_configs(hub: Hub) -> list[BackendConfig]:
     """Every backend: the bundled embedded model (unless disabled), then the stored ones."""
+    seal_plaintext_keys(hub)
     with hub.db.session() as s:
         rows = list(s.scalars(select(BackendRow).where(BackendRow.enabled.is_(True)).order_by(BackendRow.id)))
-    configs = [_to_config(r) for r in rows]
+    configs = [_to_config(hub, r) for r in rows]
     embedded = default_embedded(hub)
     return ([embedded] if embedded else []) + configs
 
@@ -105,12 +136,12 @@ def add_backend(
             models=list(models or []),
             jurisdiction=jurisdiction,
             operator=operator,
-            api_key=api_key,
+            api_key_sealed=_seal(hub, api_key) if api_key else None,
             options=options,
         )
         s.add(row)
         s.flush()
-        config = _to_config(row)
+        config = _to_config(hub, row)
     hub.emit(
         "backend.added", actor=actor, subject=f"backend:{name}", kind=kind, url=url,
         models=config.models, jurisdiction=jurisdiction, operator=operator,

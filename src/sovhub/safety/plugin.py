@@ -143,3 +143,17 @@ async def _lifespan(hub: Hub) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await anyio.to_thread.run_sync(runtime.recorder.flush)
+
+
+@hookimpl
+def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .rights import export_moderation
+
+    return export_moderation(hub, user_id)
+
+
+@hookimpl
+def sovhub_erase_user(hub: Hub, user_id: int) -> None:
+    from .rights import erase_moderation
+
+    erase_moderation(hub, user_id)

@@ -3,12 +3,14 @@
 Key hierarchy::
 
     master key (KeyProvider: file 0600, environment, or an HSM/Vault plugin)
-      └── wraps data keys (table data_keys; one per user, one per organization)
+      └── wraps, in table data_keys, one data key per user / organization, itself sealed by
+          the owner's key-encryption key (keystore.py: a 0600 file outside the database)
             └── encrypt content blobs (conversations, titles, files)
 
 Blob layout: ``version(1) | data key row id(8, big-endian) | nonce(12) | ciphertext+tag``. The
 associated data binds a blob to its owner (``sovhub:user:42``), so a blob copied to another
-owner's row does not decrypt. Destroying a data key (deleting its row) is crypto-shredding.
+owner's row does not decrypt. Destroying the owner's KEK (and the row) is crypto-shredding: a
+database backup restored later holds the wrapped key, but no KEK opens it.
 
 The database holds a check value (a constant wrapped by the master key): a missing or wrong
 master key is refused at start with a ConfigError, before any data is read or written.
@@ -32,9 +34,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..errors import ConfigError, NotFound
 from ..store.base import utcnow
+from .keystore import KekStore
 from .tables import DataKey, SovereigntyMeta
 
 if TYPE_CHECKING:
@@ -57,6 +61,7 @@ log = logging.getLogger("sovhub.sovereignty.crypto")
 _VERSION = b"\x01"
 _CHECK_NAME = "master_key_check"
 _CHECK_PLAINTEXT = b"sovhub master key check v1"
+_KEK_LAYER = "kek_layer_v1"
 _KEY_CACHE_TTL_S = 30.0  # an erasure in another process is honoured here within this time
 
 
@@ -133,6 +138,11 @@ class EnvKeyProvider(LocalKeyProvider):
 
 def key_file_path(settings: Settings) -> Path:
     path = Path(settings.sovereignty.master_key_file)
+    return path if path.is_absolute() else settings.data_dir / path
+
+
+def key_store_path(settings: Settings) -> Path:
+    path = Path(settings.sovereignty.key_store_dir)
     return path if path.is_absolute() else settings.data_dir / path
 
 
@@ -235,19 +245,84 @@ class ContentVault:
         vault = get_vault(hub)
         blob = vault.encrypt_for_user(user.id, "my question")
         text = vault.decrypt_for_user(user.id, blob)
+
+    The master key may be rotated by another process while this one serves: every wrap and
+    unwrap first compares the database's check value with the one this process last proved, and
+    reloads the key (from KEY, or KEY.new mid-rotation) when it changed, so no data key is ever
+    wrapped under a retired master key.
     """
 
-    def __init__(self, hub: Hub, provider: KeyProvider) -> None:
+    def __init__(self, hub: Hub, provider: KeyProvider, check_value: str | None = None) -> None:
         self.hub = hub
         self.provider = provider
+        self.keks = KekStore(key_store_path(hub.settings))
+        self._check_value = check_value
+        self._legacy_sealed = False
         self._lock = threading.Lock()
         self._keys: dict[tuple[str, int], tuple[float, int, bytes]] = {}
 
-    # --- data keys ---
+    # --- the master key in force (rotation by another process) ---
+
+    def _current_provider(self, s: Session, *, lock: bool = False) -> KeyProvider:
+        query = select(SovereigntyMeta).where(SovereigntyMeta.name == _CHECK_NAME)
+        if lock:
+            query = query.with_for_update(read=True)
+        check = s.scalar(query)
+        if check is None or check.value == self._check_value:
+            return self.provider
+        with self._lock:
+            if check.value != self._check_value:
+                self.provider = self._reload(check)
+                self._check_value = check.value
+        return self.provider
+
+    def _reload(self, check: SovereigntyMeta) -> KeyProvider:
+        candidates: list[KeyProvider] = [self.provider]
+        try:
+            candidates.append(load_key_provider(self.hub.settings))
+        except ConfigError as exc:
+            log.warning("cannot reload the master key: %s", exc)
+        if isinstance(self.provider, FileKeyProvider):
+            pending = self.provider.path.with_name(self.provider.path.name + ".new")
+            try:
+                candidates.append(FileKeyProvider(pending))  # between the rotation's commit and its rename
+            except ConfigError:
+                pass
+        for candidate in candidates:
+            if _check_matches(candidate, check):
+                if candidate.key_id != self.provider.key_id:
+                    log.warning("master key rotated by another process: now using key %s", candidate.key_id)
+                return candidate
+        raise ConfigError(
+            f"the master key was rotated by another process and this one cannot load the new key from "
+            f"{self.provider.source}; restart it with the new key (no data key was wrapped under the old one)"
+        )
+
+    # --- data keys: sealed by the owner's KEK (outside the database), then by the master key ---
 
     @staticmethod
     def _aad(kind: str, owner_id: int) -> bytes:
         return f"sovhub:{kind}:{owner_id}".encode()
+
+    def _seal(self, provider: KeyProvider, kind: str, owner_id: int, key: bytes) -> bytes:
+        aad = self._aad(kind, owner_id)
+        nonce = secrets.token_bytes(12)
+        inner = nonce + AESGCM(self.keks.get_or_create(kind, owner_id)).encrypt(nonce, key, aad + b":kek")
+        return provider.wrap(inner, aad)
+
+    def _open(self, provider: KeyProvider, row: DataKey) -> bytes | None:
+        """The data key, or None when the owner's KEK is gone (erased); a 32-byte inner is a legacy key."""
+        aad = self._aad(row.owner_kind, row.owner_id)
+        inner = provider.unwrap(row.wrapped, aad)
+        if len(inner) == 32:
+            return inner
+        kek = self.keks.get(row.owner_kind, row.owner_id)
+        if kek is None:
+            return None
+        try:
+            return AESGCM(kek).decrypt(inner[:12], inner[12:], aad + b":kek")
+        except InvalidTag:
+            return None  # a KEK made after this key's own was destroyed (a restored backup)
 
     def _data_key(self, kind: str, owner_id: int, *, create: bool) -> tuple[int, bytes] | None:
         now = time.monotonic()
@@ -257,43 +332,86 @@ class ContentVault:
             return cached[1], cached[2]
         with self.hub.db.session() as s:
             row = s.scalar(select(DataKey).where(DataKey.owner_kind == kind, DataKey.owner_id == owner_id))
+            provider = self._current_provider(s)
+        key = self._open(provider, row) if row is not None else None
+        if row is not None and key is None and create:
+            self._drop_row(row.id)  # its KEK was destroyed: the old content stays unreadable, new gets a new key
+            row = None
         if row is None:
             if not create:
                 return None
-            row = self._create_key(kind, owner_id)
-        key = self.provider.unwrap(row.wrapped, self._aad(kind, owner_id))
+            row, key = self._create_key(kind, owner_id)
+        if key is None:
+            return None
         with self._lock:
             self._keys[(kind, owner_id)] = (now, row.id, key)
         return row.id, key
 
-    def _create_key(self, kind: str, owner_id: int) -> DataKey:
+    def _drop_row(self, row_id: int) -> None:
+        with self.hub.db.session() as s:
+            s.execute(delete(DataKey).where(DataKey.id == row_id))
+
+    def _create_key(self, kind: str, owner_id: int) -> tuple[DataKey, bytes | None]:
         key = AESGCM.generate_key(bit_length=256)
-        row = DataKey(owner_kind=kind, owner_id=owner_id, wrapped=self.provider.wrap(key, self._aad(kind, owner_id)),
-                      master_key_id=self.provider.key_id)
         try:
             with self.hub.db.session() as s:
+                row = DataKey(owner_kind=kind, owner_id=owner_id, wrapped=b"", master_key_id="")
                 s.add(row)
+                s.flush()  # holds the write lock (SQLite) / is invisible to a rotation until commit (PostgreSQL)
+                # Read the master key in force only now, inside this transaction: a rotation either
+                # committed before (its check value is seen here) or waits for this commit and re-wraps it.
+                provider = self._current_provider(s, lock=True)
+                row.wrapped = self._seal(provider, kind, owner_id, key)
+                row.master_key_id = provider.key_id
         except IntegrityError:
             # Another process created it first: use theirs.
             with self.hub.db.session() as s:
                 found = s.scalar(select(DataKey).where(DataKey.owner_kind == kind, DataKey.owner_id == owner_id))
+                provider = self._current_provider(s)
             assert found is not None
-            return found
-        return row
+            return found, self._open(provider, found)
+        return row, key
 
     def destroy_key(self, kind: str, owner_id: int) -> bool:
-        """Crypto-shredding: delete the wrapped data key; every blob under it becomes unreadable."""
+        """Crypto-shredding: delete the owner's KEK, then the wrapped data key; every copy becomes unreadable."""
         with self._lock:
             self._keys.pop((kind, owner_id), None)
+        kek = self.keks.destroy(kind, owner_id)
         with self.hub.db.session() as s:
             result = s.execute(delete(DataKey).where(DataKey.owner_kind == kind, DataKey.owner_id == owner_id))
-        return bool(getattr(result, "rowcount", 0))
+        return kek or bool(getattr(result, "rowcount", 0))
+
+    def seal_legacy_keys(self) -> int:
+        """Move data keys made before the KEK layer under their owner's KEK (once per database)."""
+        with self._lock:
+            if self._legacy_sealed:
+                return 0
+        moved = 0
+        try:
+            with self.hub.db.session() as s:
+                if s.get(SovereigntyMeta, _KEK_LAYER) is None:
+                    s.add(SovereigntyMeta(name=_KEK_LAYER, value="1"))
+                    s.flush()  # the write lock first, as a rotation takes it
+                    provider = self._current_provider(s, lock=True)
+                    for row in s.scalars(select(DataKey).with_for_update()):
+                        inner = provider.unwrap(row.wrapped, self._aad(row.owner_kind, row.owner_id))
+                        if len(inner) == 32:
+                            row.wrapped = self._seal(provider, row.owner_kind, row.owner_id, inner)
+                            moved += 1
+        except IntegrityError:
+            moved = 0  # another process starting at the same time did it
+        with self._lock:
+            self._legacy_sealed = True
+        if moved:
+            log.info("moved %d data keys under per-owner key-encryption keys", moved)
+        return moved
 
     # --- content ---
 
     def encrypt(self, kind: str, owner_id: int, plaintext: str) -> bytes:
         found = self._data_key(kind, owner_id, create=True)
-        assert found is not None
+        if found is None:
+            raise NotFound(f"no usable data key for {kind}:{owner_id}")
         key_row, key = found
         nonce = secrets.token_bytes(12)
         body = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), self._aad(kind, owner_id))
@@ -338,28 +456,47 @@ class ContentVault:
     # --- master key rotation ---
 
     def rewrap_all(self, new: KeyProvider) -> int:
-        """Re-wrap every data key under `new` in one transaction; content is not re-encrypted."""
+        """Re-wrap every data key under `new` in one transaction; content is not re-encrypted.
+
+        The check value is written first: that takes the write lock (SQLite) or the check row's
+        lock (PostgreSQL), so a data key being created elsewhere either committed before and is
+        re-wrapped here, or waits and sees the new check value.
+        """
+        value = base64.b64encode(new.wrap(_CHECK_PLAINTEXT, b"check")).decode()
         with self.hub.db.session() as s:
-            rows = list(s.scalars(select(DataKey).with_for_update()))
-            for row in rows:
-                aad = self._aad(row.owner_kind, row.owner_id)
-                row.wrapped = new.wrap(self.provider.unwrap(row.wrapped, aad), aad)
-                row.master_key_id = new.key_id
-            check = s.get(SovereigntyMeta, _CHECK_NAME)
-            value = base64.b64encode(new.wrap(_CHECK_PLAINTEXT, b"check")).decode()
+            check = s.scalar(select(SovereigntyMeta).where(SovereigntyMeta.name == _CHECK_NAME).with_for_update())
+            old = self._current_provider(s) if check is None else self._proved(check)
             if check is None:
                 s.add(SovereigntyMeta(name=_CHECK_NAME, value=value))
             else:
                 check.value, check.updated_at = value, utcnow()
-        self.provider = new
+            s.flush()
+            rows = list(s.scalars(select(DataKey).with_for_update()))
+            for row in rows:
+                aad = self._aad(row.owner_kind, row.owner_id)
+                inner = old.unwrap(row.wrapped, aad)
+                row.wrapped = self._seal(new, row.owner_kind, row.owner_id, inner) if len(inner) == 32 \
+                    else new.wrap(inner, aad)
+                row.master_key_id = new.key_id
+        with self._lock:
+            self.provider, self._check_value = new, value
         return len(rows)
+
+    def _proved(self, check: SovereigntyMeta) -> KeyProvider:
+        if check.value != self._check_value:
+            self.provider = self._reload(check)
+            self._check_value = check.value
+        return self.provider
 
 
 def get_vault(hub: Hub) -> ContentVault:
     """The hub's vault, created (and the master key checked) on first use."""
     vault = hub.services.get("vault")
     if vault is None:
-        vault = ContentVault(hub, ensure_master_key(hub))
+        provider = ensure_master_key(hub)
+        check = _read_check(hub)
+        vault = ContentVault(hub, provider, check.value if check is not None else None)
+        vault.seal_legacy_keys()
         hub.services["vault"] = vault
     assert isinstance(vault, ContentVault)
     return vault

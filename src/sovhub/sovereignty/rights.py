@@ -1,7 +1,8 @@
 """Data rights: export everything the hub holds about a person; erase it (crypto-shredding first).
 
-Erasure order matters for crashes: the data key is destroyed first (one committed delete),
-which alone makes every copy of the content unreadable, backups included; the rows go next.
+Erasure order matters for crashes: the person's key-encryption key (a file outside the database)
+and data key are destroyed first, which alone makes every copy of the content unreadable, database
+backups included; the rows go next.
 A crash in between leaves unreadable rows that a repeated `erase` removes. The audit entry
 is committed before the call returns.
 """
@@ -143,5 +144,7 @@ def export_own(hub: Hub, user_id: int) -> dict[str, Any]:
 
 
 def erase_own(hub: Hub, user_id: int) -> None:
+    """API conversations and staff-access requests (an active legal hold has refused erasure before this)."""
     with hub.db.session() as s:
         s.execute(delete(StoredConversation).where(StoredConversation.user_id == user_id))
+        s.execute(delete(AccessRequest).where(AccessRequest.user_id == user_id))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
@@ -81,7 +81,9 @@ class BackendRow(Base):
     models: Mapped[list[str]] = mapped_column(JSON, default=list)
     jurisdiction: Mapped[str | None] = mapped_column(String(8))
     operator: Mapped[str | None] = mapped_column(String(200))
+    # Plaintext only in databases from before migration 0009, sealed (and cleared) at the next start.
     api_key: Mapped[str | None] = mapped_column(Text)
+    api_key_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,71 @@
+"""Upstream API keys are sealed by the vault in the database, and still authenticate upstream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+
+from sovhub.app import create_app
+from sovhub.backends.catalog import add_backend, backend_configs, seal_plaintext_keys
+from sovhub.errors import NotFound
+from sovhub.hub import Hub, build_hub
+from sovhub.sovereignty.crypto import get_vault
+from sovhub.store.tables import BackendRow
+from tests.conftest import make_settings
+from tests.upstream_server import FakeUpstream
+
+KEY = "sk-upstream-7f3a9c2e41d8b6"
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def _raw_rows(hub: Hub) -> list[bytes]:
+    """Every byte of the backends table as stored, whatever the column."""
+    with hub.db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM backends")).all()
+    return [repr(tuple(r)).encode() for r in rows]
+
+
+def test_the_row_holds_no_key_and_the_backend_authenticates(hub: Hub, api_key: str) -> None:
+    with FakeUpstream(["up-model"], api_key=KEY) as up:
+        add_backend(hub, "up", url=up.url, models=["up-model"], api_key=KEY)
+        assert all(KEY.encode() not in row for row in _raw_rows(hub))
+        with hub.db.session() as s:
+            row = s.scalar(select(BackendRow).where(BackendRow.name == "up"))
+            assert row is not None and row.api_key is None and row.api_key_sealed
+        with TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"}) as client:
+            r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG})
+        assert r.status_code == 200, r.text
+        assert {k.lower(): v for k, v in up.requests[-1]["headers"].items()}["authorization"] == f"Bearer {KEY}"
+
+
+def test_the_fake_upstream_refuses_a_wrong_key(hub: Hub, api_key: str) -> None:
+    """The check above could fail: an upstream given a wrong key answers 401, and the hub says so."""
+    with FakeUpstream(["up-model"], api_key=KEY) as up:
+        add_backend(hub, "up", url=up.url, models=["up-model"], api_key="sk-wrong-0000000000")
+        with TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"}) as client:
+            r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG})
+        assert r.status_code >= 400 and "choices" not in r.json()
+
+
+def test_a_plaintext_key_from_an_older_version_is_sealed_at_the_next_read(hub: Hub) -> None:
+    with hub.db.session() as s:  # as migration 0009 leaves a row written before it
+        s.add(BackendRow(name="old", kind="openai", url="http://127.0.0.1:9/v1", models=["m"], api_key=KEY))
+    assert [c.api_key for c in backend_configs(hub) if c.name == "old"] == [KEY]
+    assert all(KEY.encode() not in row for row in _raw_rows(hub))
+    assert seal_plaintext_keys(hub) == 0  # nothing left to seal
+
+
+def test_a_sealed_key_needs_the_hub_key_store(data_dir: Path) -> None:
+    """The sealed key opens only with this hub's keys: without the hub's KEK it is unreadable."""
+    hub = build_hub(make_settings(data_dir))
+    try:
+        add_backend(hub, "up", url="http://127.0.0.1:9/v1", models=["m"], api_key=KEY)
+        assert get_vault(hub).keks.destroy("hub", 0)
+        hub.services.pop("vault")
+        with pytest.raises(NotFound, match="unreadable"):
+            backend_configs(hub)
+    finally:
+        hub.close()
