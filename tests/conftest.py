@@ -131,3 +131,14 @@ def app_client(hub: Hub, fake_plugin: FakePlugin, api_key: str) -> Iterator[Test
     app = create_app(hub)
     with TestClient(app, headers={"authorization": f"Bearer {api_key}"}) as client:
         yield client
+
+
+def run_cli(data_dir: Path, *args: str) -> int:
+    """Run `sovhub --data-dir DATA_DIR ARGS` in this process (the real entry point); its exit code."""
+    from sovhub.cli import main
+
+    try:
+        main(["--data-dir", str(data_dir), *args])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from sovhub.assistant.web.commands import create_user
-from sovhub.cli import main
 from sovhub.store.tables import User
 from sovhub.users import normalize_email, user_by_email
+from tests.conftest import run_cli
 from tests.sovereignty.conftest import new_hub
 
 
@@ -28,14 +28,6 @@ def test_normal_form(given: str, stored: str) -> None:
     assert normalize_email(stored) == stored  # idempotent
 
 
-def _run(data_dir: Path, *args: str) -> int:
-    try:
-        main(["--data-dir", str(data_dir), *args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_cli_finds_the_person_in_any_case_or_width(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hub = new_hub(data_dir, None)
     alice = create_user(hub, "Alice@X.org", "a long password")
@@ -44,16 +36,16 @@ def test_cli_finds_the_person_in_any_case_or_width(data_dir: Path, capsys: pytes
         assert s.get(User, alice).email == "alice@x.org"  # type: ignore[union-attr]
         assert s.get(User, asa).email == "åsa@x.org"  # type: ignore[union-attr]
     out = data_dir.parent / "export.json"
-    assert _run(data_dir, "users", "export", "alice@x.org", "-o", str(out)) == 0
+    assert run_cli(data_dir, "users", "export", "alice@x.org", "-o", str(out)) == 0
     assert json.loads(out.read_text())["user"]["id"] == alice
-    assert _run(data_dir, "users", "export", "ＡＬＩＣＥ＠ｘ.ｏｒｇ", "-o", str(out)) == 0
+    assert run_cli(data_dir, "users", "export", "ＡＬＩＣＥ＠ｘ.ｏｒｇ", "-o", str(out)) == 0
     assert json.loads(out.read_text())["user"]["id"] == alice
-    assert _run(data_dir, "users", "export", "åsa@X.ORG", "-o", str(out)) == 0
+    assert run_cli(data_dir, "users", "export", "åsa@X.ORG", "-o", str(out)) == 0
     assert json.loads(out.read_text())["user"]["id"] == asa
     capsys.readouterr()
-    assert _run(data_dir, "users", "erase", "ÅSA@x.org", "--yes") == 0
+    assert run_cli(data_dir, "users", "erase", "ÅSA@x.org", "--yes") == 0
     assert f"erased user {asa}" in capsys.readouterr().out
-    assert _run(data_dir, "users", "erase", "alice@x.org", "--yes") == 0
+    assert run_cli(data_dir, "users", "erase", "alice@x.org", "--yes") == 0
     with hub.db.session() as s:
         assert s.scalars(select(User)).all() == []
     hub.close()
@@ -78,9 +70,9 @@ def test_password_command_uses_the_same_lookup(
     person = create_user(hub, "person@x.org", "a long password")
     assert person != staff
     monkeypatch.setattr("sys.stdin", io.StringIO("a new long password\n"))
-    assert _run(data_dir, "users", "set-password", "ＯＰＳ@hub.example", "--password-stdin") == 0
+    assert run_cli(data_dir, "users", "set-password", "ＯＰＳ@hub.example", "--password-stdin") == 0
     assert f"password of user {staff} changed" in capsys.readouterr().out
-    assert _run(data_dir, "users", "set-password", "nobody@x.org", "--password-stdin") == 1
+    assert run_cli(data_dir, "users", "set-password", "nobody@x.org", "--password-stdin") == 1
     assert "no user with e-mail 'nobody@x.org'" in capsys.readouterr().err
     with hub.db.session() as s:
         assert user_by_email(s, "Person@X.ORG") is not None

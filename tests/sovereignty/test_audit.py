@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from sovhub.accounts import create_key, create_org, revoke_key
-from sovhub.cli import main
 from sovhub.errors import ConfigError, InvalidRequest, NotFound
 from sovhub.hub import Hub
 from sovhub.sovereignty.audit import (
@@ -25,6 +24,7 @@ from sovhub.sovereignty.audit import (
     verify_signature,
 )
 from sovhub.sovereignty.tables import AuditEntry, AuditHead, AuditSignature
+from tests.conftest import run_cli
 
 from .conftest import new_hub
 
@@ -226,40 +226,32 @@ def test_the_server_signs_the_head_by_itself(data_dir: Path) -> None:
         hub.close()
 
 
-def _run(data_dir: Path, *args: str) -> int:
-    try:
-        main(["--data-dir", str(data_dir), *args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_audit_cli_verify_and_sign(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hub = new_hub(data_dir, None)
     _some_history(hub)
-    assert _run(data_dir, "audit", "verify") == 0
+    assert run_cli(data_dir, "audit", "verify") == 0
     assert "audit chain intact: 5 entries" in capsys.readouterr().out
-    assert _run(data_dir, "audit", "sign-head") == 0
+    assert run_cli(data_dir, "audit", "sign-head") == 0
     signed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     sig_file = data_dir.parent / "head.json"
     sig_file.write_text(json.dumps(signed))
-    assert _run(data_dir, "audit", "verify-signature", str(sig_file)) == 2  # no pinned key: a usage error
+    assert run_cli(data_dir, "audit", "verify-signature", str(sig_file)) == 2  # no pinned key: a usage error
     assert "--public-key" in capsys.readouterr().err
-    assert _run(data_dir, "audit", "public-key") == 0
+    assert run_cli(data_dir, "audit", "public-key") == 0
     pinned = capsys.readouterr().out.strip()
     key_file = data_dir.parent / "pinned.pub"
     key_file.write_text(pinned + "\n")
-    assert _run(data_dir, "audit", "verify-signature", str(sig_file), "--public-key", pinned) == 0
+    assert run_cli(data_dir, "audit", "verify-signature", str(sig_file), "--public-key", pinned) == 0
     assert "entries 1..5 intact" in capsys.readouterr().out
     heads = str(data_dir / "audit-heads.jsonl")  # the heads file: its newest line is checked
-    assert _run(data_dir, "audit", "verify-signature", heads, "--public-key", f"@{key_file}") == 0
-    assert _run(data_dir, "audit", "verify-signature", str(sig_file), "--public-key", "ab" * 32) == 1
+    assert run_cli(data_dir, "audit", "verify-signature", heads, "--public-key", f"@{key_file}") == 0
+    assert run_cli(data_dir, "audit", "verify-signature", str(sig_file), "--public-key", "ab" * 32) == 1
     assert "not the pinned key" in capsys.readouterr().err
     with hub.db.session() as s:
         s.execute(update(AuditEntry).where(AuditEntry.seq == 4).values(data='{"host":"fine.example"}'))
-    assert _run(data_dir, "audit", "verify-signature", str(sig_file), "--public-key", pinned) == 1
+    assert run_cli(data_dir, "audit", "verify-signature", str(sig_file), "--public-key", pinned) == 1
     assert "entry 4 content does not match" in capsys.readouterr().err
-    assert _run(data_dir, "audit", "verify") == 1
+    assert run_cli(data_dir, "audit", "verify") == 1
     err = capsys.readouterr().err
     assert "BROKEN at entry 4" in err
     hub.close()

@@ -9,7 +9,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from sovhub.cli import main
 from sovhub.errors import Conflict, NotFound
 from sovhub.hookspecs import hookimpl
 from sovhub.hub import Hub
@@ -20,6 +19,7 @@ from sovhub.sovereignty.rights import erase_user, export_user
 from sovhub.sovereignty.staff_access import request_access
 from sovhub.sovereignty.tables import DataKey, StoredConversation
 from sovhub.store.tables import User
+from tests.conftest import run_cli
 from tests.fakes import FakePlugin
 
 from .conftest import add_user, new_hub, session_cookie
@@ -125,24 +125,16 @@ def test_web_principal_content_is_stored_under_the_person(shub: Hub) -> None:
     assert Principal(org_id=None, user_id=uid).label == f"user:{uid}"
 
 
-def _run(data_dir: Path, *args: str) -> int:
-    try:
-        main(["--data-dir", str(data_dir), *args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_users_cli_export_and_erase(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hub = new_hub(data_dir, None)
     uid = add_user(hub, "cli@example.ua")
     _store_for_user(hub, uid, "cli question")
     out_file = data_dir.parent / "export.json"
-    assert _run(data_dir, "users", "export", "cli@example.ua", "-o", str(out_file)) == 0
+    assert run_cli(data_dir, "users", "export", "cli@example.ua", "-o", str(out_file)) == 0
     assert json.loads(out_file.read_text())["api_conversations"][0]["messages"][0]["content"] == "cli question"
-    assert _run(data_dir, "users", "export", "nobody@example.ua") == 1
+    assert run_cli(data_dir, "users", "export", "nobody@example.ua") == 1
     assert "no user with e-mail 'nobody@example.ua'" in capsys.readouterr().err
-    assert _run(data_dir, "users", "erase", "cli@example.ua", "--yes") == 0
+    assert run_cli(data_dir, "users", "erase", "cli@example.ua", "--yes") == 0
     assert "data_keys_destroyed=1" in capsys.readouterr().out
-    assert _run(data_dir, "users", "export", str(uid)) == 1
+    assert run_cli(data_dir, "users", "export", str(uid)) == 1
     hub.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -71,3 +73,14 @@ def web(hub: Hub, fake_plugin: FakePlugin) -> Iterator[Web]:
 def signed_in(web: Web) -> Web:
     web.sign_in()
     return web
+
+
+def sse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
+    """The web app's server-sent events as (name, data) pairs."""
+    out = []
+    for block in body.strip().split("\n\n"):
+        name = re.search(r"^event: (.+)$", block, re.M)
+        data = re.search(r"^data: (.+)$", block, re.M)
+        assert name and data, block
+        out.append((name.group(1), json.loads(data.group(1))))
+    return out

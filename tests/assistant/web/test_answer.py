@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from typing import Any
 
 from sqlalchemy import select
 
 from sovhub.pipeline import ChatContext, ChatResult, OutputVerdict
 from sovhub.store.tables import UsageRecord
 
-from .conftest import Web
+from .conftest import Web, sse_events
 
-
-def _events(body: str) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for block in body.strip().split("\n\n"):
-        name = re.search(r"^event: (.+)$", block, re.M)
-        data = re.search(r"^data: (.+)$", block, re.M)
-        assert name and data, block
-        out.append((name.group(1), json.loads(data.group(1))))
-    return out
+_events = sse_events
 
 
 class _Stopper:

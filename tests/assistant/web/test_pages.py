@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
-import re
 from typing import Any
 
 import pytest
@@ -17,17 +15,9 @@ from sovhub.errors import Conflict, ContentBlocked, InvalidRequest
 from sovhub.pipeline import ChatContext
 from sovhub.store.tables import User
 
-from .conftest import PASSWORD, Web
+from .conftest import PASSWORD, Web, sse_events
 
-
-def _events(body: str) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for block in body.strip().split("\n\n"):
-        name = re.search(r"^event: (.+)$", block, re.M)
-        data = re.search(r"^data: (.+)$", block, re.M)
-        assert name and data, block
-        out.append((name.group(1), json.loads(data.group(1))))
-    return out
+_events = sse_events
 
 
 # --- sign in ---
