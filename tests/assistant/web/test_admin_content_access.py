@@ -172,3 +172,25 @@ def test_signed_out_visitors_are_sent_to_sign_in(web: Web, staff: dict[str, int]
     assert posted.status_code in (302, 303, 403)
     assert _requests(web) == []
     assert json.dumps(_audit(web)) == "[]"
+
+
+def test_an_api_key_without_a_staff_session_opens_nothing(web: Web, staff: dict[str, int]) -> None:
+    """An organization's admin-scoped API key is not a staff identity: every route refuses it."""
+    from sovhub.accounts import create_key, create_org
+
+    _as(web, "ada@example.org")
+    _post(web, "/admin/access", {"person": "citizen@example.ua", "reason": REASON})
+    [(req_id, *_)] = _requests(web)
+    create_org(web.hub, "acme")
+    secret = create_key(web.hub, "acme", scopes=["admin"]).secret
+    web.client.cookies.clear()
+    headers = {"authorization": f"Bearer {secret}"}
+    got = web.client.get("/admin/access", headers=headers, follow_redirects=False)
+    assert got.status_code in (302, 303, 401, 403) and REASON not in got.text
+    for path in ("/admin/access", f"/admin/access/{req_id}/approve", f"/admin/access/{req_id}/deny",
+                 f"/admin/access/{req_id}/read"):
+        response = web.client.post(path, headers=headers, data={"person": "citizen@example.ua", "reason": REASON},
+                                   follow_redirects=False)
+        assert response.status_code in (302, 303, 401, 403) and "private words" not in response.text, path
+    assert [status for _, status, *_ in _requests(web)] == ["requested"]
+    assert [e for e, _ in _audit(web)] == ["access.requested"]
