@@ -253,7 +253,7 @@ def revoke_key(hub: Hub, prefix: str, *, actor: str = "cli") -> ApiKey:
                 if child.revoked_at is None:
                     child.revoked_at = now
                     revoked.append(child.prefix)
-    cache = hub.services.get("key_cache")
+    cache = hub.legacy.get("key_cache")
     if isinstance(cache, KeyCache):
         for gone in (prefix, *revoked):
             cache.forget_prefix(gone)

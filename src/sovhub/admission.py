@@ -43,10 +43,10 @@ class Admission:
 
 
 def _controls(hub: Hub) -> list[Any]:
-    controls: list[Any] | None = hub.services.get("admission")
+    controls: list[Any] | None = hub.legacy.get("admission")
     if controls is None:
         controls = [c for group in hub.pm.hook.sovhub_admission(hub=hub) for c in (group or [])]
-        hub.services["admission"] = controls
+        hub.legacy["admission"] = controls
     return controls
 
 

@@ -31,8 +31,8 @@ GC_THRESHOLDS = (10_000, 20, 100)
 def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> FastAPI:
     """Build the app. Models load in the lifespan (start-up), not here."""
     metrics = Metrics()
-    hub.services["metrics"] = metrics
-    hub.services["key_cache"] = KeyCache(hub.settings.key_cache_ttl_s)
+    hub.legacy["metrics"] = metrics
+    hub.legacy["key_cache"] = KeyCache(hub.settings.key_cache_ttl_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,10 +40,10 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
         async with contextlib.AsyncExitStack() as stack:
             configs = backend_configs(hub)
             guard = make_guard(hub, [c.url for c in configs if c.url])
-            hub.services["http"] = make_http_client(hub, guard)
-            stack.push_async_callback(hub.services["http"].aclose)
-            hub.services["backend_http"] = make_backend_session(hub, guard)
-            stack.push_async_callback(hub.services["backend_http"].close)
+            hub.legacy["http"] = make_http_client(hub, guard)
+            stack.push_async_callback(hub.legacy["http"].aclose)
+            hub.legacy["backend_http"] = make_backend_session(hub, guard)
+            stack.push_async_callback(hub.legacy["backend_http"].close)
             registry = BackendRegistry.build(hub, configs)
             meter = hub.meter = Meter(hub)
             await meter.start()

@@ -4,8 +4,8 @@ The allowlist is derived from configuration (backend URLs, plus hosts plugins de
 `sovhub_egress_hosts`, e.g. identity providers). A refusal raises EgressRefused before any byte
 leaves the machine, is logged and emitted as the `egress.refused` event (the audit log records it).
 
-One guard, two transports: `hub.services["http"]` (httpx, for identity providers and other
-occasional calls) and `hub.services["backend_http"]` (aiohttp, for the inference hot path, where
+One guard, two transports: `hub.legacy["http"]` (httpx, for identity providers and other
+occasional calls) and `hub.legacy["backend_http"]` (aiohttp, for the inference hot path, where
 httpx's per-request cost showed up as most of the gateway's overhead). Both consult the same
 :class:`EgressGuard`; neither follows redirects on its own.
 """
@@ -90,7 +90,7 @@ def allowed_hosts(hub: Hub, backend_urls: list[str]) -> set[str]:
 
 def make_guard(hub: Hub, backend_urls: list[str]) -> EgressGuard:
     guard = EgressGuard(hub, allowed_hosts(hub, backend_urls))
-    hub.services["egress_guard"] = guard
+    hub.legacy["egress_guard"] = guard
     return guard
 
 

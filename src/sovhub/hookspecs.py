@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .events import Event
     from .hub import Hub
     from .pipeline import ChatInterceptor, RoutePolicy
+    from .services import Provide
 
 hookspec = pluggy.HookspecMarker("sovhub")
 hookimpl = pluggy.HookimplMarker("sovhub")
@@ -24,6 +25,16 @@ __all__ = ["hookimpl", "hookspec"]
 @hookspec
 def sovhub_backend_types() -> dict[str, BackendFactory]:  # type: ignore[empty-body]
     """Return backend kinds this plugin provides, as {kind: factory(hub, config) -> Backend}."""
+
+
+@hookspec
+def sovhub_services(hub: Hub) -> list[Provide[Any]]:  # type: ignore[empty-body]
+    """Return the services this plugin provides (sovhub.services.Provide), built once by build_hub.
+
+    Each names its type, a function hub -> instance and the types it needs built first; code
+    then asks ``hub.services.get(SomeType)``. Builders must be cheap and must not do I/O that
+    can wait for the lifespan (connections, background tasks).
+    """
 
 
 @hookspec

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from .events import Event
+from .services import Services
 from .settings import Settings
 from .store.db import Database
 
@@ -99,7 +100,10 @@ class Hub:
         # Set by the app's lifespan; absent in CLI use.
         self.backends: BackendRegistry | None = None
         self.meter: Meter | None = None
-        self.services: dict[str, Any] = {}
+        # The typed service graph (sovhub.services), built by build_hub from the plugins' providers.
+        self.services = Services()
+        # String-keyed services not yet moved into the typed graph (issue 14 retires this).
+        self.legacy: dict[str, Any] = {}
 
     def emit(self, name: str, /, *, actor: str = "system", subject: str | None = None, **data: Any) -> None:
         """Tell every plugin that something happened (the audit log records it)."""
@@ -129,4 +133,6 @@ def build_hub(settings: Settings, *, migrate: bool = True, pm: pluggy.PluginMana
     db = Database(settings.resolved_database_url)
     if migrate:
         db.migrate()
-    return Hub(settings, pm or get_plugin_manager(), db)
+    hub = Hub(settings, pm or get_plugin_manager(), db)
+    hub.services.build(hub, [p for group in hub.pm.hook.sovhub_services(hub=hub) for p in (group or [])])
+    return hub

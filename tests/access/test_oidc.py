@@ -82,7 +82,7 @@ def test_full_sign_in_with_pkce_state_nonce_and_acr(eid_app: Any, idp: OidcProvi
         person = s.query(Identity).one()
     assert (person.idp, person.subject, person.level) == ("test", "alice", "substantial")
     assert (person.given_name, person.family_name) == ("Olena", "Petrenko")
-    assert "user.signed_in" in hub.services["test_events"].names()
+    assert "user.signed_in" in hub.legacy["test_events"].names()
 
     # Signing in again maps to the same person and user.
     again = client.get(browse_to_callback(client, idp, "/auth/oidc/test/login"), follow_redirects=False)

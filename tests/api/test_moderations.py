@@ -20,7 +20,7 @@ URL = "/v1/moderations"
 @pytest.fixture
 def client(app_client: TestClient, hub: Hub) -> Iterator[TestClient]:
     # The trained moderator is shared across tests (training is the expensive part).
-    hub.services["moderator"] = moderator()
+    hub.legacy["moderator"] = moderator()
     yield app_client
 
 
@@ -130,9 +130,9 @@ def test_binary_looking_text_is_handled(client: TestClient) -> None:
 
 
 def test_moderator_is_built_lazily_once(hub: Hub) -> None:
-    hub.services.pop("moderator", None)
+    hub.legacy.pop("moderator", None)
     built = get_moderator(hub)
-    assert hub.services["moderator"] is built and get_moderator(hub) is built
+    assert hub.legacy["moderator"] is built and get_moderator(hub) is built
 
 
 def test_moderations_need_an_api_key(client: TestClient) -> None:

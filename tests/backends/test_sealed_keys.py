@@ -64,7 +64,7 @@ def test_a_sealed_key_needs_the_hub_key_store(data_dir: Path) -> None:
     try:
         add_backend(hub, "up", url="http://127.0.0.1:9/v1", models=["m"], api_key=KEY)
         assert get_vault(hub).keks.destroy("hub", 0)
-        hub.services.pop("vault")
+        hub.legacy.pop("vault")
         with pytest.raises(NotFound, match="unreadable"):
             backend_configs(hub)
     finally:

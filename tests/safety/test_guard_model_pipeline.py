@@ -216,7 +216,7 @@ def test_moderations_include_the_guard_models_verdict(
 ) -> None:
     from tests.safety.moderation_fixtures import moderator
 
-    hub.services["moderator"] = moderator()  # the trained classifier, shared across tests
+    hub.legacy["moderator"] = moderator()  # the trained classifier, shared across tests
     with _start(hub, fake_plugin, api_key, guard_upstream) as client:
         r = client.post("/v1/moderations", json={"input": ["KABOOM, mail ana@example.org", "good morning", "  "]})
         assert r.status_code == 200, r.text

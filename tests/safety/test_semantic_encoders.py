@@ -41,7 +41,7 @@ def _chat(client: TestClient, content: str, **extra: Any) -> Any:
 
 def test_the_chat_pipeline_runs_the_chosen_encoder(app_client: TestClient, hub: Hub, encoder_name: str) -> None:
     # Start-up already ran the protected-speech check set through this encoder (warm_up).
-    guard = hub.services["safety.guards"]["semantic"]
+    guard = hub.legacy["safety.guards"]["semantic"]
     assert isinstance(guard, SemanticGuard)
     assert isinstance(guard.embedder, StaticEncoder) is (encoder_name == "static")
     assert isinstance(guard.embedder, Int8E5) is (encoder_name == "e5-int8")
@@ -60,4 +60,4 @@ def test_moderations_use_the_same_guard(app_client: TestClient, hub: Hub, encode
     harmful, lawful = r.json()["results"]
     assert harmful["flagged"] and set(harmful["hazard_codes"]) & {"S1", "S9"}
     assert not lawful["flagged"]
-    assert hub.services["moderator"].semantic is hub.services["safety.guards"]["semantic"]
+    assert hub.legacy["moderator"].semantic is hub.legacy["safety.guards"]["semantic"]

@@ -28,7 +28,7 @@ def _snapshot(hub: Hub) -> tuple[list[tuple[int, bytes]], str | None]:
 
 def test_round_trip_and_owner_binding(shub: Hub) -> None:
     vault = get_vault(shub)
-    assert shub.services["vault"] is vault
+    assert shub.legacy["vault"] is vault
     blob = vault.encrypt_for_user(1, "Привіт, це таємниця")
     assert "таємниця".encode() not in blob and "Привіт".encode() not in blob
     assert vault.decrypt_for_user(1, blob) == "Привіт, це таємниця"
@@ -124,7 +124,7 @@ def test_bad_env_master_key(value: str, message: str) -> None:
 def test_key_file_readable_by_others_is_refused(shub: Hub) -> None:
     path = key_file_path(shub.settings)
     os.chmod(path, 0o644)
-    shub.services.pop("vault")
+    shub.legacy.pop("vault")
     with pytest.raises(ConfigError, match="chmod 600"):
         get_vault(shub)
 
@@ -150,12 +150,12 @@ def test_rotate_master_rewraps_without_reencrypting(shub: Hub) -> None:
     assert new_key != old_key and stat.S_IMODE(key_file_path(shub.settings).stat().st_mode) == 0o600
     assert _snapshot(shub)[0] != old_wrapped
     # A fresh process with the new key file reads the old blob (content was not re-encrypted).
-    shub.services.pop("vault")
+    shub.legacy.pop("vault")
     assert get_vault(shub).decrypt_for_user(3, blob) == "survives rotation"
     # The old key no longer opens the database.
     path = key_file_path(shub.settings)
     path.write_bytes(old_key)
-    shub.services.pop("vault")
+    shub.legacy.pop("vault")
     with pytest.raises(ConfigError, match="wrong master key"):
         get_vault(shub)
 
@@ -169,7 +169,7 @@ def test_interrupted_rotation_is_finished_at_start(shub: Hub) -> None:
     pending = path.with_name(path.name + ".new")
     FileKeyProvider.create(pending)
     vault.rewrap_all(FileKeyProvider(pending))  # committed, then "crash" before the rename
-    shub.services.pop("vault")
+    shub.legacy.pop("vault")
     assert get_vault(shub).decrypt_for_user(4, blob) == "mid-rotation"
     assert not pending.exists()
 

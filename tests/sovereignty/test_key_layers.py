@@ -75,7 +75,7 @@ def test_kek_files_are_private_and_a_readable_one_is_refused(shub: Hub) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     path.chmod(0o644)
-    shub.services.pop("vault")
+    shub.legacy.pop("vault")
     with pytest.raises(ConfigError, match="accessible by others"):
         _title(shub, uid, cid)
 
@@ -85,7 +85,7 @@ def test_the_database_alone_does_not_open_content(shub: Hub) -> None:
     uid = add_user(shub, "olena@example.ua")
     cid = _store_title(shub, uid, "t")
     (key_store_path(shub.settings) / f"user-{uid}.kek").unlink()
-    shub.services.pop("vault")
+    shub.legacy.pop("vault")
     with pytest.raises(NotFound, match="destroyed"):
         _title(shub, uid, cid)
     # New content of that person gets a fresh key; the old stays unreadable.
@@ -105,7 +105,7 @@ def test_data_keys_from_before_the_kek_layer_are_moved_under_one(shub: Hub) -> N
                       master_key_id=vault.provider.key_id))
         s.execute(delete(SovereigntyMeta).where(SovereigntyMeta.name == "kek_layer_v1"))
     blob = vault.encrypt_for_user(uid, "from before")
-    shub.services.pop("vault")
+    shub.legacy.pop("vault")
     assert get_vault(shub).decrypt_for_user(uid, blob) == "from before"  # moved at start, still readable
     with shub.db.session() as s:
         row = s.scalar(select(DataKey).where(DataKey.owner_id == uid))

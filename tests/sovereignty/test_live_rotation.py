@@ -102,7 +102,7 @@ def test_a_serving_hub_follows_a_rotation_caught_between_commit_and_rename(shub:
         assert serving_vault.provider.key_id == FileKeyProvider(pending).key_id != old_id
         path.replace(path.with_name("old.key"))
         pending.replace(path)
-        shub.services.pop("vault")
+        shub.legacy.pop("vault")
         assert get_vault(shub).decrypt_for_user(uid, blob) == "written mid-rotation"
     finally:
         rotator.close()

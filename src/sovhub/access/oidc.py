@@ -73,7 +73,7 @@ class OidcClient:
 
     @property
     def http(self) -> httpx.AsyncClient:
-        return self.hub.services["http"]  # type: ignore[no-any-return]
+        return self.hub.legacy["http"]  # type: ignore[no-any-return]
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
@@ -199,7 +199,7 @@ def _person_id(claims: dict[str, Any], claim: str | None) -> str | None:
 
 
 def oidc_client(hub: Hub, name: str) -> OidcClient:
-    clients: dict[str, OidcClient] = hub.services.setdefault("oidc_clients", {})
+    clients: dict[str, OidcClient] = hub.legacy.setdefault("oidc_clients", {})
     if name not in clients:
         config = hub.settings.access.idps.get(name)
         if config is None:

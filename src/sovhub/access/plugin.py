@@ -57,7 +57,7 @@ def sovhub_lifespan(hub: Hub) -> Any:
             try:
                 yield
             finally:
-                redis = hub.services.pop("access_redis", None)
+                redis = hub.legacy.pop("access_redis", None)
                 if redis is not None:
                     await redis.aclose()
 

@@ -224,7 +224,7 @@ def set_key_limits(hub: Hub, prefix: str, limits: Mapping[str, int | None], *, a
                            param="prefix", code="revoked_api_key")
         current = _merged(row.limits or {}, limits)
         row.limits = current
-    cache = hub.services.get("key_cache")
+    cache = hub.legacy.get("key_cache")
     if isinstance(cache, KeyCache):
         cache.forget_prefix(prefix)
     hub.emit("key.limits_set", actor=actor, subject=f"key:{prefix}", org=org_name, limits=current)

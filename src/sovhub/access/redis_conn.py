@@ -14,10 +14,10 @@ def redis_client(hub: Hub) -> Any:
     url = hub.settings.access.redis_url
     if not url:
         return None
-    client = hub.services.get("access_redis")
+    client = hub.legacy.get("access_redis")
     if client is None:
         import redis.asyncio as aioredis
 
         client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
-        hub.services["access_redis"] = client
+        hub.legacy["access_redis"] = client
     return client

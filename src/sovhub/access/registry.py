@@ -2,7 +2,7 @@
 
 The hub asks ``lookup(country, number) -> RegistryEntry | None``. Built in: a file registry
 (CSV or JSON, ``access.registry_file``) for tests and small deployments. A plugin connecting
-to a national business register sets ``hub.services["org_registry"]`` to its own lookup in
+to a national business register sets ``hub.legacy["org_registry"]`` to its own lookup in
 `sovhub_init` or `sovhub_lifespan`; it wins over the file.
 
 CSV columns: ``country,number,legal_name,status,representatives``; representatives separated by
@@ -159,7 +159,7 @@ class FileRegistry:
 
 
 def registry_for(hub: Hub) -> RegistryLookup | None:
-    plugged = hub.services.get("org_registry")
+    plugged = hub.legacy.get("org_registry")
     if plugged is not None:
         return plugged  # type: ignore[no-any-return]
     name = hub.settings.access.registry_file
@@ -169,5 +169,5 @@ def registry_for(hub: Hub) -> RegistryLookup | None:
     if not path.is_absolute():
         path = hub.settings.data_dir / path
     registry = FileRegistry(path)
-    hub.services["org_registry"] = registry
+    hub.legacy["org_registry"] = registry
     return registry

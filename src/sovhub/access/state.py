@@ -111,7 +111,7 @@ class AccessState:
 
 
 def access_state(hub: Hub) -> AccessState:
-    state = hub.services.get("access_state")
+    state = hub.legacy.get("access_state")
     if state is None:
-        state = hub.services["access_state"] = AccessState(hub)
+        state = hub.legacy["access_state"] = AccessState(hub)
     return state

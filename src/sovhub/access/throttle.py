@@ -196,11 +196,11 @@ class LoginThrottle:
 
 def login_throttle(hub: Hub) -> LoginThrottle:
     """The hub's one throttle (Redis-backed when access.redis_url is set)."""
-    throttle = hub.services.get("login_throttle")
+    throttle = hub.legacy.get("login_throttle")
     if throttle is None:
         s = hub.settings.access
         throttle = LoginThrottle(
             window_s=s.login_window_s, lockout_s=s.login_lockout_s, redis=redis_client(hub), prefix=s.redis_prefix,
         )
-        hub.services["login_throttle"] = throttle
+        hub.legacy["login_throttle"] = throttle
     return throttle

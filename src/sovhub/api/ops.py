@@ -44,5 +44,5 @@ async def metrics(request: Request, hub: HubDep) -> Response:
         raise AuthenticationFailed("/metrics needs the metrics token: Authorization: Bearer <metrics_token> "
                                    "(<data_dir>/metrics_token or the metrics_token setting)",
                                    code="invalid_metrics_token", headers={"www-authenticate": 'Bearer realm="metrics"'})
-    registry = hub.services["metrics"].registry
+    registry = hub.legacy["metrics"].registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -345,10 +345,10 @@ class FidelityTracker:
 
 def fidelity_tracker(hub: Hub) -> FidelityTracker:
     """The hub's tracker, on the app's metrics registry when the app runs."""
-    tracker = hub.services.get("assistant_fidelity")
+    tracker = hub.legacy.get("assistant_fidelity")
     if tracker is None:
-        metrics = hub.services.get("metrics")
-        tracker = hub.services["assistant_fidelity"] = FidelityTracker(getattr(metrics, "registry", None))
+        metrics = hub.legacy.get("metrics")
+        tracker = hub.legacy["assistant_fidelity"] = FidelityTracker(getattr(metrics, "registry", None))
     return tracker
 
 

@@ -80,7 +80,7 @@ def file_appeal(
         )
     if content is not None and len(content) > MAX_CONTENT:
         raise InvalidRequest(f"content: at most {MAX_CONTENT} characters", param="content", code="invalid_value")
-    recorder = hub.services.get("safety.recorder")
+    recorder = hub.legacy.get("safety.recorder")
     if recorder is not None:
         recorder.flush()  # a decision still in the write buffer can be appealed too
     with hub.db.session() as s:

@@ -89,7 +89,7 @@ class SafetyRuntime:
         # Vaults of requests whose answer is still being sent, for the restore middleware.
         self.live = VaultStore(ttl_s=600.0)
         self.recorder = ModerationRecorder(hub)
-        hub.services["safety.recorder"] = self.recorder
+        hub.legacy["safety.recorder"] = self.recorder
         self.version_recorded = False
 
     @property
@@ -157,9 +157,9 @@ def _owner(principal: Principal | None) -> str:
 
 
 def get_runtime(hub: Hub) -> SafetyRuntime:
-    runtime = hub.services.get("safety")
+    runtime = hub.legacy.get("safety")
     if runtime is None:
-        runtime = hub.services["safety"] = SafetyRuntime(hub)
+        runtime = hub.legacy["safety"] = SafetyRuntime(hub)
     return runtime
 
 

@@ -25,7 +25,7 @@ _FLUSH_EVERY_S = 2.0
 
 def _built_guards(hub: Hub) -> dict[str, Any]:
     """The built-in guards, built once per hub on first use and shared (they hold models)."""
-    guards: dict[str, Any] | None = hub.services.get("safety.guards")
+    guards: dict[str, Any] | None = hub.legacy.get("safety.guards")
     if guards is not None:
         return guards
     from .pipeline import get_runtime
@@ -40,7 +40,7 @@ def _built_guards(hub: Hub) -> dict[str, Any]:
         guards["lexicon"] = _lexicon_guard()
     if "pii" in wanted:
         guards["pii"] = get_runtime(hub).pii_guard
-    hub.services["safety.guards"] = guards
+    hub.legacy["safety.guards"] = guards
     return guards
 
 

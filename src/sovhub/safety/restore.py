@@ -35,7 +35,7 @@ class RestoreMiddleware:
             await self.app(scope, receive, send)
             return
         # The runtime exists once the safety pipeline ran; before that no vault can be live.
-        session = _Rewrite(scope, send, self.hub.services.get("safety"))
+        session = _Rewrite(scope, send, self.hub.legacy.get("safety"))
         await self.app(scope, receive, session.send)
 
 

@@ -97,10 +97,10 @@ class ConversationStore(BatchWriter[_Pending]):
 
 
 def get_store(hub: Hub) -> ConversationStore:
-    store = hub.services.get("conversation_store")
+    store = hub.legacy.get("conversation_store")
     if store is None:
         store = ConversationStore(hub)
-        hub.services["conversation_store"] = store
+        hub.legacy["conversation_store"] = store
     assert isinstance(store, ConversationStore)
     return store
 

@@ -491,12 +491,12 @@ class ContentVault:
 
 def get_vault(hub: Hub) -> ContentVault:
     """The hub's vault, created (and the master key checked) on first use."""
-    vault = hub.services.get("vault")
+    vault = hub.legacy.get("vault")
     if vault is None:
         provider = ensure_master_key(hub)
         check = _read_check(hub)
         vault = ContentVault(hub, provider, check.value if check is not None else None)
         vault.seal_legacy_keys()
-        hub.services["vault"] = vault
+        hub.legacy["vault"] = vault
     assert isinstance(vault, ContentVault)
     return vault

@@ -21,9 +21,9 @@ __all__ = ["router"]
 
 
 def _service(hub: Any) -> ChatService:
-    service = hub.services.get("chat")
+    service = hub.legacy.get("chat")
     if service is None:
-        service = hub.services["chat"] = ChatService(hub)
+        service = hub.legacy["chat"] = ChatService(hub)
     return service  # type: ignore[no-any-return]
 
 

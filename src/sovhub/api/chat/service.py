@@ -129,7 +129,7 @@ class ChatService:
             try:
                 backend, first, stream = await registry.open_stream(ctx, candidates, ctx.messages, ctx.params, cancel)
             except SovhubError:
-                self.hub.services["metrics"].backend_errors.labels(candidates[0].name).inc()
+                self.hub.legacy["metrics"].backend_errors.labels(candidates[0].name).inc()
                 raise
         except BaseException:
             # Refused by a check or no backend answered: the reservation is given back.
@@ -262,7 +262,7 @@ class ChatService:
         """Metrics and the usage row: synchronous, so nothing can cancel them half-way."""
         ctx, principal = p.ctx, p.ctx.principal
         latency_ms = (time.perf_counter() - p.started) * 1000
-        metrics = self.hub.services["metrics"]
+        metrics = self.hub.legacy["metrics"]
         metrics.tokens.labels(ctx.model, "prompt").inc(usage["prompt_tokens"])
         metrics.tokens.labels(ctx.model, "completion").inc(usage["completion_tokens"])
         if p.first_token_s is not None:

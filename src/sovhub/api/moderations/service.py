@@ -34,25 +34,25 @@ _build_lock = threading.Lock()
 
 
 def get_moderator(hub: Hub, extra_lexicon_dirs: Sequence[Path] = ()) -> Moderator:
-    """The hub's Moderator, built on first use and kept in ``hub.services["moderator"]``.
+    """The hub's Moderator, built on first use and kept in ``hub.legacy["moderator"]``.
 
     Building loads (or, the first time for a given exemplar bank, trains and caches) the semantic
     classifier, so call it at start-up rather than on the first request.
     """
-    moderator = hub.services.get("moderator")
+    moderator = hub.legacy.get("moderator")
     if moderator is None:
         with _build_lock:
-            moderator = hub.services.get("moderator")
+            moderator = hub.legacy.get("moderator")
             if moderator is None:
                 # Share the safety plugin's semantic guard when it exists: one model, one embedding cache.
-                shared = (hub.services.get("safety.guards") or {}).get("semantic")
+                shared = (hub.legacy.get("safety.guards") or {}).get("semantic")
                 semantic = shared if isinstance(shared, SemanticGuard) else build_semantic_guard(
                     hub.settings, hub.embedder
                 )
                 semantic.ensure_ready()
-                dirs = [*extra_lexicon_dirs, *hub.services.get("lexicon_dirs", [])]
+                dirs = [*extra_lexicon_dirs, *hub.legacy.get("lexicon_dirs", [])]
                 moderator = Moderator(semantic, LexiconGuard(dirs))
-                hub.services["moderator"] = moderator
+                hub.legacy["moderator"] = moderator
     return moderator
 
 

@@ -172,8 +172,8 @@ def parse_accept_language(header: str) -> list[str]:
 
 def ui_catalogs(hub: Hub) -> UiCatalogs:
     """The hub's catalogs, compiled once per process."""
-    catalogs = hub.services.get("ui_catalogs")
+    catalogs = hub.legacy.get("ui_catalogs")
     if catalogs is None:
-        catalogs = hub.services["ui_catalogs"] = UiCatalogs(list(hub.settings.assistant.languages))
+        catalogs = hub.legacy["ui_catalogs"] = UiCatalogs(list(hub.settings.assistant.languages))
     assert isinstance(catalogs, UiCatalogs)
     return catalogs

@@ -50,13 +50,13 @@ class KnowledgeBase:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.settings = hub.settings.assistant
-        index = hub.services.get("kb_vector_index")
+        index = hub.legacy.get("kb_vector_index")
         if index is None:
-            index = hub.services["kb_vector_index"] = VectorIndex()
+            index = hub.legacy["kb_vector_index"] = VectorIndex()
         self.index: VectorIndex = index
-        stats = hub.services.get("kb_term_stats")
+        stats = hub.legacy.get("kb_term_stats")
         if stats is None:
-            stats = hub.services["kb_term_stats"] = lexical.TermStats()
+            stats = hub.legacy["kb_term_stats"] = lexical.TermStats()
         self.term_stats: lexical.TermStats = stats
 
     # --- ingestion ---

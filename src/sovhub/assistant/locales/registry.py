@@ -89,8 +89,8 @@ class LocaleRegistry:
 
 def locale_registry(hub: Hub) -> LocaleRegistry:
     """The hub's registry, loaded once (packs are read at start, like the rest of the configuration)."""
-    registry = hub.services.get("locale_registry")
+    registry = hub.legacy.get("locale_registry")
     if registry is None:
         registry = LocaleRegistry(pack_dirs(hub.settings), hub.settings.assistant.default_locale)
-        hub.services["locale_registry"] = registry
+        hub.legacy["locale_registry"] = registry
     return registry

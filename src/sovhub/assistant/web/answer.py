@@ -88,9 +88,9 @@ class TurnMarker:
 
 
 def chat_service(hub: Hub) -> ChatService:
-    service = hub.services.get("chat")
+    service = hub.legacy.get("chat")
     if service is None:
-        service = hub.services["chat"] = ChatService(hub)
+        service = hub.legacy["chat"] = ChatService(hub)
     assert isinstance(service, ChatService)
     return service
 
