@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from sovhub.backends.catalog import add_backend
 from sovhub.hub import Hub
+from sovhub.safety.moderation import Moderator
 from sovhub.settings import Settings
 from tests.conftest import make_settings
 from tests.upstream_server import FakeUpstream
@@ -216,7 +217,7 @@ def test_moderations_include_the_guard_models_verdict(
 ) -> None:
     from tests.safety.moderation_fixtures import moderator
 
-    hub.legacy["moderator"] = moderator()  # the trained classifier, shared across tests
+    hub.services.replace(Moderator, moderator())  # the trained classifier, shared across tests
     with _start(hub, fake_plugin, api_key, guard_upstream) as client:
         r = client.post("/v1/moderations", json={"input": ["KABOOM, mail ana@example.org", "good morning", "  "]})
         assert r.status_code == 200, r.text

@@ -17,7 +17,7 @@ from sovhub.access.tables import Identity
 from sovhub.assistant.tables import Conversation, ConversationMessage
 from sovhub.hub import Hub
 from sovhub.safety.tables import Appeal, ModerationLog
-from sovhub.sovereignty.crypto import get_vault
+from sovhub.sovereignty.crypto import ContentVault
 from sovhub.sovereignty.rights import erase_user, export_user
 from sovhub.sovereignty.staff_access import request_access
 from sovhub.sovereignty.tables import StoredConversation
@@ -44,7 +44,7 @@ def _rows_about(hub: Hub, table: Table, uid: int) -> int:
 
 
 def _seed(hub: Hub, uid: int) -> None:
-    vault = get_vault(hub)
+    vault = hub.services.get(ContentVault)
     stored, title, message = (vault.encrypt_for_user(uid, t) for t in (json.dumps({"messages": []}), "my title", "{}"))
     with hub.db.session() as s:
         org = Organization(name="acme")

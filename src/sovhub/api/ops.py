@@ -14,7 +14,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..backends.registry import BackendRegistry
 from ..errors import AuthenticationFailed
+from ..observability import Metrics
 from .deps import HubDep
 
 router = APIRouter()
@@ -30,7 +32,8 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", include_in_schema=False)
 async def readyz(hub: HubDep) -> JSONResponse:
     database = await anyio.to_thread.run_sync(hub.db.ping)
-    backends = {b.name: b.ready() for b in hub.backends.backends} if hub.backends else {}
+    registry = hub.services.get(BackendRegistry)
+    backends = {b.name: b.ready() for b in registry.backends} if registry.running else {}
     ready = database and bool(backends) and all(backends.values())
     body = {"status": "ready" if ready else "not_ready", "database": database, "backends": backends}
     return JSONResponse(body, status_code=200 if ready else 503)
@@ -44,5 +47,5 @@ async def metrics(request: Request, hub: HubDep) -> Response:
         raise AuthenticationFailed("/metrics needs the metrics token: Authorization: Bearer <metrics_token> "
                                    "(<data_dir>/metrics_token or the metrics_token setting)",
                                    code="invalid_metrics_token", headers={"www-authenticate": 'Bearer realm="metrics"'})
-    registry = hub.legacy["metrics"].registry
+    registry = hub.services.get(Metrics).registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

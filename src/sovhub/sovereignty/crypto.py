@@ -52,7 +52,7 @@ __all__ = [
     "KeyProvider",
     "LocalKeyProvider",
     "ensure_master_key",
-    "get_vault",
+    "open_vault",
     "load_key_provider",
 ]
 
@@ -242,7 +242,7 @@ class ContentVault:
 
     Usage::
 
-        vault = get_vault(hub)
+        vault = hub.services.get(ContentVault)
         blob = vault.encrypt_for_user(user.id, "my question")
         text = vault.decrypt_for_user(user.id, blob)
 
@@ -441,18 +441,6 @@ class ContentVault:
     def decrypt_for_org(self, org_id: int, blob: bytes) -> str:
         return self.decrypt("org", org_id, blob)
 
-    # --- data rights (see rights.py) ---
-
-    def erase_user(self, user_id: int, *, actor: str = "system") -> dict[str, int]:
-        from .rights import erase_user
-
-        return erase_user(self.hub, user_id, actor=actor)
-
-    def export_user(self, user_id: int, *, actor: str = "system") -> dict[str, object]:
-        from .rights import export_user
-
-        return export_user(self.hub, user_id, actor=actor)
-
     # --- master key rotation ---
 
     def rewrap_all(self, new: KeyProvider) -> int:
@@ -489,14 +477,10 @@ class ContentVault:
         return self.provider
 
 
-def get_vault(hub: Hub) -> ContentVault:
-    """The hub's vault, created (and the master key checked) on first use."""
-    vault = hub.legacy.get("vault")
-    if vault is None:
-        provider = ensure_master_key(hub)
-        check = _read_check(hub)
-        vault = ContentVault(hub, provider, check.value if check is not None else None)
-        vault.seal_legacy_keys()
-        hub.legacy["vault"] = vault
-    assert isinstance(vault, ContentVault)
+def open_vault(hub: Hub) -> ContentVault:
+    """The vault over this hub's master key, once the key is proved to be the database's."""
+    provider = ensure_master_key(hub)
+    check = _read_check(hub)
+    vault = ContentVault(hub, provider, check.value if check is not None else None)
+    vault.seal_legacy_keys()
     return vault

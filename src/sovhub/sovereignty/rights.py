@@ -92,13 +92,13 @@ def _aware(value: Any) -> Any:
 
 def erase_user(hub: Hub, user_id: int, *, actor: str = "system") -> dict[str, int]:
     """Crypto-shred the person's data key, let every plugin erase, delete their rows; audited."""
-    from .crypto import get_vault
+    from .crypto import ContentVault
 
     hold = active_legal_hold(hub, user_id)
     if hold is not None:
         raise Conflict(f"user {user_id} is under a recorded legal hold (access request {hold.id}); "
                        "erasure is deferred until the hold ends")
-    vault = get_vault(hub)
+    vault = hub.services.get(ContentVault)
     shredded = vault.destroy_key("user", user_id)
     hub.pm.hook.sovhub_erase_user(hub=hub, user_id=user_id)
     with hub.db.session() as s:
@@ -112,9 +112,9 @@ def erase_user(hub: Hub, user_id: int, *, actor: str = "system") -> dict[str, in
 
 
 def export_own(hub: Hub, user_id: int) -> dict[str, Any]:
-    from .crypto import get_vault
+    from .crypto import ContentVault
 
-    vault = get_vault(hub)
+    vault = hub.services.get(ContentVault)
     conversations = []
     with hub.db.session() as s:
         rows = list(s.scalars(select(StoredConversation).where(StoredConversation.user_id == user_id)

@@ -19,19 +19,11 @@ router = APIRouter()
 
 __all__ = ["router"]
 
-
-def _service(hub: Any) -> ChatService:
-    service = hub.legacy.get("chat")
-    if service is None:
-        service = hub.legacy["chat"] = ChatService(hub)
-    return service  # type: ignore[no-any-return]
-
-
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, hub: HubDep, principal: CurrentPrincipal
 ) -> JSONResponse | StreamingResponse:
-    service = _service(hub)
+    service = hub.services.get(ChatService)
     prepared = await service.prepare(body, principal, request.scope["state"]["request_id"])
     add_backend_time(request, prepared.backend_s)
 

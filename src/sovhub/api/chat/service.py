@@ -19,10 +19,12 @@ import anyio
 
 from ...admission import admit, release, settle
 from ...backends.base import Backend, CancelToken, ChatChunk, estimate_tokens
+from ...backends.registry import BackendRegistry
 from ...backends.window import check_request, window_of
 from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
 from ...hub import Hub
-from ...metering import Usage
+from ...metering import Meter, Usage
+from ...observability import Metrics
 from ...pipeline import ChatContext, ChatResult, Principal
 from .gate import OutputGate, checks_output
 from .protocol import ChatCompletionRequest
@@ -56,6 +58,8 @@ class PreparedChat:
 class ChatService:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.metrics = hub.services.get(Metrics)
+        self.registry = hub.services.get(BackendRegistry)
 
     def _params(self, req: ChatCompletionRequest, backend: Backend, owner: str) -> dict[str, Any]:
         data = req.model_dump(exclude_none=True, exclude={"messages"})
@@ -104,8 +108,8 @@ class ChatService:
         self, req: ChatCompletionRequest, principal: Principal, request_id: str
     ) -> PreparedChat:
         started = time.perf_counter()
-        registry = self.hub.backends
-        if registry is None:
+        registry = self.registry
+        if not registry.running:
             raise BackendUnavailable("the hub is starting; retry shortly")
         ctx = ChatContext(
             request_id=request_id,
@@ -129,7 +133,7 @@ class ChatService:
             try:
                 backend, first, stream = await registry.open_stream(ctx, candidates, ctx.messages, ctx.params, cancel)
             except SovhubError:
-                self.hub.legacy["metrics"].backend_errors.labels(candidates[0].name).inc()
+                self.metrics.backend_errors.labels(candidates[0].name).inc()
                 raise
         except BaseException:
             # Refused by a check or no backend answered: the reservation is given back.
@@ -262,20 +266,20 @@ class ChatService:
         """Metrics and the usage row: synchronous, so nothing can cancel them half-way."""
         ctx, principal = p.ctx, p.ctx.principal
         latency_ms = (time.perf_counter() - p.started) * 1000
-        metrics = self.hub.legacy["metrics"]
+        metrics = self.metrics
         metrics.tokens.labels(ctx.model, "prompt").inc(usage["prompt_tokens"])
         metrics.tokens.labels(ctx.model, "completion").inc(usage["completion_tokens"])
         if p.first_token_s is not None:
             metrics.ttft.labels(ctx.model).observe(p.first_token_s)
-        if self.hub.meter is not None:
-            self.hub.meter.record(
-                Usage(
-                    request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
-                    key_id=principal.key_id, user_id=principal.user_id, backend=p.backend.name,
-                    prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-                    latency_ms=latency_ms, status=status, estimated=estimated,
-                )
+        meter = self.hub.services.get(Meter)
+        meter.record(
+            Usage(
+                request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
+                key_id=principal.key_id, user_id=principal.user_id, backend=p.backend.name,
+                prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                latency_ms=latency_ms, status=status, estimated=estimated,
             )
+        )
 
     async def sse(
         self, p: PreparedChat, include_usage: bool, on_backend_time: Callable[[float], None]
