@@ -27,6 +27,7 @@ __all__ = [
     "OutputVerdict",
     "Principal",
     "RoutePolicy",
+    "SideCall",
 ]
 
 
@@ -53,6 +54,18 @@ class Principal:
 
 
 @dataclass(slots=True)
+class SideCall:
+    """A model call made on behalf of a request (a guard model's verdict): billed with the request."""
+
+    model: str
+    backend: str
+    prompt_tokens: int
+    completion_tokens: int
+    #: Counted by the hub: the backend reported no usage and has no tokenizer here.
+    estimated: bool = False
+
+
+@dataclass(slots=True)
 class ChatContext:
     request_id: str
     principal: Principal
@@ -66,6 +79,8 @@ class ChatContext:
     # Free space for interceptors to pass facts to each other and to `after` (e.g. detected language).
     state: dict[str, Any] = field(default_factory=dict)
     backend_name: str | None = None
+    #: Model calls interceptors made for this request, metered with it (api/chat/service.py).
+    side_calls: list[SideCall] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -319,7 +319,7 @@ class SafetyInterceptor:
         if role == "Agent":
             question = next((message_text(m) for m in reversed(ctx.messages) if m.get("role") == "user"), "")
             history = [("User", question[-2000:])] if question else []
-        guard = GuardModelGuard(backend_complete(self.hub, settings.guard_model, ctx), role=role)
+        guard = GuardModelGuard(backend_complete(self.hub, settings.guard_model, ctx, ctx.side_calls), role=role)
         return await run_guard_model(guard, text, lang, failure=settings.guard_model_failure,
                                      timeout_s=settings.guard_model_timeout_s, history=history)
 

@@ -23,7 +23,7 @@ from ...backends.window import check_request, window_of
 from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
 from ...hub import Hub
 from ...metering import Usage
-from ...pipeline import ChatContext, ChatResult, Principal
+from ...pipeline import ChatContext, ChatResult, Principal, SideCall
 from .gate import OutputGate, checks_output
 from .protocol import ChatCompletionRequest
 
@@ -131,9 +131,12 @@ class ChatService:
             except SovhubError:
                 self.hub.legacy["metrics"].backend_errors.labels(candidates[0].name).inc()
                 raise
-        except BaseException:
-            # Refused by a check or no backend answered: the reservation is given back.
-            await release(self.hub, admission)
+        except BaseException as exc:
+            # Refused by a check or no backend answered: the reservation is given back, less what
+            # the checks' own model calls (a guard model's verdict on the input) used.
+            side = self._record_side_calls(ctx, status=exc.status if isinstance(exc, SovhubError) else 499)
+            with anyio.CancelScope(shield=True):
+                await (settle(self.hub, admission, side) if side else release(self.hub, admission))
             raise
         waited = time.perf_counter() - t0
         envelope = {"id": f"chatcmpl-{ctx.request_id}", "object": "chat.completion.chunk",
@@ -224,7 +227,9 @@ class ChatService:
             usage, estimated = self._count(p)
             self._record(p, usage, estimated, status)
             ctx = p.ctx
-            await settle(self.hub, ctx.state["admission"], usage["prompt_tokens"] + usage["completion_tokens"])
+            side = self._record_side_calls(ctx, status=200)
+            await settle(self.hub, ctx.state["admission"],
+                         usage["prompt_tokens"] + usage["completion_tokens"] + side)
             result = ChatResult(
                 text=p.gate.sent_text(), finish_reason=p.gate.finish_reason(),
                 prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
@@ -276,6 +281,27 @@ class ChatService:
                     latency_ms=latency_ms, status=status, estimated=estimated,
                 )
             )
+
+    def _record_side_calls(self, ctx: ChatContext, status: int) -> int:
+        """One usage row per model the interceptors asked for this request (a guard model); their tokens."""
+        calls, ctx.side_calls = ctx.side_calls, []
+        by_model: dict[tuple[str, str], list[SideCall]] = {}
+        for call in calls:
+            by_model.setdefault((call.model, call.backend), []).append(call)
+        principal = ctx.principal
+        for (model, backend), group in by_model.items():
+            prompt = sum(c.prompt_tokens for c in group)
+            completion = sum(c.completion_tokens for c in group)
+            self.hub.legacy["metrics"].tokens.labels(model, "prompt").inc(prompt)
+            self.hub.legacy["metrics"].tokens.labels(model, "completion").inc(completion)
+            if self.hub.meter is not None:
+                self.hub.meter.record(Usage(
+                    request_id=ctx.request_id, endpoint="chat", model=model, org_id=principal.org_id,
+                    key_id=principal.key_id, user_id=principal.user_id, backend=backend,
+                    prompt_tokens=prompt, completion_tokens=completion, status=status,
+                    estimated=any(c.estimated for c in group),
+                ))
+        return sum(c.prompt_tokens + c.completion_tokens for c in calls)
 
     async def sse(
         self, p: PreparedChat, include_usage: bool, on_backend_time: Callable[[float], None]
