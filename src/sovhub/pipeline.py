@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend
 
 __all__ = [
+    "ANSWER_TEXT_FIELDS",
     "ChatContext",
     "ChatInterceptor",
     "ChatResult",
@@ -29,6 +30,11 @@ __all__ = [
     "RoutePolicy",
     "SideCall",
 ]
+
+
+#: Plain-text fields of a chat message or delta besides ``content`` that a model writes and reads:
+#: OpenAI's ``refusal``, and reasoning as DeepSeek/vLLM (``reasoning_content``) and others name it.
+ANSWER_TEXT_FIELDS = ("refusal", "reasoning_content", "reasoning")
 
 
 @dataclass(slots=True)

@@ -14,10 +14,9 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ANSWER_TEXT_FIELDS", "MessageField", "message_fields", "with_field"]
+from ..pipeline import ANSWER_TEXT_FIELDS
 
-#: Plain-text fields of a message or delta, besides ``content``.
-ANSWER_TEXT_FIELDS = ("refusal", "reasoning_content", "reasoning")
+__all__ = ["ANSWER_TEXT_FIELDS", "MessageField", "message_fields", "with_field"]
 
 Path = tuple[str | int, ...]
 

@@ -23,7 +23,7 @@ from ...backends.window import check_request, window_of
 from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
 from ...hub import Hub
 from ...metering import Usage
-from ...pipeline import ChatContext, ChatResult, Principal, SideCall
+from ...pipeline import ANSWER_TEXT_FIELDS, ChatContext, ChatResult, Principal, SideCall
 from .gate import OutputGate, checks_output
 from .protocol import ChatCompletionRequest
 
@@ -334,10 +334,16 @@ class ChatService:
                          "finish_reason": None, "logprobs": None},
                     )
                     delta = c.get("delta") or {}
+                    message = slot["message"]
                     if delta.get("content"):
-                        slot["message"]["content"] += delta["content"]
+                        message["content"] += delta["content"]
+                    for name in ANSWER_TEXT_FIELDS:
+                        if isinstance(delta.get(name), str) and delta[name]:
+                            message[name] = (message.get(name) or "") + delta[name]
                     for call in delta.get("tool_calls") or []:
                         _merge_tool_call(calls.setdefault(index, {}), call)
+                    if isinstance(delta.get("function_call"), dict):
+                        _merge_function(message.setdefault("function_call", {}), delta["function_call"])
                     if c.get("finish_reason"):
                         slot["finish_reason"] = c["finish_reason"]
         for index, slot in choices.items():
@@ -360,6 +366,15 @@ class ChatService:
         }
 
 
+def _merge_function(function: dict[str, Any], fragment: dict[str, Any]) -> None:
+    """Join the legacy `function_call`'s streamed fragments (its arguments arrive piece by piece)."""
+    for name, value in fragment.items():
+        if name == "arguments" and isinstance(value, str):
+            function["arguments"] = function.get("arguments", "") + value
+        elif value is not None:
+            function[name] = value
+
+
 def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
     """Join a streamed tool call's fragments (its arguments arrive piece by piece) into one call."""
     key = int(fragment.get("index") or 0)
@@ -368,12 +383,7 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any])
         call = calls[key] = {k: v for k, v in fragment.items() if k != "index"}
         call["function"] = dict(fragment.get("function") or {})
         return
-    function = fragment.get("function") or {}
-    for name, value in function.items():
-        if name == "arguments" and isinstance(value, str):
-            call["function"]["arguments"] = call["function"].get("arguments", "") + value
-        elif value is not None:
-            call["function"][name] = value
+    _merge_function(call["function"], fragment.get("function") or {})
     for name, value in fragment.items():
         if name not in ("index", "function") and value is not None:
             call[name] = value
@@ -383,10 +393,10 @@ def _texts_of(chunk: ChatChunk) -> list[str]:
     out: list[str] = []
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
-        if isinstance(delta.get("content"), str):
-            out.append(delta["content"])
-        for call in delta.get("tool_calls") or []:
-            arguments = (call.get("function") or {}).get("arguments")
+        out.extend(delta[k] for k in ("content", *ANSWER_TEXT_FIELDS) if isinstance(delta.get(k), str))
+        functions = [call.get("function") for call in delta.get("tool_calls") or [] if isinstance(call, dict)]
+        for function in [*functions, delta.get("function_call")]:
+            arguments = function.get("arguments") if isinstance(function, dict) else None
             if isinstance(arguments, str):
                 out.append(arguments)
     return out
