@@ -406,3 +406,28 @@ def test_lowering_a_creator_lowers_the_keys_it_minted(hub: Any, events: Any) -> 
     assert authenticate(hub, grandchild.secret).limits == {"rpm": 3, "tpm": 50}
     narrowed = events.last("key.limits_set").data["narrowed_children"]
     assert sorted(narrowed) == sorted([child.prefix, grandchild.prefix])
+
+
+def test_the_prompt_is_reserved_with_the_backends_own_tokenizer(hub: Any, fake_plugin: Any, api_key: str) -> None:
+    """A prompt of 2,000 characters is 2,000 tokens to this backend: 500 by the 4-character rule would pass."""
+    from fastapi.testclient import TestClient
+
+    from sovhub.access.quotas import set_org_limits
+    from sovhub.accounts import get_org
+    from sovhub.app import create_app
+    from tests.conftest import add_fake_backend
+
+    add_fake_backend(hub, "dense", ["dense"], tokenizer="chars")
+    add_fake_backend(hub, "plain", ["plain"])
+    set_org_limits(hub, get_org(hub, "acme").id, {"tpm": 1_000})
+    text = "字" * 2_000
+    with TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"}) as client:
+        def ask(model: str) -> Any:
+            return client.post("/v1/chat/completions", json={
+                "model": model, "max_tokens": 10, "messages": [{"role": "user", "content": text}]})
+
+        refused = ask("dense")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "tokens_over_limit"
+        assert fake_plugin.instances["dense"].calls == 0
+        # A backend without a tokenizer here is still estimated (and fits).
+        assert ask("plain").status_code == 200

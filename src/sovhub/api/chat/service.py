@@ -33,6 +33,11 @@ log = logging.getLogger("sovhub.api.chat")
 
 # Parameters every backend honours; anything else needs a backend that passes it on.
 _COMMON = {"max_tokens", "temperature", "top_p", "stop", "seed", "n"}
+# Prompts longer than this are tokenized in a worker thread, off the event loop.
+_INLINE_COUNT_CHARS = 8_000
+# What a chat template adds around each message (role markers, separators), in tokens, at most
+# for the templates of the models served here (ChatML: 4 to 5).
+_TEMPLATE_TOKENS = 6
 _HUB_ONLY = {"model", "messages", "stream", "stream_options", "max_completion_tokens", "user", "store", "metadata"}
 
 
@@ -95,10 +100,22 @@ class ChatService:
         return params
 
     @staticmethod
-    def _reserve(req: ChatCompletionRequest, params: dict[str, Any]) -> int:
-        """The most tokens the request may use: max_tokens x n, and its prompt (about 4 characters a token)."""
-        prompt_chars = sum(len(m.text()) for m in req.messages)
-        return int(params.get("max_tokens", 0)) * (req.n or 1) + prompt_chars // 4
+    async def _reserve(messages: list[dict[str, Any]], params: dict[str, Any], n: int, backend: Backend) -> int:
+        """The most tokens the request may use: max_tokens x n, and its prompt.
+
+        The prompt is counted with the backend's own tokenizer where it has one (a dense script can
+        take a token per character), else estimated at about 4 characters a token.
+        """
+        text = prompt_text(messages)
+        if len(text) > _INLINE_COUNT_CHARS:
+            counted = await anyio.to_thread.run_sync(backend.count_tokens, text)
+        else:
+            counted = backend.count_tokens(text)
+        if counted is None:
+            prompt = sum(len(part) for m in messages for part in _parts(m)) // 4
+        else:
+            prompt = counted + _TEMPLATE_TOKENS * len(messages)
+        return int(params.get("max_tokens", 0)) * n + prompt
 
     async def prepare(
         self, req: ChatCompletionRequest, principal: Principal, request_id: str
@@ -118,7 +135,8 @@ class ChatService:
         )
         candidates = registry.candidates(ctx, req.model)
         ctx.params = self._params(req, candidates[0], principal.label)
-        admission = await admit(self.hub, principal, "chat", req.model, reserve=self._reserve(req, ctx.params))
+        reserve = await self._reserve(ctx.messages, ctx.params, req.n or 1, candidates[0])
+        admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve)
         ctx.state["admission"] = admission
         try:
             for interceptor in self.hub.interceptors:
@@ -404,15 +422,18 @@ def _texts_of(chunk: ChatChunk) -> list[str]:
 
 def prompt_text(messages: list[dict[str, Any]]) -> str:
     """The text of the messages a backend read, for counting its tokens when it reported none."""
+    return "\n".join(part for message in messages for part in (str(message.get("role", "")), *_parts(message)))
+
+
+def _parts(message: dict[str, Any]) -> list[str]:
+    """A message's texts: its content, and its tool calls' names and arguments."""
     parts: list[str] = []
-    for message in messages:
-        parts.append(str(message.get("role", "")))
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") or {} if isinstance(call, dict) else {}
-            parts.extend(str(function.get(k, "")) for k in ("name", "arguments"))
-    return "\n".join(parts)
+    content = message.get("content")
+    if isinstance(content, str):
+        parts.append(content)
+    elif isinstance(content, list):
+        parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {} if isinstance(call, dict) else {}
+        parts.extend(str(function.get(k, "")) for k in ("name", "arguments"))
+    return parts
