@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .errors import SovhubError
 from .hub import Hub, build_hub
+from .operators import cli_actor
 from .settings import Settings, default_toml, load_settings
 
 __all__ = ["HubContext", "cli", "main", "pass_hub"]
@@ -189,7 +190,7 @@ def orgs_create(hub: Hub, name: str) -> None:
     """Create an organization."""
     from .accounts import create_org
 
-    org = create_org(hub, name)
+    org = create_org(hub, name, actor=cli_actor())
     click.echo(f"created organization {org.name} (id {org.id})")
 
 
@@ -230,7 +231,7 @@ def keys_create(
 
     limits = {k: v for k, v in {"rpm": rpm, "tpm": tpm, "rpd": rpd, "tpd": tpd}.items() if v is not None}
     created = create_key(hub, org, name=name, limits=limits, scopes=scopes or None,
-                         expires_at=expires.replace(tzinfo=UTC) if expires else None)
+                         expires_at=expires.replace(tzinfo=UTC) if expires else None, actor=cli_actor())
     click.echo(f"created key {created.prefix} for organization {created.org} with scopes "
                f"{', '.join(created.scopes)}; store the secret now:", err=True)
     click.echo(created.secret)
@@ -255,7 +256,7 @@ def keys_revoke(hub: Hub, prefix: str) -> None:
     """Revoke a key by its prefix, with every key minted from it."""
     from .accounts import revoke_key
 
-    revoke_key(hub, prefix)
+    revoke_key(hub, prefix, actor=cli_actor())
     click.echo(f"revoked {prefix} and the keys minted from it")
 
 
@@ -286,7 +287,7 @@ def backends_add(
         jurisdiction = validate_jurisdiction(jurisdiction)
     config = add_backend(
         hub, name, url=url, gguf=gguf, models=list(models), jurisdiction=jurisdiction,
-        operator=operator, api_key=api_key,
+        operator=operator, api_key=api_key, actor=cli_actor(),
     )
     where = config.url or config.options.get("path")
     click.echo(f"added backend {config.name} ({config.kind}, {where}, jurisdiction {config.jurisdiction})")
@@ -311,7 +312,7 @@ def backends_remove(hub: Hub, name: str) -> None:
     """Remove a backend."""
     from .backends.catalog import remove_backend
 
-    remove_backend(hub, name)
+    remove_backend(hub, name, actor=cli_actor())
     click.echo(f"removed backend {name}")
 
 

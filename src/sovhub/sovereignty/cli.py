@@ -12,6 +12,7 @@ import click
 
 from ..cli import pass_hub
 from ..hub import Hub
+from ..operators import cli_actor
 
 __all__ = ["add_commands", "users_group"]
 
@@ -25,14 +26,15 @@ def users_group() -> None:
 @click.argument("user")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the JSON here instead of stdout.")
-@click.option("--actor", default="cli", help="Who asks (recorded in the audit log).")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
 @pass_hub
-def users_export(hub: Hub, user: str, output: str | None, actor: str) -> None:
+def users_export(hub: Hub, user: str, output: str | None, actor: str | None) -> None:
     """Export everything the hub holds about USER (id or email) as JSON."""
     from .rights import export_user, resolve_user
 
     user_id = resolve_user(hub, user)
-    data = json.dumps(export_user(hub, user_id, actor=actor), ensure_ascii=False, indent=2, default=str)
+    data = json.dumps(export_user(hub, user_id, actor=cli_actor(actor)), ensure_ascii=False, indent=2, default=str)
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(data + "\n")
@@ -44,16 +46,17 @@ def users_export(hub: Hub, user: str, output: str | None, actor: str) -> None:
 @users_group.command("erase")
 @click.argument("user")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--actor", default="cli", help="Who asks (recorded in the audit log).")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
 @pass_hub
-def users_erase(hub: Hub, user: str, yes: bool, actor: str) -> None:
+def users_erase(hub: Hub, user: str, yes: bool, actor: str | None) -> None:
     """Erase USER (id or email): destroy their data key (crypto-shredding) and delete their rows."""
     from .rights import erase_user, resolve_user
 
     user_id = resolve_user(hub, user)
     if not yes:
         click.confirm(f"erase user {user_id} and all their data? this cannot be undone", abort=True)
-    summary = erase_user(hub, user_id, actor=actor)
+    summary = erase_user(hub, user_id, actor=cli_actor(actor))
     click.echo(f"erased user {user_id}: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.items())))
 
 
@@ -80,13 +83,13 @@ def audit_verify(hub: Hub) -> None:
 
 
 @audit_group.command("sign-head")
-@click.option("--actor", default="cli", help="Who signs (recorded in the audit log).")
+@click.option("--actor", default=None, help="A name to record beside your OS account in the audit log.")
 @pass_hub
-def audit_sign_head(hub: Hub, actor: str) -> None:
+def audit_sign_head(hub: Hub, actor: str | None) -> None:
     """Sign the chain head with the Ed25519 key; anchor the printed JSON outside the hub."""
     from .audit import sign_head
 
-    click.echo(json.dumps(sign_head(hub, actor=actor)))
+    click.echo(json.dumps(sign_head(hub, actor=cli_actor(actor))))
 
 
 @audit_group.command("verify-signature")
