@@ -1,4 +1,4 @@
-"""Operations endpoints: /healthz (alive), /readyz (model loaded, database reachable), /metrics.
+"""Operations endpoints: /healthz (alive), /readyz (model loaded, database reachable, not draining), /metrics.
 
 `/metrics` tells anyone who reads it the hub's traffic, models and error rates: it wants
 ``Authorization: Bearer <metrics_token>`` (401 otherwise), the token Prometheus reads from a file
@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import AuthenticationFailed
+from ..fleet.drain import Drain
 from .deps import HubDep
 from .metrics_listener import metrics_token_ok
 
@@ -31,6 +32,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(hub: HubDep) -> JSONResponse:
+    if Drain in hub.services and hub.services.get(Drain).draining:
+        # Shutting down: the load balancer must stop sending here, at once (no database read first).
+        return JSONResponse({"status": "draining"}, status_code=503, headers={"retry-after": "1"})
     database = await anyio.to_thread.run_sync(hub.db.ping)
     backends = {b.name: b.ready() for b in hub.backends.backends} if hub.backends else {}
     ready = database and bool(backends) and all(backends.values())
