@@ -319,6 +319,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; SQLite in the data dir when unset (postgresql+psycopg://...)."
     )
+    migrate_on_start: bool = Field(
+        True, description="Bring the database to the newest migration when the hub starts. Off (every replica of "
+        "a fleet, where one Job runs `sovhub migrate`): refuse to start, with an error, unless the database is "
+        "already at the newest migration."
+    )
     host: str = Field("127.0.0.1", description="Address `serve` binds.")
     port: int = Field(8080, ge=0, le=65535, description="Port `serve` binds.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
