@@ -60,6 +60,11 @@ class SovereigntySettings(BaseModel):
         "keystore", description="Directory of per-person key-encryption keys (outside the database), relative to "
         "the data dir; erasure deletes the person's file. Replicas must share it."
     )
+    erasure_journal_file: str | None = Field(
+        None, description="Append-only journal of erasures (user ids only), outside the database, that `sovhub "
+        "restore` re-applies; relative to the data dir. Unset: erasures.jsonl in the key store directory. "
+        "Replicas must share it."
+    )
     retention_days: int = Field(30, ge=0, description="Default days conversation content is kept (0 = none).")
     audit_signing_key_file: str = Field(
         "audit-ed25519.key", description="Ed25519 key that signs the audit chain head."

@@ -3,22 +3,32 @@ its schema, names the revisions, and writes nothing; `sovhub migrate` (the chart
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from alembic import command
 
+import sovhub
 from sovhub.errors import ConfigError
 from sovhub.hub import build_hub
 from sovhub.store.db import Database
 from tests.conftest import make_settings, run_cli
 
 
-def test_serve_no_migrate_refuses_an_empty_database_and_writes_nothing(database_url, data_dir, capsys) -> None:
+def test_serve_no_migrate_refuses_an_empty_database_and_writes_nothing(database_url, data_dir) -> None:
     settings = make_settings(data_dir, database_url=database_url)
-    code = run_cli(data_dir, "serve", "--no-migrate", "--port", "0") if database_url is None else None
-    if code is not None:
-        assert code == 1
-        err = capsys.readouterr().err
-        assert "has no sovhub schema" in err and "sovhub migrate" in err
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOVHUB_")}
+    env["PYTHONPATH"] = str(Path(sovhub.__file__).parents[1])
+    if database_url:
+        env["SOVHUB_DATABASE_URL"] = database_url
+    served = subprocess.run([sys.executable, "-m", "sovhub", "--data-dir", str(data_dir), "serve", "--no-migrate",
+                             "--port", "0"], capture_output=True, text=True, env=env, timeout=120)
+    assert served.returncode == 1, served.stderr
+    assert "has no sovhub schema" in served.stderr and "run `sovhub migrate`" in served.stderr
+    assert "serving at" not in served.stderr
     with pytest.raises(ConfigError, match="migrate_on_start is off"):
         build_hub(make_settings(data_dir, database_url=database_url, migrate_on_start=False))
     db = Database(settings.resolved_database_url)
