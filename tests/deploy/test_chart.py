@@ -248,12 +248,24 @@ def test_service_monitor_scrapes_metrics_with_the_token_by_reference() -> None:
     monitor = of_kind(docs, "ServiceMonitor")[0]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     endpoint = monitor["spec"]["endpoints"][0]
-    assert endpoint["path"] == "/metrics" and endpoint["port"] == "http"
+    assert endpoint["path"] == "/metrics" and endpoint["port"] == "metrics"
     assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": "sovhub-secrets",
                                                                            "key": "metrics-token"}}
     service = next(s for s in of_kind(docs, "Service") if s["metadata"]["name"] == "hub-sovhub")
     assert all(service["metadata"]["labels"][k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"} in service["spec"]["ports"]
+
+
+def test_metrics_are_served_apart_and_only_prometheus_may_reach_them() -> None:
+    docs = render(VALUES["production"])
+    gateway = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "hub-sovhub")
+    env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SOVHUB_METRICS_PORT"] == "9090" and env["SOVHUB_METRICS_HOST"] == "0.0.0.0"
+    policy = next(p for p in of_kind(docs, "NetworkPolicy") if p["metadata"]["name"] == "hub-sovhub")
+    by_port = {r["ports"][0]["port"]: r["from"] for r in policy["spec"]["ingress"]}
+    assert by_port[8080] == VALUES["production"]["networkPolicy"]["ingressFrom"]
+    assert by_port[9090] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
 
 def test_the_key_store_claim_outlives_the_release() -> None:
@@ -262,3 +274,48 @@ def test_the_key_store_claim_outlives_the_release() -> None:
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert not of_kind(render(VALUES["production"]), "PersistentVolumeClaim")  # existingClaim given
+
+
+def _setting_exists(path: list[str]) -> bool:
+    """Whether SOVHUB_A__B__C names a real setting (pydantic-settings silently ignores one that does not)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from sovhub.settings import Settings
+
+    model: Any = Settings
+    for i, part in enumerate(path):
+        fields = model.model_fields
+        if part not in fields:
+            return False
+        annotation = fields[part].annotation
+        if i == len(path) - 1:
+            return True
+        origin = typing.get_origin(annotation)
+        if origin is dict:
+            value_type = typing.get_args(annotation)[1]
+            return _model_has(value_type, path[i + 2:])
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        return False
+    return True
+
+
+def _model_has(model: Any, rest: list[str]) -> bool:
+    for part in rest:
+        if part not in model.model_fields:
+            return False
+        model = model.model_fields[part].annotation
+    return True
+
+
+def test_every_environment_variable_the_chart_sets_is_a_real_setting(rendered) -> None:
+    name, docs = rendered
+    for where, spec in pod_specs(docs):
+        for container in spec["containers"]:
+            for env in container.get("env", []):
+                if env["name"].startswith("SOVHUB_") and "vllm" not in where:
+                    path = env["name"].removeprefix("SOVHUB_").lower().split("__")
+                    assert _setting_exists(path), f"{where}: {env['name']} is no sovhub setting"

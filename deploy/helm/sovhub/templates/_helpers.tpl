@@ -91,6 +91,12 @@ and migrate_on_start off (only the migration Job migrates).
   value: /var/cache/sovhub
 - name: SOVHUB_MIGRATE_ON_START
   value: "false"
+{{- if .Values.metricsPort }}
+- name: SOVHUB_METRICS_PORT
+  value: {{ .Values.metricsPort | quote }}
+- name: SOVHUB_METRICS_HOST
+  value: 0.0.0.0
+{{- end }}
 - name: SOVHUB_SERVER__DRAIN_SECONDS
   value: {{ .Values.drainSeconds | quote }}
 - name: SOVHUB_DATABASE_URL
