@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from . import __version__
 from .api.errors import install_error_handlers
+from .api.metrics_listener import MetricsListener
 from .api.middleware import HubMiddleware
 from .backends.catalog import backend_configs
 from .backends.registry import BackendRegistry
@@ -41,6 +42,13 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
             stack.push_async_callback(egress.close)
             registry = hub.services.get(BackendRegistry)
             registry.load(configs)
+            if hub.settings.metrics_port is not None:
+                listener = MetricsListener(hub.settings.metrics_host, hub.settings.metrics_port, metrics.registry,
+                                           lambda: hub.settings.resolved_metrics_token)
+                listener.start()
+                stack.callback(listener.close)
+                app.state.metrics_listener = listener
+                log.info("metrics served at http://%s:%d/metrics", hub.settings.metrics_host, listener.port)
             meter = hub.services.get(Meter)
             await meter.start()
             stack.push_async_callback(meter.close)
