@@ -17,7 +17,7 @@ from .service import ChatService
 
 router = APIRouter()
 
-__all__ = ["router"]
+__all__ = ["ReleasingStream", "router", "watch_disconnect"]
 
 
 def _service(hub: Any) -> ChatService:
@@ -40,7 +40,7 @@ async def create_chat_completion(
 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _ChatStream(
+        return ReleasingStream(
             service.sse(prepared, include_usage, on_backend),
             lambda: service.release(prepared),
             media_type="text/event-stream",
@@ -48,7 +48,7 @@ async def create_chat_completion(
         )
 
     # Non-streaming: generation keeps going only while the client is there.
-    watcher = asyncio.create_task(_watch_disconnect(request, prepared.cancel.cancel))
+    watcher = asyncio.create_task(watch_disconnect(request, prepared.cancel.cancel))
     try:
         result = await service.complete(prepared, on_backend)
     finally:
@@ -59,7 +59,7 @@ async def create_chat_completion(
     return JSONResponse(result, headers=prepared.headers)
 
 
-class _ChatStream(StreamingResponse):
+class ReleasingStream(StreamingResponse):
     """A streamed answer that is recorded even if its body is never read (client gone first)."""
 
     def __init__(self, content: Any, release: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
@@ -74,7 +74,7 @@ class _ChatStream(StreamingResponse):
             await self._release()
 
 
-async def _watch_disconnect(request: Request, cancel: Any) -> None:
+async def watch_disconnect(request: Request, cancel: Any) -> None:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":

@@ -312,11 +312,18 @@ class ChatService:
                         slot["message"]["content"] += delta["content"]
                     for call in delta.get("tool_calls") or []:
                         _merge_tool_call(calls.setdefault(index, {}), call)
+                    entries = (c.get("logprobs") or {}).get("content")
+                    if entries:
+                        if slot["logprobs"] is None:
+                            slot["logprobs"] = {"content": [], "refusal": None}
+                        slot["logprobs"]["content"].extend(entries)
                     if c.get("finish_reason"):
                         slot["finish_reason"] = c["finish_reason"]
         for index, slot in choices.items():
             if index in calls:
                 slot["message"]["tool_calls"] = [calls[index][k] for k in sorted(calls[index])]
+                # As OpenAI: an answer that only calls has no content (null, not "").
+                slot["message"]["content"] = slot["message"]["content"] or None
             slot["finish_reason"] = slot["finish_reason"] or "stop"
             slot["message"].setdefault("refusal", None)
         if not choices:
