@@ -29,8 +29,8 @@ CALL_CLOSE = "</tool_call>"
 MAX_PARALLEL_CALLS = 4
 _MAX_SCHEMA_CHARS = 32_000
 _MAX_GRAMMAR_CHARS = 200_000
-#: Longest string of a json_object answer (no schema bounds it).
-_JSON_OBJECT_STRING = 200
+#: Bounds of a json_object answer (no schema gives any): members per object, items per array, characters per string.
+_JSON_MEMBERS, _JSON_ITEMS, _JSON_STRING = 8, 32, 200
 
 
 @dataclass(slots=True)
@@ -113,6 +113,25 @@ def _visit(converter: Any, schema: Any, name: str, param: str) -> str:
         ) from exc
 
 
+def _json_object_grammar() -> str:
+    """Any JSON object, within bounds (members, items, string length) that end what a small model
+    might otherwise repeat until its token budget is spent (seen: one key pair written over and over).
+
+    Through the converter rather than llama.cpp's general JSON grammar, whose optional newline and
+    indentation between tokens leave room to run away in whitespace.
+    """
+    grammar = _schema_grammar({"type": "object"}, "response_format")
+    member = '("," space string ":" space value)'
+    item = '("," space value)'
+    string = 'string ::= "\\"" char* "\\"" space'
+    if not all(part in grammar for part in (member + "*", item + "*", string)):
+        raise RuntimeError("llama.cpp's JSON grammar changed: the bounds of json_object must be set again")
+    bounded = (grammar.replace(member + "*", f"{member}{{0,{_JSON_MEMBERS - 1}}}")
+               .replace(item + "*", f"{item}{{0,{_JSON_ITEMS - 1}}}")
+               .replace(string, string.replace("char*", f"char{{0,{_JSON_STRING}}}")))
+    return bounded
+
+
 def _schema_grammar(schema: Any, param: str) -> str:
     converter = _converter()
     _visit(converter, schema, "", param)
@@ -185,14 +204,10 @@ def build_constraint(params: dict[str, Any], vocab: Any = None) -> Constraint:
     kind = response_format.get("type")
     text_grammar: str | None = None
     if kind == "json_object":
-        # Through the converter, not llama.cpp's general JSON grammar: its single optional space
-        # between tokens leaves a small model no room to run away in whitespace; strings are
-        # bounded too, where a small model otherwise may write digits until its budget is spent.
-        text_grammar = _schema_grammar({"type": "object"}, "response_format").replace(
-            'string ::= "\\"" char* "\\"" space', f'string ::= "\\"" char{{0,{_JSON_OBJECT_STRING}}} "\\"" space')
+        text_grammar = _json_object_grammar()
     elif kind == "json_schema":
         spec = response_format.get("json_schema") or {}
-        schema = spec.get("schema") or {"type": "object"}
+        schema = spec["schema"] if spec.get("schema") is not None else {"type": "object"}
         text_grammar = _schema_grammar(schema, "response_format.json_schema.schema")
     if tools:
         mode, allowed = _tool_choice(params, tool_names(tools))

@@ -69,6 +69,11 @@ class Decoder:
         llm = self.llm
         vocab = llm._model.vocab
         llm.set_seed(self.seed if self.seed is not None else random.getrandbits(32))
+        if self.seed is not None:
+            # The prompt evaluated afresh, not continued from the context's cache: a prefix reused
+            # from another request is evaluated in other batch sizes, whose logits differ in the last
+            # bits, and a sampled answer would then differ for the same seed.
+            llm.reset()
         grammar = LlamaGrammar.from_string(self.grammar) if self.grammar else None
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         sent = 0

@@ -13,7 +13,8 @@ __all__ = ["CreateResponse", "chat_tools", "chat_tool_choice", "chat_response_fo
 # Accepted and without effect here (they change nothing a hub's model does, or only OpenAI's
 # own service): kept so that clients sending them, as the Agents SDK does, just work.
 IGNORED = frozenset({"include", "truncation", "reasoning", "service_tier", "prompt_cache_key",
-                     "prompt_cache_retention", "safety_identifier", "background", "stream_options"})
+                     "prompt_cache_retention", "prompt_cache_options", "safety_identifier", "background",
+                     "stream_options"})
 
 
 class CreateResponse(BaseModel):
@@ -42,6 +43,7 @@ class CreateResponse(BaseModel):
     service_tier: Any = None
     prompt_cache_key: Any = None
     prompt_cache_retention: Any = None
+    prompt_cache_options: Any = None
     safety_identifier: Any = None
     background: bool | None = None
     stream_options: Any = None
