@@ -111,3 +111,8 @@ def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:  # type: ignor
 @hookspec
 def sovhub_erase_user(hub: Hub, user_id: int) -> None:
     """Erase (or unlink) every row this plugin holds about a person; runs after their keys are destroyed."""
+
+
+@hookspec
+def sovhub_restored(hub: Hub) -> None:
+    """Rebuild what this plugin derives from its rows (indexes a backup leaves out) after `sovhub restore`."""

@@ -123,16 +123,26 @@ class Hub:
         self.db.dispose()
 
 
-def build_hub(settings: Settings, *, migrate: bool = True, pm: pluggy.PluginManager | None = None) -> Hub:
-    """Create the data dir, open and migrate the database, load the plugins."""
+def build_hub(settings: Settings, *, migrate: bool | None = None, pm: pluggy.PluginManager | None = None) -> Hub:
+    """Create the data dir, open the database, load the plugins.
+
+    The database is migrated to the newest schema when `migrate` (default: the `migrate_on_start`
+    setting) is true; otherwise it must already be there (ConfigError, nothing written).
+    """
     from .plugins import get_plugin_manager
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.signing_key  # noqa: B018 - resolve (or write) the secret key before anything signs with it
     settings.resolved_metrics_token  # noqa: B018 - and the metrics token, so `init` leaves it in the data dir
     db = Database(settings.resolved_database_url)
-    if migrate:
+    if settings.migrate_on_start if migrate is None else migrate:
         db.migrate()
+    else:
+        try:
+            db.require_migrated()
+        except BaseException:
+            db.dispose()
+            raise
     hub = Hub(settings, pm or get_plugin_manager(), db)
     hub.services.build(hub, [p for group in hub.pm.hook.sovhub_services(hub=hub) for p in (group or [])])
     return hub

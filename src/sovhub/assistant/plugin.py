@@ -62,6 +62,14 @@ def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
 
 
 @hookimpl
+def sovhub_restored(hub: Hub) -> None:
+    from .knowledge.lexical import reindex_all
+
+    with hub.db.session() as s:
+        reindex_all(s)
+
+
+@hookimpl
 def sovhub_erase_user(hub: Hub, user_id: int) -> None:
     from .web.conversations import ConversationStore
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 
 import click
 
 from ..cli import pass_hub
 from ..hub import Hub
+from ..operators import cli_actor
 
 __all__ = ["appeals_group", "policy_group"]
 
@@ -49,7 +49,7 @@ def appeals_decide(hub: Hub, appeal_id: str, outcome: str | None, reason: str, s
 
     if outcome is None:
         raise InvalidRequest("choose --uphold or --overturn")
-    view = decide_appeal(hub, appeal_id, outcome, reason, staff or f"cli:{getpass.getuser()}")  # type: ignore[arg-type]
+    view = decide_appeal(hub, appeal_id, outcome, reason, staff or cli_actor())  # type: ignore[arg-type]
     click.echo(f"{view.id}\t{view.status}")
 
 

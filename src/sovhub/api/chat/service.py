@@ -23,7 +23,7 @@ from ...backends.window import check_request, window_of
 from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
 from ...hub import Hub
 from ...metering import Usage
-from ...pipeline import ChatContext, ChatResult, Principal
+from ...pipeline import ANSWER_TEXT_FIELDS, ChatContext, ChatResult, Principal, SideCall
 from .gate import OutputGate, checks_output
 from .protocol import ChatCompletionRequest
 
@@ -33,6 +33,11 @@ log = logging.getLogger("sovhub.api.chat")
 
 # Parameters every backend honours; anything else needs a backend that passes it on.
 _COMMON = {"max_tokens", "temperature", "top_p", "stop", "seed", "n"}
+# Prompts longer than this are tokenized in a worker thread, off the event loop.
+_INLINE_COUNT_CHARS = 8_000
+# What a chat template adds around each message (role markers, separators), in tokens, at most
+# for the templates of the models served here (ChatML: 4 to 5).
+_TEMPLATE_TOKENS = 6
 _HUB_ONLY = {"model", "messages", "stream", "stream_options", "max_completion_tokens", "user", "store", "metadata"}
 
 
@@ -95,10 +100,22 @@ class ChatService:
         return params
 
     @staticmethod
-    def _reserve(req: ChatCompletionRequest, params: dict[str, Any]) -> int:
-        """The most tokens the request may use: max_tokens x n, and its prompt (about 4 characters a token)."""
-        prompt_chars = sum(len(m.text()) for m in req.messages)
-        return int(params.get("max_tokens", 0)) * (req.n or 1) + prompt_chars // 4
+    async def _reserve(messages: list[dict[str, Any]], params: dict[str, Any], n: int, backend: Backend) -> int:
+        """The most tokens the request may use: max_tokens x n, and its prompt.
+
+        The prompt is counted with the backend's own tokenizer where it has one (a dense script can
+        take a token per character), else estimated at about 4 characters a token.
+        """
+        text = prompt_text(messages)
+        if len(text) > _INLINE_COUNT_CHARS:
+            counted = await anyio.to_thread.run_sync(backend.count_tokens, text)
+        else:
+            counted = backend.count_tokens(text)
+        if counted is None:
+            prompt = sum(len(part) for m in messages for part in _parts(m)) // 4
+        else:
+            prompt = counted + _TEMPLATE_TOKENS * len(messages)
+        return int(params.get("max_tokens", 0)) * n + prompt
 
     async def prepare(
         self, req: ChatCompletionRequest, principal: Principal, request_id: str
@@ -118,7 +135,8 @@ class ChatService:
         )
         candidates = registry.candidates(ctx, req.model)
         ctx.params = self._params(req, candidates[0], principal.label)
-        admission = await admit(self.hub, principal, "chat", req.model, reserve=self._reserve(req, ctx.params))
+        reserve = await self._reserve(ctx.messages, ctx.params, req.n or 1, candidates[0])
+        admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve)
         ctx.state["admission"] = admission
         try:
             for interceptor in self.hub.interceptors:
@@ -131,9 +149,12 @@ class ChatService:
             except SovhubError:
                 self.hub.legacy["metrics"].backend_errors.labels(candidates[0].name).inc()
                 raise
-        except BaseException:
-            # Refused by a check or no backend answered: the reservation is given back.
-            await release(self.hub, admission)
+        except BaseException as exc:
+            # Refused by a check or no backend answered: the reservation is given back, less what
+            # the checks' own model calls (a guard model's verdict on the input) used.
+            side = self._record_side_calls(ctx, status=exc.status if isinstance(exc, SovhubError) else 499)
+            with anyio.CancelScope(shield=True):
+                await (settle(self.hub, admission, side) if side else release(self.hub, admission))
             raise
         waited = time.perf_counter() - t0
         envelope = {"id": f"chatcmpl-{ctx.request_id}", "object": "chat.completion.chunk",
@@ -224,7 +245,9 @@ class ChatService:
             usage, estimated = self._count(p)
             self._record(p, usage, estimated, status)
             ctx = p.ctx
-            await settle(self.hub, ctx.state["admission"], usage["prompt_tokens"] + usage["completion_tokens"])
+            side = self._record_side_calls(ctx, status=200)
+            await settle(self.hub, ctx.state["admission"],
+                         usage["prompt_tokens"] + usage["completion_tokens"] + side)
             result = ChatResult(
                 text=p.gate.sent_text(), finish_reason=p.gate.finish_reason(),
                 prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
@@ -277,6 +300,27 @@ class ChatService:
                 )
             )
 
+    def _record_side_calls(self, ctx: ChatContext, status: int) -> int:
+        """One usage row per model the interceptors asked for this request (a guard model); their tokens."""
+        calls, ctx.side_calls = ctx.side_calls, []
+        by_model: dict[tuple[str, str], list[SideCall]] = {}
+        for call in calls:
+            by_model.setdefault((call.model, call.backend), []).append(call)
+        principal = ctx.principal
+        for (model, backend), group in by_model.items():
+            prompt = sum(c.prompt_tokens for c in group)
+            completion = sum(c.completion_tokens for c in group)
+            self.hub.legacy["metrics"].tokens.labels(model, "prompt").inc(prompt)
+            self.hub.legacy["metrics"].tokens.labels(model, "completion").inc(completion)
+            if self.hub.meter is not None:
+                self.hub.meter.record(Usage(
+                    request_id=ctx.request_id, endpoint="chat", model=model, org_id=principal.org_id,
+                    key_id=principal.key_id, user_id=principal.user_id, backend=backend,
+                    prompt_tokens=prompt, completion_tokens=completion, status=status,
+                    estimated=any(c.estimated for c in group),
+                ))
+        return sum(c.prompt_tokens + c.completion_tokens for c in calls)
+
     async def sse(
         self, p: PreparedChat, include_usage: bool, on_backend_time: Callable[[float], None]
     ) -> AsyncIterator[bytes]:
@@ -308,8 +352,12 @@ class ChatService:
                          "finish_reason": None, "logprobs": None},
                     )
                     delta = c.get("delta") or {}
+                    message = slot["message"]
                     if delta.get("content"):
-                        slot["message"]["content"] += delta["content"]
+                        message["content"] += delta["content"]
+                    for name in ANSWER_TEXT_FIELDS:
+                        if isinstance(delta.get(name), str) and delta[name]:
+                            message[name] = (message.get(name) or "") + delta[name]
                     for call in delta.get("tool_calls") or []:
                         _merge_tool_call(calls.setdefault(index, {}), call)
                     entries = (c.get("logprobs") or {}).get("content")
@@ -317,6 +365,8 @@ class ChatService:
                         if slot["logprobs"] is None:
                             slot["logprobs"] = {"content": [], "refusal": None}
                         slot["logprobs"]["content"].extend(entries)
+                    if isinstance(delta.get("function_call"), dict):
+                        _merge_function(message.setdefault("function_call", {}), delta["function_call"])
                     if c.get("finish_reason"):
                         slot["finish_reason"] = c["finish_reason"]
         for index, slot in choices.items():
@@ -341,6 +391,15 @@ class ChatService:
         }
 
 
+def _merge_function(function: dict[str, Any], fragment: dict[str, Any]) -> None:
+    """Join the legacy `function_call`'s streamed fragments (its arguments arrive piece by piece)."""
+    for name, value in fragment.items():
+        if name == "arguments" and isinstance(value, str):
+            function["arguments"] = function.get("arguments", "") + value
+        elif value is not None:
+            function[name] = value
+
+
 def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
     """Join a streamed tool call's fragments (its arguments arrive piece by piece) into one call."""
     key = int(fragment.get("index") or 0)
@@ -349,12 +408,7 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any])
         call = calls[key] = {k: v for k, v in fragment.items() if k != "index"}
         call["function"] = dict(fragment.get("function") or {})
         return
-    function = fragment.get("function") or {}
-    for name, value in function.items():
-        if name == "arguments" and isinstance(value, str):
-            call["function"]["arguments"] = call["function"].get("arguments", "") + value
-        elif value is not None:
-            call["function"][name] = value
+    _merge_function(call["function"], fragment.get("function") or {})
     for name, value in fragment.items():
         if name not in ("index", "function") and value is not None:
             call[name] = value
@@ -364,10 +418,10 @@ def _texts_of(chunk: ChatChunk) -> list[str]:
     out: list[str] = []
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
-        if isinstance(delta.get("content"), str):
-            out.append(delta["content"])
-        for call in delta.get("tool_calls") or []:
-            arguments = (call.get("function") or {}).get("arguments")
+        out.extend(delta[k] for k in ("content", *ANSWER_TEXT_FIELDS) if isinstance(delta.get(k), str))
+        functions = [call.get("function") for call in delta.get("tool_calls") or [] if isinstance(call, dict)]
+        for function in [*functions, delta.get("function_call")]:
+            arguments = function.get("arguments") if isinstance(function, dict) else None
             if isinstance(arguments, str):
                 out.append(arguments)
     return out
@@ -375,15 +429,18 @@ def _texts_of(chunk: ChatChunk) -> list[str]:
 
 def prompt_text(messages: list[dict[str, Any]]) -> str:
     """The text of the messages a backend read, for counting its tokens when it reported none."""
+    return "\n".join(part for message in messages for part in (str(message.get("role", "")), *_parts(message)))
+
+
+def _parts(message: dict[str, Any]) -> list[str]:
+    """A message's texts: its content, and its tool calls' names and arguments."""
     parts: list[str] = []
-    for message in messages:
-        parts.append(str(message.get("role", "")))
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") or {} if isinstance(call, dict) else {}
-            parts.extend(str(function.get(k, "")) for k in ("name", "arguments"))
-    return "\n".join(parts)
+    content = message.get("content")
+    if isinstance(content, str):
+        parts.append(content)
+    elif isinstance(content, list):
+        parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {} if isinstance(call, dict) else {}
+        parts.extend(str(function.get(k, "")) for k in ("name", "arguments"))
+    return parts

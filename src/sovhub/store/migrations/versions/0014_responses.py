@@ -1,7 +1,7 @@
 """Stored responses of /v1/responses (encrypted, with their owner's retention)
 
 Revision ID: 0014
-Revises: 0010
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
