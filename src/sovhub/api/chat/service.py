@@ -363,6 +363,11 @@ class ChatService:
                             message[name] = (message.get(name) or "") + delta[name]
                     for call in delta.get("tool_calls") or []:
                         _merge_tool_call(calls.setdefault(index, {}), call)
+                    entries = (c.get("logprobs") or {}).get("content")
+                    if entries:
+                        if slot["logprobs"] is None:
+                            slot["logprobs"] = {"content": [], "refusal": None}
+                        slot["logprobs"]["content"].extend(entries)
                     if isinstance(delta.get("function_call"), dict):
                         _merge_function(message.setdefault("function_call", {}), delta["function_call"])
                     if c.get("finish_reason"):
@@ -370,6 +375,8 @@ class ChatService:
         for index, slot in choices.items():
             if index in calls:
                 slot["message"]["tool_calls"] = [calls[index][k] for k in sorted(calls[index])]
+                # As OpenAI: an answer that only calls has no content (null, not "").
+                slot["message"]["content"] = slot["message"]["content"] or None
             slot["finish_reason"] = slot["finish_reason"] or "stop"
             slot["message"].setdefault("refusal", None)
         if not choices:
