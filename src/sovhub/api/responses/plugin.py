@@ -11,6 +11,7 @@ from typing import Any
 from ...hookspecs import hookimpl
 from ...hub import Hub
 from ...services import Provide
+from ..chat.service import ChatService
 from .service import ResponsesService
 from .store import ResponseStore
 
@@ -21,7 +22,7 @@ log = logging.getLogger("sovhub.api.responses")
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     return [
         Provide(ResponseStore, ResponseStore),
-        Provide(ResponsesService, lambda h: ResponsesService(h, h.services.get(ResponseStore)), needs=(ResponseStore,)),
+        Provide(ResponsesService, lambda h: ResponsesService(h, h.services.get(ResponseStore)), needs=(ResponseStore, ChatService)),
     ]
 
 

@@ -60,7 +60,7 @@ class ResponsesService:
     def __init__(self, hub: Hub, store: ResponseStore) -> None:
         self.hub = hub
         self.store = store
-        self.chat = ChatService(hub)
+        self.chat = hub.services.get(ChatService)
 
     # --- create ---
 

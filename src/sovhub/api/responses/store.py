@@ -61,7 +61,7 @@ class ResponseStore:
 
     def save(self, principal: Principal, state: StoredState, *, previous_id: str | None) -> bool:
         """Seal and write one response (a worker thread calls this); False when it may not be kept."""
-        from ...sovereignty.crypto import get_vault
+        from ...sovereignty.crypto import ContentVault
 
         owner = _owner(principal)
         days = self._days(principal) if owner is not None else 0
@@ -75,7 +75,7 @@ class ResponseStore:
             id=state.response["id"], owner_kind=kind, owner_id=owner_id, org_id=principal.org_id,
             key_id=principal.key_id, user_id=principal.user_id, model=str(state.response.get("model")),
             status=str(state.response.get("status")), previous_response_id=previous_id,
-            content=get_vault(self.hub).encrypt(kind, owner_id, plaintext), created_at=created,
+            content=self.hub.services.get(ContentVault).encrypt(kind, owner_id, plaintext), created_at=created,
             expires_at=created + timedelta(days=days))
         with self.hub.db.session() as s:
             s.merge(row)
@@ -91,10 +91,10 @@ class ResponseStore:
         return row
 
     def load(self, principal: Principal, response_id: str) -> StoredState:
-        from ...sovereignty.crypto import get_vault
+        from ...sovereignty.crypto import ContentVault
 
         row = self._row(principal, response_id)
-        data = json.loads(get_vault(self.hub).decrypt(row.owner_kind, row.owner_id, row.content))
+        data = json.loads(self.hub.services.get(ContentVault).decrypt(row.owner_kind, row.owner_id, row.content))
         return StoredState(data["response"], data["input_items"], data["messages"])
 
     def delete(self, principal: Principal, response_id: str) -> None:
@@ -118,9 +118,9 @@ class ResponseStore:
         return count
 
     def export_user(self, user_id: int) -> list[dict[str, Any]]:
-        from ...sovereignty.crypto import get_vault
+        from ...sovereignty.crypto import ContentVault
 
-        vault = get_vault(self.hub)
+        vault = self.hub.services.get(ContentVault)
         with self.hub.db.session() as s:
             rows = list(s.scalars(select(StoredResponse).where(StoredResponse.user_id == user_id)
                                   .order_by(StoredResponse.created_at)))
