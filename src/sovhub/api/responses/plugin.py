@@ -22,7 +22,8 @@ log = logging.getLogger("sovhub.api.responses")
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     return [
         Provide(ResponseStore, ResponseStore),
-        Provide(ResponsesService, lambda h: ResponsesService(h, h.services.get(ResponseStore)), needs=(ResponseStore, ChatService)),
+        Provide(ResponsesService, lambda h: ResponsesService(h, h.services.get(ResponseStore)),
+                needs=(ResponseStore, ChatService)),
     ]
 
 
