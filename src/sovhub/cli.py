@@ -138,8 +138,11 @@ def init(obj: HubContext, jurisdiction: str | None) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
 @click.option("--port", default=None, type=click.IntRange(0, 65535), help="Port [default: 8080].")
+@click.option("--no-migrate", is_flag=True, default=False,
+              help="Never migrate: refuse to start unless the database is at the newest migration "
+                   "(migrate_on_start = false; a fleet's replicas, where one Job runs `sovhub migrate`).")
 @click.pass_obj
-def serve(obj: HubContext, host: str | None, port: int | None) -> None:
+def serve(obj: HubContext, host: str | None, port: int | None, no_migrate: bool) -> None:
     """Start the hub (initializes the data dir if needed)."""
     import uvicorn
 
@@ -148,7 +151,7 @@ def serve(obj: HubContext, host: str | None, port: int | None) -> None:
     from .fleet.server import DrainingServer
     from .observability import configure_logging
 
-    settings = obj.settings(host=host, port=port)
+    settings = obj.settings(host=host, port=port, migrate_on_start=False if no_migrate else None)
     initialize(settings)
     configure_logging(settings.log_level)
     hub = build_hub(settings)
@@ -179,6 +182,30 @@ def serve(obj: HubContext, host: str | None, port: int | None) -> None:
     server.run()
     if not server.started:
         raise click.ClickException(f"could not start serving on {url} (is the port in use?)")
+
+
+@cli.command()
+@click.option("--check", is_flag=True, default=False,
+              help="Change nothing: exit 1 unless the database is at the newest migration.")
+@click.pass_obj
+def migrate(obj: HubContext, check: bool) -> None:
+    """Bring the database to the newest migration (the one step a fleet runs before its replicas start)."""
+    from .store.db import Database
+
+    settings = obj.settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    try:
+        if check:
+            click.echo(f"database {db.safe_url} is at the newest migration, {db.require_migrated()}")
+            return
+        before = db.current_revision()
+        db.migrate()
+        after = db.current_revision()
+    finally:
+        db.dispose()
+    change = "already there" if before == after else f"from {before or 'an empty database'}"
+    click.echo(f"database {db.safe_url} migrated to revision {after} ({change})")
 
 
 @cli.group()

@@ -220,7 +220,7 @@ def test_set_key_limits_evicts_only_that_key_from_the_cache(hub: Any) -> None:
     create_org(hub, "acme")
     changed, other = create_key(hub, "acme"), create_key(hub, "acme")
     cache = KeyCache(ttl=60)
-    hub.legacy["key_cache"] = cache
+    hub.services.replace(KeyCache, cache)
     for key in (changed, other):
         cache.put(key.secret, authenticate(hub, key.secret))
     set_key_limits(hub, changed.prefix, {"rpm": 2}, actor="test")
@@ -279,8 +279,9 @@ def test_concurrent_requests_cannot_pass_a_token_limit(make_app: Any, limiter_st
     from sovhub.pipeline import Principal
 
     hub, client = make_app(**limiter_store)
-    set_org_limits(hub, create_org_id(hub, "acme"), {"tpm": 100})
-    principal = Principal(org_id=hub.legacy["test_org_id"], org_name="acme")
+    org_id = create_org_id(hub, "acme")
+    set_org_limits(hub, org_id, {"tpm": 100})
+    principal = Principal(org_id=org_id, org_name="acme")
 
     async def attempt() -> Any:
         try:
@@ -317,9 +318,7 @@ def test_concurrent_requests_cannot_pass_a_token_limit(make_app: Any, limiter_st
 def create_org_id(hub: Any, name: str) -> int:
     from sovhub.accounts import create_org
 
-    org_id = create_org(hub, name).id
-    hub.legacy["test_org_id"] = org_id
-    return org_id
+    return create_org(hub, name).id
 
 
 def test_reservations_are_exact_across_replicas() -> None:

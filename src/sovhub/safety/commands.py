@@ -64,12 +64,12 @@ def policy_group() -> None:
 @pass_hub
 def policy_check(hub: Hub, path: str, static_only: bool) -> None:
     """Validate a policy file; refuse it (exit 1) if it lowers the human-rights floor."""
-    from .pipeline import get_runtime
+    from .pipeline import SafetyRuntime
     from .policy import check_floor, load_policy
 
     loaded = load_policy(path)
     if not static_only:
-        runtime = get_runtime(hub)
+        runtime = hub.services.get(SafetyRuntime)
         check_floor(loaded.policy, lambda text, lang: runtime.scan(text, lang))
     click.echo(f"policy {loaded.version} ({loaded.policy.name}) passes the floor; sha256 {loaded.digest}")
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import IO
 
 import click
@@ -237,7 +238,49 @@ def rotate_master(hub: Hub) -> None:
     click.echo(rotate_master_key(hub))
 
 
+# --- backup and restore ---
+
+
+@click.command("backup")
+@click.option("--database-to", required=True, type=click.Path(file_okay=False),
+              help="Where the database half goes (a directory; a new sovhub-ID-database folder is made in it).")
+@click.option("--keys-to", required=True, type=click.Path(file_okay=False),
+              help="Where the key half goes: another place, another custodian (a sovhub-ID-keys folder).")
+@pass_hub
+def backup_command(hub: Hub, database_to: str, keys_to: str) -> None:
+    """Back up the database and the key material, apart: neither half opens content alone."""
+    from .backup import backup
+
+    result = backup(hub, Path(database_to), Path(keys_to))
+    click.echo(f"backup {result.backup_id}: {sum(result.tables.values())} rows in {result.database_dir}, "
+               f"{result.key_files} key files in {result.keys_dir}")
+
+
+@click.command("restore")
+@click.option("--database-from", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The backup's sovhub-ID-database folder.")
+@click.option("--keys-from", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The backup's sovhub-ID-keys folder (or a newer key backup).")
+@click.option("--erasures", "journals", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="A copy of the erasure journal kept elsewhere (repeat); its erasures are re-applied too.")
+@click.pass_context
+def restore_command(ctx: click.Context, database_from: str, keys_from: str, journals: tuple[str, ...]) -> None:
+    """Restore a backup onto a fresh instance; every erasure recorded since is applied again."""
+    from ..cli import HubContext
+    from .backup import restore
+
+    obj = ctx.find_object(HubContext)
+    assert obj is not None
+    result = restore(obj.settings(), Path(database_from), Path(keys_from), journals=[Path(j) for j in journals])
+    click.echo(f"restored backup {result.backup_id}: {result.rows} rows, audit chain intact "
+               f"({result.audit_entries} entries); erasures re-applied: {len(result.erasures_reapplied)} "
+               f"of {result.journal_entries} in the journals")
+
+
 def add_commands(cli: click.Group) -> None:
+    for command in (backup_command, restore_command):
+        if command.name not in cli.commands:
+            cli.add_command(command)
     for group in (users_group, audit_group, access_group, retention_group, residency_group):
         if group.name not in cli.commands:
             cli.add_command(group)

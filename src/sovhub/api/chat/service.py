@@ -19,10 +19,12 @@ import anyio
 
 from ...admission import admit, release, settle
 from ...backends.base import Backend, CancelToken, ChatChunk, estimate_tokens
+from ...backends.registry import BackendRegistry
 from ...backends.window import check_request, window_of
 from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
 from ...hub import Hub
-from ...metering import Usage
+from ...metering import Meter, Usage
+from ...observability import Metrics
 from ...pipeline import ANSWER_TEXT_FIELDS, ChatContext, ChatResult, Principal, SideCall
 from .gate import OutputGate, checks_output
 from .protocol import ChatCompletionRequest
@@ -61,6 +63,8 @@ class PreparedChat:
 class ChatService:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.metrics = hub.services.get(Metrics)
+        self.registry = hub.services.get(BackendRegistry)
 
     def _params(self, req: ChatCompletionRequest, backend: Backend, owner: str) -> dict[str, Any]:
         data = req.model_dump(exclude_none=True, exclude={"messages"})
@@ -121,8 +125,8 @@ class ChatService:
         self, req: ChatCompletionRequest, principal: Principal, request_id: str
     ) -> PreparedChat:
         started = time.perf_counter()
-        registry = self.hub.backends
-        if registry is None:
+        registry = self.registry
+        if not registry.running:
             raise BackendUnavailable("the hub is starting; retry shortly")
         ctx = ChatContext(
             request_id=request_id,
@@ -147,7 +151,7 @@ class ChatService:
             try:
                 backend, first, stream = await registry.open_stream(ctx, candidates, ctx.messages, ctx.params, cancel)
             except SovhubError:
-                self.hub.legacy["metrics"].backend_errors.labels(candidates[0].name).inc()
+                self.metrics.backend_errors.labels(candidates[0].name).inc()
                 raise
         except BaseException as exc:
             # Refused by a check or no backend answered: the reservation is given back, less what
@@ -285,20 +289,20 @@ class ChatService:
         """Metrics and the usage row: synchronous, so nothing can cancel them half-way."""
         ctx, principal = p.ctx, p.ctx.principal
         latency_ms = (time.perf_counter() - p.started) * 1000
-        metrics = self.hub.legacy["metrics"]
+        metrics = self.metrics
         metrics.tokens.labels(ctx.model, "prompt").inc(usage["prompt_tokens"])
         metrics.tokens.labels(ctx.model, "completion").inc(usage["completion_tokens"])
         if p.first_token_s is not None:
             metrics.ttft.labels(ctx.model).observe(p.first_token_s)
-        if self.hub.meter is not None:
-            self.hub.meter.record(
-                Usage(
-                    request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
-                    key_id=principal.key_id, user_id=principal.user_id, backend=p.backend.name,
-                    prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-                    latency_ms=latency_ms, status=status, estimated=estimated,
-                )
+        meter = self.hub.services.get(Meter)
+        meter.record(
+            Usage(
+                request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
+                key_id=principal.key_id, user_id=principal.user_id, backend=p.backend.name,
+                prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                latency_ms=latency_ms, status=status, estimated=estimated,
             )
+        )
 
     def _record_side_calls(self, ctx: ChatContext, status: int) -> int:
         """One usage row per model the interceptors asked for this request (a guard model); their tokens."""
@@ -310,15 +314,14 @@ class ChatService:
         for (model, backend), group in by_model.items():
             prompt = sum(c.prompt_tokens for c in group)
             completion = sum(c.completion_tokens for c in group)
-            self.hub.legacy["metrics"].tokens.labels(model, "prompt").inc(prompt)
-            self.hub.legacy["metrics"].tokens.labels(model, "completion").inc(completion)
-            if self.hub.meter is not None:
-                self.hub.meter.record(Usage(
-                    request_id=ctx.request_id, endpoint="chat", model=model, org_id=principal.org_id,
-                    key_id=principal.key_id, user_id=principal.user_id, backend=backend,
-                    prompt_tokens=prompt, completion_tokens=completion, status=status,
-                    estimated=any(c.estimated for c in group),
-                ))
+            self.metrics.tokens.labels(model, "prompt").inc(prompt)
+            self.metrics.tokens.labels(model, "completion").inc(completion)
+            self.hub.services.get(Meter).record(Usage(
+                request_id=ctx.request_id, endpoint="chat", model=model, org_id=principal.org_id,
+                key_id=principal.key_id, user_id=principal.user_id, backend=backend,
+                prompt_tokens=prompt, completion_tokens=completion, status=status,
+                estimated=any(c.estimated for c in group),
+            ))
         return sum(c.prompt_tokens + c.completion_tokens for c in calls)
 
     async def sse(
@@ -360,6 +363,11 @@ class ChatService:
                             message[name] = (message.get(name) or "") + delta[name]
                     for call in delta.get("tool_calls") or []:
                         _merge_tool_call(calls.setdefault(index, {}), call)
+                    entries = (c.get("logprobs") or {}).get("content")
+                    if entries:
+                        if slot["logprobs"] is None:
+                            slot["logprobs"] = {"content": [], "refusal": None}
+                        slot["logprobs"]["content"].extend(entries)
                     if isinstance(delta.get("function_call"), dict):
                         _merge_function(message.setdefault("function_call", {}), delta["function_call"])
                     if c.get("finish_reason"):
@@ -367,6 +375,8 @@ class ChatService:
         for index, slot in choices.items():
             if index in calls:
                 slot["message"]["tool_calls"] = [calls[index][k] for k in sorted(calls[index])]
+                # As OpenAI: an answer that only calls has no content (null, not "").
+                slot["message"]["content"] = slot["message"]["content"] or None
             slot["finish_reason"] = slot["finish_reason"] or "stop"
             slot["message"].setdefault("refusal", None)
         if not choices:
