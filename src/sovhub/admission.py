@@ -40,6 +40,13 @@ class Admission:
     admitted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
+    #: The request's id (x-request-id), for controls that record per request (the credits ledger).
+    request_id: str | None = None
+    #: How the used tokens divide, when the endpoint knows (chat: prompt and completion); set by `settle`.
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    #: Room for each control's own state between admit and settle, under its own key.
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def _controls(hub: Hub) -> list[Any]:
@@ -50,9 +57,11 @@ def _controls(hub: Hub) -> list[Any]:
     return controls
 
 
-async def admit(hub: Hub, principal: Principal, endpoint: str, model: str, *, reserve: int = 0) -> Admission:
+async def admit(
+    hub: Hub, principal: Principal, endpoint: str, model: str, *, reserve: int = 0, request_id: str | None = None,
+) -> Admission:
     """Admit the request or raise (RateLimited...); the returned Admission must be settled or released."""
-    admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0))
+    admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0), request_id=request_id)
     passed: list[Any] = []
     try:
         for control in _controls(hub):
@@ -66,11 +75,18 @@ async def admit(hub: Hub, principal: Principal, endpoint: str, model: str, *, re
     return admission
 
 
-async def settle(hub: Hub, admission: Admission, tokens: int) -> None:
-    """Replace the reservation by the tokens the request used (once per admission)."""
+async def settle(
+    hub: Hub, admission: Admission, tokens: int, *, prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+) -> None:
+    """Replace the reservation by the tokens the request used (once per admission).
+
+    `prompt_tokens`/`completion_tokens`, when given, say how `tokens` divide (they are priced apart).
+    """
     if admission.settled:
         return
     admission.settled = True
+    admission.prompt_tokens, admission.completion_tokens = prompt_tokens, completion_tokens
     for control in _controls(hub):
         await control.settle(admission, max(int(tokens), 0))
 

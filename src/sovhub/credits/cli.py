@@ -104,7 +104,49 @@ def programmes_grant(hub: Hub, programme: str, org: str, credits: str, reason: s
     click.echo(f"granted {format_credits(row.amount)} credits to {org} from {programme} (grant {row.id}{until})")
 
 
+@click.group()
+def prices() -> None:
+    """Prices of models, in credits."""
+
+
+@prices.command("set")
+@click.argument("model")
+@click.option("--input-per-1m", required=True, help="Credits per million input (prompt) tokens.")
+@click.option("--output-per-1m", required=True, help="Credits per million output (completion) tokens.")
+@click.option("--embedding-per-1m", default="0", show_default=True, help="Credits per million embedding tokens.")
+@click.option("--moderation-per-request", default="0", show_default=True,
+              help="Credits per moderation (or PII) request.")
+@click.option("--from", "start", type=_DAY, default=None, help="When the price applies (UTC); now when omitted.")
+@pass_hub
+def prices_set(hub: Hub, model: str, input_per_1m: str, output_per_1m: str, embedding_per_1m: str,
+               moderation_per_request: str, start: datetime | None) -> None:
+    """Set MODEL's price from now (or --from) on; earlier requests keep the price they were charged."""
+    from .prices import set_price
+
+    row = set_price(
+        hub, model, input_per_1m=parse_credits(input_per_1m, param="input-per-1m"),
+        output_per_1m=parse_credits(output_per_1m, param="output-per-1m"),
+        embedding_per_1m=parse_credits(embedding_per_1m, param="embedding-per-1m"),
+        moderation_per_request=parse_credits(moderation_per_request, param="moderation-per-request"),
+        effective_from=_utc(start), actor=_actor(),
+    )
+    click.echo(f"price of {row.model} from {row.effective_from:%Y-%m-%d %H:%M:%S} UTC: "
+               f"{format_credits(row.input_per_1m)} in / {format_credits(row.output_per_1m)} out per 1M tokens")
+
+
+@prices.command("list")
+@pass_hub
+def prices_list(hub: Hub) -> None:
+    """Every price: model, from, input, output and embedding per 1M tokens, per moderation request."""
+    from .prices import list_prices
+
+    for p in list_prices(hub):
+        click.echo(f"{p.model}\t{p.effective_from:%Y-%m-%dT%H:%M:%SZ}\t{format_credits(p.input_per_1m)}\t"
+                   f"{format_credits(p.output_per_1m)}\t{format_credits(p.embedding_per_1m)}\t"
+                   f"{format_credits(p.moderation_per_request)}")
+
+
 def add_commands(cli: click.Group) -> None:
-    for group in (ledger, programmes):
+    for group in (ledger, programmes, prices):
         if group.name not in cli.commands:
             cli.add_command(group)

@@ -104,8 +104,12 @@ class Ledger:
         self._grant_programme: dict[int, int] = {}
         # SQLite has one writer; serialising here spares its busy-retry (and its snapshot errors).
         self._lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if db.is_sqlite else contextlib.nullcontext()
+            threading.RLock() if db.is_sqlite else contextlib.nullcontext()
         )
+
+    def writing(self) -> contextlib.AbstractContextManager[Any]:
+        """Hold around a whole unit of work that reads then writes the ledger (SQLite: one at a time)."""
+        return self._lock
 
     # --- accounts -------------------------------------------------------------------------
 

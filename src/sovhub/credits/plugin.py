@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..hookspecs import hookimpl
 from ..services import Provide
+from .control import CreditControl, Credits
 from .ledger import Ledger
 
 if TYPE_CHECKING:
@@ -16,7 +17,28 @@ if TYPE_CHECKING:
 
 @hookimpl
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
-    return [Provide(Ledger, lambda h: Ledger(h.db))]
+    return [
+        Provide(Ledger, lambda h: Ledger(h.db)),
+        Provide(Credits, lambda h: Credits(h, h.services.get(Ledger)), needs=(Ledger,)),
+    ]
+
+
+@hookimpl(trylast=True)
+def sovhub_admission(hub: Hub) -> list[Any]:
+    # After the quotas: a request they refuse never reaches the credits store.
+    return [CreditControl(hub)]
+
+
+@hookimpl
+def sovhub_routers(hub: Hub) -> list[Any]:
+    from .api import router
+
+    return [router]
+
+
+@hookimpl
+def sovhub_lifespan(hub: Hub) -> Any:
+    return hub.services.get(Credits).running()
 
 
 @hookimpl

@@ -118,7 +118,8 @@ class ChatService:
         )
         candidates = registry.candidates(ctx, req.model)
         ctx.params = self._params(req, candidates[0], principal.label)
-        admission = await admit(self.hub, principal, "chat", req.model, reserve=self._reserve(req, ctx.params))
+        admission = await admit(self.hub, principal, "chat", req.model, reserve=self._reserve(req, ctx.params),
+                                request_id=request_id)
         ctx.state["admission"] = admission
         try:
             for interceptor in self.hub.interceptors:
@@ -224,7 +225,8 @@ class ChatService:
             usage, estimated = self._count(p)
             self._record(p, usage, estimated, status)
             ctx = p.ctx
-            await settle(self.hub, ctx.state["admission"], usage["prompt_tokens"] + usage["completion_tokens"])
+            await settle(self.hub, ctx.state["admission"], usage["prompt_tokens"] + usage["completion_tokens"],
+                         prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
             result = ChatResult(
                 text=p.gate.sent_text(), finish_reason=p.gate.finish_reason(),
                 prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
