@@ -262,8 +262,8 @@ class CreditControl:
                                                                                    admission.admitted_at)]
         amount = self._upper(admission, price)
         await credits.ensure_loaded(grants)
-        meta = json.dumps({"org": principal.org_id, "rid": admission.request_id, "model": admission.model,
-                           "endpoint": admission.endpoint}, separators=(",", ":"))
+        meta = json.dumps({"org": principal.org_id, "key": principal.key_id, "rid": admission.request_id,
+                           "model": admission.model, "endpoint": admission.endpoint}, separators=(",", ":"))
         try:
             result = await credits.live.reserve(admission.ticket, [g.id for g in grants], amount,
                                                 int(settings.reservation_ttl_s * 1000), meta)

@@ -153,10 +153,13 @@ def entries_of(fields: dict[str, str], pos: str, accounts: Any) -> list[Entry]:
             grant_s, amount_s = leg.split(":")
             account, usage, _ = accounts(int(grant_s))
             out.append(Entry(f"{tid}.{grant_s}", "pending", debit=account, credit=usage, amount=int(amount_s),
-                             timeout_at=deadline + LEDGER_GRACE, details={"endpoint": meta.get("endpoint")},
+                             timeout_at=deadline + LEDGER_GRACE,
+                             details={"endpoint": meta.get("endpoint"), "key": meta.get("key")},
                              **common))
     elif op == "post":
         details: dict[str, Any] = json.loads(fields.get("details") or "{}")
+        if meta.get("key") is not None:
+            details["key"] = meta["key"]
         if int(fields.get("unpaid") or 0):
             details["unpaid"] = int(fields["unpaid"])
         for leg in filter(None, fields["legs"].split(",")):

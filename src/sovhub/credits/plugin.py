@@ -31,9 +31,17 @@ def sovhub_admission(hub: Hub) -> list[Any]:
 
 @hookimpl
 def sovhub_routers(hub: Hub) -> list[Any]:
-    from .api import router
+    from .api import router as credits
+    from .programmes_api import router as programmes
 
-    return [router]
+    return [credits, programmes]
+
+
+@hookimpl
+def sovhub_transparency(hub: Hub) -> dict[str, Any]:
+    from .transparency import programmes_section
+
+    return programmes_section(hub)
 
 
 @hookimpl
