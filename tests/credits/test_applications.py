@@ -129,6 +129,7 @@ def test_statement_lines_trace_to_request_ids_in_json_csv_and_html(hub, client, 
     assert [r["request_id"] for r in rows if r["kind"] == "usage"] == ["req-1", "req-2"]
     page = client.get("/hub/v1/organization/statements?format=html", headers=_auth(world["admin"]))
     assert page.headers["content-type"].startswith("text/html") and "req-2" in page.text
+    assert page.text.count('role="img"') == 3 and "Credits used per model" in page.text
     assert client.get("/hub/v1/organization/statements?month=2027-13",
                       headers=_auth(world["admin"])).status_code == 400
 

@@ -23,10 +23,10 @@ from .tables import CreditAccount, CreditGrant, CreditProgramme, CreditTransfer
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["month_bounds", "statement", "statement_csv", "statement_html"]
+__all__ = ["month_bounds", "statement", "statement_charts", "statement_csv", "statement_html"]
 
-COLUMNS = ("seq", "ts", "kind", "request_id", "model", "grant", "programme", "prompt_tokens", "completion_tokens",
-           "credits", "note")
+COLUMNS = ("seq", "ts", "kind", "request_id", "model", "key", "grant", "programme", "prompt_tokens",
+           "completion_tokens", "credits", "note")
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -71,7 +71,7 @@ def statement(hub: Hub, org_id: int, org_name: str | None, month: str, *, after:
             "beyond the reservation" if details.get("beyond_reservation") else "")
         lines.append({
             "seq": transfer.seq, "ts": as_utc(transfer.ts).isoformat(), "kind": "usage" if usage else "grant",
-            "request_id": transfer.request_id, "model": transfer.model, "grant": grant_id,
+            "request_id": transfer.request_id, "model": transfer.model, "key": details.get("key"), "grant": grant_id,
             "programme": programmes.get(grant.programme_id) if grant else None,
             "prompt_tokens": details.get("prompt"), "completion_tokens": details.get("completion"),
             "credits": as_number(-transfer.amount if usage else transfer.amount), "note": note,
@@ -91,9 +91,30 @@ def statement_csv(data: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def statement_html(data: dict[str, Any], charts: str = "") -> str:
-    """A printable statement (English; the web app's translated view is not built yet)."""
+def statement_charts(data: dict[str, Any]) -> str:
+    """Use per day, per model and per key, as accessible SVG with the numbers in tables."""
+    from ..charts import Series, bar_chart
+
+    usage = [line for line in data["lines"] if line["kind"] == "usage"]
+    if not usage:
+        return ""
+    out = []
+    for title, key in (("Credits used per day", lambda x: x["ts"][:10]), ("Credits used per model",
+                       lambda x: x["model"] or "?"), ("Credits used per API key", lambda x: f"key {x['key']}")):
+        totals: dict[str, int] = {}
+        for line in usage:
+            label = key(line)
+            totals[label] = totals.get(label, 0) + round(-line["credits"] * 1_000_000)
+        labels = sorted(totals)
+        out.append(bar_chart(title, labels, [Series("credits", [totals[x] / 1_000_000 for x in labels])],
+                             unit="credits").html())
+    return "".join(out)
+
+
+def statement_html(data: dict[str, Any], charts: str | None = None) -> str:
+    """A printable statement with its charts (English; the web app's translated view is not built yet)."""
     e = html.escape
+    charts = statement_charts(data) if charts is None else charts
     head = "".join(f"<th scope=\"col\">{e(c)}</th>" for c in COLUMNS)
     body = "".join(
         "<tr>" + "".join(f"<td>{e('' if line[c] is None else str(line[c]))}</td>" for c in COLUMNS) + "</tr>"
