@@ -16,7 +16,7 @@ from sovhub.credits.control import Credits
 from sovhub.credits.ledger import Ledger
 from sovhub.credits.prices import set_price
 from sovhub.credits.programmes import ProgrammeRules, create_programme, grant_credits
-from sovhub.credits.tables import CreditTransfer, CreditTransferSplit
+from sovhub.credits.tables import CreditTransfer
 from sovhub.hub import Hub
 from sovhub.store.base import utcnow
 from tests.conftest import add_fake_backend
@@ -101,7 +101,7 @@ def test_reserve_the_highest_cost_then_post_the_real_one_split_by_partners(hub, 
     assert (balance.debits_posted, balance.debits_pending) == (6000, 0)
     with hub.db.session() as s:
         posted = s.scalars(select(CreditTransfer).where(CreditTransfer.kind == "post")).one()
-        parts = dict(s.execute(select(CreditTransferSplit.partner_id, CreditTransferSplit.amount)).all())
+        parts = dict(posted.split)
     assert posted.request_id == "req-abc-1" and posted.amount == 6000 and posted.model == "echo"
     assert posted.details["prompt"] == 2 and posted.details["completion"] == 2
     assert sorted(parts.values()) == [2400, 3600]
