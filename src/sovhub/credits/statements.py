@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -99,8 +100,12 @@ def statement_charts(data: dict[str, Any]) -> str:
     if not usage:
         return ""
     out = []
-    for title, key in (("Credits used per day", lambda x: x["ts"][:10]), ("Credits used per model",
-                       lambda x: x["model"] or "?"), ("Credits used per API key", lambda x: f"key {x['key']}")):
+    groupings: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("Credits used per day", lambda x: str(x["ts"])[:10]),
+        ("Credits used per model", lambda x: str(x["model"] or "?")),
+        ("Credits used per API key", lambda x: f"key {x['key']}"),
+    ]
+    for title, key in groupings:
         totals: dict[str, int] = {}
         for line in usage:
             label = key(line)
