@@ -30,3 +30,10 @@ def test_bar_charts_stack_and_mismatched_series_are_refused() -> None:
     assert "Stacked bar chart" in chart.description
     with pytest.raises(ValueError):
         bar_chart("x", ["a", "b"], [Series("s", [1])], unit="u")
+
+
+def test_drawing_leaves_no_import_hook_behind() -> None:
+    import sys
+
+    line_chart("x", ["a"], [Series("s", [1])], unit="u")
+    assert not [f for f in sys.meta_path if type(f).__name__ == "PluginImportFixer"]

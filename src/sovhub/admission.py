@@ -21,13 +21,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .hub import Hub
     from .pipeline import Principal
 
-__all__ = ["Admission", "admit", "release", "settle"]
+__all__ = ["Admission", "AdmissionControl", "admit", "release", "settle"]
 
 
 @dataclass(slots=True)
@@ -49,12 +49,13 @@ class Admission:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _controls(hub: Hub) -> list[Any]:
-    controls: list[Any] | None = hub.legacy.get("admission")
-    if controls is None:
-        controls = [c for group in hub.pm.hook.sovhub_admission(hub=hub) for c in (group or [])]
-        hub.legacy["admission"] = controls
-    return controls
+@runtime_checkable
+class AdmissionControl(Protocol):
+    """A quota or rate limit (the ``sovhub_admission`` hook): see that hook for the contract."""
+
+    async def admit(self, admission: Admission) -> dict[str, str] | None: ...
+
+    async def settle(self, admission: Admission, tokens: int) -> None: ...
 
 
 async def admit(
@@ -62,9 +63,9 @@ async def admit(
 ) -> Admission:
     """Admit the request or raise (RateLimited...); the returned Admission must be settled or released."""
     admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0), request_id=request_id)
-    passed: list[Any] = []
+    passed: list[AdmissionControl] = []
     try:
-        for control in _controls(hub):
+        for control in hub.admission_controls:
             admission.headers.update(await control.admit(admission) or {})
             passed.append(control)
     except BaseException:
@@ -87,7 +88,7 @@ async def settle(
         return
     admission.settled = True
     admission.prompt_tokens, admission.completion_tokens = prompt_tokens, completion_tokens
-    for control in _controls(hub):
+    for control in hub.admission_controls:
         await control.settle(admission, max(int(tokens), 0))
 
 

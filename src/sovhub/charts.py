@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import html
 import re
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["Chart", "Series", "bar_chart", "chart", "line_chart"]
 
@@ -74,12 +75,21 @@ def _number(value: float | int | None) -> str:
     return str(value)
 
 
+def _pygal() -> Any:
+    import pygal
+
+    # pygal adds an import hook of its own for its maps plugins (pygal.maps.*, unused here) that
+    # answers every later import of the process with an ImportWarning: take it out again.
+    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
+    return pygal
+
+
 def chart(
     kind: Kind, title: str, x_labels: Sequence[str], series: Sequence[Series], *, unit: str,
     x_title: str = "", description: str | None = None, width: int = 720, height: int = 360,
 ) -> Chart:
     """Draw `series` over `x_labels`; every series has one value (or None) per label."""
-    import pygal
+    pygal = _pygal()
 
     for s in series:
         if len(s.values) != len(x_labels):

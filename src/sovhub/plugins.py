@@ -11,9 +11,11 @@ from . import hookspecs
 __all__ = ["BUILTIN_PLUGINS", "get_plugin_manager"]
 
 BUILTIN_PLUGINS = (
+    "sovhub.fleet.plugin",
     "sovhub.backends.embedded",
     "sovhub.backends.upstream",
     "sovhub.api.plugin",
+    "sovhub.api.responses.plugin",
     "sovhub.sovereignty.plugin",
     "sovhub.safety.plugin",
     "sovhub.access.plugin",

@@ -220,7 +220,7 @@ def test_set_key_limits_evicts_only_that_key_from_the_cache(hub: Any) -> None:
     create_org(hub, "acme")
     changed, other = create_key(hub, "acme"), create_key(hub, "acme")
     cache = KeyCache(ttl=60)
-    hub.legacy["key_cache"] = cache
+    hub.services.replace(KeyCache, cache)
     for key in (changed, other):
         cache.put(key.secret, authenticate(hub, key.secret))
     set_key_limits(hub, changed.prefix, {"rpm": 2}, actor="test")
@@ -279,8 +279,9 @@ def test_concurrent_requests_cannot_pass_a_token_limit(make_app: Any, limiter_st
     from sovhub.pipeline import Principal
 
     hub, client = make_app(**limiter_store)
-    set_org_limits(hub, create_org_id(hub, "acme"), {"tpm": 100})
-    principal = Principal(org_id=hub.legacy["test_org_id"], org_name="acme")
+    org_id = create_org_id(hub, "acme")
+    set_org_limits(hub, org_id, {"tpm": 100})
+    principal = Principal(org_id=org_id, org_name="acme")
 
     async def attempt() -> Any:
         try:
@@ -317,9 +318,7 @@ def test_concurrent_requests_cannot_pass_a_token_limit(make_app: Any, limiter_st
 def create_org_id(hub: Any, name: str) -> int:
     from sovhub.accounts import create_org
 
-    org_id = create_org(hub, name).id
-    hub.legacy["test_org_id"] = org_id
-    return org_id
+    return create_org(hub, name).id
 
 
 def test_reservations_are_exact_across_replicas() -> None:
@@ -371,3 +370,63 @@ def test_n_is_capped_and_default_max_tokens_is_reserved(
     assert r.json()["error"]["code"] == "tokens_over_limit"
     assert "Lower max_tokens or n" in r.json()["error"]["message"]
     assert chat(client, secret, n=2, max_tokens=100).status_code == 200
+
+
+def test_staff_cannot_lift_a_minted_key_above_its_creator(hub: Any, events: Any) -> None:
+    """The creator's ceiling holds after creation too: raising or clearing a child's limit is refused."""
+    from sovhub.accounts import authenticate, create_key, create_org
+    from sovhub.errors import InvalidRequest
+
+    create_org(hub, "acme")
+    parent = create_key(hub, "acme", scopes=["admin"], limits={"rpm": 10, "tpd": 500})
+    child = create_key(hub, "acme", limits={"rpm": 5}, creator=authenticate(hub, parent.secret))
+    assert authenticate(hub, child.secret).limits == {"rpm": 5, "tpd": 500}
+    for change, field in (({"rpm": 11}, "rpm"), ({"tpd": None}, "tpd"), ({"rpm": 6, "tpd": 501}, "tpd")):
+        with pytest.raises(InvalidRequest, match="which made this key") as refused:
+            set_key_limits(hub, child.prefix, change, actor="test")
+        assert refused.value.param == field and refused.value.code == "limit_above_parent"
+    assert authenticate(hub, child.secret).limits == {"rpm": 5, "tpd": 500}
+    # Within the ceiling (equal included), and limits the creator does not have, are fine.
+    assert set_key_limits(hub, child.prefix, {"rpm": 10, "tpm": 99}, actor="test") == {"rpm": 10, "tpd": 500,
+                                                                                        "tpm": 99}
+
+
+def test_lowering_a_creator_lowers_the_keys_it_minted(hub: Any, events: Any) -> None:
+    from sovhub.accounts import authenticate, create_key, create_org
+
+    create_org(hub, "acme")
+    parent = create_key(hub, "acme", scopes=["admin"], limits={"rpm": 10})
+    child = create_key(hub, "acme", scopes=["admin"], limits={"rpm": 8, "tpm": 70},
+                       creator=authenticate(hub, parent.secret))
+    grandchild = create_key(hub, "acme", limits={"rpm": 3}, creator=authenticate(hub, child.secret))
+    assert authenticate(hub, child.secret).limits == {"rpm": 8, "tpm": 70}
+    set_key_limits(hub, parent.prefix, {"rpm": 4, "tpm": 50}, actor="test")
+    assert authenticate(hub, child.secret).limits == {"rpm": 4, "tpm": 50}
+    assert authenticate(hub, grandchild.secret).limits == {"rpm": 3, "tpm": 50}
+    narrowed = events.last("key.limits_set").data["narrowed_children"]
+    assert sorted(narrowed) == sorted([child.prefix, grandchild.prefix])
+
+
+def test_the_prompt_is_reserved_with_the_backends_own_tokenizer(hub: Any, fake_plugin: Any, api_key: str) -> None:
+    """A prompt of 2,000 characters is 2,000 tokens to this backend: 500 by the 4-character rule would pass."""
+    from fastapi.testclient import TestClient
+
+    from sovhub.access.quotas import set_org_limits
+    from sovhub.accounts import get_org
+    from sovhub.app import create_app
+    from tests.conftest import add_fake_backend
+
+    add_fake_backend(hub, "dense", ["dense"], tokenizer="chars")
+    add_fake_backend(hub, "plain", ["plain"])
+    set_org_limits(hub, get_org(hub, "acme").id, {"tpm": 1_000})
+    text = "字" * 2_000
+    with TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"}) as client:
+        def ask(model: str) -> Any:
+            return client.post("/v1/chat/completions", json={
+                "model": model, "max_tokens": 10, "messages": [{"role": "user", "content": text}]})
+
+        refused = ask("dense")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "tokens_over_limit"
+        assert fake_plugin.instances["dense"].calls == 0
+        # A backend without a tokenizer here is still estimated (and fits).
+        assert ask("plain").status_code == 200

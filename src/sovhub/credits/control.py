@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
-from ..access.redis_conn import redis_client
+from ..access.redis_conn import AccessRedis
 from ..errors import BackendUnavailable, InsufficientQuota, PermissionDenied
 from ..store.base import utcnow
 from .amounts import format_credits
@@ -61,7 +61,7 @@ class Credits:
         self.hub = hub
         self.ledger = ledger
         self.state = CreditState(hub)
-        redis = redis_client(hub)
+        redis = hub.services.get(AccessRedis).client
         prefix = hub.settings.credits.redis_prefix
         self.live: LiveStore = RedisLive(redis, prefix) if redis is not None else MemoryLive()
         self.shared = redis is not None

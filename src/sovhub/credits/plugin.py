@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
 @hookimpl
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
+    from ..access.redis_conn import AccessRedis
+
     return [
         Provide(Ledger, lambda h: Ledger(h.db)),
-        Provide(Credits, lambda h: Credits(h, h.services.get(Ledger)), needs=(Ledger,)),
+        Provide(Credits, lambda h: Credits(h, h.services.get(Ledger)), needs=(Ledger, AccessRedis)),
     ]
 
 
@@ -44,8 +46,10 @@ def sovhub_transparency(hub: Hub) -> dict[str, Any]:
     return programmes_section(hub)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def sovhub_lifespan(hub: Hub) -> Any:
+    # Entered after the access plugin's (and so left before it): the last settlements and the
+    # journal's last batch still reach Redis before its client closes.
     return hub.services.get(Credits).running()
 
 
