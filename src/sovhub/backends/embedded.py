@@ -296,7 +296,7 @@ def _decoder(llm: Any, prompt: list[int], params: dict[str, Any], constraint: Co
 
 def _answer(decoder: Decoder, index: int, constraint: Constraint, logprobs: bool,
             emit: Callable[[ChatChunk], None]) -> None:
-    """Run one choice's generation, emitting it as chunks: text as it comes, tool calls once complete."""
+    """Run one choice's generation, emitting it as chunks: text as it comes, each tool call once complete."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None, entries: list[dict[str, Any]] | None = None) -> None:
         emit({"object": "chat.completion.chunk", "created": int(time.time()), "choices": [{
@@ -327,9 +327,10 @@ def _answer(decoder: Decoder, index: int, constraint: Constraint, logprobs: bool
     if calls is not None:
         for number, call in enumerate(calls):
             function = call["function"]
+            # One delta per call, its name with its arguments: the output checks then hold the call
+            # as a whole, and a call they stop never reaches the client even by its name.
             chunk({"tool_calls": [{"index": number, "id": call["id"], "type": "function",
-                                   "function": {"name": function["name"], "arguments": ""}}]})
-            chunk({"tool_calls": [{"index": number, "function": {"arguments": function["arguments"]}}]})
+                                   "function": {"name": function["name"], "arguments": function["arguments"]}}]})
         chunk({}, "tool_calls")
         return
     for earlier in held:  # cut by max_tokens inside a call: what was written, as text
