@@ -28,7 +28,7 @@ from .base import Backend, BackendConfig, BackendFactory, CancelToken, ChatChunk
 from .constrain import Constraint, build_constraint
 from .decoding import Decoded, Decoder
 from .fairqueue import FairQueue
-from .toolcalls import parse_calls, render_messages
+from .toolcalls import answered_functions, parse_calls, render_messages
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -183,7 +183,7 @@ class EmbeddedBackend(Backend):
         if self._llm is None:
             raise BackendUnavailable(f"model {model} is still loading; retry shortly")
         # A schema or tool set that cannot be enforced is refused before the request queues.
-        constraint = build_constraint(params, self._llm._model.vocab)
+        constraint = build_constraint(params, self._llm._model.vocab, answered_functions(messages))
         owner = str(params.get("_owner") or "anonymous")
         await self._queue.acquire(owner)
         if cancel.cancelled:
@@ -219,7 +219,9 @@ class EmbeddedBackend(Backend):
             tokens = 0
             failed: Exception | None = None
             try:
-                plain = render_messages(messages, constraint.tools, constraint.mode if constraint.tools else "none")
+                # Tools are offered only where the grammar lets the model call them.
+                offer = constraint.mode if constraint.mode in ("call", "either") else "none"
+                plain = render_messages(messages, constraint.tools, offer)
                 formatted = formatter(messages=plain)
                 prompt = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
                                       special=True)
