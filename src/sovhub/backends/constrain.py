@@ -182,13 +182,17 @@ def _check_parses(grammar: str, vocab: Any) -> None:
     llama_cpp.llama_sampler_free(sampler)
 
 
-def _tool_choice(params: dict[str, Any], names: list[str]) -> tuple[str, list[str]]:
+def _tool_choice(params: dict[str, Any], names: list[str], answered: set[str]) -> tuple[str, list[str]]:
     """("none" | "either" | "call", the functions the model may call)."""
     choice = params.get("tool_choice", "auto")
     if choice == "none":
         return "none", []
     if choice == "auto":
-        return "either", names
+        # A function whose result was just given is not offered again in the very next turn: a
+        # small model left the choice repeats the call it has the answer to (an agent then loops
+        # until its turn limit). It may still answer, or call another function.
+        left = [n for n in names if n not in answered]
+        return ("either", left) if left else ("none", [])
     if choice == "required":
         return "call", names
     if isinstance(choice, dict):
@@ -197,8 +201,11 @@ def _tool_choice(params: dict[str, Any], names: list[str]) -> tuple[str, list[st
     raise InvalidRequest(f"unknown tool_choice {choice!r}", param="tool_choice")
 
 
-def build_constraint(params: dict[str, Any], vocab: Any = None) -> Constraint:
-    """The constraint a request's parameters ask for (validated: a bad one is a 400, never a crash)."""
+def build_constraint(params: dict[str, Any], vocab: Any = None, answered: set[str] | None = None) -> Constraint:
+    """The constraint a request's parameters ask for (validated: a bad one is a 400, never a crash).
+
+    ``answered``: the functions whose results end the conversation (see :func:`_tool_choice`).
+    """
     tools = list(params.get("tools") or [])
     response_format = params.get("response_format") or {"type": "text"}
     kind = response_format.get("type")
@@ -210,7 +217,7 @@ def build_constraint(params: dict[str, Any], vocab: Any = None) -> Constraint:
         schema = spec["schema"] if spec.get("schema") is not None else {"type": "object"}
         text_grammar = _schema_grammar(schema, "response_format.json_schema.schema")
     if tools:
-        mode, allowed = _tool_choice(params, tool_names(tools))
+        mode, allowed = _tool_choice(params, tool_names(tools), answered or set())
         if mode != "none":
             if mode == "either" and text_grammar is not None:
                 raise UnsupportedParameter(
