@@ -222,3 +222,11 @@ def test_auto_does_not_offer_again_a_function_whose_result_was_just_given() -> N
     assert other.mode == "either" and "get_time" in other.grammar and "get_weather" not in other.grammar
     forced = build_constraint({"tools": [WEATHER_TOOL], "tool_choice": "required"}, answered={"get_weather"})
     assert forced.mode == "call" and "get_weather" in forced.grammar  # asked for: still called
+
+
+def test_a_schema_nested_too_deeply_is_a_400_not_a_crash() -> None:
+    schema: dict = {"type": "string"}
+    for _ in range(3000):
+        schema = {"type": "array", "items": schema}
+    with pytest.raises(InvalidRequest):
+        build_constraint({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}})

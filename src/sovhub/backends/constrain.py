@@ -28,6 +28,7 @@ CALL_CLOSE = "</tool_call>"
 #: repeat calls until its token budget is spent).
 MAX_PARALLEL_CALLS = 4
 _MAX_SCHEMA_CHARS = 32_000
+_MAX_DEPTH = 64
 _MAX_GRAMMAR_CHARS = 200_000
 #: Bounds of a json_object answer (no schema gives any): members per object, items per array, characters per string.
 _JSON_MEMBERS, _JSON_ITEMS, _JSON_STRING = 8, 32, 200
@@ -98,9 +99,24 @@ def _enforceable(node: Any, param: str) -> Any:
     return out
 
 
+def _depth(node: Any) -> int:
+    """How deeply a JSON value nests, counted without recursion (a hostile schema may nest thousands deep)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        value, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(value, dict):
+            stack.extend((v, level + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, level + 1) for v in value)
+    return deepest
+
+
 def _visit(converter: Any, schema: Any, name: str, param: str) -> str:
     if not isinstance(schema, dict):
         raise InvalidRequest("a JSON schema must be an object", param=param)
+    if _depth(schema) > _MAX_DEPTH:
+        raise InvalidRequest(f"the JSON schema is nested more than {_MAX_DEPTH} levels deep", param=param)
     if len(json.dumps(schema)) > _MAX_SCHEMA_CHARS:
         raise InvalidRequest(f"the JSON schema is larger than {_MAX_SCHEMA_CHARS} characters", param=param)
     schema = _enforceable(schema, param)
