@@ -1,7 +1,7 @@
 """The web assistant: server-rendered pages (Jinja2, gettext catalogs) with small progressive JavaScript.
 
 Routers: sign-in and language (auth), chat pages and streaming (chat), my data (account),
-citation passages (kb), staff area (admin, admin_access, admin_content_access). Templates and static
+citation passages (kb), staff area (admin, admin_access, admin_content_access, admin_appeals). Templates and static
 files live in ``sovhub/web``.
 """
 
@@ -13,7 +13,7 @@ __all__ = ["routers"]
 
 
 def routers() -> list[Any]:
-    from . import account, admin, admin_access, admin_content_access, auth, chat, kb
+    from . import account, admin, admin_access, admin_appeals, admin_content_access, auth, chat, kb
 
     return [auth.router, chat.router, account.router, kb.router, admin.router, admin_access.router,
-            admin_content_access.router]
+            admin_content_access.router, admin_appeals.router]

@@ -74,6 +74,7 @@ def _tiers(hub: Hub) -> dict[str, Any]:
 
 def _overview(hub: Hub) -> dict[str, Any]:
     from ...access.verification import verification_queue
+    from ...safety.appeals import list_appeals
     from ..fidelity import fidelity_tracker
     from ..knowledge import KnowledgeBase
 
@@ -82,6 +83,7 @@ def _overview(hub: Hub) -> dict[str, Any]:
         "documents": kb.list_documents(),
         "collections": kb.list_collections(),
         "fidelity": fidelity_tracker(hub).snapshot(),
+        "appeals_waiting": len(list_appeals(hub, "filed", limit=10_000)),
     }
     # The access area's views are optional extras: a failure there must not hide the rest.
     try:

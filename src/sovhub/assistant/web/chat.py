@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from ...access.csrf import verify_csrf
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...pipeline import Principal
+from ...safety.appeals import appeals_of, file_appeal
 from .answer import Turn, run_turn
 from .auth import signed_in
 from .conversations import ConversationStore
@@ -68,9 +69,15 @@ async def _chat_page(request: Request, conversation_id: str | None, status: int 
     current = conversation.model if conversation and conversation.model in models else (models[0] if models else "")
     from .markdown import render_markdown
 
+    appeals: dict[str, Any] = {}
+    if any(m.block and m.block.get("decision_id") for m in view.messages):
+        principal = Principal(org_id=None, user_id=page.user.id)
+        mine = await anyio.to_thread.run_sync(appeals_of, page.hub, principal)
+        appeals = {a.decision_id: a for a in mine}
     return render(
         page, "chat.html", status=status, conversations=view.conversations, conversation=conversation,
         messages=view.messages, models=models, current_model=current, render_markdown=render_markdown,
+        appeals=appeals,
         appeal=request.query_params.get("appeal"), appeal_id=request.query_params.get("appeal_id"),
     )
 
@@ -197,8 +204,6 @@ async def delete_conversation(conversation_id: str, request: Request) -> Respons
 @router.post("/appeals")
 async def appeal(request: Request) -> Response:
     """Appeal a block shown in a conversation (the safety area's appeal record)."""
-    from ...safety.appeals import file_appeal
-
     page = signed_in(request)
     if not isinstance(page, Page):
         return page
