@@ -59,6 +59,8 @@ class Turn:
     model: str
     ui_lang: str
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Regenerate: the new answer replaces the trailing one, which is kept as an earlier version.
+    replace_answer: bool = False
 
 
 # The web handler sets this around the core chat call, so interceptors know the request is an
@@ -216,6 +218,12 @@ def _fidelity(hub: Hub) -> Any:
 async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncIterator[dict[str, Any]]:
     """Answer the last question of the conversation, yielding events; records the answer."""
     history = await anyio.to_thread.run_sync(store.messages, turn.user_id, turn.conversation_id)
+    while turn.replace_answer and history and history[-1].role == "assistant":
+        history.pop()
+    if not history or history[-1].role != "user":
+        yield {"event": "error", "code": "nothing_to_answer", "message": "there is no question to answer",
+               "block": None}
+        return
     plan = await anyio.to_thread.run_sync(plan_turn, hub, turn, history)
     numbered = [{"n": n, **hit.citation()} for n, hit in enumerate(plan.hits, start=1)]
     citations = [c for c in numbered if c["n"] in plan.cited]
@@ -235,7 +243,7 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
         html = render_markdown(answer) if answer else ""
         message_id = await anyio.to_thread.run_sync(lambda: store.append(
             turn.user_id, turn.conversation_id, "assistant", answer, model=turn.model,
-            finish_reason=reason, citations=citations, block=block, html=html))
+            finish_reason=reason, citations=citations, block=block, html=html, replace_answer=turn.replace_answer))
         return message_id, html
 
     try:
