@@ -31,6 +31,7 @@ from ...api.chat.service import ChatService
 from ...backends.window import Window, fit_prompt, window_of
 from ...errors import ContentBlocked, RateLimited, SovhubError
 from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
+from ..attachments import AttachmentStore
 from ..fidelity import STATE_RETRIED, fidelity_tracker
 from ..grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
 from ..quota_text import quota_message
@@ -173,6 +174,9 @@ def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
         # An answer without sources beats no answer; the operator sees why in the log.
         log.warning("knowledge base search failed: %s", exc.message)
         hits = []
+    # The person's own documents in this conversation come first: that is what they ask about.
+    attached = AttachmentStore(hub).hits(turn.user_id, turn.conversation_id, question) if question else []
+    hits = [*attached, *hits]
     plan = _Plan(lang, hits)
     quotes = bool(hits) and turn.model in hub.settings.assistant.quote_models
     if quotes or not writes_language(hub, turn.model, lang):

@@ -20,6 +20,7 @@ from ...access.csrf import verify_csrf
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...pipeline import Principal
 from ...safety.appeals import appeals_of, file_appeal
+from ..attachments import AttachmentStore
 from .answer import Turn, run_turn
 from .auth import signed_in
 from .conversations import ConversationStore
@@ -78,8 +79,13 @@ async def _chat_page(request: Request, conversation_id: str | None, status: int 
         principal = Principal(org_id=None, user_id=page.user.id)
         mine = await anyio.to_thread.run_sync(appeals_of, page.hub, principal)
         appeals = {a.decision_id: a for a in mine}
+    attachments: list[Any] = []
+    if conversation is not None:
+        attachments = await anyio.to_thread.run_sync(
+            AttachmentStore(page.hub).of_conversation, page.user.id, conversation.id)
     return render(
-        page, "chat.html", status=status, conversations=view.conversations, conversation=conversation,
+        page, "chat.html", status=status, attachments=attachments, attached=request.query_params.get("attached"),
+        conversations=view.conversations, conversation=conversation,
         messages=view.messages, models=models, current_model=current, render_markdown=render_markdown,
         appeals=appeals, query=query, renamed=request.query_params.get("renamed"),
         retry=request.query_params.get("retry"),

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from ...errors import InvalidRequest, NotFound
 from ...store.base import utcnow
-from ..tables import Conversation, ConversationMessage
+from ..tables import Conversation, ConversationAttachment, ConversationMessage
 
 if TYPE_CHECKING:
     from ...hub import Hub
@@ -174,12 +174,14 @@ class ConversationStore:
     def delete(self, user_id: int, conversation_id: str) -> None:
         self.get(user_id, conversation_id)
         with self.hub.db.session() as s:
+            s.execute(delete(ConversationAttachment).where(ConversationAttachment.conversation_id == conversation_id))
             s.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id))
             s.execute(delete(Conversation).where(Conversation.id == conversation_id))
 
     def delete_all(self, user_id: int) -> int:
         with self.hub.db.session() as s:
             ids = list(s.scalars(select(Conversation.id).where(Conversation.user_id == user_id)))
+            s.execute(delete(ConversationAttachment).where(ConversationAttachment.user_id == user_id))
             if ids:
                 s.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id.in_(ids)))
                 s.execute(delete(Conversation).where(Conversation.id.in_(ids)))
