@@ -11,6 +11,7 @@ from . import hookspecs
 __all__ = ["BUILTIN_PLUGINS", "get_plugin_manager"]
 
 BUILTIN_PLUGINS = (
+    "sovhub.fleet.plugin",
     "sovhub.backends.embedded",
     "sovhub.backends.upstream",
     "sovhub.api.plugin",
@@ -18,6 +19,7 @@ BUILTIN_PLUGINS = (
     "sovhub.safety.plugin",
     "sovhub.access.plugin",
     "sovhub.assistant.plugin",
+    "sovhub.credits.plugin",
 )
 
 
