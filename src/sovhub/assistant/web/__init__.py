@@ -2,7 +2,7 @@
 
 Routers: sign-in and language (auth), chat pages and streaming (chat), documents attached to a
 conversation (attachments), my data (account), citation passages (kb), the transparency report
-and icon (public), staff area (admin, admin_access, admin_content_access, admin_appeals).
+and icon (public), staff area (admin, admin_access, admin_content_access, admin_appeals, admin_console).
 Templates and static files live in ``sovhub/web``.
 """
 
@@ -19,6 +19,7 @@ def routers() -> list[Any]:
         admin,
         admin_access,
         admin_appeals,
+        admin_console,
         admin_content_access,
         attachments,
         auth,
@@ -28,4 +29,4 @@ def routers() -> list[Any]:
     )
 
     return [auth.router, chat.router, attachments.router, account.router, kb.router, admin.router, admin_access.router,
-            admin_content_access.router, admin_appeals.router, public.router]
+            admin_content_access.router, admin_appeals.router, admin_console.router, public.router]
