@@ -6,10 +6,6 @@
 (function () {
   document.documentElement.classList.add("js");
 
-  // The language menu applies itself; its button is for pages without this script.
-  const langSelect = document.getElementById("lang-select");
-  if (langSelect) langSelect.addEventListener("change", () => langSelect.form.submit());
-
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
     for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
