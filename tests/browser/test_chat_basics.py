@@ -121,6 +121,7 @@ def test_attach_a_document_and_ask_about_it(page: Any, tmp_path: Path) -> None:
     _ask(page, "I have a question about my lease")
     lease = tmp_path / "lease.txt"
     lease.write_text("Tenancy agreement.\n\nThe monthly rent is 731 euros, paid on the third day of each month.\n")
+    page.click(".attach summary")
     page.set_input_files("#attach-file", str(lease))
     page.click("form[action$='/attachments'] button[type=submit]")
     page.wait_for_selector(".attachments li")
