@@ -71,6 +71,7 @@ def test_a_citizen_gets_the_knowledge_base_answer_in_their_language(
     # The page followed the new chat: its title in the heading and in the list, without a reload.
     assert page.locator("#chat-title").inner_text() == case["question"]
     assert page.locator("#conversation-list li").count() >= 1
+    assert page.locator("#conversation-count, #no-conversations").count() == 0  # no stale "no conversations"
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= page.viewport_size["width"], width  # no page wider than the screen
     shot(page, f"citizen-{lang}-{'phone' if phone else 'desktop'}")

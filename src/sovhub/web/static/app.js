@@ -130,8 +130,11 @@
     const heading = document.getElementById("chat-title");
     if (heading && data.title) heading.textContent = data.title;
     if (data.title) document.title = data.title + " · " + document.title.split(" · ").pop();
-    const empty = document.getElementById("no-conversations");
-    if (empty) empty.remove();
+    // The count was the server's; its plural forms are not here, so a stale one goes.
+    for (const stale of ["no-conversations", "conversation-count"]) {
+      const node = document.getElementById(stale);
+      if (node) node.remove();
+    }
     const sidebarList = document.getElementById("conversation-list");
     if (sidebarList) {
       sidebarList.querySelectorAll("a[aria-current]").forEach((a) => a.removeAttribute("aria-current"));
