@@ -94,9 +94,9 @@ class AttachmentStore:
 
     @cached_property
     def vault(self) -> ContentVault:
-        from ..sovereignty.crypto import get_vault
+        from ..sovereignty.crypto import ContentVault
 
-        return get_vault(self.hub)
+        return self.hub.services.get(ContentVault)
 
     def attach(self, user_id: int, conversation_id: str, filename: str, data: bytes) -> AttachmentInfo:
         if not data:

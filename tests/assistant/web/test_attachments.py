@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from sovhub.assistant.attachments import MAX_ATTACHMENTS, MAX_BYTES, AttachmentStore, pick_passages
 from sovhub.assistant.tables import ConversationAttachment
+from sovhub.backends.registry import BackendRegistry
 
 from .conftest import PASSWORD, Web, sse_events
 
@@ -35,7 +36,7 @@ def test_a_question_about_an_attached_document_gets_its_passage_as_a_cited_sourc
     assert attached.headers["location"] == f"/c/{conversation_id}?attached=yes"
     page = signed_in.client.get(attached.headers["location"]).text
     assert "lease.txt" in page and "The document was attached. Ask a question about it." in page
-    backend = signed_in.hub.backends.get("fake1")  # type: ignore[union-attr]
+    backend = signed_in.hub.services.get(BackendRegistry).get("fake1")
     before = len(backend.received)  # type: ignore[union-attr, attr-defined]
     events = sse_events(signed_in.ask("How much is the monthly rent?", conversation=conversation_id))
     assert events[-1][0] == "done"

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from ...access.request_log import UsageTotal, request_log, usage_totals
 from ...accounts import create_org
 from ...backends.catalog import add_backend, backend_configs, remove_backend
+from ...backends.registry import BackendRegistry
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...jurisdictions import validate_jurisdiction
 from ...store.tables import User
@@ -110,7 +111,8 @@ async def backends_page(request: Request) -> Response:
     if not isinstance(page, Page):
         return page
     configs = await anyio.to_thread.run_sync(backend_configs, page.hub)
-    running = {b.name for b in page.hub.backends.backends} if page.hub.backends is not None else set()
+    registry = page.hub.services.get(BackendRegistry)
+    running = {b.name for b in registry.backends} if registry.running else set()
     return render(page, "admin_backends.html", configs=configs, running=running,
                   done=request.query_params.get("done"), error=request.query_params.get("error"))
 
