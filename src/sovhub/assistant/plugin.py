@@ -78,9 +78,11 @@ def sovhub_setup_app(app: FastAPI, hub: Hub) -> None:
 
 @hookimpl
 def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .attachments import AttachmentStore
     from .web.conversations import ConversationStore
 
-    return {"assistant_conversations": ConversationStore(hub).export(user_id)}
+    return {"assistant_conversations": ConversationStore(hub).export(user_id),
+            "assistant_attachments": AttachmentStore(hub).export(user_id)}
 
 
 @hookimpl

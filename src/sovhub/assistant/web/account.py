@@ -17,6 +17,8 @@ from ...access.csrf import verify_csrf
 from ...access.sessions import clear_session
 from ...errors import Conflict
 from ...hub import Hub
+from ...pipeline import Principal
+from ...safety.appeals import appeals_of
 from .auth import signed_in
 from .conversations import ConversationStore
 from .render import Page, render
@@ -50,7 +52,8 @@ async def my_data(request: Request) -> Response:
     user_id = page.user.id
     count = await anyio.to_thread.run_sync(ConversationStore(page.hub).count, user_id)
     notices = await anyio.to_thread.run_sync(staff_access_notices, page.hub, user_id)
-    return render(page, "me.html", conversation_count=count, notices=notices,
+    appeals = await anyio.to_thread.run_sync(appeals_of, page.hub, Principal(org_id=None, user_id=user_id))
+    return render(page, "me.html", conversation_count=count, notices=notices, appeals=appeals,
                   erase_error=request.query_params.get("error"))
 
 

@@ -77,6 +77,7 @@ def _tiers(hub: Hub) -> dict[str, Any]:
 
 def _overview(hub: Hub) -> dict[str, Any]:
     from ...access.verification import verification_queue
+    from ...safety.appeals import list_appeals
     from ..fidelity import FidelityTracker
     from ..knowledge import KnowledgeBase
 
@@ -85,6 +86,7 @@ def _overview(hub: Hub) -> dict[str, Any]:
         "documents": kb.list_documents(),
         "collections": kb.list_collections(),
         "fidelity": hub.services.get(FidelityTracker).snapshot(),
+        "appeals_waiting": len(list_appeals(hub, "filed", limit=10_000)),
     }
     # The access area's views are optional extras: a failure there must not hide the rest.
     try:
