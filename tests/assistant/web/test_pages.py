@@ -244,7 +244,7 @@ def test_an_unknown_passage_is_404(signed_in: Web) -> None:
 
 
 def test_a_web_user_has_a_quota_and_is_told_in_their_language(signed_in: Web) -> None:
-    # Before issue 12 web-assistant users had no limit at all (limits_for returned none).
+    # A signed-in person is limited like a key, or one browser could use a whole backend.
     signed_in.hub.settings.access.user_limits = {"rpm": 2}
     signed_in.client.cookies.set("sovhub_lang", "de")
     for _ in range(2):

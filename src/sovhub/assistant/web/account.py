@@ -19,7 +19,7 @@ from ...errors import Conflict
 from ...hub import Hub
 from .auth import signed_in
 from .conversations import ConversationStore
-from .render import Page, render
+from .render import render
 
 __all__ = ["router", "staff_access_notices"]
 
@@ -44,8 +44,6 @@ def staff_access_notices(hub: Hub, user_id: int) -> list[dict[str, Any]]:
 @router.get("/me")
 async def my_data(request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     user_id = page.user.id
     count = await anyio.to_thread.run_sync(ConversationStore(page.hub).count, user_id)
@@ -60,8 +58,6 @@ async def erase_me(request: Request) -> Response:
     from ...sovereignty.rights import erase_user
 
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))

@@ -54,8 +54,6 @@ def _wants_stream(request: Request) -> bool:
 
 async def _chat_page(request: Request, conversation_id: str | None, status: int = 200) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     store = _store(request)
     try:
@@ -132,8 +130,6 @@ async def _read_message(request: Request, page: Page) -> tuple[str, str]:
 @router.post("/c")
 async def new_conversation(request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     content, model = await _read_message(request, page)
     store = _store(request)
@@ -153,8 +149,6 @@ async def new_conversation(request: Request) -> Response:
 @router.post("/c/{conversation_id}/messages")
 async def send_message(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     content, model = await _read_message(request, page)
     store = _store(request)
@@ -166,8 +160,6 @@ async def send_message(conversation_id: str, request: Request) -> Response:
 @router.post("/c/{conversation_id}/regenerate")
 async def regenerate(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
@@ -185,8 +177,6 @@ async def regenerate(conversation_id: str, request: Request) -> Response:
 @router.post("/c/{conversation_id}/delete")
 async def delete_conversation(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
@@ -200,8 +190,6 @@ async def appeal(request: Request) -> Response:
     from ...safety.appeals import file_appeal
 
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
