@@ -3,9 +3,14 @@ the one install script that the image, `make` and CI share."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_WORDS = re.compile(r"secret|master_key|password|token|api_key|database_url", re.IGNORECASE)
@@ -95,3 +100,32 @@ def test_the_install_script_parses_and_explains_itself() -> None:
     # The portable llama.cpp build is defined once, in the script.
     assert "-DGGML_NATIVE=OFF" in script.read_text()
     assert "GGML_NATIVE" not in (ROOT / "Makefile").read_text()
+
+
+def healthcheck_command() -> list[str]:
+    final = stages()[-1]
+    check = next(rest for word, rest in final if word == "HEALTHCHECK")
+    return json.loads(check[check.index("CMD") + 3:].strip())
+
+
+@pytest.mark.slow
+def test_the_health_check_passes_against_the_hub_the_image_starts_and_fails_without_it(tmp_path) -> None:
+    """The image's own sequence: `sovhub migrate` (the chart's Job), then `serve --no-migrate`, then its HEALTHCHECK."""
+    from tests.server import RemoteHub, free_port, run_cli
+
+    command = healthcheck_command()
+    assert command[0] == "python"
+    command[0] = sys.executable
+    data = tmp_path / "data"
+    port = free_port()
+    env = {"SOVHUB_PORT": str(port), "SOVHUB_SAFETY__ENABLED": "false", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    assert "migrated to revision" in run_cli(data, "migrate", env=env).stdout
+    down = subprocess.run(command, env={**os.environ, **env}, capture_output=True, timeout=30)
+    assert down.returncode != 0, "nothing listens yet: the check must fail"
+    hub = RemoteHub(data, env={**env, "SOVHUB_MIGRATE_ON_START": "false"}, port=port)  # as the chart runs it
+    hub.start()
+    try:
+        up = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=30)
+        assert up.returncode == 0, up.stderr
+    finally:
+        hub.stop()

@@ -206,3 +206,15 @@ def test_a_journal_that_cannot_be_written_stops_the_erasure_before_it_starts(shu
         row = s.get(Conversation, cid)
     assert row is not None and shub.services.get(ContentVault).decrypt_for_user(uid, row.title) == "still here"
 
+
+
+def test_a_key_half_of_another_hub_is_refused_before_anything_is_written(made, data_dir, tmp_path) -> None:
+    other = new_hub(tmp_path / "other", None)
+    add_user(other, "someone@example.ua")
+    _store_title(other, 1, "x")
+    theirs = backup(other, tmp_path / "oa", tmp_path / "ob")
+    other.close()
+    target = _target(tmp_path, None)
+    with pytest.raises(ConfigError, match="does not open this database backup"):
+        restore(target, made.database_dir, theirs.keys_dir)
+    assert not (target.data_dir / "sovhub.db").exists() and not key_store_path(target).exists()

@@ -30,7 +30,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
         Provide(ContentVault, open_vault),
         Provide(BackendRegistry, BackendRegistry),
         Provide(Meter, Meter),
-        Provide(ChatService, ChatService, needs=(Metrics,)),
+        Provide(ChatService, ChatService, needs=(Metrics, BackendRegistry)),
     ]
 
 

@@ -187,7 +187,33 @@ def _read_manifest(directory: Path, part: str) -> dict[str, Any]:
     return manifest
 
 
-def _refuse_unless_fresh(settings: Settings, db: Database, keys: dict[str, Any], keys_dir: Path) -> None:
+def _refuse_a_master_key_that_does_not_open_it(settings: Settings, database_from: Path, keys_from: Path,
+                                               keys: dict[str, Any]) -> None:
+    """The check value in the dump, opened with the master key the restored instance will use, before any write."""
+    import gzip
+
+    from .crypto import CHECK_NAME, FileKeyProvider, check_matches, load_key_provider
+    from .tables import SovereigntyMeta
+
+    check: SovereigntyMeta | None = None
+    with gzip.open(database_from / DUMP, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            if line.startswith('{"t":"sovereignty_meta"'):
+                row = json.loads(line)["r"]
+                if row["name"]["v"] == CHECK_NAME:
+                    check = SovereigntyMeta(name=CHECK_NAME, value=row["value"]["v"])
+                    break
+    if check is None:
+        return  # the backed-up hub never encrypted anything
+    provider = FileKeyProvider(keys_from / "master.key") if "master.key" in keys["files"] \
+        else load_key_provider(settings)
+    if not check_matches(provider, check):
+        raise ConfigError(f"the master key from {provider.source} (id {provider.key_id}) does not open this "
+                          "database backup: the two halves are of different hubs, or the key was rotated since; "
+                          "nothing was restored")
+
+
+def _refuse_unless_fresh(settings: Settings, db: Database, keys: dict[str, Any]) -> None:
     tables = db.table_names()
     if tables:
         raise ConfigError(f"restore needs a fresh database, and {db.safe_url} holds {len(tables)} tables "
@@ -224,10 +250,11 @@ def restore(settings: Settings, database_from: Path, keys_from: Path, *,
     for path in journals or []:
         if not path.is_file():
             raise ConfigError(f"erasure journal {path} not found")
+    _refuse_a_master_key_that_does_not_open_it(settings, database_from, keys_from, keys)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     try:
-        _refuse_unless_fresh(settings, db, keys, keys_from)
+        _refuse_unless_fresh(settings, db, keys)
         cfg = db.alembic_config()
         revision = dbm.get("revision")
         if revision:

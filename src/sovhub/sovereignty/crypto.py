@@ -46,11 +46,13 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = [
+    "CHECK_NAME",
     "ContentVault",
     "EnvKeyProvider",
     "FileKeyProvider",
     "KeyProvider",
     "LocalKeyProvider",
+    "check_matches",
     "ensure_master_key",
     "open_vault",
     "load_key_provider",
@@ -59,7 +61,7 @@ __all__ = [
 log = logging.getLogger("sovhub.sovereignty.crypto")
 
 _VERSION = b"\x01"
-_CHECK_NAME = "master_key_check"
+CHECK_NAME = _CHECK_NAME = "master_key_check"
 _CHECK_PLAINTEXT = b"sovhub master key check v1"
 _KEK_LAYER = "kek_layer_v1"
 _KEY_CACHE_TTL_S = 30.0  # an erasure in another process is honoured here within this time
@@ -171,6 +173,11 @@ def load_key_provider(settings: Settings) -> KeyProvider:
 def _read_check(hub: Hub) -> SovereigntyMeta | None:
     with hub.db.session() as s:
         return s.get(SovereigntyMeta, _CHECK_NAME)
+
+
+def check_matches(provider: KeyProvider, check: SovereigntyMeta) -> bool:
+    """Whether `provider` is the master key the database's check value was wrapped with."""
+    return _check_matches(provider, check)
 
 
 def _check_matches(provider: KeyProvider, check: SovereigntyMeta) -> bool:

@@ -140,7 +140,7 @@ class ChatService:
         candidates = registry.candidates(ctx, req.model)
         ctx.params = self._params(req, candidates[0], principal.label)
         reserve = await self._reserve(ctx.messages, ctx.params, req.n or 1, candidates[0])
-        admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve)
+        admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve, request_id=request_id)
         ctx.state["admission"] = admission
         try:
             for interceptor in self.hub.interceptors:
@@ -250,8 +250,10 @@ class ChatService:
             self._record(p, usage, estimated, status)
             ctx = p.ctx
             side = self._record_side_calls(ctx, status=200)
+            # The guard model's calls for this request are priced as its input.
             await settle(self.hub, ctx.state["admission"],
-                         usage["prompt_tokens"] + usage["completion_tokens"] + side)
+                         usage["prompt_tokens"] + usage["completion_tokens"] + side,
+                         prompt_tokens=usage["prompt_tokens"] + side, completion_tokens=usage["completion_tokens"])
             result = ChatResult(
                 text=p.gate.sent_text(), finish_reason=p.gate.finish_reason(),
                 prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
@@ -363,6 +365,11 @@ class ChatService:
                             message[name] = (message.get(name) or "") + delta[name]
                     for call in delta.get("tool_calls") or []:
                         _merge_tool_call(calls.setdefault(index, {}), call)
+                    entries = (c.get("logprobs") or {}).get("content")
+                    if entries:
+                        if slot["logprobs"] is None:
+                            slot["logprobs"] = {"content": [], "refusal": None}
+                        slot["logprobs"]["content"].extend(entries)
                     if isinstance(delta.get("function_call"), dict):
                         _merge_function(message.setdefault("function_call", {}), delta["function_call"])
                     if c.get("finish_reason"):
@@ -370,6 +377,8 @@ class ChatService:
         for index, slot in choices.items():
             if index in calls:
                 slot["message"]["tool_calls"] = [calls[index][k] for k in sorted(calls[index])]
+                # As OpenAI: an answer that only calls has no content (null, not "").
+                slot["message"]["content"] = slot["message"]["content"] or None
             slot["finish_reason"] = slot["finish_reason"] or "stop"
             slot["message"].setdefault("refusal", None)
         if not choices:
