@@ -282,7 +282,7 @@ def test_staff_delete_a_knowledge_document_and_no_one_else_can(signed_in: Web) -
 
     hub = signed_in.hub
     remember_embeddings(hub)
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     added = kb.ingest_bytes("dogs.txt", b"Dog licences cost twelve euros a year at the town hall.", "town")
     assert added.document_id is not None and kb.search("dog licence price", "town")
     path = f"/admin/kb/{added.document_id}/delete"
