@@ -73,6 +73,9 @@ def sovhub_routers(hub: Hub) -> list[Any]:
 def sovhub_setup_app(app: FastAPI, hub: Hub) -> None:
     from fastapi.staticfiles import StaticFiles
 
+    from .web.auth import install_page_handlers
+
+    install_page_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 

@@ -21,7 +21,7 @@ from ...pipeline import Principal
 from ...safety.appeals import appeals_of
 from .auth import signed_in
 from .conversations import ConversationStore
-from .render import Page, render
+from .render import render
 
 __all__ = ["router", "staff_access_notices"]
 
@@ -46,8 +46,6 @@ def staff_access_notices(hub: Hub, user_id: int) -> list[dict[str, Any]]:
 @router.get("/me")
 async def my_data(request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     user_id = page.user.id
     count = await anyio.to_thread.run_sync(ConversationStore(page.hub).count, user_id)
@@ -63,8 +61,6 @@ async def erase_me(request: Request) -> Response:
     from ...sovereignty.rights import erase_user
 
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))

@@ -57,8 +57,6 @@ def _wants_stream(request: Request) -> bool:
 
 async def _chat_page(request: Request, conversation_id: str | None, status: int = 200) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     store = _store(request)
     query = request.query_params.get("q", "").strip()[:200]
@@ -173,8 +171,6 @@ async def _read_message(request: Request, page: Page) -> tuple[str, str]:
 @router.post("/c")
 async def new_conversation(request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     content, model = await _read_message(request, page)
     store = _store(request)
@@ -195,8 +191,6 @@ async def new_conversation(request: Request) -> Response:
 @router.post("/c/{conversation_id}/messages")
 async def send_message(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     content, model = await _read_message(request, page)
     store = _store(request)
@@ -208,8 +202,6 @@ async def send_message(conversation_id: str, request: Request) -> Response:
 @router.post("/c/{conversation_id}/regenerate")
 async def regenerate(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
@@ -257,8 +249,6 @@ async def rename_conversation(conversation_id: str, request: Request) -> Respons
 @router.post("/c/{conversation_id}/delete")
 async def delete_conversation(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
@@ -270,8 +260,6 @@ async def delete_conversation(conversation_id: str, request: Request) -> Respons
 async def appeal(request: Request) -> Response:
     """Appeal a block shown in a conversation (the safety area's appeal record)."""
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
