@@ -141,7 +141,7 @@ def main() -> None:
             grant = conn.execute(text("SELECT debits_posted, debits_pending, credits_posted FROM credit_accounts "
                                       "WHERE kind = 'grant'")).one()
             expired = conn.execute(text("SELECT count(*) FROM credit_transfers WHERE code = 'usage' AND kind = 'post' "
-                                        "AND details LIKE '%expired%'")).scalar()
+                                        "AND CAST(details AS TEXT) LIKE '%expired%'")).scalar()
         verify = subprocess.run([SOVHUB, "--data-dir", str(workdir / "r1"), "ledger", "verify"], capture_output=True,
                                 text=True, env={**os.environ, **env}, check=False)
         once = all(posts[r] == 1 for r in answered)
