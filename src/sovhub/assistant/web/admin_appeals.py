@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...errors import Conflict, NotFound
-from .admin import staff_page
+from .auth import staff_page
 from .admin_access import _actor, _attempt, _back, _staff_form
 from .render import Page, render
 

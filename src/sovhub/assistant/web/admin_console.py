@@ -25,7 +25,7 @@ from ...backends.registry import BackendRegistry
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...jurisdictions import validate_jurisdiction
 from ...store.tables import User
-from .admin import staff_page
+from .auth import staff_page
 from .admin_access import _actor, _back, _staff_form
 from .commands import create_user, set_staff
 from .render import Page, render
