@@ -145,7 +145,7 @@ def test_missing_policy_file(tmp_path: Path) -> None:
 
 
 def test_versions_are_recorded_emitted_and_published_with_diff(hub: Hub, tmp_path: Path) -> None:
-    from sovhub.safety.pipeline import SafetyRuntime
+    from sovhub.safety.interceptor import SafetyRuntime
     from sovhub.safety.plugin import sovhub_transparency
 
     events: list[Any] = []

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from ..errors import Conflict, InvalidRequest, NotFound
 from ..store.base import utcnow
-from .pipeline import SafetyRuntime
+from .interceptor import SafetyRuntime
 from .tables import Appeal, ModerationLog
 
 if TYPE_CHECKING:

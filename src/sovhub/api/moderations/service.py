@@ -17,8 +17,8 @@ from ...metering import Meter, Usage
 from ...pipeline import Principal, SideCall
 from ...safety.guard_model import GuardModelGuard, backend_complete, run_guard_model
 from ...safety.guards import GuardFinding
+from ...safety.interceptor import SafetyRuntime, check_input_size
 from ...safety.moderation import ModerationResult, Moderator, add_findings
-from ...safety.pipeline import SafetyRuntime, check_input_size
 from ...safety.taxonomy import OPENAI_CATEGORIES
 from .protocol import CreateModerationResponse, Moderation, ModerationRequest
 

@@ -48,7 +48,7 @@ class ResponseStore:
         self.hub = hub
 
     def _days(self, principal: Principal) -> int:
-        from ...sovereignty.conversations import retention_days
+        from ...sovereignty.content_store import retention_days
 
         if principal.org_id is None:
             return self.hub.settings.sovereignty.retention_days
