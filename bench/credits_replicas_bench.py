@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from procs import SOVHUB, Proc, _spawn, free_port, start_mock, write_result
+from procs import SOVHUB, Proc, _spawn, free_port, machine_info, start_mock, write_result
 from sqlalchemy import create_engine, text
 
 
@@ -155,7 +155,8 @@ def main() -> None:
                       and (args.kill or (len(answered) == args.paid and grant[0] == args.paid * 1_000_000))),
         }
         print(json.dumps(result, indent=2))
-        write_result("credits-replicas-kill" if args.kill else "credits-replicas", result)
+        name = "credits-replicas-kill" if args.kill else "credits-replicas"
+        write_result(name, {"machine": machine_info(), **result})
     finally:
         for proc in reversed(procs):
             proc.stop()

@@ -50,7 +50,7 @@ def _default_acr_levels() -> dict[str, Assurance]:
 
 
 class SovereigntySettings(BaseModel):
-    """Residency, encryption at rest, retention and audit (issue: data sovereignty)."""
+    """Residency, encryption at rest, retention and audit."""
 
     jurisdiction: str = Field("EU", description="Home jurisdiction: ISO 3166-1 alpha-2 code (or EU).")
     allowed_jurisdictions: list[str] = Field(
@@ -121,7 +121,7 @@ class SovereigntySettings(BaseModel):
 
 
 class SafetySettings(BaseModel):
-    """Moderation, PII and policy (issue: safety)."""
+    """Moderation, PII and policy."""
 
     enabled: bool = Field(True, description="Run the guard pipeline on chat input and output.")
     policy_file: str | None = Field(None, description="YAML policy file; the bundled default when unset.")
@@ -192,7 +192,7 @@ class IdentityProviderSettings(BaseModel):
 
 
 class AccessSettings(BaseModel):
-    """Verified access, quotas and identity providers (issue: verified access)."""
+    """Verified access, quotas and identity providers."""
 
     redis_url: str | None = Field(
         None, description="Redis URL for quotas shared across replicas (exact); in-process counters when unset."
@@ -267,7 +267,7 @@ class AccessSettings(BaseModel):
 
 
 class AssistantSettings(BaseModel):
-    """The localized web assistant and knowledge base (issue: assistant)."""
+    """The localized web assistant and knowledge base."""
 
     languages: list[str] = Field(
         default_factory=lambda: ["en", "uk", "pl", "de", "fr", "es", "ar", "ja"],
