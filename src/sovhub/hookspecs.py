@@ -111,3 +111,18 @@ def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:  # type: ignor
 @hookspec
 def sovhub_erase_user(hub: Hub, user_id: int) -> None:
     """Erase (or unlink) every row this plugin holds about a person; runs after their keys are destroyed."""
+
+
+@hookspec
+def sovhub_body_limits(hub: Hub) -> dict[str, int]:  # type: ignore[empty-body]
+    """Return {exact path: bytes} for routes whose request bodies may pass the hub's max_body_bytes (uploads)."""
+
+
+@hookspec
+def sovhub_export_org(hub: Hub, org_id: int) -> dict[str, Any]:  # type: ignore[empty-body]
+    """Return what this plugin holds for an organization, as {section: JSON-able data}, for its export."""
+
+
+@hookspec
+def sovhub_erase_org(hub: Hub, org_id: int) -> None:
+    """Erase every row this plugin holds for an organization; runs after its data key is destroyed."""

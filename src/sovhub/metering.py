@@ -41,6 +41,8 @@ class Usage:
     status: int = 200
     #: The backend reported no usage: the tokens were counted by the hub (`Backend.count_tokens`).
     estimated: bool = False
+    #: The batch this request ran in; None for interactive requests.
+    batch_id: str | None = None
     ts: datetime = field(default_factory=utcnow)
 
 

@@ -18,6 +18,7 @@ BUILTIN_PLUGINS = (
     "sovhub.safety.plugin",
     "sovhub.access.plugin",
     "sovhub.assistant.plugin",
+    "sovhub.files.plugin",
 )
 
 

@@ -23,6 +23,8 @@ from .secret_key import METRICS_TOKEN_FILE, load_or_create_secret_key, weak_secr
 __all__ = [
     "AccessSettings",
     "AssistantSettings",
+    "BatchSettings",
+    "FilesSettings",
     "SafetySettings",
     "Settings",
     "SovereigntySettings",
@@ -298,6 +300,43 @@ class AssistantSettings(BaseModel):
     )
 
 
+class FilesSettings(BaseModel):
+    """The Files API (/v1/files): uploads kept encrypted in the database, shared by every replica."""
+
+    max_bytes: int = Field(200 * 1024 * 1024, ge=1024, description="Largest file one upload may hold, in bytes.")
+    batch_expiry_days: float = Field(
+        30.0, gt=0, le=30, description="Days a file uploaded with purpose `batch` is kept unless expires_after says."
+    )
+    chunk_bytes: int = Field(
+        1024 * 1024, ge=4096, le=16 * 1024 * 1024, description="Bytes encrypted and stored per database row."
+    )
+    purge_interval_s: float = Field(600.0, gt=0, description="Seconds between deletions of expired files.")
+    max_org_bytes: int = Field(
+        10 * 1024**3, ge=1024, description="Most bytes of files one organization may keep at once (all purposes)."
+    )
+
+
+class BatchSettings(BaseModel):
+    """The Batch API (/v1/batches): deferred work run on idle capacity, leased so replicas share it."""
+
+    enabled: bool = Field(True, description="Run batches on this replica (the API answers either way).")
+    max_lines: int = Field(50_000, ge=1, le=50_000, description="Most request lines one batch may hold.")
+    concurrency: int = Field(
+        1, ge=1, le=64, description="Batch lines this replica runs at once (each waits for idle capacity)."
+    )
+    lease_s: float = Field(
+        60.0, gt=0, description="Seconds a replica holds a line it runs; another takes it over after that."
+    )
+    poll_interval_s: float = Field(1.0, gt=0, description="Seconds between looks for batch work when idle.")
+    window_s: float = Field(
+        24 * 3600.0, gt=0, description="Seconds of the `24h` completion window (shorter only for tests)."
+    )
+    output_expiry_days: float = Field(30.0, gt=0, le=30, description="Days output and error files are kept.")
+    max_capacity_share: float = Field(
+        1.0, gt=0, le=1, description="Largest share of a backend's capacity batch lines may take (1 = all idle)."
+    )
+
+
 class Settings(BaseSettings):
     """All of sovhub's configuration."""
 
@@ -364,6 +403,8 @@ class Settings(BaseSettings):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     assistant: AssistantSettings = Field(default_factory=AssistantSettings)
+    files: FilesSettings = Field(default_factory=FilesSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
 
     @field_validator("database_url")
     @classmethod

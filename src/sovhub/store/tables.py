@@ -108,3 +108,5 @@ class UsageRecord(Base):
     status: Mapped[int] = mapped_column(Integer, default=200)
     # True when the backend reported no usage and the hub counted the tokens itself (docs/api.md).
     estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The batch the request ran in (None: interactive); batch work is priced at the batch discount.
+    batch_id: Mapped[str | None] = mapped_column(String(40))
