@@ -19,6 +19,7 @@ BUILTIN_PLUGINS = (
     "sovhub.access.plugin",
     "sovhub.assistant.plugin",
     "sovhub.files.plugin",
+    "sovhub.batches.plugin",
 )
 
 

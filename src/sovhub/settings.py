@@ -24,6 +24,7 @@ __all__ = [
     "AccessSettings",
     "AssistantSettings",
     "BatchSettings",
+    "EnergySettings",
     "FilesSettings",
     "SafetySettings",
     "Settings",
@@ -332,8 +333,26 @@ class BatchSettings(BaseModel):
         24 * 3600.0, gt=0, description="Seconds of the `24h` completion window (shorter only for tests)."
     )
     output_expiry_days: float = Field(30.0, gt=0, le=30, description="Days output and error files are kept.")
+    carbon_aware: bool = Field(
+        True, description="Plan batch lines into the greenest forecast hours (energy.forecast_file) within the window."
+    )
+    estimated_line_s: float = Field(
+        2.0, gt=0, description="Seconds one batch line is expected to take, for planning the windows it needs."
+    )
+    estimated_line_wh: float = Field(
+        0.05, gt=0, description="Wh one batch line is expected to use, for the plan's emission estimates."
+    )
+    max_active_per_org: int = Field(100, ge=1, description="Unfinished batches one organization may have at once.")
     max_capacity_share: float = Field(
         1.0, gt=0, le=1, description="Largest share of a backend's capacity batch lines may take (1 = all idle)."
+    )
+
+
+class EnergySettings(BaseModel):
+    """Energy and carbon per request (docs/energy.md)."""
+
+    forecast_file: str | None = Field(
+        None, description="Carbon-intensity forecast (Electricity Maps v3 JSON or CSV), relative to the data dir."
     )
 
 
@@ -405,6 +424,7 @@ class Settings(BaseSettings):
     assistant: AssistantSettings = Field(default_factory=AssistantSettings)
     files: FilesSettings = Field(default_factory=FilesSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    energy: EnergySettings = Field(default_factory=EnergySettings)
 
     @field_validator("database_url")
     @classmethod

@@ -173,7 +173,7 @@ class EmbeddedBackend(Backend):
         if self._llm is None:
             raise BackendUnavailable(f"model {model} is still loading; retry shortly")
         owner = str(params.get("_owner") or "anonymous")
-        await self._queue.acquire(owner)
+        await self._queue.acquire(owner, background=bool(params.get("_background")))
         if cancel.cancelled:
             # The client went away while it queued: its prompt is never evaluated.
             cancel.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}

@@ -1,7 +1,8 @@
 """A fair queue for one exclusive resource (a llama.cpp context).
 
 Waiters are grouped by owner (an API key or a person) and served round-robin, so one client
-sending a hundred requests cannot starve another sending one.
+sending a hundred requests cannot starve another sending one. Background waiters (batch lines)
+form a second lane, served only when no interactive request waits: batches use idle capacity.
 """
 
 from __future__ import annotations
@@ -15,24 +16,37 @@ __all__ = ["FairQueue"]
 class FairQueue:
     def __init__(self) -> None:
         self._waiters: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self._background: deque[asyncio.Future[None]] = deque()
         self._busy = False
 
     @property
     def waiting(self) -> int:
+        return sum(len(q) for q in self._waiters.values()) + len(self._background)
+
+    @property
+    def interactive_waiting(self) -> int:
         return sum(len(q) for q in self._waiters.values())
 
-    async def acquire(self, owner: str) -> None:
-        if not self._busy and not self._waiters:
+    async def acquire(self, owner: str, *, background: bool = False) -> None:
+        if not self._busy and not self._waiters and not self._background:
             self._busy = True
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(owner, deque()).append(fut)
+        if background:
+            self._background.append(fut)
+        else:
+            self._waiters.setdefault(owner, deque()).append(fut)
         try:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 # We were handed the resource as we were cancelled: pass it on.
                 self.release()
+            elif background:
+                try:
+                    self._background.remove(fut)
+                except ValueError:
+                    pass
             else:
                 self._discard(owner, fut)
             raise
@@ -44,6 +58,11 @@ class FairQueue:
             del self._waiters[owner]
             if queue:
                 self._waiters[owner] = queue  # back of the line for this owner's next request
+            if not fut.done():
+                fut.set_result(None)
+                return
+        while self._background:
+            fut = self._background.popleft()
             if not fut.done():
                 fut.set_result(None)
                 return
