@@ -290,7 +290,8 @@ class KeyCache:
     """Verified keys, kept for `ttl` seconds so the hot path does not read the database.
 
     A revocation made in this process takes effect at once; one made elsewhere (CLI, another
-    replica) within `ttl` seconds.
+    replica) as soon as its invalidation arrives through Redis (sovhub.fleet.invalidation), or
+    within `ttl` seconds without it.
     """
 
     def __init__(self, ttl: float) -> None:
@@ -315,6 +316,11 @@ class KeyCache:
             if len(self._items) > 10_000:
                 self._items.clear()
             self._items[_hash(secret)] = (time.monotonic() + self.ttl, principal)
+
+    def clear(self) -> None:
+        """Forget every key (another process changed keys or organizations)."""
+        with self._lock:
+            self._items.clear()
 
     def forget_prefix(self, prefix: str) -> None:
         with self._lock:

@@ -143,6 +143,8 @@ def serve(obj: HubContext, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from .app import create_app
+    from .fleet.drain import Drain
+    from .fleet.server import DrainingServer
     from .observability import configure_logging
 
     settings = obj.settings(host=host, port=port)
@@ -162,12 +164,13 @@ def serve(obj: HubContext, host: str | None, port: int | None) -> None:
     app = create_app(hub, progress=progress)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=30, lifespan="on",
+        # After the drain (server.drain_seconds) what still runs has been ended in-band: this is a backstop.
+        timeout_graceful_shutdown=5, lifespan="on",
         # The hub alone decides which proxies' X-Forwarded-* it believes (access.trusted_proxies,
         # access.trust_forwarded_proto); uvicorn's own default would trust any local process.
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, hub.services.get(Drain))
     # A background thread (batched writes, guards, the model's hand-offs) holds the GIL for up to this
     # long before the event loop gets it back: 1 ms instead of Python's 5 (gateway benchmark, one core,
     # 500 RPS: p99 added 7.4 ms at 5 ms, 4.1 at 1 ms, before the other fixes of that change).

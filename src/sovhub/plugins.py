@@ -11,6 +11,7 @@ from . import hookspecs
 __all__ = ["BUILTIN_PLUGINS", "get_plugin_manager"]
 
 BUILTIN_PLUGINS = (
+    "sovhub.fleet.plugin",
     "sovhub.backends.embedded",
     "sovhub.backends.upstream",
     "sovhub.api.plugin",
@@ -20,6 +21,7 @@ BUILTIN_PLUGINS = (
     "sovhub.assistant.plugin",
     "sovhub.files.plugin",
     "sovhub.batches.plugin",
+    "sovhub.credits.plugin",
 )
 
 

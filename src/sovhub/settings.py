@@ -27,6 +27,7 @@ __all__ = [
     "EnergySettings",
     "FilesSettings",
     "SafetySettings",
+    "ServerSettings",
     "Settings",
     "SovereigntySettings",
     "load_settings",
@@ -356,6 +357,27 @@ class EnergySettings(BaseModel):
     )
 
 
+class ServerSettings(BaseModel):
+    """How a replica serves among others: shutdown drain, cache invalidation, periodic work (docs/operations.md)."""
+
+    drain_seconds: float = Field(
+        20.0, ge=0, le=3600, description="On SIGTERM: seconds the listener stays open and requests are served while "
+        "/readyz answers 503 (the load balancer takes the replica out); answers still running then end with an "
+        "in-band error (streams: an error event and [DONE]), are metered, and the process exits. The chart's "
+        "preStop and terminationGracePeriodSeconds must leave it this long."
+    )
+    invalidation: bool = Field(
+        True, description="With access.redis_url: publish every change to keys, organizations, verification, tiers, "
+        "limits, prices and policy on Redis, so every replica drops its cached copies within a second (the caches' "
+        "TTLs remain as the fallback)."
+    )
+    usage_journal_dir: str = Field(
+        "usage-journal", description="Directory, relative to the data dir, of the append-only usage journal: each "
+        "answered request is written there before its last byte leaves, and a replica killed before its batch "
+        "reached the database has it replayed at its next start (idempotent by request id)."
+    )
+
+
 class Settings(BaseSettings):
     """All of sovhub's configuration."""
 
@@ -385,6 +407,12 @@ class Settings(BaseSettings):
         description="Signs session cookies, CSRF tokens and sign-in state (at least 32 random characters; known "
         "defaults refused). Unset: read from <data_dir>/secret_key, which the hub writes (0600) the first time.",
     )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Serve `GET /metrics` only on this port (of `metrics_host`), not on the main one; unset: "
+        "on the main port. The metrics token is required on either.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics port binds (with `metrics_port`).")
     metrics_token: str | None = Field(
         None,
         description="Bearer token `GET /metrics` requires (at least 32 random characters). Unset: read from "
@@ -408,7 +436,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     upstream_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to an upstream.")
     upstream_read_timeout: float = Field(
-        300.0, gt=0, description="Seconds between upstream bytes (a non-streamed answer comes whole: all of it)."
+        300.0, gt=0, description="Seconds an upstream may take for a non-streamed answer (it comes whole)."
+    )
+    upstream_first_byte_timeout: float = Field(
+        30.0, gt=0, description="Seconds a streamed upstream answer may take to its first chunk (the prompt's "
+        "evaluation included); then 503 backend_unavailable, and the next backend is tried."
+    )
+    upstream_chunk_timeout: float = Field(
+        15.0, gt=0, description="Seconds a streamed upstream answer may pause between chunks; then it ends with an "
+        "in-band error, is metered and counted in sovhub_backend_errors_total."
     )
     backend_cooldown_s: float = Field(10.0, ge=0, description="Seconds a failed backend is skipped.")
     key_cache_ttl_s: float = Field(5.0, ge=0, description="Seconds a verified API key is cached in-process.")
@@ -425,6 +461,7 @@ class Settings(BaseSettings):
     files: FilesSettings = Field(default_factory=FilesSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     energy: EnergySettings = Field(default_factory=EnergySettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     @field_validator("database_url")
     @classmethod

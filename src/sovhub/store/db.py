@@ -28,6 +28,7 @@ def all_table_modules() -> list[str]:
         "sovhub.assistant.tables",
         "sovhub.files.tables",
         "sovhub.batches.tables",
+        "sovhub.credits.tables",
     ]
 
 
