@@ -21,6 +21,7 @@ BUILTIN_PLUGINS = (
     "sovhub.assistant.plugin",
     "sovhub.files.plugin",
     "sovhub.batches.plugin",
+    "sovhub.energy.plugin",
     "sovhub.credits.plugin",
 )
 
