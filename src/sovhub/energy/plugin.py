@@ -64,3 +64,20 @@ async def _lifespan(hub: Hub) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@hookimpl
+def sovhub_routers(hub: Hub) -> list[Any]:
+    from .page import router
+
+    return [router]
+
+
+@hookimpl
+def sovhub_transparency(hub: Hub) -> dict[str, Any]:
+    from .report import sustainability
+
+    data = sustainability(hub, 30)
+    return {"sustainability": {"last_30_days": data["total"], "work_moved_to_greener_hours": data["shifted"],
+                               "pue": data["pue"], "contracted_renewable_share": data["contracted_renewable_share"],
+                               "intensity_source": data["intensity_source"], "page": "/sustainability"}}
