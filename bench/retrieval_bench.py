@@ -139,7 +139,7 @@ def bench_retrieval(hub: Hub, chunks: int, queries: int, runs: int, seed: int) -
     # A question mixes common words with a few specific ones, like "how much is a fishing licence".
     texts = [" ".join(zipf_words(vocab, 2, rng) + [vocab[int(i)] for i in rng.integers(0, len(vocab), 3)])
              for _ in range(queries)]
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     real_embed = hub.embedder.embed
     query_vectors = {t: real_embed([t], kind="query") for t in texts}
 
@@ -188,7 +188,7 @@ def page_text(rng: random.Random, words: int) -> str:
 
 
 def bench_ingestion(hub: Hub, pages: int, runs: int, seed: int) -> dict[str, Any]:
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     rng = random.Random(seed)
     per_run = []
     for run in range(runs):

@@ -253,10 +253,9 @@ def revoke_key(hub: Hub, prefix: str, *, actor: str = "cli") -> ApiKey:
                 if child.revoked_at is None:
                     child.revoked_at = now
                     revoked.append(child.prefix)
-    cache = hub.legacy.get("key_cache")
-    if isinstance(cache, KeyCache):
-        for gone in (prefix, *revoked):
-            cache.forget_prefix(gone)
+    cache = hub.services.get(KeyCache)
+    for gone in (prefix, *revoked):
+        cache.forget_prefix(gone)
     hub.emit("key.revoked", actor=actor, subject=f"key:{prefix}", with_children=revoked)
     return row
 

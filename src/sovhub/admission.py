@@ -21,13 +21,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .hub import Hub
     from .pipeline import Principal
 
-__all__ = ["Admission", "admit", "release", "settle"]
+__all__ = ["Admission", "AdmissionControl", "admit", "release", "settle"]
 
 
 @dataclass(slots=True)
@@ -42,20 +42,21 @@ class Admission:
     settled: bool = False
 
 
-def _controls(hub: Hub) -> list[Any]:
-    controls: list[Any] | None = hub.legacy.get("admission")
-    if controls is None:
-        controls = [c for group in hub.pm.hook.sovhub_admission(hub=hub) for c in (group or [])]
-        hub.legacy["admission"] = controls
-    return controls
+@runtime_checkable
+class AdmissionControl(Protocol):
+    """A quota or rate limit (the ``sovhub_admission`` hook): see that hook for the contract."""
+
+    async def admit(self, admission: Admission) -> dict[str, str] | None: ...
+
+    async def settle(self, admission: Admission, tokens: int) -> None: ...
 
 
 async def admit(hub: Hub, principal: Principal, endpoint: str, model: str, *, reserve: int = 0) -> Admission:
     """Admit the request or raise (RateLimited...); the returned Admission must be settled or released."""
     admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0))
-    passed: list[Any] = []
+    passed: list[AdmissionControl] = []
     try:
-        for control in _controls(hub):
+        for control in hub.admission_controls:
             admission.headers.update(await control.admit(admission) or {})
             passed.append(control)
     except BaseException:
@@ -71,7 +72,7 @@ async def settle(hub: Hub, admission: Admission, tokens: int) -> None:
     if admission.settled:
         return
     admission.settled = True
-    for control in _controls(hub):
+    for control in hub.admission_controls:
         await control.settle(admission, max(int(tokens), 0))
 
 

@@ -64,6 +64,11 @@ class SovereigntySettings(BaseModel):
         "keystore", description="Directory of per-person key-encryption keys (outside the database), relative to "
         "the data dir; erasure deletes the person's file. Replicas must share it."
     )
+    erasure_journal_file: str | None = Field(
+        None, description="Append-only journal of erasures (user ids only), outside the database, that `sovhub "
+        "restore` re-applies; relative to the data dir. Unset: erasures.jsonl in the key store directory. "
+        "Replicas must share it."
+    )
     retention_days: int = Field(30, ge=0, description="Default days conversation content is kept (0 = none).")
     audit_signing_key_file: str = Field(
         "audit-ed25519.key", description="Ed25519 key that signs the audit chain head."
@@ -440,6 +445,11 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; SQLite in the data dir when unset (postgresql+psycopg://...)."
+    )
+    migrate_on_start: bool = Field(
+        True, description="Bring the database to the newest migration when the hub starts. Off (every replica of "
+        "a fleet, where one Job runs `sovhub migrate`): refuse to start, with an error, unless the database is "
+        "already at the newest migration."
     )
     host: str = Field("127.0.0.1", description="Address `serve` binds.")
     port: int = Field(8080, ge=0, le=65535, description="Port `serve` binds.")

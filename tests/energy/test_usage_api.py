@@ -53,7 +53,9 @@ def test_usage_rows_and_metrics_carry_energy(app_client: TestClient, hub: Hub) -
                                                             rel=1e-3)
     csv = app_client.get("/hub/v1/organization/usage", params={"format": "csv"}).text
     assert csv.splitlines()[0].endswith("energy_wh,co2e_g,renewable_share,sci_g_per_1k_tokens")
-    metrics = hub.legacy["metrics"]
+    from sovhub.observability import Metrics
+
+    metrics = hub.services.get(Metrics)
     joules = metrics.energy_joules.labels("fake1", "echo")._value.get()
     assert joules == pytest.approx(total_wh * 3600, rel=1e-6)
     from prometheus_client import generate_latest

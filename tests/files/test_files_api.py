@@ -170,10 +170,10 @@ def test_files_are_in_the_org_export_and_gone_after_its_erasure(sdk: openai.Open
     with hub.db.session() as s:
         assert s.scalar(select(StoredFile)) is None and s.scalar(select(FileChunk)) is None
     from sovhub.errors import NotFound
-    from sovhub.sovereignty.crypto import get_vault
+    from sovhub.sovereignty.crypto import ContentVault
 
     with pytest.raises(NotFound):  # a backup's copy of the chunk no longer opens
-        get_vault(hub).decrypt_bytes("org", org_id, blob or b"")
+        hub.services.get(ContentVault).decrypt_bytes("org", org_id, blob or b"")
 
 
 def test_web_principal_without_organization_is_refused(app_client: TestClient) -> None:

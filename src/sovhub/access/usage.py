@@ -69,12 +69,16 @@ def energy_fields(wh: float | None, co2: float | None, renewable_wh: float | Non
                   embodied_g: float = 0.0) -> dict[str, float | None]:
     """Energy, emissions, renewable share (energy-weighted) and SCI per 1,000 tokens: ((E x I) + M) / R."""
     return {
-        "energy_wh": round(float(wh), 6) if wh is not None else None,
-        "co2e_g": round(float(co2), 6) if co2 is not None else None,
+        "energy_wh": _sig(wh),
+        "co2e_g": _sig(co2),
         "renewable_share": round(float(renewable_wh) / float(wh), 4) if renewable_wh is not None and wh else None,
-        "sci_g_per_1k_tokens": round((float(co2) + embodied_g) * 1000 / tokens, 6)
-        if co2 is not None and tokens else None,
+        "sci_g_per_1k_tokens": _sig((float(co2) + embodied_g) * 1000 / tokens) if co2 is not None and tokens else None,
     }
+
+
+def _sig(value: float | None) -> float | None:
+    """Six significant digits: a request's energy is often far below a milliwatt-hour."""
+    return float(f"{float(value):.6g}") if value is not None else None
 
 
 def usage_csv(rows: list[dict[str, Any]]) -> str:

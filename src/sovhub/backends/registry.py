@@ -20,15 +20,22 @@ log = logging.getLogger("sovhub.backends")
 
 
 class BackendRegistry:
-    def __init__(self, hub: Hub, backends: list[Backend]) -> None:
+    """The running backends: opened by the app's lifespan from the configured ones, closed after.
+
+    ``running`` is False until every backend started (and again once closed): callers then answer
+    that the hub is starting rather than that a model does not exist.
+    """
+
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.backends = backends
+        self.backends: list[Backend] = []
+        self.running = False
         self._down_until: dict[str, float] = {}
 
-    @classmethod
-    def build(cls, hub: Hub, configs: list[BackendConfig]) -> BackendRegistry:
+    def load(self, configs: list[BackendConfig]) -> None:
+        """Make a backend of each configuration, by the kinds the plugins provide (nothing starts yet)."""
         factories: dict[str, Any] = {}
-        for group in hub.pm.hook.sovhub_backend_types():
+        for group in self.hub.pm.hook.sovhub_backend_types():
             factories.update(group or {})
         backends = []
         for config in configs:
@@ -37,15 +44,19 @@ class BackendRegistry:
                 raise ConfigError(
                     f"backend {config.name}: unknown kind {config.kind!r} (known: {', '.join(sorted(factories))})"
                 )
-            backends.append(factory(hub, config))
-        return cls(hub, backends)
+            backends.append(factory(self.hub, config))
+        self.backends = backends
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
         for backend in self.backends:
             await backend.start(progress)
+        self.running = True
 
     async def close(self) -> None:
-        for backend in self.backends:
+        self.running = False
+        backends, self.backends = self.backends, []
+        self._down_until.clear()
+        for backend in backends:
             await backend.close()
 
     def ready(self) -> bool:

@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from ..api.chat.service import ChatService
+from ..backends.registry import BackendRegistry
 from ..files.store import FileStore
 from ..hookspecs import hookimpl
 from ..services import Provide
@@ -24,7 +26,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
         Provide(BatchStore, lambda h: BatchStore(h, h.services.get(FileStore)), needs=(FileStore,)),
         Provide(Scheduler, Scheduler),
         Provide(BatchRunner, lambda h: BatchRunner(h, h.services.get(BatchStore), h.services.get(Scheduler)),
-                needs=(BatchStore, Scheduler)),
+                needs=(BatchStore, Scheduler, ChatService, BackendRegistry)),
     ]
 
 

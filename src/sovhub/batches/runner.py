@@ -22,6 +22,7 @@ import anyio
 
 from ..accounts import principal_for_key
 from ..api.chat.service import ChatService
+from ..backends.registry import BackendRegistry
 from ..errors import NotFound, SovhubError
 from ..pipeline import ChatContext, Principal
 from ..store.base import utcnow
@@ -48,7 +49,8 @@ class BatchRunner:
         self.scheduler = scheduler
         self.settings = hub.settings.batch
         self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.chat = ChatService(hub)
+        self.chat = hub.services.get(ChatService)
+        self.registry = hub.services.get(BackendRegistry)
         self._held: set[int] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -76,7 +78,7 @@ class BatchRunner:
         self._tasks = []
 
     async def _loop(self) -> None:
-        while self.hub.backends is None:  # the lifespan starts the backends after this loop
+        while not self.registry.running:  # the lifespan starts the backends after this loop
             await asyncio.sleep(0.05)
         while True:
             try:
@@ -130,8 +132,8 @@ class BatchRunner:
                 return "model_not_found", f"The model `{model}` is not an embedding model of this hub."
             if endpoint == "/v1/moderations":
                 return None
-            registry = self.hub.backends
-            if registry is None:
+            registry = self.registry
+            if not registry.running:
                 return "backend_unavailable", "the hub is starting"
             ctx = ChatContext(request_id="validate", principal=principal, model=model, messages=[], params={},
                               stream=False, store=False)

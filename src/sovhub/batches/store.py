@@ -18,7 +18,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from ..errors import Conflict, InvalidRequest, NotFound
 from ..files.store import FileStore
 from ..pipeline import Principal
-from ..sovereignty.crypto import ContentVault, get_vault
+from ..sovereignty.crypto import ContentVault
 from ..store.base import as_utc, utcnow
 from .tables import BatchLine, BatchRow
 from .validate import ENDPOINTS, ParsedLine
@@ -99,7 +99,7 @@ class BatchStore:
 
     @property
     def vault(self) -> ContentVault:
-        return get_vault(self.hub)
+        return self.hub.services.get(ContentVault)
 
     @staticmethod
     def _context(batch_id: str, line_no: int, kind: str) -> bytes:

@@ -28,7 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..backends.registry import BackendRegistry
 from ..errors import ConfigError
+from ..observability import Metrics
 from .intensity import IntensityPoint, parse_forecast, point_at
 from .rapl import RaplReader, read_cpu_time
 
@@ -117,8 +119,7 @@ class EnergyAccountant:
     def _local(self, backend: str | None) -> bool:
         if backend is None:
             return True
-        registry = self.hub.backends
-        found = registry.get(backend) if registry is not None else None
+        found = self.hub.services.get(BackendRegistry).get(backend) if BackendRegistry in self.hub.services else None
         return found is not None and not found.config.url
 
     def _cpu_interval(self) -> tuple[float, str]:
@@ -166,7 +167,7 @@ class EnergyAccountant:
                 delta = latest - before if latest >= before else latest  # a counter reset: the server restarted
                 self._gpu_assigned[backend] = latest
                 _share(records, delta, "gpu-metrics", joules, methods)
-        metrics = self.hub.legacy.get("metrics")
+        metrics = self.hub.services.get(Metrics) if Metrics in self.hub.services else None
         pue, contracted = self.settings.pue, self.settings.contracted_renewable_share
         for u in todo:
             u.energy_method = methods.get(id(u), "unknown")
@@ -179,7 +180,7 @@ class EnergyAccountant:
                 u.co2e_g = j / 3.6e6 * grid.g_per_kwh * (1 - contracted)
             if grid.renewable_share is not None or contracted:
                 u.renewable_share = contracted + (1 - contracted) * (grid.renewable_share or 0.0)
-            if metrics is not None and hasattr(metrics, "energy_joules"):
+            if metrics is not None:
                 metrics.energy_joules.labels(u.backend or "local", u.model).inc(j)
                 if u.co2e_g is not None:
                     metrics.co2e_grams.labels(u.backend or "local", u.model).inc(u.co2e_g)

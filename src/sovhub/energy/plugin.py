@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from ..egress import Egress
 from ..hookspecs import hookimpl
 from ..services import Provide
 from .accountant import EnergyAccountant
@@ -50,7 +51,7 @@ async def _lifespan(hub: Hub) -> AsyncIterator[None]:
     from .sources import poll_gpus, poll_intensity
 
     accountant = hub.services.get(EnergyAccountant)
-    http = hub.legacy["http"]
+    http = hub.services.get(Egress).http
     tasks = []
     if hub.settings.energy.gpu_metrics:
         tasks.append(asyncio.create_task(poll_gpus(hub, accountant, http), name="sovhub-energy-gpus"))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select, update
 
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge
-from ..sovereignty.crypto import ContentVault, get_vault
+from ..sovereignty.crypto import ContentVault
 from ..store.base import as_utc, utcnow
 from .tables import FileChunk, StoredFile
 
@@ -110,7 +110,7 @@ class FileStore:
 
     @property
     def vault(self) -> ContentVault:
-        return get_vault(self.hub)
+        return self.hub.services.get(ContentVault)
 
     @staticmethod
     def _context(file_id: str, n: int) -> bytes:

@@ -24,7 +24,7 @@ from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .explain import explain, pick_lang
 from .fields import MessageField, message_fields, with_field
 from .guard_model import GuardModelGuard, backend_complete, run_guard_model
-from .guards import GuardFinding
+from .guards import Guard, GuardFinding
 from .pii import PiiAnalyzer, PiiEntity, PiiGuard, Redactor, Vault, VaultStore
 from .policy import Decision, LoadedPolicy, PolicyLexiconGuard, check_floor, decide, load_policy
 from .records import ModerationRecorder, PendingDecision, record_policy_version
@@ -32,7 +32,7 @@ from .records import ModerationRecorder, PendingDecision, record_policy_version
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["SafetyInterceptor", "SafetyRuntime", "check_input_size", "get_runtime", "message_text"]
+__all__ = ["SafetyInterceptor", "SafetyRuntime", "check_input_size", "message_text"]
 
 log = logging.getLogger("sovhub.safety")
 
@@ -78,16 +78,14 @@ class SafetyRuntime:
         # Vaults of requests whose answer is still being sent, for the restore middleware.
         self.live = VaultStore(ttl_s=600.0)
         self.recorder = ModerationRecorder(hub)
-        hub.legacy["safety.recorder"] = self.recorder
         self.version_recorded = False
 
     @property
     def policy(self) -> Any:
         return self.loaded.policy
 
-    def guards(self, *, pii: bool = True) -> list[Any]:
-        found: list[Any] = [g for group in self.hub.pm.hook.sovhub_guards(hub=self.hub) for g in (group or [])]
-        found.append(self.policy_lexicon)
+    def guards(self, *, pii: bool = True) -> list[Guard]:
+        found: list[Guard] = [*self.hub.guards, self.policy_lexicon]
         return [g for g in found if pii or g.name != "pii"]
 
     def scan(self, text: str, lang: str | None, *, pii: bool = True) -> list[GuardFinding]:
@@ -145,12 +143,6 @@ def _owner(principal: Principal | None) -> str:
     return f"{principal.org_id}:{principal.user_id}:{principal.key_id}"
 
 
-def get_runtime(hub: Hub) -> SafetyRuntime:
-    runtime = hub.legacy.get("safety")
-    if runtime is None:
-        runtime = hub.legacy["safety"] = SafetyRuntime(hub)
-    return runtime
-
 
 class SafetyInterceptor:
     name = "safety"
@@ -165,7 +157,7 @@ class SafetyInterceptor:
 
     @property
     def runtime(self) -> SafetyRuntime:
-        return get_runtime(self.hub)
+        return self.hub.services.get(SafetyRuntime)
 
     async def before(self, ctx: ChatContext) -> None:
         if not self.hub.settings.safety.enabled:

@@ -90,21 +90,31 @@ def _aware(value: Any) -> Any:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def erase_user(hub: Hub, user_id: int, *, actor: str = "system") -> dict[str, int]:
-    """Crypto-shred the person's data key, let every plugin erase, delete their rows; audited."""
-    from .crypto import get_vault
+def erase_user(hub: Hub, user_id: int, *, actor: str = "system", replay: bool = False) -> dict[str, int]:
+    """Crypto-shred the person's data key, let every plugin erase, delete their rows; audited.
 
-    hold = active_legal_hold(hub, user_id)
-    if hold is not None:
-        raise Conflict(f"user {user_id} is under a recorded legal hold (access request {hold.id}); "
-                       "erasure is deferred until the hold ends")
-    vault = get_vault(hub)
+    The erasure is written to the erasure journal (outside the database) before anything is touched,
+    so a database backup restored later has it re-applied (`replay`: by `sovhub restore`, which
+    neither journals it again nor asks about legal holds the backup still shows: the erasure was
+    allowed when it happened).
+    """
+    from .crypto import ContentVault
+    from .erasures import append_erasure
+
+    if not replay:
+        hold = active_legal_hold(hub, user_id)
+        if hold is not None:
+            raise Conflict(f"user {user_id} is under a recorded legal hold (access request {hold.id}); "
+                           "erasure is deferred until the hold ends")
+    vault = hub.services.get(ContentVault)
+    if not replay:
+        append_erasure(hub.settings, user_id)
     shredded = vault.destroy_key("user", user_id)
     hub.pm.hook.sovhub_erase_user(hub=hub, user_id=user_id)
     with hub.db.session() as s:
         user_rows = s.execute(delete(User).where(User.id == user_id))
     summary = {"data_keys_destroyed": int(shredded), "user_rows": int(getattr(user_rows, "rowcount", 0) or 0)}
-    hub.emit("user.erased", actor=actor, subject=f"user:{user_id}", **summary)
+    hub.emit("user.erasure_reapplied" if replay else "user.erased", actor=actor, subject=f"user:{user_id}", **summary)
     return summary
 
 
@@ -112,9 +122,9 @@ def erase_user(hub: Hub, user_id: int, *, actor: str = "system") -> dict[str, in
 
 
 def export_own(hub: Hub, user_id: int) -> dict[str, Any]:
-    from .crypto import get_vault
+    from .crypto import ContentVault
 
-    vault = get_vault(hub)
+    vault = hub.services.get(ContentVault)
     conversations = []
     with hub.db.session() as s:
         rows = list(s.scalars(select(StoredConversation).where(StoredConversation.user_id == user_id)
@@ -173,12 +183,12 @@ def export_org(hub: Hub, org_id: int, *, actor: str = "system") -> dict[str, Any
 def erase_org(hub: Hub, org_id: int, *, actor: str = "system") -> dict[str, int]:
     """Crypto-shred the organization's data key, let every plugin erase, delete the organization (its keys go
     with it); audited."""
-    from .crypto import get_vault
+    from .crypto import ContentVault
 
     with hub.db.session() as s:
         if s.get(Organization, org_id) is None:
             raise NotFound(f"no organization {org_id}")
-    shredded = get_vault(hub).destroy_key("org", org_id)
+    shredded = hub.services.get(ContentVault).destroy_key("org", org_id)
     hub.pm.hook.sovhub_erase_org(hub=hub, org_id=org_id)
     with hub.db.session() as s:
         rows = s.execute(delete(Organization).where(Organization.id == org_id))

@@ -113,7 +113,7 @@ def list_requests(hub: Hub, *, user_id: int | None = None) -> list[AccessRequest
 
 def read_content(hub: Hub, request_id: int, *, staff_id: int) -> list[dict[str, Any]]:
     """The person's stored content, for one of the two admins of an approved, unexpired request."""
-    from .crypto import get_vault
+    from .crypto import ContentVault
 
     reader_id, reader = _staff(hub, staff_id)
     now = utcnow()
@@ -132,7 +132,7 @@ def read_content(hub: Hub, request_id: int, *, staff_id: int) -> list[dict[str, 
         convs = list(s.scalars(select(StoredConversation).where(StoredConversation.user_id == user_id)
                                .order_by(StoredConversation.id)))
     hub.emit("access.used", actor=_actor(reader_id), subject=f"user:{user_id}", request=request_id, items=len(convs))
-    vault = get_vault(hub)
+    vault = hub.services.get(ContentVault)
     out = []
     for conv in convs:
         out.append({"request_id": conv.request_id, "model": conv.model, "created_at": conv.created_at.isoformat(),

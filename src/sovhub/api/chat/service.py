@@ -19,10 +19,12 @@ import anyio
 
 from ...admission import admit, release, settle
 from ...backends.base import Backend, CancelToken, ChatChunk, estimate_tokens
+from ...backends.registry import BackendRegistry
 from ...backends.window import check_request, window_of
 from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
 from ...hub import Hub
-from ...metering import Usage
+from ...metering import Meter, Usage
+from ...observability import Metrics
 from ...pipeline import ANSWER_TEXT_FIELDS, ChatContext, ChatResult, Principal, SideCall
 from .gate import OutputGate, checks_output
 from .protocol import ChatCompletionRequest
@@ -33,6 +35,11 @@ log = logging.getLogger("sovhub.api.chat")
 
 # Parameters every backend honours; anything else needs a backend that passes it on.
 _COMMON = {"max_tokens", "temperature", "top_p", "stop", "seed", "n"}
+# Prompts longer than this are tokenized in a worker thread, off the event loop.
+_INLINE_COUNT_CHARS = 8_000
+# What a chat template adds around each message (role markers, separators), in tokens, at most
+# for the templates of the models served here (ChatML: 4 to 5).
+_TEMPLATE_TOKENS = 6
 _HUB_ONLY = {"model", "messages", "stream", "stream_options", "max_completion_tokens", "user", "store", "metadata"}
 
 
@@ -56,6 +63,8 @@ class PreparedChat:
 class ChatService:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.metrics = hub.services.get(Metrics)
+        self.registry = hub.services.get(BackendRegistry)
 
     def _params(self, req: ChatCompletionRequest, backend: Backend, owner: str) -> dict[str, Any]:
         data = req.model_dump(exclude_none=True, exclude={"messages"})
@@ -95,18 +104,30 @@ class ChatService:
         return params
 
     @staticmethod
-    def _reserve(req: ChatCompletionRequest, params: dict[str, Any]) -> int:
-        """The most tokens the request may use: max_tokens x n, and its prompt (about 4 characters a token)."""
-        prompt_chars = sum(len(m.text()) for m in req.messages)
-        return int(params.get("max_tokens", 0)) * (req.n or 1) + prompt_chars // 4
+    async def _reserve(messages: list[dict[str, Any]], params: dict[str, Any], n: int, backend: Backend) -> int:
+        """The most tokens the request may use: max_tokens x n, and its prompt.
+
+        The prompt is counted with the backend's own tokenizer where it has one (a dense script can
+        take a token per character), else estimated at about 4 characters a token.
+        """
+        text = prompt_text(messages)
+        if len(text) > _INLINE_COUNT_CHARS:
+            counted = await anyio.to_thread.run_sync(backend.count_tokens, text)
+        else:
+            counted = backend.count_tokens(text)
+        if counted is None:
+            prompt = sum(len(part) for m in messages for part in _parts(m)) // 4
+        else:
+            prompt = counted + _TEMPLATE_TOKENS * len(messages)
+        return int(params.get("max_tokens", 0)) * n + prompt
 
     async def prepare(
         self, req: ChatCompletionRequest, principal: Principal, request_id: str, *, batch_id: str | None = None
     ) -> PreparedChat:
         """Admit, check and route the request; `batch_id` marks a batch line (idle capacity, batch price)."""
         started = time.perf_counter()
-        registry = self.hub.backends
-        if registry is None:
+        registry = self.registry
+        if not registry.running:
             raise BackendUnavailable("the hub is starting; retry shortly")
         ctx = ChatContext(
             request_id=request_id,
@@ -122,7 +143,8 @@ class ChatService:
         if batch_id is not None:
             ctx.state["batch_id"] = batch_id
             ctx.params["_background"] = True  # a backend with a queue serves it only when nobody else waits
-        admission = await admit(self.hub, principal, "chat", req.model, reserve=self._reserve(req, ctx.params))
+        reserve = await self._reserve(ctx.messages, ctx.params, req.n or 1, candidates[0])
+        admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve)
         ctx.state["admission"] = admission
         try:
             for interceptor in self.hub.interceptors:
@@ -133,7 +155,7 @@ class ChatService:
             try:
                 backend, first, stream = await registry.open_stream(ctx, candidates, ctx.messages, ctx.params, cancel)
             except SovhubError:
-                self.hub.legacy["metrics"].backend_errors.labels(candidates[0].name).inc()
+                self.metrics.backend_errors.labels(candidates[0].name).inc()
                 raise
         except BaseException as exc:
             # Refused by a check or no backend answered: the reservation is given back, less what
@@ -271,21 +293,21 @@ class ChatService:
         """Metrics and the usage row: synchronous, so nothing can cancel them half-way."""
         ctx, principal = p.ctx, p.ctx.principal
         latency_ms = (time.perf_counter() - p.started) * 1000
-        metrics = self.hub.legacy["metrics"]
+        metrics = self.metrics
         metrics.tokens.labels(ctx.model, "prompt").inc(usage["prompt_tokens"])
         metrics.tokens.labels(ctx.model, "completion").inc(usage["completion_tokens"])
         if p.first_token_s is not None:
             metrics.ttft.labels(ctx.model).observe(p.first_token_s)
-        if self.hub.meter is not None:
-            self.hub.meter.record(
-                Usage(
-                    request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
-                    key_id=principal.key_id, user_id=principal.user_id, backend=p.backend.name,
-                    prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-                    latency_ms=latency_ms, status=status, estimated=estimated,
-                    batch_id=ctx.state.get("batch_id"),
-                )
+        meter = self.hub.services.get(Meter)
+        meter.record(
+            Usage(
+                request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
+                key_id=principal.key_id, user_id=principal.user_id, backend=p.backend.name,
+                prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                latency_ms=latency_ms, status=status, estimated=estimated,
+                batch_id=ctx.state.get("batch_id"),
             )
+        )
 
     def _record_side_calls(self, ctx: ChatContext, status: int) -> int:
         """One usage row per model the interceptors asked for this request (a guard model); their tokens."""
@@ -297,15 +319,14 @@ class ChatService:
         for (model, backend), group in by_model.items():
             prompt = sum(c.prompt_tokens for c in group)
             completion = sum(c.completion_tokens for c in group)
-            self.hub.legacy["metrics"].tokens.labels(model, "prompt").inc(prompt)
-            self.hub.legacy["metrics"].tokens.labels(model, "completion").inc(completion)
-            if self.hub.meter is not None:
-                self.hub.meter.record(Usage(
-                    request_id=ctx.request_id, endpoint="chat", model=model, org_id=principal.org_id,
-                    key_id=principal.key_id, user_id=principal.user_id, backend=backend,
-                    prompt_tokens=prompt, completion_tokens=completion, status=status,
-                    estimated=any(c.estimated for c in group),
-                ))
+            self.metrics.tokens.labels(model, "prompt").inc(prompt)
+            self.metrics.tokens.labels(model, "completion").inc(completion)
+            self.hub.services.get(Meter).record(Usage(
+                request_id=ctx.request_id, endpoint="chat", model=model, org_id=principal.org_id,
+                key_id=principal.key_id, user_id=principal.user_id, backend=backend,
+                prompt_tokens=prompt, completion_tokens=completion, status=status,
+                estimated=any(c.estimated for c in group),
+            ))
         return sum(c.prompt_tokens + c.completion_tokens for c in calls)
 
     async def sse(
@@ -347,6 +368,11 @@ class ChatService:
                             message[name] = (message.get(name) or "") + delta[name]
                     for call in delta.get("tool_calls") or []:
                         _merge_tool_call(calls.setdefault(index, {}), call)
+                    entries = (c.get("logprobs") or {}).get("content")
+                    if entries:
+                        if slot["logprobs"] is None:
+                            slot["logprobs"] = {"content": [], "refusal": None}
+                        slot["logprobs"]["content"].extend(entries)
                     if isinstance(delta.get("function_call"), dict):
                         _merge_function(message.setdefault("function_call", {}), delta["function_call"])
                     if c.get("finish_reason"):
@@ -354,6 +380,8 @@ class ChatService:
         for index, slot in choices.items():
             if index in calls:
                 slot["message"]["tool_calls"] = [calls[index][k] for k in sorted(calls[index])]
+                # As OpenAI: an answer that only calls has no content (null, not "").
+                slot["message"]["content"] = slot["message"]["content"] or None
             slot["finish_reason"] = slot["finish_reason"] or "stop"
             slot["message"].setdefault("refusal", None)
         if not choices:
@@ -409,15 +437,18 @@ def _texts_of(chunk: ChatChunk) -> list[str]:
 
 def prompt_text(messages: list[dict[str, Any]]) -> str:
     """The text of the messages a backend read, for counting its tokens when it reported none."""
+    return "\n".join(part for message in messages for part in (str(message.get("role", "")), *_parts(message)))
+
+
+def _parts(message: dict[str, Any]) -> list[str]:
+    """A message's texts: its content, and its tool calls' names and arguments."""
     parts: list[str] = []
-    for message in messages:
-        parts.append(str(message.get("role", "")))
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") or {} if isinstance(call, dict) else {}
-            parts.extend(str(function.get(k, "")) for k in ("name", "arguments"))
-    return "\n".join(parts)
+    content = message.get("content")
+    if isinstance(content, str):
+        parts.append(content)
+    elif isinstance(content, list):
+        parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {} if isinstance(call, dict) else {}
+        parts.extend(str(function.get(k, "")) for k in ("name", "arguments"))
+    return parts

@@ -10,7 +10,7 @@ import anyio
 from ...admission import admit, release, settle
 from ...errors import InvalidRequest, ModelNotFound, UnsupportedParameter
 from ...hub import Hub
-from ...metering import Usage
+from ...metering import Meter, Usage
 from ...pipeline import Principal
 from .protocol import CreateEmbeddingRequest, CreateEmbeddingResponse, Embedding, EmbeddingUsage
 
@@ -78,12 +78,12 @@ async def create_embeddings(
         await release(hub, admission)
         raise
     model_s = time.perf_counter() - started
-    if hub.meter is not None:
-        hub.meter.record(
-            Usage(request_id=request_id, endpoint="embeddings", model=req.model, org_id=principal.org_id,
-                  key_id=principal.key_id, user_id=principal.user_id, prompt_tokens=tokens,
-                  latency_ms=model_s * 1000, batch_id=batch_id)
-        )
+    meter = hub.services.get(Meter)
+    meter.record(
+        Usage(request_id=request_id, endpoint="embeddings", model=req.model, org_id=principal.org_id,
+              key_id=principal.key_id, user_id=principal.user_id, prompt_tokens=tokens,
+              latency_ms=model_s * 1000, batch_id=batch_id)
+    )
     await settle(hub, admission, tokens)
     response = CreateEmbeddingResponse(
         data=[Embedding(index=i, embedding=v) for i, v in enumerate(data)],
