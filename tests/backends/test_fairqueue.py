@@ -72,3 +72,20 @@ async def test_a_cancelled_background_waiter_leaves_the_lane() -> None:
     assert q.waiting == 0
     q.release()
     await asyncio.wait_for(q.acquire("next"), 1)  # the resource is free again
+
+
+async def test_an_interactive_waiter_preempts_the_background_holder() -> None:
+    q = FairQueue()
+    stopped: list[str] = []
+    await q.acquire("batch", background=True, preempt=lambda: stopped.append("batch"))
+    waiter = asyncio.create_task(q.acquire("user"))
+    await asyncio.sleep(0)
+    assert stopped == ["batch"]  # told to stop at its next token
+    q.release()
+    await asyncio.wait_for(waiter, 1)
+    other = asyncio.create_task(q.acquire("user2"))
+    await asyncio.sleep(0)
+    assert stopped == ["batch"]  # interactive holders are never preempted
+    q.release()
+    await asyncio.wait_for(other, 1)
+    q.release()

@@ -50,6 +50,9 @@ async def run_line(hub: Hub, chat: ChatService, principal: Principal, endpoint: 
                 result = await chat.complete(prepared, lambda _s: None)
             finally:
                 await chat.release(prepared)
+            if prepared.cancel.preempted:
+                # Stopped for an interactive request: its partial answer is dropped, the line runs again.
+                return LineOutcome(503, {}, request_id, retry_after=0.0)
             usage = result.get("usage") or {}
             return LineOutcome(200, result, request_id, int(usage.get("prompt_tokens", 0)),
                                int(usage.get("completion_tokens", 0)))
