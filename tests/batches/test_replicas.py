@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
 LINES = 24
 ENV = {"SOVHUB_BATCH__LEASE_S": "3", "SOVHUB_BATCH__POLL_INTERVAL_S": "0.1",
-       "SOVHUB_BATCH__MAX_CAPACITY_SHARE": "0.3", "SOVHUB_EMBEDDED_MAX_TOKENS": "4"}
+       "SOVHUB_BATCH__MAX_CAPACITY_SHARE": "0.3", "SOVHUB_EMBEDDED_MAX_TOKENS": "4",
+       "SOVHUB_SERVER__DRAIN_SECONDS": "0"}
 
 
 def _progress(client: openai.OpenAI, batch_id: str) -> tuple[str, int]:
@@ -28,7 +29,7 @@ def _progress(client: openai.OpenAI, batch_id: str) -> tuple[str, int]:
     return batch.status, batch.request_counts.completed if batch.request_counts else 0
 
 
-def _until(client: openai.OpenAI, batch_id: str, done: int, timeout: float = 300) -> tuple[str, int]:
+def _until(client: openai.OpenAI, batch_id: str, done: int, timeout: float = 900) -> tuple[str, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status, completed = _progress(client, batch_id)
