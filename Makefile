@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make serve   - virtualenv, install, start the hub on its embedded defaults (SQLite, bundled model)
-#   make test    - the same set-up plus test tools, then the whole test suite
+#   make test    - the same set-up plus test tools, lint and types (make check), then the whole test suite
 # llama.cpp (llama-cpp-python) compiles once from source: about 3-5 minutes on 2 cores. The wheel is
 # kept in $(WHEELS) and reused afterwards.
 
@@ -16,7 +16,7 @@ PORT ?= 8080
 # (`make install LLAMA_CMAKE=...` overrides them).
 export PYTHON VENV WHEELS LLAMA_CMAKE
 
-.PHONY: install install-test serve test lint typecheck bench system-deps node-deps clean
+.PHONY: install install-test serve test check lint typecheck system-deps node-deps clean
 
 $(VENV)/.installed: pyproject.toml scripts/install.sh
 	scripts/install.sh runtime
@@ -45,12 +45,17 @@ node-deps:
 serve: install
 	$(BIN)/sovhub --data-dir $(DATA_DIR) serve --host $(HOST) --port $(PORT)
 
-test: install-test
+# Lint and types first: a finding fails the run before the (long) suite starts.
+test: check
 	$(BIN)/python -m pytest -q
+
+check: lint typecheck
 
 lint: install-test
 	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy src
+
+typecheck: install-test
+	$(BIN)/mypy --strict src/sovhub
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -31,8 +31,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from fastapi.testclient import TestClient  # noqa: E402
+from procs import machine_info  # noqa: E402
 
 from sovhub.app import create_app  # noqa: E402
 from sovhub.assistant.fidelity import detector_for  # noqa: E402
@@ -166,7 +168,7 @@ def main() -> None:
                 for row in calibrate(hub):
                     print(json.dumps(row, ensure_ascii=False))  # noqa: T201
                 return
-            result = evaluate(hub)
+            result = {"benchmark": "grounded answers in 8 languages", "machine": machine_info(), **evaluate(hub)}
         finally:
             hub.close()
     Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

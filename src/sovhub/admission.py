@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -40,6 +40,13 @@ class Admission:
     admitted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
+    #: The request's id (x-request-id), for controls that record per request (the credits ledger).
+    request_id: str | None = None
+    #: How the used tokens divide, when the endpoint knows (chat: prompt and completion); set by `settle`.
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    #: Room for each control's own state between admit and settle, under its own key.
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -51,9 +58,11 @@ class AdmissionControl(Protocol):
     async def settle(self, admission: Admission, tokens: int) -> None: ...
 
 
-async def admit(hub: Hub, principal: Principal, endpoint: str, model: str, *, reserve: int = 0) -> Admission:
+async def admit(
+    hub: Hub, principal: Principal, endpoint: str, model: str, *, reserve: int = 0, request_id: str | None = None,
+) -> Admission:
     """Admit the request or raise (RateLimited...); the returned Admission must be settled or released."""
-    admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0))
+    admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0), request_id=request_id)
     passed: list[AdmissionControl] = []
     try:
         for control in hub.admission_controls:
@@ -67,11 +76,18 @@ async def admit(hub: Hub, principal: Principal, endpoint: str, model: str, *, re
     return admission
 
 
-async def settle(hub: Hub, admission: Admission, tokens: int) -> None:
-    """Replace the reservation by the tokens the request used (once per admission)."""
+async def settle(
+    hub: Hub, admission: Admission, tokens: int, *, prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+) -> None:
+    """Replace the reservation by the tokens the request used (once per admission).
+
+    `prompt_tokens`/`completion_tokens`, when given, say how `tokens` divide (they are priced apart).
+    """
     if admission.settled:
         return
     admission.settled = True
+    admission.prompt_tokens, admission.completion_tokens = prompt_tokens, completion_tokens
     for control in hub.admission_controls:
         await control.settle(admission, max(int(tokens), 0))
 

@@ -26,6 +26,7 @@ __all__ = [
     "BatchSettings",
     "EnergySettings",
     "FilesSettings",
+    "CreditsSettings",
     "SafetySettings",
     "ServerSettings",
     "Settings",
@@ -52,7 +53,7 @@ def _default_acr_levels() -> dict[str, Assurance]:
 
 
 class SovereigntySettings(BaseModel):
-    """Residency, encryption at rest, retention and audit (issue: data sovereignty)."""
+    """Residency, encryption at rest, retention and audit."""
 
     jurisdiction: str = Field("EU", description="Home jurisdiction: ISO 3166-1 alpha-2 code (or EU).")
     allowed_jurisdictions: list[str] = Field(
@@ -123,7 +124,7 @@ class SovereigntySettings(BaseModel):
 
 
 class SafetySettings(BaseModel):
-    """Moderation, PII and policy (issue: safety)."""
+    """Moderation, PII and policy."""
 
     enabled: bool = Field(True, description="Run the guard pipeline on chat input and output.")
     policy_file: str | None = Field(None, description="YAML policy file; the bundled default when unset.")
@@ -194,7 +195,7 @@ class IdentityProviderSettings(BaseModel):
 
 
 class AccessSettings(BaseModel):
-    """Verified access, quotas and identity providers (issue: verified access)."""
+    """Verified access, quotas and identity providers."""
 
     redis_url: str | None = Field(
         None, description="Redis URL for quotas shared across replicas (exact); in-process counters when unset."
@@ -256,6 +257,10 @@ class AccessSettings(BaseModel):
     state_refresh_s: float = Field(
         5.0, gt=0, description="Seconds between reloads of tiers, verification and org limits in each replica."
     )
+    credits_required: bool = Field(
+        False, description="Every organization pays for requests with credits (docs/credits.md); otherwise only "
+        "organizations that hold at least one grant do."
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -265,7 +270,7 @@ class AccessSettings(BaseModel):
 
 
 class AssistantSettings(BaseModel):
-    """The localized web assistant and knowledge base (issue: assistant)."""
+    """The localized web assistant and knowledge base."""
 
     languages: list[str] = Field(
         default_factory=lambda: ["en", "uk", "pl", "de", "fr", "es", "ar", "ja"],
@@ -402,6 +407,36 @@ class EnergySettings(BaseModel):
     embodied_g_per_hour: float = Field(
         0.0, ge=0, description="Embodied emissions of the hardware per hour of use (SCI's M), for SCI only."
     )
+class CreditsSettings(BaseModel):
+    """Start-up programmes, prices and the credits ledger (docs/credits.md)."""
+
+    free_unpriced_models: bool = Field(
+        False, description="Requests for a model without a price cost nothing; otherwise organizations that pay "
+        "with credits are refused (403 model_not_priced) until `sovhub prices set` names its price."
+    )
+    free_models: list[str] = Field(
+        default_factory=list, description="Models that cost nothing even without a price (e.g. a small local model)."
+    )
+    batch_discount_percent: float = Field(
+        0.0, ge=0, lt=100, description="Discount on the price of batch work (requests on a `batch` endpoint)."
+    )
+    reservation_ttl_s: float = Field(
+        3600.0, ge=10, description="Seconds a request's reservation lives: one whose replica never settled it "
+        "(killed) is then posted at its reserved amount and the rest of the hold is gone (docs/credits.md)."
+    )
+    settle_interval_s: float = Field(
+        0.005, gt=0, description="Seconds between batched settlements (real cost posted, rest released): one "
+        "Redis call for all requests that ended in the interval."
+    )
+    journal_interval_s: float = Field(
+        0.2, gt=0, description="Seconds between copies of the live journal into the ledger's database (batched)."
+    )
+    journal_batch: int = Field(2000, ge=1, description="Journal entries written to the ledger per transaction.")
+    apply_url: str | None = Field(
+        None, description="Where organizations apply for credits, named in 'out of credits' errors; "
+        "PUBLIC_URL/hub/v1/programmes when unset."
+    )
+    redis_prefix: str = Field("sovhub:cr:", description="Prefix of the Redis keys of live credit balances.")
 
 
 class ServerSettings(BaseModel):
@@ -513,6 +548,7 @@ class Settings(BaseSettings):
     files: FilesSettings = Field(default_factory=FilesSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     energy: EnergySettings = Field(default_factory=EnergySettings)
+    credits: CreditsSettings = Field(default_factory=CreditsSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     @field_validator("database_url")

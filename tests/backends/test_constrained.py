@@ -206,3 +206,27 @@ def test_a_property_named_like_a_keyword_is_a_name() -> None:
     grammar = build_constraint({"response_format": {"type": "json_schema",
                                                     "json_schema": {"name": "x", "schema": schema}}}).grammar
     assert '"1" | "2" | "3"' in grammar
+
+
+def test_auto_does_not_offer_again_a_function_whose_result_was_just_given() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"}]
+    from sovhub.backends.toolcalls import answered_functions
+
+    assert answered_functions(history) == {"get_weather"}
+    assert answered_functions(ASK) == set()
+    only = build_constraint({"tools": [WEATHER_TOOL]}, answered=answered_functions(history))
+    assert only.grammar is None and only.mode == "text"  # nothing left to call: an answer
+    other = build_constraint({"tools": [WEATHER_TOOL, TIME_TOOL]}, answered={"get_weather"})
+    assert other.mode == "either" and "get_time" in other.grammar and "get_weather" not in other.grammar
+    forced = build_constraint({"tools": [WEATHER_TOOL], "tool_choice": "required"}, answered={"get_weather"})
+    assert forced.mode == "call" and "get_weather" in forced.grammar  # asked for: still called
+
+
+def test_a_schema_nested_too_deeply_is_a_400_not_a_crash() -> None:
+    schema: dict = {"type": "string"}
+    for _ in range(3000):
+        schema = {"type": "array", "items": schema}
+    with pytest.raises(InvalidRequest):
+        build_constraint({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}})

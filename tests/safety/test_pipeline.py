@@ -227,7 +227,7 @@ def test_policy_check_command(hub: Hub, tmp_path: Any) -> None:
 
 
 def test_every_client_written_role_is_judged(app_client: TestClient, marker: MarkerPlugin) -> None:
-    # Before issue 12 only `user` messages reached the hazard guards.
+    # A client writes every role, so every role can carry the harm: all reach the hazard guards.
     for role in ("system", "developer", "assistant", "tool"):
         r = app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [
             {"role": role, "content": "Explain KABOOM step by step."}, {"role": "user", "content": "go on"}]})

@@ -138,3 +138,37 @@ def test_users_cli_export_and_erase(data_dir: Path, capsys: pytest.CaptureFixtur
     assert "data_keys_destroyed=1" in capsys.readouterr().out
     assert run_cli(data_dir, "users", "export", str(uid)) == 1
     hub.close()
+
+
+def test_erasure_under_a_hold_is_409_and_goes_through_once_the_hold_ends(
+    shub: Hub, sov_client: tuple[TestClient, FakePlugin]
+) -> None:
+    from datetime import timedelta
+
+    from sovhub.sovereignty.tables import AccessRequest
+    from sovhub.store.base import utcnow
+
+    client, _ = sov_client
+    admin = add_user(shub, "admin2@hub.example", staff=True)
+    uid = add_user(shub, "held2@example.ua")
+    hold = request_access(shub, uid, staff_id=admin, reason="prosecutor order 3/2026, fraud inquiry",
+                          legal_hold="prosecutor order 3/2026", hold_days=30)
+    client.cookies.update(session_cookie(shub, uid, csrf="tok"))
+    refused = client.post("/hub/v1/me/erase", headers={"x-csrf-token": "tok"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "conflict" and "legal hold" in refused.json()["error"]["message"]
+    with shub.db.session() as s:
+        assert s.get(User, uid) is not None
+    # A hold one second from its end still holds.
+    with shub.db.session() as s:
+        s.get(AccessRequest, hold.id).notice_after = utcnow() + timedelta(seconds=1)  # type: ignore[union-attr]
+    with pytest.raises(Conflict, match=f"access request {hold.id}"):
+        erase_user(shub, uid)
+    # The hold's period ends: the person's erasure request is honoured, and everything goes.
+    with shub.db.session() as s:
+        s.get(AccessRequest, hold.id).notice_after = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+    done = client.post("/hub/v1/me/erase", headers={"x-csrf-token": "tok"})
+    assert done.status_code == 200 and done.json()["erased"] is True
+    with shub.db.session() as s:
+        assert s.get(User, uid) is None
+        assert s.scalars(select(AccessRequest).where(AccessRequest.user_id == uid)).first() is None

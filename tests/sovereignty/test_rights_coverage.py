@@ -15,7 +15,7 @@ from sqlalchemy import Table, and_, func, select
 from sovhub.access.session_store import create_session
 from sovhub.access.tables import Identity
 from sovhub.api.responses.tables import StoredResponse
-from sovhub.assistant.tables import Conversation, ConversationMessage
+from sovhub.assistant.tables import Conversation, ConversationAttachment, ConversationMessage
 from sovhub.files.tables import StoredFile
 from sovhub.hub import Hub
 from sovhub.safety.tables import Appeal, ModerationLog
@@ -74,6 +74,8 @@ def _seed(hub: Hub, uid: int) -> None:
                          bytes=0, complete=True))
         s.flush()
         s.add(ConversationMessage(conversation_id="c" * 32, role="user", content=message))
+        s.add(ConversationAttachment(conversation_id="c" * 32, user_id=uid, media_type="text/plain", size_bytes=2,
+                                     content=vault.encrypt_for_user(uid, json.dumps({"name": "a.txt", "passages": []}))))
     admin = add_user(hub, "admin1@hub.example", staff=True)
     assert admin
     request_access(hub, uid, staff_id=admin, reason="a support ticket about my account")

@@ -52,13 +52,6 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _aware(ts: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; they were stored as UTC.
-    if ts is not None and ts.tzinfo is None:
-        return ts.replace(tzinfo=utcnow().tzinfo)
-    return ts
-
-
 def _claim(country: str, number: str) -> tuple[str, str] | None:
     """The (country, number) a verification claims; None for a staff decision made without one."""
     country, number = country.strip().upper(), normalize_number(number)
@@ -186,7 +179,7 @@ def _decide(hub: Hub, s: Session, row: Verification, identity: Identity) -> None
         .order_by(Verification.decided_at.desc())
         .limit(1)
     ).first()
-    decided_at = _aware(previous[0].decided_at) if previous else None
+    decided_at = previous[0].decided_at if previous else None
     if previous and decided_at is not None and decided_at > since:
         until = (decided_at + timedelta(days=cooldown)).date().isoformat()
         row.status, row.decided_at, row.decided_by = REJECTED, utcnow(), "system"
@@ -337,7 +330,6 @@ def verification_states(hub: Hub) -> dict[int, str]:
 
 
 def _iso(ts: datetime | None) -> str | None:
-    ts = _aware(ts)
     return ts.isoformat() if ts is not None else None
 
 

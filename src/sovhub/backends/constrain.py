@@ -28,6 +28,7 @@ CALL_CLOSE = "</tool_call>"
 #: repeat calls until its token budget is spent).
 MAX_PARALLEL_CALLS = 4
 _MAX_SCHEMA_CHARS = 32_000
+_MAX_DEPTH = 64
 _MAX_GRAMMAR_CHARS = 200_000
 #: Bounds of a json_object answer (no schema gives any): members per object, items per array, characters per string.
 _JSON_MEMBERS, _JSON_ITEMS, _JSON_STRING = 8, 32, 200
@@ -98,9 +99,24 @@ def _enforceable(node: Any, param: str) -> Any:
     return out
 
 
+def _depth(node: Any) -> int:
+    """How deeply a JSON value nests, counted without recursion (a hostile schema may nest thousands deep)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        value, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(value, dict):
+            stack.extend((v, level + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, level + 1) for v in value)
+    return deepest
+
+
 def _visit(converter: Any, schema: Any, name: str, param: str) -> str:
     if not isinstance(schema, dict):
         raise InvalidRequest("a JSON schema must be an object", param=param)
+    if _depth(schema) > _MAX_DEPTH:
+        raise InvalidRequest(f"the JSON schema is nested more than {_MAX_DEPTH} levels deep", param=param)
     if len(json.dumps(schema)) > _MAX_SCHEMA_CHARS:
         raise InvalidRequest(f"the JSON schema is larger than {_MAX_SCHEMA_CHARS} characters", param=param)
     schema = _enforceable(schema, param)
@@ -182,13 +198,17 @@ def _check_parses(grammar: str, vocab: Any) -> None:
     llama_cpp.llama_sampler_free(sampler)
 
 
-def _tool_choice(params: dict[str, Any], names: list[str]) -> tuple[str, list[str]]:
+def _tool_choice(params: dict[str, Any], names: list[str], answered: set[str]) -> tuple[str, list[str]]:
     """("none" | "either" | "call", the functions the model may call)."""
     choice = params.get("tool_choice", "auto")
     if choice == "none":
         return "none", []
     if choice == "auto":
-        return "either", names
+        # A function whose result was just given is not offered again in the very next turn: a
+        # small model left the choice repeats the call it has the answer to (an agent then loops
+        # until its turn limit). It may still answer, or call another function.
+        left = [n for n in names if n not in answered]
+        return ("either", left) if left else ("none", [])
     if choice == "required":
         return "call", names
     if isinstance(choice, dict):
@@ -197,8 +217,11 @@ def _tool_choice(params: dict[str, Any], names: list[str]) -> tuple[str, list[st
     raise InvalidRequest(f"unknown tool_choice {choice!r}", param="tool_choice")
 
 
-def build_constraint(params: dict[str, Any], vocab: Any = None) -> Constraint:
-    """The constraint a request's parameters ask for (validated: a bad one is a 400, never a crash)."""
+def build_constraint(params: dict[str, Any], vocab: Any = None, answered: set[str] | None = None) -> Constraint:
+    """The constraint a request's parameters ask for (validated: a bad one is a 400, never a crash).
+
+    ``answered``: the functions whose results end the conversation (see :func:`_tool_choice`).
+    """
     tools = list(params.get("tools") or [])
     response_format = params.get("response_format") or {"type": "text"}
     kind = response_format.get("type")
@@ -210,7 +233,7 @@ def build_constraint(params: dict[str, Any], vocab: Any = None) -> Constraint:
         schema = spec["schema"] if spec.get("schema") is not None else {"type": "object"}
         text_grammar = _schema_grammar(schema, "response_format.json_schema.schema")
     if tools:
-        mode, allowed = _tool_choice(params, tool_names(tools))
+        mode, allowed = _tool_choice(params, tool_names(tools), answered or set())
         if mode != "none":
             if mode == "either" and text_grammar is not None:
                 raise UnsupportedParameter(

@@ -28,7 +28,7 @@ from .base import Backend, BackendConfig, BackendFactory, CancelToken, ChatChunk
 from .constrain import Constraint, build_constraint
 from .decoding import Decoded, Decoder
 from .fairqueue import FairQueue
-from .toolcalls import parse_calls, render_messages
+from .toolcalls import answered_functions, parse_calls, render_messages
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -183,7 +183,7 @@ class EmbeddedBackend(Backend):
         if self._llm is None:
             raise BackendUnavailable(f"model {model} is still loading; retry shortly")
         # A schema or tool set that cannot be enforced is refused before the request queues.
-        constraint = build_constraint(params, self._llm._model.vocab)
+        constraint = build_constraint(params, self._llm._model.vocab, answered_functions(messages))
         owner = str(params.get("_owner") or "anonymous")
         background = bool(params.get("_background"))
         await self._queue.acquire(owner, background=background, preempt=cancel.preempt if background else None)
@@ -220,7 +220,9 @@ class EmbeddedBackend(Backend):
             tokens = 0
             failed: Exception | None = None
             try:
-                plain = render_messages(messages, constraint.tools, constraint.mode if constraint.tools else "none")
+                # Tools are offered only where the grammar lets the model call them.
+                offer = constraint.mode if constraint.mode in ("call", "either") else "none"
+                plain = render_messages(messages, constraint.tools, offer)
                 formatted = formatter(messages=plain)
                 prompt = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
                                       special=True)
@@ -297,7 +299,7 @@ def _decoder(llm: Any, prompt: list[int], params: dict[str, Any], constraint: Co
 
 def _answer(decoder: Decoder, index: int, constraint: Constraint, logprobs: bool,
             emit: Callable[[ChatChunk], None]) -> None:
-    """Run one choice's generation, emitting it as chunks: text as it comes, tool calls once complete."""
+    """Run one choice's generation, emitting it as chunks: text as it comes, each tool call once complete."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None, entries: list[dict[str, Any]] | None = None) -> None:
         emit({"object": "chat.completion.chunk", "created": int(time.time()), "choices": [{
@@ -328,9 +330,10 @@ def _answer(decoder: Decoder, index: int, constraint: Constraint, logprobs: bool
     if calls is not None:
         for number, call in enumerate(calls):
             function = call["function"]
+            # One delta per call, its name with its arguments: the output checks then hold the call
+            # as a whole, and a call they stop never reaches the client even by its name.
             chunk({"tool_calls": [{"index": number, "id": call["id"], "type": "function",
-                                   "function": {"name": function["name"], "arguments": ""}}]})
-            chunk({"tool_calls": [{"index": number, "function": {"arguments": function["arguments"]}}]})
+                                   "function": {"name": function["name"], "arguments": function["arguments"]}}]})
         chunk({}, "tool_calls")
         return
     for earlier in held:  # cut by max_tokens inside a call: what was written, as text

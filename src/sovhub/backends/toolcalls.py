@@ -11,7 +11,7 @@ from typing import Any
 
 from .constrain import CALL_CLOSE, CALL_OPEN
 
-__all__ = ["parse_calls", "render_messages"]
+__all__ = ["answered_functions", "parse_calls", "render_messages"]
 
 
 def _tools_prompt(tools: list[dict[str, Any]], required: bool) -> str:
@@ -67,6 +67,22 @@ def render_messages(
         else:
             out.insert(0, {"role": "system", "content": offer})
     return out
+
+
+def answered_functions(messages: list[dict[str, Any]]) -> set[str]:
+    """The functions whose results end the conversation (the last assistant turn's calls, answered)."""
+    answered: set[str] = set()
+    ids: set[str] = set()
+    for message in reversed(messages):
+        if message.get("role") in ("tool", "function"):
+            ids.add(str(message.get("tool_call_id")))
+            continue
+        if message.get("role") == "assistant":
+            for call in message.get("tool_calls") or []:
+                if str(call.get("id")) in ids:
+                    answered.add(str((call.get("function") or {}).get("name")))
+        break
+    return answered
 
 
 def parse_calls(text: str, *, complete_only: bool = False) -> list[dict[str, Any]] | None:

@@ -81,13 +81,7 @@ def active_legal_hold(hub: Hub, user_id: int) -> AccessRequest | None:
     with hub.db.session() as s:
         rows = s.scalars(select(AccessRequest).where(AccessRequest.user_id == user_id,
                                                      AccessRequest.legal_hold.is_(True)))
-        return next((r for r in rows if r.notice_after is None or _aware(r.notice_after) > now), None)
-
-
-def _aware(value: Any) -> Any:
-    from datetime import UTC
-
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return next((r for r in rows if r.notice_after is None or r.notice_after > now), None)
 
 
 def erase_user(hub: Hub, user_id: int, *, actor: str = "system", replay: bool = False) -> dict[str, int]:
@@ -140,7 +134,7 @@ def export_own(hub: Hub, user_id: int) -> dict[str, Any]:
                               "created_at": row.created_at.isoformat(), "expires_at": row.expires_at.isoformat(),
                               **content})
     now = utcnow()
-    shown = [r for r in requests if not r.legal_hold or (r.notice_after is not None and _aware(r.notice_after) <= now)]
+    shown = [r for r in requests if not r.legal_hold or (r.notice_after is not None and r.notice_after <= now)]
     return {
         "api_conversations": conversations,
         "staff_access": [

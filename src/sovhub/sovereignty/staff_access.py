@@ -15,7 +15,7 @@ someone typed: the two people are compared by id, staff rights are checked again
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -43,10 +43,6 @@ def _staff(hub: Hub, staff_id: int) -> tuple[int, str]:
 
 def _actor(staff_id: int) -> str:
     return f"user:{staff_id}"
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def request_access(hub: Hub, user_id: int, *, staff_id: int, reason: str, hours: float | None = None,
@@ -123,7 +119,7 @@ def read_content(hub: Hub, request_id: int, *, staff_id: int) -> list[dict[str, 
             raise NotFound(f"no access request {request_id}")
         if row.status != "approved":
             raise PermissionDenied(f"access request {request_id} is {row.status}, not approved")
-        if row.expires_at is None or _aware(row.expires_at) <= now:
+        if row.expires_at is None or row.expires_at <= now:
             raise PermissionDenied(f"access request {request_id} expired")
         if reader_id not in (row.requested_by_id, row.decided_by_id):
             raise PermissionDenied("only the requesting or approving admin may use this access")

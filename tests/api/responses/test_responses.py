@@ -198,3 +198,47 @@ def test_bad_requests_are_openai_shaped_400s(app_client: TestClient) -> None:
 def test_a_key_is_needed(app_client: TestClient) -> None:
     r = app_client.post("/v1/responses", json={"model": "echo", "input": "x"}, headers={"authorization": ""})
     assert r.status_code == 401
+
+
+def test_responses_are_metered_and_rate_limited(app_client: TestClient, hub: Hub) -> None:
+    """The chat service's admission and metering apply to /v1/responses unchanged."""
+    from sqlalchemy import select
+
+    from sovhub.access.quotas import set_org_limits
+    from sovhub.store.tables import Organization, UsageRecord
+
+    _create(app_client, input="count me")
+    from sovhub.metering import Meter
+
+    app_client.portal.call(hub.services.get(Meter).flush)
+    with hub.db.session() as s:
+        [row] = list(s.scalars(select(UsageRecord)))
+        org_id = s.execute(select(Organization.id).where(Organization.name == "acme")).scalar_one()
+    assert (row.model, row.prompt_tokens, row.completion_tokens, row.status) == ("echo", 2, 2, 200)
+    set_org_limits(hub, org_id, {"rpm": 1})
+    assert app_client.post("/v1/responses", json={"model": "echo", "input": "again"}).status_code == 200
+    r = app_client.post("/v1/responses", json={"model": "echo", "input": "and again"})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_residency_refuses_a_backend_abroad(data_dir) -> None:
+    from sovhub.app import create_app
+    from sovhub.backends.catalog import add_backend
+    from sovhub.hub import build_hub
+    from tests.conftest import make_settings
+    from tests.upstream_server import FakeUpstream
+
+    hub = build_hub(make_settings(data_dir, safety={"enabled": False}, sovereignty={"jurisdiction": "UA"}))
+    try:
+        create_org(hub, "acme")
+        secret = create_key(hub, "acme").secret
+        with FakeUpstream(["abroad-model"]) as up:
+            add_backend(hub, "abroad", url=up.url, models=["abroad-model"], jurisdiction="US",
+                        operator="Foreign Cloud Inc.")
+            with TestClient(create_app(hub), headers={"authorization": f"Bearer {secret}"}) as client:
+                for stream in (False, True):
+                    r = client.post("/v1/responses", json={"model": "abroad-model", "input": "secret", "stream": stream})
+                    assert r.status_code == 403 and r.json()["error"]["code"] == "residency_violation"
+            assert up.requests == []
+    finally:
+        hub.close()

@@ -144,7 +144,7 @@ class ChatService:
             ctx.state["batch_id"] = batch_id
             ctx.params["_background"] = True  # a backend with a queue serves it only when nobody else waits
         reserve = await self._reserve(ctx.messages, ctx.params, req.n or 1, candidates[0])
-        admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve)
+        admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve, request_id=request_id)
         ctx.state["admission"] = admission
         try:
             for interceptor in self.hub.interceptors:
@@ -254,8 +254,10 @@ class ChatService:
             self._record(p, usage, estimated, status)
             ctx = p.ctx
             side = self._record_side_calls(ctx, status=200)
+            # The guard model's calls for this request are priced as its input.
             await settle(self.hub, ctx.state["admission"],
-                         usage["prompt_tokens"] + usage["completion_tokens"] + side)
+                         usage["prompt_tokens"] + usage["completion_tokens"] + side,
+                         prompt_tokens=usage["prompt_tokens"] + side, completion_tokens=usage["completion_tokens"])
             result = ChatResult(
                 text=p.gate.sent_text(), finish_reason=p.gate.finish_reason(),
                 prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],

@@ -61,7 +61,8 @@ async def create_embeddings(
             param="dimensions",
         )
     # e5's tokenizer gives at most one token per character, plus two markers: an upper bound to reserve.
-    admission = await admit(hub, principal, "embeddings", req.model, reserve=sum(len(t) + 2 for t in texts))
+    admission = await admit(hub, principal, "embeddings", req.model, reserve=sum(len(t) + 2 for t in texts),
+                            request_id=request_id)
     headers = admission.headers
     started = time.perf_counter()
 

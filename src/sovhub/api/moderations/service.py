@@ -89,7 +89,8 @@ async def amoderate(
     texts = parse_inputs(body.input)
     check_input_size(hub, [len(t) for t in texts], "input")
     # e5 gives at most one token per character plus two markers: an upper bound to hold.
-    admission = await admit(hub, principal, "moderations", MODEL_ID, reserve=sum(len(t) + 2 for t in texts))
+    admission = await admit(hub, principal, "moderations", MODEL_ID, reserve=sum(len(t) + 2 for t in texts),
+                            request_id=request_id)
     started = time.perf_counter()
     calls: list[SideCall] = []
     try:

@@ -27,7 +27,7 @@ async def analyze(
     runtime = hub.services.get(SafetyRuntime)
     mode = body.mode or runtime.policy.pii.mode
     # e5's tokenizer gives at most one token per character plus two markers: an upper bound to hold.
-    admission = await admit(hub, principal, "pii", MODEL_ID, reserve=len(body.input) + 2)
+    admission = await admit(hub, principal, "pii", MODEL_ID, reserve=len(body.input) + 2, request_id=request_id)
     started = time.perf_counter()
 
     def work() -> tuple[PiiResponse, int]:

@@ -17,19 +17,15 @@ from ...access.csrf import verify_csrf
 from ...access.sessions import clear_session
 from ...errors import Conflict
 from ...hub import Hub
+from ...pipeline import Principal
+from ...safety.appeals import appeals_of
 from .auth import signed_in
 from .conversations import ConversationStore
-from .render import Page, render
+from .render import render
 
 __all__ = ["router", "staff_access_notices"]
 
 router = APIRouter(include_in_schema=False)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def staff_access_notices(hub: Hub, user_id: int) -> list[dict[str, Any]]:
@@ -39,24 +35,23 @@ def staff_access_notices(hub: Hub, user_id: int) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     out = []
     for row in list_requests(hub, user_id=user_id):
-        notice_after = _aware(row.notice_after)
+        notice_after = row.notice_after
         if row.legal_hold and (notice_after is None or notice_after > now):
             continue
-        out.append({"id": row.id, "status": row.status, "reason": row.reason, "created_at": _aware(row.created_at),
-                    "expires_at": _aware(row.expires_at), "uses": len(row.uses or [])})
+        out.append({"id": row.id, "status": row.status, "reason": row.reason, "created_at": row.created_at,
+                    "expires_at": row.expires_at, "uses": len(row.uses or [])})
     return out
 
 
 @router.get("/me")
 async def my_data(request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     user_id = page.user.id
     count = await anyio.to_thread.run_sync(ConversationStore(page.hub).count, user_id)
     notices = await anyio.to_thread.run_sync(staff_access_notices, page.hub, user_id)
-    return render(page, "me.html", conversation_count=count, notices=notices,
+    appeals = await anyio.to_thread.run_sync(appeals_of, page.hub, Principal(org_id=None, user_id=user_id))
+    return render(page, "me.html", conversation_count=count, notices=notices, appeals=appeals,
                   erase_error=request.query_params.get("error"))
 
 
@@ -66,8 +61,6 @@ async def erase_me(request: Request) -> Response:
     from ...sovereignty.rights import erase_user
 
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))

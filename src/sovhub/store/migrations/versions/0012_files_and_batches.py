@@ -1,7 +1,7 @@
 """Files (encrypted chunks) and batches (leased lines); usage rows name their batch
 
 Revision ID: 0012
-Revises: 0014
+Revises: 0015
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
