@@ -16,8 +16,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...errors import Conflict, NotFound
-from .auth import staff_page
 from .admin_access import _actor, _attempt, _back, _staff_form
+from .auth import staff_page
 from .render import Page, render
 
 __all__ = ["router"]

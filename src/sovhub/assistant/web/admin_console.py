@@ -25,8 +25,8 @@ from ...backends.registry import BackendRegistry
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...jurisdictions import validate_jurisdiction
 from ...store.tables import User
-from .auth import staff_page
 from .admin_access import _actor, _back, _staff_form
+from .auth import staff_page
 from .commands import create_user, set_staff
 from .render import Page, render
 from .svg_bars import bar_chart
