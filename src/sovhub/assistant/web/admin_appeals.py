@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from ...errors import Conflict, NotFound
 from .admin_access import _actor, _attempt, _back, _staff_form
 from .auth import staff_page
-from .render import Page, render
+from .render import render
 
 __all__ = ["router"]
 
@@ -34,8 +34,6 @@ async def appeals_page(request: Request) -> Response:
     from ...safety.appeals import list_appeals
 
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     status = request.query_params.get("status", "filed")
     if status not in _STATUSES:
         status = "filed"
@@ -52,8 +50,6 @@ async def appeal_page(appeal_id: str, request: Request) -> Response:
     from ...safety.appeals import get_appeal
 
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     if not _APPEAL_ID.fullmatch(appeal_id):
         return _back("/admin/appeals", error="no_appeal")
     try:
@@ -68,10 +64,7 @@ async def appeal_page(appeal_id: str, request: Request) -> Response:
 async def decide(appeal_id: str, request: Request) -> Response:
     from ...safety.appeals import decide_appeal
 
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, form = got
+    page, form = await _staff_form(request)
     if not _APPEAL_ID.fullmatch(appeal_id):
         return _back("/admin/appeals", error="no_appeal")
     back = f"/admin/appeals/{appeal_id}"

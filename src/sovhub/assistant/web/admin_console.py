@@ -65,8 +65,6 @@ async def _run(call: Any) -> str | None:
 @router.get("/admin/requests")
 async def requests_page(request: Request) -> Response:
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     q = request.query_params
     before = q.get("before", "")
     organization, model = q.get("org", "").strip()[:120], q.get("model", "").strip()[:200]
@@ -84,8 +82,6 @@ async def requests_page(request: Request) -> Response:
 @router.get("/admin/usage")
 async def usage_page(request: Request) -> Response:
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     raw = request.query_params.get("days", "30")
     days = int(raw) if raw.isdigit() and int(raw) in _DAYS else 30
 
@@ -108,8 +104,6 @@ async def usage_page(request: Request) -> Response:
 @router.get("/admin/backends")
 async def backends_page(request: Request) -> Response:
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     configs = await anyio.to_thread.run_sync(backend_configs, page.hub)
     registry = page.hub.services.get(BackendRegistry)
     running = {b.name for b in registry.backends} if registry.running else set()
@@ -119,10 +113,7 @@ async def backends_page(request: Request) -> Response:
 
 @router.post("/admin/backends")
 async def backend_add(request: Request) -> Response:
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, form = got
+    page, form = await _staff_form(request)
 
     def field(name: str) -> str | None:
         return str(form.get(name) or "").strip() or None
@@ -140,10 +131,7 @@ async def backend_add(request: Request) -> Response:
 
 @router.post("/admin/backends/{name}/remove")
 async def backend_remove(name: str, request: Request) -> Response:
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, _form = got
+    page, _form = await _staff_form(request)
     error = await _run(lambda: remove_backend(page.hub, name, actor=_actor(page)))
     return _back("/admin/backends", done=None if error else "backend_removed", error=error)
 
@@ -161,8 +149,6 @@ def _people(page: Page) -> list[dict[str, Any]]:
 @router.get("/admin/people")
 async def people_page(request: Request) -> Response:
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     people = await anyio.to_thread.run_sync(_people, page)
     return render(page, "admin_people.html", people=people, done=request.query_params.get("done"),
                   error=request.query_params.get("error"))
@@ -170,10 +156,7 @@ async def people_page(request: Request) -> Response:
 
 @router.post("/admin/people")
 async def person_create(request: Request) -> Response:
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, form = got
+    page, form = await _staff_form(request)
     locale = str(form.get("locale") or "") or None
     error = await _run(lambda: create_user(
         page.hub, str(form.get("email") or ""), str(form.get("password") or ""),
@@ -184,10 +167,7 @@ async def person_create(request: Request) -> Response:
 
 @router.post("/admin/people/{user_id}/staff")
 async def person_staff(user_id: int, request: Request) -> Response:
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, form = got
+    page, form = await _staff_form(request)
     grant = form.get("action") == "grant"
     assert page.user is not None
     if not grant and user_id == page.user.id:
@@ -200,10 +180,7 @@ async def person_staff(user_id: int, request: Request) -> Response:
 
 @router.post("/admin/orgs")
 async def org_create(request: Request) -> Response:
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, form = got
+    page, form = await _staff_form(request)
     error = await _run(lambda: create_org(page.hub, str(form.get("name") or ""), actor=_actor(page)))
     return _back("/admin", done=None if error else "org_created", error="org_name" if error == "organization"
                  else error, anchor="#orgs-title")

@@ -44,8 +44,6 @@ async def _upload(request: Request, page: Page) -> tuple[str, bytes] | str:
 @router.post("/c/{conversation_id}/attachments")
 async def attach(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     user_id = page.user.id
     await anyio.to_thread.run_sync(ConversationStore(page.hub).get, user_id, conversation_id)  # theirs, or 404
@@ -65,8 +63,6 @@ async def attach(conversation_id: str, request: Request) -> Response:
 async def attach_to_new(request: Request) -> Response:
     """A new chat that starts with a document; it is titled after the file. Nothing stays if it is refused."""
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     user_id = page.user.id
     got = await _upload(request, page)
@@ -95,8 +91,6 @@ async def attach_to_new(request: Request) -> Response:
 @router.get("/c/{conversation_id}/attachments/{attachment_id}")
 async def attachment_page(conversation_id: str, attachment_id: int, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     user_id = page.user.id
     try:
@@ -110,8 +104,6 @@ async def attachment_page(conversation_id: str, attachment_id: int, request: Req
 @router.post("/c/{conversation_id}/attachments/{attachment_id}/delete")
 async def remove(conversation_id: str, attachment_id: int, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))

@@ -219,8 +219,6 @@ async def regenerate(conversation_id: str, request: Request) -> Response:
 async def edit_message(conversation_id: str, message_id: int, request: Request) -> Response:
     """Change one of the person's questions and ask it again; what came after it is replaced."""
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     content, model = await _read_message(request, page)
     store = _store(request)
@@ -232,8 +230,6 @@ async def edit_message(conversation_id: str, message_id: int, request: Request) 
 @router.post("/c/{conversation_id}/rename")
 async def rename_conversation(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
