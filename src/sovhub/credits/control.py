@@ -150,7 +150,8 @@ class Credits:
                 self._running = False
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                # A task stuck in a store call that ignores its cancellation must not hold the shutdown.
+                await asyncio.wait(tasks, timeout=SHUTDOWN_S)
                 # Bounded: shutdown must not hang on an unreachable store; what is not sent stays in
                 # the journal (Redis) or, in memory, is lost with the process (docs/credits.md).
                 try:
