@@ -207,9 +207,10 @@ def test_responses_are_metered_and_rate_limited(app_client: TestClient, hub: Hub
     from sovhub.access.quotas import set_org_limits
     from sovhub.store.tables import Organization, UsageRecord
 
+    from sovhub.metering import Meter
+
     _create(app_client, input="count me")
-    assert hub.meter is not None
-    app_client.portal.call(hub.meter.flush)  # type: ignore[union-attr]
+    app_client.portal.call(hub.services.get(Meter).flush)
     with hub.db.session() as s:
         [row] = list(s.scalars(select(UsageRecord)))
         org_id = s.execute(select(Organization.id).where(Organization.name == "acme")).scalar_one()
