@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -275,8 +276,6 @@ class ResponsesService:
 
 def _snapshot(value: dict[str, Any]) -> dict[str, Any]:
     """A deep copy: events carry the state at their moment, later deltas must not change them."""
-    import copy
-
     return copy.deepcopy(value)
 
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select
 
 from ...errors import NotFound
+from ...sovereignty.content_store import retention_days
+from ...sovereignty.tables import OrgRetention
 from ...store.base import as_utc, utcnow
 from .tables import StoredResponse
 
@@ -48,8 +50,6 @@ class ResponseStore:
         self.hub = hub
 
     def _days(self, principal: Principal) -> int:
-        from ...sovereignty.content_store import retention_days
-
         if principal.org_id is None:
             return self.hub.settings.sovereignty.retention_days
         return retention_days(self.hub, principal.org_id)
@@ -104,8 +104,6 @@ class ResponseStore:
 
     def purge_expired(self, now: datetime | None = None) -> int:
         """Delete responses past their expiry, and those older than an organization's shortened retention."""
-        from ...sovereignty.tables import OrgRetention
-
         now = now or utcnow()
         count = 0
         with self.hub.db.session() as s:
