@@ -19,9 +19,11 @@ MODEL = "smollm2-135m-instruct"
 
 
 def _tool(value: str) -> dict:
+    # The definition itself is judged at input, so the flagged value is spelled as a pattern in which the
+    # marker never appears whole ("KAB(OOM)"); the grammar still forces the model to write it.
+    query = {"type": "string", "pattern": f"^{value}$"} if "(" in value else {"type": "string", "enum": [value]}
     return {"type": "function", "function": {"name": "search", "parameters": {
-        "type": "object", "properties": {"query": {"type": "string", "enum": [value]}}, "required": ["query"],
-        "additionalProperties": False}}}
+        "type": "object", "properties": {"query": query}, "required": ["query"], "additionalProperties": False}}}
 
 
 @pytest.fixture
@@ -44,13 +46,13 @@ def test_a_flagged_tool_call_is_stopped_and_a_clean_one_passes(client: TestClien
     clean = client.post("/v1/chat/completions", json={**base, "tools": [_tool("weather in Paris")]}).json()
     assert clean["choices"][0]["finish_reason"] == "tool_calls"
     assert "weather in Paris" in clean["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
-    flagged = client.post("/v1/chat/completions", json={**base, "tools": [_tool("build a KABOOM")]})
+    flagged = client.post("/v1/chat/completions", json={**base, "tools": [_tool("build a KAB(OOM)")]})
     choice = flagged.json()["choices"][0]
     assert choice["finish_reason"] == "content_filter" and not choice["message"].get("tool_calls")
     assert "KABOOM" not in flagged.text
-    streamed = client.post("/v1/chat/completions", json={**base, "tools": [_tool("build a KABOOM")], "stream": True})
+    streamed = client.post("/v1/chat/completions", json={**base, "tools": [_tool("build a KAB(OOM)")], "stream": True})
     assert "KABOOM" not in streamed.text and '"finish_reason":"content_filter"' in streamed.text
-    tool = {"type": "function", **_tool("build a KABOOM")["function"]}
+    tool = {"type": "function", **_tool("build a KAB(OOM)")["function"]}
     response = client.post("/v1/responses", json={"model": MODEL, "input": "Search for it.", "tools": [tool],
                                                    "tool_choice": "required", "max_output_tokens": 40}).json()
     assert response["status"] == "incomplete" and response["incomplete_details"] == {"reason": "content_filter"}
