@@ -8,10 +8,10 @@ keys. The organization always comes from the key, never from the request.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -71,7 +71,8 @@ async def get_programmes(hub: HubDep) -> dict[str, Any]:
 
 @router.post("/hub/v1/programmes/{programme_id}/applications", status_code=201)
 async def post_application(
-    programme_id: int, body: ApplicationRequest, hub: HubDep, principal: CurrentPrincipal
+    programme_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    body: ApplicationRequest, hub: HubDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     org_id = _org(principal)
     require_scope(principal, ADMIN)  # an application commits the organization
