@@ -205,9 +205,8 @@ def test_responses_are_metered_and_rate_limited(app_client: TestClient, hub: Hub
     from sqlalchemy import select
 
     from sovhub.access.quotas import set_org_limits
-    from sovhub.store.tables import Organization, UsageRecord
-
     from sovhub.metering import Meter
+    from sovhub.store.tables import Organization, UsageRecord
 
     _create(app_client, input="count me")
     app_client.portal.call(hub.services.get(Meter).flush)
