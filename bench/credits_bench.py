@@ -83,7 +83,8 @@ def main() -> None:
                 drain(port, key, gw)
             if not args.no_ladder:
                 for name in order:
-                    record["ladder"][name] = ladder(name, *targets[name], args)
+                    port, key, gw = targets[name]
+                    record["ladder"][name] = ladder(name, port, key, args, gw)
             reps.append(record)
         verify = subprocess.run([SOVHUB, "--data-dir", data_dir, "ledger", "verify"], capture_output=True,
                                 text=True, check=False)

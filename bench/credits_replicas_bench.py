@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from procs import SOVHUB, Proc, _spawn, free_port, start_mock, write_result
+from procs import SOVHUB, Proc, _spawn, free_port, machine_info, start_mock, write_result
 from sqlalchemy import create_engine, text
 
 
@@ -141,7 +141,7 @@ def main() -> None:
             grant = conn.execute(text("SELECT debits_posted, debits_pending, credits_posted FROM credit_accounts "
                                       "WHERE kind = 'grant'")).one()
             expired = conn.execute(text("SELECT count(*) FROM credit_transfers WHERE code = 'usage' AND kind = 'post' "
-                                        "AND details LIKE '%expired%'")).scalar()
+                                        "AND CAST(details AS TEXT) LIKE '%expired%'")).scalar()
         verify = subprocess.run([SOVHUB, "--data-dir", str(workdir / "r1"), "ledger", "verify"], capture_output=True,
                                 text=True, env={**os.environ, **env}, check=False)
         once = all(posts[r] == 1 for r in answered)
@@ -155,7 +155,8 @@ def main() -> None:
                       and (args.kill or (len(answered) == args.paid and grant[0] == args.paid * 1_000_000))),
         }
         print(json.dumps(result, indent=2))
-        write_result("credits-replicas-kill" if args.kill else "credits-replicas", result)
+        name = "credits-replicas-kill" if args.kill else "credits-replicas"
+        write_result(name, {"machine": machine_info(), **result})
     finally:
         for proc in reversed(procs):
             proc.stop()

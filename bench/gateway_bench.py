@@ -138,6 +138,9 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--sovhub-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--name", default="gateway", help="result file name under bench/results/")
+    parser.add_argument("--baseline-src", type=Path, default=None, metavar="DIR",
+                        help="also run sovhub from this source tree (a worktree of an older commit's src/) as "
+                             "target `baseline`, interleaved with the others, to compare two versions in one run")
     args = parser.parse_args()
     pin = not args.no_pin and (os.cpu_count() or 1) >= 2
     args.load_cpus, gw_cpus = ("0", "1") if pin else (None, None)
@@ -156,6 +159,12 @@ def main() -> None:
         targets: dict[str, tuple[int, str | None, Proc | None]] = {
             "direct": (mock.port, None, None), "sovhub": (sov.port, sov.key, sov),
         }
+        if args.baseline_src is not None:
+            base = start_sovhub(workdir, mock_port=mock.port, cpus=gw_cpus, name="baseline",
+                                env={**env, "PYTHONPATH": str(args.baseline_src.resolve())})
+            procs.append(base)
+            targets["baseline"] = (base.port, base.key, base)
+            info["baseline_src"] = str(args.baseline_src)
         if use_litellm:
             lite = start_litellm(workdir, args.litellm_venv, mock.port, gw_cpus)
             procs.append(lite)

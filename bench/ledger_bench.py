@@ -33,6 +33,9 @@ from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procs import machine_info  # noqa: E402
 
 from sovhub.accounts import create_org  # noqa: E402
 from sovhub.credits.amounts import MICRO  # noqa: E402
@@ -145,7 +148,8 @@ def main() -> None:
                       "runs": [r["posted_per_s"] for r in rs],
                       "verify_clean": all(not r["verify_problems"] for r in rs)} for mode, rs in runs.items()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"transfers": args.transfers, "batch": args.batch, "reps": args.reps,
+    Path(args.out).write_text(json.dumps({"machine": machine_info(), "transfers": args.transfers, "batch": args.batch,
+                                          "reps": args.reps,
                                           "cpus": os.cpu_count(), "summary": summary, "runs": runs}, indent=2))
     print(json.dumps(summary, indent=2))
 

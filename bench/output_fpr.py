@@ -116,7 +116,7 @@ def generate(prompts: list[str], max_tokens: int, threads: int) -> list[str]:
 async def replay(hub: Any, prompt: str, answer: str, every: int = 96) -> dict[str, Any] | None:
     """The first check that stops ``answer``, as the chat service would run them, or None."""
     from sovhub.pipeline import ChatContext, Principal
-    from sovhub.safety.pipeline import SafetyInterceptor
+    from sovhub.safety.interceptor import SafetyInterceptor
 
     interceptor = SafetyInterceptor(hub)
     ctx = ChatContext(request_id="bench", principal=Principal(org_id=None), model="m",

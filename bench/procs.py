@@ -161,7 +161,7 @@ def pin_running(pid: int, cpus: str | None) -> None:
 
 def start_sovhub(
     workdir: Path, *, mock_port: int | None, cpus: str | None = None, embedded: bool = False,
-    env: dict[str, str] | None = None, ready_timeout: float = 900.0,
+    env: dict[str, str] | None = None, ready_timeout: float = 900.0, name: str = "sovhub",
 ) -> Proc:
     """`sovhub serve` on a fresh data dir, with an org `bench` and an API key (metering on: the default)."""
     data_dir = Path(tempfile.mkdtemp(prefix="sovhub-data-", dir=workdir))
@@ -173,7 +173,7 @@ def start_sovhub(
     key = _sovhub(data_dir, "keys", "create", "--org", "bench", env=full_env).strip().splitlines()[-1].strip()
     port = free_port()
     cmd = [SOVHUB, "--data-dir", str(data_dir), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = _spawn("sovhub", cmd, port, workdir, full_env)
+    proc = _spawn(name, cmd, port, workdir, full_env)
     proc.key = key
     proc.extra["data_dir"] = str(data_dir)
     model = "mock-model" if mock_port is not None else full_env.get("SOVHUB_EMBEDDED_MODEL_ID", "smollm2-135m-instruct")

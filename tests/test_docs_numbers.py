@@ -16,7 +16,7 @@ import pytest
 
 from sovhub.api.chat.gate import CHECK_EVERY
 from sovhub.safety import guard_model, semantic
-from sovhub.safety.pipeline import _OUTPUT_OVERLAP
+from sovhub.safety.interceptor import _OUTPUT_OVERLAP
 from sovhub.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

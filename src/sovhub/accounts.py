@@ -326,3 +326,21 @@ class KeyCache:
             for digest, (_, principal) in list(self._items.items()):
                 if principal.key_prefix == prefix:
                     del self._items[digest]
+
+
+def principal_for_key(hub: Hub, key_id: int) -> Principal:
+    """The principal of a stored key (deferred work runs as the key that asked for it); refused when the key
+    was revoked or expired since."""
+    with hub.db.session() as s:
+        found = s.execute(select(ApiKey, Organization.name).join(Organization, Organization.id == ApiKey.org_id)
+                          .where(ApiKey.id == key_id)).first()
+    if found is None:
+        raise AuthenticationFailed("the API key that created this work no longer exists.", code="invalid_api_key")
+    key, org_name = found
+    if key.revoked_at is not None:
+        raise AuthenticationFailed(f"API key {key.prefix} was revoked.", code="revoked_api_key")
+    expires_at = as_utc(key.expires_at) if key.expires_at is not None else None
+    if expires_at is not None and expires_at <= utcnow():
+        raise AuthenticationFailed(f"API key {key.prefix} expired at {expires_at.isoformat()}.", code="expired_api_key")
+    return Principal(org_id=key.org_id, org_name=org_name, key_id=key.id, key_prefix=key.prefix,
+                     limits=dict(key.limits or {}), scopes=frozenset(key.scopes or ()), expires_at=expires_at)

@@ -105,6 +105,8 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
         HubMiddleware,
         metrics=metrics,
         max_body=hub.settings.max_body_bytes,
+        body_limits={path: size for group in hub.pm.hook.sovhub_body_limits(hub=hub) for path, size in
+                     (group or {}).items()},
         hsts=public_url.lower().startswith("https://"),
     )
     return app

@@ -116,5 +116,20 @@ def sovhub_erase_user(hub: Hub, user_id: int) -> None:
 
 
 @hookspec
+def sovhub_body_limits(hub: Hub) -> dict[str, int]:  # type: ignore[empty-body]
+    """Return {exact path: bytes} for routes whose request bodies may pass the hub's max_body_bytes (uploads)."""
+
+
+@hookspec
+def sovhub_export_org(hub: Hub, org_id: int) -> dict[str, Any]:  # type: ignore[empty-body]
+    """Return what this plugin holds for an organization, as {section: JSON-able data}, for its export."""
+
+
+@hookspec
+def sovhub_erase_org(hub: Hub, org_id: int) -> None:
+    """Erase every row this plugin holds for an organization; runs after its data key is destroyed."""
+
+
+@hookspec
 def sovhub_restored(hub: Hub) -> None:
     """Rebuild what this plugin derives from its rows (indexes a backup leaves out) after `sovhub restore`."""

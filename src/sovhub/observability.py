@@ -65,6 +65,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.in_flight = Gauge("sovhub_requests_in_flight", "Requests being handled", registry=r)
+        self.energy_joules = Counter(
+            "sovhub_energy_joules", "Energy of requests, PUE included", ["backend", "model"], registry=r
+        )
+        self.co2e_grams = Counter(
+            "sovhub_co2e_grams", "Emissions of requests (market-based)", ["backend", "model"], registry=r
+        )
         self.backend_errors = Counter(
             "sovhub_backend_errors", "Backend failures", ["backend"], registry=r
         )

@@ -20,6 +20,9 @@ BUILTIN_PLUGINS = (
     "sovhub.safety.plugin",
     "sovhub.access.plugin",
     "sovhub.assistant.plugin",
+    "sovhub.files.plugin",
+    "sovhub.batches.plugin",
+    "sovhub.energy.plugin",
     "sovhub.credits.plugin",
 )
 

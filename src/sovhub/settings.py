@@ -23,6 +23,9 @@ from .secret_key import METRICS_TOKEN_FILE, load_or_create_secret_key, weak_secr
 __all__ = [
     "AccessSettings",
     "AssistantSettings",
+    "BatchSettings",
+    "EnergySettings",
+    "FilesSettings",
     "CreditsSettings",
     "SafetySettings",
     "ServerSettings",
@@ -50,7 +53,7 @@ def _default_acr_levels() -> dict[str, Assurance]:
 
 
 class SovereigntySettings(BaseModel):
-    """Residency, encryption at rest, retention and audit (issue: data sovereignty)."""
+    """Residency, encryption at rest, retention and audit."""
 
     jurisdiction: str = Field("EU", description="Home jurisdiction: ISO 3166-1 alpha-2 code (or EU).")
     allowed_jurisdictions: list[str] = Field(
@@ -121,7 +124,7 @@ class SovereigntySettings(BaseModel):
 
 
 class SafetySettings(BaseModel):
-    """Moderation, PII and policy (issue: safety)."""
+    """Moderation, PII and policy."""
 
     enabled: bool = Field(True, description="Run the guard pipeline on chat input and output.")
     policy_file: str | None = Field(None, description="YAML policy file; the bundled default when unset.")
@@ -192,7 +195,7 @@ class IdentityProviderSettings(BaseModel):
 
 
 class AccessSettings(BaseModel):
-    """Verified access, quotas and identity providers (issue: verified access)."""
+    """Verified access, quotas and identity providers."""
 
     redis_url: str | None = Field(
         None, description="Redis URL for quotas shared across replicas (exact); in-process counters when unset."
@@ -267,7 +270,7 @@ class AccessSettings(BaseModel):
 
 
 class AssistantSettings(BaseModel):
-    """The localized web assistant and knowledge base (issue: assistant)."""
+    """The localized web assistant and knowledge base."""
 
     languages: list[str] = Field(
         default_factory=lambda: ["en", "uk", "pl", "de", "fr", "es", "ar", "ja"],
@@ -309,6 +312,101 @@ class AssistantSettings(BaseModel):
     )
 
 
+class FilesSettings(BaseModel):
+    """The Files API (/v1/files): uploads kept encrypted in the database, shared by every replica."""
+
+    max_bytes: int = Field(200 * 1024 * 1024, ge=1024, description="Largest file one upload may hold, in bytes.")
+    batch_expiry_days: float = Field(
+        30.0, gt=0, le=30, description="Days a file uploaded with purpose `batch` is kept unless expires_after says."
+    )
+    chunk_bytes: int = Field(
+        1024 * 1024, ge=4096, le=16 * 1024 * 1024, description="Bytes encrypted and stored per database row."
+    )
+    purge_interval_s: float = Field(600.0, gt=0, description="Seconds between deletions of expired files.")
+    max_org_bytes: int = Field(
+        10 * 1024**3, ge=1024, description="Most bytes of files one organization may keep at once (all purposes)."
+    )
+
+
+class BatchSettings(BaseModel):
+    """The Batch API (/v1/batches): deferred work run on idle capacity, leased so replicas share it."""
+
+    enabled: bool = Field(True, description="Run batches on this replica (the API answers either way).")
+    max_lines: int = Field(50_000, ge=1, le=50_000, description="Most request lines one batch may hold.")
+    concurrency: int = Field(
+        1, ge=1, le=64, description="Batch lines this replica runs at once (each waits for idle capacity)."
+    )
+    lease_s: float = Field(
+        60.0, gt=0, description="Seconds a replica holds a line it runs; another takes it over after that."
+    )
+    poll_interval_s: float = Field(1.0, gt=0, description="Seconds between looks for batch work when idle.")
+    window_s: float = Field(
+        24 * 3600.0, gt=0, description="Seconds of the `24h` completion window (shorter only for tests)."
+    )
+    output_expiry_days: float = Field(30.0, gt=0, le=30, description="Days output and error files are kept.")
+    carbon_aware: bool = Field(
+        True, description="Plan batch lines into the greenest forecast hours (energy.forecast_file) within the window."
+    )
+    estimated_line_s: float = Field(
+        2.0, gt=0, description="Seconds one batch line is expected to take, for planning the windows it needs."
+    )
+    estimated_line_wh: float = Field(
+        0.05, gt=0, description="Wh one batch line is expected to use, for the plan's emission estimates."
+    )
+    max_active_per_org: int = Field(100, ge=1, description="Unfinished batches one organization may have at once.")
+    max_capacity_share: float = Field(
+        1.0, gt=0, le=1, description="Largest share of a backend's capacity batch lines may take (1 = all idle)."
+    )
+
+
+class EnergySettings(BaseModel):
+    """Energy and carbon per request (docs/energy.md)."""
+
+    forecast_file: str | None = Field(
+        None, description="Carbon-intensity forecast (Electricity Maps v3 JSON or CSV), relative to the data dir."
+    )
+    pue: float = Field(1.0, ge=1.0, le=5.0, description="Power usage effectiveness of the site: IT energy x PUE.")
+    rapl_dir: str = Field("/sys/class/powercap", description="Where RAPL's energy counters are read (powercap).")
+    proc_stat: str = Field("/proc/stat", description="Where the machine's CPU time is read (shares RAPL energy).")
+    cpu_watts_per_core: float | None = Field(
+        None, gt=0, description="Watts one busy core draws; overrides a calibration (`sovhub energy calibrate`)."
+    )
+    cpu_tdp_watts: float = Field(
+        65.0, gt=0, description="The CPU's TDP, for the fallback when nothing is measured: half of it, over its cores."
+    )
+    gpu_metrics: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per backend name: a Prometheus URL (DCGM exporter) whose energy counter is shared among that "
+        "backend's requests by tokens.",
+    )
+    gpu_poll_s: float = Field(15.0, gt=0, description="Seconds between reads of the GPU servers' energy counters.")
+    joules_per_token: dict[str, float] = Field(
+        default_factory=dict, description="Per backend name: joules per token when its server reports no energy."
+    )
+    intensity: Literal["none", "fixed", "csv", "electricitymaps"] = Field(
+        "none", description="Where grid carbon intensity comes from."
+    )
+    intensity_g_per_kwh: float = Field(
+        0.0, ge=0, description="With intensity=fixed: grams CO2e per kWh."
+    )
+    grid_renewable_share: float = Field(
+        0.0, ge=0, le=1, description="With intensity=fixed: the grid's renewable share (0-1)."
+    )
+    intensity_file: str | None = Field(
+        None, description="With intensity=csv: the grid operator's CSV (time, intensity, renewable share)."
+    )
+    electricitymaps_url: str = Field(
+        "https://api.electricitymap.org", description="With intensity=electricitymaps: the API's base URL (v3)."
+    )
+    electricitymaps_zone: str | None = Field(None, description="With intensity=electricitymaps: the zone, e.g. DE.")
+    electricitymaps_token: str | None = Field(None, description="With intensity=electricitymaps: the auth-token.")
+    intensity_refresh_s: float = Field(900.0, gt=0, description="Seconds between reads of the intensity source.")
+    contracted_renewable_share: float = Field(
+        0.0, ge=0, le=1, description="Share of the site's electricity bought as renewable (PPAs, certificates)."
+    )
+    embodied_g_per_hour: float = Field(
+        0.0, ge=0, description="Embodied emissions of the hardware per hour of use (SCI's M), for SCI only."
+    )
 class CreditsSettings(BaseModel):
     """Start-up programmes, prices and the credits ledger (docs/credits.md)."""
 
@@ -447,6 +545,9 @@ class Settings(BaseSettings):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     assistant: AssistantSettings = Field(default_factory=AssistantSettings)
+    files: FilesSettings = Field(default_factory=FilesSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    energy: EnergySettings = Field(default_factory=EnergySettings)
     credits: CreditsSettings = Field(default_factory=CreditsSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 

@@ -268,7 +268,7 @@ def test_set_key_limits_refuses_a_revoked_key(hub: Any, events: Any) -> None:
     assert "key.limits_set" not in events.names()
 
 
-# -- reservations (issue 12): max_tokens x n held from admission to settlement ------------------
+# -- reservations: max_tokens x n held from admission to settlement ----------------------------
 
 
 def test_concurrent_requests_cannot_pass_a_token_limit(make_app: Any, limiter_store: dict[str, Any]) -> None:

@@ -80,7 +80,8 @@ def test_usage_endpoint_json_and_csv_only_own_org(make_app: Any) -> None:
 
 def test_usage_csv_empty_has_header() -> None:
     assert usage_csv([]).splitlines() == [
-        "date,model,key_prefix,key_name,requests,prompt_tokens,completion_tokens,total_tokens"
+        "date,model,key_prefix,key_name,requests,prompt_tokens,completion_tokens,total_tokens,energy_wh,co2e_g,"
+        "renewable_share,sci_g_per_1k_tokens"
     ]
 
 

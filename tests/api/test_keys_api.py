@@ -43,7 +43,7 @@ def _insufficient(r: Any) -> dict[str, Any]:
 
 
 def test_an_inference_key_cannot_list_mint_or_revoke_keys(app_client: TestClient, hub: Hub) -> None:
-    # The attack of issue 12: a leaked trial key mints a key that survives its own revocation.
+    # The attack: a leaked trial key mints a key that would survive its own revocation.
     trial = create_key(hub, "acme", name="trial", scopes=["inference"])
     leaked = _as(app_client, trial.secret)
     assert leaked.get("/v1/models").status_code == 200  # it still does what it is for

@@ -64,8 +64,8 @@ def test_moderation_tokens_count_against_a_token_limit(client: TestClient, hub: 
 
 
 def test_payload_after_long_padding_is_flagged(client: TestClient) -> None:
-    # Before issue 12 an input over 32,000 characters was refused and the semantic guard read
-    # only its first ~28,000; the harmful sentence here sits after 60,000 benign characters.
+    # Padding must not hide a payload: the guards read the whole input, and the harmful sentence
+    # here sits after 60,000 benign characters.
     padded = "The weather was mild and the market was busy with people buying bread. " * 850 + (HARM + " ") * 4
     assert len(padded) > 60_000
     r = client.post("/v1/moderations", json={"input": padded})

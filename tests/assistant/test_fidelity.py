@@ -187,3 +187,17 @@ async def test_no_retry_for_blocked_undetermined_or_unexpected_answers(hub: Hub)
 
 def test_plugin_registers_the_interceptor(hub: Hub) -> None:
     assert any(isinstance(i, FidelityInterceptor) for i in hub.interceptors)
+
+
+def test_cyrillic_gibberish_is_unreadable_not_ukrainian() -> None:
+    from sovhub.assistant.fidelity import FidelityTracker, detect, readable
+
+    gibberish = "Панстворення кунтиро пелакам вонодире слатувки ропанім кеширото валумнис дорабіну."
+    ukrainian = "Довідку про несудимість видає сервісний центр МВС. Послуга безоплатна, її видають за десять днів."
+    assert detect(gibberish) == "uk"  # the script fools the detector...
+    assert not readable(gibberish, "uk") and readable(ukrainian, "uk")  # ...the words do not
+    tracker = FidelityTracker()
+    assert tracker.record("small", "uk", "uk", text=gibberish) == "unreadable"
+    assert tracker.record("small", "uk", "uk", text=ukrainian) == "right"
+    assert tracker.record("small", "uk", "uk", text="Так.") == "right"  # too short to judge the words
+    assert readable("これは日本語の文章です。単語の区切りがありません。", "ja")  # not segmented: not judged

@@ -2,7 +2,7 @@
 
 Chromium comes from `apt-get install chromium fonts-noto-cjk` (Playwright cannot download browsers
 here). Without it these tests skip, or fail when SOVHUB_REQUIRE_SERVICES=1. Screenshots go to
-test-artifacts/browser/.
+test-artifacts/browser/ (or $SOVHUB_ARTIFACTS/browser/).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.server import RemoteHub, run_cli
 CHROMIUM = os.environ.get("SOVHUB_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+ARTIFACTS = Path(os.environ.get("SOVHUB_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts") / "browser"
 EMAIL, PASSWORD = "citizen@example.org", "a long browser password"
 # The real embedded model (SmolLM2) answers; the safety warm-up (minutes of embedding on a small
 # CPU) is off, the safety area tests its own pipeline. The embedder loads on first use (ingest).
@@ -59,9 +59,12 @@ def open_page(browser: Any, server: RemoteHub) -> Iterator[Any]:
     """open_page(locale) -> a page in a fresh browser context (own cookies) sending that Accept-Language."""
     contexts = []
 
-    def make(locale: str = "en-GB") -> Any:
-        context = browser.new_context(base_url=server.url, locale=locale, accept_downloads=True,
-                                      viewport={"width": 1280, "height": 900})
+    def make(locale: str = "en-GB", *, phone: bool = False, dark: bool = False) -> Any:
+        # phone: an iPhone 12-sized screen (390 x 844 CSS pixels, touch); dark: the system's dark mode.
+        size = {"width": 390, "height": 844} if phone else {"width": 1280, "height": 900}
+        context = browser.new_context(base_url=server.url, locale=locale, accept_downloads=True, viewport=size,
+                                      is_mobile=phone, has_touch=phone, device_scale_factor=2 if phone else 1,
+                                      color_scheme="dark" if dark else "light")
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(300_000)
@@ -84,10 +87,10 @@ def shot(page: Any, name: str) -> Path:
     return path
 
 
-def sign_in(page: Any) -> None:
+def sign_in(page: Any, email: str = EMAIL, password: str = PASSWORD) -> None:
     page.goto("/login")
-    page.fill("#email", EMAIL)
-    page.fill("#password", PASSWORD)
+    page.fill("#email", email)
+    page.fill("#password", password)
     page.click("form[action='/login'] button[type=submit]")
     page.wait_for_selector("#composer")
 

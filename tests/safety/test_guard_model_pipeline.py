@@ -242,7 +242,7 @@ def test_moderations_include_the_guard_models_verdict(
 def test_payload_past_the_old_8k_cut_is_judged(
     hub: Hub, fake_plugin: Any, api_key: str, guard_upstream: VerdictUpstream
 ) -> None:
-    # The guard model read the first 8,000 characters of a message before issue 12.
+    # The guard model judges the end of a long message too, not only its first characters.
     padded = "benign filler text. " * 1_500 + "now KABOOM the station"
     with _start(hub, fake_plugin, api_key, guard_upstream) as client:
         r = _chat(client, padded)

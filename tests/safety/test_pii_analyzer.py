@@ -141,7 +141,7 @@ def _best_of_5(fn: Any, text: str) -> float:
 
 def test_phone_like_digit_runs_cost_what_plain_digits_cost(analyzer: PiiAnalyzer) -> None:
     # " +1" then 40 digits: the phone pattern tried every split of the digits into 2-6 groups at
-    # each start (about 1 s per 20,000 characters before issue 12; plain digits take ~10 ms).
+    # each start (about 1 s per 20,000 characters when unbounded; plain digits take ~10 ms).
     def adversarial(n: int) -> str:
         return (" +1" + "1" * 40) * (n // 43)
 

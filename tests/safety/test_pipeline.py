@@ -73,7 +73,7 @@ def test_pii_pseudonymised_for_model_and_restored_for_person(
 
 def test_model_never_sees_the_values(app_client: TestClient, hub: Hub) -> None:
     seen: list[str] = []
-    from sovhub.safety.pipeline import SafetyRuntime
+    from sovhub.safety.interceptor import SafetyRuntime
 
     original = hub.services.get(SafetyRuntime).redactor.redact
 
@@ -133,7 +133,7 @@ def test_non_streaming_output_stop(app_client: TestClient, marker: MarkerPlugin)
 def test_output_block_is_logged_without_content(app_client: TestClient, hub: Hub, marker: MarkerPlugin) -> None:
     from sqlalchemy import select
 
-    from sovhub.safety.pipeline import SafetyRuntime
+    from sovhub.safety.interceptor import SafetyRuntime
     from sovhub.safety.tables import ModerationLog
 
     marker.guard = _AnswerGuard()  # type: ignore[assignment]
@@ -147,7 +147,7 @@ def test_output_block_is_logged_without_content(app_client: TestClient, hub: Hub
 def test_warn_passes_and_is_logged(app_client: TestClient, hub: Hub, marker: MarkerPlugin) -> None:
     from sqlalchemy import select
 
-    from sovhub.safety.pipeline import SafetyRuntime
+    from sovhub.safety.interceptor import SafetyRuntime
     from sovhub.safety.tables import ModerationLog
 
     r = _chat(app_client, "tell me WARNWORD")
@@ -227,7 +227,7 @@ def test_policy_check_command(hub: Hub, tmp_path: Any) -> None:
 
 
 def test_every_client_written_role_is_judged(app_client: TestClient, marker: MarkerPlugin) -> None:
-    # Before issue 12 only `user` messages reached the hazard guards.
+    # A client writes every role, so every role can carry the harm: all reach the hazard guards.
     for role in ("system", "developer", "assistant", "tool"):
         r = app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [
             {"role": role, "content": "Explain KABOOM step by step."}, {"role": "user", "content": "go on"}]})
@@ -291,7 +291,7 @@ def test_web_assistant_own_turns_are_not_judged_as_the_persons(hub: Hub, marker:
 
     from sovhub.errors import ContentBlocked
     from sovhub.pipeline import ChatContext, Principal
-    from sovhub.safety.pipeline import SafetyInterceptor
+    from sovhub.safety.interceptor import SafetyInterceptor
 
     def ctx(principal: Principal) -> ChatContext:
         # The web app's system prompt quotes an operator-loaded passage that names the hazard.

@@ -145,7 +145,7 @@ def test_missing_policy_file(tmp_path: Path) -> None:
 
 
 def test_versions_are_recorded_emitted_and_published_with_diff(hub: Hub, tmp_path: Path) -> None:
-    from sovhub.safety.pipeline import SafetyRuntime
+    from sovhub.safety.interceptor import SafetyRuntime
     from sovhub.safety.plugin import sovhub_transparency
 
     events: list[Any] = []
@@ -164,7 +164,9 @@ def test_versions_are_recorded_emitted_and_published_with_diff(hub: Hub, tmp_pat
         changed = _write(tmp_path, version="2025.2", categories={
             **yaml.safe_load(DEFAULT_POLICY.read_text())["categories"], "S12": {"action": "block", "threshold": 0.5}})
         hub.settings.safety.policy_file = str(changed)
-        SafetyRuntime(hub).ensure_version_recorded()
+        restarted = SafetyRuntime(hub)  # what a restart with the changed file builds
+        hub.services.replace(SafetyRuntime, restarted)
+        restarted.ensure_version_recorded()
     finally:
         hub.pm.unregister(name="tests.listener")
     loaded = [e for e in events if e.name == "policy.loaded"]

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sovhub.errors import InvalidRequest
 from sovhub.hub import Hub
 from sovhub.metering import Meter
-from sovhub.sovereignty.conversations import ConversationStore, purge_expired, set_retention
+from sovhub.sovereignty.content_store import ConversationStore, purge_expired, set_retention
 from sovhub.sovereignty.crypto import ContentVault
 from sovhub.sovereignty.tables import StoredConversation
 from sovhub.store.base import utcnow

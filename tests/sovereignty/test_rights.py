@@ -13,7 +13,7 @@ from sovhub.errors import Conflict, NotFound
 from sovhub.hookspecs import hookimpl
 from sovhub.hub import Hub
 from sovhub.pipeline import Principal
-from sovhub.sovereignty.conversations import ContentRecorder, ConversationStore, _Pending
+from sovhub.sovereignty.content_store import ContentRecorder, ConversationStore, _Pending
 from sovhub.sovereignty.crypto import ContentVault
 from sovhub.sovereignty.rights import erase_user, export_user
 from sovhub.sovereignty.staff_access import request_access

@@ -15,7 +15,8 @@ from sqlalchemy import Table, and_, func, select
 from sovhub.access.session_store import create_session
 from sovhub.access.tables import Identity
 from sovhub.api.responses.tables import StoredResponse
-from sovhub.assistant.tables import Conversation, ConversationMessage
+from sovhub.assistant.tables import Conversation, ConversationAttachment, ConversationMessage
+from sovhub.files.tables import StoredFile
 from sovhub.hub import Hub
 from sovhub.safety.tables import Appeal, ModerationLog
 from sovhub.sovereignty.crypto import ContentVault
@@ -69,8 +70,12 @@ def _seed(hub: Hub, uid: int) -> None:
                                  {"response": {"id": "resp_1"}, "input_items": [], "messages": []})),
                              created_at=NOW, expires_at=NOW))
         s.add(Conversation(id="c" * 32, user_id=uid, title=title, model="echo"))
+        s.add(StoredFile(id="file-1", org_id=org.id, user_id=uid, purpose="user_data", filename="notes.txt",
+                         bytes=0, complete=True))
         s.flush()
         s.add(ConversationMessage(conversation_id="c" * 32, role="user", content=message))
+        s.add(ConversationAttachment(conversation_id="c" * 32, user_id=uid, media_type="text/plain", size_bytes=2,
+                                     content=vault.encrypt_for_user(uid, json.dumps({"name": "a.txt", "passages": []}))))
     admin = add_user(hub, "admin1@hub.example", staff=True)
     assert admin
     request_access(hub, uid, staff_id=admin, reason="a support ticket about my account")
@@ -108,6 +113,7 @@ def test_export_holds_every_capability_part(shub: Hub) -> None:
     assert [r["reason"] for r in data["staff_access"]] == ["a support ticket about my account"]
     assert [(u["request_id"], u["completion_tokens"]) for u in data["usage"]] == [("req_1", 4)]
     assert [c["title"] for c in data["assistant_conversations"]] == ["my title"]
+    assert [f["filename"] for f in data["uploaded_files"]] == ["notes.txt"]
     assert [(r["id"], r["response"]["id"]) for r in data["api_responses"]] == [("resp_1", "resp_1")]
     assert [(w["address"], w["user_agent"]) for w in data["web_sessions"]] == [("203.0.113.7", "Firefox")]
     json.dumps(data)  # JSON-able as a whole

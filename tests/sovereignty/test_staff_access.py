@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sovhub.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from sovhub.hub import Hub
 from sovhub.sovereignty.audit import counts_by_event
-from sovhub.sovereignty.conversations import ConversationStore, _Pending
+from sovhub.sovereignty.content_store import ConversationStore, _Pending
 from sovhub.sovereignty.rights import export_user
 from sovhub.sovereignty.staff_access import approve, deny, read_content, request_access
 from sovhub.sovereignty.tables import AccessRequest, AuditEntry

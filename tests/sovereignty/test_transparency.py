@@ -37,7 +37,7 @@ def test_report_aggregates_sections_and_counts(shub: Hub, sov_client: tuple[Test
         assert sov["audit_chain_head"]["seq"] >= 3  # org.created, key.created, egress.refused
         page = public.get("/transparency")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert "Transparency report" in page.text and "egress refusals" in page.text and "appeals" in page.text
+        assert "Transparency report" in page.text and "Outgoing connections refused" in page.text and "Appeals" in page.text
     finally:
         shub.pm.unregister(name="tests.moderation")
         shub.pm.unregister(name="tests.broken")

@@ -16,10 +16,10 @@ from ..store.tables import ApiKey, UsageRecord
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["CSV_COLUMNS", "usage_csv", "usage_summary"]
+__all__ = ["CSV_COLUMNS", "energy_fields", "usage_csv", "usage_summary"]
 
 CSV_COLUMNS = ("date", "model", "key_prefix", "key_name", "requests", "prompt_tokens", "completion_tokens",
-               "total_tokens")
+               "total_tokens", "energy_wh", "co2e_g", "renewable_share", "sci_g_per_1k_tokens")
 MAX_DAYS = 366
 
 
@@ -42,6 +42,9 @@ def usage_summary(hub: Hub, org_id: int, days: int = 30) -> list[dict[str, Any]]
             func.count().label("requests"),
             func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
             func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+            func.sum(UsageRecord.energy_wh), func.sum(UsageRecord.co2e_g),
+            func.sum(UsageRecord.renewable_share * UsageRecord.energy_wh),
+            func.coalesce(func.sum(UsageRecord.latency_ms), 0),
         )
         .select_from(UsageRecord)
         .outerjoin(ApiKey, ApiKey.id == UsageRecord.key_id)
@@ -51,13 +54,31 @@ def usage_summary(hub: Hub, org_id: int, days: int = 30) -> list[dict[str, Any]]
     )
     with hub.db.session() as s:
         rows = s.execute(stmt).all()
+    embodied = hub.settings.energy.embodied_g_per_hour
     return [
         {
             "date": str(d), "model": model, "key_prefix": prefix, "key_name": name, "requests": int(n),
             "prompt_tokens": int(p), "completion_tokens": int(c), "total_tokens": int(p) + int(c),
+            **energy_fields(wh, co2, renewable_wh, int(p) + int(c), embodied * float(ms) / 3.6e6),
         }
-        for d, model, prefix, name, n, p, c in rows
+        for d, model, prefix, name, n, p, c, wh, co2, renewable_wh, ms in rows
     ]
+
+
+def energy_fields(wh: float | None, co2: float | None, renewable_wh: float | None, tokens: int,
+                  embodied_g: float = 0.0) -> dict[str, float | None]:
+    """Energy, emissions, renewable share (energy-weighted) and SCI per 1,000 tokens: ((E x I) + M) / R."""
+    return {
+        "energy_wh": _sig(wh),
+        "co2e_g": _sig(co2),
+        "renewable_share": round(float(renewable_wh) / float(wh), 4) if renewable_wh is not None and wh else None,
+        "sci_g_per_1k_tokens": _sig((float(co2) + embodied_g) * 1000 / tokens) if co2 is not None and tokens else None,
+    }
+
+
+def _sig(value: float | None) -> float | None:
+    """Six significant digits: a request's energy is often far below a milliwatt-hour."""
+    return float(f"{float(value):.6g}") if value is not None else None
 
 
 def usage_csv(rows: list[dict[str, Any]]) -> str:

@@ -30,11 +30,14 @@ _RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class HubMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int, hsts: bool = False) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int, hsts: bool = False,
+                 body_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.hsts = hsts
         self.metrics = metrics
         self.max_body = max_body
+        # Upload routes (exact paths) with their own, larger limit; their handlers stream the body.
+        self.body_limits = body_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,9 +54,10 @@ class HubMiddleware:
         status_holder = [500]
         response_started = [False]
 
+        max_body = self.body_limits.get(path, self.max_body) if scope["method"] == "POST" else self.max_body
         length = _content_length(scope)
-        if length is not None and length > self.max_body:
-            await _send_error(send, _too_large(self.max_body), rid)
+        if length is not None and length > max_body:
+            await _send_error(send, _too_large(max_body), rid)
             request_id_var.reset(token)
             return
 
@@ -64,7 +68,7 @@ class HubMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > max_body:
                     raise _BodyTooLarge()
             return message
 
@@ -86,7 +90,8 @@ class HubMiddleware:
         try:
             await self.app(scope, limited_receive, timed_send)
         except _BodyTooLarge:
-            await _send_error(send, _too_large(self.max_body), rid)
+            if not response_started[0]:
+                await _send_error(send, _too_large(max_body), rid)
             status_holder[0] = 413
         except Exception:
             # The one place an unexpected error ends: logged with its trace, answered without it.

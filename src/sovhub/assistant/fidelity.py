@@ -39,6 +39,7 @@ __all__ = [
     "FidelityTracker",
     "LanguageDetection",
     "detect",
+    "readable",
     "detector_for",
     "instruction",
     "needs_retry",
@@ -240,6 +241,27 @@ def strengthen(messages: Sequence[dict[str, Any]], lang: str) -> list[dict[str, 
 Outcome = Literal["right", "wrong", "unreadable", "failed", "undetermined"]
 # Longer answers than this that no language can be read in are counted unreadable, not undetermined.
 UNREADABLE_MIN_CHARS = 40
+# Text in the right script is not yet text in the language: a small model's Cyrillic gibberish reads
+# as Ukrainian to a character-based detector. At least this share of its words must be words of the
+# detected language (wordfreq's offline lists) for it to count as written in it.
+KNOWN_WORDS_MIN = 0.5
+READABLE_MIN_WORDS = 6
+# Written without spaces: wordfreq needs a segmenter (MeCab) to find their words, so they are not checked.
+_UNSEGMENTED = frozenset({"ja", "zh", "ko", "th"})
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def readable(text: str, lang: str) -> bool:
+    """Whether most words of `text` are words of `lang` (True when there are too few to tell)."""
+    if lang in _UNSEGMENTED:
+        return True
+    words = _WORD.findall(_CODE.sub(" ", text))[:300]
+    if len(words) < READABLE_MIN_WORDS:
+        return True
+    from wordfreq import zipf_frequency
+
+    known = sum(1 for word in words if zipf_frequency(word.casefold(), lang) >= 1.0)
+    return known / len(words) >= KNOWN_WORDS_MIN
 
 
 @dataclass(slots=True)
@@ -297,10 +319,13 @@ class FidelityTracker:
         self, model: str, expected: str, detected: str | None, *, retry: bool = False, text: str = "",
         failed: bool = False,
     ) -> Outcome:
-        """Count one answer. `failed`: none came (an error); a long `text` in no language is unreadable."""
+        """Count one answer. `failed`: none came (an error); a long `text` in no language, or whose words
+        are not words of the language it was detected in, is unreadable."""
         outcome: Outcome
         if failed:
             outcome = "failed"
+        elif detected is not None and not readable(text, detected):
+            outcome = "unreadable"
         elif detected is not None:
             outcome = "right" if detected == expected else "wrong"
         else:
@@ -412,8 +437,9 @@ class FidelityInterceptor:
             return
         detected = await asyncio.to_thread(detector_for(self.languages).detect, result.text)
         ctx.state[STATE_DETECTED] = detected
-        outcome = self.tracker.record(ctx.model, expected, detected, retry=bool(ctx.state.get(STATE_RETRIED)),
-                                      text=result.text)
+        # In a worker thread: the readability check looks words up (the word lists load on first use).
+        outcome = await asyncio.to_thread(lambda: self.tracker.record(
+            ctx.model, expected, detected, retry=bool(ctx.state.get(STATE_RETRIED)), text=result.text))
         if outcome == "wrong":
             log.info("answer of %s in %s, expected %s", ctx.model, detected, expected,
                      extra={"request_id": ctx.request_id})

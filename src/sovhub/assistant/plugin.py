@@ -73,14 +73,19 @@ def sovhub_routers(hub: Hub) -> list[Any]:
 def sovhub_setup_app(app: FastAPI, hub: Hub) -> None:
     from fastapi.staticfiles import StaticFiles
 
+    from .web.auth import install_page_handlers
+
+    install_page_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
 @hookimpl
 def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .attachments import AttachmentStore
     from .web.conversations import ConversationStore
 
-    return {"assistant_conversations": ConversationStore(hub).export(user_id)}
+    return {"assistant_conversations": ConversationStore(hub).export(user_id),
+            "assistant_attachments": AttachmentStore(hub).export(user_id)}
 
 
 @hookimpl

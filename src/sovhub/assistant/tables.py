@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..store.base import Base, UTCDateTime, utcnow
 
-__all__ = ["Conversation", "ConversationMessage", "KbChunk", "KbCollection", "KbDocument"]
+__all__ = ["Conversation", "ConversationAttachment", "ConversationMessage", "KbChunk", "KbCollection", "KbDocument"]
 
 
 # --- knowledge base ---
@@ -118,4 +118,24 @@ class ConversationMessage(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
     model: Mapped[str | None] = mapped_column(String(256))
     finish_reason: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ConversationAttachment(Base):
+    """A document a person attached to a conversation. Only its extracted text is kept, as the vault
+    blob (under the person's data key) of {"name", "text"}: the file itself is not stored."""
+
+    __tablename__ = "assistant_attachments"
+    __table_args__ = (
+        Index("ix_assistant_attachments_conversation_id", "conversation_id"),
+        Index("ix_assistant_attachments_user_id", "user_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("assistant_conversations.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    media_type: Mapped[str] = mapped_column(String(40))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -48,8 +48,14 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.usage: dict[str, int] | None = None
+        #: Stopped to make room for an interactive request (background work only): run it again later.
+        self.preempted = False
 
     def cancel(self) -> None:
+        self._event.set()
+
+    def preempt(self) -> None:
+        self.preempted = True
         self._event.set()
 
     @property

@@ -185,7 +185,8 @@ class EmbeddedBackend(Backend):
         # A schema or tool set that cannot be enforced is refused before the request queues.
         constraint = build_constraint(params, self._llm._model.vocab, answered_functions(messages))
         owner = str(params.get("_owner") or "anonymous")
-        await self._queue.acquire(owner)
+        background = bool(params.get("_background"))
+        await self._queue.acquire(owner, background=background, preempt=cancel.preempt if background else None)
         if cancel.cancelled:
             # The client went away while it queued: its prompt is never evaluated.
             cancel.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..access.redis_conn import AccessRedis
 from ..errors import BackendUnavailable, InsufficientQuota, PermissionDenied
@@ -45,6 +46,7 @@ __all__ = ["CREDITS_HEADER", "CreditControl", "Credits"]
 log = logging.getLogger("sovhub.credits")
 
 CREDITS_HEADER = "x-sovhub-credits-remaining"
+SHUTDOWN_S = 10.0
 _NOTE = "credits"
 
 
@@ -148,12 +150,15 @@ class Credits:
                 self._running = False
                 for task in tasks:
                     task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                await self.flush_settlements()
-                with contextlib.suppress(Exception):
-                    await self.writer.drain()
+                # A task stuck in a store call that ignores its cancellation must not hold the shutdown.
+                await asyncio.wait(tasks, timeout=SHUTDOWN_S)
+                # Bounded: shutdown must not hang on an unreachable store; what is not sent stays in
+                # the journal (Redis) or, in memory, is lost with the process (docs/credits.md).
+                try:
+                    await asyncio.wait_for(self.flush_settlements(), SHUTDOWN_S)
+                    await asyncio.wait_for(self.writer.drain(), SHUTDOWN_S)
+                except (TimeoutError, RedisError, SQLAlchemyError) as exc:
+                    log.error("credits: last settlements or journal not written at shutdown: %s", exc)
 
     async def _settler(self) -> None:
         assert self._wake is not None

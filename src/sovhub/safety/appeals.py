@@ -16,14 +16,14 @@ from sqlalchemy import select
 
 from ..errors import Conflict, InvalidRequest, NotFound
 from ..store.base import utcnow
-from .pipeline import SafetyRuntime
+from .interceptor import SafetyRuntime
 from .tables import Appeal, ModerationLog
 
 if TYPE_CHECKING:
     from ..hub import Hub
     from ..pipeline import Principal
 
-__all__ = ["AppealView", "decide_appeal", "file_appeal", "get_appeal", "list_appeals"]
+__all__ = ["AppealView", "appeals_of", "decide_appeal", "file_appeal", "get_appeal", "list_appeals"]
 
 MAX_REASON = 4000
 MAX_CONTENT = 32_000
@@ -123,12 +123,30 @@ def list_appeals(hub: Hub, status: str | None = "filed", limit: int = 100) -> li
         return [_view(a, m) for a, m in rows]
 
 
+def appeals_of(hub: Hub, principal: Principal, limit: int = 100) -> list[AppealView]:
+    """The appeals this organization or person filed, newest first (what they may read of each)."""
+    with hub.db.session() as s:
+        query = select(Appeal, ModerationLog).join(ModerationLog, Appeal.log_id == ModerationLog.id)
+        if principal.org_id is not None:
+            query = query.where(Appeal.org_id == principal.org_id)
+        elif principal.user_id is not None:
+            query = query.where(Appeal.org_id.is_(None), Appeal.user_id == principal.user_id)
+        else:
+            return []
+        rows = s.execute(query.order_by(Appeal.created_at.desc(), Appeal.id).limit(limit)).all()
+        return [_view(a, m) for a, m in rows]
+
+
 def decide_appeal(
     hub: Hub, appeal_id: str, outcome: Literal["upheld", "overturned"], reason: str, staff: str
 ) -> AppealView:
     reason = reason.strip()
     if not reason:
         raise InvalidRequest("a decision needs a reason the person can read", param="reason")
+    if len(reason) > MAX_REASON:
+        raise InvalidRequest(f"reason: at most {MAX_REASON} characters", param="reason", code="invalid_value")
+    if outcome not in ("upheld", "overturned"):
+        raise InvalidRequest("the outcome is upheld or overturned", param="outcome", code="invalid_value")
     with hub.db.session() as s:
         appeal = s.get(Appeal, appeal_id)
         if appeal is None:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from .encoders import build_semantic_guard
 from .guards import Guard
+from .interceptor import SafetyRuntime
 from .lexicon import LexiconGuard
 from .moderation import Moderator
-from .pipeline import SafetyRuntime
 from .semantic import SemanticGuard
 
 if TYPE_CHECKING:

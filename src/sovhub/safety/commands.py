@@ -64,7 +64,7 @@ def policy_group() -> None:
 @pass_hub
 def policy_check(hub: Hub, path: str, static_only: bool) -> None:
     """Validate a policy file; refuse it (exit 1) if it lowers the human-rights floor."""
-    from .pipeline import SafetyRuntime
+    from .interceptor import SafetyRuntime
     from .policy import check_floor, load_policy
 
     loaded = load_policy(path)

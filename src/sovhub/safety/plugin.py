@@ -29,8 +29,8 @@ _FLUSH_EVERY_S = 2.0
 @hookimpl
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     from .builtin import BuiltinGuards, build_moderator
+    from .interceptor import SafetyRuntime
     from .moderation import Moderator
-    from .pipeline import SafetyRuntime
 
     return [
         Provide(SafetyRuntime, SafetyRuntime),
@@ -48,7 +48,7 @@ def sovhub_guards(hub: Hub) -> list[Guard]:
 
 @hookimpl
 def sovhub_chat_interceptors(hub: Hub) -> list[ChatInterceptor]:
-    from .pipeline import SafetyInterceptor
+    from .interceptor import SafetyInterceptor
 
     return [SafetyInterceptor(hub)]
 
@@ -86,7 +86,7 @@ def sovhub_commands(cli: click.Group) -> None:
 
 @hookimpl
 def sovhub_transparency(hub: Hub) -> dict[str, Any]:
-    from .pipeline import SafetyRuntime
+    from .interceptor import SafetyRuntime
     from .records import transparency_section
 
     runtime = hub.services.get(SafetyRuntime)
@@ -102,7 +102,7 @@ def sovhub_lifespan(hub: Hub) -> Any:
 
 @contextlib.asynccontextmanager
 async def _lifespan(hub: Hub) -> AsyncIterator[None]:
-    from .pipeline import SafetyRuntime
+    from .interceptor import SafetyRuntime
 
     runtime = hub.services.get(SafetyRuntime)
     if hub.settings.safety.enabled and hub.settings.safety.warm_up:

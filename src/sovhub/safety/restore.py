@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .fields import ANSWER_TEXT_FIELDS, message_fields
+from .interceptor import SafetyRuntime
 from .pii import StreamRestorer, Vault
-from .pipeline import SafetyRuntime
 
 if TYPE_CHECKING:
     from ..hub import Hub

@@ -1,4 +1,7 @@
-"""HTTP routes: a person's data rights (/hub/v1/me/...) and the public transparency report."""
+"""HTTP routes: a person's data rights (/hub/v1/me/...) and the public transparency report (JSON).
+
+The report as a page, in the visitor's language, is the web app's (`sovhub.assistant.web.transparency`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse
 
 from ..api.deps import HubDep
 from ..errors import AuthenticationFailed
@@ -61,10 +63,3 @@ def _report(hub: Hub) -> dict[str, Any]:
 async def transparency_json(hub: HubDep) -> dict[str, Any]:
     """The public transparency report (counts only)."""
     return await anyio.to_thread.run_sync(_report, hub)
-
-
-@router.get("/transparency", response_class=HTMLResponse)
-async def transparency_page(hub: HubDep) -> HTMLResponse:
-    """The public transparency report as a page."""
-    data = await anyio.to_thread.run_sync(_report, hub)
-    return HTMLResponse(transparency.render_html(data))

@@ -184,7 +184,7 @@ def retention_group() -> None:
 @pass_hub
 def retention_purge(hub: Hub) -> None:
     """Delete content past its retention now (the server also does this periodically)."""
-    from .conversations import purge_expired
+    from .content_store import purge_expired
 
     click.echo(f"purged {purge_expired(hub, actor='cli')} conversations")
 
@@ -196,7 +196,7 @@ def retention_purge(hub: Hub) -> None:
 @pass_hub
 def retention_set(hub: Hub, org: str, days: int | None, use_default: bool) -> None:
     """Set ORG's retention to DAYS (0 = zero retention: no content stored)."""
-    from .conversations import set_retention
+    from .content_store import set_retention
 
     if days is None and not use_default:
         raise click.UsageError("give DAYS or --default")

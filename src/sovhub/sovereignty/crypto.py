@@ -416,15 +416,23 @@ class ContentVault:
     # --- content ---
 
     def encrypt(self, kind: str, owner_id: int, plaintext: str) -> bytes:
+        return self.encrypt_bytes(kind, owner_id, plaintext.encode("utf-8"))
+
+    def decrypt(self, kind: str, owner_id: int, blob: bytes) -> str:
+        return self.decrypt_bytes(kind, owner_id, blob).decode("utf-8")
+
+    def encrypt_bytes(self, kind: str, owner_id: int, data: bytes, *, context: bytes = b"") -> bytes:
+        """`data` sealed under the owner's data key; `context` (e.g. a file id and chunk number) is bound
+        to the blob, so a blob moved to another place fails to open."""
         found = self._data_key(kind, owner_id, create=True)
         if found is None:
             raise NotFound(f"no usable data key for {kind}:{owner_id}")
         key_row, key = found
         nonce = secrets.token_bytes(12)
-        body = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), self._aad(kind, owner_id))
+        body = AESGCM(key).encrypt(nonce, data, self._aad(kind, owner_id) + context)
         return _VERSION + key_row.to_bytes(8, "big") + nonce + body
 
-    def decrypt(self, kind: str, owner_id: int, blob: bytes) -> str:
+    def decrypt_bytes(self, kind: str, owner_id: int, blob: bytes, *, context: bytes = b"") -> bytes:
         if len(blob) < 1 + 8 + 12 + 16 or blob[:1] != _VERSION:
             raise NotFound(f"not a sovhub content blob (owner {kind}:{owner_id})")
         found = self._data_key(kind, owner_id, create=False)
@@ -432,7 +440,7 @@ class ContentVault:
         if found is None or found[0] != key_row:
             raise NotFound(f"content of {kind}:{owner_id} is unreadable: its data key was destroyed (erased)")
         try:
-            return AESGCM(found[1]).decrypt(blob[9:21], blob[21:], self._aad(kind, owner_id)).decode("utf-8")
+            return AESGCM(found[1]).decrypt(blob[9:21], blob[21:], self._aad(kind, owner_id) + context)
         except InvalidTag as exc:
             raise NotFound(f"content of {kind}:{owner_id} failed authentication (altered or misplaced)") from exc
 

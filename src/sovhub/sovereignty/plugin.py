@@ -30,7 +30,7 @@ def sovhub_commands(cli: click.Group) -> None:
 
 @hookimpl
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
-    from .conversations import ConversationStore
+    from .content_store import ConversationStore
     from .crypto import ContentVault
 
     return [Provide(ConversationStore, ConversationStore, needs=(ContentVault,))]
@@ -63,7 +63,7 @@ def sovhub_route_policies(hub: Hub) -> list[RoutePolicy]:
 
 @hookimpl
 def sovhub_chat_interceptors(hub: Hub) -> list[ChatInterceptor]:
-    from .conversations import ContentRecorder
+    from .content_store import ContentRecorder
 
     return [ContentRecorder(hub)]
 
@@ -104,7 +104,7 @@ def sovhub_lifespan(hub: Hub) -> Any:
 @contextlib.asynccontextmanager
 async def _lifespan(hub: Hub) -> AsyncIterator[None]:
     from .audit import sign_periodically
-    from .conversations import ConversationStore
+    from .content_store import ConversationStore
 
     await asyncio.to_thread(sovhub_init, hub)
     store = hub.services.get(ConversationStore)
@@ -126,7 +126,7 @@ async def _lifespan(hub: Hub) -> AsyncIterator[None]:
 async def _purge_periodically(hub: Hub) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .conversations import purge_expired
+    from .content_store import purge_expired
 
     while True:
         try:

@@ -23,7 +23,7 @@ from .tables import AccessRequest, StoredConversation
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["erase_user", "export_user", "resolve_user"]
+__all__ = ["erase_org", "erase_user", "export_org", "export_user", "resolve_user"]
 
 EXPORT_FORMAT = "sovhub.user-export.v1"
 
@@ -152,3 +152,40 @@ def erase_own(hub: Hub, user_id: int) -> None:
     with hub.db.session() as s:
         s.execute(delete(StoredConversation).where(StoredConversation.user_id == user_id))
         s.execute(delete(AccessRequest).where(AccessRequest.user_id == user_id))
+
+
+# --- organizations: their export and erasure reach every plugin through the org hooks ---
+
+ORG_EXPORT_FORMAT = "sovhub.organization-export.v1"
+
+
+def export_org(hub: Hub, org_id: int, *, actor: str = "system") -> dict[str, Any]:
+    """Everything plugins hold for an organization (files, batches...), JSON-able."""
+    with hub.db.session() as s:
+        org = s.get(Organization, org_id)
+        if org is None:
+            raise NotFound(f"no organization {org_id}")
+        name, created = org.name, org.created_at
+    sections: dict[str, Any] = {}
+    for group in hub.pm.hook.sovhub_export_org(hub=hub, org_id=org_id):
+        sections.update(group or {})
+    hub.emit("organization.exported", actor=actor, subject=f"org:{org_id}")
+    return {"format": ORG_EXPORT_FORMAT, "exported_at": utcnow().isoformat(),
+            "organization": {"id": org_id, "name": name, "created_at": created.isoformat()}, **sections}
+
+
+def erase_org(hub: Hub, org_id: int, *, actor: str = "system") -> dict[str, int]:
+    """Crypto-shred the organization's data key, let every plugin erase, delete the organization (its keys go
+    with it); audited."""
+    from .crypto import ContentVault
+
+    with hub.db.session() as s:
+        if s.get(Organization, org_id) is None:
+            raise NotFound(f"no organization {org_id}")
+    shredded = hub.services.get(ContentVault).destroy_key("org", org_id)
+    hub.pm.hook.sovhub_erase_org(hub=hub, org_id=org_id)
+    with hub.db.session() as s:
+        rows = s.execute(delete(Organization).where(Organization.id == org_id))
+    summary = {"data_keys_destroyed": int(shredded), "organization_rows": int(getattr(rows, "rowcount", 0) or 0)}
+    hub.emit("organization.erased", actor=actor, subject=f"org:{org_id}", **summary)
+    return summary

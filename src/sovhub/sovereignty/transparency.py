@@ -1,14 +1,12 @@
 """The public transparency report: every plugin's `sovhub_transparency` section, plus ours.
 
-Served as JSON at /hub/v1/transparency and as a plain HTML page at /transparency; no
+Served as JSON at /hub/v1/transparency and, by the web app, as a translated page at /transparency; no
 authentication, no personal data (counts only), and the audit chain head so that anyone can
 compare it with a head anchored elsewhere.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +16,7 @@ from .audit import counts_by_event, head
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["own_section", "report", "render_html"]
+__all__ = ["own_section", "report"]
 
 log = logging.getLogger("sovhub.transparency")
 
@@ -70,28 +68,3 @@ def report(hub: Hub) -> dict[str, Any]:
         if isinstance(group, dict):
             sections.update(group)
     return {"generated_at": utcnow().isoformat(), "sections": sections, "unavailable": unavailable}
-
-
-def render_html(data: dict[str, Any]) -> str:
-    def block(value: Any) -> str:
-        if isinstance(value, dict):
-            rows = "".join(f"<tr><th>{html.escape(str(k).replace('_', ' '))}</th><td>{block(v)}</td></tr>"
-                           for k, v in value.items())
-            return f"<table>{rows}</table>"
-        if isinstance(value, list):
-            return html.escape(", ".join(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v
-                                         for v in value)) or "—"
-        return html.escape(str(value))
-
-    body = "".join(f"<section><h2>{html.escape(name)}</h2>{block(section)}</section>"
-                   for name, section in sorted(data["sections"].items()))
-    return (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Transparency report</title>"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
-        "table{border-collapse:collapse;margin:.5rem 0}th,td{border:1px solid #ccc;padding:.3rem .6rem;"
-        "text-align:left;vertical-align:top}</style></head><body><h1>Transparency report</h1>"
-        f"<p>Generated {html.escape(data['generated_at'])}. Machine-readable: "
-        "<a href=\"/hub/v1/transparency\">/hub/v1/transparency</a>.</p>"
-        f"{body}</body></html>"
-    )

@@ -26,6 +26,8 @@ def all_table_modules() -> list[str]:
         "sovhub.safety.tables",
         "sovhub.access.tables",
         "sovhub.assistant.tables",
+        "sovhub.files.tables",
+        "sovhub.batches.tables",
         "sovhub.api.responses.tables",
         "sovhub.credits.tables",
     ]

@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import MetaData, Table, func, select, text
 from sqlalchemy.engine import Connection
 
 from ..errors import ConfigError
@@ -36,6 +36,15 @@ _BATCH = 1000
 def _tables() -> list[Table]:
     import_table_modules()
     return list(Base.metadata.sorted_tables)
+
+
+def _live_tables(conn: Connection) -> list[Table]:
+    """The hub's tables as this database has them (its migration may be older than this code's models),
+    in the models' foreign-key order; FTS shadow tables and anything else not the hub's are left out."""
+    known = [t.name for t in _tables()]
+    live = MetaData()
+    live.reflect(bind=conn, only=lambda name, _meta: name in known)
+    return [live.tables[name] for name in known if name in live.tables]
 
 
 def _encode(value: Any) -> dict[str, Any]:
@@ -90,7 +99,7 @@ def dump_tables(db: Database, out: IO[bytes]) -> tuple[dict[str, int], str | Non
             head = conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1")).first()
             facts["audit_head"] = {"seq": int(head[0]), "hash": str(head[1])} if head else {"seq": 0, "hash": None}
             with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
-                for table in _tables():
+                for table in _live_tables(conn):
                     n = 0
                     for row in _rows(conn, table):
                         gz.write(json.dumps({"t": table.name, "r": row}, ensure_ascii=False,
@@ -101,14 +110,14 @@ def dump_tables(db: Database, out: IO[bytes]) -> tuple[dict[str, int], str | Non
 
 
 def load_tables(db: Database, path: Path) -> dict[str, int]:
-    """Load a dump into a freshly migrated database in one transaction; returns rows per table.
+    """Load a dump into a database freshly migrated to the dump's revision, in one transaction; rows per table.
 
     Rows the migrations seeded (the audit head, default policies) are replaced by the dump's.
     """
-    ordered = _tables()
-    tables = {t.name: t for t in ordered}
     counts: dict[str, int] = {}
     with db.engine.begin() as conn:
+        ordered = _live_tables(conn)  # the backup's migration, not necessarily this code's newest
+        tables = {t.name: t for t in ordered}
         if db.is_sqlite:
             conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
         for table in reversed(ordered):

@@ -108,3 +108,10 @@ class UsageRecord(Base):
     status: Mapped[int] = mapped_column(Integer, default=200)
     # True when the backend reported no usage and the hub counted the tokens itself (docs/api.md).
     estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The batch the request ran in (None: interactive); batch work is priced at the batch discount.
+    batch_id: Mapped[str | None] = mapped_column(String(40))
+    # Energy and carbon of the request, and how they were obtained (docs/energy.md).
+    energy_wh: Mapped[float | None] = mapped_column(Float)
+    co2e_g: Mapped[float | None] = mapped_column(Float)
+    renewable_share: Mapped[float | None] = mapped_column(Float)
+    energy_method: Mapped[str | None] = mapped_column(String(24))

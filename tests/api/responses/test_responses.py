@@ -132,7 +132,7 @@ def test_expired_responses_are_not_read_and_are_purged(app_client: TestClient, h
 
 
 def test_zero_retention_stores_nothing(app_client: TestClient, hub: Hub) -> None:
-    from sovhub.sovereignty.conversations import set_retention
+    from sovhub.sovereignty.content_store import set_retention
 
     set_retention(hub, "acme", 0)
     out = _create(app_client, input="forget me")

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from sovhub.assistant.web.commands import create_user
 from sovhub.settings import Settings
-from sovhub.sovereignty.conversations import ConversationStore, _Pending
+from sovhub.sovereignty.content_store import ConversationStore, _Pending
 from sovhub.sovereignty.tables import AccessRequest, AuditEntry
 from sovhub.store.tables import User
 from tests.conftest import make_settings

@@ -48,7 +48,7 @@ def test_a_stopped_answer_keeps_only_the_text_that_passed(signed_in: Web) -> Non
     assert [m["role"] for m in stored] == ["user", "assistant"]
     assert stored[1]["text"] == shown
     page = signed_in.client.get(f"/c/{events[0][1]['id']}")
-    assert page.text.count("KABOOM") == 1  # the question, never the answer
+    assert page.text.count("KABOOM") == 2  # the question and its edit box, never the answer
 
 
 def test_an_assistant_answer_is_metered_for_its_person(signed_in: Web) -> None:

@@ -244,7 +244,7 @@ def test_an_unknown_passage_is_404(signed_in: Web) -> None:
 
 
 def test_a_web_user_has_a_quota_and_is_told_in_their_language(signed_in: Web) -> None:
-    # Before issue 12 web-assistant users had no limit at all (limits_for returned none).
+    # A signed-in person is limited like a key, or one browser could use a whole backend.
     signed_in.hub.settings.access.user_limits = {"rpm": 2}
     signed_in.client.cookies.set("sovhub_lang", "de")
     for _ in range(2):
@@ -282,7 +282,7 @@ def test_staff_delete_a_knowledge_document_and_no_one_else_can(signed_in: Web) -
 
     hub = signed_in.hub
     remember_embeddings(hub)
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     added = kb.ingest_bytes("dogs.txt", b"Dog licences cost twelve euros a year at the town hall.", "town")
     assert added.document_id is not None and kb.search("dog licence price", "town")
     path = f"/admin/kb/{added.document_id}/delete"

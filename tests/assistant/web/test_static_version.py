@@ -13,7 +13,7 @@ from tests.assistant.web.conftest import Web
 def test_the_version_changes_with_the_files_and_only_with_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "app.css").write_text("body { color: black }", encoding="utf-8")
     (tmp_path / "app.js").write_text("console.log(1)", encoding="utf-8")
-    monkeypatch.setattr(render, "_STATIC_DIR", tmp_path)
+    monkeypatch.setattr(render, "STATIC_DIR", tmp_path)
     first = render.static_version()
     assert render.static_version() == first
     (tmp_path / "app.css").write_text("body { color: navy }", encoding="utf-8")

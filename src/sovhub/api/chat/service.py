@@ -122,8 +122,9 @@ class ChatService:
         return int(params.get("max_tokens", 0)) * n + prompt
 
     async def prepare(
-        self, req: ChatCompletionRequest, principal: Principal, request_id: str
+        self, req: ChatCompletionRequest, principal: Principal, request_id: str, *, batch_id: str | None = None
     ) -> PreparedChat:
+        """Admit, check and route the request; `batch_id` marks a batch line (idle capacity, batch price)."""
         started = time.perf_counter()
         registry = self.registry
         if not registry.running:
@@ -139,6 +140,9 @@ class ChatService:
         )
         candidates = registry.candidates(ctx, req.model)
         ctx.params = self._params(req, candidates[0], principal.label)
+        if batch_id is not None:
+            ctx.state["batch_id"] = batch_id
+            ctx.params["_background"] = True  # a backend with a queue serves it only when nobody else waits
         reserve = await self._reserve(ctx.messages, ctx.params, req.n or 1, candidates[0])
         admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve, request_id=request_id)
         ctx.state["admission"] = admission
@@ -303,6 +307,7 @@ class ChatService:
                 key_id=principal.key_id, user_id=principal.user_id, backend=p.backend.name,
                 prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
                 latency_ms=latency_ms, status=status, estimated=estimated,
+                batch_id=ctx.state.get("batch_id"),
             )
         )
 

@@ -45,7 +45,7 @@ def _texts(req: CreateEmbeddingRequest) -> list[str]:
 
 
 async def create_embeddings(
-    hub: Hub, req: CreateEmbeddingRequest, principal: Principal, request_id: str
+    hub: Hub, req: CreateEmbeddingRequest, principal: Principal, request_id: str, *, batch_id: str | None = None
 ) -> tuple[CreateEmbeddingResponse, float, dict[str, str]]:
     """Returns the response, the seconds spent in the model, and headers from admission."""
     s = hub.settings
@@ -83,7 +83,7 @@ async def create_embeddings(
     meter.record(
         Usage(request_id=request_id, endpoint="embeddings", model=req.model, org_id=principal.org_id,
               key_id=principal.key_id, user_id=principal.user_id, prompt_tokens=tokens,
-              latency_ms=model_s * 1000)
+              latency_ms=model_s * 1000, batch_id=batch_id)
     )
     await settle(hub, admission, tokens)
     response = CreateEmbeddingResponse(

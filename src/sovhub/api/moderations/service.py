@@ -17,8 +17,8 @@ from ...metering import Meter, Usage
 from ...pipeline import Principal, SideCall
 from ...safety.guard_model import GuardModelGuard, backend_complete, run_guard_model
 from ...safety.guards import GuardFinding
+from ...safety.interceptor import SafetyRuntime, check_input_size
 from ...safety.moderation import ModerationResult, Moderator, add_findings
-from ...safety.pipeline import SafetyRuntime, check_input_size
 from ...safety.taxonomy import OPENAI_CATEGORIES
 from .protocol import CreateModerationResponse, Moderation, ModerationRequest
 
@@ -78,7 +78,7 @@ def moderate(hub: Hub, body: ModerationRequest) -> CreateModerationResponse:
 
 
 async def amoderate(
-    hub: Hub, body: ModerationRequest, principal: Principal, request_id: str
+    hub: Hub, body: ModerationRequest, principal: Principal, request_id: str, *, batch_id: str | None = None
 ) -> tuple[CreateModerationResponse, dict[str, str]]:
     """Admitted and metered like chat; the guard model's verdicts added when one is configured.
 
@@ -109,14 +109,14 @@ async def amoderate(
     meter = hub.services.get(Meter)
     meter.record(Usage(request_id=request_id, endpoint="moderations", model=MODEL_ID,
                        org_id=principal.org_id, key_id=principal.key_id, user_id=principal.user_id,
-                       prompt_tokens=tokens, latency_ms=latency_ms))
+                       prompt_tokens=tokens, latency_ms=latency_ms, batch_id=batch_id))
     if calls:
         meter.record(Usage(request_id=request_id, endpoint="moderations",
                            model=str(hub.settings.safety.guard_model), org_id=principal.org_id,
                            key_id=principal.key_id, user_id=principal.user_id,
                            backend=calls[0].backend, prompt_tokens=guard_prompt,
                            completion_tokens=guard_answer, latency_ms=latency_ms,
-                           estimated=any(c.estimated for c in calls)))
+                           estimated=any(c.estimated for c in calls), batch_id=batch_id))
     await settle(hub, admission, tokens + guard_prompt + guard_answer)
     response = CreateModerationResponse(
         id=f"modr-{uuid.uuid4().hex}", model=MODEL_ID, results=[to_wire(r) for r in results]

@@ -10,8 +10,8 @@ from ...admission import admit, release, settle
 from ...hub import Hub
 from ...metering import Meter, Usage
 from ...pipeline import Principal
+from ...safety.interceptor import SafetyRuntime, check_input_size
 from ...safety.pii import Vault
-from ...safety.pipeline import SafetyRuntime, check_input_size
 from .protocol import PiiEntityOut, PiiRequest, PiiResponse
 
 __all__ = ["MODEL_ID", "analyze"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select
 
 from ...errors import NotFound
-from ...sovereignty.conversations import retention_days
+from ...sovereignty.content_store import retention_days
 from ...sovereignty.tables import OrgRetention
 from ...store.base import as_utc, utcnow
 from .tables import StoredResponse

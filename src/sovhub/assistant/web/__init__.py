@@ -1,8 +1,9 @@
 """The web assistant: server-rendered pages (Jinja2, gettext catalogs) with small progressive JavaScript.
 
-Routers: sign-in and language (auth), chat pages and streaming (chat), my data (account),
-citation passages (kb), staff area (admin, admin_access, admin_content_access). Templates and static
-files live in ``sovhub/web``.
+Routers: sign-in and language (auth), chat pages and streaming (chat), documents attached to a
+conversation (attachments), my data (account), citation passages (kb), the transparency report
+and icon (public), staff area (admin, admin_access, admin_content_access, admin_appeals, admin_console).
+Templates and static files live in ``sovhub/web``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,19 @@ __all__ = ["routers"]
 
 
 def routers() -> list[Any]:
-    from . import account, admin, admin_access, admin_content_access, auth, chat, kb
+    from . import (
+        account,
+        admin,
+        admin_access,
+        admin_appeals,
+        admin_console,
+        admin_content_access,
+        attachments,
+        auth,
+        chat,
+        kb,
+        public,
+    )
 
-    return [auth.router, chat.router, account.router, kb.router, admin.router, admin_access.router,
-            admin_content_access.router]
+    return [auth.router, chat.router, attachments.router, account.router, kb.router, admin.router, admin_access.router,
+            admin_content_access.router, admin_appeals.router, admin_console.router, public.router]

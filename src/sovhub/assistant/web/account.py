@@ -17,9 +17,11 @@ from ...access.csrf import verify_csrf
 from ...access.sessions import clear_session
 from ...errors import Conflict
 from ...hub import Hub
+from ...pipeline import Principal
+from ...safety.appeals import appeals_of
 from .auth import signed_in
 from .conversations import ConversationStore
-from .render import Page, render
+from .render import render
 
 __all__ = ["router", "staff_access_notices"]
 
@@ -44,13 +46,12 @@ def staff_access_notices(hub: Hub, user_id: int) -> list[dict[str, Any]]:
 @router.get("/me")
 async def my_data(request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     user_id = page.user.id
     count = await anyio.to_thread.run_sync(ConversationStore(page.hub).count, user_id)
     notices = await anyio.to_thread.run_sync(staff_access_notices, page.hub, user_id)
-    return render(page, "me.html", conversation_count=count, notices=notices,
+    appeals = await anyio.to_thread.run_sync(appeals_of, page.hub, Principal(org_id=None, user_id=user_id))
+    return render(page, "me.html", conversation_count=count, notices=notices, appeals=appeals,
                   erase_error=request.query_params.get("error"))
 
 
@@ -60,8 +61,6 @@ async def erase_me(request: Request) -> Response:
     from ...sovereignty.rights import erase_user
 
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))

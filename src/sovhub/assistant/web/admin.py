@@ -19,21 +19,13 @@ from ...access.csrf import verify_csrf
 from ...access.ratelimit import FIELDS
 from ...errors import SovhubError
 from ...hub import Hub
-from .auth import signed_in
-from .render import Page, render
+from .auth import staff_page
+from .render import render
 
-__all__ = ["router", "staff_page"]
+__all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("sovhub.assistant.web")
-
-
-def staff_page(request: Request) -> Page | Response:
-    """The page of a signed-in staff member; a sign-in redirect, or 403 for anyone else."""
-    page = signed_in(request)
-    if isinstance(page, Page) and (page.user is None or not page.user.is_staff):
-        return render(page, "error.html", status=403, error="forbidden")
-    return page
 
 
 def _organizations(hub: Hub) -> list[dict[str, Any]]:
@@ -77,6 +69,7 @@ def _tiers(hub: Hub) -> dict[str, Any]:
 
 def _overview(hub: Hub) -> dict[str, Any]:
     from ...access.verification import verification_queue
+    from ...safety.appeals import list_appeals
     from ..fidelity import FidelityTracker
     from ..knowledge import KnowledgeBase
 
@@ -85,6 +78,7 @@ def _overview(hub: Hub) -> dict[str, Any]:
         "documents": kb.list_documents(),
         "collections": kb.list_collections(),
         "fidelity": hub.services.get(FidelityTracker).snapshot(),
+        "appeals_waiting": len(list_appeals(hub, "filed", limit=10_000)),
     }
     # The access area's views are optional extras: a failure there must not hide the rest.
     try:
@@ -103,8 +97,6 @@ def _overview(hub: Hub) -> dict[str, Any]:
 @router.get("/admin")
 async def admin_page(request: Request) -> Response:
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     data = await anyio.to_thread.run_sync(_overview, page.hub)
     from ..locales import LocaleRegistry
 
@@ -120,8 +112,6 @@ async def upload(request: Request) -> Response:
     from ..knowledge import KnowledgeBase
 
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
     collection = str(form.get("collection") or "").strip()
@@ -146,8 +136,6 @@ async def delete_document(document_id: int, request: Request) -> Response:
     from ..knowledge import KnowledgeBase
 
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
     await anyio.to_thread.run_sync(lambda: page.hub.services.get(KnowledgeBase).delete_document(document_id))

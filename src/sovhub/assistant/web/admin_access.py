@@ -29,7 +29,7 @@ from ...access.ratelimit import FIELDS
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...hub import Hub
 from ...store.tables import Organization
-from .admin import staff_page
+from .auth import Redirect, staff_page
 from .render import Page, render
 
 __all__ = ["org_path", "router"]
@@ -43,7 +43,7 @@ def org_path(name: str) -> str:
 
 
 def _actor(page: Page) -> str:
-    assert page.user is not None  # staff_page only lets signed-in staff through
+    assert page.user is not None  # staff_page lets only signed-in staff through
     return f"user:{page.user.id}"
 
 
@@ -94,11 +94,9 @@ def parse_limits(form: FormData) -> dict[str, int | None]:
     return out
 
 
-async def _staff_form(request: Request) -> tuple[Page, FormData] | Response:
+async def _staff_form(request: Request) -> tuple[Page, FormData]:
     """The staff member's page and the form, CSRF-checked (refused with 403 otherwise)."""
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
     return page, form
@@ -117,15 +115,12 @@ async def _find_org(hub: Hub, name: str) -> Organization | None:
         return None
 
 
-async def _org_form(request: Request, name: str) -> tuple[Page, FormData, Organization] | Response:
+async def _org_form(request: Request, name: str) -> tuple[Page, FormData, Organization]:
     """`_staff_form` for a form about one organization: also finds it (unknown: back to /admin)."""
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, form = got
+    page, form = await _staff_form(request)
     org = await _find_org(page.hub, name)
     if org is None:
-        return _back("/admin", error="org")
+        raise Redirect(_back("/admin", error="org"))
     return page, form, org
 
 
@@ -154,8 +149,6 @@ def _org_detail(hub: Hub, name: str) -> dict[str, Any]:
 @router.get("/admin/orgs/{name}")
 async def org_page(name: str, request: Request) -> Response:
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     try:
         data = await anyio.to_thread.run_sync(_org_detail, page.hub, name)
     except NotFound:
@@ -170,10 +163,7 @@ async def org_page(name: str, request: Request) -> Response:
 async def _decide(request: Request, name: str, action: str) -> Response:
     from ...access import verification
 
-    got = await _org_form(request, name)
-    if not isinstance(got, tuple):
-        return got
-    page, form, org = got
+    page, form, org = await _org_form(request, name)
     # Decisions from the queue return to the queue; those from the organization page to that page.
     from_queue = form.get("from") == "queue"
     back, anchor = ("/admin", "#queue-title") if from_queue else (org_path(name), "#verification-title")
@@ -208,10 +198,7 @@ async def revoke(name: str, request: Request) -> Response:
 async def set_limits(name: str, request: Request) -> Response:
     from ...access.quotas import set_org_limits
 
-    got = await _org_form(request, name)
-    if not isinstance(got, tuple):
-        return got
-    page, form, org = got
+    page, form, org = await _org_form(request, name)
     # An empty field clears that limit: the form shows every limit in force.
     error = await _attempt(lambda: set_org_limits(page.hub, org.id, parse_limits(form), actor=_actor(page)))
     return _back(org_path(name), done=None if error else "limits", error=error, anchor="#limits-title")
@@ -221,10 +208,7 @@ async def set_limits(name: str, request: Request) -> Response:
 async def grant(name: str, request: Request) -> Response:
     from ...access.tiers import grant_tier
 
-    got = await _org_form(request, name)
-    if not isinstance(got, tuple):
-        return got
-    page, form, org = got
+    page, form, org = await _org_form(request, name)
     granted = form.get("action") != "withdraw"
     tier = str(form.get("tier") or "")
     error = await _attempt(lambda: grant_tier(page.hub, org.id, tier, granted=granted, actor=_actor(page)))
@@ -241,10 +225,7 @@ async def grant(name: str, request: Request) -> Response:
 async def create(name: str, request: Request) -> Response:
     from ...accounts import create_key
 
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, form = got
+    page, form = await _staff_form(request)
     if await _find_org(page.hub, name) is None:
         return _back("/admin", error="org")
     try:
@@ -277,10 +258,7 @@ def _require_key_of(hub: Hub, org_name: str, prefix: str) -> None:
 async def revoke_key(name: str, prefix: str, request: Request) -> Response:
     from ...accounts import revoke_key as revoke
 
-    got = await _org_form(request, name)
-    if not isinstance(got, tuple):
-        return got
-    page, _form, org = got
+    page, _form, org = await _org_form(request, name)
 
     def run() -> None:
         _require_key_of(page.hub, org.name, prefix)
@@ -294,10 +272,7 @@ async def revoke_key(name: str, prefix: str, request: Request) -> Response:
 async def set_key_limits(name: str, prefix: str, request: Request) -> Response:
     from ...access.quotas import set_key_limits as set_limits_of_key
 
-    got = await _org_form(request, name)
-    if not isinstance(got, tuple):
-        return got
-    page, form, org = got
+    page, form, org = await _org_form(request, name)
 
     def run() -> None:
         limits = parse_limits(form)
@@ -316,10 +291,7 @@ async def set_key_limits(name: str, prefix: str, request: Request) -> Response:
 async def model_tier(request: Request) -> Response:
     from ...access.tiers import set_tier
 
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, form = got
+    page, form = await _staff_form(request)
     model, tier = str(form.get("model") or ""), str(form.get("tier") or "")
     error = await _attempt(lambda: set_tier(page.hub, model, tier, actor=_actor(page)))
     return _back("/admin", done=None if error else "tier_set", error=error, anchor="#tiers-title")

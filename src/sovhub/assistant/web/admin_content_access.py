@@ -21,8 +21,8 @@ from fastapi.responses import Response
 from ...errors import Conflict, InvalidRequest, NotFound, PermissionDenied, SovhubError
 from ...hub import Hub
 from ...sovereignty.tables import AccessRequest
-from .admin import staff_page
 from .admin_access import _back, _staff_form
+from .auth import staff_page
 from .render import Page, render
 
 __all__ = ["router"]
@@ -79,8 +79,6 @@ def _staff_id(page: Page) -> int:
 @router.get(PATH)
 async def access_page(request: Request) -> Response:
     page = staff_page(request)
-    if not isinstance(page, Page):
-        return page
     views = await anyio.to_thread.run_sync(_views, page.hub, _staff_id(page))
     return render(page, "admin_content_access.html", requests=views, done=request.query_params.get("done"),
                   error=request.query_params.get("error"),
@@ -102,10 +100,7 @@ async def request_access(request: Request) -> Response:
     from ...sovereignty.rights import resolve_user
     from ...sovereignty.staff_access import request_access as record
 
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, form = got
+    page, form = await _staff_form(request)
     legal_hold = str(form.get("legal_hold") or "").strip() or None
 
     def run() -> None:
@@ -122,10 +117,7 @@ async def request_access(request: Request) -> Response:
 async def _decide(request: Request, request_id: int, approve: bool) -> Response:
     from ...sovereignty import staff_access
 
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, form = got
+    page, form = await _staff_form(request)
     note = str(form.get("note") or "").strip() or None
     decide = staff_access.approve if approve else staff_access.deny
     try:
@@ -149,10 +141,7 @@ async def deny(request_id: int, request: Request) -> Response:
 async def read(request_id: int, request: Request) -> Response:
     from ...sovereignty.staff_access import read_content
 
-    got = await _staff_form(request)
-    if not isinstance(got, tuple):
-        return got
-    page, _form = got
+    page, _form = await _staff_form(request)
     try:
         items: list[dict[str, Any]] = await anyio.to_thread.run_sync(
             lambda: read_content(page.hub, request_id, staff_id=_staff_id(page)))

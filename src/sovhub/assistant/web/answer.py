@@ -32,6 +32,7 @@ from ...backends.registry import BackendRegistry
 from ...backends.window import Window, fit_prompt, window_of
 from ...errors import ContentBlocked, RateLimited, SovhubError
 from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
+from ..attachments import AttachmentStore
 from ..fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker
 from ..grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
 from ..quota_text import quota_message
@@ -60,6 +61,8 @@ class Turn:
     model: str
     ui_lang: str
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Regenerate: the new answer replaces the trailing one, which is kept as an earlier version.
+    replace_answer: bool = False
 
 
 # The web handler sets this around the core chat call, so interceptors know the request is an
@@ -165,6 +168,9 @@ def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
         # An answer without sources beats no answer; the operator sees why in the log.
         log.warning("knowledge base search failed: %s", exc.message)
         hits = []
+    # The person's own documents in this conversation come first: that is what they ask about.
+    attached = AttachmentStore(hub).hits(turn.user_id, turn.conversation_id, question) if question else []
+    hits = [*attached, *hits]
     plan = _Plan(lang, hits)
     quotes = bool(hits) and turn.model in hub.settings.assistant.quote_models
     if quotes or not writes_language(hub, turn.model, lang):
@@ -207,6 +213,12 @@ def _fidelity(hub: Hub) -> FidelityInterceptor | None:
 async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncIterator[dict[str, Any]]:
     """Answer the last question of the conversation, yielding events; records the answer."""
     history = await anyio.to_thread.run_sync(store.messages, turn.user_id, turn.conversation_id)
+    while turn.replace_answer and history and history[-1].role == "assistant":
+        history.pop()
+    if not history or history[-1].role != "user":
+        yield {"event": "error", "code": "nothing_to_answer", "message": "there is no question to answer",
+               "block": None}
+        return
     plan = await anyio.to_thread.run_sync(plan_turn, hub, turn, history)
     numbered = [{"n": n, **hit.citation()} for n, hit in enumerate(plan.hits, start=1)]
     citations = [c for c in numbered if c["n"] in plan.cited]
@@ -226,7 +238,7 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
         html = render_markdown(answer) if answer else ""
         message_id = await anyio.to_thread.run_sync(lambda: store.append(
             turn.user_id, turn.conversation_id, "assistant", answer, model=turn.model,
-            finish_reason=reason, citations=citations, block=block, html=html))
+            finish_reason=reason, citations=citations, block=block, html=html, replace_answer=turn.replace_answer))
         return message_id, html
 
     try:

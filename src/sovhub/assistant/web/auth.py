@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ...access.addresses import client_address
@@ -22,10 +22,9 @@ from ...access.sessions import clear_session, issue_session, set_cookie
 from ...access.throttle import LoginThrottle, password_keys
 from ...errors import PermissionDenied, RateLimited
 from ...hub import Hub
-from ...store.tables import User
-from ...users import normalize_email, user_by_email
+from ...users import normalize_email
 from ..i18n import UiCatalogs
-from .passwords import hash_password, needs_rehash, verify_password
+from ..people import check_password, save_locale
 from .render import LANG_COOKIE, Page, page_for, render, request_hub
 
 __all__ = ["SignInOption", "local_path", "router", "sign_in_options"]
@@ -65,17 +64,6 @@ def _login_page(page: Page, next_path: str, status: int = 200, **context: Any) -
                   identity_providers=sign_in_options(page.hub, next_path), **context)
 
 
-def _check_password(hub: Hub, email: str, password: str) -> int | None:
-    with hub.db.session() as s:
-        user = user_by_email(s, email)
-        stored = user.password_hash if user is not None else None
-        if not verify_password(stored, password) or user is None:
-            return None
-        if stored is not None and needs_rehash(stored):
-            user.password_hash = hash_password(password)
-        return user.id
-
-
 @router.get("/login")
 async def login_form(request: Request) -> Response:
     page = page_for(request)
@@ -105,7 +93,7 @@ async def login(request: Request) -> Response:
         response = _login_page(page, next_path, 429, email=email, error="throttled", seconds=seconds)
         response.headers["retry-after"] = str(seconds)
         return response
-    user_id = await anyio.to_thread.run_sync(_check_password, hub, email, password) if email and password else None
+    user_id = await anyio.to_thread.run_sync(check_password, hub, email, password) if email and password else None
     if user_id is None:
         return _login_page(page, next_path, 401, email=email, error="invalid")
     await throttle.succeed(keys)
@@ -123,13 +111,6 @@ async def logout(request: Request) -> Response:
     return response
 
 
-def _save_locale(hub: Hub, user_id: int, code: str) -> None:
-    with hub.db.session() as s:
-        user = s.get(User, user_id)
-        if user is not None:
-            user.locale = code
-
-
 @router.post("/lang")
 async def set_language(request: Request) -> Response:
     """Remember the chosen UI language: on the account when signed in, in a cookie always."""
@@ -142,7 +123,7 @@ async def set_language(request: Request) -> Response:
         return response
     page = page_for(request)
     if page.user is not None:
-        await anyio.to_thread.run_sync(_save_locale, hub, page.user.id, code)
+        await anyio.to_thread.run_sync(save_locale, hub, page.user.id, code)
     set_cookie(request, response, LANG_COOKIE, code, _LANG_MAX_AGE)
     return response
 
@@ -156,9 +137,58 @@ def _quote(value: str) -> str:
     return quote(value, safe="/")
 
 
-def signed_in(request: Request) -> Page | RedirectResponse:
-    """The page of a signed-in person, or a redirect to the sign-in form."""
+class SignInRequired(Exception):  # noqa: N818 - names the answer (a redirect to sign in), not a fault
+    """Raised for a visitor who is not signed in; answered with a redirect to the sign-in form."""
+
+
+class StaffOnly(Exception):  # noqa: N818 - names the answer (403), not a fault
+    """Raised for a signed-in person who is not staff on a staff page; answered with the 403 page."""
+
+    def __init__(self, page: Page) -> None:
+        super().__init__("staff only")
+        self.page = page
+
+
+class Redirect(Exception):  # noqa: N818 - names the answer, not a fault
+    """Raised to end a page's handler with ``response`` (a redirect back where the visitor came from)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("redirect")
+        self.response = response
+
+
+def signed_in(request: Request) -> Page:
+    """The page of a signed-in person; raises SignInRequired for anyone else."""
     page = page_for(request)
     if page.user is None:
-        return login_redirect(request)
+        raise SignInRequired
     return page
+
+
+def staff_page(request: Request) -> Page:
+    """The page of a signed-in staff member; raises SignInRequired or StaffOnly for anyone else."""
+    page = signed_in(request)
+    if page.user is None or not page.user.is_staff:
+        raise StaffOnly(page)
+    return page
+
+
+async def _sign_in_first(request: Request, exc: Exception) -> Response:
+    return login_redirect(request)
+
+
+async def _redirect(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Redirect)
+    return exc.response
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StaffOnly)
+    return render(exc.page, "error.html", status=403, error="forbidden")
+
+
+def install_page_handlers(app: FastAPI) -> None:
+    """Answer the pages' SignInRequired, StaffOnly and Redirect (handlers need not check who is calling)."""
+    app.add_exception_handler(SignInRequired, _sign_in_first)
+    app.add_exception_handler(StaffOnly, _forbidden)
+    app.add_exception_handler(Redirect, _redirect)

@@ -1,4 +1,5 @@
-"""The chat pages: conversation list, a conversation, sending, regenerating, deleting, appeals.
+"""The chat pages: conversation list and search, a conversation, sending, editing a question,
+regenerating (earlier answers kept), renaming, deleting, appeals.
 
 Forms work without JavaScript (the server answers in full, then redirects); with JavaScript the
 same endpoints stream the answer as Server-Sent Events when asked for ``text/event-stream``.
@@ -18,6 +19,8 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from ...access.csrf import verify_csrf
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...pipeline import Principal
+from ...safety.appeals import appeals_of, file_appeal
+from ..attachments import AttachmentStore
 from .answer import Turn, run_turn
 from .auth import signed_in
 from .conversations import ConversationStore
@@ -54,13 +57,14 @@ def _wants_stream(request: Request) -> bool:
 
 async def _chat_page(request: Request, conversation_id: str | None, status: int = 200) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     store = _store(request)
+    query = request.query_params.get("q", "").strip()[:200]
     try:
         # One worker-thread hop and one transaction for the whole page (was three of each).
         view = await anyio.to_thread.run_sync(store.chat_view, page.user.id, conversation_id)
+        if query:
+            view.conversations = await anyio.to_thread.run_sync(store.search, page.user.id, query)
     except NotFound:
         return render(page, "error.html", status=404, error="not_found")
     conversation = view.conversation
@@ -68,9 +72,21 @@ async def _chat_page(request: Request, conversation_id: str | None, status: int 
     current = conversation.model if conversation and conversation.model in models else (models[0] if models else "")
     from .markdown import render_markdown
 
+    appeals: dict[str, Any] = {}
+    if any(m.block and m.block.get("decision_id") for m in view.messages):
+        principal = Principal(org_id=None, user_id=page.user.id)
+        mine = await anyio.to_thread.run_sync(appeals_of, page.hub, principal)
+        appeals = {a.decision_id: a for a in mine}
+    attachments: list[Any] = []
+    if conversation is not None:
+        attachments = await anyio.to_thread.run_sync(
+            AttachmentStore(page.hub).of_conversation, page.user.id, conversation.id)
     return render(
-        page, "chat.html", status=status, conversations=view.conversations, conversation=conversation,
+        page, "chat.html", status=status, attachments=attachments, attached=request.query_params.get("attached"),
+        conversations=view.conversations, conversation=conversation,
         messages=view.messages, models=models, current_model=current, render_markdown=render_markdown,
+        appeals=appeals, query=query, renamed=request.query_params.get("renamed"),
+        retry=request.query_params.get("retry"),
         appeal=request.query_params.get("appeal"), appeal_id=request.query_params.get("appeal_id"),
     )
 
@@ -101,13 +117,36 @@ def _event(event: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
 
 
-async def _answer(request: Request, page: Page, turn: Turn, first: dict[str, Any] | None = None) -> Response:
-    events = run_turn(page.hub, _store(request), turn)
+async def _discard_if_unanswered(
+    events: AsyncIterator[dict[str, Any]], store: ConversationStore, turn: Turn
+) -> AsyncIterator[dict[str, Any]]:
+    """A new conversation whose first answer failed is removed: no empty chat stays in the list.
+
+    The error event then says ``discarded``, so the page asks again from scratch on retry.
+    """
+    async for event in events:
+        if event["event"] == "error" and event.get("message_id") is None:
+            await anyio.to_thread.run_sync(store.delete, turn.user_id, turn.conversation_id)
+            event = {**event, "discarded": True}
+        yield event
+
+
+async def _answer(
+    request: Request, page: Page, turn: Turn, first: dict[str, Any] | None = None, *, new: bool = False
+) -> Response:
+    store = _store(request)
+    events = run_turn(page.hub, store, turn)
+    if new:
+        events = _discard_if_unanswered(events, store, turn)
     if _wants_stream(request):
         return _sse(events, first)
-    async for _ in events:  # no JavaScript: answer in full, then show the conversation
-        pass
-    return RedirectResponse(f"/c/{turn.conversation_id}", status_code=303)
+    failed = None
+    async for event in events:  # no JavaScript: answer in full, then show the conversation
+        if event["event"] == "error" and not event.get("block"):
+            failed = event
+    if failed is not None and failed.get("discarded"):
+        return RedirectResponse("/?retry=failed", status_code=303)
+    return RedirectResponse(f"/c/{turn.conversation_id}" + ("?retry=failed" if failed else ""), status_code=303)
 
 
 async def _read_message(request: Request, page: Page) -> tuple[str, str]:
@@ -132,8 +171,6 @@ async def _read_message(request: Request, page: Page) -> tuple[str, str]:
 @router.post("/c")
 async def new_conversation(request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     content, model = await _read_message(request, page)
     store = _store(request)
@@ -146,15 +183,14 @@ async def new_conversation(request: Request) -> Response:
 
     conversation_id = await anyio.to_thread.run_sync(create)
     turn = Turn(user_id, conversation_id, model, page.lang)
-    first = {"event": "conversation", "id": conversation_id, "url": f"/c/{conversation_id}"}
-    return await _answer(request, page, turn, first)
+    title = await anyio.to_thread.run_sync(lambda: store.get(user_id, conversation_id).title)
+    first = {"event": "conversation", "id": conversation_id, "url": f"/c/{conversation_id}", "title": title}
+    return await _answer(request, page, turn, first, new=True)
 
 
 @router.post("/c/{conversation_id}/messages")
 async def send_message(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     content, model = await _read_message(request, page)
     store = _store(request)
@@ -166,8 +202,6 @@ async def send_message(conversation_id: str, request: Request) -> Response:
 @router.post("/c/{conversation_id}/regenerate")
 async def regenerate(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
@@ -178,15 +212,39 @@ async def regenerate(conversation_id: str, request: Request) -> Response:
     model = str(form.get("model") or conversation.model)
     if model not in models:
         raise NotFound(f"the model {model!r} is not available to you", param="model", code="model_not_found")
-    await anyio.to_thread.run_sync(store.drop_last_answer, user_id, conversation_id)
+    return await _answer(request, page, Turn(user_id, conversation_id, model, page.lang, replace_answer=True))
+
+
+@router.post("/c/{conversation_id}/messages/{message_id}/edit")
+async def edit_message(conversation_id: str, message_id: int, request: Request) -> Response:
+    """Change one of the person's questions and ask it again; what came after it is replaced."""
+    page = signed_in(request)
+    assert page.user is not None
+    content, model = await _read_message(request, page)
+    store = _store(request)
+    user_id = page.user.id
+    await anyio.to_thread.run_sync(lambda: store.edit_question(user_id, conversation_id, message_id, content))
     return await _answer(request, page, Turn(user_id, conversation_id, model, page.lang))
+
+
+@router.post("/c/{conversation_id}/rename")
+async def rename_conversation(conversation_id: str, request: Request) -> Response:
+    page = signed_in(request)
+    assert page.user is not None
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    store = _store(request)
+    user_id = page.user.id
+    try:
+        await anyio.to_thread.run_sync(lambda: store.rename(user_id, conversation_id, str(form.get("title") or "")))
+    except InvalidRequest:
+        return RedirectResponse(f"/c/{conversation_id}?renamed=invalid", status_code=303)
+    return RedirectResponse(f"/c/{conversation_id}?renamed=yes", status_code=303)
 
 
 @router.post("/c/{conversation_id}/delete")
 async def delete_conversation(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
@@ -197,11 +255,7 @@ async def delete_conversation(conversation_id: str, request: Request) -> Respons
 @router.post("/appeals")
 async def appeal(request: Request) -> Response:
     """Appeal a block shown in a conversation (the safety area's appeal record)."""
-    from ...safety.appeals import file_appeal
-
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     assert page.user is not None
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ...errors import NotFound
+from ...errors import InvalidRequest, NotFound
 from ...store.base import utcnow
-from ..tables import Conversation, ConversationMessage
+from ..tables import Conversation, ConversationAttachment, ConversationMessage
 
 if TYPE_CHECKING:
     from ...hub import Hub
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["ChatView", "ConversationStore", "ConversationSummary", "StoredMessage"]
 
 TITLE_CHARS = 80
+# Earlier answers kept under a regenerated one; older ones beyond this are dropped.
+MAX_VERSIONS = 10
 
 
 @dataclass(slots=True)
@@ -50,6 +52,7 @@ class StoredMessage:
     block: dict[str, Any] | None = None
     created_at: datetime | None = None
     html: str | None = None  # the answer's sanitised HTML, rendered once when it was saved
+    versions: list[dict[str, Any]] = field(default_factory=list)  # earlier answers, oldest first
 
 
 @dataclass(slots=True)
@@ -131,15 +134,54 @@ class ConversationStore:
             raise NotFound("no such conversation", code="conversation_not_found")
         return ConversationSummary(row.id, self._open(user_id, row.title), row.model, row.updated_at)
 
+    def rename(self, user_id: int, conversation_id: str, title: str) -> str:
+        """Give the conversation a title of the person's choosing (one line, at most TITLE_CHARS)."""
+        clean = " ".join(title.split())
+        if not clean:
+            raise InvalidRequest("a title needs at least one letter", param="title", code="empty_title")
+        if len(clean) > TITLE_CHARS:
+            raise InvalidRequest(f"a title has at most {TITLE_CHARS} characters", param="title", code="title_too_long")
+        with self.hub.db.session() as s:
+            row = s.get(Conversation, conversation_id)
+            if row is None or row.user_id != user_id:
+                raise NotFound("no such conversation", code="conversation_not_found")
+            row.title = self._seal(user_id, clean)
+        return clean
+
+    def search(self, user_id: int, query: str, limit: int = 100) -> list[ConversationSummary]:
+        """The person's conversations whose title or messages contain the words of `query` (any case).
+
+        Titles and messages are encrypted, so the search runs here, over the person's own rows,
+        decrypted with their key: nothing about the query or the text reaches the database.
+        """
+        words = query.casefold().split()
+        if not words:
+            return self.summaries(user_id, limit)
+        with self.hub.db.session() as s:
+            summaries = self._summaries(s, user_id, 1000)
+            rows = s.execute(
+                select(ConversationMessage.conversation_id, ConversationMessage.content)
+                .join(Conversation, Conversation.id == ConversationMessage.conversation_id)
+                .where(Conversation.user_id == user_id)
+            ).all()
+        texts: dict[str, list[str]] = {c.id: [c.title.casefold()] for c in summaries}
+        for row in rows:
+            body = json.loads(self._open(user_id, row.content))
+            texts.setdefault(row.conversation_id, []).append(str(body.get("text", "")).casefold())
+        found = [c for c in summaries if all(any(w in t for t in texts.get(c.id, [])) for w in words)]
+        return found[:limit]
+
     def delete(self, user_id: int, conversation_id: str) -> None:
         self.get(user_id, conversation_id)
         with self.hub.db.session() as s:
+            s.execute(delete(ConversationAttachment).where(ConversationAttachment.conversation_id == conversation_id))
             s.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id))
             s.execute(delete(Conversation).where(Conversation.id == conversation_id))
 
     def delete_all(self, user_id: int) -> int:
         with self.hub.db.session() as s:
             ids = list(s.scalars(select(Conversation.id).where(Conversation.user_id == user_id)))
+            s.execute(delete(ConversationAttachment).where(ConversationAttachment.user_id == user_id))
             if ids:
                 s.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id.in_(ids)))
                 s.execute(delete(Conversation).where(Conversation.id.in_(ids)))
@@ -165,21 +207,26 @@ class ConversationStore:
             body = json.loads(self._open(user_id, row.content))
             out.append(StoredMessage(row.id, row.role, body.get("text", ""), row.model, row.finish_reason,
                                      body.get("citations") or [], body.get("block"), row.created_at,
-                                     body.get("html")))
+                                     body.get("html"), body.get("versions") or []))
         return out
 
     def append(
         self, user_id: int, conversation_id: str, role: str, text: str, *, model: str | None = None,
         finish_reason: str | None = None, citations: list[dict[str, Any]] | None = None,
-        block: dict[str, Any] | None = None, html: str | None = None,
+        block: dict[str, Any] | None = None, html: str | None = None, replace_answer: bool = False,
     ) -> int:
-        body = json.dumps({"text": text, "citations": citations or [], "block": block, "html": html},
-                          ensure_ascii=False)
+        """Add a message; with `replace_answer`, it takes the place of the trailing answer(s), which
+        are kept as its earlier versions (regenerate), in the same transaction."""
+        versions: list[dict[str, Any]] = []
         now = utcnow()
         with self.hub.db.session() as s:
             conversation = s.get(Conversation, conversation_id)
             if conversation is None or conversation.user_id != user_id:
                 raise NotFound("no such conversation", code="conversation_not_found")
+            if replace_answer:
+                versions = self._take_trailing_answers(s, user_id, conversation_id)
+            body = json.dumps({"text": text, "citations": citations or [], "block": block, "html": html,
+                               "versions": versions[-MAX_VERSIONS:]}, ensure_ascii=False)
             row = ConversationMessage(conversation_id=conversation_id, role=role, model=model,
                                       finish_reason=finish_reason, content=self._seal(user_id, body), created_at=now)
             s.add(row)
@@ -189,16 +236,46 @@ class ConversationStore:
             s.flush()
             return row.id
 
-    def drop_last_answer(self, user_id: int, conversation_id: str) -> StoredMessage:
-        """Remove the trailing assistant answer (for regenerate); return the question it answered."""
-        history = self.messages(user_id, conversation_id)
-        while history and history[-1].role == "assistant":
-            last = history.pop()
-            with self.hub.db.session() as s:
-                s.execute(delete(ConversationMessage).where(ConversationMessage.id == last.id))
-        if not history or history[-1].role != "user":
-            raise NotFound("there is no question to answer again in this conversation", code="nothing_to_regenerate")
-        return history[-1]
+    def _take_trailing_answers(self, s: Session, user_id: int, conversation_id: str) -> list[dict[str, Any]]:
+        """Delete the answers after the last question; their texts (and their own versions), oldest first."""
+        rows = s.execute(
+            select(ConversationMessage.id, ConversationMessage.role, ConversationMessage.content,
+                   ConversationMessage.model, ConversationMessage.created_at)
+            .where(ConversationMessage.conversation_id == conversation_id)
+            .order_by(ConversationMessage.id.desc()).limit(MAX_VERSIONS + 1)
+        ).all()
+        trailing = []
+        for row in rows:
+            if row.role != "assistant":
+                break
+            trailing.append(row)
+        versions: list[dict[str, Any]] = []
+        for row in reversed(trailing):
+            body = json.loads(self._open(user_id, row.content))
+            versions.extend(body.get("versions") or [])
+            if body.get("text"):
+                versions.append({"text": body.get("text", ""), "html": body.get("html"), "model": row.model,
+                                 "citations": body.get("citations") or [],
+                                 "created_at": row.created_at.isoformat() if row.created_at else None})
+        if trailing:
+            s.execute(delete(ConversationMessage).where(ConversationMessage.id.in_([r.id for r in trailing])))
+        return versions
+
+    def edit_question(self, user_id: int, conversation_id: str, message_id: int, text: str) -> None:
+        """Replace one of the person's questions; everything after it goes (its answer is asked again)."""
+        with self.hub.db.session() as s:
+            conversation = s.get(Conversation, conversation_id)
+            row = s.get(ConversationMessage, message_id)
+            if (conversation is None or conversation.user_id != user_id or row is None
+                    or row.conversation_id != conversation_id or row.role != "user"):
+                raise NotFound("no such question in this conversation", code="message_not_found")
+            s.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id == conversation_id,
+                                                        ConversationMessage.id >= message_id))
+            body = json.dumps({"text": text, "citations": [], "block": None, "html": None}, ensure_ascii=False)
+            now = utcnow()
+            s.add(ConversationMessage(conversation_id=conversation_id, role="user", content=self._seal(user_id, body),
+                                      created_at=now))
+            conversation.updated_at = now
 
     def export(self, user_id: int) -> list[dict[str, Any]]:
         """Every conversation of the person with its messages, decrypted, for their data export."""
@@ -217,6 +294,8 @@ class ConversationStore:
                 "role": row.role, "text": body.get("text", ""), "model": row.model,
                 "finish_reason": row.finish_reason, "citations": body.get("citations") or [],
                 "block": body.get("block"), "created_at": row.created_at.isoformat(),
+                "earlier_versions": [{k: v for k, v in version.items() if k != "html"}
+                                     for version in body.get("versions") or []],
             })
         return [
             {"id": c.id, "title": c.title, "model": c.model, "updated_at": c.updated_at.isoformat(),

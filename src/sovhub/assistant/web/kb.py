@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from ...errors import NotFound
 from .auth import signed_in
-from .render import Page, render
+from .render import render
 
 __all__ = ["router"]
 
@@ -20,8 +20,6 @@ async def passage(chunk_id: int, request: Request) -> Response:
     from ..knowledge import KnowledgeBase
 
     page = signed_in(request)
-    if not isinstance(page, Page):
-        return page
     try:
         view = await anyio.to_thread.run_sync(page.hub.services.get(KnowledgeBase).get_chunk, chunk_id)
     except NotFound:

@@ -27,16 +27,16 @@ from ..i18n import UiCatalogs, UiLocale
 if TYPE_CHECKING:
     from ...hub import Hub
 
-__all__ = ["LANG_COOKIE", "Page", "environment", "page_for", "render", "request_hub", "static_version"]
+__all__ = ["LANG_COOKIE", "STATIC_DIR", "Page", "environment", "page_for", "render", "request_hub", "static_version"]
 
 LANG_COOKIE = "sovhub_lang"
-_STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
+STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
 
 
 def static_version() -> str:
     """A digest of the static files: `?v=` changes whenever app.css or app.js does, never otherwise."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in _STATIC_DIR.iterdir() if p.is_file()):
+    for path in sorted(p for p in STATIC_DIR.iterdir() if p.is_file()):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ContentRecorder", "ConversationStore", "purge_expired", "retention_days", "set_retention"]
 
-log = logging.getLogger("sovhub.sovereignty.conversations")
+log = logging.getLogger("sovhub.sovereignty.content_store")
 _MAX_QUEUE = 100_000
 _RETENTION_CACHE_S = 30.0
 

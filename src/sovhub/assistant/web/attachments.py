@@ -1,0 +1,112 @@
+"""Attaching a document to a conversation, reading it back, removing it (the person's own only).
+
+The domain is :mod:`sovhub.assistant.attachments`; forms post and redirect back with
+``?attached=CODE`` for the page to say what happened in the person's language.
+"""
+
+from __future__ import annotations
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from ...access.csrf import verify_csrf
+from ...errors import InvalidRequest, NotFound
+from ..attachments import MAX_BYTES, AttachmentStore
+from .auth import signed_in
+from .chat import allowed_models
+from .conversations import ConversationStore
+from .render import Page, render
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+
+_CODES = {"file_too_large": "too_large", "unsupported_file_type": "type", "empty_document": "empty",
+          "too_many_attachments": "too_many"}
+
+
+async def _upload(request: Request, page: Page) -> tuple[str, bytes] | str:
+    """The uploaded file's name and bytes, CSRF-checked; an error code when there is none."""
+    # Refuse an oversized body before reading it into memory (the form parser spools the rest).
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BYTES + 64 * 1024:
+        return "too_large"
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    file = form.get("file")
+    if file is None or isinstance(file, str) or not file.filename:
+        return "missing"
+    data = await file.read(MAX_BYTES + 1)
+    return file.filename, data
+
+
+@router.post("/c/{conversation_id}/attachments")
+async def attach(conversation_id: str, request: Request) -> Response:
+    page = signed_in(request)
+    assert page.user is not None
+    user_id = page.user.id
+    await anyio.to_thread.run_sync(ConversationStore(page.hub).get, user_id, conversation_id)  # theirs, or 404
+    got = await _upload(request, page)
+    back = f"/c/{conversation_id}"
+    if isinstance(got, str):
+        return RedirectResponse(f"{back}?attached={got}", status_code=303)
+    name, data = got
+    try:
+        await anyio.to_thread.run_sync(lambda: AttachmentStore(page.hub).attach(user_id, conversation_id, name, data))
+    except InvalidRequest as exc:
+        return RedirectResponse(f"{back}?attached={_CODES.get(exc.code or '', 'failed')}", status_code=303)
+    return RedirectResponse(f"{back}?attached=yes", status_code=303)
+
+
+@router.post("/c/attachments")
+async def attach_to_new(request: Request) -> Response:
+    """A new chat that starts with a document; it is titled after the file. Nothing stays if it is refused."""
+    page = signed_in(request)
+    assert page.user is not None
+    user_id = page.user.id
+    got = await _upload(request, page)
+    if isinstance(got, str):
+        return RedirectResponse(f"/?attached={got}", status_code=303)
+    name, data = got
+    models = allowed_models(page)
+    store = ConversationStore(page.hub)
+
+    def create() -> str:
+        conversation_id = store.create(user_id, name, models[0] if models else "")
+        try:
+            AttachmentStore(page.hub).attach(user_id, conversation_id, name, data)
+        except InvalidRequest:
+            store.delete(user_id, conversation_id)
+            raise
+        return conversation_id
+
+    try:
+        conversation_id = await anyio.to_thread.run_sync(create)
+    except InvalidRequest as exc:
+        return RedirectResponse(f"/?attached={_CODES.get(exc.code or '', 'failed')}", status_code=303)
+    return RedirectResponse(f"/c/{conversation_id}?attached=yes", status_code=303)
+
+
+@router.get("/c/{conversation_id}/attachments/{attachment_id}")
+async def attachment_page(conversation_id: str, attachment_id: int, request: Request) -> Response:
+    page = signed_in(request)
+    assert page.user is not None
+    user_id = page.user.id
+    try:
+        info, passages = await anyio.to_thread.run_sync(
+            lambda: AttachmentStore(page.hub).read(user_id, conversation_id, attachment_id))
+    except NotFound:
+        return render(page, "error.html", status=404, error="not_found")
+    return render(page, "attachment.html", attachment=info, passages=passages)
+
+
+@router.post("/c/{conversation_id}/attachments/{attachment_id}/delete")
+async def remove(conversation_id: str, attachment_id: int, request: Request) -> Response:
+    page = signed_in(request)
+    assert page.user is not None
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    user_id = page.user.id
+    await anyio.to_thread.run_sync(lambda: AttachmentStore(page.hub).remove(user_id, conversation_id, attachment_id))
+    return RedirectResponse(f"/c/{conversation_id}?attached=removed", status_code=303)

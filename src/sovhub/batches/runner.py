@@ -1,0 +1,215 @@
+"""The batch runner: a loop per replica that validates, runs and finalizes batches on idle capacity.
+
+Every piece of work is leased in the database (see store.py), so any number of replicas run the
+same batches together, and a replica that dies mid-line loses only its lease: another takes the
+line over once the lease ends. Lines go to the backends as background work (served only when no
+interactive request waits), and at most ``batch.max_capacity_share`` of this replica's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..accounts import principal_for_key
+from ..api.chat.service import ChatService
+from ..backends.registry import BackendRegistry
+from ..errors import NotFound, SovhubError
+from ..pipeline import ChatContext, Principal
+from ..store.base import utcnow
+from .execute import run_line
+from .store import BatchStore, ClaimedLine
+from .tables import BatchRow
+from .validate import validate_input
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from .schedule import Scheduler
+
+__all__ = ["BatchRunner"]
+
+log = logging.getLogger("sovhub.batches")
+
+
+class BatchRunner:
+    """Started by the batches plugin's lifespan; ``wake()`` makes it look for work at once."""
+
+    def __init__(self, hub: Hub, store: BatchStore, scheduler: Scheduler | None = None) -> None:
+        self.hub = hub
+        self.store = store
+        self.scheduler = scheduler
+        self.settings = hub.settings.batch
+        self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.chat = hub.services.get(ChatService)
+        self.registry = hub.services.get(BackendRegistry)
+        self._held: set[int] = set()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.lines_run = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        if not self.settings.enabled:
+            return
+        self._tasks = [asyncio.create_task(self._loop(), name="sovhub-batch-runner"),
+                       asyncio.create_task(self._heartbeat(), name="sovhub-batch-leases")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._tasks:
+            given = await anyio.to_thread.run_sync(self.store.release, self.owner)
+            if given:
+                log.info("gave back %d batch lines at shutdown", given)
+        self._tasks = []
+
+    async def _loop(self) -> None:
+        while not self.registry.running:  # the lifespan starts the backends after this loop
+            await asyncio.sleep(0.05)
+        while True:
+            try:
+                busy = await self.step()
+            except SovhubError as exc:
+                log.error("batch step failed, will retry: %s", exc.message)
+                busy = False
+            except Exception:
+                log.exception("batch step failed, will retry")
+                busy = False
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
+                self._wake.clear()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 3)
+            try:
+                await anyio.to_thread.run_sync(self.store.renew, self.owner, set(self._held))
+            except Exception:
+                log.exception("renewing batch line leases failed")
+
+    async def step(self) -> bool:
+        """One round: validate a batch, expire and cancel, finalize one, run up to `concurrency` lines."""
+        busy = False
+        row = await anyio.to_thread.run_sync(self.store.claim_validation, self.owner)
+        if row is not None:
+            await self._validate(row)
+            busy = True
+        await anyio.to_thread.run_sync(self.store.sweep)
+        done = await anyio.to_thread.run_sync(self.store.claim_finalization, self.owner)
+        if done is not None:
+            await anyio.to_thread.run_sync(self.store.finalize, done, self.owner)
+            busy = True
+        lines = await anyio.to_thread.run_sync(self.store.claim_lines, self.owner, self.settings.concurrency)
+        if lines:
+            principals: dict[int | None, Principal | SovhubError] = {}
+            await asyncio.gather(*(self._run(line, principals) for line in lines))
+            busy = True
+        return busy
+
+    # --- validation ---
+
+    def _model_check(self, endpoint: str, principal: Principal) -> Any:
+        def check(model: str) -> tuple[str, str] | None:
+            if endpoint == "/v1/embeddings":
+                s = self.hub.settings
+                if s.embeddings_enabled and model == s.embeddings_model_id:
+                    return None
+                return "model_not_found", f"The model `{model}` is not an embedding model of this hub."
+            if endpoint == "/v1/moderations":
+                return None
+            registry = self.registry
+            if not registry.running:
+                return "backend_unavailable", "the hub is starting"
+            ctx = ChatContext(request_id="validate", principal=principal, model=model, messages=[], params={},
+                              stream=False, store=False)
+            try:
+                registry.candidates(ctx, model)
+            except SovhubError as exc:
+                return exc.code or "invalid_model", exc.message
+            return None
+        return check
+
+    async def _validate(self, row: BatchRow) -> None:
+        try:
+            principal = await anyio.to_thread.run_sync(principal_for_key, self.hub, row.key_id or -1)
+            data = await anyio.to_thread.run_sync(self.store.files.read, row.org_id, row.input_file_id)
+        except NotFound as exc:
+            await anyio.to_thread.run_sync(self.store.fail_validation, row, [
+                {"code": "file_not_found", "message": exc.message, "param": "input_file_id", "line": None}])
+            return
+        except SovhubError as exc:
+            await anyio.to_thread.run_sync(self.store.fail_validation, row, [
+                {"code": exc.code or "invalid_request", "message": exc.message, "param": None, "line": None}])
+            return
+        result = await anyio.to_thread.run_sync(
+            validate_input, data, row.endpoint, self.settings.max_lines, self._model_check(row.endpoint, principal))
+        if result.errors:
+            await anyio.to_thread.run_sync(self.store.fail_validation, row, result.errors)
+            self.hub.emit("batch.failed", actor=principal.label, subject=f"batch:{row.id}", org_id=row.org_id,
+                          errors=len(result.errors))
+            return
+        not_before, schedule = None, None
+        if self.scheduler is not None:
+            plan = await anyio.to_thread.run_sync(self.scheduler.plan, row, [ln.line_no for ln in result.lines])
+            not_before, schedule = plan.not_before, plan.summary
+        started = await anyio.to_thread.run_sync(
+            lambda: self.store.start(row, result.lines, result.model, not_before, schedule))
+        if started:
+            self.hub.emit("batch.in_progress", actor=principal.label, subject=f"batch:{row.id}", org_id=row.org_id,
+                          lines=len(result.lines), model=result.model)
+
+    # --- lines ---
+
+    async def _principal(self, key_id: int | None, cache: dict[int | None, Principal | SovhubError]
+                         ) -> Principal | SovhubError:
+        if key_id not in cache:
+            try:
+                cache[key_id] = await anyio.to_thread.run_sync(principal_for_key, self.hub, key_id or -1)
+            except SovhubError as exc:
+                cache[key_id] = exc
+        return cache[key_id]
+
+    async def _run(self, line: ClaimedLine, principals: dict[int | None, Principal | SovhubError]) -> None:
+        self._held.add(line.id)
+        started = time.perf_counter()
+        try:
+            principal = await self._principal(line.key_id, principals)
+            if isinstance(principal, SovhubError):
+                from .execute import LineOutcome
+
+                outcome = LineOutcome(principal.status, principal.to_dict(), "none")
+            else:
+                outcome = await run_line(self.hub, self.chat, principal, line.endpoint, line.body, line.batch_id)
+            if outcome.retry_after is not None:
+                later = utcnow() + timedelta(seconds=outcome.retry_after)
+                await anyio.to_thread.run_sync(self.store.retry_line, line, self.owner, later)
+                return
+            status = "succeeded" if outcome.status_code == 200 else "failed"
+            kept = await anyio.to_thread.run_sync(lambda: self.store.finish_line(
+                line, self.owner, status=status, result=outcome.output_line(line.custom_id),
+                prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens))
+            if not kept:
+                log.warning("batch %s line %d was taken over by another replica; its result here is dropped",
+                            line.batch_id, line.line_no)
+            self.lines_run += 1
+        finally:
+            self._held.discard(line.id)
+        share = self.settings.max_capacity_share
+        if share < 1:
+            # Leave the rest of the time to interactive work: a line that took t runs at most every t / share.
+            await asyncio.sleep((time.perf_counter() - started) * (1 / share - 1))

@@ -1,0 +1,1 @@
+"""Energy and carbon per request: measured or estimated Wh, grid intensity, renewable share, SCI."""
