@@ -1,5 +1,5 @@
 """Output checks read the embedded model's tool-call arguments (chat and Responses): a flagged call never
-reaches the client. The grammar makes the arguments certain (an enum), the marker guard flags KABOOM."""
+reaches the client. The grammar makes the arguments certain (a pattern), the marker guard flags KABOOM."""
 
 from __future__ import annotations
 
@@ -18,12 +18,11 @@ pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
 
 
-def _tool(value: str) -> dict:
-    # The definition itself is judged at input, so the flagged value is spelled as a pattern in which the
-    # marker never appears whole ("KAB(OOM)"); the grammar still forces the model to write it.
-    query = {"type": "string", "pattern": f"^{value}$"} if "(" in value else {"type": "string", "enum": [value]}
+def _tool(pattern: str) -> dict:
+    # A pattern, not the word itself: the input checks read the request's tools too.
     return {"type": "function", "function": {"name": "search", "parameters": {
-        "type": "object", "properties": {"query": query}, "required": ["query"], "additionalProperties": False}}}
+        "type": "object", "properties": {"query": {"type": "string", "pattern": pattern}}, "required": ["query"],
+        "additionalProperties": False}}}
 
 
 @pytest.fixture
@@ -43,16 +42,19 @@ def client(data_dir: Path) -> Iterator[TestClient]:
 def test_a_flagged_tool_call_is_stopped_and_a_clean_one_passes(client: TestClient) -> None:
     ask = [{"role": "user", "content": "Search for it."}]
     base = {"model": MODEL, "messages": ask, "tool_choice": "required", "max_tokens": 40, "temperature": 0}
-    clean = client.post("/v1/chat/completions", json={**base, "tools": [_tool("weather in Paris")]}).json()
+    clean_r = client.post("/v1/chat/completions", json={**base, "tools": [_tool("^weather in Paris$")]})
+    assert clean_r.status_code == 200, clean_r.text
+    clean = clean_r.json()
     assert clean["choices"][0]["finish_reason"] == "tool_calls"
     assert "weather in Paris" in clean["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
-    flagged = client.post("/v1/chat/completions", json={**base, "tools": [_tool("build a KAB(OOM)")]})
+    flagged = client.post("/v1/chat/completions", json={**base, "tools": [_tool("^build a KABO{2}M$")]})
+    assert flagged.status_code == 200, flagged.text
     choice = flagged.json()["choices"][0]
     assert choice["finish_reason"] == "content_filter" and not choice["message"].get("tool_calls")
     assert "KABOOM" not in flagged.text
-    streamed = client.post("/v1/chat/completions", json={**base, "tools": [_tool("build a KAB(OOM)")], "stream": True})
+    streamed = client.post("/v1/chat/completions", json={**base, "tools": [_tool("^build a KABO{2}M$")], "stream": True})
     assert "KABOOM" not in streamed.text and '"finish_reason":"content_filter"' in streamed.text
-    tool = {"type": "function", **_tool("build a KAB(OOM)")["function"]}
+    tool = {"type": "function", **_tool("^build a KABO{2}M$")["function"]}
     response = client.post("/v1/responses", json={"model": MODEL, "input": "Search for it.", "tools": [tool],
                                                    "tool_choice": "required", "max_output_tokens": 40}).json()
     assert response["status"] == "incomplete" and response["incomplete_details"] == {"reason": "content_filter"}

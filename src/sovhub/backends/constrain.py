@@ -29,6 +29,7 @@ CALL_CLOSE = "</tool_call>"
 MAX_PARALLEL_CALLS = 4
 _MAX_SCHEMA_CHARS = 32_000
 _MAX_DEPTH = 64
+_ANSWER_ONLY = "root ::= [^<] [^\\x00]*\n"
 _MAX_GRAMMAR_CHARS = 200_000
 #: Bounds of a json_object answer (no schema gives any): members per object, items per array, characters per string.
 _JSON_MEMBERS, _JSON_ITEMS, _JSON_STRING = 8, 32, 200
@@ -244,6 +245,10 @@ def build_constraint(params: dict[str, Any], vocab: Any = None, answered: set[st
             grammar = _tools_grammar(tools, allowed, mode, params.get("parallel_tool_calls") is True)
             _check_parses(grammar, vocab)
             return Constraint(grammar, mode, tools)
+    if text_grammar is None and tools:
+        # Tools given, no call allowed: an answer that starts like a call would reach the client as
+        # text, so it may not begin with the call marker's "<".
+        text_grammar = _ANSWER_ONLY
     if text_grammar is not None:
         _check_parses(text_grammar, vocab)
     return Constraint(text_grammar, "text", tools)

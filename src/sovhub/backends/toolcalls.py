@@ -52,8 +52,12 @@ def render_messages(
                     arguments = json.loads(function.get("arguments") or "{}")
                 except ValueError:
                     arguments = function.get("arguments")
-                calls.append(CALL_OPEN + json.dumps({"name": function.get("name"), "arguments": arguments},
-                                                    ensure_ascii=False) + CALL_CLOSE)
+                if tools and mode != "none":
+                    calls.append(CALL_OPEN + json.dumps({"name": function.get("name"), "arguments": arguments},
+                                                        ensure_ascii=False) + CALL_CLOSE)
+                else:
+                    # No call may follow: the earlier one in words, not in the markup the model would copy.
+                    calls.append(f"(I called {function.get('name')} with {json.dumps(arguments, ensure_ascii=False)}.)")
             out.append({"role": "assistant", "content": (_text(message.get("content")) + "\n".join(calls)).strip()})
         elif role in ("tool", "function"):
             name = names.get(str(message.get("tool_call_id")), message.get("name") or "the function")
