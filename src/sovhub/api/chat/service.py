@@ -7,6 +7,7 @@ exactly once however it ends (:meth:`ChatService.release`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -20,7 +21,8 @@ import anyio
 from ...admission import admit, release, settle
 from ...backends.base import Backend, CancelToken, ChatChunk, estimate_tokens
 from ...backends.window import check_request, window_of
-from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
+from ...errors import BackendUnavailable, InvalidRequest, ShuttingDown, SovhubError, UnsupportedParameter
+from ...fleet.drain import Drain
 from ...hub import Hub
 from ...metering import Usage
 from ...pipeline import ChatContext, ChatResult, Principal
@@ -36,7 +38,7 @@ _COMMON = {"max_tokens", "temperature", "top_p", "stop", "seed", "n"}
 _HUB_ONLY = {"model", "messages", "stream", "stream_options", "max_completion_tokens", "user", "store", "metadata"}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared and hashed by identity: the drain keeps a set of them
 class PreparedChat:
     ctx: ChatContext
     backend: Backend
@@ -51,11 +53,22 @@ class PreparedChat:
     #: Usage as the backend reported it in its stream (None until then, or if it never does).
     usage: dict[str, int] | None = None
     recorded: bool = False
+    #: Set by the replica's drain (`interrupt`): the answer ends now, with an in-band error.
+    interrupted: bool = False
+    #: The task while it waits for the backend's next chunk (what `interrupt` wakes).
+    waiting: asyncio.Task[Any] | None = None
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.cancel.cancel()
+        if self.waiting is not None:
+            self.waiting.cancel()
 
 
 class ChatService:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.drain = hub.services.get(Drain) if Drain in hub.services else None
 
     def _params(self, req: ChatCompletionRequest, backend: Backend, owner: str) -> dict[str, Any]:
         data = req.model_dump(exclude_none=True, exclude={"messages"})
@@ -126,11 +139,24 @@ class ChatService:
             self._fit_window(req, candidates[0], ctx)
             cancel = CancelToken()
             t0 = time.perf_counter()
+            opening = _Opening(cancel)
+            if self.drain is not None:
+                self.drain.track(opening)
             try:
                 backend, first, stream = await registry.open_stream(ctx, candidates, ctx.messages, ctx.params, cancel)
             except SovhubError:
                 self.hub.legacy["metrics"].backend_errors.labels(candidates[0].name).inc()
                 raise
+            except asyncio.CancelledError:
+                # The drain ended the wait for the first chunk (a non-streamed answer's whole wait).
+                task = asyncio.current_task()
+                if not opening.interrupted or task is None or task.uncancel() > 0:
+                    raise
+                self._record_cut(ctx, candidates[0])
+                raise _drained() from None
+            finally:
+                if self.drain is not None:
+                    self.drain.untrack(opening)
         except BaseException:
             # Refused by a check or no backend answered: the reservation is given back.
             await release(self.hub, admission)
@@ -141,6 +167,8 @@ class ChatService:
         gate = OutputGate(ctx, [i for i in self.hub.interceptors if checks_output(i)], envelope)
         prepared = PreparedChat(ctx, backend, first, stream, cancel, started, gate, admission.headers, backend_s=waited)
         prepared.first_token_s = time.perf_counter() - started
+        if self.drain is not None:
+            self.drain.track(prepared)
         return prepared
 
     def _fit_window(self, req: ChatCompletionRequest, backend: Backend, ctx: ChatContext) -> None:
@@ -168,15 +196,29 @@ class ChatService:
                 if pending:
                     chunk = pending.pop()
                 else:
+                    if p.interrupted:
+                        failed = _drained()
+                        break
                     t0 = time.perf_counter()
+                    p.waiting = asyncio.current_task()
                     try:
                         chunk = await p.stream.__anext__()
                     except StopAsyncIteration:
+                        if p.interrupted:  # the backend stopped because the drain told it to
+                            failed = _drained()
                         break
                     except SovhubError as exc:
                         failed = exc
                         break
+                    except asyncio.CancelledError:
+                        # The drain woke this wait: end in-band. Any other cancellation goes on.
+                        task = asyncio.current_task()
+                        if not p.interrupted or task is None or task.uncancel() > 0:
+                            raise
+                        failed = _drained()
+                        break
                     finally:
+                        p.waiting = None
                         on_backend_time(time.perf_counter() - t0)
                 if chunk.get("usage"):
                     p.usage = chunk["usage"]
@@ -213,6 +255,8 @@ class ChatService:
         if p.recorded:
             return
         p.recorded = True
+        if self.drain is not None:
+            self.drain.untrack(p)
         p.cancel.cancel()
         with anyio.CancelScope(shield=True):
             try:
@@ -277,6 +321,17 @@ class ChatService:
                 )
             )
 
+    def _record_cut(self, ctx: ChatContext, backend: Backend) -> None:
+        """Meter an answer the drain ended before its first chunk: the backend has read the prompt."""
+        if self.hub.meter is None:
+            return
+        principal = ctx.principal
+        self.hub.meter.record(Usage(
+            request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
+            key_id=principal.key_id, user_id=principal.user_id, backend=backend.name,
+            prompt_tokens=estimate_tokens(prompt_text(ctx.messages)), completion_tokens=0, status=503, estimated=True,
+        ))
+
     async def sse(
         self, p: PreparedChat, include_usage: bool, on_backend_time: Callable[[float], None]
     ) -> AsyncIterator[bytes]:
@@ -332,6 +387,27 @@ class ChatService:
                 "total_tokens": int(usage.get("total_tokens", 0)),
             },
         }
+
+
+class _Opening:
+    """A request waiting for its first chunk, as the drain sees it."""
+
+    __slots__ = ("cancel", "interrupted", "task")
+
+    def __init__(self, cancel: CancelToken) -> None:
+        self.cancel = cancel
+        self.task = asyncio.current_task()
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.cancel.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+
+def _drained() -> ShuttingDown:
+    return ShuttingDown("this hub replica is shutting down and ended the answer; retry, another replica answers")
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
