@@ -118,10 +118,10 @@ class Meter(BatchWriter[Usage]):
             chunk = rows[start:start + 500]
             keys = [(r["request_id"], r["endpoint"], r["model"]) for r in chunk]
             with self.hub.db.session() as s:
-                present = set(s.execute(
+                present = {tuple(row) for row in s.execute(
                     select(UsageRecord.request_id, UsageRecord.endpoint, UsageRecord.model)
                     .where(tuple_(UsageRecord.request_id, UsageRecord.endpoint, UsageRecord.model).in_(keys))
-                ).tuples())
+                )}
                 missing = [r for r, k in zip(chunk, keys, strict=True) if k not in present]
                 if missing:
                     s.execute(insert(UsageRecord), missing)
