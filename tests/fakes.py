@@ -16,7 +16,8 @@ class EchoBackend(Backend):
     """Answers with the last user message, word by word.
 
     Options: `fail` (an outage before the first chunk), `delay` (seconds per word), `fail_after`
-    (dies mid-answer after that many words), `usage` (false: reports no usage, as some servers).
+    (dies mid-answer after that many words), `usage` (false: reports no usage, as some servers),
+    `tool_call` (true: the words come back as the streamed arguments of a call to `echo`).
     """
 
     def __init__(self, config: BackendConfig) -> None:
@@ -25,6 +26,7 @@ class EchoBackend(Backend):
         self.delay = float(config.options.get("delay", 0.0))
         self.fail_after = config.options.get("fail_after")
         self.reports_usage = bool(config.options.get("usage", True))
+        self.tool_call = bool(config.options.get("tool_call"))
         self.calls = 0
         self.cancelled = 0
         self.yielded = 0
@@ -53,9 +55,15 @@ class EchoBackend(Backend):
             if self.fail_after is not None and i >= int(self.fail_after):
                 raise UpstreamFailed(f"{self.name} dropped the connection mid-stream")
             self.yielded += 1
-            yield {"choices": [{"index": 0, "delta": {"content": word + (" " if i < len(words) - 1 else "")},
-                                "finish_reason": None}]}
-        finish = "length" if len(str(content).split()) > limit else "stop"
+            piece = word + (" " if i < len(words) - 1 else "")
+            delta: dict[str, Any] = {"content": piece}
+            if self.tool_call:
+                call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
+                if i == 0:
+                    call.update(id="call_echo", type="function", function={"name": "echo", "arguments": piece})
+                delta = {"tool_calls": [call]}
+            yield {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        finish = "length" if len(str(content).split()) > limit else "tool_calls" if self.tool_call else "stop"
         yield {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
         if not self.reports_usage:
             return

@@ -191,3 +191,25 @@ def test_keys_set_limits_refuses_a_revoked_key(data_dir: Path, capsys: pytest.Ca
     code, _, err = run_main(data_dir, "keys", "set-limits", prefix, "--rpm", "99", capsys=capsys)
     assert code == 1 and f"API key {prefix} is revoked" in err
     assert _stored_limits(data_dir, prefix) == {"rpm": 10}
+
+
+def test_keys_set_limits_keeps_a_minted_key_within_its_creator(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sovhub.accounts import authenticate, create_key
+    from sovhub.hub import build_hub
+    from sovhub.settings import load_settings
+
+    assert run_main(data_dir, "orgs", "create", "acme", capsys=capsys)[0] == 0
+    code, out, _ = run_main(data_dir, "keys", "create", "--org", "acme", "--rpm", "10", capsys=capsys)
+    secret = out.strip().splitlines()[-1]  # the organization's first key: admin, it may mint keys
+    hub = build_hub(load_settings(data_dir=str(data_dir)))
+    try:
+        child = create_key(hub, "acme", creator=authenticate(hub, secret)).prefix
+    finally:
+        hub.close()
+    code, _, err = run_main(data_dir, "keys", "set-limits", child, "--rpm", "99", capsys=capsys)
+    assert code == 1 and "rpm=99 is above rpm=10" in err and "Traceback" not in err
+    code, _, err = run_main(data_dir, "keys", "set-limits", child, "--clear", "all", capsys=capsys)
+    assert code == 1 and "no limit is above rpm=10" in err
+    assert _stored_limits(data_dir, child) == {"rpm": 10}

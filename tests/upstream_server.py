@@ -17,10 +17,13 @@ class FakeUpstream:
     def __init__(self, models: list[str] | None = None, *, status: int = 200, delay: float = 0.0,
                  words: int = 5, malformed: bool = False, always_stream: bool = False,
                  texts: list[str] | None = None, usage: bool = True, tool_args: str | None = None,
-                 api_key: str | None = None) -> None:
+                 api_key: str | None = None, text_field: str = "content") -> None:
         """`texts`: choice k answers texts[k] word by word (default: "w0 w1 ..." for every choice);
         `usage=False`: like servers that report none; `tool_args`: choice 0 calls a tool with these
-        arguments (streamed in 8-character pieces) instead of answering."""
+        arguments (streamed in 8-character pieces) instead of answering; `text_field`: the field the
+        answers' text goes in ("refusal", "reasoning_content", "reasoning", or "function_call" for
+        the legacy call's arguments) instead of `content`."""
+        self.text_field = text_field
         self.api_key = api_key  # when set, a request without `Authorization: Bearer <api_key>` gets 401
         self.models = models or ["up-model"]
         self.texts = texts
@@ -142,8 +145,10 @@ class FakeUpstream:
         return "tool_calls" if self.calls_tool(choice) else "stop"
 
     def delta(self, choice: int, i: int, piece: str) -> dict[str, Any]:
+        if self.text_field == "function_call" and not self.calls_tool(choice):
+            return {"function_call": {"arguments": piece, **({"name": "search"} if i == 0 else {})}}
         if not self.calls_tool(choice):
-            return {"content": piece}
+            return {self.text_field: piece}
         call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
         if i == 0:
             call.update(id="call_1", type="function")
@@ -154,8 +159,10 @@ class FakeUpstream:
         if self.calls_tool(choice):
             message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": text}}]}
+        elif self.text_field == "function_call":
+            message = {"role": "assistant", "content": None, "function_call": {"name": "search", "arguments": text}}
         else:
-            message = {"role": "assistant", "content": text, "refusal": None}
+            message = {"role": "assistant", "content": None, "refusal": None, self.text_field: text}
         return {"index": choice, "message": message, "finish_reason": self.finish(choice), "logprobs": None}
 
     @property

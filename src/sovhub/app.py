@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 from . import __version__
 from .accounts import KeyCache
 from .api.errors import install_error_handlers
+from .api.metrics_listener import MetricsListener
 from .api.middleware import HubMiddleware
 from .backends.catalog import backend_configs
 from .backends.registry import BackendRegistry
@@ -45,6 +46,13 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
             hub.legacy["backend_http"] = make_backend_session(hub, guard)
             stack.push_async_callback(hub.legacy["backend_http"].close)
             registry = BackendRegistry.build(hub, configs)
+            if hub.settings.metrics_port is not None:
+                listener = MetricsListener(hub.settings.metrics_host, hub.settings.metrics_port, metrics.registry,
+                                           lambda: hub.settings.resolved_metrics_token)
+                listener.start()
+                stack.callback(listener.close)
+                app.state.metrics_listener = listener
+                log.info("metrics served at http://%s:%d/metrics", hub.settings.metrics_host, listener.port)
             meter = hub.meter = Meter(hub)
             await meter.start()
             stack.push_async_callback(meter.close)

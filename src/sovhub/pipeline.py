@@ -21,13 +21,20 @@ if TYPE_CHECKING:
     from .backends.base import Backend
 
 __all__ = [
+    "ANSWER_TEXT_FIELDS",
     "ChatContext",
     "ChatInterceptor",
     "ChatResult",
     "OutputVerdict",
     "Principal",
     "RoutePolicy",
+    "SideCall",
 ]
+
+
+#: Plain-text fields of a chat message or delta besides ``content`` that a model writes and reads:
+#: OpenAI's ``refusal``, and reasoning as DeepSeek/vLLM (``reasoning_content``) and others name it.
+ANSWER_TEXT_FIELDS = ("refusal", "reasoning_content", "reasoning")
 
 
 @dataclass(slots=True)
@@ -53,6 +60,18 @@ class Principal:
 
 
 @dataclass(slots=True)
+class SideCall:
+    """A model call made on behalf of a request (a guard model's verdict): billed with the request."""
+
+    model: str
+    backend: str
+    prompt_tokens: int
+    completion_tokens: int
+    #: Counted by the hub: the backend reported no usage and has no tokenizer here.
+    estimated: bool = False
+
+
+@dataclass(slots=True)
 class ChatContext:
     request_id: str
     principal: Principal
@@ -66,6 +85,8 @@ class ChatContext:
     # Free space for interceptors to pass facts to each other and to `after` (e.g. detected language).
     state: dict[str, Any] = field(default_factory=dict)
     backend_name: str | None = None
+    #: Model calls interceptors made for this request, metered with it (api/chat/service.py).
+    side_calls: list[SideCall] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ BUILTIN_PLUGINS = (
     "sovhub.safety.plugin",
     "sovhub.access.plugin",
     "sovhub.assistant.plugin",
+    "sovhub.credits.plugin",
 )
 
 

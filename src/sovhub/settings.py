@@ -349,6 +349,12 @@ class Settings(BaseSettings):
         description="Signs session cookies, CSRF tokens and sign-in state (at least 32 random characters; known "
         "defaults refused). Unset: read from <data_dir>/secret_key, which the hub writes (0600) the first time.",
     )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Serve `GET /metrics` only on this port (of `metrics_host`), not on the main one; unset: "
+        "on the main port. The metrics token is required on either.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics port binds (with `metrics_port`).")
     metrics_token: str | None = Field(
         None,
         description="Bearer token `GET /metrics` requires (at least 32 random characters). Unset: read from "

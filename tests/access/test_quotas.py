@@ -371,3 +371,38 @@ def test_n_is_capped_and_default_max_tokens_is_reserved(
     assert r.json()["error"]["code"] == "tokens_over_limit"
     assert "Lower max_tokens or n" in r.json()["error"]["message"]
     assert chat(client, secret, n=2, max_tokens=100).status_code == 200
+
+
+def test_staff_cannot_lift_a_minted_key_above_its_creator(hub: Any, events: Any) -> None:
+    """The creator's ceiling holds after creation too: raising or clearing a child's limit is refused."""
+    from sovhub.accounts import authenticate, create_key, create_org
+    from sovhub.errors import InvalidRequest
+
+    create_org(hub, "acme")
+    parent = create_key(hub, "acme", scopes=["admin"], limits={"rpm": 10, "tpd": 500})
+    child = create_key(hub, "acme", limits={"rpm": 5}, creator=authenticate(hub, parent.secret))
+    assert authenticate(hub, child.secret).limits == {"rpm": 5, "tpd": 500}
+    for change, field in (({"rpm": 11}, "rpm"), ({"tpd": None}, "tpd"), ({"rpm": 6, "tpd": 501}, "tpd")):
+        with pytest.raises(InvalidRequest, match="which made this key") as refused:
+            set_key_limits(hub, child.prefix, change, actor="test")
+        assert refused.value.param == field and refused.value.code == "limit_above_parent"
+    assert authenticate(hub, child.secret).limits == {"rpm": 5, "tpd": 500}
+    # Within the ceiling (equal included), and limits the creator does not have, are fine.
+    assert set_key_limits(hub, child.prefix, {"rpm": 10, "tpm": 99}, actor="test") == {"rpm": 10, "tpd": 500,
+                                                                                        "tpm": 99}
+
+
+def test_lowering_a_creator_lowers_the_keys_it_minted(hub: Any, events: Any) -> None:
+    from sovhub.accounts import authenticate, create_key, create_org
+
+    create_org(hub, "acme")
+    parent = create_key(hub, "acme", scopes=["admin"], limits={"rpm": 10})
+    child = create_key(hub, "acme", scopes=["admin"], limits={"rpm": 8, "tpm": 70},
+                       creator=authenticate(hub, parent.secret))
+    grandchild = create_key(hub, "acme", limits={"rpm": 3}, creator=authenticate(hub, child.secret))
+    assert authenticate(hub, child.secret).limits == {"rpm": 8, "tpm": 70}
+    set_key_limits(hub, parent.prefix, {"rpm": 4, "tpm": 50}, actor="test")
+    assert authenticate(hub, child.secret).limits == {"rpm": 4, "tpm": 50}
+    assert authenticate(hub, grandchild.secret).limits == {"rpm": 3, "tpm": 50}
+    narrowed = events.last("key.limits_set").data["narrowed_children"]
+    assert sorted(narrowed) == sorted([child.prefix, grandchild.prefix])

@@ -160,3 +160,32 @@ def test_non_streamed_token_by_token_answer_is_checked_before_it_is_sent(
                        timeout=30)
     assert r.status_code == 200 and b"KABOOM" not in r.content
     assert r.json()["choices"][0]["finish_reason"] == "content_filter"
+
+
+@pytest.mark.parametrize("field", ["refusal", "reasoning_content", "reasoning", "function_call"])
+def test_flagged_refusal_reasoning_and_function_call_are_stopped(serve: Any, field: str) -> None:
+    """Before, only content and tool calls were checked: a flagged text in another field went out."""
+    post = serve(texts=[FLAGGED], text_field=field)
+    streamed = post(stream=True)
+    assert streamed.status_code == 200 and b"KABOOM" not in streamed.content
+    assert _by_choice(_events(streamed.content))[0]["finish"] == ["content_filter"]
+    plain = post()
+    assert plain.status_code == 200 and b"KABOOM" not in plain.content
+    assert plain.json()["choices"][0]["finish_reason"] == "content_filter"
+
+
+@pytest.mark.parametrize("field", ["refusal", "reasoning_content", "reasoning"])
+def test_clean_refusal_and_reasoning_reach_the_client_whole(serve: Any, field: str) -> None:
+    post = serve(texts=[CLEAN], text_field=field)
+    streamed = "".join(c.get("delta", {}).get(field) or "" for e in _events(post(stream=True).content)
+                       for c in e.get("choices", []))
+    assert streamed == CLEAN
+    message = post().json()["choices"][0]["message"]
+    assert message[field] == CLEAN and message["content"] == ""
+
+
+def test_clean_legacy_function_call_is_joined(serve: Any) -> None:
+    args = json.dumps({"query": "opening hours of the town hall", "city": "Lyon"})
+    post = serve(texts=[args], text_field="function_call")
+    message = post().json()["choices"][0]["message"]
+    assert message["function_call"] == {"name": "search", "arguments": args}

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
 from sovhub.hub import Hub
@@ -109,3 +112,65 @@ def test_a_configured_metrics_token_is_used_and_a_weak_one_refused(tmp_path) -> 
     assert not (tmp_path / "metrics_token").exists()
     with pytest.raises(ConfigError, match="metrics_token is shorter than 32"):
         load_settings(data_dir=str(tmp_path), metrics_token="prometheus")
+
+
+def test_metrics_can_move_to_their_own_port(data_dir: Path) -> None:
+    """With metrics_port, the public app has no /metrics (token or not); the metrics port serves it, token checked."""
+    import httpx
+
+    from sovhub.accounts import create_key, create_org
+    from sovhub.app import create_app
+    from sovhub.hub import build_hub
+    from tests.conftest import add_fake_backend, make_settings
+    from tests.fakes import FakePlugin
+
+    hub = build_hub(make_settings(data_dir, metrics_port=0))
+    hub.pm.register(FakePlugin(), name="tests.fake")
+    try:
+        create_org(hub, "acme")
+        key = create_key(hub, "acme").secret
+        add_fake_backend(hub, "fake1", ["echo"])
+        app = create_app(hub)
+        with TestClient(app, headers={"authorization": f"Bearer {key}"}) as client:
+            chat = client.post("/v1/chat/completions", json={"model": "echo", "messages": [
+                {"role": "user", "content": "a b"}]})
+            assert chat.status_code == 200
+            public = client.get("/metrics", headers=_metrics_auth(hub))
+            unknown = client.get("/no-such-page", headers=_metrics_auth(hub))
+            assert public.status_code == 404 and "sovhub_requests_total" not in public.text
+            # Nothing tells the public port's /metrics from any page that does not exist.
+            assert public.json()["error"]["code"] == unknown.json()["error"]["code"] == "not_found"
+            url = f"http://127.0.0.1:{app.state.metrics_listener.port}"
+            anonymous = httpx.get(f"{url}/metrics", timeout=5)
+            assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "invalid_metrics_token"
+            assert anonymous.headers["www-authenticate"].startswith("Bearer")
+            assert httpx.get(f"{url}/metrics", headers={"authorization": f"Bearer {key}"}, timeout=5).status_code == 401
+            scraped = httpx.get(f"{url}/metrics", headers=_metrics_auth(hub), timeout=5)
+            assert scraped.status_code == 200
+            assert 'sovhub_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0' in scraped.text
+            assert httpx.get(f"{url}/v1/models", headers=_metrics_auth(hub), timeout=5).status_code == 404
+        # Closed with the app.
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/metrics", timeout=2)
+    finally:
+        hub.close()
+
+
+def test_a_metrics_port_in_use_stops_the_start_with_a_clear_error(data_dir: Path) -> None:
+    import socket
+
+    from sovhub.app import create_app
+    from sovhub.errors import ConfigError
+    from sovhub.hub import build_hub
+    from tests.conftest import make_settings
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        hub = build_hub(make_settings(data_dir, metrics_port=taken.getsockname()[1]))
+        try:
+            with pytest.raises(ConfigError, match="metrics_port: cannot listen on 127.0.0.1"), \
+                    TestClient(create_app(hub)):
+                pass
+        finally:
+            hub.close()

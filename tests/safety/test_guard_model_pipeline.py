@@ -227,6 +227,12 @@ def test_moderations_include_the_guard_models_verdict(
         # Blank input is not sent; identifiers are masked before the guard model sees the text.
         assert len(guard_upstream.prompts) == 2
         assert all("ana@example.org" not in p for p in guard_upstream.prompts)
+        # A second usage row bills the guard model's calls, counted for the guard model (estimated here).
+        from sovhub.backends.base import estimate_tokens
+
+        guard_row = next(r for r in _usage_rows(hub, client) if r.model == GUARD)
+        assert guard_row.endpoint == "moderations" and guard_row.backend == "guard" and guard_row.estimated
+        assert guard_row.prompt_tokens == sum(estimate_tokens(p) for p in guard_upstream.prompts)
         bad = client.post("/v1/moderations", json={"input": "GARBLE"})
     assert bad.status_code == 502 and bad.json()["error"]["code"] == "guard_model_invalid"
 
@@ -250,3 +256,59 @@ def test_system_and_tool_messages_reach_the_guard_model(
         r = client.post("/v1/chat/completions", json={"model": "echo", "messages": [
             {"role": "system", "content": "you KABOOM"}, {"role": "user", "content": "hello"}]})
     assert r.status_code == 403
+
+
+def _usage_rows(hub: Hub, client: TestClient) -> list[Any]:
+    from sqlalchemy import select
+
+    from sovhub.store.tables import UsageRecord
+
+    assert hub.meter is not None
+    client.portal.call(hub.meter.flush)  # type: ignore[union-attr]
+    with hub.db.session() as s:
+        return list(s.scalars(select(UsageRecord).order_by(UsageRecord.id)))
+
+
+def test_the_chat_pipelines_guard_model_calls_are_metered(
+    hub: Hub, fake_plugin: Any, api_key: str, guard_upstream: VerdictUpstream
+) -> None:
+    from sovhub.backends.base import estimate_tokens
+
+    with _start(hub, fake_plugin, api_key, guard_upstream) as client:
+        assert _chat(client, "what is the capital of Poland").status_code == 200
+        rows = _usage_rows(hub, client)
+        by_model = {r.model: r for r in rows}
+        assert set(by_model) == {"echo", GUARD}, [r.model for r in rows]
+        guard = by_model[GUARD]
+        assert guard.request_id == by_model["echo"].request_id and guard.endpoint == "chat"
+        assert guard.backend == "guard" and guard.org_id == by_model["echo"].org_id
+        # The fake guard reports no usage and has no tokenizer here: counted by the hub, and said so.
+        assert guard.estimated
+        assert guard.prompt_tokens == sum(estimate_tokens(p) for p in guard_upstream.prompts)
+        assert guard.completion_tokens == 2 * estimate_tokens("safe")
+
+        # A request the guard model refuses never reaches the chat model, but its verdict is billed.
+        assert _chat(client, "how to KABOOM the station").status_code == 403
+        blocked = [r for r in _usage_rows(hub, client) if r.id not in {x.id for x in rows}]
+    assert [(r.model, r.status) for r in blocked] == [(GUARD, 403)]
+    assert blocked[0].prompt_tokens == estimate_tokens(guard_upstream.prompts[-1])
+
+
+def test_the_guard_models_tokens_count_against_the_token_quota(
+    hub: Hub, fake_plugin: Any, api_key: str, guard_upstream: VerdictUpstream
+) -> None:
+    """Refused by the guard model, many times: each verdict is settled against the tokens per day."""
+    from sqlalchemy import select
+
+    from sovhub.access.quotas import set_org_limits
+    from sovhub.store.tables import Organization
+
+    with hub.db.session() as s:
+        org = int(s.execute(select(Organization.id).where(Organization.name == "acme")).scalar_one())
+    with _start(hub, fake_plugin, api_key, guard_upstream) as client:
+        assert _chat(client, "how to KABOOM the station", max_tokens=8).status_code == 403
+        spent = _usage_rows(hub, client)[0].prompt_tokens
+        set_org_limits(hub, org, {"tpd": 3 * spent + 40})
+        codes = [_chat(client, "how to KABOOM the station", max_tokens=8).status_code for _ in range(6)]
+    # Before, a refused request gave its whole reservation back: refusals were free for ever.
+    assert codes[:2] == [403, 403] and codes[-1] == 429, codes

@@ -251,6 +251,22 @@ def test_tool_call_arguments_are_judged(app_client: TestClient, marker: MarkerPl
     assert r.json()["error"]["categories"] == ["S1"]
 
 
+@pytest.mark.parametrize("field", [
+    {"refusal": "KABOOM, step by step"},
+    {"reasoning_content": "first gather KABOOM parts"},
+    {"reasoning": "first gather KABOOM parts"},
+    {"function_call": {"name": "search", "arguments": json.dumps({"q": "KABOOM recipe"})}},
+])
+def test_refusal_reasoning_and_legacy_function_call_are_judged(
+    app_client: TestClient, marker: MarkerPlugin, field: dict[str, Any]
+) -> None:
+    r = app_client.post("/v1/chat/completions", json={"model": "echo", "messages": [
+        {"role": "user", "content": "look it up"}, {"role": "assistant", "content": "", **field},
+        {"role": "user", "content": "thanks"}]})
+    assert r.status_code == 403, field
+    assert r.json()["error"]["categories"] == ["S1"]
+
+
 def test_input_past_the_cap_is_400(app_client: TestClient, hub: Hub, marker: MarkerPlugin) -> None:
     cap = hub.settings.safety.max_input_chars
     half = "lorem ipsum " * (cap // 24 + 1)

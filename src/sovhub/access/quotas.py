@@ -203,7 +203,9 @@ def set_key_limits(hub: Hub, prefix: str, limits: Mapping[str, int | None], *, a
 
     Fields are those of the rate limiter (``FIELDS``); fields not named keep their value. The
     change applies to the key's next request in this process; other replicas apply it when their
-    cached copy of the key expires (``key_cache_ttl_s``). A revoked key's limits cannot change.
+    cached copy of the key expires (``key_cache_ttl_s``). A revoked key's limits cannot change. A
+    key minted by another key cannot be raised above (or cleared past) its creator's limits
+    (InvalidRequest ``limit_above_parent``); lowering a key lowers the keys minted from it to fit.
 
     >>> set_key_limits(hub, "sk-sov-AbCd1234", {"rpm": 60, "tpd": None}, actor="cli:ops")
     {'rpm': 60}
@@ -223,9 +225,54 @@ def set_key_limits(hub: Hub, prefix: str, limits: Mapping[str, int | None], *, a
             raise Conflict(f"API key {prefix} is revoked; its limits can no longer change",
                            param="prefix", code="revoked_api_key")
         current = _merged(row.limits or {}, limits)
+        if row.parent_key_id is not None:
+            # Row-locked, as when a key mints one: a concurrent change of the parent waits for this.
+            parent = s.scalar(select(ApiKey).where(ApiKey.id == row.parent_key_id).with_for_update())
+            if parent is not None:
+                _check_within(current, parent)
         row.limits = current
+        narrowed = _narrow_descendants(s, row.id, current)
     cache = hub.legacy.get("key_cache")
     if isinstance(cache, KeyCache):
-        cache.forget_prefix(prefix)
-    hub.emit("key.limits_set", actor=actor, subject=f"key:{prefix}", org=org_name, limits=current)
+        for changed in (prefix, *narrowed):
+            cache.forget_prefix(changed)
+    extra = {"narrowed_children": narrowed} if narrowed else {}
+    hub.emit("key.limits_set", actor=actor, subject=f"key:{prefix}", org=org_name, limits=current, **extra)
     return current
+
+
+def _check_within(limits: Mapping[str, int], parent: ApiKey) -> None:
+    """A key minted by a key stays within its creator's limits, whoever changes them later."""
+    for field, ceiling in sorted((parent.limits or {}).items()):
+        value = limits.get(field)
+        if value is None or value > int(ceiling):
+            wanted = "no limit" if value is None else f"{field}={value}"
+            raise InvalidRequest(
+                f"{wanted} is above {field}={int(ceiling)} of key {parent.prefix}, which made this key: "
+                "a key's limits stay within those of the key that made it",
+                param=field, code="limit_above_parent",
+            )
+
+
+def _narrow_descendants(s: Any, key_id: int, limits: Mapping[str, int]) -> list[str]:
+    """Lower the limits of every key minted from this one (and from those) to fit the new ceiling."""
+    changed: list[str] = []
+    frontier: list[tuple[int, Mapping[str, int]]] = [(key_id, limits)]
+    seen = {key_id}
+    while frontier:
+        parents = dict(frontier)
+        frontier = []
+        children = s.scalars(select(ApiKey).where(ApiKey.parent_key_id.in_(list(parents))).with_for_update())
+        for child in children:
+            if child.id in seen:
+                continue
+            seen.add(child.id)
+            own = {k: int(v) for k, v in (child.limits or {}).items()}
+            fitted = dict(own)
+            for field, ceiling in parents[child.parent_key_id].items():
+                fitted[field] = min(own.get(field, ceiling), ceiling)
+            if fitted != own and child.revoked_at is None:
+                child.limits = fitted
+                changed.append(child.prefix)
+            frontier.append((child.id, fitted))
+    return changed

@@ -2,12 +2,11 @@
 
 `/metrics` tells anyone who reads it the hub's traffic, models and error rates: it wants
 ``Authorization: Bearer <metrics_token>`` (401 otherwise), the token Prometheus reads from a file
-(``authorization: {credentials_file: ...}`` in its scrape config).
+(``authorization: {credentials_file: ...}`` in its scrape config). With ``metrics_port`` set it is
+served only on that port (:mod:`.metrics_listener`), and this app has no ``/metrics`` route.
 """
 
 from __future__ import annotations
-
-import hmac
 
 import anyio
 from fastapi import APIRouter, Request, Response
@@ -17,10 +16,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..errors import AuthenticationFailed
 from ..fleet.drain import Drain
 from .deps import HubDep
+from .metrics_listener import metrics_token_ok
 
 router = APIRouter()
+#: Included by the API plugin unless ``metrics_port`` moves /metrics to its own listener.
+metrics_router = APIRouter()
 
-__all__ = ["router"]
+__all__ = ["metrics_router", "router"]
 
 
 @router.get("/healthz", include_in_schema=False)
@@ -40,11 +42,9 @@ async def readyz(hub: HubDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", include_in_schema=False)
+@metrics_router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, hub: HubDep) -> Response:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    expected = hub.settings.resolved_metrics_token
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+    if not metrics_token_ok(request.headers.get("authorization", ""), hub.settings.resolved_metrics_token):
         raise AuthenticationFailed("/metrics needs the metrics token: Authorization: Bearer <metrics_token> "
                                    "(<data_dir>/metrics_token or the metrics_token setting)",
                                    code="invalid_metrics_token", headers={"www-authenticate": 'Bearer realm="metrics"'})

@@ -16,7 +16,9 @@ def sovhub_routers(hub: Hub) -> list[Any]:
     from .keys import router as keys
     from .models.router import router as models
 
-    return [ops.router, models, chat, embeddings, keys]
+    # With a metrics port, /metrics is not routed here at all (api/metrics_listener.py serves it).
+    own_metrics = [ops.metrics_router] if hub.settings.metrics_port is None else []
+    return [ops.router, *own_metrics, models, chat, embeddings, keys]
 
 
 @hookimpl

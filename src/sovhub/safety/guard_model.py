@@ -21,12 +21,13 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from ..backends.base import CancelToken
+from ..backends.base import Backend, CancelToken, estimate_tokens
 from ..errors import BackendUnavailable, ModelNotFound, SovhubError, UpstreamFailed
+from ..pipeline import SideCall
 from .guards import GuardFinding
 from .taxonomy import HAZARD_CODES, HAZARDS
 
@@ -128,13 +129,14 @@ _VERDICT_MAX_TOKENS = 24
 
 
 def backend_complete(
-    hub: Hub, model: str, ctx: ChatContext | None, calls: list[tuple[str, str]] | None = None
+    hub: Hub, model: str, ctx: ChatContext | None, calls: list[SideCall] | None = None
 ) -> Complete:
     """``complete(messages)`` through the hub's backends serving ``model`` (greedy, a few tokens).
 
     The request's own routing policies choose the backend, so a message never reaches a guard
     model its owner's residency rules would not allow. One retry on the next backend, as for chat.
-    Each answered call is appended to ``calls`` as (prompt, answer), for metering.
+    Each answered call is appended to ``calls``, for metering: its tokens as the backend reported
+    them, else counted with the backend's own tokenizer, else estimated (and marked so).
     """
 
     async def complete(messages: list[dict[str, str]]) -> str:
@@ -150,11 +152,14 @@ def backend_complete(
         for backend in candidates[:2]:
             cancel = CancelToken()
             parts: list[str] = []
+            usage: dict[str, Any] | None = None
             stream = backend.chat_stream(model, list(messages), {"temperature": 0.0, "max_tokens": _VERDICT_MAX_TOKENS},
                                          cancel)
             try:
                 async with contextlib.aclosing(stream):  # type: ignore[type-var]
                     async for chunk in stream:
+                        if isinstance(chunk.get("usage"), dict):
+                            usage = chunk["usage"]
                         for choice in chunk.get("choices") or []:
                             content = (choice.get("delta") or {}).get("content")
                             if content:
@@ -167,12 +172,24 @@ def backend_complete(
                 cancel.cancel()
             answer = "".join(parts)
             if calls is not None:
-                calls.append(("\n".join(m.get("content", "") for m in messages), answer))
+                calls.append(_side_call(model, backend, messages, answer, usage or cancel.usage))
             return answer
         assert last is not None
         raise last
 
     return complete
+
+
+def _side_call(
+    model: str, backend: Backend, messages: list[dict[str, str]], answer: str, usage: dict[str, Any] | None
+) -> SideCall:
+    if usage:
+        return SideCall(model, backend.name, int(usage.get("prompt_tokens") or 0),
+                        int(usage.get("completion_tokens") or 0))
+    prompt = "\n".join(m.get("content", "") for m in messages)
+    counted = [backend.count_tokens(t) for t in (prompt, answer)]
+    tokens = [estimate_tokens(t) if n is None else n for n, t in zip(counted, (prompt, answer), strict=True)]
+    return SideCall(model, backend.name, tokens[0], tokens[1], estimated=None in counted)
 
 
 async def run_guard_model(
@@ -197,7 +214,7 @@ async def run_guard_model(
 
 async def moderate_with_guard_model(
     hub: Hub, texts: Sequence[str], results: list[ModerationResult], lang: str | None,
-    calls: list[tuple[str, str]] | None = None,
+    calls: list[SideCall] | None = None,
 ) -> list[ModerationResult]:
     """``/v1/moderations`` results with the guard model's verdicts added (unchanged when it is off).
 

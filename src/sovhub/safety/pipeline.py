@@ -22,6 +22,7 @@ import anyio
 from ..errors import ContentBlocked, InvalidRequest
 from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .explain import explain, pick_lang
+from .fields import MessageField, message_fields, with_field
 from .guard_model import GuardModelGuard, backend_complete, run_guard_model
 from .guards import GuardFinding
 from .pii import PiiAnalyzer, PiiEntity, PiiGuard, Redactor, Vault, VaultStore
@@ -31,7 +32,7 @@ from .records import ModerationRecorder, PendingDecision, record_policy_version
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["SafetyInterceptor", "SafetyRuntime", "check_input_size", "get_runtime", "message_text", "tool_call_texts"]
+__all__ = ["SafetyInterceptor", "SafetyRuntime", "check_input_size", "get_runtime", "message_text"]
 
 log = logging.getLogger("sovhub.safety")
 
@@ -47,18 +48,6 @@ def message_text(message: dict[str, Any]) -> str:
     if isinstance(content, list):
         return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
-
-
-def tool_call_texts(message: dict[str, Any]) -> list[str]:
-    """The function names and arguments of an assistant message's tool calls (client-written too)."""
-    out: list[str] = []
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            text = f"{function.get('name') or ''} {function.get('arguments') or ''}".strip()
-            if text:
-                out.append(text)
-    return out
 
 
 def check_input_size(hub: Hub, sizes: list[int], param: str) -> None:
@@ -183,8 +172,8 @@ class SafetyInterceptor:
             return
         rt = self.runtime
         texts = [message_text(m) for m in ctx.messages]
-        calls = [tool_call_texts(m) if m.get("role") == "assistant" else [] for m in ctx.messages]
-        check_input_size(self.hub, [len(t) for t in texts] + [len(c) for cs in calls for c in cs], "messages")
+        fields = [message_fields(m) for m in ctx.messages]
+        check_input_size(self.hub, [len(t) for t in texts] + [len(f.text) for fs in fields for f in fs], "messages")
         last_user = next((t for m, t in zip(reversed(ctx.messages), reversed(texts), strict=True)
                           if m.get("role") == "user"), "")
         lang = pick_lang(ctx.lang, last_user)
@@ -192,46 +181,50 @@ class SafetyInterceptor:
 
         authored = _hub_authored(ctx)
 
-        def judge() -> list[tuple[int, list[GuardFinding]]]:
-            out: list[tuple[int, list[GuardFinding]]] = []
-            for i, text in enumerate(texts):
-                # An API client writes every role (any "assistant" or "system" turn it likes), so every
-                # message is judged for hazards as well as redacted for identifiers.
-                if not text:
-                    found: list[GuardFinding] = []
-                elif ctx.messages[i].get("role") in authored:
-                    found = rt.pii_guard.scan(text, lang)
-                else:
-                    found = rt.scan(text, lang)
-                for args in calls[i]:
-                    # Spans in arguments do not index the content: hazards only, nothing to redact.
-                    found += rt.scan(args, lang, pii=False)
-                if found:
-                    out.append((i, found))
+        def judge() -> list[tuple[int, MessageField | None, list[GuardFinding]]]:
+            # One entry per text judged: a message's content (field None) or another field of it,
+            # each with findings whose spans index that text alone.
+            out: list[tuple[int, MessageField | None, list[GuardFinding]]] = []
+            for i, message in enumerate(ctx.messages):
+                hub_written = message.get("role") in authored
+                targets: list[tuple[MessageField | None, str, bool]] = [(None, texts[i], True)]
+                targets += [(f, f.text, f.redactable) for f in fields[i]]
+                for target, text, redactable in targets:
+                    if not text:
+                        continue
+                    # An API client writes every role (any "assistant" or "system" turn it likes), so
+                    # every message is judged for hazards as well as redacted for identifiers.
+                    if hub_written:
+                        found = rt.pii_guard.scan(text, lang) if redactable else []
+                    else:
+                        found = rt.scan(text, lang, pii=redactable)
+                    if found:
+                        out.append((i, target, found))
             return out
 
         # The guards are CPU work (embeddings, matrix products): off the event loop.
-        decisions = [(i, decide(rt.policy, found, lang)) for i, found in await anyio.to_thread.run_sync(judge)]
-        blocked = [d for _, d in decisions if d.action == "block"]
+        decisions = [(i, target, decide(rt.policy, found, lang))
+                     for i, target, found in await anyio.to_thread.run_sync(judge)]
+        blocked = [d for _, _, d in decisions if d.action == "block"]
         if blocked:
             await self._block(ctx, lang, blocked)
-        redacted = [(i, d) for i, d in decisions if d.redact_spans]
+        redacted = [(i, target, d) for i, target, d in decisions if d.redact_spans]
         if redacted:
             self._redact(ctx, texts, redacted)
         # Asked last, on the redacted messages: the guard model is a backend like any other and sees
         # no identifier the chat model would not see. It reads the whole conversation, in pieces.
         # One line per message: the guard model judges it all as one turn (Llama Guard's "\n\n" separates turns).
         conversation = "\n".join(
-            part for i, m in enumerate(ctx.messages) if m.get("role") not in authored
-            for part in (message_text(m), *calls[i]) if part
+            part for m in ctx.messages if m.get("role") not in authored
+            for part in (message_text(m), *(f.text for f in message_fields(m))) if part
         )
         found = await self._ask_guard_model(ctx, conversation, lang, role="User")
         if found:
             verdict = decide(rt.policy, found, lang)
             if verdict.action == "block":
                 await self._block(ctx, lang, [verdict])
-            decisions.append((len(ctx.messages) - 1, verdict))
-        warned = [d for _, d in decisions if d.action in ("warn", "redact")]
+            decisions.append((len(ctx.messages) - 1, None, verdict))
+        warned = [d for _, _, d in decisions if d.action in ("warn", "redact")]
         if warned:
             self._record(ctx, "input", warned[0].action, warned, lang)
 
@@ -250,21 +243,26 @@ class SafetyInterceptor:
             },
         )
 
-    def _redact(self, ctx: ChatContext, texts: list[str], redacted: list[tuple[int, Decision]]) -> None:
+    def _redact(
+        self, ctx: ChatContext, texts: list[str], redacted: list[tuple[int, MessageField | None, Decision]]
+    ) -> None:
         rt = self.runtime
-        mode = redacted[0][1].pii_mode
+        mode = redacted[0][2].pii_mode
         vault = rt.vault_for(ctx) if mode == "pseudonymize" else None
-        for i, decision in redacted:
+        for i, target, decision in redacted:
             spans = [_entity(f) for f in decision.redact_spans]
-            new = rt.redactor.redact(texts[i], spans, mode, vault)  # type: ignore[arg-type]
-            message = dict(ctx.messages[i])
-            if isinstance(message.get("content"), list):
-                message["content"] = [{"type": "text", "text": new}]
+            source = texts[i] if target is None else target.text
+            new = rt.redactor.redact(source, spans, mode, vault)  # type: ignore[arg-type]
+            message = ctx.messages[i]
+            if target is not None:
+                message = with_field(message, target.path, new)
+            elif isinstance(message.get("content"), list):
+                message = {**message, "content": [{"type": "text", "text": new}]}
             else:
-                message["content"] = new
+                message = {**message, "content": new}
             ctx.messages[i] = message
-        ctx.state["safety.redacted"] = sorted({f.category for _, d in redacted for f in d.redact_spans})
-        if vault is not None and len(vault) and redacted[0][1].restore:
+        ctx.state["safety.redacted"] = sorted({f.category for _, _, d in redacted for f in d.redact_spans})
+        if vault is not None and len(vault) and redacted[0][2].restore:
             rt.live.put(rt.live_key(ctx.request_id, ctx.principal), vault)
 
     def _record(
@@ -321,7 +319,7 @@ class SafetyInterceptor:
         if role == "Agent":
             question = next((message_text(m) for m in reversed(ctx.messages) if m.get("role") == "user"), "")
             history = [("User", question[-2000:])] if question else []
-        guard = GuardModelGuard(backend_complete(self.hub, settings.guard_model, ctx), role=role)
+        guard = GuardModelGuard(backend_complete(self.hub, settings.guard_model, ctx, ctx.side_calls), role=role)
         return await run_guard_model(guard, text, lang, failure=settings.guard_model_failure,
                                      timeout_s=settings.guard_model_timeout_s, history=history)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .fields import ANSWER_TEXT_FIELDS, message_fields
 from .pii import StreamRestorer, Vault
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class _Rewrite:
         self.mode = "pass"
         self.start: Message | None = None
         self.buffer = b""
-        self.restorers: dict[int, StreamRestorer] = {}
+        self.restorers: dict[tuple[str | int, ...], StreamRestorer] = {}
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -101,6 +102,9 @@ class _Rewrite:
             message = choice.get("message") or {}
             if isinstance(message.get("content"), str):
                 message["content"] = self.vault.restore(message["content"])
+            for f in message_fields(message):
+                if f.redactable:
+                    _put(message, f.path, self.vault.restore(f.text))
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
     def _event(self, event: bytes) -> bytes:
@@ -115,13 +119,54 @@ class _Rewrite:
             return event
         for choice in data.get("choices", []):
             index = int(choice.get("index", 0))
-            restorer = self.restorers.setdefault(index, StreamRestorer(self.vault))
             delta = choice.get("delta") or {}
-            content = delta.get("content")
-            text = restorer.feed(content) if isinstance(content, str) else ""
-            if choice.get("finish_reason"):
-                text += restorer.flush()
-            if isinstance(content, str) or text:
-                delta["content"] = text
+            # Each streamed text of a choice has its own restorer: a placeholder split across
+            # chunks is split inside one field, and a held tail belongs to that field.
+            slots: dict[tuple[str | int, ...], dict[str, Any]] = {}
+            for name in ("content", *ANSWER_TEXT_FIELDS):
+                slots[(name,)] = delta
+            for call in delta.get("tool_calls") or []:
+                if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                    slots[("tool_calls", int(call.get("index") or 0))] = call["function"]
+            if isinstance(delta.get("function_call"), dict):
+                slots[("function_call",)] = delta["function_call"]
+            finished = bool(choice.get("finish_reason"))
+            for key, holder in slots.items():
+                name = key[0] if len(key) == 1 and key[0] in ("content", *ANSWER_TEXT_FIELDS) else "arguments"
+                value = holder.get(name)
+                if not isinstance(value, str):
+                    continue
+                holder[name] = self._restorer(index, key).feed(value)
+            if finished:
+                self._flush(index, delta)
+            if delta:
                 choice["delta"] = delta
         return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def _restorer(self, index: int, key: tuple[str | int, ...]) -> StreamRestorer:
+        assert self.vault is not None
+        return self.restorers.setdefault((index, *key), StreamRestorer(self.vault))
+
+    def _flush(self, index: int, delta: dict[str, Any]) -> None:
+        """At a choice's end, what each of its restorers still holds goes out in the final delta."""
+        for key, restorer in list(self.restorers.items()):
+            if key[0] != index:
+                continue
+            rest = restorer.flush()
+            if not rest:
+                continue
+            field = key[1:]
+            if field[0] == "tool_calls":
+                delta.setdefault("tool_calls", []).append({"index": field[1], "function": {"arguments": rest}})
+            elif field[0] == "function_call":
+                delta.setdefault("function_call", {})["arguments"] = rest
+            else:
+                name = str(field[0])
+                delta[name] = (delta.get(name) or "") + rest
+
+
+def _put(message: dict[str, Any], path: tuple[str | int, ...], text: str) -> None:
+    node: Any = message
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = text

@@ -26,6 +26,7 @@ def all_table_modules() -> list[str]:
         "sovhub.safety.tables",
         "sovhub.access.tables",
         "sovhub.assistant.tables",
+        "sovhub.credits.tables",
     ]
 
 

@@ -429,3 +429,16 @@ def test_the_fidelity_table_shows_each_language_with_failures_and_unreadable_ans
     # uk: 1 right of 2 counted (the unreadable one counts against it); ar: its only answer failed.
     assert re.search(r"<td>smol</td><td>uk</td><td>2</td>\s*<td>50 %</td>", table), table
     assert re.search(r"<td>smol</td><td>ar</td><td>1</td>\s*<td>0 %</td>", table), table
+
+
+def test_staff_cannot_give_a_minted_key_more_than_its_creator(staff: Web) -> None:
+    hub = staff.hub
+    parent = create_key(hub, "acme", scopes=["admin"], limits={"rpm": 5})
+    child = create_key(hub, "acme", creator=authenticate(hub, parent.secret))
+    for data in ({"rpm": "50"}, {"rpm": ""}):
+        refused = _post(staff, f"/admin/orgs/acme/keys/{child.prefix}/limits", data, page="/admin/orgs/acme")
+        assert refused.headers["location"] == "/admin/orgs/acme?error=above_parent#keys-title"
+        page = _text(staff, refused.headers["location"])
+        assert "cannot have higher quotas than the key that made it" in page and "Nothing was changed." in page
+    assert _key_limits(hub, child.prefix) == {"rpm": 5}
+    assert _audit(hub, "key.limits_set") == []

@@ -1,7 +1,8 @@
 """What of an answer may reach the client: output checks per choice, and the held-back tail.
 
-Each choice of an answer (``n`` > 1 gives several) is checked on its own: its content and each
-of its tool calls' arguments are separate texts, each seen by the interceptors' ``check_output``
+Each choice of an answer (``n`` > 1 gives several) is checked on its own: its content, its
+``refusal`` and reasoning (``reasoning_content``, ``reasoning``), each of its tool calls' arguments
+and the legacy ``function_call``'s are separate texts, each seen by the interceptors' ``check_output``
 through its own copy of the request context (a guard that remembers how far it read keeps one
 position per text). A choice's chunks are held until every text they carry passed a check, and
 released together; checks run when a choice's unchecked text reaches :data:`CHECK_EVERY`
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...backends.base import ChatChunk
-from ...pipeline import ChatContext, ChatInterceptor, OutputVerdict
+from ...pipeline import ANSWER_TEXT_FIELDS, ChatContext, ChatInterceptor, OutputVerdict
 
 __all__ = ["CHECK_EVERY", "OutputGate", "checks_output"]
 
@@ -36,7 +37,7 @@ def checks_output(interceptor: ChatInterceptor) -> bool:
 
 @dataclass(slots=True)
 class _Text:
-    """One checked text of a choice: its content, or one tool call's arguments."""
+    """One checked text of a choice: its content, refusal, reasoning, or one call's arguments."""
 
     ctx: ChatContext
     parts: list[str] = field(default_factory=list)
@@ -56,7 +57,9 @@ class _Text:
 class _Choice:
     index: int
     content: _Text
-    tools: dict[int, _Text] = field(default_factory=dict)
+    #: Its other texts, by field ("refusal", "reasoning_content", "reasoning", "function_call",
+    #: "tool:<index>"), each checked apart from the content.
+    others: dict[str, _Text] = field(default_factory=dict)
     held: list[ChatChunk] = field(default_factory=list)
     finish: str | None = None
     stopped: OutputVerdict | None = None
@@ -66,7 +69,7 @@ class _Choice:
     generated: list[str] = field(default_factory=list)
 
     def texts(self) -> list[_Text]:
-        return [self.content, *(self.tools[k] for k in sorted(self.tools))]
+        return [self.content, *(self.others[k] for k in sorted(self.others))]
 
     @property
     def unchecked(self) -> int:
@@ -129,24 +132,29 @@ class OutputGate:
         return out
 
     def _take(self, choice: _Choice, entry: dict[str, Any]) -> None:
-        """Add an entry's text to its choice: to what is checked while the choice is not stopped."""
+        """Add an entry's texts to its choice: to what is checked while the choice is not stopped."""
         delta = entry.get("delta") or {}
         content = delta.get("content")
         if isinstance(content, str) and content:
             choice.generated.append(content)
             if choice.stopped is None:
                 choice.content.add(content)
+        pieces: list[tuple[str, Any]] = [(name, delta.get(name)) for name in ANSWER_TEXT_FIELDS]
         for call in delta.get("tool_calls") or []:
-            arguments = (call.get("function") or {}).get("arguments")
-            if not isinstance(arguments, str) or not arguments:
+            if isinstance(call, dict):
+                pieces.append((f"tool:{int(call.get('index') or 0)}", (call.get("function") or {}).get("arguments")))
+        legacy = delta.get("function_call")
+        if isinstance(legacy, dict):
+            pieces.append(("function_call", legacy.get("arguments")))
+        for key, piece in pieces:
+            if not isinstance(piece, str) or not piece:
                 continue
-            choice.generated.append(arguments)
+            choice.generated.append(piece)
             if choice.stopped is None:
-                key = int(call.get("index") or 0)
-                text = choice.tools.get(key)
+                text = choice.others.get(key)
                 if text is None:
-                    text = choice.tools[key] = _Text(self._copy())
-                text.add(arguments)
+                    text = choice.others[key] = _Text(self._copy())
+                text.add(piece)
 
     async def _step(self, choice: _Choice, *, final: bool) -> list[ChatChunk]:
         for text in choice.texts():

@@ -25,7 +25,7 @@ from ...errors import BackendUnavailable, InvalidRequest, ShuttingDown, SovhubEr
 from ...fleet.drain import Drain
 from ...hub import Hub
 from ...metering import Usage
-from ...pipeline import ChatContext, ChatResult, Principal
+from ...pipeline import ANSWER_TEXT_FIELDS, ChatContext, ChatResult, Principal, SideCall
 from .gate import OutputGate, checks_output
 from .protocol import ChatCompletionRequest
 
@@ -157,9 +157,12 @@ class ChatService:
             finally:
                 if self.drain is not None:
                     self.drain.untrack(opening)
-        except BaseException:
-            # Refused by a check or no backend answered: the reservation is given back.
-            await release(self.hub, admission)
+        except BaseException as exc:
+            # Refused by a check or no backend answered: the reservation is given back, less what
+            # the checks' own model calls (a guard model's verdict on the input) used.
+            side = self._record_side_calls(ctx, status=exc.status if isinstance(exc, SovhubError) else 499)
+            with anyio.CancelScope(shield=True):
+                await (settle(self.hub, admission, side) if side else release(self.hub, admission))
             raise
         waited = time.perf_counter() - t0
         envelope = {"id": f"chatcmpl-{ctx.request_id}", "object": "chat.completion.chunk",
@@ -268,7 +271,9 @@ class ChatService:
             usage, estimated = self._count(p)
             self._record(p, usage, estimated, status)
             ctx = p.ctx
-            await settle(self.hub, ctx.state["admission"], usage["prompt_tokens"] + usage["completion_tokens"])
+            side = self._record_side_calls(ctx, status=200)
+            await settle(self.hub, ctx.state["admission"],
+                         usage["prompt_tokens"] + usage["completion_tokens"] + side)
             result = ChatResult(
                 text=p.gate.sent_text(), finish_reason=p.gate.finish_reason(),
                 prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
@@ -332,6 +337,27 @@ class ChatService:
             prompt_tokens=estimate_tokens(prompt_text(ctx.messages)), completion_tokens=0, status=503, estimated=True,
         ))
 
+    def _record_side_calls(self, ctx: ChatContext, status: int) -> int:
+        """One usage row per model the interceptors asked for this request (a guard model); their tokens."""
+        calls, ctx.side_calls = ctx.side_calls, []
+        by_model: dict[tuple[str, str], list[SideCall]] = {}
+        for call in calls:
+            by_model.setdefault((call.model, call.backend), []).append(call)
+        principal = ctx.principal
+        for (model, backend), group in by_model.items():
+            prompt = sum(c.prompt_tokens for c in group)
+            completion = sum(c.completion_tokens for c in group)
+            self.hub.legacy["metrics"].tokens.labels(model, "prompt").inc(prompt)
+            self.hub.legacy["metrics"].tokens.labels(model, "completion").inc(completion)
+            if self.hub.meter is not None:
+                self.hub.meter.record(Usage(
+                    request_id=ctx.request_id, endpoint="chat", model=model, org_id=principal.org_id,
+                    key_id=principal.key_id, user_id=principal.user_id, backend=backend,
+                    prompt_tokens=prompt, completion_tokens=completion, status=status,
+                    estimated=any(c.estimated for c in group),
+                ))
+        return sum(c.prompt_tokens + c.completion_tokens for c in calls)
+
     async def sse(
         self, p: PreparedChat, include_usage: bool, on_backend_time: Callable[[float], None]
     ) -> AsyncIterator[bytes]:
@@ -363,10 +389,16 @@ class ChatService:
                          "finish_reason": None, "logprobs": None},
                     )
                     delta = c.get("delta") or {}
+                    message = slot["message"]
                     if delta.get("content"):
-                        slot["message"]["content"] += delta["content"]
+                        message["content"] += delta["content"]
+                    for name in ANSWER_TEXT_FIELDS:
+                        if isinstance(delta.get(name), str) and delta[name]:
+                            message[name] = (message.get(name) or "") + delta[name]
                     for call in delta.get("tool_calls") or []:
                         _merge_tool_call(calls.setdefault(index, {}), call)
+                    if isinstance(delta.get("function_call"), dict):
+                        _merge_function(message.setdefault("function_call", {}), delta["function_call"])
                     if c.get("finish_reason"):
                         slot["finish_reason"] = c["finish_reason"]
         for index, slot in choices.items():
@@ -410,6 +442,15 @@ def _drained() -> ShuttingDown:
     return ShuttingDown("this hub replica is shutting down and ended the answer; retry, another replica answers")
 
 
+def _merge_function(function: dict[str, Any], fragment: dict[str, Any]) -> None:
+    """Join the legacy `function_call`'s streamed fragments (its arguments arrive piece by piece)."""
+    for name, value in fragment.items():
+        if name == "arguments" and isinstance(value, str):
+            function["arguments"] = function.get("arguments", "") + value
+        elif value is not None:
+            function[name] = value
+
+
 def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
     """Join a streamed tool call's fragments (its arguments arrive piece by piece) into one call."""
     key = int(fragment.get("index") or 0)
@@ -418,12 +459,7 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any])
         call = calls[key] = {k: v for k, v in fragment.items() if k != "index"}
         call["function"] = dict(fragment.get("function") or {})
         return
-    function = fragment.get("function") or {}
-    for name, value in function.items():
-        if name == "arguments" and isinstance(value, str):
-            call["function"]["arguments"] = call["function"].get("arguments", "") + value
-        elif value is not None:
-            call["function"][name] = value
+    _merge_function(call["function"], fragment.get("function") or {})
     for name, value in fragment.items():
         if name not in ("index", "function") and value is not None:
             call[name] = value
@@ -433,10 +469,10 @@ def _texts_of(chunk: ChatChunk) -> list[str]:
     out: list[str] = []
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
-        if isinstance(delta.get("content"), str):
-            out.append(delta["content"])
-        for call in delta.get("tool_calls") or []:
-            arguments = (call.get("function") or {}).get("arguments")
+        out.extend(delta[k] for k in ("content", *ANSWER_TEXT_FIELDS) if isinstance(delta.get(k), str))
+        functions = [call.get("function") for call in delta.get("tool_calls") or [] if isinstance(call, dict)]
+        for function in [*functions, delta.get("function_call")]:
+            arguments = function.get("arguments") if isinstance(function, dict) else None
             if isinstance(arguments, str):
                 out.append(arguments)
     return out

@@ -15,7 +15,7 @@ from ...admission import admit, release, settle
 from ...errors import InvalidRequest, UnsupportedParameter
 from ...hub import Hub
 from ...metering import Usage
-from ...pipeline import Principal
+from ...pipeline import Principal, SideCall
 from ...safety.encoders import build_semantic_guard
 from ...safety.guard_model import moderate_with_guard_model
 from ...safety.lexicon import LexiconGuard
@@ -111,15 +111,16 @@ async def amoderate(
 ) -> tuple[CreateModerationResponse, dict[str, str]]:
     """Admitted and metered like chat; the guard model's verdicts added when one is configured.
 
-    Off the event loop. Tokens are counted with the hub's tokenizer (e5): one usage row for the
-    moderation, one per guard model call batch (its prompts and verdicts).
+    Off the event loop. The moderation's tokens are counted with the hub's tokenizer (e5), in one
+    usage row; the guard model's calls (prompts and verdicts) in a second row, as the guard
+    model's backend reported them or counted with its tokenizer (estimated when it has none).
     """
     texts = parse_inputs(body.input)
     check_input_size(hub, [len(t) for t in texts], "input")
     # e5 gives at most one token per character plus two markers: an upper bound to hold.
     admission = await admit(hub, principal, "moderations", MODEL_ID, reserve=sum(len(t) + 2 for t in texts))
     started = time.perf_counter()
-    calls: list[tuple[str, str]] = []
+    calls: list[SideCall] = []
     try:
         def work() -> tuple[list[ModerationResult], int]:
             found = get_moderator(hub).moderate_batch(texts, body.lang)
@@ -131,10 +132,8 @@ async def amoderate(
         await release(hub, admission)
         raise
     latency_ms = (time.perf_counter() - started) * 1000
-    guard_prompt, guard_answer = await anyio.to_thread.run_sync(
-        lambda: (sum(hub.embedder.token_count(p) for p, _ in calls),
-                 sum(hub.embedder.token_count(a) for _, a in calls))
-    )
+    guard_prompt = sum(c.prompt_tokens for c in calls)
+    guard_answer = sum(c.completion_tokens for c in calls)
     if hub.meter is not None:
         hub.meter.record(Usage(request_id=request_id, endpoint="moderations", model=MODEL_ID,
                                org_id=principal.org_id, key_id=principal.key_id, user_id=principal.user_id,
@@ -143,8 +142,9 @@ async def amoderate(
             hub.meter.record(Usage(request_id=request_id, endpoint="moderations",
                                    model=str(hub.settings.safety.guard_model), org_id=principal.org_id,
                                    key_id=principal.key_id, user_id=principal.user_id,
-                                   prompt_tokens=guard_prompt, completion_tokens=guard_answer,
-                                   latency_ms=latency_ms))
+                                   backend=calls[0].backend, prompt_tokens=guard_prompt,
+                                   completion_tokens=guard_answer, latency_ms=latency_ms,
+                                   estimated=any(c.estimated for c in calls)))
     await settle(hub, admission, tokens + guard_prompt + guard_answer)
     response = CreateModerationResponse(
         id=f"modr-{uuid.uuid4().hex}", model=MODEL_ID, results=[to_wire(r) for r in results]

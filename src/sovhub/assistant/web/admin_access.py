@@ -58,6 +58,8 @@ def _back(path: str, *, done: str | None = None, error: str | None = None, ancho
 def _error_code(exc: SovhubError, by_class: Mapping[type[SovhubError], str]) -> str:
     """The page's message code for a refusal from the domain (its own message is English, for logs)."""
     if isinstance(exc, InvalidRequest):
+        if exc.code == "limit_above_parent":
+            return "above_parent"
         if exc.param == "reason":
             return "reason"
         if exc.param in LIMIT_FIELDS:

@@ -1,0 +1,110 @@
+"""`sovhub ledger`, `sovhub programmes` and `sovhub prices`: the fund office's commands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from ..access.cli import _actor
+from ..cli import pass_hub
+from ..hub import Hub
+from .amounts import format_credits, parse_credits, parse_share
+
+__all__ = ["add_commands"]
+
+_DAY = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None else None
+
+
+@click.group()
+def ledger() -> None:
+    """The credits ledger."""
+
+
+@ledger.command("verify")
+@pass_hub
+def ledger_verify(hub: Hub) -> None:
+    """Check every balance against its transfers and that all accounts sum to zero (exit 1 if not)."""
+    from .ledger import Ledger
+
+    problems = hub.services.get(Ledger).verify()
+    for problem in problems:
+        click.echo(f"MISMATCH {problem}")
+    if problems:
+        raise click.exceptions.Exit(1)
+    click.echo("ledger verified: every balance equals the sum of its transfers; all accounts sum to zero")
+
+
+@click.group()
+def programmes() -> None:
+    """Start-up programmes: co-funded budgets and their grants."""
+
+
+def _partner(text: str) -> tuple[str, int]:
+    name, sep, share = text.rpartition("=")
+    if not sep or not name.strip():
+        raise click.BadParameter(f"{text!r}: write NAME=SHARE, e.g. 'National Fund=60'")
+    return name.strip(), parse_share(share, param="partner")
+
+
+@programmes.command("create")
+@click.argument("name")
+@click.option("--budget", required=True, help="Budget in credits (up to six decimals).")
+@click.option("--partner", "partners", multiple=True, required=True,
+              help="A co-funding partner and its share in percent, NAME=SHARE (repeat; shares sum to 100).")
+@click.option("--require-verified", is_flag=True, help="Only verified organizations may receive grants.")
+@click.option("--description", default=None, help="What the programme is for.")
+@click.option("--opens", type=_DAY, default=None, help="Call opens (UTC), e.g. 2027-01-01.")
+@click.option("--closes", type=_DAY, default=None, help="Call closes (UTC).")
+@click.option("--jurisdiction", "jurisdictions", multiple=True,
+              help="Eligible registry country (ISO 3166-1 alpha-2; repeat); any when omitted.")
+@click.option("--kind", "kinds", multiple=True, help="Eligible kind of organization (start-up, research, public...).")
+@click.option("--max-grant", default=None, help="Largest single grant, in credits.")
+@click.option("--validity-days", type=click.IntRange(min=1), default=None,
+              help="Days a grant lasts unless it names its own expiry.")
+@click.option("--model", "models", multiple=True, help="A model grants may pay for (repeat); all when omitted.")
+@pass_hub
+def programmes_create(
+    hub: Hub, name: str, budget: str, partners: tuple[str, ...], require_verified: bool, description: str | None,
+    opens: datetime | None, closes: datetime | None, jurisdictions: tuple[str, ...], kinds: tuple[str, ...],
+    max_grant: str | None, validity_days: int | None, models: tuple[str, ...],
+) -> None:
+    """Create a programme; its budget is posted from the partners by their shares."""
+    from .programmes import ProgrammeRules, create_programme
+
+    rules = ProgrammeRules(
+        description=description, opens_at=_utc(opens), closes_at=_utc(closes), require_verified=require_verified,
+        jurisdictions=jurisdictions, org_kinds=kinds,
+        max_grant=parse_credits(max_grant, param="max-grant") if max_grant is not None else None,
+        grant_validity_days=validity_days, models=models,
+    )
+    row = create_programme(hub, name, parse_credits(budget, param="budget"), [_partner(p) for p in partners],
+                           rules, actor=_actor())
+    click.echo(f"created programme {row.name} (id {row.id}) with a budget of {format_credits(row.budget)} credits")
+
+
+@programmes.command("grant")
+@click.argument("programme")
+@click.argument("org")
+@click.argument("credits")
+@click.option("--reason", required=True, help="Why (recorded in the ledger and the audit log).")
+@click.option("--expires", type=_DAY, default=None, help="Expiry (UTC), e.g. 2027-06-30; else the programme's.")
+@pass_hub
+def programmes_grant(hub: Hub, programme: str, org: str, credits: str, reason: str, expires: datetime | None) -> None:
+    """Grant CREDITS of PROGRAMME to organization ORG."""
+    from .programmes import grant_credits
+
+    row = grant_credits(hub, programme, org, parse_credits(credits, allow_zero=False), reason=reason,
+                        actor=_actor(), expires_at=_utc(expires))
+    until = f", expires {row.expires_at:%Y-%m-%d}" if row.expires_at else ""
+    click.echo(f"granted {format_credits(row.amount)} credits to {org} from {programme} (grant {row.id}{until})")
+
+
+def add_commands(cli: click.Group) -> None:
+    for group in (ledger, programmes):
+        if group.name not in cli.commands:
+            cli.add_command(group)
