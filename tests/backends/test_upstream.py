@@ -112,7 +112,8 @@ def test_unreachable_upstream_is_503_and_retry_uses_next(hub: Hub, api_key: str,
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_read_timeout_before_the_first_byte_is_a_clean_503(hub: Hub, api_key: str, stream: bool) -> None:
-    hub.settings.upstream_read_timeout = 0.2
+    hub.settings.upstream_read_timeout = 0.2  # a non-streamed answer's whole wait
+    hub.settings.upstream_first_byte_timeout = 0.2  # a streamed one's, to its first chunk
     with FakeUpstream(["slow"], delay=0.5, words=3) as up:
         add_backend(hub, "slow", url=up.url, models=["slow"])
         with _client(hub, api_key) as client:

@@ -111,4 +111,8 @@ class BackendRegistry:
             ctx.backend_name = backend.name
             return backend, first, stream
         assert last is not None
+        # Retry-After: when the first of the backends just tried comes out of its cooldown.
+        wait = min(self._down_until.get(b.name, 0.0) for b in backends[:2]) - time.monotonic()
+        last.retry_after = max(1.0, wait)
+        last.headers["retry-after"] = str(max(1, int(last.retry_after + 0.999)))
         raise last

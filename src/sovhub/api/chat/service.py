@@ -211,7 +211,14 @@ class ChatService:
                             failed = _drained()
                         break
                     except SovhubError as exc:
+                        # The backend failed after answering in part: the client gets an in-band error, the
+                        # operator a log line and a count; the request is metered like any other end.
                         failed = exc
+                        self.hub.legacy["metrics"].backend_errors.labels(p.backend.name).inc()
+                        log.warning("backend %s failed mid-answer of request %s: %s", p.backend.name,
+                                    p.ctx.request_id, exc.message,
+                                    extra={"request_id": p.ctx.request_id, "backend": p.backend.name,
+                                           "code": exc.code})
                         break
                     except asyncio.CancelledError:
                         # The drain woke this wait: end in-band. Any other cancellation goes on.
