@@ -92,6 +92,10 @@ class Backend(ABC):
     def ready(self) -> bool:
         return True
 
+    async def probe(self, timeout: float) -> bool:
+        """Whether the backend answers now (the registry's active health check); in-process ones: ready()."""
+        return self.ready()
+
     @property
     def context_window(self) -> int | None:
         """Tokens the model reads and writes in one request; None when the backend does not say."""

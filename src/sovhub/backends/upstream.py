@@ -78,6 +78,16 @@ class UpstreamBackend(Backend):
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, SovhubError) as exc:
             log.warning("backend %s: cannot list models at %s: %s", self.name, self.base, exc)
 
+    async def probe(self, timeout: float) -> bool:
+        try:
+            async with self._session().request(
+                "GET", f"{self.base}/models", headers=self._headers(), timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                await resp.read()
+                return bool(resp.status < 500)
+        except (aiohttp.ClientError, TimeoutError, OSError, SovhubError):
+            return False
+
     async def chat_stream(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
     ) -> AsyncIterator[ChatChunk]:

@@ -267,6 +267,8 @@ class ChatService:
         p.recorded = True
         if self.drain is not None:
             self.drain.untrack(p)
+        if self.hub.backends is not None:
+            self.hub.backends.finished(p.backend)
         p.cancel.cancel()
         with anyio.CancelScope(shield=True):
             try:
