@@ -92,8 +92,9 @@ class Backend(ABC):
     def ready(self) -> bool:
         return True
 
-    async def probe(self, timeout: float) -> bool:
-        """Whether the backend answers now (the registry's active health check); in-process ones: ready()."""
+    async def probe(self, timeout: float) -> bool | None:
+        """The registry's active health check: True alive, False dead, None unknown (no answer in time: a
+        busy server may answer checks late; its requests' timeouts judge it). In-process ones: ready()."""
         return self.ready()
 
     @property

@@ -6,7 +6,8 @@ to the one its prompt's prefix hashes to (rendezvous hashing, so a backend's pre
 warm and a backend leaving moves only its own share) unless that one is ``backend_sticky_slack``
 requests busier than the least loaded. A background task checks every backend each
 ``backend_probe_interval_s`` (those in a pool: a lone backend has nowhere to send its requests
-instead): one that fails a check, or a request, is out at once and back after
+instead): one that refuses a check (connection refused or reset, a 5xx), or fails a request
+before answering (a first-byte timeout included), is out at once and back after
 ``backend_cooldown_s`` once its checks pass again.
 """
 
@@ -88,6 +89,8 @@ class BackendRegistry:
         pooled = self.pooled()
         results = await asyncio.gather(*(b.probe(timeout) for b in pooled), return_exceptions=True)
         for backend, ok in zip(pooled, results, strict=True):
+            if ok is None:
+                continue  # no answer in time: not proof of death (a hung server fails its requests' timeouts)
             if ok is True:
                 if backend.name in self._failing:
                     self._failing.discard(backend.name)

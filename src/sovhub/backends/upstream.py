@@ -78,14 +78,18 @@ class UpstreamBackend(Backend):
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, SovhubError) as exc:
             log.warning("backend %s: cannot list models at %s: %s", self.name, self.base, exc)
 
-    async def probe(self, timeout: float) -> bool:
+    async def probe(self, timeout: float) -> bool | None:
+        # Refused, reset or 5xx: dead now. No answer in time: unknown (llama.cpp's Python server, for one,
+        # answers /models only between generations).
         try:
             async with self._session().request(
                 "GET", f"{self.base}/models", headers=self._headers(), timeout=aiohttp.ClientTimeout(total=timeout)
             ) as resp:
                 await resp.read()
                 return bool(resp.status < 500)
-        except (aiohttp.ClientError, TimeoutError, OSError, SovhubError):
+        except TimeoutError:
+            return None
+        except (aiohttp.ClientError, OSError, SovhubError):
             return False
 
     async def chat_stream(
