@@ -1,45 +1,28 @@
 # Two commands do all set-up on a fresh machine:
 #   make serve   - virtualenv, install, start the hub on its embedded defaults (SQLite, bundled model)
-#   make test    - the same set-up plus test tools, then the whole test suite
+#   make test    - the same set-up plus test tools, lint and types (make check), then the whole test suite
 # llama.cpp (llama-cpp-python) compiles once from source: about 3-5 minutes on 2 cores. The wheel is
 # kept in $(WHEELS) and reused afterwards.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-LLAMA_VERSION := 0.3.36
 WHEELS ?= $(HOME)/.cache/sovhub/wheels
-# Portable x86-64 build (AVX2/FMA): a native build may use AMX/AVX-512 paths that some
-# virtualised CPUs advertise but do not allow, which kills the process with SIGILL.
-LLAMA_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 DATA_DIR ?= sovhub-data
 HOST ?= 127.0.0.1
 PORT ?= 8080
+# scripts/install.sh does the installing (the container image runs it too); it reads these. The
+# llama.cpp version is pinned in pyproject.toml, its portable build flags in the script
+# (`make install LLAMA_CMAKE=...` overrides them).
+export PYTHON VENV WHEELS LLAMA_CMAKE
 
-.PHONY: install install-test serve test lint typecheck bench system-deps node-deps clean
+.PHONY: install install-test serve test check lint typecheck system-deps node-deps clean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip wheel
+$(VENV)/.installed: pyproject.toml scripts/install.sh
+	scripts/install.sh runtime
 
-$(VENV)/.llama: | $(BIN)/python
-	@mkdir -p $(WHEELS)
-	@if ! ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
-	  echo ">>> compiling llama.cpp (llama-cpp-python $(LLAMA_VERSION)) once: about 3-5 minutes on 2 cores"; \
-	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip wheel --no-deps --no-binary llama-cpp-python --no-cache-dir \
-	    llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELS) || exit 1; \
-	fi
-	$(BIN)/pip install -q --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
-	$(BIN)/pip install -q 'numpy>=1.26' 'typing-extensions>=4.5' 'diskcache>=5.6' 'jinja2>=2.11'
-	touch $@
-
-$(VENV)/.installed: pyproject.toml $(VENV)/.llama
-	$(BIN)/pip install -q -e .
-	touch $@
-
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+$(VENV)/.installed-test: pyproject.toml scripts/install.sh
+	scripts/install.sh test
 
 install: $(VENV)/.installed
 
@@ -69,12 +52,17 @@ node-deps:
 serve: install
 	$(BIN)/sovhub --data-dir $(DATA_DIR) serve --host $(HOST) --port $(PORT)
 
-test: install-test
+# Lint and types first: a finding fails the run before the (long) suite starts.
+test: check
 	$(BIN)/python -m pytest -q
+
+check: lint typecheck
 
 lint: install-test
 	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy src
+
+typecheck: install-test
+	$(BIN)/mypy --strict src/sovhub
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

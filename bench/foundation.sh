@@ -1,20 +1,71 @@
 #!/usr/bin/env bash
-# The foundation benchmarks (docs/benchmarks.md, "Foundation: gateway, inference, memory"), in order.
-# Each writes bench/results/<name>.json and prints its table. Loopback only, bounded in time:
-# gateway ~25 min (3 repetitions), inference ~12 min (60 repetitions), memory 10 min + start-up.
+# Every figure of docs/benchmarks.md that the current code can reproduce, each with the settings the
+# page states (the command recorded in each result file's "config"). Each step writes
+# bench/results/<name>.json (commit, machine, load average, config, every run) and prints its table.
+# Loopback only, bounded in time; run on an idle machine (`uptime` first: see docs/benchmarks.md).
 #
-#   bench/foundation.sh                 # all three
-#   bench/foundation.sh gateway         # one of: gateway inference memory
+#   bench/foundation.sh                 # the foundation steps: floor gateway guards inference memory (~2 h)
+#   bench/foundation.sh everything      # and the other sections' steps
+#   bench/foundation.sh STEP...         # any of the steps below
+#
+# Steps (result files):
+#   floor      loopback floor, 100 RPS x 3                                  loopback-floor.json        ~1 min
+#   gateway    gateway overhead, guards off, rate ladder to 1500, 3 reps    gateway.json               ~13 min
+#   guards     gateway guards on: same message / distinct messages          gateway-guards{,-distinct}.json ~5 min
+#   inference  embedded TTFT/decode, 128 tokens, rotated, 60 reps, guards on and off
+#                                                                           inference-rot.json         ~12 min
+#   ttft32     the same at 32 tokens; and with safety.encoder_threads = 2   inference-ttft-variants-rot.json,
+#                                                                           inference-ttft-enc2.json   ~20 min
+#   memory     memory soak, 100 RPS, guards off, 60 s warm-up + 600 s        memory.json                ~12 min
+#   safety     moderation latency per encoder + eval                        safety.json                ~10 min
+#   everyday   everyday false positives and hazard recall                   everyday.json              ~2 min
+#   output     output check on the bundled model's answers                  output-fpr.json            ~10 min
+#   window     semantic guard window sizes                                  window-probe.json          ~3 min
+#   pii        PII analyzer vs plain Presidio                               pii.json                   ~1 min
+#   web        chat page server time and weight                             web.json                   ~1 min
+#   retrieval  knowledge base retrieval (100,000 passages) and ingestion    retrieval.json             ~10 min
+#   grounded   grounded answers in 8 languages                              grounded.json              ~10 min
 #
 # LiteLLM for the gateway comparison lives in its own virtualenv, outside the repo:
 #   python3 -m venv /work/litellm-venv && /work/litellm-venv/bin/pip install 'litellm[proxy]==1.81.0'
 # (any release except 1.82.7 and 1.82.8, which carried a credential stealer on PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
-what=${1:-all}
-if [[ $what == all || $what == gateway ]]; then $PY bench/gateway_bench.py --reps "${REPS:-3}"; fi
-if [[ $what == all || $what == inference ]]; then
-  $PY bench/inference_bench.py --reps "${REPS:-60}" --rotate --name inference-rot --variant noguards:SOVHUB_SAFETY__ENABLED=false
-fi
-if [[ $what == all || $what == memory ]]; then $PY bench/memory_soak.py --duration-s "${SOAK_S:-600}" --rate "${SOAK_RATE:-10}"; fi
+PY=${PY:-.venv/bin/python}
+export PYTHONPATH=${PYTHONPATH:-$PWD/src}
+NOGUARDS=SOVHUB_SAFETY__ENABLED=false
+
+step() {
+  case $1 in
+    floor) $PY bench/loopback_floor.py --rate 100 --runs 3 ;;
+    gateway) $PY bench/gateway_bench.py --reps "${REPS:-3}" --sovhub-env $NOGUARDS \
+               --ladder 25,50,100,150,200,300,400,500,600,800,1000,1500 ;;
+    guards)
+      $PY bench/gateway_bench.py --reps 1 --no-litellm --ladder 10,25,50,75,100,150,200,300 --low-rate 10 \
+        --name gateway-guards
+      $PY bench/gateway_bench.py --reps 1 --no-litellm --distinct 20000 --ladder 25,50,75,100,125,150,200,300 \
+        --name gateway-guards-distinct ;;
+    inference) $PY bench/inference_bench.py --reps 60 --rotate --name inference-rot --variant noguards:$NOGUARDS ;;
+    ttft32)
+      $PY bench/inference_bench.py --reps 60 --rotate --max-tokens 32 --name inference-ttft-variants-rot \
+        --variant noguards:$NOGUARDS
+      $PY bench/inference_bench.py --reps 60 --rotate --max-tokens 32 --name inference-ttft-enc2 \
+        --variant enc2:SOVHUB_SAFETY__ENCODER_THREADS=2 --variant noguards:$NOGUARDS ;;
+    memory) $PY bench/memory_soak.py --rate 100 --duration-s 600 --sovhub-env $NOGUARDS ;;
+    safety) $PY bench/safety_bench.py --runs 5 ;;
+    everyday) $PY bench/everyday_bench.py --name everyday ;;
+    output) $PY bench/output_fpr.py ;;
+    window) $PY bench/window_probe.py --window 160:40 --window 200:50 --window 240:60 --window 320:80 ;;
+    pii) $PY bench/pii_bench.py --rounds 40 ;;
+    web) $PY bench/web_bench.py --requests 300 ;;
+    retrieval) $PY bench/retrieval_bench.py --runs 3 --queries 100 --pages 4 ;;
+    grounded) $PY bench/grounded_bench.py ;;
+    *) echo "unknown step: $1 (see the list at the top of $0)" >&2; return 2 ;;
+  esac
+}
+
+FOUNDATION=(floor gateway guards inference ttft32 memory)
+OTHERS=(safety everyday output window pii web retrieval grounded)
+if [[ $# -eq 0 ]]; then set -- "${FOUNDATION[@]}"; fi
+if [[ $1 == everything ]]; then set -- "${FOUNDATION[@]}" "${OTHERS[@]}"; fi
+for s in "$@"; do echo "== $s" >&2; step "$s"; done

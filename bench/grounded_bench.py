@@ -31,14 +31,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from fastapi.testclient import TestClient  # noqa: E402
+from procs import machine_info  # noqa: E402
 
 from sovhub.app import create_app  # noqa: E402
 from sovhub.assistant.fidelity import detector_for  # noqa: E402
 from sovhub.assistant.grounding import dont_know, quoted_label, searched_collections  # noqa: E402
 from sovhub.assistant.knowledge import KnowledgeBase  # noqa: E402
-from sovhub.assistant.locales import locale_registry  # noqa: E402
+from sovhub.assistant.locales import LocaleRegistry  # noqa: E402
 from sovhub.assistant.web.commands import create_user  # noqa: E402
 from sovhub.hub import Hub, build_hub  # noqa: E402
 from sovhub.settings import load_settings  # noqa: E402
@@ -58,16 +60,16 @@ def build(data_dir: Path) -> Hub:
     # The safety pipeline is left out: it is measured in safety_bench.py, and its warm-up takes minutes here.
     settings = load_settings(data_dir=str(data_dir), safety={"enabled": False})
     hub = build_hub(settings)
-    kb = KnowledgeBase(hub)
-    registry = locale_registry(hub)
+    kb = hub.services.get(KnowledgeBase)
+    registry = hub.services.get(LocaleRegistry)
     for code, item in load_eval().items():
         kb.ingest_bytes(f"{code}.md", item["document"].encode(), registry.get(code).default_collection)
     return hub
 
 
 def calibrate(hub: Hub) -> list[dict[str, Any]]:
-    kb = KnowledgeBase(hub)
-    registry = locale_registry(hub)
+    kb = hub.services.get(KnowledgeBase)
+    registry = hub.services.get(LocaleRegistry)
     rows = []
     for code, item in load_eval().items():
         searched = searched_collections(hub, registry.get(code))
@@ -105,7 +107,7 @@ def ask(client: TestClient, question: str) -> dict[str, Any]:
 def evaluate(hub: Hub) -> dict[str, Any]:
     languages = hub.settings.assistant.languages
     detector = detector_for(languages)
-    registry = locale_registry(hub)
+    registry = hub.services.get(LocaleRegistry)
     create_user(hub, "eval@example.org", PASSWORD, display_name="Eval")
     per_language: dict[str, Any] = {}
     answers: list[dict[str, Any]] = []
@@ -166,7 +168,7 @@ def main() -> None:
                 for row in calibrate(hub):
                     print(json.dumps(row, ensure_ascii=False))  # noqa: T201
                 return
-            result = evaluate(hub)
+            result = {"benchmark": "grounded answers in 8 languages", "machine": machine_info(), **evaluate(hub)}
         finally:
             hub.close()
     Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -4,7 +4,7 @@ It answers every POST with a fixed `chat.completion` (no framework, no upstream)
 like the gateways in gateway_bench.py, so its CPU per request is what this machine's loopback
 networking and uvicorn cost before any gateway does any work.
 
-    .venv/bin/python bench/loopback_floor.py --rate 100 --runs 3
+    .venv/bin/python bench/loopback_floor.py --rate 100 --runs 3     # writes bench/results/loopback-floor.json
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from procs import BENCH, PYTHON, cpu_seconds, free_port, pinned
+from procs import BENCH, PYTHON, cpu_seconds, free_port, machine_info, pinned, write_result
 
 BODY = json.dumps({
     "id": "floor", "object": "chat.completion", "created": 0, "model": "mock-model",
@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--name", default="loopback-floor", help="result file name under bench/results/")
     args = parser.parse_args()
+    info = machine_info()
     pin = (os.cpu_count() or 1) >= 2
     port = free_port()
     server = subprocess.Popen(
@@ -62,9 +64,16 @@ def main() -> None:
             runs.append(step)
             print(f"  {args.rate:.0f} RPS: cpu/req {step['cpu_ms_per_req']:.3f} ms p50 {step['p50_ms']:.3f} "
                   f"p99 {step['p99_ms']:.3f} ms", flush=True)
-        print(f"median: cpu/req {statistics.median(r['cpu_ms_per_req'] for r in runs):.3f} ms, "
-              f"p50 {statistics.median(r['p50_ms'] for r in runs):.3f} ms, "
-              f"p99 {statistics.median(r['p99_ms'] for r in runs):.3f} ms")
+        medians = {k: round(statistics.median(r[k] for r in runs), 3) for k in ("cpu_ms_per_req", "p50_ms", "p99_ms")}
+        print(f"median: cpu/req {medians['cpu_ms_per_req']:.3f} ms, p50 {medians['p50_ms']:.3f} ms, "
+              f"p99 {medians['p99_ms']:.3f} ms")
+        out = write_result(args.name, {
+            "benchmark": "loopback floor: a raw ASGI app under uvicorn, pinned like the gateways",
+            "machine": info, "config": {"rate": args.rate, "duration_s": args.duration, "runs": args.runs,
+                                        "pinned": pin},
+            "runs": runs, "medians": medians,
+        })
+        print(f"wrote {out}")
     finally:
         server.terminate()
         server.wait(10)

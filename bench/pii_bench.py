@@ -1,6 +1,6 @@
 """PII analyzer latency per short message: sovhub's analyzer vs plain Presidio, side by side.
 
-    .venv/bin/python bench/pii_bench.py [--rounds 20]
+    .venv/bin/python bench/pii_bench.py [--rounds 20]     # writes bench/results/pii.json
 
 "plain Presidio" is Presidio's AnalyzerEngine with its own predefined pattern recognizers and
 no NLP model (the default engine would need a spaCy model download; NER is not what is compared
@@ -15,6 +15,8 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+
+from procs import machine_info, write_result
 
 MESSAGES = [
     "Hi, can you help me write a cover letter for a nursing job?",
@@ -67,7 +69,9 @@ def _plain_presidio() -> Callable[[str], object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20, help="times each message is analysed per engine")
+    parser.add_argument("--name", default="pii", help="result file name under bench/results/")
     args = parser.parse_args()
+    info = machine_info()
 
     from sovhub.safety.pii import PiiAnalyzer, Redactor, Vault
 
@@ -104,9 +108,18 @@ def main() -> None:
     print()
     print("| engine | p50 ms | p99 ms |")
     print("|---|---|---|")
+    engines_out = {}
     for name, values in samples.items():
         p50, p99 = _percentiles(values)
+        engines_out[name] = {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "samples": len(values)}
         print(f"| {name} | {p50:.3f} | {p99:.3f} |")
+    out = write_result(args.name, {
+        "benchmark": "PII analyzer per short message, sovhub vs plain Presidio, interleaved in one process",
+        "machine": info, "config": {"rounds": args.rounds, "messages": len(MESSAGES)},
+        "build_ms": {"sovhub": round(build_ours * 1000, 1), "plain_presidio": round(build_plain * 1000, 1)},
+        "engines": engines_out,
+    })
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Knowledge base benchmarks: hybrid retrieval latency on 100,000 passages, and ingestion throughput.
 
-    .venv/bin/python bench/retrieval_bench.py                 # both, SQLite in a temp dir
+    .venv/bin/python bench/retrieval_bench.py        # both, SQLite in a temp dir; writes bench/results/retrieval.json
     .venv/bin/python bench/retrieval_bench.py --only retrieval --chunks 100000 --runs 3
     .venv/bin/python bench/retrieval_bench.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
@@ -35,6 +35,9 @@ from sqlalchemy import insert, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procs import machine_info, write_result  # noqa: E402
 from tests.assistant.pdfgen import make_pdf  # noqa: E402
 
 from sovhub.assistant.knowledge import KnowledgeBase, lexical  # noqa: E402
@@ -139,7 +142,7 @@ def bench_retrieval(hub: Hub, chunks: int, queries: int, runs: int, seed: int) -
     # A question mixes common words with a few specific ones, like "how much is a fishing licence".
     texts = [" ".join(zipf_words(vocab, 2, rng) + [vocab[int(i)] for i in rng.integers(0, len(vocab), 3)])
              for _ in range(queries)]
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     real_embed = hub.embedder.embed
     query_vectors = {t: real_embed([t], kind="query") for t in texts}
 
@@ -188,7 +191,7 @@ def page_text(rng: random.Random, words: int) -> str:
 
 
 def bench_ingestion(hub: Hub, pages: int, runs: int, seed: int) -> dict[str, Any]:
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     rng = random.Random(seed)
     per_run = []
     for run in range(runs):
@@ -212,7 +215,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL; its kb_* tables are emptied first.")
+    parser.add_argument("--name", default="retrieval", help="result file name under bench/results/")
     args = parser.parse_args()
+    info = machine_info()
+    result: dict[str, Any] = {"benchmark": "knowledge base: hybrid retrieval latency, ingestion throughput",
+                              "machine": info, "config": {k: v for k, v in vars(args).items() if k != "database_url"}}
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(data_dir=tmp, embedded_enabled=False, database_url=args.database_url)
         hub = build_hub(settings)
@@ -221,8 +228,10 @@ def main() -> None:
                 s.execute(text("DELETE FROM kb_collections"))
         try:
             print(f"database: {hub.db.engine.dialect.name}", file=sys.stderr)
+            result["config"]["database"] = hub.db.engine.dialect.name
             if args.only in (None, "retrieval"):
                 r = bench_retrieval(hub, args.chunks, args.queries, args.runs, args.seed)
+                result["retrieval"] = r
                 print(f"\nretrieval on {r['chunks']:,} passages ({r['queries']} queries x {r['runs']} runs, medians; "
                       f"load {r['load_s']:.0f} s, first search after a change {r['cold_first_search_ms']:.0f} ms)")
                 for name, v in r["summary"].items():
@@ -232,8 +241,11 @@ def main() -> None:
                 print(f"  load average (1, 5, 15 min) at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
             if args.only in (None, "ingestion"):
                 i = bench_ingestion(hub, args.pages, args.runs, args.seed)
+                result["ingestion"] = i
                 print(f"\ningestion: {i['pages_per_min']:.1f} pages/min (median of {i['runs']} runs of {i['pages']} "
                       f"pages, {i['chunks_per_page']:.1f} passages per page, real embeddings)")
+            result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            print(f"wrote {write_result(args.name, result)}", file=sys.stderr)
         finally:
             if args.database_url:
                 with hub.db.session() as s:

@@ -108,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lang", default="uk", help="Accept-Language of the requests")
     parser.add_argument("--output", default="bench/results/web.json")
     args = parser.parse_args(argv)
-    result = run(args.requests, args.turns, args.lang)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from procs import machine_info
+
+    info = machine_info()
+    result = {"machine": info, "config": {"requests": args.requests, "turns": args.turns, "lang": args.lang},
+              **run(args.requests, args.turns, args.lang)}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -1,6 +1,7 @@
 """How the semantic guard's window size trades buried harm found against long benign texts flagged.
 
     .venv/bin/python bench/window_probe.py [--encoder e5-int8] [--window 200:50 --window 320:80 ...]
+        # writes bench/results/window-probe.json (--name to change)
 
 Buried: 3 harmful sentences (en, fr) inside 3 benign filler paragraphs repeated 3, 7 and 20
 times, at the start, middle and end (81 texts); a window size finds a text when any window
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import itertools
 from pathlib import Path
+
+from procs import machine_info, write_result
 
 from sovhub.safety import semantic
 from sovhub.safety.cli import ENCODERS, build_default_moderator
@@ -37,7 +40,9 @@ def main() -> None:
     parser.add_argument("--encoder", choices=ENCODERS, default=None)
     parser.add_argument("--window", action="append", default=None, metavar="CHARS:OVERLAP")
     parser.add_argument("--eval", type=Path, default=Path("tests/safety/data/eval.jsonl"))
+    parser.add_argument("--name", default="window-probe", help="result file name under bench/results/")
     args = parser.parse_args()
+    info = machine_info()
     guard = build_default_moderator(load_settings(), encoder=args.encoder).semantic
     safe: dict[str, list[str]] = {}
     for item in load_eval(args.eval):
@@ -52,6 +57,7 @@ def main() -> None:
         return bool(max(guard.score_normalized([normalize_with_offsets(text)[0]])[0][0]) >= 0.5)
 
     print(f"encoder {type(guard.embedder).__name__}; whole up to {semantic.WHOLE_CHARS} characters")
+    rows = []
     for spec in args.window or [f"{semantic.WINDOW_CHARS}:{semantic.WINDOW_OVERLAP}"]:
         chars, overlap = (int(v) for v in spec.split(":"))
         semantic.WINDOW_CHARS, semantic.WINDOW_OVERLAP = chars, overlap
@@ -59,6 +65,15 @@ def main() -> None:
         wrong = sum(map(flagged, benign))
         print(f"windows {chars:4d}/{overlap:3d}: buried harm found {found:3d}/{len(buried)}   "
               f"benign paragraphs flagged {wrong:3d}/{len(benign)}")
+        rows.append({"window_chars": chars, "overlap": overlap, "buried_found": found, "buried": len(buried),
+                     "benign_flagged": wrong, "benign": len(benign)})
+    out = write_result(args.name, {
+        "benchmark": "semantic guard window size: buried harm found vs long benign texts flagged",
+        "machine": info, "config": {"encoder": args.encoder or "default", "whole_chars": semantic.WHOLE_CHARS,
+                                    "eval": str(args.eval)},
+        "encoder_class": type(guard.embedder).__name__, "windows": rows,
+    })
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 from sovhub.accounts import create_key, create_org
 from sovhub.hub import Hub, build_hub
 from sovhub.settings import Settings, load_settings
+from sovhub.sovereignty.crypto import ContentVault, open_vault
 from sovhub.store.tables import BackendRow
 from tests.fakes import FakePlugin
 
@@ -108,6 +109,13 @@ def fake_plugin(hub: Hub) -> Iterator[FakePlugin]:
     hub.pm.register(plugin, name="tests.fake")
     yield plugin
     hub.pm.unregister(name="tests.fake")
+
+
+def reopen_vault(hub: Hub) -> ContentVault:
+    """Open the vault again, as a restarted process would, and serve that one from the hub."""
+    vault = open_vault(hub)
+    hub.services.replace(ContentVault, vault)
+    return vault
 
 
 def add_fake_backend(hub: Hub, name: str, models: list[str], **options: Any) -> None:

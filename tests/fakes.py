@@ -17,7 +17,8 @@ class EchoBackend(Backend):
 
     Options: `fail` (an outage before the first chunk), `delay` (seconds per word), `fail_after`
     (dies mid-answer after that many words), `usage` (false: reports no usage, as some servers),
-    `tool_call` (true: the words come back as the streamed arguments of a call to `echo`).
+    `tool_call` (true: the words come back as the streamed arguments of a call to `echo`),
+    `tokenizer: "chars"` (count_tokens counts one token per character, a dense script's tokenizer).
     """
 
     def __init__(self, config: BackendConfig) -> None:
@@ -27,11 +28,15 @@ class EchoBackend(Backend):
         self.fail_after = config.options.get("fail_after")
         self.reports_usage = bool(config.options.get("usage", True))
         self.tool_call = bool(config.options.get("tool_call"))
+        self.tokenizer = config.options.get("tokenizer")
         self.calls = 0
         self.cancelled = 0
         self.yielded = 0
         # Every message list this backend was sent, as it received it (what "the model saw").
         self.received: list[list[dict[str, Any]]] = []
+
+    def count_tokens(self, text: str) -> int | None:
+        return len(text) if self.tokenizer == "chars" else None
 
     async def chat_stream(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken

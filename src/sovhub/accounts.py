@@ -147,7 +147,7 @@ def _within_creator(
         raise InsufficientScope("only a key of this organization may create its keys")
     if parent.revoked_at is not None:
         raise AuthenticationFailed(f"API key {parent.prefix} was revoked.", code="revoked_api_key")
-    parent_expiry = as_utc(parent.expires_at) if parent.expires_at is not None else None
+    parent_expiry = parent.expires_at
     if parent_expiry is not None and parent_expiry <= utcnow():
         raise AuthenticationFailed(f"API key {parent.prefix} has expired.", code="expired_api_key")
     held = tuple(parent.scopes or ())
@@ -253,10 +253,9 @@ def revoke_key(hub: Hub, prefix: str, *, actor: str = "cli") -> ApiKey:
                 if child.revoked_at is None:
                     child.revoked_at = now
                     revoked.append(child.prefix)
-    cache = hub.legacy.get("key_cache")
-    if isinstance(cache, KeyCache):
-        for gone in (prefix, *revoked):
-            cache.forget_prefix(gone)
+    cache = hub.services.get(KeyCache)
+    for gone in (prefix, *revoked):
+        cache.forget_prefix(gone)
     hub.emit("key.revoked", actor=actor, subject=f"key:{prefix}", with_children=revoked)
     return row
 
@@ -277,7 +276,7 @@ def authenticate(hub: Hub, secret: str) -> Principal:
     key, org_name = found
     if key.revoked_at is not None:
         raise AuthenticationFailed(f"API key {prefix} was revoked.", code="revoked_api_key")
-    expires_at = as_utc(key.expires_at) if key.expires_at is not None else None
+    expires_at = key.expires_at
     if expires_at is not None and expires_at <= utcnow():
         raise AuthenticationFailed(f"API key {prefix} expired at {expires_at.isoformat()}.", code="expired_api_key")
     return Principal(

@@ -21,13 +21,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .hub import Hub
     from .pipeline import Principal
 
-__all__ = ["Admission", "admit", "release", "settle"]
+__all__ = ["Admission", "AdmissionControl", "admit", "release", "settle"]
 
 
 @dataclass(slots=True)
@@ -40,22 +40,32 @@ class Admission:
     admitted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
+    #: The request's id (x-request-id), for controls that record per request (the credits ledger).
+    request_id: str | None = None
+    #: How the used tokens divide, when the endpoint knows (chat: prompt and completion); set by `settle`.
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    #: Room for each control's own state between admit and settle, under its own key.
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _controls(hub: Hub) -> list[Any]:
-    controls: list[Any] | None = hub.legacy.get("admission")
-    if controls is None:
-        controls = [c for group in hub.pm.hook.sovhub_admission(hub=hub) for c in (group or [])]
-        hub.legacy["admission"] = controls
-    return controls
+@runtime_checkable
+class AdmissionControl(Protocol):
+    """A quota or rate limit (the ``sovhub_admission`` hook): see that hook for the contract."""
+
+    async def admit(self, admission: Admission) -> dict[str, str] | None: ...
+
+    async def settle(self, admission: Admission, tokens: int) -> None: ...
 
 
-async def admit(hub: Hub, principal: Principal, endpoint: str, model: str, *, reserve: int = 0) -> Admission:
+async def admit(
+    hub: Hub, principal: Principal, endpoint: str, model: str, *, reserve: int = 0, request_id: str | None = None,
+) -> Admission:
     """Admit the request or raise (RateLimited...); the returned Admission must be settled or released."""
-    admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0))
-    passed: list[Any] = []
+    admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0), request_id=request_id)
+    passed: list[AdmissionControl] = []
     try:
-        for control in _controls(hub):
+        for control in hub.admission_controls:
             admission.headers.update(await control.admit(admission) or {})
             passed.append(control)
     except BaseException:
@@ -66,12 +76,19 @@ async def admit(hub: Hub, principal: Principal, endpoint: str, model: str, *, re
     return admission
 
 
-async def settle(hub: Hub, admission: Admission, tokens: int) -> None:
-    """Replace the reservation by the tokens the request used (once per admission)."""
+async def settle(
+    hub: Hub, admission: Admission, tokens: int, *, prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+) -> None:
+    """Replace the reservation by the tokens the request used (once per admission).
+
+    `prompt_tokens`/`completion_tokens`, when given, say how `tokens` divide (they are priced apart).
+    """
     if admission.settled:
         return
     admission.settled = True
-    for control in _controls(hub):
+    admission.prompt_tokens, admission.completion_tokens = prompt_tokens, completion_tokens
+    for control in hub.admission_controls:
         await control.settle(admission, max(int(tokens), 0))
 
 

@@ -10,13 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import APIRouter, FastAPI
 
 from . import __version__
-from .accounts import KeyCache
 from .api.errors import install_error_handlers
 from .api.metrics_listener import MetricsListener
 from .api.middleware import HubMiddleware
 from .backends.catalog import backend_configs
 from .backends.registry import BackendRegistry
-from .egress import make_backend_session, make_guard, make_http_client
+from .egress import Egress
 from .hub import Hub
 from .metering import Meter
 from .observability import Metrics
@@ -31,21 +30,18 @@ GC_THRESHOLDS = (10_000, 20, 100)
 
 def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> FastAPI:
     """Build the app. Models load in the lifespan (start-up), not here."""
-    metrics = Metrics()
-    hub.legacy["metrics"] = metrics
-    hub.legacy["key_cache"] = KeyCache(hub.settings.key_cache_ttl_s)
+    metrics = hub.services.get(Metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Everything started here is closed in reverse order, also when a later step fails.
         async with contextlib.AsyncExitStack() as stack:
             configs = backend_configs(hub)
-            guard = make_guard(hub, [c.url for c in configs if c.url])
-            hub.legacy["http"] = make_http_client(hub, guard)
-            stack.push_async_callback(hub.legacy["http"].aclose)
-            hub.legacy["backend_http"] = make_backend_session(hub, guard)
-            stack.push_async_callback(hub.legacy["backend_http"].close)
-            registry = BackendRegistry.build(hub, configs)
+            egress = hub.services.get(Egress)
+            egress.open([c.url for c in configs if c.url])
+            stack.push_async_callback(egress.close)
+            registry = hub.services.get(BackendRegistry)
+            registry.load(configs)
             if hub.settings.metrics_port is not None:
                 listener = MetricsListener(hub.settings.metrics_host, hub.settings.metrics_port, metrics.registry,
                                            lambda: hub.settings.resolved_metrics_token)
@@ -53,7 +49,7 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
                 stack.callback(listener.close)
                 app.state.metrics_listener = listener
                 log.info("metrics served at http://%s:%d/metrics", hub.settings.metrics_host, listener.port)
-            meter = hub.meter = Meter(hub)
+            meter = hub.services.get(Meter)
             await meter.start()
             stack.push_async_callback(meter.close)
             for cm in hub.pm.hook.sovhub_lifespan(hub=hub):
@@ -61,7 +57,6 @@ def create_app(hub: Hub, *, progress: Callable[[str], None] | None = None) -> Fa
                     await stack.enter_async_context(cm)
             stack.push_async_callback(registry.close)
             await registry.start(progress)
-            hub.backends = registry
             if hub.settings.embeddings_enabled:
                 if progress:
                     progress(f"loading embedding model {hub.settings.embeddings_model_id}")

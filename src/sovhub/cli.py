@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .errors import SovhubError
 from .hub import Hub, build_hub
+from .operators import cli_actor
 from .settings import Settings, default_toml, load_settings
 
 __all__ = ["HubContext", "cli", "main", "pass_hub"]
@@ -137,8 +138,11 @@ def init(obj: HubContext, jurisdiction: str | None) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
 @click.option("--port", default=None, type=click.IntRange(0, 65535), help="Port [default: 8080].")
+@click.option("--no-migrate", is_flag=True, default=False,
+              help="Never migrate: refuse to start unless the database is at the newest migration "
+                   "(migrate_on_start = false; a fleet's replicas, where one Job runs `sovhub migrate`).")
 @click.pass_obj
-def serve(obj: HubContext, host: str | None, port: int | None) -> None:
+def serve(obj: HubContext, host: str | None, port: int | None, no_migrate: bool) -> None:
     """Start the hub (initializes the data dir if needed)."""
     import uvicorn
 
@@ -147,7 +151,7 @@ def serve(obj: HubContext, host: str | None, port: int | None) -> None:
     from .fleet.server import DrainingServer
     from .observability import configure_logging
 
-    settings = obj.settings(host=host, port=port)
+    settings = obj.settings(host=host, port=port, migrate_on_start=False if no_migrate else None)
     initialize(settings)
     configure_logging(settings.log_level)
     hub = build_hub(settings)
@@ -180,6 +184,30 @@ def serve(obj: HubContext, host: str | None, port: int | None) -> None:
         raise click.ClickException(f"could not start serving on {url} (is the port in use?)")
 
 
+@cli.command()
+@click.option("--check", is_flag=True, default=False,
+              help="Change nothing: exit 1 unless the database is at the newest migration.")
+@click.pass_obj
+def migrate(obj: HubContext, check: bool) -> None:
+    """Bring the database to the newest migration (the one step a fleet runs before its replicas start)."""
+    from .store.db import Database
+
+    settings = obj.settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    try:
+        if check:
+            click.echo(f"database {db.safe_url} is at the newest migration, {db.require_migrated()}")
+            return
+        before = db.current_revision()
+        db.migrate()
+        after = db.current_revision()
+    finally:
+        db.dispose()
+    change = "already there" if before == after else f"from {before or 'an empty database'}"
+    click.echo(f"database {db.safe_url} migrated to revision {after} ({change})")
+
+
 @cli.group()
 def orgs() -> None:
     """Organizations."""
@@ -192,7 +220,7 @@ def orgs_create(hub: Hub, name: str) -> None:
     """Create an organization."""
     from .accounts import create_org
 
-    org = create_org(hub, name)
+    org = create_org(hub, name, actor=cli_actor())
     click.echo(f"created organization {org.name} (id {org.id})")
 
 
@@ -233,7 +261,7 @@ def keys_create(
 
     limits = {k: v for k, v in {"rpm": rpm, "tpm": tpm, "rpd": rpd, "tpd": tpd}.items() if v is not None}
     created = create_key(hub, org, name=name, limits=limits, scopes=scopes or None,
-                         expires_at=expires.replace(tzinfo=UTC) if expires else None)
+                         expires_at=expires.replace(tzinfo=UTC) if expires else None, actor=cli_actor())
     click.echo(f"created key {created.prefix} for organization {created.org} with scopes "
                f"{', '.join(created.scopes)}; store the secret now:", err=True)
     click.echo(created.secret)
@@ -258,7 +286,7 @@ def keys_revoke(hub: Hub, prefix: str) -> None:
     """Revoke a key by its prefix, with every key minted from it."""
     from .accounts import revoke_key
 
-    revoke_key(hub, prefix)
+    revoke_key(hub, prefix, actor=cli_actor())
     click.echo(f"revoked {prefix} and the keys minted from it")
 
 
@@ -289,7 +317,7 @@ def backends_add(
         jurisdiction = validate_jurisdiction(jurisdiction)
     config = add_backend(
         hub, name, url=url, gguf=gguf, models=list(models), jurisdiction=jurisdiction,
-        operator=operator, api_key=api_key,
+        operator=operator, api_key=api_key, actor=cli_actor(),
     )
     where = config.url or config.options.get("path")
     click.echo(f"added backend {config.name} ({config.kind}, {where}, jurisdiction {config.jurisdiction})")
@@ -314,7 +342,7 @@ def backends_remove(hub: Hub, name: str) -> None:
     """Remove a backend."""
     from .backends.catalog import remove_backend
 
-    remove_backend(hub, name)
+    remove_backend(hub, name, actor=cli_actor())
     click.echo(f"removed backend {name}")
 
 

@@ -4,10 +4,10 @@ The allowlist is derived from configuration (backend URLs, plus hosts plugins de
 `sovhub_egress_hosts`, e.g. identity providers). A refusal raises EgressRefused before any byte
 leaves the machine, is logged and emitted as the `egress.refused` event (the audit log records it).
 
-One guard, two transports: `hub.legacy["http"]` (httpx, for identity providers and other
-occasional calls) and `hub.legacy["backend_http"]` (aiohttp, for the inference hot path, where
-httpx's per-request cost showed up as most of the gateway's overhead). Both consult the same
-:class:`EgressGuard`; neither follows redirects on its own.
+One guard, two transports, both held by the :class:`Egress` service and open while the app
+serves: ``http`` (httpx, for identity providers and other occasional calls) and ``backend``
+(aiohttp, for the inference hot path, where httpx's per-request cost showed up as most of the
+gateway's overhead). Both consult the same :class:`EgressGuard`; neither follows redirects on its own.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import aiohttp
 import httpx
 from yarl import URL
 
-from .errors import EgressRefused
+from .errors import BackendUnavailable, EgressRefused
 
 if TYPE_CHECKING:
     from .hub import Hub
 
-__all__ = ["EgressGuard", "GuardedSession", "make_backend_session", "make_http_client"]
+__all__ = ["Egress", "EgressGuard", "GuardedSession", "make_backend_session", "make_guard", "make_http_client"]
 
 log = logging.getLogger("sovhub.egress")
 
@@ -89,9 +89,7 @@ def allowed_hosts(hub: Hub, backend_urls: list[str]) -> set[str]:
 
 
 def make_guard(hub: Hub, backend_urls: list[str]) -> EgressGuard:
-    guard = EgressGuard(hub, allowed_hosts(hub, backend_urls))
-    hub.legacy["egress_guard"] = guard
-    return guard
+    return EgressGuard(hub, allowed_hosts(hub, backend_urls))
 
 
 def make_http_client(hub: Hub, guard: EgressGuard) -> httpx.AsyncClient:
@@ -111,3 +109,37 @@ def make_backend_session(hub: Hub, guard: EgressGuard) -> GuardedSession:
         connector=connector, timeout=timeout, trust_env=False, auto_decompress=True, raise_for_status=False
     )
     return GuardedSession(guard, session)
+
+
+class Egress:
+    """The hub's outbound transports: opened by the app's lifespan (they need its event loop), closed after."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._http: httpx.AsyncClient | None = None
+        self._backend: GuardedSession | None = None
+
+    def open(self, backend_urls: list[str]) -> None:
+        guard = make_guard(self.hub, backend_urls)
+        self._http = make_http_client(self.hub, guard)
+        self._backend = make_backend_session(self.hub, guard)
+
+    async def close(self) -> None:
+        http, backend = self._http, self._backend
+        self._http = self._backend = None
+        if http is not None:
+            await http.aclose()
+        if backend is not None:
+            await backend.close()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise BackendUnavailable("the hub's HTTP client is not running (it opens with the app)")
+        return self._http
+
+    @property
+    def backend(self) -> GuardedSession:
+        if self._backend is None:
+            raise BackendUnavailable("the hub's backend HTTP client is not running")
+        return self._backend

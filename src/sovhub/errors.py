@@ -23,6 +23,7 @@ one handler (:mod:`sovhub.api.errors`) renders them, in OpenAI's envelope
     ├── Conflict                      409  code=conflict
     ├── PayloadTooLarge               413  code=payload_too_large
     ├── RateLimited                   429  rate_limit_error (carries retry_after)
+    ├── InsufficientQuota             429  insufficient_quota (out of credits; clients must not retry)
     ├── UpstreamFailed                502  code=upstream_error
     └── BackendUnavailable            503  code=backend_unavailable (carries Retry-After)
         └── ShuttingDown              503  code=shutting_down (the replica's drain ended the answer)
@@ -40,6 +41,7 @@ __all__ = [
     "EgressRefused",
     "ContentBlocked",
     "ContextLengthExceeded",
+    "InsufficientQuota",
     "InsufficientScope",
     "InvalidRequest",
     "ModelNotFound",
@@ -180,6 +182,19 @@ class RateLimited(SovhubError):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
         self.headers.setdefault("retry-after", str(max(1, int(retry_after + 0.999))))
+
+
+class InsufficientQuota(SovhubError):
+    """Out of credits: OpenAI's own shape, which its SDKs raise as a quota error and do not retry."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        # The openai SDKs retry a 429 unless the server says not to.
+        self.headers.setdefault("x-should-retry", "false")
 
 
 class UpstreamFailed(SovhubError):

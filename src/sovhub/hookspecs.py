@@ -10,10 +10,12 @@ if TYPE_CHECKING:
     import click
     from fastapi import FastAPI
 
+    from .admission import AdmissionControl
     from .backends.base import BackendFactory
     from .events import Event
     from .hub import Hub
     from .pipeline import ChatInterceptor, RoutePolicy
+    from .safety.guards import Guard
     from .services import Provide
 
 hookspec = pluggy.HookspecMarker("sovhub")
@@ -78,8 +80,8 @@ def sovhub_transparency(hub: Hub) -> dict[str, Any]:  # type: ignore[empty-body]
 
 
 @hookspec
-def sovhub_guards(hub: Hub) -> list[Any]:  # type: ignore[empty-body]
-    """Return safety guards (objects with `name` and `scan(text, lang)`), run as one pipeline."""
+def sovhub_guards(hub: Hub) -> list[Guard]:  # type: ignore[empty-body]
+    """Return safety guards (`sovhub.safety.guards.Guard`: `name`, `scan(text, lang)`), run as one pipeline."""
 
 
 @hookspec
@@ -88,8 +90,8 @@ def sovhub_egress_hosts(hub: Hub) -> list[str]:  # type: ignore[empty-body]
 
 
 @hookspec
-def sovhub_admission(hub: Hub) -> list[Any]:  # type: ignore[empty-body]
-    """Return admission controls (quotas, rate limits): objects with async `admit` and `settle`.
+def sovhub_admission(hub: Hub) -> list[AdmissionControl]:  # type: ignore[empty-body]
+    """Return admission controls (quotas, rate limits, `sovhub.admission.AdmissionControl`).
 
     `await admit(admission) -> dict[str, str]` (a `sovhub.admission.Admission`: principal, endpoint,
     model, `reserved` tokens, a `ticket` id) raises RateLimited (or another SovhubError) to refuse,
@@ -111,3 +113,8 @@ def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:  # type: ignor
 @hookspec
 def sovhub_erase_user(hub: Hub, user_id: int) -> None:
     """Erase (or unlink) every row this plugin holds about a person; runs after their keys are destroyed."""
+
+
+@hookspec
+def sovhub_restored(hub: Hub) -> None:
+    """Rebuild what this plugin derives from its rows (indexes a backup leaves out) after `sovhub restore`."""

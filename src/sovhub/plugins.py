@@ -15,6 +15,7 @@ BUILTIN_PLUGINS = (
     "sovhub.backends.embedded",
     "sovhub.backends.upstream",
     "sovhub.api.plugin",
+    "sovhub.api.responses.plugin",
     "sovhub.sovereignty.plugin",
     "sovhub.safety.plugin",
     "sovhub.access.plugin",

@@ -5,7 +5,7 @@ Each plugin says what it provides through the ``sovhub_services`` hook: a list o
 and the types it needs built first. :func:`build_hub` assembles them in dependency order
 before anything serves; code then asks for a service by its type::
 
-    ledger = hub.legacy.get(Ledger)      # typed: mypy knows it is a Ledger
+    ledger = hub.services.get(Ledger)      # typed: mypy knows it is a Ledger
 
 No string keys, no lazy get-or-create, nothing built on a worker thread. A third-party
 plugin adds a service exactly the same way as the built-ins.
@@ -66,6 +66,14 @@ class Services:
 
     def __iter__(self) -> Iterator[type[Any]]:
         return iter(self._order)
+
+    def replace(self, kind: type[T], instance: T) -> None:
+        """Put another instance of a built service in its place (tests share an expensive one this way)."""
+        if kind not in self._built:
+            raise ServiceGraphError(f"{_name(kind)} was never built, so it cannot be replaced")
+        if not isinstance(instance, kind):
+            raise ServiceGraphError(f"{instance!r} is not a {_name(kind)}")
+        self._built[kind] = instance
 
     def names(self) -> list[str]:
         """Every built service, as module.Class, in the order they were built."""

@@ -23,6 +23,7 @@ from .secret_key import METRICS_TOKEN_FILE, load_or_create_secret_key, weak_secr
 __all__ = [
     "AccessSettings",
     "AssistantSettings",
+    "CreditsSettings",
     "SafetySettings",
     "ServerSettings",
     "Settings",
@@ -60,6 +61,11 @@ class SovereigntySettings(BaseModel):
     key_store_dir: str = Field(
         "keystore", description="Directory of per-person key-encryption keys (outside the database), relative to "
         "the data dir; erasure deletes the person's file. Replicas must share it."
+    )
+    erasure_journal_file: str | None = Field(
+        None, description="Append-only journal of erasures (user ids only), outside the database, that `sovhub "
+        "restore` re-applies; relative to the data dir. Unset: erasures.jsonl in the key store directory. "
+        "Replicas must share it."
     )
     retention_days: int = Field(30, ge=0, description="Default days conversation content is kept (0 = none).")
     audit_signing_key_file: str = Field(
@@ -248,6 +254,10 @@ class AccessSettings(BaseModel):
     state_refresh_s: float = Field(
         5.0, gt=0, description="Seconds between reloads of tiers, verification and org limits in each replica."
     )
+    credits_required: bool = Field(
+        False, description="Every organization pays for requests with credits (docs/credits.md); otherwise only "
+        "organizations that hold at least one grant do."
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -299,6 +309,38 @@ class AssistantSettings(BaseModel):
     )
 
 
+class CreditsSettings(BaseModel):
+    """Start-up programmes, prices and the credits ledger (docs/credits.md)."""
+
+    free_unpriced_models: bool = Field(
+        False, description="Requests for a model without a price cost nothing; otherwise organizations that pay "
+        "with credits are refused (403 model_not_priced) until `sovhub prices set` names its price."
+    )
+    free_models: list[str] = Field(
+        default_factory=list, description="Models that cost nothing even without a price (e.g. a small local model)."
+    )
+    batch_discount_percent: float = Field(
+        0.0, ge=0, lt=100, description="Discount on the price of batch work (requests on a `batch` endpoint)."
+    )
+    reservation_ttl_s: float = Field(
+        3600.0, ge=10, description="Seconds a request's reservation lives: one whose replica never settled it "
+        "(killed) is then posted at its reserved amount and the rest of the hold is gone (docs/credits.md)."
+    )
+    settle_interval_s: float = Field(
+        0.005, gt=0, description="Seconds between batched settlements (real cost posted, rest released): one "
+        "Redis call for all requests that ended in the interval."
+    )
+    journal_interval_s: float = Field(
+        0.2, gt=0, description="Seconds between copies of the live journal into the ledger's database (batched)."
+    )
+    journal_batch: int = Field(2000, ge=1, description="Journal entries written to the ledger per transaction.")
+    apply_url: str | None = Field(
+        None, description="Where organizations apply for credits, named in 'out of credits' errors; "
+        "PUBLIC_URL/hub/v1/programmes when unset."
+    )
+    redis_prefix: str = Field("sovhub:cr:", description="Prefix of the Redis keys of live credit balances.")
+
+
 class ServerSettings(BaseModel):
     """How a replica serves among others: shutdown drain, cache invalidation, periodic work (docs/operations.md)."""
 
@@ -340,6 +382,11 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; SQLite in the data dir when unset (postgresql+psycopg://...)."
+    )
+    migrate_on_start: bool = Field(
+        True, description="Bring the database to the newest migration when the hub starts. Off (every replica of "
+        "a fleet, where one Job runs `sovhub migrate`): refuse to start, with an error, unless the database is "
+        "already at the newest migration."
     )
     host: str = Field("127.0.0.1", description="Address `serve` binds.")
     port: int = Field(8080, ge=0, le=65535, description="Port `serve` binds.")
@@ -414,6 +461,7 @@ class Settings(BaseSettings):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     assistant: AssistantSettings = Field(default_factory=AssistantSettings)
+    credits: CreditsSettings = Field(default_factory=CreditsSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     @field_validator("database_url")

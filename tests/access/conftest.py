@@ -102,7 +102,6 @@ def make_app(data_dir: Path) -> Iterator[Callable[..., tuple[Hub, TestClient]]]:
         hub.pm.register(FakePlugin(), name="tests.fake")
         log = EventLog()
         hub.pm.register(log, name="tests.events")
-        hub.legacy["test_events"] = log
         add_fake_backend(hub, "fake1", ["echo", "advanced", "research"])
         from sovhub.app import create_app
 

@@ -18,7 +18,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from sovhub.access.oidc import oidc_client
+from sovhub.access.oidc import OidcClients
 from sovhub.access.tables import Identity
 from sovhub.errors import AuthenticationFailed
 from tests.conftest import need_service
@@ -82,7 +82,7 @@ def test_full_sign_in_with_pkce_state_nonce_and_acr(eid_app: Any, idp: OidcProvi
         person = s.query(Identity).one()
     assert (person.idp, person.subject, person.level) == ("test", "alice", "substantial")
     assert (person.given_name, person.family_name) == ("Olena", "Petrenko")
-    assert "user.signed_in" in hub.legacy["test_events"].names()
+    assert "user.signed_in" in hub.pm.get_plugin("tests.events").names()
 
     # Signing in again maps to the same person and user.
     again = client.get(browse_to_callback(client, idp, "/auth/oidc/test/login"), follow_redirects=False)
@@ -138,7 +138,7 @@ def _validate(app: tuple[Any, Any], token: str, nonce: str = "n1") -> Any:
     hub, client = app
 
     async def run() -> Any:
-        return await oidc_client(hub, "test").validate_id_token(token, nonce=nonce)
+        return await hub.services.get(OidcClients).get("test").validate_id_token(token, nonce=nonce)
 
     return client.portal.call(run)
 

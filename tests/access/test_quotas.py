@@ -220,7 +220,7 @@ def test_set_key_limits_evicts_only_that_key_from_the_cache(hub: Any) -> None:
     create_org(hub, "acme")
     changed, other = create_key(hub, "acme"), create_key(hub, "acme")
     cache = KeyCache(ttl=60)
-    hub.legacy["key_cache"] = cache
+    hub.services.replace(KeyCache, cache)
     for key in (changed, other):
         cache.put(key.secret, authenticate(hub, key.secret))
     set_key_limits(hub, changed.prefix, {"rpm": 2}, actor="test")
@@ -279,8 +279,9 @@ def test_concurrent_requests_cannot_pass_a_token_limit(make_app: Any, limiter_st
     from sovhub.pipeline import Principal
 
     hub, client = make_app(**limiter_store)
-    set_org_limits(hub, create_org_id(hub, "acme"), {"tpm": 100})
-    principal = Principal(org_id=hub.legacy["test_org_id"], org_name="acme")
+    org_id = create_org_id(hub, "acme")
+    set_org_limits(hub, org_id, {"tpm": 100})
+    principal = Principal(org_id=org_id, org_name="acme")
 
     async def attempt() -> Any:
         try:
@@ -317,9 +318,7 @@ def test_concurrent_requests_cannot_pass_a_token_limit(make_app: Any, limiter_st
 def create_org_id(hub: Any, name: str) -> int:
     from sovhub.accounts import create_org
 
-    org_id = create_org(hub, name).id
-    hub.legacy["test_org_id"] = org_id
-    return org_id
+    return create_org(hub, name).id
 
 
 def test_reservations_are_exact_across_replicas() -> None:
@@ -406,3 +405,28 @@ def test_lowering_a_creator_lowers_the_keys_it_minted(hub: Any, events: Any) -> 
     assert authenticate(hub, grandchild.secret).limits == {"rpm": 3, "tpm": 50}
     narrowed = events.last("key.limits_set").data["narrowed_children"]
     assert sorted(narrowed) == sorted([child.prefix, grandchild.prefix])
+
+
+def test_the_prompt_is_reserved_with_the_backends_own_tokenizer(hub: Any, fake_plugin: Any, api_key: str) -> None:
+    """A prompt of 2,000 characters is 2,000 tokens to this backend: 500 by the 4-character rule would pass."""
+    from fastapi.testclient import TestClient
+
+    from sovhub.access.quotas import set_org_limits
+    from sovhub.accounts import get_org
+    from sovhub.app import create_app
+    from tests.conftest import add_fake_backend
+
+    add_fake_backend(hub, "dense", ["dense"], tokenizer="chars")
+    add_fake_backend(hub, "plain", ["plain"])
+    set_org_limits(hub, get_org(hub, "acme").id, {"tpm": 1_000})
+    text = "字" * 2_000
+    with TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"}) as client:
+        def ask(model: str) -> Any:
+            return client.post("/v1/chat/completions", json={
+                "model": model, "max_tokens": 10, "messages": [{"role": "user", "content": text}]})
+
+        refused = ask("dense")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "tokens_over_limit"
+        assert fake_plugin.instances["dense"].calls == 0
+        # A backend without a tokenizer here is still estimated (and fits).
+        assert ask("plain").status_code == 200

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sovhub.access.csrf import CSRF_COOKIE, csrf_token, require_csrf
 from sovhub.access.sessions import clear_session, current_user, issue_session, session_serializer
 from sovhub.access.tables import WebSession
-from sovhub.access.throttle import LoginThrottle, ThrottleKey, login_throttle
+from sovhub.access.throttle import LoginThrottle, ThrottleKey
 from sovhub.errors import RateLimited
 from sovhub.store.tables import User
 
@@ -212,8 +212,8 @@ async def test_a_success_gives_its_guess_back(throttle: LoginThrottle) -> None:
 
 
 def test_login_throttle_is_shared_per_hub(hub: Any) -> None:
-    assert login_throttle(hub) is login_throttle(hub)
-    assert login_throttle(hub).lockout_s == hub.settings.access.login_lockout_s
+    assert hub.services.get(LoginThrottle) is hub.services.get(LoginThrottle)
+    assert hub.services.get(LoginThrottle).lockout_s == hub.settings.access.login_lockout_s
 
 
 def test_cookie_signed_with_the_old_public_default_is_refused(web: Any) -> None:

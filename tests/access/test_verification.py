@@ -77,7 +77,7 @@ def test_consistent_request_is_approved_automatically(registry_app: Any) -> None
     assert row.status == "approved", row.problems
     status = client.get("/hub/v1/organization/verification", headers=bearer(secret)).json()
     assert status["status"] == "verified" and status["verified"] and status["missing"] == []
-    assert "org.verified" in hub.legacy["test_events"].names()
+    assert "org.verified" in hub.pm.get_plugin("tests.events").names()
     with pytest.raises(NotFound):
         attach_representative(hub, token, strong)  # the link is one-time
     with pytest.raises(Conflict):
@@ -111,7 +111,7 @@ def test_inconsistent_request_queues_for_review(
 
     staff_verify(hub, org_id, reason="registry extract checked by hand", actor="staff:test")
     assert verification_queue(hub) == []
-    event = hub.legacy["test_events"].last("org.verified")
+    event = hub.pm.get_plugin("tests.events").last("org.verified")
     assert event.actor == "staff:test" and event.data["reason"] == "registry extract checked by hand"
 
 

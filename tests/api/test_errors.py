@@ -138,7 +138,7 @@ def test_unexpected_exception_is_500_without_traceback(hub: Hub, app_client: Tes
         async def before(self, ctx):
             raise RuntimeError("secret internals")
 
-    hub.__dict__["interceptors"] = [Boom()]
+    hub.interceptors[:] = [Boom()]
     r = TestClient(app_client.app, raise_server_exceptions=False, headers=dict(app_client.headers)).post(
         CHAT, json={"model": "echo", "messages": MSG}
     )

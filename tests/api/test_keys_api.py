@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from sovhub.accounts import authenticate, create_key, create_org, list_keys
+from sovhub.accounts import KeyCache, authenticate, create_key, create_org, list_keys
 from sovhub.errors import InsufficientScope
 from sovhub.hub import Hub
 from sovhub.store.base import utcnow
@@ -134,7 +134,7 @@ def test_an_expired_key_is_refused(app_client: TestClient, hub: Hub) -> None:
     assert client.get("/v1/models").status_code == 200
     with hub.db.session() as s:
         s.execute(update(ApiKey).where(ApiKey.prefix == key.prefix).values(expires_at=utcnow() - timedelta(seconds=1)))
-    hub.legacy["key_cache"].forget_prefix(key.prefix)
+    hub.services.get(KeyCache).forget_prefix(key.prefix)
     r = client.get("/v1/models")
     assert r.status_code == 401 and r.json()["error"]["code"] == "expired_api_key"
     past = app_client.post("/hub/v1/keys", json={"expires_at": (utcnow() - timedelta(days=1)).isoformat()})

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from sovhub.api.moderations.service import MAX_INPUTS, MODEL_ID, get_moderator
+from sovhub.api.moderations.service import MAX_INPUTS, MODEL_ID
 from sovhub.hub import Hub
+from sovhub.safety.builtin import BuiltinGuards
+from sovhub.safety.moderation import Moderator
 from sovhub.settings import SafetySettings
 from tests.contract.schemas import assert_valid
 from tests.safety.moderation_fixtures import moderator
@@ -20,7 +22,7 @@ URL = "/v1/moderations"
 @pytest.fixture
 def client(app_client: TestClient, hub: Hub) -> Iterator[TestClient]:
     # The trained moderator is shared across tests (training is the expensive part).
-    hub.legacy["moderator"] = moderator()
+    hub.services.replace(Moderator, moderator())
     yield app_client
 
 
@@ -129,10 +131,10 @@ def test_binary_looking_text_is_handled(client: TestClient) -> None:
     assert r.status_code == 200 and r.json()["results"][0]["flagged"] is False
 
 
-def test_moderator_is_built_lazily_once(hub: Hub) -> None:
-    hub.legacy.pop("moderator", None)
-    built = get_moderator(hub)
-    assert hub.legacy["moderator"] is built and get_moderator(hub) is built
+def test_the_moderator_is_built_once_and_shares_the_pipelines_semantic_guard(hub: Hub) -> None:
+    built = hub.services.get(Moderator)
+    assert hub.services.get(Moderator) is built
+    assert built.semantic is hub.services.get(BuiltinGuards).semantic is not None
 
 
 def test_moderations_need_an_api_key(client: TestClient) -> None:

@@ -41,4 +41,4 @@ def db_hub(database_url: str | None, data_dir: Path) -> Iterator[Hub]:
 
 @pytest.fixture
 def kb(db_hub: Hub) -> KnowledgeBase:
-    return KnowledgeBase(db_hub)
+    return db_hub.services.get(KnowledgeBase)

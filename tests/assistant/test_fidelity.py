@@ -11,7 +11,6 @@ from sovhub.assistant.fidelity import (
     LanguageDetection,
     detect,
     detector_for,
-    fidelity_tracker,
     instruction,
     needs_retry,
     strengthen,
@@ -140,7 +139,7 @@ async def test_interceptor_instructs_checks_and_drives_one_retry(hub: Hub) -> No
     right = _result("Wniosek o dowód osobisty można złożyć w urzędzie gminy albo przez internet.")
     await interceptor.after(ctx, right)
     assert not interceptor.needs_retry(ctx, right)  # once only
-    snap = fidelity_tracker(hub).snapshot()["smol"]
+    snap = hub.services.get(FidelityTracker).snapshot()["smol"]
     assert (snap["wrong"], snap["retries"], snap["fixed_by_retry"]) == (1, 1, 1)
 
 
@@ -151,7 +150,7 @@ async def test_interceptor_leaves_api_requests_alone(hub: Hub) -> None:
     await interceptor.before(ctx)
     assert ctx.messages == messages and ctx.lang is None
     await interceptor.after(ctx, _result("An English answer to a French question, which is fine for the API."))
-    assert fidelity_tracker(hub).snapshot() == {}
+    assert hub.services.get(FidelityTracker).snapshot() == {}
     flagged = _ctx(list(messages), assistant=False)
     flagged.state["assistant"] = True
     await interceptor.before(flagged)
@@ -171,7 +170,7 @@ async def test_short_messages_fall_back_to_earlier_ones_then_the_ui_language(hub
     await interceptor.before(unknown)
     assert "fidelity_lang" not in unknown.state and unknown.messages == [{"role": "user", "content": "ok"}]
     await interceptor.after(unknown, _result("Whatever language at all, nothing was expected here."))
-    assert "smol" not in fidelity_tracker(hub).snapshot()
+    assert "smol" not in hub.services.get(FidelityTracker).snapshot()
 
 
 async def test_no_retry_for_blocked_undetermined_or_unexpected_answers(hub: Hub) -> None:

@@ -36,12 +36,12 @@ def test_the_relevance_floor_drops_unrelated_passages(kb: KnowledgeBase) -> None
 
 
 def test_declared_languages_then_measured_fidelity_decide(db_hub: Hub) -> None:
-    from sovhub.assistant.fidelity import fidelity_tracker
+    from sovhub.assistant.fidelity import FidelityTracker
 
     assert writes_language(db_hub, "smollm2-135m-instruct", "en")
     assert not writes_language(db_hub, "smollm2-135m-instruct", "uk")
     assert writes_language(db_hub, "other", "uk")  # not measured yet: trusted
-    tracker = fidelity_tracker(db_hub)
+    tracker = db_hub.services.get(FidelityTracker)
     for _ in range(5):
         tracker.record("other", "uk", None, text="gibberish " * 10)
     assert not writes_language(db_hub, "other", "uk")

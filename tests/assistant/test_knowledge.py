@@ -108,7 +108,7 @@ def test_delete_removes_a_document_from_retrieval_at_once_in_every_process(
     other_hub = build_hub(make_settings(data_dir, database_url=db_hub.settings.database_url), migrate=False)
     remember_embeddings(other_hub)
     try:
-        other = KnowledgeBase(other_hub)
+        other = other_hub.services.get(KnowledgeBase)
         waste = other.search("When are recycling bins emptied?", collection="city", k=1)[0]
         assert waste.title.startswith("Waste collection")
         kb.delete_document(waste.document_id)
@@ -167,8 +167,8 @@ def test_unreadable_documents_are_refused_with_a_reason(name: str, data: bytes, 
     hub = build_hub(make_settings(data_dir))
     try:
         with pytest.raises(InvalidRequest, match=message):
-            KnowledgeBase(hub).ingest_bytes(name, data, "c")
-        assert KnowledgeBase(hub).list_documents() == []
+            hub.services.get(KnowledgeBase).ingest_bytes(name, data, "c")
+        assert hub.services.get(KnowledgeBase).list_documents() == []
     finally:
         hub.close()
 
@@ -176,7 +176,7 @@ def test_unreadable_documents_are_refused_with_a_reason(name: str, data: bytes, 
 def test_error_paths(data_dir: Path, tmp_path: Path) -> None:
     hub = build_hub(make_settings(data_dir, assistant={"kb_max_document_bytes": 1024}))
     remember_embeddings(hub)
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     try:
         with pytest.raises(PayloadTooLarge):
             kb.ingest_bytes("big.txt", b"a" * 2048, "c")
@@ -227,7 +227,7 @@ def test_migration_downgrades_and_upgrades_again(db_hub: Hub) -> None:
     command.downgrade(cfg, "0004")
     assert not {"kb_chunks", "kb_documents", "kb_collections"} & set(db_hub.db.table_names())
     command.upgrade(cfg, "head")
-    kb = KnowledgeBase(db_hub)
+    kb = db_hub.services.get(KnowledgeBase)
     kb.ingest_bytes("a.txt", b"Tram tickets are sold at kiosks.", "c")
     assert kb.search("tram tickets", collection="c", k=1)[0].keyword_rank == 1
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sovhub.assistant.fidelity import detect
-from sovhub.assistant.locales import BUILTIN_PACKS, LocaleRegistry, load_pack, locale_registry, pack_dirs
+from sovhub.assistant.locales import BUILTIN_PACKS, LocaleRegistry, load_pack, pack_dirs
 from sovhub.errors import ConfigError, NotFound
 from sovhub.hub import build_hub
 from tests.conftest import make_settings
@@ -87,8 +87,8 @@ def test_operators_add_and_override_packs_without_code(data_dir: Path, tmp_path:
     assert pack_dirs(settings)[-1] == data_dir / "more"
     hub = build_hub(settings)
     try:
-        registry = locale_registry(hub)
-        assert locale_registry(hub) is registry
+        registry = hub.services.get(LocaleRegistry)
+        assert hub.services.get(LocaleRegistry) is registry
         assert {"es-MX", "pl-DE"} <= set(registry.codes)
         assert registry.get("uk-UA").system_prompt.startswith("Ви — помічник міністерства")
         assert not registry.get("uk-UA").builtin and registry.get("de-DE").builtin

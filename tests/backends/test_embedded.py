@@ -108,11 +108,11 @@ class _CountingLlm:
     def __getattr__(self, name):
         return getattr(self._llm, name)
 
-    def create_chat_completion(self, **kwargs):
+    def generate(self, *args, **kwargs):
         self.active += 1
         self.most = max(self.most, self.active)
         try:
-            yield from self._llm.create_chat_completion(**kwargs)
+            yield from self._llm.generate(*args, **kwargs)
         finally:
             self.active -= 1
 
@@ -148,9 +148,9 @@ def test_every_generation_runs_on_the_same_kept_thread(backend) -> None:
     llm = backend._llm
 
     class _Recording(_CountingLlm):
-        def create_chat_completion(self, **kwargs):
+        def generate(self, *args, **kwargs):
             threads.append(threading.get_ident())
-            yield from super().create_chat_completion(**kwargs)
+            yield from super().generate(*args, **kwargs)
 
     backend._llm = _Recording(llm)
     try:
@@ -183,9 +183,9 @@ def test_a_request_given_up_while_queued_never_reaches_llama(backend) -> None:
     calls: list[int] = []
 
     class _Calls(_CountingLlm):
-        def create_chat_completion(self, **kwargs):
+        def generate(self, *args, **kwargs):
             calls.append(1)
-            yield from super().create_chat_completion(**kwargs)
+            yield from super().generate(*args, **kwargs)
 
     backend._llm = _Calls(counting._llm)
 

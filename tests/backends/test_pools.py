@@ -11,6 +11,7 @@ import pytest
 
 from sovhub.app import create_app
 from sovhub.backends.catalog import add_backend
+from sovhub.backends.registry import BackendRegistry
 from sovhub.hub import Hub
 from tests.server import ThreadedServer
 from tests.upstream_server import FakeUpstream
@@ -28,7 +29,7 @@ def test_concurrent_requests_go_to_the_backend_with_fewest_in_flight(hub: Hub, a
         add_backend(hub, "b", url=b.url, models=["pooled"])
         with ThreadedServer(create_app(hub)) as server, ThreadPoolExecutor(8) as pool:
             codes = list(pool.map(lambda i: _ask(server.url, api_key, f"q{i}", stream=True), range(8)))
-            assert hub.backends is not None and hub.backends.outstanding == {"a": 0, "b": 0}
+            assert hub.services.get(BackendRegistry).outstanding == {"a": 0, "b": 0}
     assert codes == [200] * 8
     assert (len(a.requests), len(b.requests)) in ((4, 4), (3, 5), (5, 3)), (len(a.requests), len(b.requests))
 
@@ -65,8 +66,7 @@ def test_a_dead_backend_is_out_within_two_seconds_and_requests_still_succeed(hub
         add_backend(hub, "alive", url=alive.url, models=["pooled"])
         add_backend(hub, "dying", url=dead.url, models=["pooled"])
         with ThreadedServer(create_app(hub)) as server:
-            registry = hub.backends
-            assert registry is not None
+            registry = hub.services.get(BackendRegistry)
             dying = registry.get("dying")
             assert dying is not None and registry.healthy(dying)
             dead.__exit__()

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sovhub.app import create_app
 from sovhub.backends.catalog import add_backend
 from sovhub.backends.embedded import bundled_model_path
+from sovhub.backends.registry import BackendRegistry
 from sovhub.hub import Hub
 from sovhub.store.tables import UsageRecord
 from tests.server import ThreadedServer, free_port
@@ -93,8 +94,7 @@ def test_a_killed_model_server_is_out_within_2s_no_request_fails_and_it_comes_ba
                 codes.append(r.status_code)
 
     with ThreadedServer(create_app(hub)) as server:
-        registry = hub.backends
-        assert registry is not None
+        registry = hub.services.get(BackendRegistry)
         backend_b = registry.get("llama-b")
         assert backend_b is not None
         threads = [threading.Thread(target=load, args=(server.url,)) for _ in range(3)]

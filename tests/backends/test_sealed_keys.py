@@ -12,9 +12,9 @@ from sovhub.app import create_app
 from sovhub.backends.catalog import add_backend, backend_configs, seal_plaintext_keys
 from sovhub.errors import NotFound
 from sovhub.hub import Hub, build_hub
-from sovhub.sovereignty.crypto import get_vault
+from sovhub.sovereignty.crypto import ContentVault
 from sovhub.store.tables import BackendRow
-from tests.conftest import make_settings
+from tests.conftest import make_settings, reopen_vault
 from tests.upstream_server import FakeUpstream
 
 KEY = "sk-upstream-7f3a9c2e41d8b6"
@@ -63,8 +63,8 @@ def test_a_sealed_key_needs_the_hub_key_store(data_dir: Path) -> None:
     hub = build_hub(make_settings(data_dir))
     try:
         add_backend(hub, "up", url="http://127.0.0.1:9/v1", models=["m"], api_key=KEY)
-        assert get_vault(hub).keks.destroy("hub", 0)
-        hub.legacy.pop("vault")
+        assert hub.services.get(ContentVault).keks.destroy("hub", 0)
+        reopen_vault(hub)
         with pytest.raises(NotFound, match="unreadable"):
             backend_configs(hub)
     finally:

@@ -100,6 +100,7 @@ def test_upstream_errors_are_mapped(hub: Hub, api_key: str, status: int, expecte
 
 
 def test_unreachable_upstream_is_503_and_retry_uses_next(hub: Hub, api_key: str, upstream: FakeUpstream) -> None:
+    hub.settings.backend_probe_interval_s = 0  # the pool's health checks would open connections of their own
     add_backend(hub, "dead", url="http://127.0.0.1:9/v1", models=["up-model"])
     with _client(hub, api_key) as client:
         r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG})
@@ -120,3 +121,31 @@ def test_read_timeout_before_the_first_byte_is_a_clean_503(hub: Hub, api_key: st
             r = client.post("/v1/chat/completions", json={"model": "slow", "messages": MSG, "stream": stream})
     # No byte had reached the client when the timeout hit, so it is a clean error response.
     assert r.status_code == 503 and "timed out" in r.json()["error"]["message"]
+
+
+def test_structured_output_tools_and_logprobs_reach_an_upstream_unchanged(
+    hub: Hub, api_key: str, upstream: FakeUpstream
+) -> None:
+    """The hub checks their shape and passes them on as sent: the upstream's own engine enforces them."""
+    schema = {"type": "object", "properties": {"a": {"type": "number", "multipleOf": 0.5}}, "required": ["a"]}
+    extras = {
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": schema}},
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}, "strict": True}}],
+        "tool_choice": {"type": "function", "function": {"name": "f"}}, "parallel_tool_calls": False,
+        "logprobs": True, "top_logprobs": 3, "n": 2, "seed": 5,
+    }
+    add_backend(hub, "up", url=upstream.url, models=["up-model"])
+    with _client(hub, api_key) as client:
+        r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG, **extras})
+        assert r.status_code == 200, r.text
+        # A keyword the embedded model's grammar could not enforce (multipleOf) is the upstream's to judge.
+        bad = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG,
+                                                         "tools": [{"type": "function", "function": {"name": "a b"}}]})
+        assert bad.status_code == 400
+    sent = upstream.requests[-1]["body"]
+    assert {k: sent[k] for k in extras} == extras
+    responses_body = {"model": "up-model", "input": "hi", "text": {"format": {"type": "json_schema", "name": "x",
+                                                                            "schema": schema, "strict": True}}}
+    with _client(hub, api_key) as client:
+        assert client.post("/v1/responses", json=responses_body).status_code == 200
+    assert upstream.requests[-1]["body"]["response_format"] == extras["response_format"]

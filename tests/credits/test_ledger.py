@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sovhub.credits.amounts import MICRO, SHARE_WHOLE, format_credits, parse_credits, parse_share, split_by_shares
 from sovhub.credits.ledger import Entry, Ledger, LedgerRefused
 from sovhub.credits.programmes import grant_credits
-from sovhub.credits.tables import CreditAccount, CreditTransfer, CreditTransferSplit
+from sovhub.credits.tables import CreditAccount, CreditPartnerUsage, CreditTransfer
 from sovhub.errors import InvalidRequest
 from sovhub.store.base import utcnow
 from tests.conftest import run_cli
@@ -104,8 +104,15 @@ def test_two_phase_post_part_void_and_ids_applied_once(hub, programme) -> None:
     assert g.debits_posted == 12_345_678 and g.debits_pending == MICRO
     # The posted usage is split across the partners exactly.
     with hub.db.session() as s:
-        parts = sorted(s.scalars(select(CreditTransferSplit.amount).where(CreditTransferSplit.transfer_id == "r1:post")))
-    assert sum(parts) == 12_345_678 and parts == sorted([7_407_407, 3_703_703, 1_234_568])
+        split = s.scalar(select(CreditTransfer.split).where(CreditTransfer.id == "r1:post"))
+        totals = sorted(s.scalars(select(CreditPartnerUsage.amount)))
+    assert sorted(split.values()) == sorted([7_407_407, 3_703_703, 1_234_568]) == totals
+    # A partner's running total that disagrees with the parts is a mismatch verify reports.
+    with hub.db.session() as s:
+        s.execute(update(CreditPartnerUsage).where(CreditPartnerUsage.amount == 1_234_568).values(amount=1))
+    assert any("usage total is 1, its parts sum to 1234568" in str(p) for p in ledger.verify())
+    with hub.db.session() as s:
+        s.execute(update(CreditPartnerUsage).where(CreditPartnerUsage.amount == 1).values(amount=1_234_568))
     assert ledger.verify() == []
 
 

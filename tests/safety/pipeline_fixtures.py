@@ -37,12 +37,27 @@ class MarkerGuard:
 
 
 class MarkerPlugin:
+    """Contributes one guard, whose behaviour a test may swap through ``guard`` at any time (the hub
+    keeps the guards it collected, so the plugin hands it a stand-in that reads ``guard`` per scan)."""
+
     def __init__(self) -> None:
         self.guard = MarkerGuard()
 
     @hookimpl
     def sovhub_guards(self, hub: Any) -> list[Any]:
-        return [self.guard]
+        return [_Current(self)]
+
+
+class _Current:
+    def __init__(self, plugin: MarkerPlugin) -> None:
+        self.plugin = plugin
+
+    @property
+    def name(self) -> str:
+        return self.plugin.guard.name
+
+    def scan(self, text: str, lang: str | None) -> list[GuardFinding]:
+        return self.plugin.guard.scan(text, lang)
 
 
 @pytest.fixture(name="settings")

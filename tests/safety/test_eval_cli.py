@@ -123,3 +123,16 @@ def test_eval_runs_the_default_pipeline(tmp_path: Path) -> None:
     numbers = json.loads(r.output)
     assert numbers["overall"]["n"] == 3 and numbers["overall"]["recall"] == 1.0
     assert numbers["latency_ms"]["p99"] > 0
+
+
+def test_train_prints_the_classifier_of_this_bank() -> None:
+    """`sovhub safety train` builds (or loads) the classifier the hub would use and reports it."""
+    from tests.safety.moderation_fixtures import semantic_guard
+
+    model = semantic_guard().model
+    r = CliRunner().invoke(safety_group, ["train"])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip() == f"model {model.digest[:20]}: {model.cv_report}"
+    assert model.cv_report.startswith("cross-validated: P=")
+    bad = CliRunner().invoke(safety_group, ["train", "--encoder", "word2vec"])
+    assert bad.exit_code == 2 and "Invalid value for '--encoder'" in bad.output

@@ -18,6 +18,8 @@ from fastapi.testclient import TestClient
 
 from sovhub.backends.catalog import add_backend
 from sovhub.hub import Hub
+from sovhub.metering import Meter
+from sovhub.safety.moderation import Moderator
 from sovhub.settings import Settings
 from tests.conftest import make_settings
 from tests.upstream_server import FakeUpstream
@@ -216,7 +218,7 @@ def test_moderations_include_the_guard_models_verdict(
 ) -> None:
     from tests.safety.moderation_fixtures import moderator
 
-    hub.legacy["moderator"] = moderator()  # the trained classifier, shared across tests
+    hub.services.replace(Moderator, moderator())  # the trained classifier, shared across tests
     with _start(hub, fake_plugin, api_key, guard_upstream) as client:
         r = client.post("/v1/moderations", json={"input": ["KABOOM, mail ana@example.org", "good morning", "  "]})
         assert r.status_code == 200, r.text
@@ -263,8 +265,7 @@ def _usage_rows(hub: Hub, client: TestClient) -> list[Any]:
 
     from sovhub.store.tables import UsageRecord
 
-    assert hub.meter is not None
-    client.portal.call(hub.meter.flush)  # type: ignore[union-attr]
+    client.portal.call(hub.services.get(Meter).flush)
     with hub.db.session() as s:
         return list(s.scalars(select(UsageRecord).order_by(UsageRecord.id)))
 

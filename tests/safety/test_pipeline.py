@@ -73,16 +73,16 @@ def test_pii_pseudonymised_for_model_and_restored_for_person(
 
 def test_model_never_sees_the_values(app_client: TestClient, hub: Hub) -> None:
     seen: list[str] = []
-    from sovhub.safety.pipeline import get_runtime
+    from sovhub.safety.pipeline import SafetyRuntime
 
-    original = get_runtime(hub).redactor.redact
+    original = hub.services.get(SafetyRuntime).redactor.redact
 
     def spy(*args: Any, **kwargs: Any) -> str:
         out = original(*args, **kwargs)
         seen.append(out)
         return out
 
-    get_runtime(hub).redactor.redact = spy  # type: ignore[method-assign]
+    hub.services.get(SafetyRuntime).redactor.redact = spy  # type: ignore[method-assign]
     r = _chat(app_client, "card 4111 1111 1111 1111 please")
     assert r.status_code == 200
     assert seen == ["card <CREDIT_CARD_1> please"]
@@ -133,12 +133,12 @@ def test_non_streaming_output_stop(app_client: TestClient, marker: MarkerPlugin)
 def test_output_block_is_logged_without_content(app_client: TestClient, hub: Hub, marker: MarkerPlugin) -> None:
     from sqlalchemy import select
 
-    from sovhub.safety.pipeline import get_runtime
+    from sovhub.safety.pipeline import SafetyRuntime
     from sovhub.safety.tables import ModerationLog
 
     marker.guard = _AnswerGuard()  # type: ignore[assignment]
     _chat(app_client, "fine KABOOM " + " ".join(["after"] * 60))
-    get_runtime(hub).recorder.flush()
+    hub.services.get(SafetyRuntime).recorder.flush()
     with hub.db.session() as s:
         rows = s.scalars(select(ModerationLog)).all()
         assert [(r.direction, r.action, r.categories, r.content) for r in rows] == [("output", "block", ["S9"], None)]
@@ -147,12 +147,12 @@ def test_output_block_is_logged_without_content(app_client: TestClient, hub: Hub
 def test_warn_passes_and_is_logged(app_client: TestClient, hub: Hub, marker: MarkerPlugin) -> None:
     from sqlalchemy import select
 
-    from sovhub.safety.pipeline import get_runtime
+    from sovhub.safety.pipeline import SafetyRuntime
     from sovhub.safety.tables import ModerationLog
 
     r = _chat(app_client, "tell me WARNWORD")
     assert r.status_code == 200
-    get_runtime(hub).recorder.flush()
+    hub.services.get(SafetyRuntime).recorder.flush()
     with hub.db.session() as s:
         row = s.scalars(select(ModerationLog)).one()
         assert (row.action, row.categories, row.clauses, row.content) == ("warn", ["S12"], ["categories.S12"], None)

@@ -13,7 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sovhub.hub import Hub
+from sovhub.safety.builtin import BuiltinGuards
 from sovhub.safety.e5_int8 import Int8E5
+from sovhub.safety.moderation import Moderator
 from sovhub.safety.semantic import SemanticGuard
 from sovhub.safety.static import StaticEncoder
 from sovhub.settings import Settings
@@ -41,7 +43,7 @@ def _chat(client: TestClient, content: str, **extra: Any) -> Any:
 
 def test_the_chat_pipeline_runs_the_chosen_encoder(app_client: TestClient, hub: Hub, encoder_name: str) -> None:
     # Start-up already ran the protected-speech check set through this encoder (warm_up).
-    guard = hub.legacy["safety.guards"]["semantic"]
+    guard = hub.services.get(BuiltinGuards).semantic
     assert isinstance(guard, SemanticGuard)
     assert isinstance(guard.embedder, StaticEncoder) is (encoder_name == "static")
     assert isinstance(guard.embedder, Int8E5) is (encoder_name == "e5-int8")
@@ -60,4 +62,4 @@ def test_moderations_use_the_same_guard(app_client: TestClient, hub: Hub, encode
     harmful, lawful = r.json()["results"]
     assert harmful["flagged"] and set(harmful["hazard_codes"]) & {"S1", "S9"}
     assert not lawful["flagged"]
-    assert hub.legacy["moderator"].semantic is hub.legacy["safety.guards"]["semantic"]
+    assert hub.services.get(Moderator).semantic is hub.services.get(BuiltinGuards).semantic

@@ -13,8 +13,9 @@ from sqlalchemy import func, select, text
 
 from sovhub.errors import InvalidRequest
 from sovhub.hub import Hub
-from sovhub.sovereignty.conversations import get_store, purge_expired, set_retention
-from sovhub.sovereignty.crypto import get_vault
+from sovhub.metering import Meter
+from sovhub.sovereignty.conversations import ConversationStore, purge_expired, set_retention
+from sovhub.sovereignty.crypto import ContentVault
 from sovhub.sovereignty.tables import StoredConversation
 from sovhub.store.base import utcnow
 from tests.fakes import FakePlugin
@@ -31,7 +32,7 @@ def _chat(client: TestClient, content: str, **extra: object) -> None:
 
 
 def _flush(hub: Hub, client: TestClient) -> None:
-    client.portal.call(get_store(hub).flush)  # type: ignore[union-attr]
+    client.portal.call(hub.services.get(ConversationStore).flush)  # type: ignore[union-attr]
 
 
 def _rows(hub: Hub) -> list[StoredConversation]:
@@ -61,7 +62,7 @@ def test_chat_content_is_encrypted_at_rest(shub: Hub, sov_client: tuple[TestClie
     _flush(shub, client)
     rows = _rows(shub)
     assert len(rows) == 1 and rows[0].owner_kind == "org"
-    stored = json.loads(get_vault(shub).decrypt_for_org(rows[0].owner_id, rows[0].content))
+    stored = json.loads(shub.services.get(ContentVault).decrypt_for_org(rows[0].owner_id, rows[0].content))
     assert stored["messages"][0]["content"] == SECRET and SECRET in stored["completion"]
     dump = _dump(shub)
     assert b"api_conversations" in dump or shub.db.is_sqlite
@@ -78,7 +79,7 @@ def test_store_false_and_zero_retention_store_nothing(shub: Hub, sov_client: tup
     _chat(client, "zero retention org")
     _flush(shub, client)
     assert _rows(shub) == []
-    client.portal.call(shub.meter.flush)  # type: ignore[union-attr]
+    client.portal.call(shub.services.get(Meter).flush)
     from sovhub.store.tables import UsageRecord
 
     with shub.db.session() as s:

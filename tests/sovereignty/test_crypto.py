@@ -12,9 +12,10 @@ from sqlalchemy import select
 
 from sovhub.errors import ConfigError, NotFound
 from sovhub.hub import Hub
-from sovhub.sovereignty.crypto import ContentVault, EnvKeyProvider, get_vault, key_file_path
+from sovhub.sovereignty.crypto import ContentVault, EnvKeyProvider, key_file_path
 from sovhub.sovereignty.keys import rotate_master_key
 from sovhub.sovereignty.tables import DataKey, SovereigntyMeta
+from tests.conftest import reopen_vault
 
 from .conftest import new_hub
 
@@ -27,8 +28,7 @@ def _snapshot(hub: Hub) -> tuple[list[tuple[int, bytes]], str | None]:
 
 
 def test_round_trip_and_owner_binding(shub: Hub) -> None:
-    vault = get_vault(shub)
-    assert shub.legacy["vault"] is vault
+    vault = shub.services.get(ContentVault)
     blob = vault.encrypt_for_user(1, "Привіт, це таємниця")
     assert "таємниця".encode() not in blob and "Привіт".encode() not in blob
     assert vault.decrypt_for_user(1, blob) == "Привіт, це таємниця"
@@ -48,7 +48,7 @@ def test_round_trip_and_owner_binding(shub: Hub) -> None:
 
 
 def test_crypto_shredding_makes_old_blobs_unreadable(shub: Hub) -> None:
-    vault = get_vault(shub)
+    vault = shub.services.get(ContentVault)
     blob = vault.encrypt_for_user(5, "to be forgotten")
     assert vault.destroy_key("user", 5)
     with pytest.raises(NotFound, match="destroyed"):
@@ -70,7 +70,7 @@ def test_key_file_is_created_0600_and_only_once(shub: Hub) -> None:
 
 def test_missing_master_key_refuses_start_and_touches_nothing(data_dir: Path, database_url: str | None) -> None:
     hub = new_hub(data_dir, database_url)
-    blob = get_vault(hub).encrypt_for_user(1, "kept")
+    blob = hub.services.get(ContentVault).encrypt_for_user(1, "kept")
     before = _snapshot(hub)
     key = key_file_path(hub.settings)
     saved = key.read_bytes()
@@ -80,9 +80,9 @@ def test_missing_master_key_refuses_start_and_touches_nothing(data_dir: Path, da
     from sovhub.hub import build_hub
     from tests.conftest import make_settings
 
-    hub2 = build_hub(make_settings(data_dir, database_url=database_url, safety={"enabled": False}))
+    settings = make_settings(data_dir, database_url=database_url, safety={"enabled": False})
     with pytest.raises(ConfigError, match="master key file .* is missing.*no data was touched"):
-        hub2.pm.hook.sovhub_init(hub=hub2)
+        build_hub(settings)
     if database_url is None:  # `sovhub serve` reads this data dir's SQLite database
         from tests.server import free_port, run_cli
 
@@ -90,26 +90,27 @@ def test_missing_master_key_refuses_start_and_touches_nothing(data_dir: Path, da
                          env={"SOVHUB_EMBEDDED_ENABLED": "false", "SOVHUB_SAFETY__ENABLED": "false"})
         assert result.returncode == 1 and "Error: master key file" in result.stderr, result.stderr
     assert not key.exists(), "a new key must not be invented over existing data"
-    assert _snapshot(hub2) == before
     key.write_bytes(saved)
     os.chmod(key, 0o600)
-    assert get_vault(hub2).decrypt_for_user(1, blob) == "kept"
+    hub2 = build_hub(settings)
+    assert _snapshot(hub2) == before
+    assert hub2.services.get(ContentVault).decrypt_for_user(1, blob) == "kept"
     hub2.close()
 
 
 def test_wrong_master_key_refuses_start(data_dir: Path, database_url: str | None) -> None:
     hub = new_hub(data_dir, database_url)
-    get_vault(hub).encrypt_for_org(1, "x")
+    hub.services.get(ContentVault).encrypt_for_org(1, "x")
     before = _snapshot(hub)
     hub.close()
     wrong = base64.b64encode(os.urandom(32)).decode()
     from sovhub.hub import build_hub
     from tests.conftest import make_settings
 
-    hub2 = build_hub(make_settings(data_dir, database_url=database_url, safety={"enabled": False},
-                                   sovereignty={"master_key": wrong}))
     with pytest.raises(ConfigError, match="wrong master key.*no data was touched"):
-        hub2.pm.hook.sovhub_init(hub=hub2)
+        build_hub(make_settings(data_dir, database_url=database_url, safety={"enabled": False},
+                                sovereignty={"master_key": wrong}))
+    hub2 = new_hub(data_dir, database_url)
     assert _snapshot(hub2) == before
     hub2.close()
 
@@ -124,23 +125,20 @@ def test_bad_env_master_key(value: str, message: str) -> None:
 def test_key_file_readable_by_others_is_refused(shub: Hub) -> None:
     path = key_file_path(shub.settings)
     os.chmod(path, 0o644)
-    shub.legacy.pop("vault")
     with pytest.raises(ConfigError, match="chmod 600"):
-        get_vault(shub)
+        reopen_vault(shub)
 
 
 def test_unknown_key_provider_is_refused(data_dir: Path) -> None:
     from sovhub.hub import build_hub
     from tests.conftest import make_settings
 
-    hub = build_hub(make_settings(data_dir, sovereignty={"key_provider": "nosuchmodule:factory"}))
     with pytest.raises(ConfigError, match="cannot load key provider"):
-        get_vault(hub)
-    hub.close()
+        build_hub(make_settings(data_dir, sovereignty={"key_provider": "nosuchmodule:factory"}))
 
 
 def test_rotate_master_rewraps_without_reencrypting(shub: Hub) -> None:
-    vault = get_vault(shub)
+    vault = shub.services.get(ContentVault)
     blob = vault.encrypt_for_user(3, "survives rotation")
     old_key = key_file_path(shub.settings).read_bytes()
     old_wrapped = _snapshot(shub)[0]
@@ -150,18 +148,17 @@ def test_rotate_master_rewraps_without_reencrypting(shub: Hub) -> None:
     assert new_key != old_key and stat.S_IMODE(key_file_path(shub.settings).stat().st_mode) == 0o600
     assert _snapshot(shub)[0] != old_wrapped
     # A fresh process with the new key file reads the old blob (content was not re-encrypted).
-    shub.legacy.pop("vault")
-    assert get_vault(shub).decrypt_for_user(3, blob) == "survives rotation"
+    reopen_vault(shub)
+    assert shub.services.get(ContentVault).decrypt_for_user(3, blob) == "survives rotation"
     # The old key no longer opens the database.
     path = key_file_path(shub.settings)
     path.write_bytes(old_key)
-    shub.legacy.pop("vault")
     with pytest.raises(ConfigError, match="wrong master key"):
-        get_vault(shub)
+        reopen_vault(shub)
 
 
 def test_interrupted_rotation_is_finished_at_start(shub: Hub) -> None:
-    vault = get_vault(shub)
+    vault = shub.services.get(ContentVault)
     blob = vault.encrypt_for_user(4, "mid-rotation")
     from sovhub.sovereignty.crypto import FileKeyProvider
 
@@ -169,10 +166,10 @@ def test_interrupted_rotation_is_finished_at_start(shub: Hub) -> None:
     pending = path.with_name(path.name + ".new")
     FileKeyProvider.create(pending)
     vault.rewrap_all(FileKeyProvider(pending))  # committed, then "crash" before the rename
-    shub.legacy.pop("vault")
-    assert get_vault(shub).decrypt_for_user(4, blob) == "mid-rotation"
+    reopen_vault(shub)
+    assert shub.services.get(ContentVault).decrypt_for_user(4, blob) == "mid-rotation"
     assert not pending.exists()
 
 
 def test_vault_is_a_content_vault(shub: Hub) -> None:
-    assert isinstance(get_vault(shub), ContentVault)
+    assert isinstance(shub.services.get(ContentVault), ContentVault)

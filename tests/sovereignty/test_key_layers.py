@@ -13,15 +13,16 @@ from sqlalchemy import delete, select
 from sovhub.assistant.tables import Conversation
 from sovhub.errors import ConfigError, NotFound
 from sovhub.hub import Hub
-from sovhub.sovereignty.crypto import ContentVault, get_vault, key_store_path
+from sovhub.sovereignty.crypto import ContentVault, key_store_path
 from sovhub.sovereignty.rights import erase_user
 from sovhub.sovereignty.tables import DataKey, SovereigntyMeta
+from tests.conftest import reopen_vault
 
 from .conftest import add_user, new_hub
 
 
 def _store_title(hub: Hub, uid: int, text: str) -> str:
-    blob = get_vault(hub).encrypt_for_user(uid, text)
+    blob = hub.services.get(ContentVault).encrypt_for_user(uid, text)
     cid = f"{uid:032d}"
     with hub.db.session() as s:
         s.add(Conversation(id=cid, user_id=uid, title=blob, model="echo"))
@@ -32,7 +33,7 @@ def _title(hub: Hub, uid: int, cid: str) -> str:
     with hub.db.session() as s:
         row = s.get(Conversation, cid)
     assert row is not None
-    return get_vault(hub).decrypt_for_user(uid, row.title)
+    return hub.services.get(ContentVault).decrypt_for_user(uid, row.title)
 
 
 def _db_file(hub: Hub) -> Path:
@@ -75,7 +76,7 @@ def test_kek_files_are_private_and_a_readable_one_is_refused(shub: Hub) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     path.chmod(0o644)
-    shub.legacy.pop("vault")
+    reopen_vault(shub)
     with pytest.raises(ConfigError, match="accessible by others"):
         _title(shub, uid, cid)
 
@@ -85,11 +86,11 @@ def test_the_database_alone_does_not_open_content(shub: Hub) -> None:
     uid = add_user(shub, "olena@example.ua")
     cid = _store_title(shub, uid, "t")
     (key_store_path(shub.settings) / f"user-{uid}.kek").unlink()
-    shub.legacy.pop("vault")
+    reopen_vault(shub)
     with pytest.raises(NotFound, match="destroyed"):
         _title(shub, uid, cid)
     # New content of that person gets a fresh key; the old stays unreadable.
-    assert get_vault(shub).decrypt_for_user(uid, get_vault(shub).encrypt_for_user(uid, "new")) == "new"
+    assert shub.services.get(ContentVault).decrypt_for_user(uid, shub.services.get(ContentVault).encrypt_for_user(uid, "new")) == "new"
     with pytest.raises(NotFound):
         _title(shub, uid, cid)
 
@@ -97,7 +98,7 @@ def test_the_database_alone_does_not_open_content(shub: Hub) -> None:
 def test_data_keys_from_before_the_kek_layer_are_moved_under_one(shub: Hub) -> None:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    vault = get_vault(shub)
+    vault = shub.services.get(ContentVault)
     uid = add_user(shub, "olena@example.ua")
     key = AESGCM.generate_key(bit_length=256)
     with shub.db.session() as s:  # a data key as the previous version stored it: wrapped by the master key only
@@ -105,8 +106,8 @@ def test_data_keys_from_before_the_kek_layer_are_moved_under_one(shub: Hub) -> N
                       master_key_id=vault.provider.key_id))
         s.execute(delete(SovereigntyMeta).where(SovereigntyMeta.name == "kek_layer_v1"))
     blob = vault.encrypt_for_user(uid, "from before")
-    shub.legacy.pop("vault")
-    assert get_vault(shub).decrypt_for_user(uid, blob) == "from before"  # moved at start, still readable
+    reopen_vault(shub)
+    assert shub.services.get(ContentVault).decrypt_for_user(uid, blob) == "from before"  # moved at start, still readable
     with shub.db.session() as s:
         row = s.scalar(select(DataKey).where(DataKey.owner_id == uid))
         assert row is not None and len(vault.provider.unwrap(row.wrapped, f"sovhub:user:{uid}".encode())) != 32

@@ -16,9 +16,10 @@ from sqlalchemy import select
 from sovhub.assistant.tables import Conversation
 from sovhub.errors import ConfigError
 from sovhub.hub import Hub
-from sovhub.sovereignty.crypto import FileKeyProvider, get_vault, key_file_path
+from sovhub.sovereignty.crypto import ContentVault, FileKeyProvider, key_file_path
 from sovhub.sovereignty.keys import rotate_master_key
 from sovhub.sovereignty.tables import DataKey
+from tests.conftest import reopen_vault
 
 from .conftest import add_user, new_hub
 
@@ -26,7 +27,7 @@ WRITES_MAX = 150
 
 
 def _write(hub: Hub, uid: int, text: str) -> None:
-    blob = get_vault(hub).encrypt_for_user(uid, text)
+    blob = hub.services.get(ContentVault).encrypt_for_user(uid, text)
     with hub.db.session() as s:
         s.add(Conversation(id=f"{uid:016d}{len(text):016d}", user_id=uid, title=blob, model="echo"))
 
@@ -59,7 +60,7 @@ def test_rotate_under_load_then_restart_reads_everything(data_dir: Path, databas
             while len(written) < target and worker.is_alive():
                 time.sleep(0.01)
             rotate_master_key(rotator)
-            key_ids.append(get_vault(rotator).provider.key_id)
+            key_ids.append(rotator.services.get(ContentVault).provider.key_id)
         target = len(written) + 5
         while len(written) < target and worker.is_alive():
             time.sleep(0.01)
@@ -74,7 +75,7 @@ def test_rotate_under_load_then_restart_reads_everything(data_dir: Path, databas
 
     restarted = new_hub(data_dir, database_url)  # a fresh process: only the current key file
     try:
-        vault = get_vault(restarted)
+        vault = restarted.services.get(ContentVault)
         assert vault.provider.key_id == key_ids[-1]
         with restarted.db.session() as s:
             assert {k.master_key_id for k in s.scalars(select(DataKey))} == {key_ids[-1]}
@@ -91,19 +92,19 @@ def test_a_serving_hub_follows_a_rotation_caught_between_commit_and_rename(shub:
     url = None if shub.db.is_sqlite else shub.db.engine.url.render_as_string(hide_password=False)
     rotator = new_hub(data_dir, url)
     try:
-        serving_vault = get_vault(shub)
+        serving_vault = shub.services.get(ContentVault)
         old_id = serving_vault.provider.key_id
         path = key_file_path(shub.settings)
         pending = path.with_name(path.name + ".new")
         FileKeyProvider.create(pending)
-        get_vault(rotator).rewrap_all(FileKeyProvider(pending))  # committed, not yet renamed
+        rotator.services.get(ContentVault).rewrap_all(FileKeyProvider(pending))  # committed, not yet renamed
         uid = add_user(shub, "late@example.ua")
         blob = serving_vault.encrypt_for_user(uid, "written mid-rotation")
         assert serving_vault.provider.key_id == FileKeyProvider(pending).key_id != old_id
         path.replace(path.with_name("old.key"))
         pending.replace(path)
-        shub.legacy.pop("vault")
-        assert get_vault(shub).decrypt_for_user(uid, blob) == "written mid-rotation"
+        reopen_vault(shub)
+        assert shub.services.get(ContentVault).decrypt_for_user(uid, blob) == "written mid-rotation"
     finally:
         rotator.close()
 
@@ -117,7 +118,7 @@ def test_a_serving_hub_that_cannot_load_the_new_key_refuses_to_wrap(data_dir: Pa
     serving = new_hub(data_dir, None, sovereignty={"master_key": value})
     rotator = new_hub(data_dir, None, sovereignty={"master_key": value})
     try:
-        vault = get_vault(serving)
+        vault = serving.services.get(ContentVault)
         rotate_master_key(rotator)
         uid = add_user(serving, "late@example.ua")
         with pytest.raises(ConfigError, match="rotated by another process"):

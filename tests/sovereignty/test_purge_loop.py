@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sovhub.accounts import create_key, create_org
 from sovhub.app import create_app
 from sovhub.sovereignty import conversations
-from sovhub.sovereignty.conversations import get_store
+from sovhub.sovereignty.conversations import ConversationStore
 from sovhub.sovereignty.tables import StoredConversation
 from sovhub.store.base import utcnow
 from tests.conftest import add_fake_backend
@@ -58,7 +58,7 @@ def test_expired_content_is_purged_while_serving_even_after_a_failed_round(
                 r = client.post("/v1/chat/completions",
                                 json={"model": "echo", "messages": [{"role": "user", "content": text}]})
                 assert r.status_code == 200, r.text
-            client.portal.call(get_store(hub).flush)  # type: ignore[union-attr]
+            client.portal.call(hub.services.get(ConversationStore).flush)  # type: ignore[union-attr]
             assert _count(hub) == 2
             with hub.db.session() as s:
                 first = min(s.scalars(select(StoredConversation.id)))

@@ -13,8 +13,8 @@ from sovhub.errors import Conflict, NotFound
 from sovhub.hookspecs import hookimpl
 from sovhub.hub import Hub
 from sovhub.pipeline import Principal
-from sovhub.sovereignty.conversations import ContentRecorder, _Pending, get_store
-from sovhub.sovereignty.crypto import get_vault
+from sovhub.sovereignty.conversations import ContentRecorder, ConversationStore, _Pending
+from sovhub.sovereignty.crypto import ContentVault
 from sovhub.sovereignty.rights import erase_user, export_user
 from sovhub.sovereignty.staff_access import request_access
 from sovhub.sovereignty.tables import DataKey, StoredConversation
@@ -36,7 +36,7 @@ class WebPlugin:
     @hookimpl
     def sovhub_export_user(self, hub: Hub, user_id: int) -> dict[str, object]:
         blob = self.blobs.get(user_id)
-        return {"web_conversations": [get_vault(hub).decrypt_for_user(user_id, blob)] if blob else []}
+        return {"web_conversations": [hub.services.get(ContentVault).decrypt_for_user(user_id, blob)] if blob else []}
 
     @hookimpl
     def sovhub_erase_user(self, hub: Hub, user_id: int) -> None:
@@ -45,7 +45,7 @@ class WebPlugin:
 
 
 def _store_for_user(hub: Hub, user_id: int, text: str) -> None:
-    get_store(hub).write([_Pending(request_id="r1", org_id=None, key_id=None, user_id=user_id, model="echo",
+    hub.services.get(ConversationStore).write([_Pending(request_id="r1", org_id=None, key_id=None, user_id=user_id, model="echo",
                                    backend="fake1", messages=[{"role": "user", "content": text}],
                                    completion="ok", finish_reason="stop")])
 
@@ -56,7 +56,7 @@ def test_export_gathers_every_plugin_and_erase_shreds(shub: Hub) -> None:
     try:
         uid = add_user(shub, "olena@example.ua")
         other = add_user(shub, "petro@example.ua")
-        web.blobs[uid] = get_vault(shub).encrypt_for_user(uid, "my web chat")
+        web.blobs[uid] = shub.services.get(ContentVault).encrypt_for_user(uid, "my web chat")
         _store_for_user(shub, uid, "my api question")
         _store_for_user(shub, other, "someone else")
         data = export_user(shub, uid, actor=f"user:{uid}")
@@ -74,7 +74,7 @@ def test_export_gathers_every_plugin_and_erase_shreds(shub: Hub) -> None:
             assert s.scalar(select(DataKey).where(DataKey.owner_kind == "user", DataKey.owner_id == uid)) is None
             assert [c.user_id for c in s.scalars(select(StoredConversation))] == [other]
         with pytest.raises(NotFound, match="destroyed"):
-            get_vault(shub).decrypt_for_user(uid, old_blob)  # a backup copy is unreadable too
+            shub.services.get(ContentVault).decrypt_for_user(uid, old_blob)  # a backup copy is unreadable too
         with pytest.raises(NotFound, match="no data"):
             export_user(shub, uid)
         from sovhub.sovereignty.audit import counts_by_event, verify
@@ -138,3 +138,37 @@ def test_users_cli_export_and_erase(data_dir: Path, capsys: pytest.CaptureFixtur
     assert "data_keys_destroyed=1" in capsys.readouterr().out
     assert run_cli(data_dir, "users", "export", str(uid)) == 1
     hub.close()
+
+
+def test_erasure_under_a_hold_is_409_and_goes_through_once_the_hold_ends(
+    shub: Hub, sov_client: tuple[TestClient, FakePlugin]
+) -> None:
+    from datetime import timedelta
+
+    from sovhub.sovereignty.tables import AccessRequest
+    from sovhub.store.base import utcnow
+
+    client, _ = sov_client
+    admin = add_user(shub, "admin2@hub.example", staff=True)
+    uid = add_user(shub, "held2@example.ua")
+    hold = request_access(shub, uid, staff_id=admin, reason="prosecutor order 3/2026, fraud inquiry",
+                          legal_hold="prosecutor order 3/2026", hold_days=30)
+    client.cookies.update(session_cookie(shub, uid, csrf="tok"))
+    refused = client.post("/hub/v1/me/erase", headers={"x-csrf-token": "tok"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "conflict" and "legal hold" in refused.json()["error"]["message"]
+    with shub.db.session() as s:
+        assert s.get(User, uid) is not None
+    # A hold one second from its end still holds.
+    with shub.db.session() as s:
+        s.get(AccessRequest, hold.id).notice_after = utcnow() + timedelta(seconds=1)  # type: ignore[union-attr]
+    with pytest.raises(Conflict, match=f"access request {hold.id}"):
+        erase_user(shub, uid)
+    # The hold's period ends: the person's erasure request is honoured, and everything goes.
+    with shub.db.session() as s:
+        s.get(AccessRequest, hold.id).notice_after = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+    done = client.post("/hub/v1/me/erase", headers={"x-csrf-token": "tok"})
+    assert done.status_code == 200 and done.json()["erased"] is True
+    with shub.db.session() as s:
+        assert s.get(User, uid) is None
+        assert s.scalars(select(AccessRequest).where(AccessRequest.user_id == uid)).first() is None

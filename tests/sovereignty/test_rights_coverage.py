@@ -14,10 +14,11 @@ from sqlalchemy import Table, and_, func, select
 
 from sovhub.access.session_store import create_session
 from sovhub.access.tables import Identity
+from sovhub.api.responses.tables import StoredResponse
 from sovhub.assistant.tables import Conversation, ConversationMessage
 from sovhub.hub import Hub
 from sovhub.safety.tables import Appeal, ModerationLog
-from sovhub.sovereignty.crypto import get_vault
+from sovhub.sovereignty.crypto import ContentVault
 from sovhub.sovereignty.rights import erase_user, export_user
 from sovhub.sovereignty.staff_access import request_access
 from sovhub.sovereignty.tables import StoredConversation
@@ -44,7 +45,7 @@ def _rows_about(hub: Hub, table: Table, uid: int) -> int:
 
 
 def _seed(hub: Hub, uid: int) -> None:
-    vault = get_vault(hub)
+    vault = hub.services.get(ContentVault)
     stored, title, message = (vault.encrypt_for_user(uid, t) for t in (json.dumps({"messages": []}), "my title", "{}"))
     with hub.db.session() as s:
         org = Organization(name="acme")
@@ -63,6 +64,10 @@ def _seed(hub: Hub, uid: int) -> None:
         s.add(StoredConversation(request_id="req_1", owner_kind="user", owner_id=uid, user_id=uid, model="echo",
                                  content=stored,
                                  expires_at=NOW))
+        s.add(StoredResponse(id="resp_1", owner_kind="user", owner_id=uid, user_id=uid, model="echo",
+                             status="completed", content=vault.encrypt_for_user(uid, json.dumps(
+                                 {"response": {"id": "resp_1"}, "input_items": [], "messages": []})),
+                             created_at=NOW, expires_at=NOW))
         s.add(Conversation(id="c" * 32, user_id=uid, title=title, model="echo"))
         s.flush()
         s.add(ConversationMessage(conversation_id="c" * 32, role="user", content=message))
@@ -103,6 +108,7 @@ def test_export_holds_every_capability_part(shub: Hub) -> None:
     assert [r["reason"] for r in data["staff_access"]] == ["a support ticket about my account"]
     assert [(u["request_id"], u["completion_tokens"]) for u in data["usage"]] == [("req_1", 4)]
     assert [c["title"] for c in data["assistant_conversations"]] == ["my title"]
+    assert [(r["id"], r["response"]["id"]) for r in data["api_responses"]] == [("resp_1", "resp_1")]
     assert [(w["address"], w["user_agent"]) for w in data["web_sessions"]] == [("203.0.113.7", "Firefox")]
     json.dumps(data)  # JSON-able as a whole
 

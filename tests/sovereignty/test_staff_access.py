@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sovhub.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from sovhub.hub import Hub
 from sovhub.sovereignty.audit import counts_by_event
-from sovhub.sovereignty.conversations import _Pending, get_store
+from sovhub.sovereignty.conversations import ConversationStore, _Pending
 from sovhub.sovereignty.rights import export_user
 from sovhub.sovereignty.staff_access import approve, deny, read_content, request_access
 from sovhub.sovereignty.tables import AccessRequest, AuditEntry
@@ -31,7 +31,7 @@ def people(shub: Hub) -> int:
     assert add_user(shub, "a2@hub.example", staff=True) == A2
     assert add_user(shub, "clerk@hub.example") == CLERK
     uid = add_user(shub, "citizen@example.ua")
-    get_store(shub).write([_Pending(request_id="r", org_id=None, key_id=None, user_id=uid, model="m", backend=None,
+    shub.services.get(ConversationStore).write([_Pending(request_id="r", org_id=None, key_id=None, user_id=uid, model="m", backend=None,
                                     messages=[{"role": "user", "content": "private words"}], completion="ok",
                                     finish_reason="stop")])
     return uid

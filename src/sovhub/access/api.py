@@ -20,7 +20,7 @@ from ..api.deps import CurrentPrincipal, HubDep
 from ..errors import PermissionDenied
 from ..pipeline import Principal
 from .quotas import limits_for
-from .state import access_state
+from .state import AccessState
 from .usage import usage_csv, usage_summary
 from .verification import request_verification, verification_status
 
@@ -96,7 +96,7 @@ async def get_limits(
 ) -> dict[str, Any]:
     """The limits that apply to this key (key, organization, and the model's tier when given)."""
     _org(principal)
-    state = access_state(hub)
+    state = hub.services.get(AccessState)
     limits = limits_for(hub, principal, model or "")
     return {
         "object": "organization.limits",

@@ -28,10 +28,10 @@ from ..store.base import utcnow
 from ..store.tables import User
 from ..users import normalize_email
 from .addresses import client_address
-from .oidc import EidIdentity, new_pkce, oidc_client
+from .oidc import EidIdentity, OidcClients, new_pkce
 from .sessions import current_user, issue_session, session_serializer, set_cookie
 from .tables import Identity, OidcTransaction
-from .throttle import address_keys, login_throttle
+from .throttle import LoginThrottle, address_keys
 from .verification import attach_representative, verification_status
 
 router = APIRouter(tags=["auth"], include_in_schema=False)
@@ -61,8 +61,8 @@ def _redirect_uri(request: Request, hub: Hub, idp: str) -> str:
 async def start_login(
     request: Request, hub: Hub, idp: str, *, level: str | None, purpose: str | None, return_to: str | None
 ) -> RedirectResponse:
-    client = oidc_client(hub, idp)
-    await login_throttle(hub).check(address_keys(hub, client_address(request)))
+    client = hub.services.get(OidcClients).get(idp)
+    await hub.services.get(LoginThrottle).check(address_keys(hub, client_address(request)))
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier, challenge = new_pkce()
     timeout = hub.settings.access.oidc_login_timeout_s
@@ -132,7 +132,7 @@ def link_identity(hub: Hub, eid: EidIdentity, session_user_id: int | None) -> tu
 
 @router.get("/auth/oidc/{idp}/callback", response_model=None)
 async def oidc_callback(idp: str, request: Request, hub: HubDep) -> Response:
-    throttle = login_throttle(hub)
+    throttle = hub.services.get(LoginThrottle)
     keys = address_keys(hub, client_address(request))
     await throttle.attempt(keys)  # counted before anything is checked; a success gives it back
     response = await _callback(idp, request, hub)
@@ -142,7 +142,7 @@ async def oidc_callback(idp: str, request: Request, hub: HubDep) -> Response:
 
 
 async def _callback(idp: str, request: Request, hub: Hub) -> Response:
-    client = oidc_client(hub, idp)
+    client = hub.services.get(OidcClients).get(idp)
     params = request.query_params
     if params.get("error"):
         raise AuthenticationFailed(

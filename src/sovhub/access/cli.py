@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Callable
 
@@ -10,6 +9,7 @@ import click
 
 from ..cli import pass_hub
 from ..hub import Hub
+from ..operators import cli_actor
 
 __all__ = ["add_commands"]
 
@@ -34,10 +34,7 @@ def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
 
 def _actor() -> str:
     # Who ran it, for the audit log: the OS account is the best identity a CLI has.
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
+    return cli_actor()
 
 
 def _org_id(hub: Hub, name: str) -> int:

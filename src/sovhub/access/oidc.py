@@ -23,13 +23,14 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from ..egress import Egress
 from ..errors import AuthenticationFailed, ConfigError, NotFound, UpstreamFailed
 
 if TYPE_CHECKING:
     from ..hub import Hub
     from ..settings import IdentityProviderSettings
 
-__all__ = ["EidIdentity", "OidcClient", "new_pkce", "oidc_client"]
+__all__ = ["EidIdentity", "OidcClient", "OidcClients", "new_pkce"]
 
 log = logging.getLogger("sovhub.access.oidc")
 
@@ -73,7 +74,7 @@ class OidcClient:
 
     @property
     def http(self) -> httpx.AsyncClient:
-        return self.hub.legacy["http"]  # type: ignore[no-any-return]
+        return self.hub.services.get(Egress).http
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
@@ -198,12 +199,16 @@ def _person_id(claims: dict[str, Any], claim: str | None) -> str | None:
     return str(value).strip() or None
 
 
-def oidc_client(hub: Hub, name: str) -> OidcClient:
-    clients: dict[str, OidcClient] = hub.legacy.setdefault("oidc_clients", {})
-    if name not in clients:
-        config = hub.settings.access.idps.get(name)
-        if config is None:
-            known = ", ".join(sorted(hub.settings.access.idps)) or "none configured"
+class OidcClients:
+    """A client for each configured identity provider, by name."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._clients = {name: OidcClient(hub, name, config) for name, config in hub.settings.access.idps.items()}
+
+    def get(self, name: str) -> OidcClient:
+        client = self._clients.get(name)
+        if client is None:
+            known = ", ".join(sorted(self._clients)) or "none configured"
             raise NotFound(f"no identity provider {name!r} (known: {known})")
-        clients[name] = OidcClient(hub, name, config)
-    return clients[name]
+        return client

@@ -9,11 +9,32 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..hookspecs import hookimpl
+from ..services import Provide
 
 if TYPE_CHECKING:
     import click
 
+    from ..admission import AdmissionControl
     from ..hub import Hub
+    from ..pipeline import RoutePolicy
+
+
+@hookimpl
+def sovhub_services(hub: Hub) -> list[Provide[Any]]:
+    from ..egress import Egress
+    from .oidc import OidcClients
+    from .redis_conn import AccessRedis
+    from .registry import OrgRegistry
+    from .state import AccessState
+    from .throttle import LoginThrottle, build_login_throttle
+
+    return [
+        Provide(AccessRedis, AccessRedis),
+        Provide(AccessState, AccessState),
+        Provide(LoginThrottle, build_login_throttle, needs=(AccessRedis,)),
+        Provide(OidcClients, OidcClients, needs=(Egress,)),
+        Provide(OrgRegistry, OrgRegistry),
+    ]
 
 
 @hookimpl
@@ -25,14 +46,14 @@ def sovhub_routers(hub: Hub) -> list[Any]:
 
 
 @hookimpl
-def sovhub_route_policies(hub: Hub) -> list[Any]:
+def sovhub_route_policies(hub: Hub) -> list[RoutePolicy]:
     from .tiers import TierPolicy
 
     return [TierPolicy(hub)]
 
 
 @hookimpl
-def sovhub_admission(hub: Hub) -> list[Any]:
+def sovhub_admission(hub: Hub) -> list[AdmissionControl]:
     from .quotas import QuotaControl
 
     return [QuotaControl(hub)]
@@ -49,17 +70,16 @@ def sovhub_egress_hosts(hub: Hub) -> list[str]:
 
 @hookimpl
 def sovhub_lifespan(hub: Hub) -> Any:
-    from .state import access_state
+    from .redis_conn import AccessRedis
+    from .state import AccessState
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        async with access_state(hub).refreshing():
+        async with hub.services.get(AccessState).refreshing():
             try:
                 yield
             finally:
-                redis = hub.legacy.pop("access_redis", None)
-                if redis is not None:
-                    await redis.aclose()
+                await hub.services.get(AccessRedis).close()
 
     return lifespan()
 

@@ -28,8 +28,8 @@ from ..errors import BackendUnavailable, Conflict, InvalidRequest, NotFound, Rat
 from ..store.base import utcnow
 from ..store.tables import ApiKey, Organization
 from .ratelimit import FIELDS, REQUEST_FIELDS, Check, Limit, MemoryLimiter, RedisLimiter, Reservation
-from .redis_conn import redis_client
-from .state import access_state
+from .redis_conn import AccessRedis
+from .state import AccessState
 from .tables import OrgAccess
 from .tiers import check_tier
 
@@ -70,7 +70,7 @@ def _limits(scope: str, values: dict[str, Any]) -> list[Limit]:
 
 
 def limits_for(hub: Hub, principal: Principal, model: str) -> list[Limit]:
-    state = access_state(hub)
+    state = hub.services.get(AccessState)
     out: list[Limit] = []
     if principal.key_id is not None:
         out += _limits(f"key:{principal.key_id}", principal.limits)
@@ -108,7 +108,7 @@ class QuotaControl:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        redis = redis_client(hub)
+        redis = hub.services.get(AccessRedis).client
         self.store: MemoryLimiter | RedisLimiter = (
             RedisLimiter(redis, hub.settings.access.redis_prefix) if redis is not None else MemoryLimiter()
         )
@@ -193,7 +193,7 @@ def set_org_limits(hub: Hub, org_id: int, limits: dict[str, int | None], *, acto
         s.add(row)
         current = _merged(row.limits or {}, limits)
         row.limits, row.updated_at = current, utcnow()
-    access_state(hub).load()
+    hub.services.get(AccessState).load()
     hub.emit("org.limits_set", actor=actor, subject=f"org:{org_id}", limits=current)
     return current
 
@@ -232,10 +232,9 @@ def set_key_limits(hub: Hub, prefix: str, limits: Mapping[str, int | None], *, a
                 _check_within(current, parent)
         row.limits = current
         narrowed = _narrow_descendants(s, row.id, current)
-    cache = hub.legacy.get("key_cache")
-    if isinstance(cache, KeyCache):
-        for changed in (prefix, *narrowed):
-            cache.forget_prefix(changed)
+    cache = hub.services.get(KeyCache)
+    for changed in (prefix, *narrowed):
+        cache.forget_prefix(changed)
     extra = {"narrowed_children": narrowed} if narrowed else {}
     hub.emit("key.limits_set", actor=actor, subject=f"key:{prefix}", org=org_name, limits=current, **extra)
     return current

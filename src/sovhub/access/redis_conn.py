@@ -1,4 +1,4 @@
-"""The one Redis client of the access plugin (None when access.redis_url is unset)."""
+"""The one Redis client of the access plugin (none when access.redis_url is unset)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["redis_client"]
+__all__ = ["AccessRedis"]
 
 
-def redis_client(hub: Hub) -> Any:
-    url = hub.settings.access.redis_url
-    if not url:
-        return None
-    client = hub.legacy.get("access_redis")
-    if client is None:
-        import redis.asyncio as aioredis
+class AccessRedis:
+    """Holds the client; it connects on first command (in the serving loop) and closes with the app."""
 
-        client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
-        hub.legacy["access_redis"] = client
-    return client
+    def __init__(self, hub: Hub) -> None:
+        url = hub.settings.access.redis_url
+        self.client: Any = None
+        if url:
+            import redis.asyncio as aioredis
+
+            self.client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()

@@ -2,8 +2,8 @@
 
 The hub asks ``lookup(country, number) -> RegistryEntry | None``. Built in: a file registry
 (CSV or JSON, ``access.registry_file``) for tests and small deployments. A plugin connecting
-to a national business register sets ``hub.legacy["org_registry"]`` to its own lookup in
-`sovhub_init` or `sovhub_lifespan`; it wins over the file.
+to a national business register provides a service that needs :class:`OrgRegistry` and sets its
+``source`` to its own lookup when built; it wins over the file.
 
 CSV columns: ``country,number,legal_name,status,representatives``; representatives separated by
 ``;``, each ``Full Name|YYYY-MM-DD|person-id`` (birth date and identifier optional). JSON: a list of
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from ..hub import Hub
 
 __all__ = [
-    "FileRegistry", "RegistryEntry", "RegistryLookup", "Representative", "normalize_key", "normalize_name",
-    "normalize_number", "registry_for", "representative",
+    "FileRegistry", "OrgRegistry", "RegistryEntry", "RegistryLookup", "Representative", "normalize_key",
+    "normalize_name", "normalize_number", "representative",
 ]
 
 
@@ -158,16 +158,12 @@ class FileRegistry:
         return self._load().get((country.strip().upper(), normalize_number(number)))
 
 
-def registry_for(hub: Hub) -> RegistryLookup | None:
-    plugged = hub.legacy.get("org_registry")
-    if plugged is not None:
-        return plugged  # type: ignore[no-any-return]
-    name = hub.settings.access.registry_file
-    if not name:
-        return None
-    path = Path(name)
-    if not path.is_absolute():
-        path = hub.settings.data_dir / path
-    registry = FileRegistry(path)
-    hub.legacy["org_registry"] = registry
-    return registry
+class OrgRegistry:
+    """The registry organizations are verified against: ``source`` is None when none is connected."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.source: RegistryLookup | None = None
+        name = hub.settings.access.registry_file
+        if name:
+            path = Path(name)
+            self.source = FileRegistry(path if path.is_absolute() else hub.settings.data_dir / path)

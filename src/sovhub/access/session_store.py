@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 
-from ..store.base import as_utc, utcnow
+from ..store.base import utcnow
 from ..store.tables import User
 from .tables import WebSession
 
@@ -81,11 +81,11 @@ def find_session(hub: Hub, token: str) -> ActiveSession | None:
         row = s.execute(
             select(WebSession).join(User, User.id == WebSession.user_id).where(WebSession.id == token_hash(token))
         ).scalar_one_or_none()
-        if row is None or row.revoked_at is not None or as_utc(row.expires_at) <= now:
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
             return None
-        if now - as_utc(row.last_seen_at) >= _TOUCH_EVERY:
+        if now - row.last_seen_at >= _TOUCH_EVERY:
             row.last_seen_at = now
-        return ActiveSession(user_id=row.user_id, acr=row.acr, idp=row.idp, created_at=as_utc(row.created_at))
+        return ActiveSession(user_id=row.user_id, acr=row.acr, idp=row.idp, created_at=row.created_at)
 
 
 def revoke_session(hub: Hub, token: str, reason: str) -> bool:
@@ -123,9 +123,9 @@ def export_sessions(hub: Hub, user_id: int) -> list[dict[str, Any]]:
     with hub.db.session() as s:
         rows = s.scalars(select(WebSession).where(WebSession.user_id == user_id).order_by(WebSession.created_at))
         return [
-            {"created_at": as_utc(r.created_at).isoformat(), "last_seen_at": as_utc(r.last_seen_at).isoformat(),
-             "expires_at": as_utc(r.expires_at).isoformat(),
-             "revoked_at": as_utc(r.revoked_at).isoformat() if r.revoked_at else None,
+            {"created_at": r.created_at.isoformat(), "last_seen_at": r.last_seen_at.isoformat(),
+             "expires_at": r.expires_at.isoformat(),
+             "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
              "revoked_reason": r.revoked_reason, "method": r.idp or "password", "level": r.acr,
              "user_agent": r.user_agent, "address": r.address}
             for r in rows

@@ -23,7 +23,7 @@ from .tables import ModelTier, OrgAccess
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["OPEN", "VERIFIED", "AccessState", "OrgFacts", "access_state"]
+__all__ = ["OPEN", "VERIFIED", "AccessState", "OrgFacts"]
 
 log = logging.getLogger("sovhub.access")
 
@@ -108,10 +108,3 @@ class AccessState:
                 await asyncio.to_thread(self.load)
             except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot if the DB blips
                 log.warning("access state reload failed, keeping the last one: %s", exc)
-
-
-def access_state(hub: Hub) -> AccessState:
-    state = hub.legacy.get("access_state")
-    if state is None:
-        state = hub.legacy["access_state"] = AccessState(hub)
-    return state

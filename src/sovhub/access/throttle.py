@@ -23,7 +23,7 @@ believes X-Forwarded-For only from ``access.trusted_proxies``). Shared across re
 Redis when ``access.redis_url`` is set. Keys are hashed, so e-mail addresses do not sit in
 Redis in the clear::
 
-    throttle = login_throttle(hub)
+    throttle = hub.services.get(LoginThrottle)
     keys = password_keys(hub, normalize_email(email), client_address(request))
     await throttle.attempt(keys)           # raises RateLimited; the guess is now counted
     if password_ok:
@@ -39,12 +39,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RateLimited
-from .redis_conn import redis_client
+from .redis_conn import AccessRedis
 
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["LoginThrottle", "ThrottleKey", "address_keys", "login_throttle", "password_keys"]
+__all__ = ["LoginThrottle", "ThrottleKey", "address_keys", "build_login_throttle", "password_keys"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,13 +194,10 @@ class LoginThrottle:
                 self._counts[k] = (start, max(0, used - 1))
 
 
-def login_throttle(hub: Hub) -> LoginThrottle:
+def build_login_throttle(hub: Hub) -> LoginThrottle:
     """The hub's one throttle (Redis-backed when access.redis_url is set)."""
-    throttle = hub.legacy.get("login_throttle")
-    if throttle is None:
-        s = hub.settings.access
-        throttle = LoginThrottle(
-            window_s=s.login_window_s, lockout_s=s.login_lockout_s, redis=redis_client(hub), prefix=s.redis_prefix,
-        )
-        hub.legacy["login_throttle"] = throttle
-    return throttle
+    s = hub.settings.access
+    return LoginThrottle(
+        window_s=s.login_window_s, lockout_s=s.login_lockout_s, redis=hub.services.get(AccessRedis).client,
+        prefix=s.redis_prefix,
+    )

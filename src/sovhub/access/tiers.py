@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ..errors import InvalidRequest, OrganizationNotVerified, PermissionDenied
 from ..store.base import utcnow
-from .state import OPEN, VERIFIED, access_state
+from .state import OPEN, VERIFIED, AccessState
 from .tables import ModelTier, OrgAccess
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ HOW_TO_VERIFY = (
 
 def check_tier(hub: Hub, principal: Principal | None, model: str) -> None:
     """Raise unless the principal's organization may use `model`'s tier."""
-    state = access_state(hub)
+    state = hub.services.get(AccessState)
     tier = state.tier(model)
     if tier == OPEN or principal is None:
         return
@@ -85,7 +85,7 @@ def set_tier(hub: Hub, model: str, tier: str, *, actor: str = "cli") -> str:
             s.add(ModelTier(model=model, tier=tier))
         else:
             row.tier, row.updated_at = tier, utcnow()
-    access_state(hub).load()
+    hub.services.get(AccessState).load()
     hub.emit("model.tier_set", actor=actor, subject=f"model:{model}", tier=tier)
     return tier
 
@@ -108,6 +108,6 @@ def grant_tier(hub: Hub, org_id: int, tier: str, *, granted: bool = True, actor:
         (tiers.add if granted else tiers.discard)(tier)
         row.tiers, row.updated_at = sorted(tiers), utcnow()
         result = list(row.tiers)
-    access_state(hub).load()
+    hub.services.get(AccessState).load()
     hub.emit("org.tier_granted" if granted else "org.tier_withdrawn", actor=actor, subject=f"org:{org_id}", tier=tier)
     return result

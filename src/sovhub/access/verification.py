@@ -29,8 +29,8 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import Conflict, InvalidRequest, NotFound
 from ..store.base import utcnow
 from ..store.tables import Organization
-from .registry import normalize_name, normalize_number, registry_for
-from .state import access_state
+from .registry import OrgRegistry, normalize_name, normalize_number
+from .state import AccessState
 from .tables import Identity, OrgAccess, Verification
 
 if TYPE_CHECKING:
@@ -50,13 +50,6 @@ OPEN_STATES = (AWAITING, IN_REVIEW)
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; they were stored as UTC.
-    if ts is not None and ts.tzinfo is None:
-        return ts.replace(tzinfo=utcnow().tzinfo)
-    return ts
 
 
 def _claim(country: str, number: str) -> tuple[str, str] | None:
@@ -166,7 +159,7 @@ def attach_representative(hub: Hub, token: str, identity_id: int) -> Verificatio
     hub.emit(event, actor="system", subject=f"org:{row.org_id}", verification=row.id, problems=row.problems,
              automatic=True)
     if row.status == APPROVED:
-        access_state(hub).load()
+        hub.services.get(AccessState).load()
     return row
 
 
@@ -186,7 +179,7 @@ def _decide(hub: Hub, s: Session, row: Verification, identity: Identity) -> None
         .order_by(Verification.decided_at.desc())
         .limit(1)
     ).first()
-    decided_at = _aware(previous[0].decided_at) if previous else None
+    decided_at = previous[0].decided_at if previous else None
     if previous and decided_at is not None and decided_at > since:
         until = (decided_at + timedelta(days=cooldown)).date().isoformat()
         row.status, row.decided_at, row.decided_by = REJECTED, utcnow(), "system"
@@ -197,7 +190,7 @@ def _decide(hub: Hub, s: Session, row: Verification, identity: Identity) -> None
         ]
         return
     problems: list[str] = []
-    registry = registry_for(hub)
+    registry = hub.services.get(OrgRegistry).source
     entry = registry.lookup(row.country, row.registry_number) if registry is not None else None
     if registry is None:
         problems.append("no company registry is connected to this hub; staff will check the registry by hand")
@@ -242,7 +235,7 @@ def staff_verify(hub: Hub, org_id: int, *, reason: str, actor: str) -> Verificat
         row.token_hash, row.problems, row.updated_at = None, [], utcnow()
         s.flush()
         _set_verified(s, org_id, row, True)
-    access_state(hub).load()
+    hub.services.get(AccessState).load()
     hub.emit("org.verified", actor=actor, subject=f"org:{org_id}", verification=row.id, reason=reason)
     return row
 
@@ -276,7 +269,7 @@ def revoke_verification(hub: Hub, org_id: int, *, reason: str, actor: str) -> Ve
             REVOKED, reason, actor, utcnow(), utcnow())
         s.flush()
         _set_verified(s, org_id, None, False)  # also releases the registry number
-    access_state(hub).load()
+    hub.services.get(AccessState).load()
     hub.emit("org.verification_revoked", actor=actor, subject=f"org:{org_id}", verification=row.id, reason=reason)
     return row
 
@@ -337,7 +330,6 @@ def verification_states(hub: Hub) -> dict[int, str]:
 
 
 def _iso(ts: datetime | None) -> str | None:
-    ts = _aware(ts)
     return ts.isoformat() if ts is not None else None
 
 

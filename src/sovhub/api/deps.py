@@ -30,7 +30,7 @@ async def get_principal(request: Request) -> Principal:
         )
     secret = secret.strip()
     hub: Hub = request.app.state.hub
-    cache: KeyCache = hub.legacy["key_cache"]
+    cache = hub.services.get(KeyCache)
     principal = cache.get(secret)
     if principal is None:
         principal = await anyio.to_thread.run_sync(authenticate, hub, secret)

@@ -13,8 +13,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..backends.registry import BackendRegistry
 from ..errors import AuthenticationFailed
 from ..fleet.drain import Drain
+from ..observability import Metrics
 from .deps import HubDep
 from .metrics_listener import metrics_token_ok
 
@@ -36,7 +38,8 @@ async def readyz(hub: HubDep) -> JSONResponse:
         # Shutting down: the load balancer must stop sending here, at once (no database read first).
         return JSONResponse({"status": "draining"}, status_code=503, headers={"retry-after": "1"})
     database = await anyio.to_thread.run_sync(hub.db.ping)
-    backends = {b.name: b.ready() for b in hub.backends.backends} if hub.backends else {}
+    registry = hub.services.get(BackendRegistry)
+    backends = {b.name: b.ready() for b in registry.backends} if registry.running else {}
     ready = database and bool(backends) and all(backends.values())
     body = {"status": "ready" if ready else "not_ready", "database": database, "backends": backends}
     return JSONResponse(body, status_code=200 if ready else 503)
@@ -48,5 +51,5 @@ async def metrics(request: Request, hub: HubDep) -> Response:
         raise AuthenticationFailed("/metrics needs the metrics token: Authorization: Bearer <metrics_token> "
                                    "(<data_dir>/metrics_token or the metrics_token setting)",
                                    code="invalid_metrics_token", headers={"www-authenticate": 'Bearer realm="metrics"'})
-    registry = hub.legacy["metrics"].registry
+    registry = hub.services.get(Metrics).registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,8 @@
-"""The core API as a built-in plugin: the OpenAI-compatible routes and operations endpoints."""
+"""The core as a built-in plugin: the hub's shared services, the OpenAI-compatible routes, operations.
+
+Its services are the ones every other capability may rely on (metrics, the key cache, the
+egress transports, the content vault that also seals upstream keys, the chat service).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,29 @@ from typing import Any
 
 from ..hookspecs import hookimpl
 from ..hub import Hub
+from ..services import Provide
+
+
+@hookimpl
+def sovhub_services(hub: Hub) -> list[Provide[Any]]:
+    from ..accounts import KeyCache
+    from ..backends.registry import BackendRegistry
+    from ..egress import Egress
+    from ..fleet.drain import Drain
+    from ..metering import Meter
+    from ..observability import Metrics
+    from ..sovereignty.crypto import ContentVault, open_vault
+    from .chat.service import ChatService
+
+    return [
+        Provide(Metrics, lambda hub: Metrics()),
+        Provide(KeyCache, lambda hub: KeyCache(hub.settings.key_cache_ttl_s)),
+        Provide(Egress, Egress),
+        Provide(ContentVault, open_vault),
+        Provide(BackendRegistry, BackendRegistry),
+        Provide(Meter, Meter),
+        Provide(ChatService, ChatService, needs=(Metrics, BackendRegistry, Drain)),
+    ]
 
 
 @hookimpl

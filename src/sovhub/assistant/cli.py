@@ -22,9 +22,9 @@ def locales_group() -> None:
 @pass_hub
 def locales_list(hub: Hub) -> None:
     """List the locale packs found (bundled, DATA_DIR/locales, assistant.locale_dirs)."""
-    from .locales import locale_registry
+    from .locales import LocaleRegistry
 
-    registry = locale_registry(hub)
+    registry = hub.services.get(LocaleRegistry)
     for pack in registry.packs():
         marks = ("default " if pack is registry.default else "") + ("bundled" if pack.builtin else str(pack.path))
         click.echo(f"{pack.code}\t{pack.direction}\t{pack.native_name}\t{pack.default_collection}\t{marks}")
@@ -35,9 +35,9 @@ def locales_list(hub: Hub) -> None:
 @pass_hub
 def locales_show(hub: Hub, code: str) -> None:
     """Show one pack: conventions, glossary size, lexicon codes and the full system prompt."""
-    from .locales import locale_registry
+    from .locales import LocaleRegistry
 
-    pack = locale_registry(hub).get(code)
+    pack = hub.services.get(LocaleRegistry).get(code)
     c = pack.conventions
     click.echo(f"{pack.code}: {pack.name} / {pack.native_name} ({pack.direction})")
     click.echo(f"folder: {pack.path}")
@@ -83,9 +83,9 @@ def locales_fidelity(hub: Hub, languages: tuple[str, ...]) -> None:
 
 
 def _default_collection(hub: Hub) -> str:
-    from .locales import locale_registry
+    from .locales import LocaleRegistry
 
-    return locale_registry(hub).default.default_collection
+    return hub.services.get(LocaleRegistry).default.default_collection
 
 
 def _file_name(file: Path | None) -> str | None:
@@ -105,7 +105,7 @@ def kb_ingest(hub: Hub, path: Path, collection: str | None) -> None:
     """Ingest a PDF, HTML, Markdown or text file, or every such file under a folder."""
     from .knowledge import KnowledgeBase
 
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     collection = collection or _default_collection(hub)
     files = kb.discover(path)
     if not files:
@@ -133,7 +133,7 @@ def kb_list(hub: Hub, collection: str | None) -> None:
     """List documents: id, collection, pages, passages, title, source."""
     from .knowledge import KnowledgeBase
 
-    for d in KnowledgeBase(hub).list_documents(collection):
+    for d in hub.services.get(KnowledgeBase).list_documents(collection):
         click.echo(f"{d.id}\t{d.collection}\t{d.pages}\t{d.chunk_count}\t{d.title}\t{d.source}")
 
 
@@ -143,7 +143,7 @@ def kb_collections(hub: Hub) -> None:
     """List collections: name, documents, passages, embedding model."""
     from .knowledge import KnowledgeBase
 
-    for c in KnowledgeBase(hub).list_collections():
+    for c in hub.services.get(KnowledgeBase).list_collections():
         click.echo(f"{c.name}\t{c.documents}\t{c.chunks}\t{c.embedding_model}")
 
 
@@ -154,7 +154,7 @@ def kb_delete(hub: Hub, document_id: int) -> None:
     """Delete a document (by id, see `kb list`); searches stop returning it at once."""
     from .knowledge import KnowledgeBase
 
-    info = KnowledgeBase(hub).delete_document(document_id)
+    info = hub.services.get(KnowledgeBase).delete_document(document_id)
     click.echo(f"deleted document {info.id} ({info.title}) from {info.collection}")
 
 
@@ -167,7 +167,7 @@ def kb_search(hub: Hub, query: str, collection: str | None, k: int) -> None:
     """Search the knowledge base; prints score, citation link, title, page and the passage."""
     from .knowledge import KnowledgeBase
 
-    hits = KnowledgeBase(hub).search(query, collection=collection, k=k)
+    hits = hub.services.get(KnowledgeBase).search(query, collection=collection, k=k)
     if not hits:
         click.echo("no matching passages", err=True)
     for n, hit in enumerate(hits, start=1):

@@ -40,7 +40,6 @@ __all__ = [
     "LanguageDetection",
     "detect",
     "detector_for",
-    "fidelity_tracker",
     "instruction",
     "needs_retry",
     "strengthen",
@@ -343,14 +342,6 @@ class FidelityTracker:
             return out
 
 
-def fidelity_tracker(hub: Hub) -> FidelityTracker:
-    """The hub's tracker, on the app's metrics registry when the app runs."""
-    tracker = hub.legacy.get("assistant_fidelity")
-    if tracker is None:
-        metrics = hub.legacy.get("metrics")
-        tracker = hub.legacy["assistant_fidelity"] = FidelityTracker(getattr(metrics, "registry", None))
-    return tracker
-
 
 # ctx.state keys this module writes; the web app reads them.
 STATE_LANG = "fidelity_lang"
@@ -383,7 +374,7 @@ class FidelityInterceptor:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.languages = tuple(hub.settings.assistant.languages)
-        self.tracker = fidelity_tracker(hub)
+        self.tracker = hub.services.get(FidelityTracker)
 
     @staticmethod
     def applies(ctx: ChatContext) -> bool:

@@ -87,9 +87,9 @@ def writes_language(hub: Hub, model: str, lang: str) -> bool:
     declared = hub.settings.assistant.model_languages.get(model)
     if declared is not None:
         return lang in declared
-    from .fidelity import fidelity_tracker
+    from .fidelity import FidelityTracker
 
-    measured = fidelity_tracker(hub).language_rate(model, lang)
+    measured = hub.services.get(FidelityTracker).language_rate(model, lang)
     return measured is None or measured[0] < MIN_MEASURED or measured[1] >= MIN_FIDELITY
 
 

@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..hookspecs import hookimpl
+from ..services import Provide
 
 if TYPE_CHECKING:
     import click
     from fastapi import FastAPI
 
     from ..hub import Hub
+    from ..pipeline import ChatInterceptor
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 
@@ -28,9 +30,32 @@ def sovhub_commands(cli: click.Group) -> None:
         users_group.add_command(command)
 
 
+@hookimpl
+def sovhub_services(hub: Hub) -> list[Provide[Any]]:
+    from ..observability import Metrics
+    from .fidelity import FidelityTracker
+    from .i18n import UiCatalogs
+    from .knowledge import KnowledgeBase
+    from .locales import LocaleRegistry
+
+    return [
+        # Compiled at start: a broken .po fails here, not on a visitor.
+        Provide(UiCatalogs, lambda hub: UiCatalogs(list(hub.settings.assistant.languages))),
+        Provide(LocaleRegistry, _locale_registry),
+        Provide(FidelityTracker, lambda hub: FidelityTracker(hub.services.get(Metrics).registry), needs=(Metrics,)),
+        Provide(KnowledgeBase, KnowledgeBase),
+    ]
+
+
+def _locale_registry(hub: Hub) -> Any:
+    from .locales import LocaleRegistry, pack_dirs
+
+    return LocaleRegistry(pack_dirs(hub.settings), hub.settings.assistant.default_locale)
+
+
 # First in line, so the web turn is tagged before any other interceptor looks at the context.
 @hookimpl(tryfirst=True)
-def sovhub_chat_interceptors(hub: Hub) -> list[Any]:
+def sovhub_chat_interceptors(hub: Hub) -> list[ChatInterceptor]:
     from .fidelity import FidelityInterceptor
     from .web.answer import TurnMarker
 
@@ -48,9 +73,6 @@ def sovhub_routers(hub: Hub) -> list[Any]:
 def sovhub_setup_app(app: FastAPI, hub: Hub) -> None:
     from fastapi.staticfiles import StaticFiles
 
-    from .i18n import ui_catalogs
-
-    ui_catalogs(hub)  # compile the catalogs at start: a broken .po fails here, not on a visitor
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
@@ -59,6 +81,14 @@ def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
     from .web.conversations import ConversationStore
 
     return {"assistant_conversations": ConversationStore(hub).export(user_id)}
+
+
+@hookimpl
+def sovhub_restored(hub: Hub) -> None:
+    from .knowledge.lexical import reindex_all
+
+    with hub.db.session() as s:
+        reindex_all(s)
 
 
 @hookimpl

@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy import select
 
 from ..errors import Conflict, InvalidRequest, NotFound
-from ..sovereignty.crypto import get_vault
+from ..sovereignty.crypto import ContentVault
 from ..store.tables import BackendRow
 from .base import BackendConfig
 
@@ -31,12 +31,12 @@ EMBEDDED_NAME = "embedded"
 
 
 def _seal(hub: Hub, api_key: str) -> bytes:
-    return get_vault(hub).encrypt(*SECRETS_OWNER, api_key)
+    return hub.services.get(ContentVault).encrypt(*SECRETS_OWNER, api_key)
 
 
 def _api_key(hub: Hub, row: BackendRow) -> str | None:
     if row.api_key_sealed is not None:
-        return get_vault(hub).decrypt(*SECRETS_OWNER, row.api_key_sealed)
+        return hub.services.get(ContentVault).decrypt(*SECRETS_OWNER, row.api_key_sealed)
     return row.api_key
 
 

@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..errors import BackendUnavailable, ConfigError
+from ..errors import BackendUnavailable, ConfigError, SovhubError
 from ..hookspecs import hookimpl
 from .base import Backend, BackendConfig, BackendFactory, CancelToken, ChatChunk
+from .constrain import Constraint, build_constraint
+from .decoding import Decoded, Decoder
 from .fairqueue import FairQueue
+from .toolcalls import answered_functions, parse_calls, render_messages
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -105,7 +108,12 @@ class GenerationThread:
 
 
 class EmbeddedBackend(Backend):
-    extra_params = frozenset({"presence_penalty", "frequency_penalty"})
+    # Choices are generated one after the other on the one context.
+    max_n = 16
+    extra_params = frozenset({
+        "presence_penalty", "frequency_penalty", "response_format", "tools", "tool_choice", "parallel_tool_calls",
+        "logprobs", "top_logprobs",
+    })
 
     def __init__(self, config: BackendConfig, *, threads: int = 0, context: int = 2048) -> None:
         super().__init__(config)
@@ -119,6 +127,7 @@ class EmbeddedBackend(Backend):
         self.threads = threads or max(1, (os.cpu_count() or 1) - 1)
         self.context = context
         self._llm: Any = None
+        self._formatter: Any = None
         self._queue = FairQueue()
         self._thread = GenerationThread(f"llama-{config.name}")
         #: Tokens the last generation produced before it ended (finished, cut or cancelled).
@@ -129,6 +138,7 @@ class EmbeddedBackend(Backend):
             progress(f"loading {self.config.models[0]} from {self.path.name} ({self.threads} threads)")
         started = time.perf_counter()
         self._llm = await asyncio.wrap_future(self._thread.submit(self._load))
+        self._formatter = _chat_formatter(self._llm)
         if progress:
             progress(f"model {self.config.models[0]} loaded in {time.perf_counter() - started:.1f}s")
 
@@ -172,6 +182,8 @@ class EmbeddedBackend(Backend):
     ) -> AsyncIterator[ChatChunk]:
         if self._llm is None:
             raise BackendUnavailable(f"model {model} is still loading; retry shortly")
+        # A schema or tool set that cannot be enforced is refused before the request queues.
+        constraint = build_constraint(params, self._llm._model.vocab, answered_functions(messages))
         owner = str(params.get("_owner") or "anonymous")
         await self._queue.acquire(owner)
         if cancel.cancelled:
@@ -185,51 +197,50 @@ class EmbeddedBackend(Backend):
         # start a second decode on the same context, which crashed the process (SIGSEGV).
         # Closed with this generator, not when the garbage collector gets to it: whoever closes
         # the stream can then rely on the generation having ended and its usage being counted.
-        async with contextlib.aclosing(self._generate(model, messages, params, cancel)) as chunks:
+        async with contextlib.aclosing(self._generate(model, messages, params, cancel, constraint)) as chunks:
             async for chunk in chunks:
                 yield chunk
 
     async def _generate(
-        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken,
+        constraint: Constraint,
     ) -> AsyncGenerator[ChatChunk, None]:
         """Generate on the generation thread; the caller holds the queue slot, the thread releases it."""
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[Any] = asyncio.Queue()
-        kwargs = {
-            "messages": messages,
-            "max_tokens": params.get("max_tokens"),
-            "temperature": params.get("temperature", 0.8),
-            "top_p": params.get("top_p", 0.95),
-            "stop": params.get("stop") or [],
-            "seed": params.get("seed"),
-            "presence_penalty": params.get("presence_penalty", 0.0),
-            "frequency_penalty": params.get("frequency_penalty", 0.0),
-            "stream": True,
-        }
         llm = self._llm
+        formatter = self._formatter
+
+        def emit(chunk: ChatChunk) -> None:
+            loop.call_soon_threadsafe(out.put_nowait, chunk)
 
         def work() -> None:
+            prompt: list[int] = []
             tokens = 0
-            finish = None
             failed: Exception | None = None
             try:
-                for chunk in llm.create_chat_completion(**kwargs):
+                # Tools are offered only where the grammar lets the model call them.
+                offer = constraint.mode if constraint.mode in ("call", "either") else "none"
+                plain = render_messages(messages, constraint.tools, offer)
+                formatted = formatter(messages=plain)
+                prompt = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
+                                      special=True)
+                for index in range(int(params.get("n") or 1)):
+                    decoder = _decoder(llm, prompt, params, constraint, index, cancel)
+                    try:
+                        _answer(decoder, index, constraint, params.get("logprobs") is True, emit)
+                    finally:
+                        tokens += decoder.tokens
                     if cancel.cancelled:
-                        finish = "cancelled"
                         break
-                    choice = chunk["choices"][0]
-                    if choice["delta"].get("content"):
-                        tokens += 1
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                    loop.call_soon_threadsafe(out.put_nowait, chunk)
             except Exception as exc:  # handed to the event loop, raised there with context
                 failed = exc
             finally:
                 # Counted however the generation ended (finished, cut, cancelled or failed): the
                 # request is billed for what llama.cpp evaluated, read from the token (the stream
                 # may be closed already) and sent as the last chunk to a stream still read.
-                usage = _usage(int(llm.n_tokens), tokens, finish)
+                usage = {"prompt_tokens": len(prompt), "completion_tokens": tokens,
+                         "total_tokens": len(prompt) + tokens}
                 cancel.usage = usage
                 self.last_generated = tokens
                 try:
@@ -250,6 +261,8 @@ class EmbeddedBackend(Backend):
                 item = await out.get()
                 if item is _DONE:
                     break
+                if isinstance(item, SovhubError):
+                    raise item
                 if isinstance(item, Exception):
                     raise BackendUnavailable(f"model {model} failed: {item}") from item
                 if "_usage" in item:
@@ -267,14 +280,76 @@ class EmbeddedBackend(Backend):
                 await asyncio.wrap_future(finished)
 
 
-def _usage(evaluated: int, generated: int, finish: str | None) -> dict[str, int]:
-    """Usage from llama.cpp's count of evaluated tokens and the content tokens generated.
+def _decoder(llm: Any, prompt: list[int], params: dict[str, Any], constraint: Constraint, index: int,
+             cancel: CancelToken) -> Decoder:
+    stop = params.get("stop") or []
+    seed = params.get("seed")
+    return Decoder(
+        llm, prompt, max_tokens=params.get("max_tokens"), temperature=float(params.get("temperature", 0.8)),
+        top_p=float(params.get("top_p", 0.95)), stop=[stop] if isinstance(stop, str) else list(stop),
+        # Each choice its own draw, reproducible: choice k of seed s is drawn with seed s + k.
+        seed=None if seed is None else int(seed) + index,
+        presence_penalty=float(params.get("presence_penalty", 0.0)),
+        frequency_penalty=float(params.get("frequency_penalty", 0.0)), grammar=constraint.grammar,
+        top_logprobs=int(params.get("top_logprobs") or 0) if params.get("logprobs") is True else None,
+        cancel=cancel,
+    )
 
-    llama.cpp evaluates every generated token but the last sampled one, which is the EOS on a
-    natural stop (not content) and a content token when cut by length.
-    """
-    prompt = max(0, evaluated - generated + (1 if finish == "length" else 0))
-    return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
+
+def _answer(decoder: Decoder, index: int, constraint: Constraint, logprobs: bool,
+            emit: Callable[[ChatChunk], None]) -> None:
+    """Run one choice's generation, emitting it as chunks: text as it comes, each tool call once complete."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, entries: list[dict[str, Any]] | None = None) -> None:
+        emit({"object": "chat.completion.chunk", "created": int(time.time()), "choices": [{
+            "index": index, "delta": delta, "finish_reason": finish,
+            "logprobs": {"content": entries, "refusal": None} if logprobs and entries is not None else None}]})
+
+    chunk({"role": "assistant", "content": ""})
+    # "call": only calls; "either": the first character says (the grammar starts a call with "<").
+    buffering = constraint.mode == "call"
+    deciding = constraint.mode == "either"
+    held: list[Decoded] = []
+    for piece in decoder:
+        if deciding and decoder.text:
+            deciding = False
+            buffering = decoder.text.startswith("<")
+            if not buffering:
+                for earlier in held:
+                    chunk({"content": earlier.text}, entries=earlier.logprobs)
+                held = []
+        if buffering or deciding:
+            held.append(piece)
+        else:
+            chunk({"content": piece.text}, entries=piece.logprobs)
+    if decoder.finish == "cancelled":
+        return
+    # Cut by max_tokens in a later call: the calls written in full are the answer.
+    calls = parse_calls(decoder.text, complete_only=decoder.finish == "length") if buffering else None
+    if calls is not None:
+        for number, call in enumerate(calls):
+            function = call["function"]
+            # One delta per call, its name with its arguments: the output checks then hold the call
+            # as a whole, and a call they stop never reaches the client even by its name.
+            chunk({"tool_calls": [{"index": number, "id": call["id"], "type": "function",
+                                   "function": {"name": function["name"], "arguments": function["arguments"]}}]})
+        chunk({}, "tool_calls")
+        return
+    for earlier in held:  # cut by max_tokens inside a call: what was written, as text
+        chunk({"content": earlier.text}, entries=earlier.logprobs)
+    chunk({}, decoder.finish)
+
+
+def _chat_formatter(llm: Any) -> Any:
+    """The model's own chat template (from the GGUF), rendering messages to the prompt text."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    eos = llm.token_eos()
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise ConfigError("the model has no chat template in its GGUF metadata")
+    return Jinja2ChatFormatter(template=template, eos_token=llm._model.token_get_text(eos), bos_token="",
+                               stop_token_ids=[eos])
 
 
 def _factory(hub: Hub, config: BackendConfig) -> Backend:

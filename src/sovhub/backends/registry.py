@@ -34,9 +34,16 @@ log = logging.getLogger("sovhub.backends")
 
 
 class BackendRegistry:
-    def __init__(self, hub: Hub, backends: list[Backend]) -> None:
+    """The running backends: opened by the app's lifespan from the configured ones, closed after.
+
+    ``running`` is False until every backend started (and again once closed): callers then answer
+    that the hub is starting rather than that a model does not exist.
+    """
+
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.backends = backends
+        self.backends: list[Backend] = []
+        self.running = False
         self._down_until: dict[str, float] = {}
         #: Backends whose last active check failed: out until one passes (and their cooldown ends).
         self._failing: set[str] = set()
@@ -45,10 +52,10 @@ class BackendRegistry:
         self._turn = 0
         self._prober: asyncio.Task[None] | None = None
 
-    @classmethod
-    def build(cls, hub: Hub, configs: list[BackendConfig]) -> BackendRegistry:
+    def load(self, configs: list[BackendConfig]) -> None:
+        """Make a backend of each configuration, by the kinds the plugins provide (nothing starts yet)."""
         factories: dict[str, Any] = {}
-        for group in hub.pm.hook.sovhub_backend_types():
+        for group in self.hub.pm.hook.sovhub_backend_types():
             factories.update(group or {})
         backends = []
         for config in configs:
@@ -57,12 +64,13 @@ class BackendRegistry:
                 raise ConfigError(
                     f"backend {config.name}: unknown kind {config.kind!r} (known: {', '.join(sorted(factories))})"
                 )
-            backends.append(factory(hub, config))
-        return cls(hub, backends)
+            backends.append(factory(self.hub, config))
+        self.backends = backends
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
         for backend in self.backends:
             await backend.start(progress)
+        self.running = True
         interval = self.hub.settings.backend_probe_interval_s
         if interval > 0 and self.backends:
             self._prober = asyncio.create_task(self._probe_forever(interval), name="sovhub-backend-probes")
@@ -73,7 +81,12 @@ class BackendRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
             self._prober = None
-        for backend in self.backends:
+        self.running = False
+        backends, self.backends = self.backends, []
+        self._down_until.clear()
+        self._failing.clear()
+        self.outstanding.clear()
+        for backend in backends:
             await backend.close()
 
     def pooled(self) -> list[Backend]:

@@ -3,7 +3,7 @@
 A streaming request goes upstream as a stream (with `include_usage`), and chunks are handed on as
 they arrive: nothing is buffered. A non-streaming one goes upstream as it came (one JSON body is
 far cheaper to relay than a chunk per token) and comes back to the service as a single chunk. The
-connection comes from the egress-guarded aiohttp session (`hub.legacy["backend_http"]`).
+connection comes from the egress-guarded aiohttp session (the :class:`~sovhub.egress.Egress` service's ``backend``).
 
 A streamed answer has two read timeouts, each what an interactive client tolerates: until its
 first chunk (`upstream_first_byte_timeout`: the prompt's evaluation included; then 503 and the
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ..egress import GuardedSession
+from ..egress import Egress, GuardedSession
 from ..errors import (
     BackendUnavailable,
     ConfigError,
@@ -200,13 +200,8 @@ def _error_from(name: str, status: int, raw: bytes, headers: Any) -> SovhubError
 
 
 def _factory(hub: Hub, config: BackendConfig) -> Backend:
-    def session() -> GuardedSession:
-        http = hub.legacy.get("backend_http")
-        if http is None:
-            raise BackendUnavailable("the hub's backend HTTP client is not running")
-        return http  # type: ignore[no-any-return]
-
-    return UpstreamBackend(config, session, first_byte_timeout=hub.settings.upstream_first_byte_timeout,
+    egress = hub.services.get(Egress)
+    return UpstreamBackend(config, lambda: egress.backend, first_byte_timeout=hub.settings.upstream_first_byte_timeout,
                            chunk_timeout=hub.settings.upstream_chunk_timeout)
 
 

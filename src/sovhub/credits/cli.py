@@ -104,7 +104,107 @@ def programmes_grant(hub: Hub, programme: str, org: str, credits: str, reason: s
     click.echo(f"granted {format_credits(row.amount)} credits to {org} from {programme} (grant {row.id}{until})")
 
 
+@programmes.command("list")
+@pass_hub
+def programmes_list(hub: Hub) -> None:
+    """List programmes: id, name, budget left to grant, budget, call window."""
+    from sqlalchemy import select
+
+    from .ledger import Ledger
+    from .tables import CreditProgramme
+
+    ledger = hub.services.get(Ledger)
+    with hub.db.session() as s:
+        rows = s.scalars(select(CreditProgramme).order_by(CreditProgramme.id)).all()
+    for p in rows:
+        pool = ledger.account_id("programme", p.id)
+        left = ledger.available(ledger.balances([pool])[pool]) if pool is not None else 0
+        window = f"{p.opens_at:%Y-%m-%d}" if p.opens_at else "-"
+        window += f"..{p.closes_at:%Y-%m-%d}" if p.closes_at else ".."
+        click.echo(f"{p.id}\t{p.name}\t{format_credits(left)}\t{format_credits(p.budget)}\t{window}")
+
+
+@programmes.command("applications")
+@click.option("--status", type=click.Choice(["pending", "approved", "rejected"]), default="pending",
+              show_default=True, help="Which applications.")
+@pass_hub
+def programmes_applications(hub: Hub, status: str) -> None:
+    """The review queue: id, programme, organization, credits asked, status, purpose."""
+    from .applications import list_applications
+
+    for a in list_applications(hub, status=status):
+        click.echo(f"{a['id']}\t{a['programme']}\t{a['organization']}\t{a['credits']}\t{a['status']}\t"
+                   f"{a['purpose'][:80]}")
+
+
+@programmes.command("decide")
+@click.argument("application", type=int)
+@click.argument("decision", type=click.Choice(["approve", "reject"]))
+@click.option("--reason", required=True, help="Why (shown to the applicant, recorded in the audit log).")
+@click.option("--reviewer", required=True, help="E-mail of the staff member deciding (not of the applicant).")
+@click.option("--credits", "amount", default=None, help="Grant less than asked (approve only).")
+@pass_hub
+def programmes_decide(hub: Hub, application: int, decision: str, reason: str, reviewer: str,
+                      amount: str | None) -> None:
+    """Approve (granting the credits) or reject an application."""
+    from sqlalchemy import select
+
+    from ..errors import NotFound
+    from ..store.tables import User
+    from .applications import decide
+
+    with hub.db.session() as s:
+        reviewer_id = s.scalar(select(User.id).where(User.email == reviewer))
+    if reviewer_id is None:
+        raise NotFound(f"no user {reviewer}")
+    row = decide(hub, application, "approved" if decision == "approve" else "rejected", reason=reason,
+                 reviewer_id=reviewer_id, amount=parse_credits(amount, allow_zero=False) if amount else None)
+    click.echo(f"application {row.id} {row.status}" + (f" (grant {row.grant_id})" if row.grant_id else ""))
+
+
+@click.group()
+def prices() -> None:
+    """Prices of models, in credits."""
+
+
+@prices.command("set")
+@click.argument("model")
+@click.option("--input-per-1m", required=True, help="Credits per million input (prompt) tokens.")
+@click.option("--output-per-1m", required=True, help="Credits per million output (completion) tokens.")
+@click.option("--embedding-per-1m", default="0", show_default=True, help="Credits per million embedding tokens.")
+@click.option("--moderation-per-request", default="0", show_default=True,
+              help="Credits per moderation (or PII) request.")
+@click.option("--from", "start", type=_DAY, default=None, help="When the price applies (UTC); now when omitted.")
+@pass_hub
+def prices_set(hub: Hub, model: str, input_per_1m: str, output_per_1m: str, embedding_per_1m: str,
+               moderation_per_request: str, start: datetime | None) -> None:
+    """Set MODEL's price from now (or --from) on; earlier requests keep the price they were charged."""
+    from .prices import set_price
+
+    row = set_price(
+        hub, model, input_per_1m=parse_credits(input_per_1m, param="input-per-1m"),
+        output_per_1m=parse_credits(output_per_1m, param="output-per-1m"),
+        embedding_per_1m=parse_credits(embedding_per_1m, param="embedding-per-1m"),
+        moderation_per_request=parse_credits(moderation_per_request, param="moderation-per-request"),
+        effective_from=_utc(start), actor=_actor(),
+    )
+    click.echo(f"price of {row.model} from {row.effective_from:%Y-%m-%d %H:%M:%S} UTC: "
+               f"{format_credits(row.input_per_1m)} in / {format_credits(row.output_per_1m)} out per 1M tokens")
+
+
+@prices.command("list")
+@pass_hub
+def prices_list(hub: Hub) -> None:
+    """Every price: model, from, input, output and embedding per 1M tokens, per moderation request."""
+    from .prices import list_prices
+
+    for p in list_prices(hub):
+        click.echo(f"{p.model}\t{p.effective_from:%Y-%m-%dT%H:%M:%SZ}\t{format_credits(p.input_per_1m)}\t"
+                   f"{format_credits(p.output_per_1m)}\t{format_credits(p.embedding_per_1m)}\t"
+                   f"{format_credits(p.moderation_per_request)}")
+
+
 def add_commands(cli: click.Group) -> None:
-    for group in (ledger, programmes):
+    for group in (ledger, programmes, prices):
         if group.name not in cli.commands:
             cli.add_command(group)

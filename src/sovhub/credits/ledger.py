@@ -32,7 +32,7 @@ from ..errors import SovhubError
 from ..store.base import utcnow
 from ..store.db import Database
 from .amounts import split_by_shares
-from .tables import CreditAccount, CreditGrant, CreditTransfer, CreditTransferSplit, ProgrammePartner
+from .tables import CreditAccount, CreditGrant, CreditPartnerUsage, CreditTransfer, ProgrammePartner
 
 __all__ = ["Applied", "Entry", "Ledger", "LedgerRefused", "Problem"]
 
@@ -104,8 +104,12 @@ class Ledger:
         self._grant_programme: dict[int, int] = {}
         # SQLite has one writer; serialising here spares its busy-retry (and its snapshot errors).
         self._lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if db.is_sqlite else contextlib.nullcontext()
+            threading.RLock() if db.is_sqlite else contextlib.nullcontext()
         )
+
+    def writing(self) -> contextlib.AbstractContextManager[Any]:
+        """Hold around a whole unit of work that reads then writes the ledger (SQLite: one at a time)."""
+        return self._lock
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -193,7 +197,7 @@ class Ledger:
         resolved = set(_in_chunks(s, CreditTransfer.pending_id, CreditTransfer.pending_id, wanted))
         deltas: dict[int, list[int]] = {}
         rows: list[dict[str, Any]] = []
-        splits: list[dict[str, Any]] = []
+        partner_usage: dict[tuple[int, int], int] = {}
         now = utcnow()
 
         def move(account: int, which: int, amount: int) -> None:
@@ -230,22 +234,22 @@ class Ledger:
                 move(debit, 0, posted)
                 move(credit, 1, posted)
                 amount = posted if e.kind == "post" else held
+            split = None
+            if e.code == "usage" and e.kind in ("posted", "post") and amount > 0:
+                programme, parts = self._split(s, debit, amount)
+                split = {str(p): part for p, part in parts.items()}
+                for partner, part in parts.items():
+                    partner_usage[(programme, partner)] = partner_usage.get((programme, partner), 0) + part
             rows.append({
-                "id": e.id, "kind": e.kind, "debit_account_id": debit, "credit_account_id": credit,
+                "id": e.id, "kind": e.kind, "debit_account_id": debit, "credit_account_id": credit, "split": split,
                 "amount": amount, "pending_id": e.pending_id if e.kind in _RESOLVING else None,
                 "timeout_at": e.timeout_at, "code": e.code, "org_id": e.org_id, "request_id": e.request_id,
                 "model": e.model, "details": e.details, "ts": e.ts or now,
             })
-            if e.code == "usage" and e.kind in ("posted", "post") and amount > 0:
-                for partner, part in self._split(s, debit, amount).items():
-                    splits.append({"transfer_id": e.id, "partner_id": partner, "amount": part})
             out.applied += 1
         if rows:
-            s.execute(insert(CreditTransfer), rows)
-        if splits:
-            s.execute(insert(CreditTransferSplit), splits)
-        table = CreditAccount.__table__
-        assert isinstance(table, Table)
+            _insert(s, _table(CreditTransfer), rows)
+        table = _table(CreditAccount)
         c = table.c
         for account in sorted(deltas):
             dp, cp, dpend, cpend = deltas[account]
@@ -258,10 +262,17 @@ class Ledger:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 raise _Overdraft(account)
+        usage_table = _table(CreditPartnerUsage)
+        u = usage_table.c
+        for (programme, partner), part in sorted(partner_usage.items()):
+            done = s.execute(update(usage_table).where(u.programme_id == programme, u.partner_id == partner)
+                             .values(amount=u.amount + part))
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                s.execute(insert(usage_table).values(programme_id=programme, partner_id=partner, amount=part))
         return out
 
-    def _split(self, s: Session, grant_account: int, amount: int) -> dict[int, int]:
-        """A usage debit of a grant, divided across its programme's partners by their shares."""
+    def _split(self, s: Session, grant_account: int, amount: int) -> tuple[int, dict[int, int]]:
+        """(programme, parts): a usage debit of a grant divided across its programme's partners by share."""
         shares = self._shares.get(grant_account)
         if shares is None:
             account = s.get(CreditAccount, grant_account)
@@ -273,7 +284,8 @@ class Ledger:
                 .where(ProgrammePartner.programme_id == programme_id).order_by(ProgrammePartner.partner_id)
             ).all()
             shares = self._shares[grant_account] = [(int(p), int(sh)) for p, sh in rows]
-        return split_by_shares(amount, shares) if shares else {}
+            self._grant_programme[grant_account] = int(programme_id or 0)
+        return self._grant_programme[grant_account], split_by_shares(amount, shares) if shares else {}
 
     def expire_pending(self, now: datetime | None = None, *, limit: int = 10_000) -> int:
         """Expire every pending transfer whose timeout has passed (releases its hold); returns how many."""
@@ -335,13 +347,42 @@ class Ledger:
             ):
                 if amount > held:
                     problems.append(Problem(None, f"transfer {tid} posts {amount}, more than its pending {held}"))
-            sp = CreditTransferSplit
-            for tid, amount, parts in s.execute(
-                select(t.id, t.amount, func.sum(sp.amount)).join(sp, sp.transfer_id == t.id).group_by(t.id, t.amount)
+            # Every usage debit's parts sum to it, and each partner's running total to its parts.
+            programme_of = dict(s.execute(
+                select(CreditAccount.id, CreditGrant.programme_id)
+                .join(CreditGrant, CreditGrant.id == CreditAccount.ref_id).where(CreditAccount.kind == "grant")
+            ).all())
+            totals: dict[tuple[int, int], int] = {}
+            for tid, amount, split, debit in s.execute(
+                select(t.id, t.amount, t.split, t.debit_account_id)
+                .where(t.code == "usage", posted, t.amount > 0).execution_options(yield_per=10_000)
             ):
-                if int(parts) != amount:
-                    problems.append(Problem(None, f"transfer {tid}: partners' parts sum to {parts}, not {amount}"))
+                parts = {int(k): int(v) for k, v in (split or {}).items()}
+                if sum(parts.values()) != amount:
+                    problems.append(Problem(None, f"transfer {tid}: partners' parts sum to {sum(parts.values())}, "
+                                                  f"not {amount}"))
+                for partner, part in parts.items():
+                    key = (int(programme_of.get(debit, 0)), partner)
+                    totals[key] = totals.get(key, 0) + part
+            recorded = {(int(p), int(q)): int(a) for p, q, a in s.execute(
+                select(CreditPartnerUsage.programme_id, CreditPartnerUsage.partner_id, CreditPartnerUsage.amount))}
+            for key in sorted(set(totals) | set(recorded)):
+                if totals.get(key, 0) != recorded.get(key, 0):
+                    problems.append(Problem(None, f"programme {key[0]} partner {key[1]}: usage total is "
+                                                  f"{recorded.get(key, 0)}, its parts sum to {totals.get(key, 0)}"))
         return problems
+
+
+def _insert(s: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    # A Core executemany: psycopg pipelines the rows (measured faster here than multi-row VALUES
+    # or RETURNING batches); the ORM's insert would fetch each new primary key one by one.
+    s.execute(insert(table), rows)
+
+
+def _table(model: Any) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def _reason(exc: BaseException) -> str:

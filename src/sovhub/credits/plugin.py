@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..hookspecs import hookimpl
 from ..services import Provide
+from .control import CreditControl, Credits
 from .ledger import Ledger
 
 if TYPE_CHECKING:
@@ -16,7 +17,40 @@ if TYPE_CHECKING:
 
 @hookimpl
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
-    return [Provide(Ledger, lambda h: Ledger(h.db))]
+    from ..access.redis_conn import AccessRedis
+
+    return [
+        Provide(Ledger, lambda h: Ledger(h.db)),
+        Provide(Credits, lambda h: Credits(h, h.services.get(Ledger)), needs=(Ledger, AccessRedis)),
+    ]
+
+
+@hookimpl(trylast=True)
+def sovhub_admission(hub: Hub) -> list[Any]:
+    # After the quotas: a request they refuse never reaches the credits store.
+    return [CreditControl(hub)]
+
+
+@hookimpl
+def sovhub_routers(hub: Hub) -> list[Any]:
+    from .api import router as credits
+    from .programmes_api import router as programmes
+
+    return [credits, programmes]
+
+
+@hookimpl
+def sovhub_transparency(hub: Hub) -> dict[str, Any]:
+    from .transparency import programmes_section
+
+    return programmes_section(hub)
+
+
+@hookimpl(trylast=True)
+def sovhub_lifespan(hub: Hub) -> Any:
+    # Entered after the access plugin's (and so left before it): the last settlements and the
+    # journal's last batch still reach Redis before its client closes.
+    return hub.services.get(Credits).running()
 
 
 @hookimpl

@@ -34,10 +34,10 @@ __all__ = [
     "CreditGrant",
     "CreditJournalCursor",
     "CreditPartner",
+    "CreditPartnerUsage",
     "CreditPrice",
     "CreditProgramme",
     "CreditTransfer",
-    "CreditTransferSplit",
     "ProgrammePartner",
 ]
 
@@ -202,17 +202,20 @@ class CreditTransfer(Base):
     request_id: Mapped[str | None] = mapped_column(String(100), index=True)
     model: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: A usage debit's parts by partner id (largest remainder by the programme's shares); they sum to `amount`.
+    split: Mapped[dict[str, int] | None] = mapped_column(JSON)
     ts: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class CreditTransferSplit(Base):
-    """How a usage debit divides across the programme's partners (the parts sum to the amount)."""
+class CreditPartnerUsage(Base):
+    """What each partner's share of a programme has paid for so far: the sum of its parts of every usage debit."""
 
-    __tablename__ = "credit_transfer_splits"
+    __tablename__ = "credit_partner_usage"
 
-    transfer_id: Mapped[str] = mapped_column(ForeignKey("credit_transfers.id"), primary_key=True)
-    partner_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    amount: Mapped[int] = mapped_column(BigInteger)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("credit_programmes.id", ondelete="CASCADE"),
+                                              primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("credit_partners.id"), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CreditJournalCursor(Base):

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..access.state import access_state
+from ..access.state import AccessState
 from ..accounts import KeyCache
 from ..hookspecs import hookimpl
 from ..services import Provide
@@ -27,7 +27,7 @@ log = logging.getLogger("sovhub.fleet")
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     return [
         Provide(FleetRedis, FleetRedis),
-        Provide(Invalidations, _invalidations, needs=(FleetRedis,)),
+        Provide(Invalidations, _invalidations, needs=(FleetRedis, KeyCache, AccessState)),
         Provide(Leases, lambda h: Leases(h.services.get(FleetRedis)), needs=(FleetRedis,)),
         Provide(Drain, lambda h: Drain(h.settings.server.drain_seconds)),
     ]
@@ -44,13 +44,12 @@ def sovhub_event(hub: Hub, event: Event) -> None:
 
 def _invalidations(hub: Hub) -> Invalidations:
     invalidations = Invalidations(hub, hub.services.get(FleetRedis))
+    keys, access = hub.services.get(KeyCache), hub.services.get(AccessState)
 
     def drop(event: str) -> None:
         # Changes are rare (an operator's), so everything cached is dropped rather than picked over.
-        cache = hub.legacy.get("key_cache")
-        if isinstance(cache, KeyCache):
-            cache.clear()
-        access_state(hub).load()
+        keys.clear()
+        access.load()
 
     invalidations.on_change(drop)
     return invalidations

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from ..errors import Conflict, InvalidRequest, NotFound
 from ..store.base import utcnow
+from .pipeline import SafetyRuntime
 from .tables import Appeal, ModerationLog
 
 if TYPE_CHECKING:
@@ -80,9 +81,7 @@ def file_appeal(
         )
     if content is not None and len(content) > MAX_CONTENT:
         raise InvalidRequest(f"content: at most {MAX_CONTENT} characters", param="content", code="invalid_value")
-    recorder = hub.legacy.get("safety.recorder")
-    if recorder is not None:
-        recorder.flush()  # a decision still in the write buffer can be appealed too
+    hub.services.get(SafetyRuntime).recorder.flush()  # a decision still in the write buffer can be appealed too
     with hub.db.session() as s:
         entry = s.get(ModerationLog, decision_id)
         if entry is None or not _owns(principal, entry.org_id, entry.user_id):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 
 import click
 
 from ..cli import pass_hub
 from ..hub import Hub
+from ..operators import cli_actor
 
 __all__ = ["appeals_group", "policy_group"]
 
@@ -49,7 +49,7 @@ def appeals_decide(hub: Hub, appeal_id: str, outcome: str | None, reason: str, s
 
     if outcome is None:
         raise InvalidRequest("choose --uphold or --overturn")
-    view = decide_appeal(hub, appeal_id, outcome, reason, staff or f"cli:{getpass.getuser()}")  # type: ignore[arg-type]
+    view = decide_appeal(hub, appeal_id, outcome, reason, staff or cli_actor())  # type: ignore[arg-type]
     click.echo(f"{view.id}\t{view.status}")
 
 
@@ -64,12 +64,12 @@ def policy_group() -> None:
 @pass_hub
 def policy_check(hub: Hub, path: str, static_only: bool) -> None:
     """Validate a policy file; refuse it (exit 1) if it lowers the human-rights floor."""
-    from .pipeline import get_runtime
+    from .pipeline import SafetyRuntime
     from .policy import check_floor, load_policy
 
     loaded = load_policy(path)
     if not static_only:
-        runtime = get_runtime(hub)
+        runtime = hub.services.get(SafetyRuntime)
         check_floor(loaded.policy, lambda text, lang: runtime.scan(text, lang))
     click.echo(f"policy {loaded.version} ({loaded.policy.name}) passes the floor; sha256 {loaded.digest}")
 

@@ -11,12 +11,13 @@ rewritten.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from ..pipeline import ANSWER_TEXT_FIELDS
 
-__all__ = ["ANSWER_TEXT_FIELDS", "MessageField", "message_fields", "with_field"]
+__all__ = ["ANSWER_TEXT_FIELDS", "MessageField", "message_fields", "tool_definition_texts", "with_field"]
 
 Path = tuple[str | int, ...]
 
@@ -64,4 +65,27 @@ def with_field(message: dict[str, Any], path: Path, text: str) -> dict[str, Any]
     for step in path[:-1]:
         node = node[step]
     node[path[-1]] = text
+    return out
+
+
+def tool_definition_texts(params: dict[str, Any]) -> list[str]:
+    """The tool definitions a request passes to the model (``tools``, legacy ``functions``), one text each.
+
+    The model reads their names, descriptions and parameter schemas as instructions: they are
+    judged for hazards like the messages (not redacted: a rewritten schema would break the tool).
+    """
+    out: list[str] = []
+    tools = params.get("tools")
+    functions = [t.get("function") for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    legacy = params.get("functions")
+    functions += legacy if isinstance(legacy, list) else []
+    for function in functions:
+        if not isinstance(function, dict):
+            continue
+        schema = function.get("parameters")
+        parts = [str(function.get("name") or ""), str(function.get("description") or ""),
+                 json.dumps(schema, ensure_ascii=False) if schema else ""]
+        text = " ".join(p for p in parts if p)
+        if text:
+            out.append(text)
     return out

@@ -15,7 +15,6 @@ deployment's failure mode: ``closed`` (default) turns a failed call into the req
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from ..backends.base import Backend, CancelToken, estimate_tokens
+from ..backends.registry import BackendRegistry
 from ..errors import BackendUnavailable, ModelNotFound, SovhubError, UpstreamFailed
 from ..pipeline import SideCall
 from .guards import GuardFinding
@@ -34,11 +34,10 @@ from .taxonomy import HAZARD_CODES, HAZARDS
 if TYPE_CHECKING:
     from ..hub import Hub
     from ..pipeline import ChatContext
-    from .moderation import ModerationResult
 
 __all__ = [
     "Complete", "GuardModelGuard", "GuardVerdict", "backend_complete", "build_prompt", "parse_verdict",
-    "moderate_with_guard_model", "run_guard_model", "text_pieces",
+    "run_guard_model", "text_pieces",
 ]
 
 log = logging.getLogger("sovhub.safety")
@@ -140,8 +139,8 @@ def backend_complete(
     """
 
     async def complete(messages: list[dict[str, str]]) -> str:
-        registry = hub.backends
-        if registry is None:
+        registry = hub.services.get(BackendRegistry)
+        if not registry.running:
             raise BackendUnavailable("the guard model cannot be asked: no backends are running")
         try:
             candidates = registry.candidates(ctx, model)
@@ -210,35 +209,3 @@ async def run_guard_model(
                     extra={"code": error.code})
         return []
     raise error
-
-
-async def moderate_with_guard_model(
-    hub: Hub, texts: Sequence[str], results: list[ModerationResult], lang: str | None,
-    calls: list[SideCall] | None = None,
-) -> list[ModerationResult]:
-    """``/v1/moderations`` results with the guard model's verdicts added (unchanged when it is off).
-
-    Identifiers are masked first, as in the chat pipeline; the inputs are judged concurrently.
-    """
-    settings = hub.settings.safety
-    if not settings.guard_model:
-        return results
-    from .moderation import add_findings
-    from .pipeline import get_runtime
-
-    runtime = get_runtime(hub)
-    guard = GuardModelGuard(backend_complete(hub, settings.guard_model, None, calls))
-    # PII analysis of long inputs is CPU work: off the event loop.
-    masked = await anyio.to_thread.run_sync(
-        lambda: [runtime.redactor.redact(t, runtime.analyzer.analyze(t), "mask") for t in texts]
-    )
-
-    async def judge(text: str) -> list[GuardFinding]:
-        if not text.strip():
-            return []
-        return await run_guard_model(guard, text, lang, failure=settings.guard_model_failure,
-                                     timeout_s=settings.guard_model_timeout_s)
-
-    # gather, not a task group: the first failure is raised as itself, not inside an ExceptionGroup.
-    found = await asyncio.gather(*(judge(t) for t in masked))
-    return [add_findings(r, f) if f else r for r, f in zip(results, found, strict=True)]

@@ -22,9 +22,9 @@ import anyio
 from ..errors import ContentBlocked, InvalidRequest
 from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .explain import explain, pick_lang
-from .fields import MessageField, message_fields, with_field
+from .fields import MessageField, message_fields, tool_definition_texts, with_field
 from .guard_model import GuardModelGuard, backend_complete, run_guard_model
-from .guards import GuardFinding
+from .guards import Guard, GuardFinding
 from .pii import PiiAnalyzer, PiiEntity, PiiGuard, Redactor, Vault, VaultStore
 from .policy import Decision, LoadedPolicy, PolicyLexiconGuard, check_floor, decide, load_policy
 from .records import ModerationRecorder, PendingDecision, record_policy_version
@@ -32,7 +32,7 @@ from .records import ModerationRecorder, PendingDecision, record_policy_version
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["SafetyInterceptor", "SafetyRuntime", "check_input_size", "get_runtime", "message_text"]
+__all__ = ["SafetyInterceptor", "SafetyRuntime", "check_input_size", "message_text"]
 
 log = logging.getLogger("sovhub.safety")
 
@@ -78,16 +78,14 @@ class SafetyRuntime:
         # Vaults of requests whose answer is still being sent, for the restore middleware.
         self.live = VaultStore(ttl_s=600.0)
         self.recorder = ModerationRecorder(hub)
-        hub.legacy["safety.recorder"] = self.recorder
         self.version_recorded = False
 
     @property
     def policy(self) -> Any:
         return self.loaded.policy
 
-    def guards(self, *, pii: bool = True) -> list[Any]:
-        found: list[Any] = [g for group in self.hub.pm.hook.sovhub_guards(hub=self.hub) for g in (group or [])]
-        found.append(self.policy_lexicon)
+    def guards(self, *, pii: bool = True) -> list[Guard]:
+        found: list[Guard] = [*self.hub.guards, self.policy_lexicon]
         return [g for g in found if pii or g.name != "pii"]
 
     def scan(self, text: str, lang: str | None, *, pii: bool = True) -> list[GuardFinding]:
@@ -145,12 +143,6 @@ def _owner(principal: Principal | None) -> str:
     return f"{principal.org_id}:{principal.user_id}:{principal.key_id}"
 
 
-def get_runtime(hub: Hub) -> SafetyRuntime:
-    runtime = hub.legacy.get("safety")
-    if runtime is None:
-        runtime = hub.legacy["safety"] = SafetyRuntime(hub)
-    return runtime
-
 
 class SafetyInterceptor:
     name = "safety"
@@ -165,7 +157,7 @@ class SafetyInterceptor:
 
     @property
     def runtime(self) -> SafetyRuntime:
-        return get_runtime(self.hub)
+        return self.hub.services.get(SafetyRuntime)
 
     async def before(self, ctx: ChatContext) -> None:
         if not self.hub.settings.safety.enabled:
@@ -173,7 +165,9 @@ class SafetyInterceptor:
         rt = self.runtime
         texts = [message_text(m) for m in ctx.messages]
         fields = [message_fields(m) for m in ctx.messages]
-        check_input_size(self.hub, [len(t) for t in texts] + [len(f.text) for fs in fields for f in fs], "messages")
+        tools = tool_definition_texts(ctx.params)
+        check_input_size(self.hub, [len(t) for t in texts] + [len(f.text) for fs in fields for f in fs]
+                         + [len(t) for t in tools], "messages")
         last_user = next((t for m, t in zip(reversed(ctx.messages), reversed(texts), strict=True)
                           if m.get("role") == "user"), "")
         lang = pick_lang(ctx.lang, last_user)
@@ -200,6 +194,11 @@ class SafetyInterceptor:
                         found = rt.scan(text, lang, pii=redactable)
                     if found:
                         out.append((i, target, found))
+            for text in tools:
+                # Index -1: judged (a tool's description is an instruction too), never rewritten.
+                found = rt.scan(text, lang, pii=False)
+                if found:
+                    out.append((-1, None, found))
             return out
 
         # The guards are CPU work (embeddings, matrix products): off the event loop.
@@ -208,16 +207,17 @@ class SafetyInterceptor:
         blocked = [d for _, _, d in decisions if d.action == "block"]
         if blocked:
             await self._block(ctx, lang, blocked)
-        redacted = [(i, target, d) for i, target, d in decisions if d.redact_spans]
+        redacted = [(i, target, d) for i, target, d in decisions if d.redact_spans and i >= 0]
         if redacted:
             self._redact(ctx, texts, redacted)
         # Asked last, on the redacted messages: the guard model is a backend like any other and sees
         # no identifier the chat model would not see. It reads the whole conversation, in pieces.
         # One line per message: the guard model judges it all as one turn (Llama Guard's "\n\n" separates turns).
-        conversation = "\n".join(
-            part for m in ctx.messages if m.get("role") not in authored
-            for part in (message_text(m), *(f.text for f in message_fields(m))) if part
-        )
+        conversation = "\n".join([
+            *(part for m in ctx.messages if m.get("role") not in authored
+              for part in (message_text(m), *(f.text for f in message_fields(m))) if part),
+            *tools,
+        ])
         found = await self._ask_guard_model(ctx, conversation, lang, role="User")
         if found:
             verdict = decide(rt.policy, found, lang)

@@ -11,55 +11,43 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..hookspecs import hookimpl
+from ..services import Provide
 
 if TYPE_CHECKING:
     import click
     from fastapi import FastAPI
 
     from ..hub import Hub
+    from ..pipeline import ChatInterceptor
+    from .guards import Guard
 
 log = logging.getLogger("sovhub.safety")
 
 _FLUSH_EVERY_S = 2.0
 
 
-def _built_guards(hub: Hub) -> dict[str, Any]:
-    """The built-in guards, built once per hub on first use and shared (they hold models)."""
-    guards: dict[str, Any] | None = hub.legacy.get("safety.guards")
-    if guards is not None:
-        return guards
-    from .pipeline import get_runtime
+@hookimpl
+def sovhub_services(hub: Hub) -> list[Provide[Any]]:
+    from .builtin import BuiltinGuards, build_moderator
+    from .moderation import Moderator
+    from .pipeline import SafetyRuntime
 
-    wanted = hub.settings.safety.guards
-    guards = {}
-    if "semantic" in wanted:
-        from .encoders import build_semantic_guard
-
-        guards["semantic"] = build_semantic_guard(hub.settings, hub.embedder)
-    if "lexicon" in wanted:
-        guards["lexicon"] = _lexicon_guard()
-    if "pii" in wanted:
-        guards["pii"] = get_runtime(hub).pii_guard
-    hub.legacy["safety.guards"] = guards
-    return guards
-
-
-def _lexicon_guard() -> Any:
-    try:
-        from .lexicon import LexiconGuard
-    except ModuleNotFoundError as exc:  # built in parallel; the pipeline runs without it meanwhile
-        log.warning("lexicon guard not available: %s", exc)
-        return None
-    return LexiconGuard()
+    return [
+        Provide(SafetyRuntime, SafetyRuntime),
+        Provide(BuiltinGuards, BuiltinGuards, needs=(SafetyRuntime,)),
+        Provide(Moderator, build_moderator, needs=(BuiltinGuards,)),
+    ]
 
 
 @hookimpl
-def sovhub_guards(hub: Hub) -> list[Any]:
-    return [g for g in _built_guards(hub).values() if g is not None]
+def sovhub_guards(hub: Hub) -> list[Guard]:
+    from .builtin import BuiltinGuards
+
+    return hub.services.get(BuiltinGuards).all()
 
 
 @hookimpl
-def sovhub_chat_interceptors(hub: Hub) -> list[Any]:
+def sovhub_chat_interceptors(hub: Hub) -> list[ChatInterceptor]:
     from .pipeline import SafetyInterceptor
 
     return [SafetyInterceptor(hub)]
@@ -68,16 +56,10 @@ def sovhub_chat_interceptors(hub: Hub) -> list[Any]:
 @hookimpl
 def sovhub_routers(hub: Hub) -> list[Any]:
     from ..api.appeals.router import router as appeals
+    from ..api.moderations.router import router as moderations
     from ..api.pii.router import router as pii
 
-    routers: list[Any] = [pii, appeals]
-    try:
-        from ..api.moderations.router import router as moderations
-    except ModuleNotFoundError as exc:
-        log.warning("moderations endpoint not available: %s", exc)
-    else:
-        routers.append(moderations)
-    return routers
+    return [pii, appeals, moderations]
 
 
 @hookimpl
@@ -104,10 +86,10 @@ def sovhub_commands(cli: click.Group) -> None:
 
 @hookimpl
 def sovhub_transparency(hub: Hub) -> dict[str, Any]:
-    from .pipeline import get_runtime
+    from .pipeline import SafetyRuntime
     from .records import transparency_section
 
-    runtime = get_runtime(hub)
+    runtime = hub.services.get(SafetyRuntime)
     runtime.ensure_version_recorded()
     runtime.recorder.flush()
     return {"safety": transparency_section(hub)}
@@ -120,9 +102,9 @@ def sovhub_lifespan(hub: Hub) -> Any:
 
 @contextlib.asynccontextmanager
 async def _lifespan(hub: Hub) -> AsyncIterator[None]:
-    from .pipeline import get_runtime
+    from .pipeline import SafetyRuntime
 
-    runtime = get_runtime(hub)
+    runtime = hub.services.get(SafetyRuntime)
     if hub.settings.safety.enabled and hub.settings.safety.warm_up:
         # Loads the guard models and runs the protected-speech check set: a policy that would
         # block lawful speech stops the start-up here, before any request.

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .fields import ANSWER_TEXT_FIELDS, message_fields
 from .pii import StreamRestorer, Vault
+from .pipeline import SafetyRuntime
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -29,19 +30,18 @@ _PATH = "/v1/chat/completions"
 class RestoreMiddleware:
     def __init__(self, app: ASGIApp, hub: Hub) -> None:
         self.app = app
-        self.hub = hub
+        self.runtime = hub.services.get(SafetyRuntime)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != _PATH:
             await self.app(scope, receive, send)
             return
-        # The runtime exists once the safety pipeline ran; before that no vault can be live.
-        session = _Rewrite(scope, send, self.hub.legacy.get("safety"))
+        session = _Rewrite(scope, send, self.runtime)
         await self.app(scope, receive, session.send)
 
 
 class _Rewrite:
-    def __init__(self, scope: Scope, send: Send, runtime: Any) -> None:
+    def __init__(self, scope: Scope, send: Send, runtime: SafetyRuntime) -> None:
         self.scope = scope
         self.downstream = send
         self.runtime = runtime
@@ -78,7 +78,7 @@ class _Rewrite:
     async def _start(self, message: Message) -> None:
         state = self.scope.get("state", {})
         runtime = self.runtime
-        if message.get("status") == 200 and runtime is not None:
+        if message.get("status") == 200:
             key = runtime.live_key(str(state.get("request_id", "")), state.get("principal"))
             self.vault = runtime.live.pop(key)
         if self.vault is None or not len(self.vault):

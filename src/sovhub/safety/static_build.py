@@ -21,7 +21,17 @@ import yaml
 
 from ..errors import ConfigError
 from .guards import normalize
-from .static import _CJK_RUN, EMBED_BATCH, NGRAM_BUCKETS, SIF_A, StaticTable, _ngrams, _split, tokenize
+from .static_table import (
+    CJK_RUN,
+    EMBED_BATCH,
+    NGRAM_BUCKETS,
+    SIF_A,
+    STATIC_STYLES,
+    StaticTable,
+    split_words,
+    tokenize,
+    word_ngrams,
+)
 
 if TYPE_CHECKING:
     from .static import StaticEncoder
@@ -62,11 +72,11 @@ def collect_vocabulary(encoder: StaticEncoder) -> tuple[list[str], np.ndarray]:
     for lang in encoder.languages:
         size = encoder.words_per_lang.get(lang, 0)
         for word in wordfreq.top_n_list(lang, size) if size else ():
-            vocabulary.update(dict.fromkeys(_split(word)))
+            vocabulary.update(dict.fromkeys(split_words(word)))
     texts = _bank_texts(encoder)
     for _, text in texts:
-        for token in _split(text):
-            if _CJK_RUN.match(token):
+        for token in split_words(text):
+            if CJK_RUN.match(token):
                 # Single characters make segmentation total: every run splits into known pieces.
                 vocabulary.update(dict.fromkeys(token))
             else:
@@ -113,7 +123,7 @@ def _ngram_table(words: Iterable[str], vectors: np.ndarray) -> np.ndarray:
     rows: list[int] = []
     buckets: list[int] = []
     for i, word in enumerate(words):
-        grams = _ngrams(word)
+        grams = word_ngrams(word)
         rows.extend([i] * len(grams))
         buckets.extend(grams)
     row_ids = np.asarray(rows)
@@ -133,7 +143,6 @@ def fit_projection(encoder: StaticEncoder, table: StaticTable) -> np.ndarray:
     the real ones; translations of one exemplar share a fold.
     """
     from .semantic import SemanticGuard, concept_folds, load_exemplars
-    from .static import STATIC_STYLES
 
     exemplars = load_exemplars(encoder.exemplar_dirs, STATIC_STYLES)
     texts = [normalize(e.text) for e in exemplars]

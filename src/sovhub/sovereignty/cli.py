@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import IO
 
 import click
 
 from ..cli import pass_hub
 from ..hub import Hub
+from ..operators import cli_actor
 
 __all__ = ["add_commands", "users_group"]
 
@@ -25,14 +27,15 @@ def users_group() -> None:
 @click.argument("user")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the JSON here instead of stdout.")
-@click.option("--actor", default="cli", help="Who asks (recorded in the audit log).")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
 @pass_hub
-def users_export(hub: Hub, user: str, output: str | None, actor: str) -> None:
+def users_export(hub: Hub, user: str, output: str | None, actor: str | None) -> None:
     """Export everything the hub holds about USER (id or email) as JSON."""
     from .rights import export_user, resolve_user
 
     user_id = resolve_user(hub, user)
-    data = json.dumps(export_user(hub, user_id, actor=actor), ensure_ascii=False, indent=2, default=str)
+    data = json.dumps(export_user(hub, user_id, actor=cli_actor(actor)), ensure_ascii=False, indent=2, default=str)
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(data + "\n")
@@ -44,16 +47,17 @@ def users_export(hub: Hub, user: str, output: str | None, actor: str) -> None:
 @users_group.command("erase")
 @click.argument("user")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--actor", default="cli", help="Who asks (recorded in the audit log).")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
 @pass_hub
-def users_erase(hub: Hub, user: str, yes: bool, actor: str) -> None:
+def users_erase(hub: Hub, user: str, yes: bool, actor: str | None) -> None:
     """Erase USER (id or email): destroy their data key (crypto-shredding) and delete their rows."""
     from .rights import erase_user, resolve_user
 
     user_id = resolve_user(hub, user)
     if not yes:
         click.confirm(f"erase user {user_id} and all their data? this cannot be undone", abort=True)
-    summary = erase_user(hub, user_id, actor=actor)
+    summary = erase_user(hub, user_id, actor=cli_actor(actor))
     click.echo(f"erased user {user_id}: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.items())))
 
 
@@ -80,13 +84,13 @@ def audit_verify(hub: Hub) -> None:
 
 
 @audit_group.command("sign-head")
-@click.option("--actor", default="cli", help="Who signs (recorded in the audit log).")
+@click.option("--actor", default=None, help="A name to record beside your OS account in the audit log.")
 @pass_hub
-def audit_sign_head(hub: Hub, actor: str) -> None:
+def audit_sign_head(hub: Hub, actor: str | None) -> None:
     """Sign the chain head with the Ed25519 key; anchor the printed JSON outside the hub."""
     from .audit import sign_head
 
-    click.echo(json.dumps(sign_head(hub, actor=actor)))
+    click.echo(json.dumps(sign_head(hub, actor=cli_actor(actor))))
 
 
 @audit_group.command("verify-signature")
@@ -234,7 +238,49 @@ def rotate_master(hub: Hub) -> None:
     click.echo(rotate_master_key(hub))
 
 
+# --- backup and restore ---
+
+
+@click.command("backup")
+@click.option("--database-to", required=True, type=click.Path(file_okay=False),
+              help="Where the database half goes (a directory; a new sovhub-ID-database folder is made in it).")
+@click.option("--keys-to", required=True, type=click.Path(file_okay=False),
+              help="Where the key half goes: another place, another custodian (a sovhub-ID-keys folder).")
+@pass_hub
+def backup_command(hub: Hub, database_to: str, keys_to: str) -> None:
+    """Back up the database and the key material, apart: neither half opens content alone."""
+    from .backup import backup
+
+    result = backup(hub, Path(database_to), Path(keys_to))
+    click.echo(f"backup {result.backup_id}: {sum(result.tables.values())} rows in {result.database_dir}, "
+               f"{result.key_files} key files in {result.keys_dir}")
+
+
+@click.command("restore")
+@click.option("--database-from", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The backup's sovhub-ID-database folder.")
+@click.option("--keys-from", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The backup's sovhub-ID-keys folder (or a newer key backup).")
+@click.option("--erasures", "journals", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="A copy of the erasure journal kept elsewhere (repeat); its erasures are re-applied too.")
+@click.pass_context
+def restore_command(ctx: click.Context, database_from: str, keys_from: str, journals: tuple[str, ...]) -> None:
+    """Restore a backup onto a fresh instance; every erasure recorded since is applied again."""
+    from ..cli import HubContext
+    from .backup import restore
+
+    obj = ctx.find_object(HubContext)
+    assert obj is not None
+    result = restore(obj.settings(), Path(database_from), Path(keys_from), journals=[Path(j) for j in journals])
+    click.echo(f"restored backup {result.backup_id}: {result.rows} rows, audit chain intact "
+               f"({result.audit_entries} entries); erasures re-applied: {len(result.erasures_reapplied)} "
+               f"of {result.journal_entries} in the journals")
+
+
 def add_commands(cli: click.Group) -> None:
+    for command in (backup_command, restore_command):
+        if command.name not in cli.commands:
+            cli.add_command(command)
     for group in (users_group, audit_group, access_group, retention_group, residency_group):
         if group.name not in cli.commands:
             cli.add_command(group)

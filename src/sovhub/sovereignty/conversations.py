@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..hub import Hub
     from ..pipeline import ChatContext, ChatResult, OutputVerdict
 
-__all__ = ["ContentRecorder", "ConversationStore", "get_store", "purge_expired", "retention_days", "set_retention"]
+__all__ = ["ContentRecorder", "ConversationStore", "purge_expired", "retention_days", "set_retention"]
 
 log = logging.getLogger("sovhub.sovereignty.conversations")
 _MAX_QUEUE = 100_000
@@ -71,9 +71,9 @@ class ConversationStore(BatchWriter[_Pending]):
 
     def write(self, batch: list[_Pending]) -> int:
         """Encrypt and insert (runs in a worker thread)."""
-        from .crypto import get_vault
+        from .crypto import ContentVault
 
-        vault = get_vault(self.hub)
+        vault = self.hub.services.get(ContentVault)
         rows: list[dict[str, Any]] = []
         for item in batch:
             days = self._days(item.org_id)
@@ -95,14 +95,6 @@ class ConversationStore(BatchWriter[_Pending]):
                 s.execute(insert(StoredConversation), rows)
         return len(rows)
 
-
-def get_store(hub: Hub) -> ConversationStore:
-    store = hub.legacy.get("conversation_store")
-    if store is None:
-        store = ConversationStore(hub)
-        hub.legacy["conversation_store"] = store
-    assert isinstance(store, ConversationStore)
-    return store
 
 
 class ContentRecorder:
@@ -126,7 +118,7 @@ class ContentRecorder:
             return
         if p.org_id is None and p.user_id is None:
             return
-        get_store(self.hub).enqueue(_Pending(
+        self.hub.services.get(ConversationStore).enqueue(_Pending(
             request_id=ctx.request_id, org_id=p.org_id, key_id=p.key_id, user_id=p.user_id, model=ctx.model,
             backend=result.backend_name, messages=ctx.messages, completion=result.text,
             finish_reason=result.finish_reason))

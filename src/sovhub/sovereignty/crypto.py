@@ -46,20 +46,22 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = [
+    "CHECK_NAME",
     "ContentVault",
     "EnvKeyProvider",
     "FileKeyProvider",
     "KeyProvider",
     "LocalKeyProvider",
+    "check_matches",
     "ensure_master_key",
-    "get_vault",
+    "open_vault",
     "load_key_provider",
 ]
 
 log = logging.getLogger("sovhub.sovereignty.crypto")
 
 _VERSION = b"\x01"
-_CHECK_NAME = "master_key_check"
+CHECK_NAME = _CHECK_NAME = "master_key_check"
 _CHECK_PLAINTEXT = b"sovhub master key check v1"
 _KEK_LAYER = "kek_layer_v1"
 _KEY_CACHE_TTL_S = 30.0  # an erasure in another process is honoured here within this time
@@ -173,6 +175,11 @@ def _read_check(hub: Hub) -> SovereigntyMeta | None:
         return s.get(SovereigntyMeta, _CHECK_NAME)
 
 
+def check_matches(provider: KeyProvider, check: SovereigntyMeta) -> bool:
+    """Whether `provider` is the master key the database's check value was wrapped with."""
+    return _check_matches(provider, check)
+
+
 def _check_matches(provider: KeyProvider, check: SovereigntyMeta) -> bool:
     try:
         return provider.unwrap(base64.b64decode(check.value), b"check") == _CHECK_PLAINTEXT
@@ -242,7 +249,7 @@ class ContentVault:
 
     Usage::
 
-        vault = get_vault(hub)
+        vault = hub.services.get(ContentVault)
         blob = vault.encrypt_for_user(user.id, "my question")
         text = vault.decrypt_for_user(user.id, blob)
 
@@ -441,18 +448,6 @@ class ContentVault:
     def decrypt_for_org(self, org_id: int, blob: bytes) -> str:
         return self.decrypt("org", org_id, blob)
 
-    # --- data rights (see rights.py) ---
-
-    def erase_user(self, user_id: int, *, actor: str = "system") -> dict[str, int]:
-        from .rights import erase_user
-
-        return erase_user(self.hub, user_id, actor=actor)
-
-    def export_user(self, user_id: int, *, actor: str = "system") -> dict[str, object]:
-        from .rights import export_user
-
-        return export_user(self.hub, user_id, actor=actor)
-
     # --- master key rotation ---
 
     def rewrap_all(self, new: KeyProvider) -> int:
@@ -489,14 +484,10 @@ class ContentVault:
         return self.provider
 
 
-def get_vault(hub: Hub) -> ContentVault:
-    """The hub's vault, created (and the master key checked) on first use."""
-    vault = hub.legacy.get("vault")
-    if vault is None:
-        provider = ensure_master_key(hub)
-        check = _read_check(hub)
-        vault = ContentVault(hub, provider, check.value if check is not None else None)
-        vault.seal_legacy_keys()
-        hub.legacy["vault"] = vault
-    assert isinstance(vault, ContentVault)
+def open_vault(hub: Hub) -> ContentVault:
+    """The vault over this hub's master key, once the key is proved to be the database's."""
+    provider = ensure_master_key(hub)
+    check = _read_check(hub)
+    vault = ContentVault(hub, provider, check.value if check is not None else None)
+    vault.seal_legacy_keys()
     return vault

@@ -14,7 +14,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from .crypto import EnvKeyProvider, FileKeyProvider, get_vault, key_file_path
+from .crypto import ContentVault, EnvKeyProvider, FileKeyProvider, key_file_path
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -24,7 +24,7 @@ __all__ = ["rotate_master_key"]
 
 def rotate_master_key(hub: Hub, *, actor: str = "cli") -> str:
     """Rotate and return a message for the operator."""
-    vault = get_vault(hub)
+    vault = hub.services.get(ContentVault)
     old = vault.provider
     if isinstance(old, FileKeyProvider):
         path = key_file_path(hub.settings)

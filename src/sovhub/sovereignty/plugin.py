@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..fleet.leases import Leases
 from ..hookspecs import hookimpl
+from ..services import Provide
 
 if TYPE_CHECKING:
     import click
 
     from ..events import Event
     from ..hub import Hub
+    from ..pipeline import ChatInterceptor, RoutePolicy
 
 log = logging.getLogger("sovhub.sovereignty")
 
@@ -28,11 +30,18 @@ def sovhub_commands(cli: click.Group) -> None:
 
 
 @hookimpl
+def sovhub_services(hub: Hub) -> list[Provide[Any]]:
+    from .conversations import ConversationStore
+    from .crypto import ContentVault
+
+    return [Provide(ConversationStore, ConversationStore, needs=(ContentVault,))]
+
+
+@hookimpl
 def sovhub_init(hub: Hub) -> None:
     from .audit import ensure_signing_key
-    from .crypto import get_vault
 
-    get_vault(hub)  # creates the 0600 master key in a new data dir; refuses a wrong or missing one
+    # The master key was created (new data dir) or proved (existing one) when the hub built its vault.
     ensure_signing_key(hub)
 
 
@@ -47,14 +56,14 @@ def sovhub_event(hub: Hub, event: Event) -> None:
 
 
 @hookimpl
-def sovhub_route_policies(hub: Hub) -> list[Any]:
+def sovhub_route_policies(hub: Hub) -> list[RoutePolicy]:
     from .residency import ResidencyPolicy
 
     return [ResidencyPolicy(hub)]
 
 
 @hookimpl
-def sovhub_chat_interceptors(hub: Hub) -> list[Any]:
+def sovhub_chat_interceptors(hub: Hub) -> list[ChatInterceptor]:
     from .conversations import ContentRecorder
 
     return [ContentRecorder(hub)]
@@ -96,11 +105,10 @@ def sovhub_lifespan(hub: Hub) -> Any:
 @contextlib.asynccontextmanager
 async def _lifespan(hub: Hub) -> AsyncIterator[None]:
     from .audit import sign_once
-    from .conversations import get_store
+    from .conversations import ConversationStore
 
-    # Refuses to start (ConfigError) on a missing or wrong master key, before any request.
     await asyncio.to_thread(sovhub_init, hub)
-    store = get_store(hub)
+    store = hub.services.get(ConversationStore)
     await store.start()
     # Periodic work runs once across replicas: each round goes to the replica that takes its lease.
     leases = hub.services.get(Leases)

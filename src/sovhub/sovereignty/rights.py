@@ -81,30 +81,34 @@ def active_legal_hold(hub: Hub, user_id: int) -> AccessRequest | None:
     with hub.db.session() as s:
         rows = s.scalars(select(AccessRequest).where(AccessRequest.user_id == user_id,
                                                      AccessRequest.legal_hold.is_(True)))
-        return next((r for r in rows if r.notice_after is None or _aware(r.notice_after) > now), None)
+        return next((r for r in rows if r.notice_after is None or r.notice_after > now), None)
 
 
-def _aware(value: Any) -> Any:
-    from datetime import UTC
+def erase_user(hub: Hub, user_id: int, *, actor: str = "system", replay: bool = False) -> dict[str, int]:
+    """Crypto-shred the person's data key, let every plugin erase, delete their rows; audited.
 
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    The erasure is written to the erasure journal (outside the database) before anything is touched,
+    so a database backup restored later has it re-applied (`replay`: by `sovhub restore`, which
+    neither journals it again nor asks about legal holds the backup still shows: the erasure was
+    allowed when it happened).
+    """
+    from .crypto import ContentVault
+    from .erasures import append_erasure
 
-
-def erase_user(hub: Hub, user_id: int, *, actor: str = "system") -> dict[str, int]:
-    """Crypto-shred the person's data key, let every plugin erase, delete their rows; audited."""
-    from .crypto import get_vault
-
-    hold = active_legal_hold(hub, user_id)
-    if hold is not None:
-        raise Conflict(f"user {user_id} is under a recorded legal hold (access request {hold.id}); "
-                       "erasure is deferred until the hold ends")
-    vault = get_vault(hub)
+    if not replay:
+        hold = active_legal_hold(hub, user_id)
+        if hold is not None:
+            raise Conflict(f"user {user_id} is under a recorded legal hold (access request {hold.id}); "
+                           "erasure is deferred until the hold ends")
+    vault = hub.services.get(ContentVault)
+    if not replay:
+        append_erasure(hub.settings, user_id)
     shredded = vault.destroy_key("user", user_id)
     hub.pm.hook.sovhub_erase_user(hub=hub, user_id=user_id)
     with hub.db.session() as s:
         user_rows = s.execute(delete(User).where(User.id == user_id))
     summary = {"data_keys_destroyed": int(shredded), "user_rows": int(getattr(user_rows, "rowcount", 0) or 0)}
-    hub.emit("user.erased", actor=actor, subject=f"user:{user_id}", **summary)
+    hub.emit("user.erasure_reapplied" if replay else "user.erased", actor=actor, subject=f"user:{user_id}", **summary)
     return summary
 
 
@@ -112,9 +116,9 @@ def erase_user(hub: Hub, user_id: int, *, actor: str = "system") -> dict[str, in
 
 
 def export_own(hub: Hub, user_id: int) -> dict[str, Any]:
-    from .crypto import get_vault
+    from .crypto import ContentVault
 
-    vault = get_vault(hub)
+    vault = hub.services.get(ContentVault)
     conversations = []
     with hub.db.session() as s:
         rows = list(s.scalars(select(StoredConversation).where(StoredConversation.user_id == user_id)
@@ -130,7 +134,7 @@ def export_own(hub: Hub, user_id: int) -> dict[str, Any]:
                               "created_at": row.created_at.isoformat(), "expires_at": row.expires_at.isoformat(),
                               **content})
     now = utcnow()
-    shown = [r for r in requests if not r.legal_hold or (r.notice_after is not None and _aware(r.notice_after) <= now)]
+    shown = [r for r in requests if not r.legal_hold or (r.notice_after is not None and r.notice_after <= now)]
     return {
         "api_conversations": conversations,
         "staff_access": [

@@ -15,7 +15,7 @@ someone typed: the two people are compared by id, staff rights are checked again
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -43,10 +43,6 @@ def _staff(hub: Hub, staff_id: int) -> tuple[int, str]:
 
 def _actor(staff_id: int) -> str:
     return f"user:{staff_id}"
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def request_access(hub: Hub, user_id: int, *, staff_id: int, reason: str, hours: float | None = None,
@@ -113,7 +109,7 @@ def list_requests(hub: Hub, *, user_id: int | None = None) -> list[AccessRequest
 
 def read_content(hub: Hub, request_id: int, *, staff_id: int) -> list[dict[str, Any]]:
     """The person's stored content, for one of the two admins of an approved, unexpired request."""
-    from .crypto import get_vault
+    from .crypto import ContentVault
 
     reader_id, reader = _staff(hub, staff_id)
     now = utcnow()
@@ -123,7 +119,7 @@ def read_content(hub: Hub, request_id: int, *, staff_id: int) -> list[dict[str, 
             raise NotFound(f"no access request {request_id}")
         if row.status != "approved":
             raise PermissionDenied(f"access request {request_id} is {row.status}, not approved")
-        if row.expires_at is None or _aware(row.expires_at) <= now:
+        if row.expires_at is None or row.expires_at <= now:
             raise PermissionDenied(f"access request {request_id} expired")
         if reader_id not in (row.requested_by_id, row.decided_by_id):
             raise PermissionDenied("only the requesting or approving admin may use this access")
@@ -132,7 +128,7 @@ def read_content(hub: Hub, request_id: int, *, staff_id: int) -> list[dict[str, 
         convs = list(s.scalars(select(StoredConversation).where(StoredConversation.user_id == user_id)
                                .order_by(StoredConversation.id)))
     hub.emit("access.used", actor=_actor(reader_id), subject=f"user:{user_id}", request=request_id, items=len(convs))
-    vault = get_vault(hub)
+    vault = hub.services.get(ContentVault)
     out = []
     for conv in convs:
         out.append({"request_id": conv.request_id, "model": conv.model, "created_at": conv.created_at.isoformat(),

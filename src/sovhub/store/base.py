@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Dialect, MetaData
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "as_utc", "utcnow", "UTCDateTime"]
+__all__ = ["Base", "UTCDateTime", "as_utc", "utcnow"]
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -22,8 +24,22 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def UTCDateTime() -> DateTime:  # noqa: N802 - reads like a column type
-    return DateTime(timezone=True)
+class UTCDateTime(TypeDecorator[datetime]):
+    """A ``DateTime(timezone=True)`` column that always reads back an aware UTC datetime.
+
+    PostgreSQL keeps the offset; SQLite keeps none and hands values back naive. Values are stored as
+    UTC (a naive one is taken to be UTC already), so both read back the same instant, aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        # In UTC: SQLite would otherwise keep another offset's wall-clock time and drop the offset.
+        return None if value is None else as_utc(value).astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
 
 
 def utcnow() -> datetime:
@@ -31,5 +47,5 @@ def utcnow() -> datetime:
 
 
 def as_utc(value: datetime) -> datetime:
-    """`value` as an aware UTC datetime: SQLite hands DateTime(timezone=True) columns back naive."""
+    """`value` as an aware datetime; a naive one (user input, a bare ISO date) is taken to be UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -26,6 +26,7 @@ def all_table_modules() -> list[str]:
         "sovhub.safety.tables",
         "sovhub.access.tables",
         "sovhub.assistant.tables",
+        "sovhub.api.responses.tables",
         "sovhub.credits.tables",
     ]
 
@@ -88,11 +89,38 @@ class Database:
         except OperationalError as exc:
             raise ConfigError(f"cannot reach the database {self.safe_url}: {exc.orig}") from exc
 
+    def head_revision(self) -> str:
+        """The newest migration this sovhub ships."""
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        assert head is not None, "the package ships its migrations"
+        return head
+
+    def require_migrated(self) -> str:
+        """Refuse (ConfigError) a database that is not at this sovhub's newest migration; returns the revision.
+
+        Replicas of a fleet never migrate: one Job does (`sovhub migrate`, the chart's pre-upgrade hook),
+        and a replica started against an older or newer schema stops here instead of serving from it.
+        """
+        current = self.current_revision()
+        head = self.head_revision()
+        if current != head:
+            found = f"revision {current}" if current else "no sovhub schema"
+            raise ConfigError(
+                f"the database {self.safe_url} has {found}, this sovhub needs revision {head}, and "
+                "migrate_on_start is off: run `sovhub migrate` (the chart's migration Job) first; nothing was written"
+            )
+        return current
+
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
-        with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        try:
+            with self.engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except OperationalError as exc:
+            raise ConfigError(f"cannot reach the database {self.safe_url}: {exc.orig}") from exc
 
     def table_names(self) -> list[str]:
         return sorted(inspect(self.engine).get_table_names())

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from sovhub.access.state import access_state
+from sovhub.access.state import AccessState
 from sovhub.access.tables import Identity, OrgAccess, Verification
 from sovhub.access.tiers import list_tiers
 from sovhub.access.verification import attach_representative, request_verification, staff_verify
@@ -99,7 +99,7 @@ def test_staff_approves_a_pending_request_from_the_queue(staff: Web) -> None:
     assert done.headers["location"] == "/admin?done=verified#queue-title"
     after = _text(staff, done.headers["location"])
     assert "The organization is now verified." in after and 'action="/admin/orgs/acme/verify"' not in after
-    assert _status(hub, "acme") == "approved" and access_state(hub).org(_org_id(hub, "acme")).verified
+    assert _status(hub, "acme") == "approved" and hub.services.get(AccessState).org(_org_id(hub, "acme")).verified
     # Audited as `sovhub orgs verify` is: the same event, with who decided and why.
     actor, subject, data = _audit(hub, "org.verified")[-1]
     assert actor == f"user:{staff.user_id}" and subject == f"org:{_org_id(hub, 'acme')}"
@@ -134,12 +134,12 @@ def test_staff_revokes_a_verification_from_the_organization_page(staff: Web) -> 
     assert 'action="/admin/orgs/acme/revoke-verification"' in page and "papers checked" in page
     assert _post(staff, "/admin/orgs/acme/revoke-verification", {"reason": " "},
                  page="/admin/orgs/acme").headers["location"] == "/admin/orgs/acme?error=reason#verification-title"
-    assert access_state(hub).org(_org_id(hub, "acme")).verified
+    assert hub.services.get(AccessState).org(_org_id(hub, "acme")).verified
 
     done = _post(staff, "/admin/orgs/acme/revoke-verification", {"reason": "struck off the registry"},
                  page="/admin/orgs/acme")
     assert done.headers["location"] == "/admin/orgs/acme?done=revoked#verification-title"
-    assert not access_state(hub).org(_org_id(hub, "acme")).verified and _status(hub, "acme") == "revoked"
+    assert not hub.services.get(AccessState).org(_org_id(hub, "acme")).verified and _status(hub, "acme") == "revoked"
     actor, _, data = _audit(hub, "org.verification_revoked")[-1]
     assert actor == f"user:{staff.user_id}" and data["reason"] == "struck off the registry"
     # The list shows each organization's status.
@@ -299,7 +299,7 @@ def test_set_and_clear_organization_quotas(staff: Web) -> None:
     done = _post(staff, "/admin/orgs/acme/limits", {"rpm": "7", "budget_month": " 1000 ", "tpm": ""},
                  page="/admin/orgs/acme")
     assert done.headers["location"] == "/admin/orgs/acme?done=limits#limits-title"
-    assert access_state(hub).org(org_id).limits == {"rpm": 7, "budget_month": 1000}
+    assert hub.services.get(AccessState).org(org_id).limits == {"rpm": 7, "budget_month": 1000}
     page = staff.client.get("/admin/orgs/acme?done=limits").text
     assert "The quotas were saved." in page and 'id="org-rpm" name="rpm"' in page and 'value="7"' in page
     assert _audit(hub, "org.limits_set")[-1][2]["limits"] == {"rpm": 7, "budget_month": 1000}
@@ -307,11 +307,11 @@ def test_set_and_clear_organization_quotas(staff: Web) -> None:
     for bad in ({"rpm": "-5"}, {"rpm": "seven"}, {"tpd": "-1", "rpm": "9"}):
         refused = _post(staff, "/admin/orgs/acme/limits", bad, page="/admin/orgs/acme")
         assert refused.headers["location"] == "/admin/orgs/acme?error=quota#limits-title"
-        assert access_state(hub).org(org_id).limits == {"rpm": 7, "budget_month": 1000}
+        assert hub.services.get(AccessState).org(org_id).limits == {"rpm": 7, "budget_month": 1000}
     assert "Quotas are whole numbers, zero or more" in _text(staff, "/admin/orgs/acme?error=quota")
 
     _post(staff, "/admin/orgs/acme/limits", {}, page="/admin/orgs/acme")
-    assert access_state(hub).org(org_id).limits == {}
+    assert hub.services.get(AccessState).org(org_id).limits == {}
 
 
 def test_grant_and_withdraw_a_custom_tier(staff: Web) -> None:
@@ -319,13 +319,13 @@ def test_grant_and_withdraw_a_custom_tier(staff: Web) -> None:
     org_id = _org_id(hub, "acme")
     done = _post(staff, "/admin/orgs/acme/tiers", {"tier": "research", "action": "grant"}, page="/admin/orgs/acme")
     assert done.headers["location"] == "/admin/orgs/acme?done=tier_granted#tiers-title"
-    assert access_state(hub).org(org_id).tiers == {"research"}
+    assert hub.services.get(AccessState).org(org_id).tiers == {"research"}
     for tier in ("verified", "Not a tier!"):
         refused = _post(staff, "/admin/orgs/acme/tiers", {"tier": tier, "action": "grant"}, page="/admin/orgs/acme")
         assert refused.headers["location"] == "/admin/orgs/acme?error=grant_tier#tiers-title"
-    assert access_state(hub).org(org_id).tiers == {"research"}
+    assert hub.services.get(AccessState).org(org_id).tiers == {"research"}
     _post(staff, "/admin/orgs/acme/tiers", {"tier": "research", "action": "withdraw"}, page="/admin/orgs/acme")
-    assert access_state(hub).org(org_id).tiers == frozenset()
+    assert hub.services.get(AccessState).org(org_id).tiers == frozenset()
     assert [e[2]["tier"] for e in _audit(hub, "org.tier_withdrawn")] == ["research"]
 
 
@@ -417,9 +417,9 @@ def test_the_console_speaks_the_staff_members_language(staff: Web) -> None:
 
 
 def test_the_fidelity_table_shows_each_language_with_failures_and_unreadable_answers(staff: Web) -> None:
-    from sovhub.assistant.fidelity import fidelity_tracker
+    from sovhub.assistant.fidelity import FidelityTracker
 
-    tracker = fidelity_tracker(staff.hub)
+    tracker = staff.hub.services.get(FidelityTracker)
     tracker.record("smol", "uk", "uk")
     tracker.record("smol", "uk", None, text="абв где жзи " * 5)
     tracker.record("smol", "ar", None, failed=True)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from sovhub.assistant.web.commands import create_user
 from sovhub.settings import Settings
-from sovhub.sovereignty.conversations import _Pending, get_store
+from sovhub.sovereignty.conversations import ConversationStore, _Pending
 from sovhub.sovereignty.tables import AccessRequest, AuditEntry
 from sovhub.store.tables import User
 from tests.conftest import make_settings
@@ -41,7 +41,7 @@ def staff(web: Web) -> dict[str, int]:
     with hub.db.session() as s:
         for uid in (web.user_id, bob, cy):
             s.get(User, uid).is_staff = True  # type: ignore[union-attr]
-    get_store(hub).write([_Pending(request_id="r", org_id=None, key_id=None, user_id=citizen, model="m",
+    hub.services.get(ConversationStore).write([_Pending(request_id="r", org_id=None, key_id=None, user_id=citizen, model="m",
                                    backend=None, messages=[{"role": "user", "content": "private words"}],
                                    completion="ok", finish_reason="stop")])
     return {"ada": web.user_id, "bob": bob, "cy": cy, "citizen": citizen}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sovhub.assistant.i18n import ui_catalogs
+from sovhub.assistant.i18n import UiCatalogs
 from sovhub.assistant.web.chat import NO_REASON
 from sovhub.errors import ContentBlocked
 from sovhub.pipeline import ChatContext
@@ -121,7 +121,7 @@ def test_an_unknown_category_still_gets_a_plain_reason(signed_in: Web) -> None:
 def test_the_refusal_is_in_each_language_for_the_page_and_the_live_stream(signed_in: Web, lang: str) -> None:
     _use_language(signed_in, lang)
     conversation_id, _ = _blocked_conversation(signed_in, ["S11"])
-    ui = ui_catalogs(signed_in.hub).get(lang)
+    ui = signed_in.hub.services.get(UiCatalogs).get(lang)
     page = signed_in.client.get(f"/c/{conversation_id}").text
     button, reason = ui.gettext("Ask for a review"), ui.gettext("suicide or self-harm")
     assert (button == "Ask for a review") == (lang == "en") and (reason == "suicide or self-harm") == (lang == "en")

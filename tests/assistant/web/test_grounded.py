@@ -65,7 +65,7 @@ def citizen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Citizen]:
     hub = build_hub(load_settings(data_dir=str(data_dir), safety={"enabled": False},
                                   assistant={"kb_shared_collections": ["shared-ua"]}))
     remember_embeddings(hub)
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     for code, collection in (("en-GB", "gov-uk"), ("uk-UA", "gov-ua"), ("ar-AE", "gov-ae"), ("de-DE", "gov-de")):
         kb.ingest_bytes(f"{code}.md", EVAL[code]["document"].encode(), collection)
     kb.ingest_bytes("shared.md", SHARED.encode(), "shared-ua")

@@ -273,3 +273,33 @@ def test_without_a_source_the_model_is_told_there_is_none(signed_in: Web) -> Non
     assert plan.quoted is None and plan.hits == [] and plan.cited == []
     assert plan.messages[0]["role"] == "system" and plan.messages[0]["content"].endswith(NO_SOURCES)
     assert plan.messages[1:] == [{"role": "user", "content": "write hello world in Python"}]
+
+
+def test_staff_delete_a_knowledge_document_and_no_one_else_can(signed_in: Web) -> None:
+    from sovhub.assistant.knowledge import KnowledgeBase
+    from sovhub.assistant.tables import KbChunk, KbDocument
+    from tests.assistant.conftest import remember_embeddings
+
+    hub = signed_in.hub
+    remember_embeddings(hub)
+    kb = KnowledgeBase(hub)
+    added = kb.ingest_bytes("dogs.txt", b"Dog licences cost twelve euros a year at the town hall.", "town")
+    assert added.document_id is not None and kb.search("dog licence price", "town")
+    path = f"/admin/kb/{added.document_id}/delete"
+    # Not staff: refused, nothing deleted.
+    assert signed_in.client.post(path, data={"csrf_token": signed_in.csrf()}, follow_redirects=False).status_code == 403
+    with hub.db.session() as s:
+        s.get(User, signed_in.user_id).is_staff = True  # type: ignore[union-attr]
+    # Staff without the form's CSRF token: refused, nothing deleted.
+    assert signed_in.client.post(path, data={}, follow_redirects=False).status_code == 403
+    with hub.db.session() as s:
+        assert s.get(KbDocument, added.document_id) is not None
+    done = signed_in.client.post(path, data={"csrf_token": signed_in.csrf()}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/admin?status=deleted"
+    assert "The document was removed from the knowledge base." in signed_in.client.get(done.headers["location"]).text
+    with hub.db.session() as s:
+        assert s.get(KbDocument, added.document_id) is None
+        assert s.scalars(select(KbChunk).where(KbChunk.document_id == added.document_id)).first() is None
+    assert kb.search("dog licence price", "town") == []
+    again = signed_in.client.post(path, data={"csrf_token": signed_in.csrf()}, follow_redirects=False)
+    assert again.status_code == 404

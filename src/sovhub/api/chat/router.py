@@ -17,21 +17,13 @@ from .service import ChatService
 
 router = APIRouter()
 
-__all__ = ["router"]
-
-
-def _service(hub: Any) -> ChatService:
-    service = hub.legacy.get("chat")
-    if service is None:
-        service = hub.legacy["chat"] = ChatService(hub)
-    return service  # type: ignore[no-any-return]
-
+__all__ = ["ReleasingStream", "router", "watch_disconnect"]
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, hub: HubDep, principal: CurrentPrincipal
 ) -> JSONResponse | StreamingResponse:
-    service = _service(hub)
+    service = hub.services.get(ChatService)
     prepared = await service.prepare(body, principal, request.scope["state"]["request_id"])
     add_backend_time(request, prepared.backend_s)
 
@@ -40,7 +32,7 @@ async def create_chat_completion(
 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _ChatStream(
+        return ReleasingStream(
             service.sse(prepared, include_usage, on_backend),
             lambda: service.release(prepared),
             media_type="text/event-stream",
@@ -48,7 +40,7 @@ async def create_chat_completion(
         )
 
     # Non-streaming: generation keeps going only while the client is there.
-    watcher = asyncio.create_task(_watch_disconnect(request, prepared.cancel.cancel))
+    watcher = asyncio.create_task(watch_disconnect(request, prepared.cancel.cancel))
     try:
         result = await service.complete(prepared, on_backend)
     finally:
@@ -59,7 +51,7 @@ async def create_chat_completion(
     return JSONResponse(result, headers=prepared.headers)
 
 
-class _ChatStream(StreamingResponse):
+class ReleasingStream(StreamingResponse):
     """A streamed answer that is recorded even if its body is never read (client gone first)."""
 
     def __init__(self, content: Any, release: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
@@ -74,7 +66,7 @@ class _ChatStream(StreamingResponse):
             await self._release()
 
 
-async def _watch_disconnect(request: Request, cancel: Any) -> None:
+async def watch_disconnect(request: Request, cancel: Any) -> None:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":

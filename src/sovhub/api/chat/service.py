@@ -20,11 +20,13 @@ import anyio
 
 from ...admission import admit, release, settle
 from ...backends.base import Backend, CancelToken, ChatChunk, estimate_tokens
+from ...backends.registry import BackendRegistry
 from ...backends.window import check_request, window_of
 from ...errors import BackendUnavailable, InvalidRequest, ShuttingDown, SovhubError, UnsupportedParameter
 from ...fleet.drain import Drain
 from ...hub import Hub
-from ...metering import Usage
+from ...metering import Meter, Usage
+from ...observability import Metrics
 from ...pipeline import ANSWER_TEXT_FIELDS, ChatContext, ChatResult, Principal, SideCall
 from .gate import OutputGate, checks_output
 from .protocol import ChatCompletionRequest
@@ -35,6 +37,11 @@ log = logging.getLogger("sovhub.api.chat")
 
 # Parameters every backend honours; anything else needs a backend that passes it on.
 _COMMON = {"max_tokens", "temperature", "top_p", "stop", "seed", "n"}
+# Prompts longer than this are tokenized in a worker thread, off the event loop.
+_INLINE_COUNT_CHARS = 8_000
+# What a chat template adds around each message (role markers, separators), in tokens, at most
+# for the templates of the models served here (ChatML: 4 to 5).
+_TEMPLATE_TOKENS = 6
 _HUB_ONLY = {"model", "messages", "stream", "stream_options", "max_completion_tokens", "user", "store", "metadata"}
 
 
@@ -68,7 +75,9 @@ class PreparedChat:
 class ChatService:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.drain = hub.services.get(Drain) if Drain in hub.services else None
+        self.drain = hub.services.get(Drain)
+        self.metrics = hub.services.get(Metrics)
+        self.registry = hub.services.get(BackendRegistry)
 
     def _params(self, req: ChatCompletionRequest, backend: Backend, owner: str) -> dict[str, Any]:
         data = req.model_dump(exclude_none=True, exclude={"messages"})
@@ -108,17 +117,29 @@ class ChatService:
         return params
 
     @staticmethod
-    def _reserve(req: ChatCompletionRequest, params: dict[str, Any]) -> int:
-        """The most tokens the request may use: max_tokens x n, and its prompt (about 4 characters a token)."""
-        prompt_chars = sum(len(m.text()) for m in req.messages)
-        return int(params.get("max_tokens", 0)) * (req.n or 1) + prompt_chars // 4
+    async def _reserve(messages: list[dict[str, Any]], params: dict[str, Any], n: int, backend: Backend) -> int:
+        """The most tokens the request may use: max_tokens x n, and its prompt.
+
+        The prompt is counted with the backend's own tokenizer where it has one (a dense script can
+        take a token per character), else estimated at about 4 characters a token.
+        """
+        text = prompt_text(messages)
+        if len(text) > _INLINE_COUNT_CHARS:
+            counted = await anyio.to_thread.run_sync(backend.count_tokens, text)
+        else:
+            counted = backend.count_tokens(text)
+        if counted is None:
+            prompt = sum(len(part) for m in messages for part in _parts(m)) // 4
+        else:
+            prompt = counted + _TEMPLATE_TOKENS * len(messages)
+        return int(params.get("max_tokens", 0)) * n + prompt
 
     async def prepare(
         self, req: ChatCompletionRequest, principal: Principal, request_id: str
     ) -> PreparedChat:
         started = time.perf_counter()
-        registry = self.hub.backends
-        if registry is None:
+        registry = self.registry
+        if not registry.running:
             raise BackendUnavailable("the hub is starting; retry shortly")
         ctx = ChatContext(
             request_id=request_id,
@@ -131,7 +152,8 @@ class ChatService:
         )
         candidates = registry.candidates(ctx, req.model)
         ctx.params = self._params(req, candidates[0], principal.label)
-        admission = await admit(self.hub, principal, "chat", req.model, reserve=self._reserve(req, ctx.params))
+        reserve = await self._reserve(ctx.messages, ctx.params, req.n or 1, candidates[0])
+        admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve, request_id=request_id)
         ctx.state["admission"] = admission
         try:
             for interceptor in self.hub.interceptors:
@@ -140,12 +162,11 @@ class ChatService:
             cancel = CancelToken()
             t0 = time.perf_counter()
             opening = _Opening(cancel)
-            if self.drain is not None:
-                self.drain.track(opening)
+            self.drain.track(opening)
             try:
                 backend, first, stream = await registry.open_stream(ctx, candidates, ctx.messages, ctx.params, cancel)
             except SovhubError:
-                self.hub.legacy["metrics"].backend_errors.labels(candidates[0].name).inc()
+                self.metrics.backend_errors.labels(candidates[0].name).inc()
                 raise
             except asyncio.CancelledError:
                 # The drain ended the wait for the first chunk (a non-streamed answer's whole wait).
@@ -155,8 +176,7 @@ class ChatService:
                 self._record_cut(ctx, candidates[0])
                 raise _drained() from None
             finally:
-                if self.drain is not None:
-                    self.drain.untrack(opening)
+                self.drain.untrack(opening)
         except BaseException as exc:
             # Refused by a check or no backend answered: the reservation is given back, less what
             # the checks' own model calls (a guard model's verdict on the input) used.
@@ -170,8 +190,7 @@ class ChatService:
         gate = OutputGate(ctx, [i for i in self.hub.interceptors if checks_output(i)], envelope)
         prepared = PreparedChat(ctx, backend, first, stream, cancel, started, gate, admission.headers, backend_s=waited)
         prepared.first_token_s = time.perf_counter() - started
-        if self.drain is not None:
-            self.drain.track(prepared)
+        self.drain.track(prepared)
         return prepared
 
     def _fit_window(self, req: ChatCompletionRequest, backend: Backend, ctx: ChatContext) -> None:
@@ -214,7 +233,7 @@ class ChatService:
                         # The backend failed after answering in part: the client gets an in-band error, the
                         # operator a log line and a count; the request is metered like any other end.
                         failed = exc
-                        self.hub.legacy["metrics"].backend_errors.labels(p.backend.name).inc()
+                        self.metrics.backend_errors.labels(p.backend.name).inc()
                         log.warning("backend %s failed mid-answer of request %s: %s", p.backend.name,
                                     p.ctx.request_id, exc.message,
                                     extra={"request_id": p.ctx.request_id, "backend": p.backend.name,
@@ -265,10 +284,8 @@ class ChatService:
         if p.recorded:
             return
         p.recorded = True
-        if self.drain is not None:
-            self.drain.untrack(p)
-        if self.hub.backends is not None:
-            self.hub.backends.finished(p.backend)
+        self.drain.untrack(p)
+        self.registry.finished(p.backend)
         p.cancel.cancel()
         with anyio.CancelScope(shield=True):
             try:
@@ -281,8 +298,10 @@ class ChatService:
             self._record(p, usage, estimated, status)
             ctx = p.ctx
             side = self._record_side_calls(ctx, status=200)
+            # The guard model's calls for this request are priced as its input.
             await settle(self.hub, ctx.state["admission"],
-                         usage["prompt_tokens"] + usage["completion_tokens"] + side)
+                         usage["prompt_tokens"] + usage["completion_tokens"] + side,
+                         prompt_tokens=usage["prompt_tokens"] + side, completion_tokens=usage["completion_tokens"])
             result = ChatResult(
                 text=p.gate.sent_text(), finish_reason=p.gate.finish_reason(),
                 prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
@@ -320,27 +339,25 @@ class ChatService:
         """Metrics and the usage row: synchronous, so nothing can cancel them half-way."""
         ctx, principal = p.ctx, p.ctx.principal
         latency_ms = (time.perf_counter() - p.started) * 1000
-        metrics = self.hub.legacy["metrics"]
+        metrics = self.metrics
         metrics.tokens.labels(ctx.model, "prompt").inc(usage["prompt_tokens"])
         metrics.tokens.labels(ctx.model, "completion").inc(usage["completion_tokens"])
         if p.first_token_s is not None:
             metrics.ttft.labels(ctx.model).observe(p.first_token_s)
-        if self.hub.meter is not None:
-            self.hub.meter.record(
-                Usage(
-                    request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
-                    key_id=principal.key_id, user_id=principal.user_id, backend=p.backend.name,
-                    prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-                    latency_ms=latency_ms, status=status, estimated=estimated,
-                )
+        meter = self.hub.services.get(Meter)
+        meter.record(
+            Usage(
+                request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
+                key_id=principal.key_id, user_id=principal.user_id, backend=p.backend.name,
+                prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                latency_ms=latency_ms, status=status, estimated=estimated,
             )
+        )
 
     def _record_cut(self, ctx: ChatContext, backend: Backend) -> None:
         """Meter an answer the drain ended before its first chunk: the backend has read the prompt."""
-        if self.hub.meter is None:
-            return
         principal = ctx.principal
-        self.hub.meter.record(Usage(
+        self.hub.services.get(Meter).record(Usage(
             request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
             key_id=principal.key_id, user_id=principal.user_id, backend=backend.name,
             prompt_tokens=estimate_tokens(prompt_text(ctx.messages)), completion_tokens=0, status=503, estimated=True,
@@ -356,15 +373,14 @@ class ChatService:
         for (model, backend), group in by_model.items():
             prompt = sum(c.prompt_tokens for c in group)
             completion = sum(c.completion_tokens for c in group)
-            self.hub.legacy["metrics"].tokens.labels(model, "prompt").inc(prompt)
-            self.hub.legacy["metrics"].tokens.labels(model, "completion").inc(completion)
-            if self.hub.meter is not None:
-                self.hub.meter.record(Usage(
-                    request_id=ctx.request_id, endpoint="chat", model=model, org_id=principal.org_id,
-                    key_id=principal.key_id, user_id=principal.user_id, backend=backend,
-                    prompt_tokens=prompt, completion_tokens=completion, status=status,
-                    estimated=any(c.estimated for c in group),
-                ))
+            self.metrics.tokens.labels(model, "prompt").inc(prompt)
+            self.metrics.tokens.labels(model, "completion").inc(completion)
+            self.hub.services.get(Meter).record(Usage(
+                request_id=ctx.request_id, endpoint="chat", model=model, org_id=principal.org_id,
+                key_id=principal.key_id, user_id=principal.user_id, backend=backend,
+                prompt_tokens=prompt, completion_tokens=completion, status=status,
+                estimated=any(c.estimated for c in group),
+            ))
         return sum(c.prompt_tokens + c.completion_tokens for c in calls)
 
     async def sse(
@@ -406,6 +422,11 @@ class ChatService:
                             message[name] = (message.get(name) or "") + delta[name]
                     for call in delta.get("tool_calls") or []:
                         _merge_tool_call(calls.setdefault(index, {}), call)
+                    entries = (c.get("logprobs") or {}).get("content")
+                    if entries:
+                        if slot["logprobs"] is None:
+                            slot["logprobs"] = {"content": [], "refusal": None}
+                        slot["logprobs"]["content"].extend(entries)
                     if isinstance(delta.get("function_call"), dict):
                         _merge_function(message.setdefault("function_call", {}), delta["function_call"])
                     if c.get("finish_reason"):
@@ -413,6 +434,8 @@ class ChatService:
         for index, slot in choices.items():
             if index in calls:
                 slot["message"]["tool_calls"] = [calls[index][k] for k in sorted(calls[index])]
+                # As OpenAI: an answer that only calls has no content (null, not "").
+                slot["message"]["content"] = slot["message"]["content"] or None
             slot["finish_reason"] = slot["finish_reason"] or "stop"
             slot["message"].setdefault("refusal", None)
         if not choices:
@@ -489,15 +512,18 @@ def _texts_of(chunk: ChatChunk) -> list[str]:
 
 def prompt_text(messages: list[dict[str, Any]]) -> str:
     """The text of the messages a backend read, for counting its tokens when it reported none."""
+    return "\n".join(part for message in messages for part in (str(message.get("role", "")), *_parts(message)))
+
+
+def _parts(message: dict[str, Any]) -> list[str]:
+    """A message's texts: its content, and its tool calls' names and arguments."""
     parts: list[str] = []
-    for message in messages:
-        parts.append(str(message.get("role", "")))
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") or {} if isinstance(call, dict) else {}
-            parts.extend(str(function.get(k, "")) for k in ("name", "arguments"))
-    return "\n".join(parts)
+    content = message.get("content")
+    if isinstance(content, str):
+        parts.append(content)
+    elif isinstance(content, list):
+        parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {} if isinstance(call, dict) else {}
+        parts.extend(str(function.get(k, "")) for k in ("name", "arguments"))
+    return parts

@@ -10,7 +10,7 @@ import anyio
 from ...admission import admit, release, settle
 from ...errors import InvalidRequest, ModelNotFound, UnsupportedParameter
 from ...hub import Hub
-from ...metering import Usage
+from ...metering import Meter, Usage
 from ...pipeline import Principal
 from .protocol import CreateEmbeddingRequest, CreateEmbeddingResponse, Embedding, EmbeddingUsage
 
@@ -61,7 +61,8 @@ async def create_embeddings(
             param="dimensions",
         )
     # e5's tokenizer gives at most one token per character, plus two markers: an upper bound to reserve.
-    admission = await admit(hub, principal, "embeddings", req.model, reserve=sum(len(t) + 2 for t in texts))
+    admission = await admit(hub, principal, "embeddings", req.model, reserve=sum(len(t) + 2 for t in texts),
+                            request_id=request_id)
     headers = admission.headers
     started = time.perf_counter()
 
@@ -78,12 +79,12 @@ async def create_embeddings(
         await release(hub, admission)
         raise
     model_s = time.perf_counter() - started
-    if hub.meter is not None:
-        hub.meter.record(
-            Usage(request_id=request_id, endpoint="embeddings", model=req.model, org_id=principal.org_id,
-                  key_id=principal.key_id, user_id=principal.user_id, prompt_tokens=tokens,
-                  latency_ms=model_s * 1000)
-        )
+    meter = hub.services.get(Meter)
+    meter.record(
+        Usage(request_id=request_id, endpoint="embeddings", model=req.model, org_id=principal.org_id,
+              key_id=principal.key_id, user_id=principal.user_id, prompt_tokens=tokens,
+              latency_ms=model_s * 1000)
+    )
     await settle(hub, admission, tokens)
     response = CreateEmbeddingResponse(
         data=[Embedding(index=i, embedding=v) for i, v in enumerate(data)],

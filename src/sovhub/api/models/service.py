@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ...backends.registry import BackendRegistry
 from ...errors import BackendUnavailable, ModelNotFound, SovhubError
 from ...hub import Hub
 from ...pipeline import ChatContext, Principal
@@ -18,10 +19,15 @@ def _ctx(principal: Principal, model: str) -> ChatContext:
     return ChatContext(request_id="models", principal=principal, model=model, messages=[], params={}, stream=False)
 
 
-def _card(hub: Hub, model: str, principal: Principal) -> Model | None:
-    registry = hub.backends
-    if registry is None:
+def _running(hub: Hub) -> BackendRegistry:
+    registry = hub.services.get(BackendRegistry)
+    if not registry.running:
         raise BackendUnavailable("the hub is starting; retry shortly")
+    return registry
+
+
+def _card(hub: Hub, model: str, principal: Principal) -> Model | None:
+    registry = _running(hub)
     try:
         backends = registry.candidates(_ctx(principal, model), model)
     except SovhubError:
@@ -31,9 +37,7 @@ def _card(hub: Hub, model: str, principal: Principal) -> Model | None:
 
 
 def list_models(hub: Hub, principal: Principal) -> list[Model]:
-    registry = hub.backends
-    if registry is None:
-        raise BackendUnavailable("the hub is starting; retry shortly")
+    registry = _running(hub)
     ids = registry.model_ids()
     if hub.settings.embeddings_enabled:
         ids.append(hub.settings.embeddings_model_id)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,47 +13,19 @@ import anyio
 from ...admission import admit, release, settle
 from ...errors import InvalidRequest, UnsupportedParameter
 from ...hub import Hub
-from ...metering import Usage
+from ...metering import Meter, Usage
 from ...pipeline import Principal, SideCall
-from ...safety.encoders import build_semantic_guard
-from ...safety.guard_model import moderate_with_guard_model
-from ...safety.lexicon import LexiconGuard
-from ...safety.moderation import ModerationResult, Moderator
-from ...safety.pipeline import check_input_size
-from ...safety.semantic import SemanticGuard
+from ...safety.guard_model import GuardModelGuard, backend_complete, run_guard_model
+from ...safety.guards import GuardFinding
+from ...safety.moderation import ModerationResult, Moderator, add_findings
+from ...safety.pipeline import SafetyRuntime, check_input_size
 from ...safety.taxonomy import OPENAI_CATEGORIES
 from .protocol import CreateModerationResponse, Moderation, ModerationRequest
 
-__all__ = ["MAX_INPUTS", "MODEL_ID", "amoderate", "get_moderator", "moderate", "parse_inputs", "to_wire"]
+__all__ = ["MAX_INPUTS", "MODEL_ID", "amoderate", "moderate", "parse_inputs", "to_wire"]
 
 MODEL_ID = "sovhub-moderation-1"
 MAX_INPUTS = 32
-
-_build_lock = threading.Lock()
-
-
-def get_moderator(hub: Hub, extra_lexicon_dirs: Sequence[Path] = ()) -> Moderator:
-    """The hub's Moderator, built on first use and kept in ``hub.legacy["moderator"]``.
-
-    Building loads (or, the first time for a given exemplar bank, trains and caches) the semantic
-    classifier, so call it at start-up rather than on the first request.
-    """
-    moderator = hub.legacy.get("moderator")
-    if moderator is None:
-        with _build_lock:
-            moderator = hub.legacy.get("moderator")
-            if moderator is None:
-                # Share the safety plugin's semantic guard when it exists: one model, one embedding cache.
-                shared = (hub.legacy.get("safety.guards") or {}).get("semantic")
-                semantic = shared if isinstance(shared, SemanticGuard) else build_semantic_guard(
-                    hub.settings, hub.embedder
-                )
-                semantic.ensure_ready()
-                dirs = [*extra_lexicon_dirs, *hub.legacy.get("lexicon_dirs", [])]
-                moderator = Moderator(semantic, LexiconGuard(dirs))
-                hub.legacy["moderator"] = moderator
-    return moderator
-
 
 def parse_inputs(value: Any) -> list[str]:
     """The texts of an OpenAI moderation ``input``; InvalidRequest (param "input") when malformed."""
@@ -100,7 +71,7 @@ def moderate(hub: Hub, body: ModerationRequest) -> CreateModerationResponse:
     """Blocking, unmetered (in-process callers): run it in a worker thread (embedding is CPU-bound)."""
     texts = parse_inputs(body.input)
     check_input_size(hub, [len(t) for t in texts], "input")
-    results = get_moderator(hub).moderate_batch(texts, body.lang)
+    results = hub.services.get(Moderator).moderate_batch(texts, body.lang)
     return CreateModerationResponse(
         id=f"modr-{uuid.uuid4().hex}", model=MODEL_ID, results=[to_wire(r) for r in results]
     )
@@ -118,12 +89,13 @@ async def amoderate(
     texts = parse_inputs(body.input)
     check_input_size(hub, [len(t) for t in texts], "input")
     # e5 gives at most one token per character plus two markers: an upper bound to hold.
-    admission = await admit(hub, principal, "moderations", MODEL_ID, reserve=sum(len(t) + 2 for t in texts))
+    admission = await admit(hub, principal, "moderations", MODEL_ID, reserve=sum(len(t) + 2 for t in texts),
+                            request_id=request_id)
     started = time.perf_counter()
     calls: list[SideCall] = []
     try:
         def work() -> tuple[list[ModerationResult], int]:
-            found = get_moderator(hub).moderate_batch(texts, body.lang)
+            found = hub.services.get(Moderator).moderate_batch(texts, body.lang)
             return found, sum(hub.embedder.token_count(t) for t in texts)
 
         results, tokens = await anyio.to_thread.run_sync(work)
@@ -134,19 +106,48 @@ async def amoderate(
     latency_ms = (time.perf_counter() - started) * 1000
     guard_prompt = sum(c.prompt_tokens for c in calls)
     guard_answer = sum(c.completion_tokens for c in calls)
-    if hub.meter is not None:
-        hub.meter.record(Usage(request_id=request_id, endpoint="moderations", model=MODEL_ID,
-                               org_id=principal.org_id, key_id=principal.key_id, user_id=principal.user_id,
-                               prompt_tokens=tokens, latency_ms=latency_ms))
-        if calls:
-            hub.meter.record(Usage(request_id=request_id, endpoint="moderations",
-                                   model=str(hub.settings.safety.guard_model), org_id=principal.org_id,
-                                   key_id=principal.key_id, user_id=principal.user_id,
-                                   backend=calls[0].backend, prompt_tokens=guard_prompt,
-                                   completion_tokens=guard_answer, latency_ms=latency_ms,
-                                   estimated=any(c.estimated for c in calls)))
+    meter = hub.services.get(Meter)
+    meter.record(Usage(request_id=request_id, endpoint="moderations", model=MODEL_ID,
+                       org_id=principal.org_id, key_id=principal.key_id, user_id=principal.user_id,
+                       prompt_tokens=tokens, latency_ms=latency_ms))
+    if calls:
+        meter.record(Usage(request_id=request_id, endpoint="moderations",
+                           model=str(hub.settings.safety.guard_model), org_id=principal.org_id,
+                           key_id=principal.key_id, user_id=principal.user_id,
+                           backend=calls[0].backend, prompt_tokens=guard_prompt,
+                           completion_tokens=guard_answer, latency_ms=latency_ms,
+                           estimated=any(c.estimated for c in calls)))
     await settle(hub, admission, tokens + guard_prompt + guard_answer)
     response = CreateModerationResponse(
         id=f"modr-{uuid.uuid4().hex}", model=MODEL_ID, results=[to_wire(r) for r in results]
     )
     return response, admission.headers
+
+
+async def moderate_with_guard_model(
+    hub: Hub, texts: Sequence[str], results: list[ModerationResult], lang: str | None,
+    calls: list[SideCall] | None = None,
+) -> list[ModerationResult]:
+    """``/v1/moderations`` results with the guard model's verdicts added (unchanged when it is off).
+
+    Identifiers are masked first, as in the chat pipeline; the inputs are judged concurrently.
+    """
+    settings = hub.settings.safety
+    if not settings.guard_model:
+        return results
+    runtime = hub.services.get(SafetyRuntime)
+    guard = GuardModelGuard(backend_complete(hub, settings.guard_model, None, calls))
+    # PII analysis of long inputs is CPU work: off the event loop.
+    masked = await anyio.to_thread.run_sync(
+        lambda: [runtime.redactor.redact(t, runtime.analyzer.analyze(t), "mask") for t in texts]
+    )
+
+    async def judge(text: str) -> list[GuardFinding]:
+        if not text.strip():
+            return []
+        return await run_guard_model(guard, text, lang, failure=settings.guard_model_failure,
+                                     timeout_s=settings.guard_model_timeout_s)
+
+    # gather, not a task group: the first failure is raised as itself, not inside an ExceptionGroup.
+    found = await asyncio.gather(*(judge(t) for t in masked))
+    return [add_findings(r, f) if f else r for r, f in zip(results, found, strict=True)]

@@ -8,10 +8,10 @@ import anyio
 
 from ...admission import admit, release, settle
 from ...hub import Hub
-from ...metering import Usage
+from ...metering import Meter, Usage
 from ...pipeline import Principal
 from ...safety.pii import Vault
-from ...safety.pipeline import check_input_size, get_runtime
+from ...safety.pipeline import SafetyRuntime, check_input_size
 from .protocol import PiiEntityOut, PiiRequest, PiiResponse
 
 __all__ = ["MODEL_ID", "analyze"]
@@ -24,10 +24,10 @@ async def analyze(
     hub: Hub, body: PiiRequest, principal: Principal, request_id: str
 ) -> tuple[PiiResponse, dict[str, str]]:
     check_input_size(hub, [len(body.input)], "input")
-    runtime = get_runtime(hub)
+    runtime = hub.services.get(SafetyRuntime)
     mode = body.mode or runtime.policy.pii.mode
     # e5's tokenizer gives at most one token per character plus two markers: an upper bound to hold.
-    admission = await admit(hub, principal, "pii", MODEL_ID, reserve=len(body.input) + 2)
+    admission = await admit(hub, principal, "pii", MODEL_ID, reserve=len(body.input) + 2, request_id=request_id)
     started = time.perf_counter()
 
     def work() -> tuple[PiiResponse, int]:
@@ -47,9 +47,9 @@ async def analyze(
     except BaseException:
         await release(hub, admission)
         raise
-    if hub.meter is not None:
-        hub.meter.record(Usage(request_id=request_id, endpoint="pii", model=MODEL_ID, org_id=principal.org_id,
-                               key_id=principal.key_id, user_id=principal.user_id, prompt_tokens=tokens,
-                               latency_ms=(time.perf_counter() - started) * 1000))
+    meter = hub.services.get(Meter)
+    meter.record(Usage(request_id=request_id, endpoint="pii", model=MODEL_ID, org_id=principal.org_id,
+                       key_id=principal.key_id, user_id=principal.user_id, prompt_tokens=tokens,
+                       latency_ms=(time.perf_counter() - started) * 1000))
     await settle(hub, admission, tokens)
     return response, admission.headers

@@ -4,7 +4,7 @@ Catalogs live as ``locale/<lang>/LC_MESSAGES/messages.po`` next to this file (``
 is the template). They are compiled in memory when first needed: no ``.mo`` files are
 committed or written, so a translator's edit to a ``.po`` is live at the next start.
 
-    catalogs = ui_catalogs(hub)
+    catalogs = hub.services.get(UiCatalogs)
     ui = catalogs.get("uk")
     ui.gettext("Sign in")                         # "Увійти"
     ui.ngettext("%(num)d conversation", "%(num)d conversations", 3) % {"num": 3}
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime
@@ -32,9 +31,6 @@ from babel.support import Translations
 
 from ...errors import ConfigError
 
-if TYPE_CHECKING:
-    from ...hub import Hub
-
 __all__ = [
     "CATALOG_DIR",
     "DOMAIN",
@@ -42,7 +38,6 @@ __all__ = [
     "UiCatalogs",
     "UiLocale",
     "parse_accept_language",
-    "ui_catalogs",
 ]
 
 DOMAIN = "messages"
@@ -168,12 +163,3 @@ def parse_accept_language(header: str) -> list[str]:
             weighted.append((-quality, position, tag.replace("_", "-")))
     weighted.sort()
     return [tag for _, _, tag in weighted]
-
-
-def ui_catalogs(hub: Hub) -> UiCatalogs:
-    """The hub's catalogs, compiled once per process."""
-    catalogs = hub.legacy.get("ui_catalogs")
-    if catalogs is None:
-        catalogs = hub.legacy["ui_catalogs"] = UiCatalogs(list(hub.settings.assistant.languages))
-    assert isinstance(catalogs, UiCatalogs)
-    return catalogs

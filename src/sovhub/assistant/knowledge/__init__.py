@@ -1,6 +1,6 @@
 """The national knowledge base: ingest a country's documents, retrieve passages with citations.
 
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     kb.ingest_path("guides/", collection="gov-ua")
     for hit in kb.search("як оформити паспорт", collection="gov-ua", k=5):
         print(hit.title, hit.page, hit.url)

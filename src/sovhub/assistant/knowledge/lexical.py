@@ -15,10 +15,12 @@ import re
 import threading
 import time
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
-__all__ = ["TermStats", "fts_text", "index_chunks", "match_stem", "query_terms", "search"]
+from ..tables import KbChunk
+
+__all__ = ["TermStats", "fts_text", "index_chunks", "match_stem", "query_terms", "reindex_all", "search"]
 
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -70,6 +72,16 @@ def index_chunks(session: Session, rows: list[tuple[int, int, str]]) -> None:
             text("UPDATE kb_chunks SET tsv = to_tsvector('simple', :body) WHERE id = :id"),
             [{"id": i, "body": fts_text(t)} for i, _, t in rows],
         )
+
+
+def reindex_all(session: Session) -> int:
+    """Index every passage again (a restored backup carries the passages, not the derived index)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("DELETE FROM kb_chunks_fts"))
+    rows = [(int(i), int(c), str(t)) for i, c, t in
+            session.execute(select(KbChunk.id, KbChunk.collection_id, KbChunk.text).order_by(KbChunk.id))]
+    index_chunks(session, rows)
+    return len(rows)
 
 
 def search(

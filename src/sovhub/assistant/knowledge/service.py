@@ -45,19 +45,13 @@ Progress = Callable[[IngestResult], None]
 
 
 class KnowledgeBase:
-    """Collections of documents, searched together. Cheap to create: the vector cache is per hub."""
+    """Collections of documents, searched together; one per hub (``hub.services``), holding its caches."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.settings = hub.settings.assistant
-        index = hub.legacy.get("kb_vector_index")
-        if index is None:
-            index = hub.legacy["kb_vector_index"] = VectorIndex()
-        self.index: VectorIndex = index
-        stats = hub.legacy.get("kb_term_stats")
-        if stats is None:
-            stats = hub.legacy["kb_term_stats"] = lexical.TermStats()
-        self.term_stats: lexical.TermStats = stats
+        self.index = VectorIndex()
+        self.term_stats = lexical.TermStats()
 
     # --- ingestion ---
 

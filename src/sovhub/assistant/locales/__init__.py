@@ -1,6 +1,6 @@
 """Locale packs: a country's or language's system prompt, guidance, conventions, glossary and lexicon.
 
-    registry = locale_registry(hub)
+    registry = hub.services.get(LocaleRegistry)
     pack = registry.match("uk")          # -> the uk-UA pack
     messages = [{"role": "system", "content": pack.compose_system_prompt()}, ...]
 """
@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from .pack import PACK_FILES, Conventions, LocalePack, load_pack
-from .registry import BUILTIN_PACKS, LocaleRegistry, locale_registry, pack_dirs
+from .registry import BUILTIN_PACKS, LocaleRegistry, pack_dirs
 
 __all__ = [
     "BUILTIN_PACKS",
@@ -17,6 +17,5 @@ __all__ = [
     "LocalePack",
     "LocaleRegistry",
     "load_pack",
-    "locale_registry",
     "pack_dirs",
 ]

@@ -14,10 +14,9 @@ from ...errors import ConfigError, NotFound
 from .pack import LocalePack, load_pack
 
 if TYPE_CHECKING:
-    from ...hub import Hub
     from ...settings import Settings
 
-__all__ = ["BUILTIN_PACKS", "LocaleRegistry", "locale_registry", "pack_dirs"]
+__all__ = ["BUILTIN_PACKS", "LocaleRegistry", "pack_dirs"]
 
 BUILTIN_PACKS = Path(__file__).with_name("packs")
 
@@ -85,12 +84,3 @@ class LocaleRegistry:
     def lexicons(self) -> dict[str, dict[str, list[str]]]:
         """{pack code: {hazard code: phrases}}."""
         return {p.code: p.lexicon for p in self.packs()}
-
-
-def locale_registry(hub: Hub) -> LocaleRegistry:
-    """The hub's registry, loaded once (packs are read at start, like the rest of the configuration)."""
-    registry = hub.legacy.get("locale_registry")
-    if registry is None:
-        registry = LocaleRegistry(pack_dirs(hub.settings), hub.settings.assistant.default_locale)
-        hub.legacy["locale_registry"] = registry
-    return registry

@@ -26,12 +26,6 @@ __all__ = ["router", "staff_access_notices"]
 router = APIRouter(include_in_schema=False)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def staff_access_notices(hub: Hub, user_id: int) -> list[dict[str, Any]]:
     """Staff requests to read this person's content; one under legal hold shows once its notice date passed."""
     from ...sovereignty.staff_access import list_requests
@@ -39,11 +33,11 @@ def staff_access_notices(hub: Hub, user_id: int) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     out = []
     for row in list_requests(hub, user_id=user_id):
-        notice_after = _aware(row.notice_after)
+        notice_after = row.notice_after
         if row.legal_hold and (notice_after is None or notice_after > now):
             continue
-        out.append({"id": row.id, "status": row.status, "reason": row.reason, "created_at": _aware(row.created_at),
-                    "expires_at": _aware(row.expires_at), "uses": len(row.uses or [])})
+        out.append({"id": row.id, "status": row.status, "reason": row.reason, "created_at": row.created_at,
+                    "expires_at": row.expires_at, "uses": len(row.uses or [])})
     return out
 
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ...access.csrf import verify_csrf
+from ...access.ratelimit import FIELDS
 from ...errors import SovhubError
 from ...hub import Hub
 from .auth import signed_in
@@ -60,10 +61,12 @@ def _tiers(hub: Hub) -> dict[str, Any]:
     from ...access.state import OPEN, VERIFIED
     from ...access.tiers import list_tiers
     from ...backends.catalog import backend_configs
+    from ...backends.registry import BackendRegistry
 
     tiers = list_tiers(hub)
     # Models the running backends serve (discovered ones included), else those configured.
-    served = hub.backends.model_ids() if hub.backends is not None else [
+    registry = hub.services.get(BackendRegistry)
+    served = registry.model_ids() if registry.running else [
         m for c in backend_configs(hub) for m in c.models]
     models = sorted(set(served) | set(tiers))
     tier_limits = {t: dict(v) for t, v in sorted(hub.settings.access.tier_limits.items())}
@@ -74,14 +77,14 @@ def _tiers(hub: Hub) -> dict[str, Any]:
 
 def _overview(hub: Hub) -> dict[str, Any]:
     from ...access.verification import verification_queue
-    from ..fidelity import fidelity_tracker
+    from ..fidelity import FidelityTracker
     from ..knowledge import KnowledgeBase
 
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     sections: dict[str, Any] = {
         "documents": kb.list_documents(),
         "collections": kb.list_collections(),
-        "fidelity": fidelity_tracker(hub).snapshot(),
+        "fidelity": hub.services.get(FidelityTracker).snapshot(),
     }
     # The access area's views are optional extras: a failure there must not hide the rest.
     try:
@@ -103,15 +106,13 @@ async def admin_page(request: Request) -> Response:
     if not isinstance(page, Page):
         return page
     data = await anyio.to_thread.run_sync(_overview, page.hub)
-    from ..locales import locale_registry
+    from ..locales import LocaleRegistry
 
-    default_collection = locale_registry(page.hub).match(page.lang).default_collection
-    from .admin_access import LIMIT_FIELDS
-
+    default_collection = page.hub.services.get(LocaleRegistry).match(page.lang).default_collection
     return render(page, "admin.html", default_collection=default_collection,
                   status_code=request.query_params.get("status"), status_title=request.query_params.get("title"),
                   done=request.query_params.get("done"), error=request.query_params.get("error"),
-                  limit_fields=LIMIT_FIELDS, **data)
+                  limit_fields=FIELDS, **data)
 
 
 @router.post("/admin/kb")
@@ -130,7 +131,8 @@ async def upload(request: Request) -> Response:
     data = await file.read()
     name = file.filename
     try:
-        result = await anyio.to_thread.run_sync(lambda: KnowledgeBase(page.hub).ingest_bytes(name, data, collection))
+        kb = page.hub.services.get(KnowledgeBase)
+        result = await anyio.to_thread.run_sync(lambda: kb.ingest_bytes(name, data, collection))
     except SovhubError as exc:
         log.info("upload of %s refused: %s", name, exc.message)
         return RedirectResponse("/admin?status=failed", status_code=303)
@@ -148,5 +150,5 @@ async def delete_document(document_id: int, request: Request) -> Response:
         return page
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
-    await anyio.to_thread.run_sync(lambda: KnowledgeBase(page.hub).delete_document(document_id))
+    await anyio.to_thread.run_sync(lambda: page.hub.services.get(KnowledgeBase).delete_document(document_id))
     return RedirectResponse("/admin?status=deleted", status_code=303)

@@ -32,13 +32,10 @@ from ...store.tables import Organization
 from .admin import staff_page
 from .render import Page, render
 
-__all__ = ["LIMIT_FIELDS", "org_path", "router"]
+__all__ = ["org_path", "router"]
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("sovhub.assistant.web")
-
-# The quota fields in the order the forms show them (the rate limiter's own list).
-LIMIT_FIELDS: tuple[str, ...] = FIELDS
 
 
 def org_path(name: str) -> str:
@@ -62,7 +59,7 @@ def _error_code(exc: SovhubError, by_class: Mapping[type[SovhubError], str]) -> 
             return "above_parent"
         if exc.param == "reason":
             return "reason"
-        if exc.param in LIMIT_FIELDS:
+        if exc.param in FIELDS:
             return "quota"
         if exc.param in ("tier", "model", "name"):
             return {"tier": "tier", "model": "model", "name": "key_name"}[exc.param]
@@ -88,7 +85,7 @@ def parse_limits(form: FormData) -> dict[str, int | None]:
     Only the form's text is parsed here; ranges and known fields are the domain's to check.
     """
     out: dict[str, int | None] = {}
-    for field in LIMIT_FIELDS:
+    for field in FIELDS:
         raw = str(form.get(field) or "").strip()
         try:
             out[field] = int(raw) if raw else None
@@ -136,12 +133,12 @@ async def _org_form(request: Request, name: str) -> tuple[Page, FormData, Organi
 
 
 def _org_detail(hub: Hub, name: str) -> dict[str, Any]:
-    from ...access.state import access_state
+    from ...access.state import AccessState
     from ...access.verification import verification_status
     from ...accounts import list_keys
 
     org = _org(hub, name)
-    facts = access_state(hub).org(org.id)
+    facts = hub.services.get(AccessState).org(org.id)
     keys = [
         {"prefix": k.prefix, "name": k.name, "created_at": k.created_at, "revoked_at": k.revoked_at,
          "limits": dict(k.limits or {}), "scopes": list(k.scopes or [])}
@@ -163,7 +160,7 @@ async def org_page(name: str, request: Request) -> Response:
         data = await anyio.to_thread.run_sync(_org_detail, page.hub, name)
     except NotFound:
         return _back("/admin", error="org")
-    return render(page, "admin_org.html", limit_fields=LIMIT_FIELDS, done=request.query_params.get("done"),
+    return render(page, "admin_org.html", limit_fields=FIELDS, done=request.query_params.get("done"),
                   error=request.query_params.get("error"), **data)
 
 
@@ -264,7 +261,7 @@ async def create(name: str, request: Request) -> Response:
     # `path` is where the language switch returns: the organization's page, not this POST-only address.
     return render(page, "admin_key.html", org_name=created.org, prefix=created.prefix, secret=created.secret,
                   scopes=list(created.scopes),
-                  key_name=str(form.get("name") or "").strip(), limits=limits, limit_fields=LIMIT_FIELDS,
+                  key_name=str(form.get("name") or "").strip(), limits=limits, limit_fields=FIELDS,
                   path=org_path(created.org))
 
 

@@ -48,7 +48,7 @@ def _views(hub: Hub, staff_id: int) -> list[RequestView]:
     now = datetime.now(UTC)
     out = []
     for row in reversed(list_requests(hub)):
-        expires = row.expires_at.replace(tzinfo=row.expires_at.tzinfo or UTC) if row.expires_at else None
+        expires = row.expires_at
         mine = row.requested_by_id == staff_id
         out.append(RequestView(
             row, mine,

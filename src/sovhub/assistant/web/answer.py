@@ -28,10 +28,11 @@ import anyio
 
 from ...api.chat.protocol import ChatCompletionRequest
 from ...api.chat.service import ChatService
+from ...backends.registry import BackendRegistry
 from ...backends.window import Window, fit_prompt, window_of
 from ...errors import ContentBlocked, RateLimited, SovhubError
 from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
-from ..fidelity import STATE_RETRIED, fidelity_tracker
+from ..fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker
 from ..grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
 from ..quota_text import quota_message
 from .conversations import ConversationStore, StoredMessage
@@ -87,13 +88,6 @@ class TurnMarker:
         return None
 
 
-def chat_service(hub: Hub) -> ChatService:
-    service = hub.legacy.get("chat")
-    if service is None:
-        service = hub.legacy["chat"] = ChatService(hub)
-    assert isinstance(service, ChatService)
-    return service
-
 
 def _block_of(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data.get(k) for k in ("explanation", "decision_id", "appeal_url", "categories")}
@@ -102,7 +96,7 @@ def _block_of(data: dict[str, Any]) -> dict[str, Any]:
 def _sources(hub: Hub, question: str, pack: LocalePack) -> list[SearchHit]:
     from ..knowledge import KnowledgeBase
 
-    kb = KnowledgeBase(hub)
+    kb = hub.services.get(KnowledgeBase)
     # Only embed the question when there is something to search: loading the embedding model
     # for an empty knowledge base would slow the first answer for nothing.
     searched = set(searched_collections(hub, pack))
@@ -136,8 +130,8 @@ def _person_language(hub: Hub, question: str, pack: LocalePack) -> str:
 
 
 def _window(hub: Hub, model: str) -> Window | None:
-    registry = hub.backends
-    if registry is None:
+    registry = hub.services.get(BackendRegistry)
+    if not registry.running:
         return None
     try:
         backends = registry.candidates(None, model)
@@ -160,10 +154,10 @@ class _Plan:
 
 def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
     """Sources, language and prompt of a turn, fitted to the model's window; blocking (run in a thread)."""
-    from ..locales import locale_registry
+    from ..locales import LocaleRegistry
 
     question = history[-1].text if history and history[-1].role == "user" else ""
-    pack = locale_registry(hub).match(turn.ui_lang)
+    pack = hub.services.get(LocaleRegistry).match(turn.ui_lang)
     lang = _person_language(hub, question, pack)
     try:
         hits = _sources(hub, question, pack)
@@ -206,11 +200,8 @@ def history_messages(history: list[StoredMessage]) -> list[dict[str, str]]:
     return out
 
 
-def _fidelity(hub: Hub) -> Any:
-    for interceptor in hub.interceptors:
-        if getattr(interceptor, "name", "") == "language-fidelity":
-            return interceptor
-    return None
+def _fidelity(hub: Hub) -> FidelityInterceptor | None:
+    return next((i for i in hub.interceptors if isinstance(i, FidelityInterceptor)), None)
 
 
 async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncIterator[dict[str, Any]]:
@@ -288,7 +279,7 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
         yield {"event": "error", "code": exc.code, "message": quota_message(turn.ui_lang, exc.retry_after),
                "block": None}
     except SovhubError as exc:
-        fidelity_tracker(hub).record(turn.model, plan.lang, None, failed=True)
+        hub.services.get(FidelityTracker).record(turn.model, plan.lang, None, failed=True)
         yield {"event": "error", "code": exc.code, "message": exc.message, "block": None}
     finally:
         if not saved and text:
@@ -300,7 +291,7 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
 async def _stream(
     hub: Hub, turn: Turn, messages: list[dict[str, Any]], max_tokens: int | None, *, retry: bool
 ) -> AsyncGenerator[tuple[str, Any], None]:
-    service = chat_service(hub)
+    service = hub.services.get(ChatService)
     # store=False: the web app keeps this conversation itself (encrypted per person); the API's
     # content recorder must not keep a second copy.
     body: dict[str, Any] = {"model": turn.model, "messages": messages, "stream": True, "store": False}

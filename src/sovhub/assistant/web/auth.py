@@ -19,12 +19,12 @@ from fastapi.responses import RedirectResponse, Response
 from ...access.addresses import client_address
 from ...access.csrf import verify_csrf
 from ...access.sessions import clear_session, issue_session, set_cookie
-from ...access.throttle import login_throttle, password_keys
+from ...access.throttle import LoginThrottle, password_keys
 from ...errors import PermissionDenied, RateLimited
 from ...hub import Hub
 from ...store.tables import User
 from ...users import normalize_email, user_by_email
-from ..i18n import ui_catalogs
+from ..i18n import UiCatalogs
 from .passwords import hash_password, needs_rehash, verify_password
 from .render import LANG_COOKIE, Page, page_for, render, request_hub
 
@@ -96,7 +96,7 @@ async def login(request: Request) -> Response:
         verify_csrf(request, form.get("csrf_token"))
     except PermissionDenied:
         return _login_page(page, next_path, 403, email=email, error="csrf")
-    throttle = login_throttle(hub)
+    throttle = hub.services.get(LoginThrottle)
     keys = password_keys(hub, normalize_email(email), client_address(request))
     try:
         await throttle.attempt(keys)  # counted before the password is checked
@@ -138,7 +138,7 @@ async def set_language(request: Request) -> Response:
     verify_csrf(request, form.get("csrf_token"))
     code = str(form.get("lang") or "")
     response = RedirectResponse(local_path(form.get("next")), status_code=303)
-    if not ui_catalogs(hub).supports(code):
+    if not hub.services.get(UiCatalogs).supports(code):
         return response
     page = page_for(request)
     if page.user is not None:

@@ -15,6 +15,7 @@ from ...access.session_store import revoke_user_sessions
 from ...cli import pass_hub
 from ...errors import Conflict, InvalidRequest, NotFound
 from ...hub import Hub
+from ...operators import cli_actor
 from ...store.tables import User
 from ...users import normalize_email, user_by_email
 from .passwords import MIN_LENGTH, hash_password
@@ -97,7 +98,8 @@ def users_create(
 ) -> None:
     """Create a local account that signs in to the web app with a password."""
     password = sys.stdin.readline().rstrip("\r\n")
-    user_id = create_user(hub, email, password, display_name=display_name, staff=staff, locale=locale)
+    user_id = create_user(hub, email, password, display_name=display_name, staff=staff, locale=locale,
+                          actor=cli_actor())
     click.echo(f"created user {user_id} ({normalize_email(email)}){' staff' if staff else ''}")
 
 
@@ -105,23 +107,25 @@ def users_create(
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, required=True,
               help="Read the new password from standard input (never from the command line).")
-@click.option("--actor", default="cli", help="Who asks (recorded in the audit log).")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
 @pass_hub
-def users_set_password(hub: Hub, email: str, password_stdin: bool, actor: str) -> None:
+def users_set_password(hub: Hub, email: str, password_stdin: bool, actor: str | None) -> None:
     """Replace the password of EMAIL; every session of that person ends."""
     user_id = _find(hub, email)
-    ended = set_password(hub, user_id, sys.stdin.readline().rstrip("\r\n"), actor=actor)
+    ended = set_password(hub, user_id, sys.stdin.readline().rstrip("\r\n"), actor=cli_actor(actor))
     click.echo(f"password of user {user_id} changed; {ended} session(s) ended")
 
 
 @click.command("staff")
 @click.argument("email")
 @click.option("--grant/--withdraw", "grant", required=True, help="Give or take away the admin area.")
-@click.option("--actor", default="cli", help="Who asks (recorded in the audit log).")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
 @pass_hub
-def users_staff(hub: Hub, email: str, grant: bool, actor: str) -> None:
+def users_staff(hub: Hub, email: str, grant: bool, actor: str | None) -> None:
     """Grant or withdraw the staff rights of EMAIL; withdrawing ends every session of that person."""
     user_id = _find(hub, email)
-    ended = set_staff(hub, user_id, grant, actor=actor)
+    ended = set_staff(hub, user_id, grant, actor=cli_actor(actor))
     state = "granted" if grant else f"withdrawn; {ended} session(s) ended"
     click.echo(f"staff rights of user {user_id} {state}")

@@ -75,9 +75,9 @@ class ConversationStore:
     @cached_property
     def vault(self) -> ContentVault:
         # A store lives for one request or command: resolving the vault once spares a lookup per blob.
-        from ...sovereignty.crypto import get_vault
+        from ...sovereignty.crypto import ContentVault
 
-        return get_vault(self.hub)
+        return self.hub.services.get(ContentVault)
 
     def _seal(self, user_id: int, value: str) -> bytes:
         return self.vault.encrypt_for_user(user_id, value)

@@ -23,7 +23,7 @@ async def passage(chunk_id: int, request: Request) -> Response:
     if not isinstance(page, Page):
         return page
     try:
-        view = await anyio.to_thread.run_sync(KnowledgeBase(page.hub).get_chunk, chunk_id)
+        view = await anyio.to_thread.run_sync(page.hub.services.get(KnowledgeBase).get_chunk, chunk_id)
     except NotFound:
         return render(page, "error.html", status=404, error="not_found")
     return render(page, "passage.html", chunk=view)

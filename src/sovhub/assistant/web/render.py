@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 from ...access.csrf import csrf_token
 from ...access.sessions import current_user
 from ...store.tables import User
-from ..i18n import UiLocale, ui_catalogs
+from ..i18n import UiCatalogs, UiLocale
 
 if TYPE_CHECKING:
     from ...hub import Hub
@@ -90,7 +90,7 @@ def _load_user(hub: Hub, user_id: int) -> User | None:
 def page_for(request: Request, csrf: str = "") -> Page:
     """Resolve the person and UI language of a request (one primary-key read when signed in)."""
     hub = request_hub(request)
-    catalogs = ui_catalogs(hub)
+    catalogs = hub.services.get(UiCatalogs)
     session = current_user(request)
     user = _load_user(hub, session.user_id) if session is not None else None
     code: str | None = None
@@ -122,7 +122,7 @@ def render(page: Page, template: str, status: int = 200, **context: Any) -> HTML
     response = HTMLResponse("", status_code=status)
     if not page.csrf:
         page.csrf = csrf_token(page.request, response)
-    catalogs = ui_catalogs(page.hub)
+    catalogs = page.hub.services.get(UiCatalogs)
     values: dict[str, Any] = {
         "page": page,
         "lang": page.ui.code,

@@ -122,6 +122,14 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_credit_grants_org_id'), 'credit_grants', ['org_id'], unique=False)
     op.create_index(op.f('ix_credit_grants_programme_id'), 'credit_grants', ['programme_id'], unique=False)
+    op.create_table('credit_partner_usage',
+    sa.Column('programme_id', sa.Integer(), nullable=False),
+    sa.Column('partner_id', sa.Integer(), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['partner_id'], ['credit_partners.id'], name=op.f('fk_credit_partner_usage_partner_id_credit_partners')),
+    sa.ForeignKeyConstraint(['programme_id'], ['credit_programmes.id'], name=op.f('fk_credit_partner_usage_programme_id_credit_programmes'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('programme_id', 'partner_id', name=op.f('pk_credit_partner_usage'))
+    )
     op.create_table('credit_programme_partners',
     sa.Column('programme_id', sa.Integer(), nullable=False),
     sa.Column('partner_id', sa.Integer(), nullable=False),
@@ -145,6 +153,7 @@ def upgrade() -> None:
     sa.Column('request_id', sa.String(length=100), nullable=True),
     sa.Column('model', sa.String(length=200), nullable=True),
     sa.Column('details', sa.JSON(), nullable=False),
+    sa.Column('split', sa.JSON(), nullable=True),
     sa.Column('ts', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint('amount >= 0', name=op.f('ck_credit_transfers_amount_non_negative')),
     sa.ForeignKeyConstraint(['credit_account_id'], ['credit_accounts.id'], name=op.f('fk_credit_transfers_credit_account_id_credit_accounts')),
@@ -157,17 +166,10 @@ def upgrade() -> None:
     op.create_index(op.f('ix_credit_transfers_debit_account_id'), 'credit_transfers', ['debit_account_id'], unique=False)
     op.create_index('ix_credit_transfers_org_ts', 'credit_transfers', ['org_id', 'ts'], unique=False)
     op.create_index(op.f('ix_credit_transfers_request_id'), 'credit_transfers', ['request_id'], unique=False)
-    op.create_table('credit_transfer_splits',
-    sa.Column('transfer_id', sa.String(length=100), nullable=False),
-    sa.Column('partner_id', sa.Integer(), nullable=False),
-    sa.Column('amount', sa.BigInteger(), nullable=False),
-    sa.ForeignKeyConstraint(['transfer_id'], ['credit_transfers.id'], name=op.f('fk_credit_transfer_splits_transfer_id_credit_transfers')),
-    sa.PrimaryKeyConstraint('transfer_id', 'partner_id', name=op.f('pk_credit_transfer_splits'))
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("credit_transfer_splits")
+    op.drop_table("credit_partner_usage")
     op.drop_table("credit_transfers")
     op.drop_table("credit_programme_partners")
     op.drop_table("credit_grants")

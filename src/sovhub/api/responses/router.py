@@ -1,0 +1,82 @@
+"""/v1/responses: create (streamed or not), retrieve, delete, input items (thin: the service does the work)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from ...errors import SovhubError
+from ..chat.router import ReleasingStream, watch_disconnect
+from ..deps import CurrentPrincipal, HubDep, add_backend_time
+from .protocol import CreateResponse
+from .service import ResponseRun, ResponsesService
+
+router = APIRouter()
+
+__all__ = ["router"]
+
+
+def _service(hub: Any) -> ResponsesService:
+    return hub.services.get(ResponsesService)  # type: ignore[no-any-return]
+
+
+@router.post("/v1/responses", response_model=None)
+async def create_response(
+    body: CreateResponse, request: Request, hub: HubDep, principal: CurrentPrincipal
+) -> JSONResponse | ReleasingStream:
+    service = _service(hub)
+    run = await service.start(body, principal, request.scope["state"]["request_id"])
+    add_backend_time(request, run.prepared.backend_s)
+
+    def on_backend(seconds: float) -> None:
+        add_backend_time(request, seconds)
+
+    if body.stream:
+        return ReleasingStream(
+            _sse(service, run, on_backend), lambda: service.chat.release(run.prepared),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no", **run.prepared.headers},
+        )
+    watcher = asyncio.create_task(watch_disconnect(request, run.prepared.cancel.cancel))
+    try:
+        result = await service.complete(run, on_backend)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await service.chat.release(run.prepared)
+    return JSONResponse(result, headers=run.prepared.headers)
+
+
+async def _sse(service: ResponsesService, run: ResponseRun, on_backend: Any) -> AsyncIterator[bytes]:
+    try:
+        async with contextlib.aclosing(service.events(run, on_backend)) as events:
+            async for event in events:
+                data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+                yield f"event: {event['type']}\ndata: {data}\n\n".encode()
+    except SovhubError as exc:  # pragma: no cover - events() reports its failures in-band itself
+        yield b"event: error\ndata: " + json.dumps(exc.to_dict()).encode() + b"\n\n"
+
+
+@router.get("/v1/responses/{response_id}")
+async def retrieve_response(response_id: str, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    return await _service(hub).retrieve(principal, response_id)
+
+
+@router.delete("/v1/responses/{response_id}")
+async def delete_response(response_id: str, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    return await _service(hub).delete(principal, response_id)
+
+
+@router.get("/v1/responses/{response_id}/input_items")
+async def list_input_items(
+    response_id: str, hub: HubDep, principal: CurrentPrincipal,
+    limit: int = Query(20, ge=1, le=100), order: Literal["asc", "desc"] = "desc", after: str | None = None,
+) -> dict[str, Any]:
+    return await _service(hub).input_items(principal, response_id, limit=limit, order=order, after=after)

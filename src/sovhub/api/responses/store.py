@@ -1,0 +1,140 @@
+"""Stored responses: sealed under their owner's data key, kept for the owner's retention, theirs only.
+
+A response is stored when the request asked for it (``store``, the default), the operator keeps
+API content (``sovereignty.store_api_content``) and the owner's retention is above zero; what is
+stored is the response object, its input items and the conversation up to and with its answer
+(what ``previous_response_id`` continues). Reads see only the caller's own responses (organization,
+or person without one), never an expired one; anything else is "not found", so an id reveals
+nothing. Erasing a person crypto-shreds their key first (sovereignty), then the rows go here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+
+from ...errors import NotFound
+from ...store.base import as_utc, utcnow
+from .tables import StoredResponse
+
+if TYPE_CHECKING:
+    from ...hub import Hub
+    from ...pipeline import Principal
+
+__all__ = ["ResponseStore", "StoredState"]
+
+
+@dataclass(slots=True)
+class StoredState:
+    response: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+
+
+def _owner(principal: Principal) -> tuple[str, int] | None:
+    if principal.org_id is not None:
+        return "org", principal.org_id
+    if principal.user_id is not None:
+        return "user", principal.user_id
+    return None
+
+
+class ResponseStore:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def _days(self, principal: Principal) -> int:
+        from ...sovereignty.conversations import retention_days
+
+        if principal.org_id is None:
+            return self.hub.settings.sovereignty.retention_days
+        return retention_days(self.hub, principal.org_id)
+
+    def keeps(self, principal: Principal) -> bool:
+        """Whether a response of this caller can be stored at all (operator policy, retention, owner)."""
+        return (self.hub.settings.sovereignty.store_api_content and _owner(principal) is not None
+                and self._days(principal) > 0)
+
+    def save(self, principal: Principal, state: StoredState, *, previous_id: str | None) -> bool:
+        """Seal and write one response (a worker thread calls this); False when it may not be kept."""
+        from ...sovereignty.crypto import ContentVault
+
+        owner = _owner(principal)
+        days = self._days(principal) if owner is not None else 0
+        if owner is None or days <= 0 or not self.hub.settings.sovereignty.store_api_content:
+            return False
+        kind, owner_id = owner
+        plaintext = json.dumps({"response": state.response, "input_items": state.input_items,
+                                "messages": state.messages}, ensure_ascii=False)
+        created = utcnow()
+        row = StoredResponse(
+            id=state.response["id"], owner_kind=kind, owner_id=owner_id, org_id=principal.org_id,
+            key_id=principal.key_id, user_id=principal.user_id, model=str(state.response.get("model")),
+            status=str(state.response.get("status")), previous_response_id=previous_id,
+            content=self.hub.services.get(ContentVault).encrypt(kind, owner_id, plaintext), created_at=created,
+            expires_at=created + timedelta(days=days))
+        with self.hub.db.session() as s:
+            s.merge(row)
+        return True
+
+    def _row(self, principal: Principal, response_id: str) -> StoredResponse:
+        owner = _owner(principal)
+        with self.hub.db.session() as s:
+            row = s.get(StoredResponse, response_id)
+        if (row is None or owner is None or (row.owner_kind, row.owner_id) != owner
+                or as_utc(row.expires_at) <= utcnow()):
+            raise NotFound(f"No response found with id '{response_id}'.", param="response_id")
+        return row
+
+    def load(self, principal: Principal, response_id: str) -> StoredState:
+        from ...sovereignty.crypto import ContentVault
+
+        row = self._row(principal, response_id)
+        data = json.loads(self.hub.services.get(ContentVault).decrypt(row.owner_kind, row.owner_id, row.content))
+        return StoredState(data["response"], data["input_items"], data["messages"])
+
+    def delete(self, principal: Principal, response_id: str) -> None:
+        row = self._row(principal, response_id)
+        with self.hub.db.session() as s:
+            s.execute(delete(StoredResponse).where(StoredResponse.id == row.id))
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        """Delete responses past their expiry, and those older than an organization's shortened retention."""
+        from ...sovereignty.tables import OrgRetention
+
+        now = now or utcnow()
+        count = 0
+        with self.hub.db.session() as s:
+            result = s.execute(delete(StoredResponse).where(StoredResponse.expires_at <= now))
+            count += int(getattr(result, "rowcount", 0) or 0)
+            for org_id, days in s.execute(select(OrgRetention.org_id, OrgRetention.retention_days)).all():
+                result = s.execute(delete(StoredResponse).where(
+                    StoredResponse.org_id == org_id, StoredResponse.created_at <= now - timedelta(days=days)))
+                count += int(getattr(result, "rowcount", 0) or 0)
+        return count
+
+    def export_user(self, user_id: int) -> list[dict[str, Any]]:
+        from ...sovereignty.crypto import ContentVault
+
+        vault = self.hub.services.get(ContentVault)
+        with self.hub.db.session() as s:
+            rows = list(s.scalars(select(StoredResponse).where(StoredResponse.user_id == user_id)
+                                  .order_by(StoredResponse.created_at)))
+        out = []
+        for row in rows:
+            try:
+                content: Any = json.loads(vault.decrypt(row.owner_kind, row.owner_id, row.content))
+            except NotFound as exc:
+                content = {"unreadable": exc.message}
+            out.append({"id": row.id, "model": row.model, "status": row.status,
+                        "created_at": as_utc(row.created_at).isoformat(),
+                        "expires_at": as_utc(row.expires_at).isoformat(), **content})
+        return out
+
+    def erase_user(self, user_id: int) -> None:
+        with self.hub.db.session() as s:
+            s.execute(delete(StoredResponse).where(StoredResponse.user_id == user_id))

@@ -1,0 +1,110 @@
+"""/hub/v1/programmes (public), applications and statements (an organization's API key).
+
+The programme list is public: what a call offers and who may apply is what an applicant needs
+before they have an account. Applying needs a key with the scope ``admin`` of the applying
+organization (it commits the organization); reading its applications and statements, any of its
+keys. The organization always comes from the key, never from the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import anyio
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from ..accounts import ADMIN, require_scope
+from ..api.deps import CurrentPrincipal, HubDep
+from ..errors import PermissionDenied
+from ..hub import Hub
+from ..pipeline import Principal
+from ..store.base import as_utc, utcnow
+from .amounts import as_number, parse_credits
+from .applications import MAX_PURPOSE, application_view, list_applications, submit_application
+from .statements import statement, statement_csv, statement_html
+from .tables import CreditProgramme
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["hub"])
+
+
+class ApplicationRequest(BaseModel):
+    purpose: str = Field(min_length=1, max_length=MAX_PURPOSE, description="Statement of purpose.")
+    credits: str | float | int = Field(description="Credits asked for (up to six decimals).")
+
+
+def _org(principal: Principal) -> int:
+    if principal.org_id is None:
+        raise PermissionDenied("this endpoint needs an API key of an organization")
+    return principal.org_id
+
+
+def _programmes(hub: Hub) -> list[dict[str, Any]]:
+    now = utcnow()
+    with hub.db.session() as s:
+        rows = s.scalars(select(CreditProgramme).order_by(CreditProgramme.id)).all()
+    out = []
+    for p in rows:
+        opens = as_utc(p.opens_at) if p.opens_at else None
+        closes = as_utc(p.closes_at) if p.closes_at else None
+        out.append({
+            "id": p.id, "object": "programme", "name": p.name, "description": p.description,
+            "opens_at": opens.isoformat() if opens else None, "closes_at": closes.isoformat() if closes else None,
+            "open": (opens is None or opens <= now) and (closes is None or now < closes),
+            "eligibility": {"verified_only": p.require_verified, "jurisdictions": p.jurisdictions or None,
+                            "kinds": p.org_kinds or None},
+            "max_grant": as_number(p.max_grant) if p.max_grant is not None else None,
+            "grant_validity_days": p.grant_validity_days, "models": p.models or None,
+        })
+    return out
+
+
+@router.get("/hub/v1/programmes")
+async def get_programmes(hub: HubDep) -> dict[str, Any]:
+    """Every programme, its call window and eligibility (budgets and grants are in the transparency report)."""
+    return {"object": "list", "data": await anyio.to_thread.run_sync(_programmes, hub)}
+
+
+@router.post("/hub/v1/programmes/{programme_id}/applications", status_code=201)
+async def post_application(
+    programme_id: int, body: ApplicationRequest, hub: HubDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    org_id = _org(principal)
+    require_scope(principal, ADMIN)  # an application commits the organization
+    amount = parse_credits(body.credits, allow_zero=False)
+    row = await anyio.to_thread.run_sync(lambda: submit_application(
+        hub, programme_id, org_id, purpose=body.purpose, amount=amount, actor=principal.label))
+    with hub.db.session() as s:
+        name = s.get(CreditProgramme, row.programme_id).name  # type: ignore[union-attr]
+    return application_view(row, name, principal.org_name)
+
+
+@router.get("/hub/v1/organization/applications")
+async def get_applications(hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    org_id = _org(principal)
+    rows = await anyio.to_thread.run_sync(lambda: list_applications(hub, org_id=org_id))
+    return {"object": "list", "data": rows}
+
+
+@router.get("/hub/v1/organization/statements", response_model=None)
+async def get_statement(
+    hub: HubDep, principal: CurrentPrincipal,
+    month: str | None = Query(None, description="YYYY-MM (UTC); this month when omitted."),
+    format: Literal["json", "csv", "html"] = Query("json", description="json, csv or html."),
+    after: int = Query(0, ge=0, description="Lines after this seq (paging)."),
+    limit: int = Query(10_000, ge=1, le=100_000, description="Lines at most."),
+) -> dict[str, Any] | PlainTextResponse | HTMLResponse:
+    org_id = _org(principal)
+    month = month or utcnow().strftime("%Y-%m")
+    data = await anyio.to_thread.run_sync(
+        lambda: statement(hub, org_id, principal.org_name, month, after=after, limit=limit))
+    if format == "csv":
+        return PlainTextResponse(statement_csv(data), media_type="text/csv; charset=utf-8", headers={
+            "content-disposition": f'attachment; filename="statement-{principal.org_name}-{month}.csv"'})
+    if format == "html":
+        return HTMLResponse(statement_html(data))
+    return data
