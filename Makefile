@@ -36,6 +36,13 @@ system-deps:
 	      || echo "warning: could not install chromium; browser tests will not run"; \
 	  else echo "note: run 'sudo apt-get install chromium fonts-noto-cjk' for the browser tests"; fi; \
 	fi
+	@# The replicas benchmark (bench/replicas_bench.py) puts Debian's HAProxy in front of the replicas.
+	@if [ ! -x /usr/sbin/haproxy ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null) \
+	      || echo "warning: could not install haproxy; bench/replicas_bench.py will not run"; \
+	  else echo "note: run 'sudo apt-get install haproxy' for bench/replicas_bench.py"; fi; \
+	fi
 
 node-deps:
 	@if [ -f tests/access/oidc/package-lock.json ]; then \

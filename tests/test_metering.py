@@ -57,3 +57,74 @@ def test_failed_write_keeps_records(hub: Hub, monkeypatch) -> None:
     assert meter.pending == 1
     monkeypatch.undo()
     assert asyncio.run(meter.flush()) == 1 and _count(hub) == 1
+
+
+_DIE_AFTER_RECORDING = """
+import asyncio, os, signal, sys
+from sovhub.hub import build_hub
+from sovhub.metering import Meter, Usage
+from sovhub.settings import load_settings
+
+hub = build_hub(load_settings(data_dir=sys.argv[1], database_url=sys.argv[2], embedded_enabled=False))
+
+async def main():
+    meter = Meter(hub)
+    await meter.start()
+    for i in range(5):
+        meter.record(Usage(request_id=f"dead-{i}", endpoint="chat", model="m", org_id=1, key_id=1))
+    os.kill(os.getpid(), signal.SIGKILL)  # before any flush: only the journal holds them
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_process_journal_is_replayed_once_at_the_next_start(hub: Hub) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _DIE_AFTER_RECORDING, str(hub.settings.data_dir),
+                           hub.settings.resolved_database_url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    assert _count(hub) == 0
+    [dead] = list((hub.settings.data_dir / "usage-journal").iterdir())
+    segment = next(dead.glob("seg-*.jsonl"))
+    with segment.open("ab") as fh:
+        fh.write(b'{"request_id": "half-writ\n')  # a damaged record is skipped, not fatal
+    # One row had reached the database before the kill: it must not be written twice.
+    asyncio.run(_write(hub, [Usage(request_id="dead-0", endpoint="chat", model="m", org_id=1, key_id=1)]))
+
+    async def restart() -> int:
+        meter = Meter(hub)
+        await meter.start()
+        await meter.close()
+        return meter.replayed
+
+    assert asyncio.run(restart()) == 4
+    with hub.db.session() as s:
+        ids = sorted(s.scalars(select(UsageRecord.request_id)))
+    assert ids == [f"dead-{i}" for i in range(5)]
+    assert not dead.exists()
+    assert asyncio.run(restart()) == 0  # nothing left to replay
+
+
+async def _write(hub: Hub, rows: list[Usage]) -> None:
+    meter = Meter(hub)
+    for row in rows:
+        meter.append(row)
+    await meter.flush()
+
+
+def test_a_live_process_journal_is_not_replayed_and_a_clean_close_leaves_none(hub: Hub) -> None:
+    async def run() -> None:
+        alive = Meter(hub)
+        await alive.start()
+        alive.record(Usage(request_id="live", endpoint="chat", model="m", org_id=1, key_id=1))
+        other = Meter(hub)  # another replica sharing the data dir
+        await other.start()
+        assert other.replayed == 0 and alive.journal.dir.exists()
+        await other.close()
+        await alive.close()
+        assert not alive.journal.dir.exists() and not other.journal.dir.exists()
+
+    asyncio.run(run())
+    assert _count(hub) == 1

@@ -25,7 +25,8 @@ one handler (:mod:`sovhub.api.errors`) renders them, in OpenAI's envelope
     ├── RateLimited                   429  rate_limit_error (carries retry_after)
     ├── InsufficientQuota             429  insufficient_quota (out of credits; clients must not retry)
     ├── UpstreamFailed                502  code=upstream_error
-    └── BackendUnavailable            503  code=backend_unavailable
+    └── BackendUnavailable            503  code=backend_unavailable (carries Retry-After)
+        └── ShuttingDown              503  code=shutting_down (the replica's drain ended the answer)
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "ResidencyViolation",
+    "ShuttingDown",
     "SovhubError",
     "UnsupportedParameter",
     "UpstreamFailed",
@@ -202,6 +204,17 @@ class UpstreamFailed(SovhubError):
 
 
 class BackendUnavailable(SovhubError):
+    """No backend can answer now; clients (and load balancers) are told when to try again."""
+
     status = 503
     type = "server_error"
     code = "backend_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        self.headers.setdefault("retry-after", str(max(1, int(retry_after + 0.999))))
+
+
+class ShuttingDown(BackendUnavailable):
+    code = "shutting_down"

@@ -534,6 +534,20 @@ class Settings(BaseSettings):
         "in-band error, is metered and counted in sovhub_backend_errors_total."
     )
     backend_cooldown_s: float = Field(10.0, ge=0, description="Seconds a failed backend is skipped.")
+    backend_probe_interval_s: float = Field(
+        0.5, ge=0, description="Seconds between active health checks of each upstream backend (GET /models, "
+        "timeout the same): one that fails is taken out at once and comes back after backend_cooldown_s once it "
+        "answers again; 0 turns the checks off (failed requests still take a backend out)."
+    )
+    backend_routing: Literal["least_outstanding", "prefix_sticky"] = Field(
+        "least_outstanding", description="How a request picks among the healthy backends serving its model: the "
+        "one with the fewest requests in flight (ties in turn), or 'prefix_sticky': the same prompt prefix to the "
+        "same backend (its prefix cache stays warm) unless that one has backend_sticky_slack more in flight than "
+        "the least loaded."
+    )
+    backend_sticky_slack: int = Field(
+        4, ge=0, description="Requests in flight a prefix-sticky backend may have above the least loaded one."
+    )
     key_cache_ttl_s: float = Field(5.0, ge=0, description="Seconds a verified API key is cached in-process.")
     usage_flush_interval_s: float = Field(
         0.05, gt=0, description="Seconds between batched usage writes (small, frequent batches keep each write "

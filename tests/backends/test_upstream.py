@@ -100,6 +100,7 @@ def test_upstream_errors_are_mapped(hub: Hub, api_key: str, status: int, expecte
 
 
 def test_unreachable_upstream_is_503_and_retry_uses_next(hub: Hub, api_key: str, upstream: FakeUpstream) -> None:
+    hub.settings.backend_probe_interval_s = 0  # the pool's health checks would open connections of their own
     add_backend(hub, "dead", url="http://127.0.0.1:9/v1", models=["up-model"])
     with _client(hub, api_key) as client:
         r = client.post("/v1/chat/completions", json={"model": "up-model", "messages": MSG})
@@ -112,7 +113,8 @@ def test_unreachable_upstream_is_503_and_retry_uses_next(hub: Hub, api_key: str,
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_read_timeout_before_the_first_byte_is_a_clean_503(hub: Hub, api_key: str, stream: bool) -> None:
-    hub.settings.upstream_read_timeout = 0.2
+    hub.settings.upstream_read_timeout = 0.2  # a non-streamed answer's whole wait
+    hub.settings.upstream_first_byte_timeout = 0.2  # a streamed one's, to its first chunk
     with FakeUpstream(["slow"], delay=0.5, words=3) as up:
         add_backend(hub, "slow", url=up.url, models=["slow"])
         with _client(hub, api_key) as client:

@@ -18,6 +18,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     from ..accounts import KeyCache
     from ..backends.registry import BackendRegistry
     from ..egress import Egress
+    from ..fleet.drain import Drain
     from ..metering import Meter
     from ..observability import Metrics
     from ..sovereignty.crypto import ContentVault, open_vault
@@ -30,7 +31,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
         Provide(ContentVault, open_vault),
         Provide(BackendRegistry, BackendRegistry),
         Provide(Meter, Meter),
-        Provide(ChatService, ChatService, needs=(Metrics, BackendRegistry)),
+        Provide(ChatService, ChatService, needs=(Metrics, BackendRegistry, Drain)),
     ]
 
 

@@ -98,6 +98,11 @@ class Backend(ABC):
     def ready(self) -> bool:
         return True
 
+    async def probe(self, timeout: float) -> bool | None:
+        """The registry's active health check: True alive, False dead, None unknown (no answer in time: a
+        busy server may answer checks late; its requests' timeouts judge it). In-process ones: ready()."""
+        return self.ready()
+
     @property
     def context_window(self) -> int | None:
         """Tokens the model reads and writes in one request; None when the backend does not say."""

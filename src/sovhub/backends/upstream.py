@@ -4,10 +4,16 @@ A streaming request goes upstream as a stream (with `include_usage`), and chunks
 they arrive: nothing is buffered. A non-streaming one goes upstream as it came (one JSON body is
 far cheaper to relay than a chunk per token) and comes back to the service as a single chunk. The
 connection comes from the egress-guarded aiohttp session (the :class:`~sovhub.egress.Egress` service's ``backend``).
+
+A streamed answer has two read timeouts, each what an interactive client tolerates: until its
+first chunk (`upstream_first_byte_timeout`: the prompt's evaluation included; then 503 and the
+next backend) and between chunks (`upstream_chunk_timeout`: then the stream ends with an in-band
+error). A non-streamed one comes whole, within `upstream_read_timeout`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -41,12 +47,15 @@ class UpstreamBackend(Backend):
     max_n = 128
     extra_params = frozenset({"*"})
 
-    def __init__(self, config: BackendConfig, session_getter: Callable[[], GuardedSession]) -> None:
+    def __init__(self, config: BackendConfig, session_getter: Callable[[], GuardedSession], *,
+                 first_byte_timeout: float = 30.0, chunk_timeout: float = 15.0) -> None:
         super().__init__(config)
         if not config.url:
             raise ConfigError(f"backend {config.name}: an upstream needs a URL")
         self.base = config.url.rstrip("/")
         self._session = session_getter
+        self.first_byte_timeout = first_byte_timeout
+        self.chunk_timeout = chunk_timeout
 
     def _headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -69,6 +78,20 @@ class UpstreamBackend(Backend):
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, SovhubError) as exc:
             log.warning("backend %s: cannot list models at %s: %s", self.name, self.base, exc)
 
+    async def probe(self, timeout: float) -> bool | None:
+        # Refused, reset or 5xx: dead now. No answer in time: unknown (llama.cpp's Python server, for one,
+        # answers /models only between generations).
+        try:
+            async with self._session().request(
+                "GET", f"{self.base}/models", headers=self._headers(), timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                await resp.read()
+                return bool(resp.status < 500)
+        except TimeoutError:
+            return None
+        except (aiohttp.ClientError, OSError, SovhubError):
+            return False
+
     async def chat_stream(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken
     ) -> AsyncIterator[ChatChunk]:
@@ -78,10 +101,13 @@ class UpstreamBackend(Backend):
         if streaming:
             body["stream_options"] = {"include_usage": True}
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        # Streamed: one deadline for the headers and the first chunk, then one per chunk.
+        first_by = asyncio.get_running_loop().time() + self.first_byte_timeout if streaming else None
         try:
-            response = await self._session().request(
-                "POST", f"{self.base}/chat/completions", data=payload, headers=self._headers()
-            ).__aenter__()
+            async with asyncio.timeout_at(first_by):
+                response = await self._session().request(
+                    "POST", f"{self.base}/chat/completions", data=payload, headers=self._headers()
+                ).__aenter__()
         except EgressRefused:
             raise
         except TimeoutError as exc:
@@ -98,9 +124,17 @@ class UpstreamBackend(Backend):
                 # server that streams although asked not to is read as the stream it sent.)
                 yield _as_chunk(self.name, await response.read())
                 return
-            async for raw in response.content:
+            content, finished = response.content, False
+            while True:
+                async with asyncio.timeout_at(first_by) if not sent_any else asyncio.timeout(self.chunk_timeout):
+                    raw = await content.readline()
                 if cancel.cancelled:
                     break
+                if not raw:
+                    if finished:
+                        break
+                    # The connection ended before [DONE] or any finish_reason: the server died.
+                    raise ConnectionResetError("closed before the end of the stream")
                 if not raw.startswith(b"data:"):
                     continue
                 data = raw[5:].strip()
@@ -113,6 +147,7 @@ class UpstreamBackend(Backend):
                 if "error" in chunk:
                     raise UpstreamFailed(f"backend {self.name}: {chunk['error']}")
                 sent_any = True
+                finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or ())
                 yield chunk
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             what = "timed out" if isinstance(exc, TimeoutError) else "dropped the connection"
@@ -166,7 +201,8 @@ def _error_from(name: str, status: int, raw: bytes, headers: Any) -> SovhubError
 
 def _factory(hub: Hub, config: BackendConfig) -> Backend:
     egress = hub.services.get(Egress)
-    return UpstreamBackend(config, lambda: egress.backend)
+    return UpstreamBackend(config, lambda: egress.backend, first_byte_timeout=hub.settings.upstream_first_byte_timeout,
+                           chunk_timeout=hub.settings.upstream_chunk_timeout)
 
 
 @hookimpl

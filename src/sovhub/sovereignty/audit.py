@@ -49,7 +49,7 @@ __all__ = [
     "public_key_hex",
     "sign_head",
     "sign_head_if_grown",
-    "sign_periodically",
+    "sign_once",
     "verify",
     "verify_signature",
 ]
@@ -262,17 +262,15 @@ def sign_head_if_grown(hub: Hub, actor: str = "system") -> dict[str, Any] | None
     return sign_head(hub, actor=actor)
 
 
-async def sign_periodically(hub: Hub) -> None:
-    """The server's signer: every `audit_sign_interval_s` (the first one interval after start), sign the head
+async def sign_once(hub: Hub) -> None:
+    """One round of the server's signer (every `audit_sign_interval_s`, once across replicas): sign the head
     if the chain grew."""
     import asyncio
 
-    while True:
-        await asyncio.sleep(hub.settings.sovereignty.audit_sign_interval_s)
-        try:
-            await asyncio.to_thread(sign_head_if_grown, hub)
-        except (SQLAlchemyError, OSError, ConfigError) as exc:
-            log.error("signing the audit head failed, will retry: %s", exc)
+    try:
+        await asyncio.to_thread(sign_head_if_grown, hub)
+    except (SQLAlchemyError, OSError, ConfigError) as exc:
+        log.error("signing the audit head failed, will retry: %s", exc)
 
 
 def verify_signature(hub: Hub, signed: dict[str, Any], pinned: Ed25519PublicKey) -> int:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from ..fleet.leases import Leases
 from ..hookspecs import hookimpl
 from ..services import Provide
 
@@ -103,15 +104,24 @@ def sovhub_lifespan(hub: Hub) -> Any:
 
 @contextlib.asynccontextmanager
 async def _lifespan(hub: Hub) -> AsyncIterator[None]:
-    from .audit import sign_periodically
+    from .audit import sign_once
     from .content_store import ConversationStore
 
     await asyncio.to_thread(sovhub_init, hub)
     store = hub.services.get(ConversationStore)
     await store.start()
-    tasks = [asyncio.create_task(_purge_periodically(hub), name="sovhub-retention-purge")]
-    if hub.settings.sovereignty.audit_sign_interval_s > 0:
-        tasks.append(asyncio.create_task(sign_periodically(hub), name="sovhub-audit-signer"))
+    # Periodic work runs once across replicas: each round goes to the replica that takes its lease.
+    leases = hub.services.get(Leases)
+    settings = hub.settings.sovereignty
+    tasks = [asyncio.create_task(
+        leases.every("retention-purge", settings.purge_interval_s, lambda: _purge_once(hub), first_after=0),
+        name="sovhub-retention-purge",
+    )]
+    if settings.audit_sign_interval_s > 0:
+        tasks.append(asyncio.create_task(
+            leases.every("audit-sign", settings.audit_sign_interval_s, lambda: sign_once(hub)),
+            name="sovhub-audit-signer",
+        ))
     try:
         yield
     finally:
@@ -123,16 +133,14 @@ async def _lifespan(hub: Hub) -> AsyncIterator[None]:
         await store.close()
 
 
-async def _purge_periodically(hub: Hub) -> None:
+async def _purge_once(hub: Hub) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from .content_store import purge_expired
 
-    while True:
-        try:
-            deleted = await asyncio.to_thread(purge_expired, hub)
-            if deleted:
-                log.info("retention purge deleted %d conversations", deleted)
-        except SQLAlchemyError as exc:
-            log.error("retention purge failed, will retry: %s", exc)
-        await asyncio.sleep(hub.settings.sovereignty.purge_interval_s)
+    try:
+        deleted = await asyncio.to_thread(purge_expired, hub)
+        if deleted:
+            log.info("retention purge deleted %d conversations", deleted)
+    except SQLAlchemyError as exc:
+        log.error("retention purge failed, will retry: %s", exc)

@@ -7,6 +7,7 @@ exactly once however it ends (:meth:`ChatService.release`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -21,7 +22,8 @@ from ...admission import admit, release, settle
 from ...backends.base import Backend, CancelToken, ChatChunk, estimate_tokens
 from ...backends.registry import BackendRegistry
 from ...backends.window import check_request, window_of
-from ...errors import BackendUnavailable, InvalidRequest, SovhubError, UnsupportedParameter
+from ...errors import BackendUnavailable, InvalidRequest, ShuttingDown, SovhubError, UnsupportedParameter
+from ...fleet.drain import Drain
 from ...hub import Hub
 from ...metering import Meter, Usage
 from ...observability import Metrics
@@ -43,7 +45,7 @@ _TEMPLATE_TOKENS = 6
 _HUB_ONLY = {"model", "messages", "stream", "stream_options", "max_completion_tokens", "user", "store", "metadata"}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared and hashed by identity: the drain keeps a set of them
 class PreparedChat:
     ctx: ChatContext
     backend: Backend
@@ -58,11 +60,22 @@ class PreparedChat:
     #: Usage as the backend reported it in its stream (None until then, or if it never does).
     usage: dict[str, int] | None = None
     recorded: bool = False
+    #: Set by the replica's drain (`interrupt`): the answer ends now, with an in-band error.
+    interrupted: bool = False
+    #: The task while it waits for the backend's next chunk (what `interrupt` wakes).
+    waiting: asyncio.Task[Any] | None = None
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.cancel.cancel()
+        if self.waiting is not None:
+            self.waiting.cancel()
 
 
 class ChatService:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.drain = hub.services.get(Drain)
         self.metrics = hub.services.get(Metrics)
         self.registry = hub.services.get(BackendRegistry)
 
@@ -152,11 +165,22 @@ class ChatService:
             self._fit_window(req, candidates[0], ctx)
             cancel = CancelToken()
             t0 = time.perf_counter()
+            opening = _Opening(cancel)
+            self.drain.track(opening)
             try:
                 backend, first, stream = await registry.open_stream(ctx, candidates, ctx.messages, ctx.params, cancel)
             except SovhubError:
                 self.metrics.backend_errors.labels(candidates[0].name).inc()
                 raise
+            except asyncio.CancelledError:
+                # The drain ended the wait for the first chunk (a non-streamed answer's whole wait).
+                task = asyncio.current_task()
+                if not opening.interrupted or task is None or task.uncancel() > 0:
+                    raise
+                self._record_cut(ctx, candidates[0])
+                raise _drained() from None
+            finally:
+                self.drain.untrack(opening)
         except BaseException as exc:
             # Refused by a check or no backend answered: the reservation is given back, less what
             # the checks' own model calls (a guard model's verdict on the input) used.
@@ -170,6 +194,7 @@ class ChatService:
         gate = OutputGate(ctx, [i for i in self.hub.interceptors if checks_output(i)], envelope)
         prepared = PreparedChat(ctx, backend, first, stream, cancel, started, gate, admission.headers, backend_s=waited)
         prepared.first_token_s = time.perf_counter() - started
+        self.drain.track(prepared)
         return prepared
 
     def _fit_window(self, req: ChatCompletionRequest, backend: Backend, ctx: ChatContext) -> None:
@@ -197,15 +222,36 @@ class ChatService:
                 if pending:
                     chunk = pending.pop()
                 else:
+                    if p.interrupted:
+                        failed = _drained()
+                        break
                     t0 = time.perf_counter()
+                    p.waiting = asyncio.current_task()
                     try:
                         chunk = await p.stream.__anext__()
                     except StopAsyncIteration:
+                        if p.interrupted:  # the backend stopped because the drain told it to
+                            failed = _drained()
                         break
                     except SovhubError as exc:
+                        # The backend failed after answering in part: the client gets an in-band error, the
+                        # operator a log line and a count; the request is metered like any other end.
                         failed = exc
+                        self.metrics.backend_errors.labels(p.backend.name).inc()
+                        log.warning("backend %s failed mid-answer of request %s: %s", p.backend.name,
+                                    p.ctx.request_id, exc.message,
+                                    extra={"request_id": p.ctx.request_id, "backend": p.backend.name,
+                                           "code": exc.code})
+                        break
+                    except asyncio.CancelledError:
+                        # The drain woke this wait: end in-band. Any other cancellation goes on.
+                        task = asyncio.current_task()
+                        if not p.interrupted or task is None or task.uncancel() > 0:
+                            raise
+                        failed = _drained()
                         break
                     finally:
+                        p.waiting = None
                         on_backend_time(time.perf_counter() - t0)
                 if chunk.get("usage"):
                     p.usage = chunk["usage"]
@@ -242,6 +288,8 @@ class ChatService:
         if p.recorded:
             return
         p.recorded = True
+        self.drain.untrack(p)
+        self.registry.finished(p.backend)
         p.cancel.cancel()
         with anyio.CancelScope(shield=True):
             try:
@@ -310,6 +358,15 @@ class ChatService:
                 batch_id=ctx.state.get("batch_id"),
             )
         )
+
+    def _record_cut(self, ctx: ChatContext, backend: Backend) -> None:
+        """Meter an answer the drain ended before its first chunk: the backend has read the prompt."""
+        principal = ctx.principal
+        self.hub.services.get(Meter).record(Usage(
+            request_id=ctx.request_id, endpoint="chat", model=ctx.model, org_id=principal.org_id,
+            key_id=principal.key_id, user_id=principal.user_id, backend=backend.name,
+            prompt_tokens=estimate_tokens(prompt_text(ctx.messages)), completion_tokens=0, status=503, estimated=True,
+        ))
 
     def _record_side_calls(self, ctx: ChatContext, status: int) -> int:
         """One usage row per model the interceptors asked for this request (a guard model); their tokens."""
@@ -399,6 +456,27 @@ class ChatService:
                 "total_tokens": int(usage.get("total_tokens", 0)),
             },
         }
+
+
+class _Opening:
+    """A request waiting for its first chunk, as the drain sees it."""
+
+    __slots__ = ("cancel", "interrupted", "task")
+
+    def __init__(self, cancel: CancelToken) -> None:
+        self.cancel = cancel
+        self.task = asyncio.current_task()
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.cancel.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+
+def _drained() -> ShuttingDown:
+    return ShuttingDown("this hub replica is shutting down and ended the answer; retry, another replica answers")
 
 
 def _merge_function(function: dict[str, Any], fragment: dict[str, Any]) -> None:
