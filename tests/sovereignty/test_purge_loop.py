@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from sovhub.accounts import create_key, create_org
 from sovhub.app import create_app
-from sovhub.sovereignty import conversations
+from sovhub.sovereignty import content_store as conversations
 from sovhub.sovereignty.content_store import ConversationStore
 from sovhub.sovereignty.tables import StoredConversation
 from sovhub.store.base import utcnow
