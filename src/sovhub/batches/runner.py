@@ -52,16 +52,32 @@ class BatchRunner:
         self.chat = hub.services.get(ChatService)
         self.registry = hub.services.get(BackendRegistry)
         self._held: set[int] = set()
-        self._wake = asyncio.Event()
+        # Made by start(), on the loop that runs the runner: one hub may serve several apps in turn
+        # (tests, a restarted lifespan), each on its own event loop.
+        self._wake: asyncio.Event | None = None
+        self._loop_of_wake: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.lines_run = 0
 
     def wake(self) -> None:
-        self._wake.set()
+        """Look for work now; safe from any thread."""
+        event, loop = self._wake, self._loop_of_wake
+        if event is None or loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
 
     async def start(self) -> None:
         if not self.settings.enabled:
             return
+        self._wake = asyncio.Event()
+        self._loop_of_wake = asyncio.get_running_loop()
         self._tasks = [asyncio.create_task(self._loop(), name="sovhub-batch-runner"),
                        asyncio.create_task(self._heartbeat(), name="sovhub-batch-leases")]
 
@@ -89,7 +105,7 @@ class BatchRunner:
             except Exception:
                 log.exception("batch step failed, will retry")
                 busy = False
-            if not busy:
+            if not busy and self._wake is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
                 self._wake.clear()
