@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from ..hookspecs import hookimpl
@@ -59,29 +56,7 @@ def sovhub_erase_user(hub: Hub, user_id: int) -> None:
 
 @hookimpl
 def sovhub_lifespan(hub: Hub) -> Any:
-    return _lifespan(hub)
+    from ..fleet.leases import Leases, leased_loops, purge_round
 
-
-@contextlib.asynccontextmanager
-async def _lifespan(hub: Hub) -> AsyncIterator[None]:
-    task = asyncio.create_task(_purge_periodically(hub), name="sovhub-files-purge")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _purge_periodically(hub: Hub) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    store = hub.services.get(FileStore)
-    while True:
-        try:
-            deleted = await asyncio.to_thread(store.purge)
-            if deleted:
-                log.info("deleted %d expired or unfinished files", deleted)
-        except SQLAlchemyError as exc:
-            log.error("file purge failed, will retry: %s", exc)
-        await asyncio.sleep(hub.settings.files.purge_interval_s)
+    purge = purge_round(hub.services.get(FileStore).purge, "expired or unfinished files")
+    return leased_loops(hub.services.get(Leases), ("files-purge", hub.settings.files.purge_interval_s, purge))

@@ -10,15 +10,17 @@ Without Redis there is one replica (the hub's quotas are per process then too): 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from .redis import FleetRedis
 
-__all__ = ["Leases"]
+__all__ = ["Leases", "Periodic", "purge_round"]
 
 log = logging.getLogger("sovhub.fleet")
 
@@ -56,3 +58,43 @@ class Leases:
                 self.runs[job] += 1
                 await run()
             await asyncio.sleep(interval)
+
+
+#: One periodic job: its lease name, its interval in seconds, and one round of it.
+Periodic = tuple[str, float, Callable[[], Awaitable[object]]]
+
+
+def purge_round(work: Callable[[], int], what: str, on_deleted: Callable[[int], None] | None = None,
+                ) -> Callable[[], Awaitable[None]]:
+    """One round of a purge: `work` (a blocking function returning how many rows went) off the loop.
+
+    A database error is logged and the round skipped; the next tick tries again.
+    """
+
+    async def run() -> None:
+        try:
+            deleted = await asyncio.to_thread(work)
+        except SQLAlchemyError as exc:
+            log.error("purge of %s failed, will retry: %s", what, exc)
+            return
+        if deleted:
+            log.info("purge deleted %d %s", deleted, what)
+            if on_deleted is not None:
+                on_deleted(deleted)
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def leased_loops(leases: Leases, *jobs: Periodic) -> AsyncIterator[None]:
+    """Run each job every interval, once across replicas, for as long as the context is open."""
+    tasks = [asyncio.create_task(leases.every(name, interval, run, first_after=0), name=f"sovhub-{name}")
+             for name, interval, run in jobs]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from ...hookspecs import hookimpl
@@ -46,30 +43,10 @@ def sovhub_erase_user(hub: Hub, user_id: int) -> None:
 
 @hookimpl
 def sovhub_lifespan(hub: Hub) -> Any:
-    return _purging(hub)
-
-
-@contextlib.asynccontextmanager
-async def _purging(hub: Hub) -> AsyncIterator[None]:
-    task = asyncio.create_task(_purge_periodically(hub), name="sovhub-responses-purge")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _purge_periodically(hub: Hub) -> None:
-    from sqlalchemy.exc import SQLAlchemyError
+    from ...fleet.leases import Leases, leased_loops, purge_round
 
     store = hub.services.get(ResponseStore)
-    while True:
-        try:
-            deleted = await asyncio.to_thread(store.purge_expired)
-            if deleted:
-                log.info("retention purge deleted %d stored responses", deleted)
-                hub.emit("retention.purged", subject="responses", deleted=deleted)
-        except SQLAlchemyError as exc:
-            log.error("retention purge of responses failed, will retry: %s", exc)
-        await asyncio.sleep(hub.settings.sovereignty.purge_interval_s)
+    purge = purge_round(store.purge_expired, "stored responses",
+                        lambda n: hub.emit("retention.purged", subject="responses", deleted=n))
+    return leased_loops(hub.services.get(Leases),
+                        ("responses-purge", hub.settings.sovereignty.purge_interval_s, purge))
