@@ -73,6 +73,16 @@ def database_url(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[str
     if request.param == "sqlite":
         yield None
         return
+    yield from _postgres_schema()
+
+
+@pytest.fixture
+def postgres_database_url() -> Iterator[str]:
+    """A PostgreSQL schema of its own, for a test that is only about PostgreSQL."""
+    yield from _postgres_schema()
+
+
+def _postgres_schema() -> Iterator[str]:
     base = postgres_url()
     if not base:
         need_service("PostgreSQL not configured: set SOVHUB_TEST_DATABASE_URL")

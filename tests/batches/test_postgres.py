@@ -16,10 +16,9 @@ from .conftest import chat_line, read_lines, upload, wait_for
 
 
 @pytest.fixture
-def settings(data_dir: Path, database_url: str | None) -> Settings:
-    if database_url is None:
-        pytest.skip("the SQLite variant is every other test here")
-    return make_settings(data_dir, database_url=database_url, safety={"enabled": False},
+def settings(data_dir: Path, postgres_database_url: str) -> Settings:
+    # PostgreSQL only: the SQLite variant is every other test in this directory.
+    return make_settings(data_dir, database_url=postgres_database_url, safety={"enabled": False},
                          batch={"poll_interval_s": 0.05})
 
 

@@ -22,7 +22,7 @@ import anyio
 from ..errors import ContentBlocked, InvalidRequest
 from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .explain import explain, pick_lang
-from .fields import MessageField, message_fields, tool_definition_texts, with_field
+from .fields import MessageField, argument_values, message_fields, tool_definition_texts, with_field
 from .guard_model import GuardModelGuard, backend_complete, run_guard_model
 from .guards import Guard, GuardFinding
 from .pii import PiiAnalyzer, PiiEntity, PiiGuard, Redactor, Vault, VaultStore
@@ -194,6 +194,12 @@ class SafetyInterceptor:
                         found = rt.scan(text, lang, pii=redactable)
                     if found:
                         out.append((i, target, found))
+                    if target is not None and target.path[-1] == "arguments" and not hub_written:
+                        # Judged unwrapped too (index -1: judged, never rewritten; spans would not fit).
+                        plain = argument_values(text)
+                        hazards = rt.scan(plain, lang, pii=False) if plain else []
+                        if hazards:
+                            out.append((-1, None, hazards))
             for text in tools:
                 # Index -1: judged (a tool's description is an instruction too), never rewritten.
                 found = rt.scan(text, lang, pii=False)
