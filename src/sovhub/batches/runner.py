@@ -78,7 +78,7 @@ class BatchRunner:
             return
         self._wake = asyncio.Event()
         self._loop_of_wake = asyncio.get_running_loop()
-        self._tasks = [asyncio.create_task(self._loop(), name="sovhub-batch-runner"),
+        self._tasks = [asyncio.create_task(self._loop(self._wake), name="sovhub-batch-runner"),
                        asyncio.create_task(self._heartbeat(), name="sovhub-batch-leases")]
 
     async def close(self) -> None:
@@ -93,7 +93,7 @@ class BatchRunner:
                 log.info("gave back %d batch lines at shutdown", given)
         self._tasks = []
 
-    async def _loop(self) -> None:
+    async def _loop(self, wake: asyncio.Event) -> None:
         while not self.registry.running:  # the lifespan starts the backends after this loop
             await asyncio.sleep(0.05)
         while True:
@@ -105,10 +105,10 @@ class BatchRunner:
             except Exception:
                 log.exception("batch step failed, will retry")
                 busy = False
-            if not busy and self._wake is not None:
+            if not busy:  # its own loop's event: a second app on this hub makes its own
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
-                self._wake.clear()
+                    await asyncio.wait_for(wake.wait(), self.settings.poll_interval_s)
+                wake.clear()
 
     async def _heartbeat(self) -> None:
         while True:
