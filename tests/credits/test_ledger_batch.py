@@ -219,3 +219,27 @@ def test_a_large_batch_mixing_every_kind_matches_verify(hub, programme, size) ->
     posted = sum(i % 1000 for i in range(size) if i % 3) + 7 * size
     assert ledger.balances([grant])[grant].debits_posted == posted
     assert ledger.verify() == []
+
+
+def test_a_batch_that_meets_a_concurrent_writer_of_its_id_reads_again_and_refuses_it(hub, programme,
+                                                                                     database_url) -> None:
+    """Same id, disjoint accounts (so no shared row lock): the unique index decides, the loser retries."""
+    ledger = hub.services.get(Ledger)
+    grant, usage = _accounts(hub, programme, 10)
+    partners = sorted(a for a in range(1, grant) if a not in (grant, usage))[:3]
+    replica = Ledger(Database(hub.db.url))
+    outcome: list[object] = []
+    with hub.db.session() as s:
+        ledger.apply([Entry("x", "posted", debit=partners[0], credit=partners[1], amount=5, code="adjustment")],
+                     session=s)
+        other = threading.Thread(target=lambda: outcome.append(replica.apply(
+            [Entry("x", "posted", debit=partners[2], credit=grant, amount=5, code="adjustment")])))
+        other.start()
+        other.join(1.0)
+        assert other.is_alive()  # waiting: on the id's index entry (PostgreSQL), on the write lock (SQLite)
+    other.join(30)
+    replica.db.engine.dispose()
+    (result,) = outcome
+    assert result.results == ["refused"] and result.refused[0][1] == "transfer x exists with a different account"
+    assert replica.retries == (1 if database_url else 0)
+    assert ledger.verify() == []

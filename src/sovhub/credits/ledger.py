@@ -107,6 +107,8 @@ class Ledger:
         #: Transactions the group commit ran and the submissions they carried (for the benchmark and tests).
         self.group_commits = 0
         self.group_submissions = 0
+        #: Batches read again after a concurrent writer's row got in first.
+        self.retries = 0
 
     def writing(self) -> contextlib.AbstractContextManager[Any]:
         """Hold around a whole unit of work that reads then writes the ledger (SQLite: one at a time)."""
@@ -187,7 +189,7 @@ class Ledger:
             outcomes: list[Applied | BaseException]
             try:
                 with self._lock, self.db.session() as s:
-                    outcomes = self._apply_in(s, batch)
+                    outcomes = self._apply_in(s, batch, owned=True)
             except BaseException as exc:  # the transaction failed: every submission in it did
                 outcomes = [exc] * len(batch)
             self.group_commits += 1
@@ -208,18 +210,24 @@ class Ledger:
         assert result is not None
         return result
 
-    def _apply_in(self, s: Session, subs: Sequence[_Submission], now: datetime | None = None,
-                  ) -> list[Applied | BaseException]:
-        # Before the savepoint: on SQLite this write opens the transaction, which a SAVEPOINT issued
-        # first would not (its RELEASE would then commit the batch on its own, before the caller's end).
-        sql.take_write_lock(s)
+    def _apply_in(self, s: Session, subs: Sequence[_Submission], now: datetime | None = None, *,
+                  owned: bool = False) -> list[Applied | BaseException]:
+        """Apply in `s`: in a savepoint of the caller's transaction, or (`owned`) in the session's own."""
         for attempt in range(_RETRIES):
+            # First: on SQLite this write opens the transaction, which a SAVEPOINT issued first would
+            # not (its RELEASE would then commit the batch on its own, before the caller's end).
+            sql.take_write_lock(s)
             try:
+                if owned:
+                    return self._apply_batch(s, subs, now or utcnow())
                 with s.begin_nested():
                     return self._apply_batch(s, subs, now or utcnow())
-            except (_Race, IntegrityError):
+            except (_Race, sql.Conflict, IntegrityError):
                 if attempt == _RETRIES - 1:
                     raise
+                self.retries += 1
+                if owned:
+                    s.rollback()
         raise AssertionError("unreachable")
 
     def _apply_batch(self, s: Session, subs: Sequence[_Submission], now: datetime) -> list[Applied | BaseException]:
@@ -290,7 +298,7 @@ class Ledger:
                 return 0
             entries = [Entry(f"{tid}:expire", "expire", pending_id=tid, code="usage", details={"reason": "timeout"})
                        for tid in due]
-            outcome = self._apply_in(s, [_Submission(entries, False)], now)[0]
+            outcome = self._apply_in(s, [_Submission(entries, False)], now, owned=True)[0]
             assert isinstance(outcome, Applied)
             return outcome.applied
 
