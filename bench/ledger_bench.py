@@ -10,11 +10,12 @@ of three partners and one grant, writes ``--transfers`` usage transfers, then ru
   ``posted_per_s`` counts posts, ``transfers_per_s`` both;
 * ``journal``   - the real path: reservations and settlements in the in-memory live store,
   copied into the ledger by the journal writer (``JournalWriter.drain``);
-* ``group``     - ``--threads`` threads each calling ``Ledger.apply`` with one request's transfer
-  at a time (no caller batching): the group commit gathers the calls that wait into one transaction;
+* ``group``     - ``--threads`` threads (``--requests`` calls in all) each calling ``Ledger.apply``
+  with one request's transfer at a time (no caller batching): the group commit gathers
+  the calls that wait into one transaction;
 * ``peer``      - the per-request spend update of LiteLLM's proxy, re-implemented here (not its
   code): per request, one transaction that adds the cost to the key's ``spend`` counter with one
-  UPDATE and appends a spend-log row, from ``--threads`` threads. No balance check, no double
+  UPDATE and appends a spend-log row, from ``--threads`` threads (``--requests`` in all). No balance check, no double
   entry, no two-phase: the cheapest honest form of that pattern.
 
 Medians over ``--reps`` runs (the order of the modes rotates). Writes bench/results/ledger.json
@@ -229,6 +230,7 @@ def main() -> None:
     parser.add_argument("--batches", default="500,2000,5000", help="batch sizes for posted and two-phase")
     parser.add_argument("--journal-batch", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=32, help="callers for group and peer")
+    parser.add_argument("--requests", type=int, default=3000, help="transfers (one per call) for group and peer")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--modes", default="posted,two-phase,journal,group,peer")
     parser.add_argument("--databases", default="postgresql,sqlite")
@@ -253,9 +255,10 @@ def main() -> None:
                 db = _Db(base if database == "postgresql" else None)
                 try:
                     if mode == "peer":
-                        result = run_peer(db, args.transfers, args.threads)
+                        result = run_peer(db, args.requests, args.threads)
                     else:
-                        result = run_ledger(mode, db, args.transfers, batch, args.threads)
+                        n = args.requests if mode == "group" else args.transfers
+                        result = run_ledger(mode, db, n, batch, args.threads)
                 finally:
                     db.close()
                 key = f"{database} {mode}" + (f" batch={batch}" if mode in ("posted", "two-phase", "journal") else

@@ -125,9 +125,11 @@ class LoadResult:
             "error_rate": self.errors / self.sent if self.sent else 0.0,
             "achieved_rps": round(self.achieved_rps, 1), "max_connections": self.max_connections,
             "p50_ms": round(percentile(lat, 50), 3), "p90_ms": round(percentile(lat, 90), 3),
+            "p95_ms": round(percentile(lat, 95), 3),
             "p99_ms": round(percentile(lat, 99), 3), "max_ms": round(lat[-1], 3) if lat else math.nan,
             "mean_ms": round(sum(lat) / len(lat), 3) if lat else math.nan,
             "svc_p50_ms": round(percentile(svc, 50), 3), "svc_p90_ms": round(percentile(svc, 90), 3),
+            "svc_p95_ms": round(percentile(svc, 95), 3),
             "svc_p99_ms": round(percentile(svc, 99), 3),
         }
 

@@ -44,6 +44,8 @@ __all__ = ["Applied", "Entry", "Kind", "Ledger", "LedgerRefused", "Problem"]
 
 #: A batch that met a concurrent writer's rows (an id written meanwhile) is read again and retried.
 _RETRIES = 5
+#: Rows a batch sends to the database at a time while it checks the rest.
+_STREAM = 256
 #: The most transfers one group commit takes (the rest wait for the next).
 GROUP_MAX = 20_000
 
@@ -239,28 +241,39 @@ class Ledger:
         accounts.discard(0)
         balances = sql.lock_accounts(s, accounts)
         known, resolved = sql.read_known(s, ids, wanted)
+        for account in balances:  # every split the batch may need, read before the COPY holds the connection
+            if account not in self._shares:
+                self._split(s, account, 0)
         book = Book(balances, known, resolved, pendings, lambda account, amount: self._split(s, account, amount), now)
         outcomes: list[Applied | BaseException] = []
-        for sub in subs:
-            mark = book.checkpoint()
-            out = Applied()
-            for e in sub.entries:
-                try:
-                    if book.apply(e):
-                        out.applied += 1
-                        out.results.append("applied")
-                    else:
-                        out.duplicates += 1
-                        out.results.append("duplicate")
-                except Refusal as exc:
-                    out.refused.append((e, str(exc)))
-                    out.results.append("refused")
-            if sub.strict and out.refused:
-                book.rollback(mark)
-                outcomes.append(LedgerRefused(out.refused[0][1]))
-            else:
-                outcomes.append(out)
-        if sql.insert_transfers(s, book.rows) != len(book.rows):
+        with sql.TransferWriter(s) as writer:
+            for sub in subs:
+                mark = book.checkpoint()
+                # A submission that is not all-or-nothing streams its rows as it goes (the database
+                # stores them while the next are checked); an all-or-nothing one once it is decided.
+                sent = len(book.rows)
+                out = Applied()
+                for e in sub.entries:
+                    try:
+                        if book.apply(e):
+                            out.applied += 1
+                            out.results.append("applied")
+                        else:
+                            out.duplicates += 1
+                            out.results.append("duplicate")
+                    except Refusal as exc:
+                        out.refused.append((e, str(exc)))
+                        out.results.append("refused")
+                    if not sub.strict and len(book.rows) - sent >= _STREAM:
+                        writer.write(book.rows[sent:])
+                        sent = len(book.rows)
+                if sub.strict and out.refused:
+                    book.rollback(mark)
+                    outcomes.append(LedgerRefused(out.refused[0][1]))
+                else:
+                    writer.write(book.rows[sent:])
+                    outcomes.append(out)
+        if writer.written != len(book.rows):
             raise _Race("a transfer id was written by a concurrent batch")
         if sql.update_accounts(s, book.deltas) != len(book.deltas):
             raise _Race("an account changed under the batch")
