@@ -16,7 +16,7 @@ of three partners and one grant, writes ``--transfers`` usage transfers, then ru
 * ``peer``      - the per-request spend update of LiteLLM's proxy, re-implemented here (not its
   code): per request, one transaction that adds the cost to the key's ``spend`` counter with one
   UPDATE and appends a spend-log row, from ``--threads`` threads (``--requests`` in all). No balance check, no double
-  entry, no two-phase: the cheapest honest form of that pattern.
+  entry, no two-phase: the cheapest honest form of that pattern. PostgreSQL only (as LiteLLM).
 
 Medians over ``--reps`` runs (the order of the modes rotates). Writes bench/results/ledger.json
 (commit, machine, load average at the start and after each run).
@@ -134,12 +134,11 @@ def _threads(n_threads: int, n: int, work: Callable[[int], None]) -> None:
 
 
 def run_peer(db: _Db, n: int, n_threads: int) -> dict[str, Any]:
-    url = db.url or f"sqlite:///{db.tmp.name}/peer.db"
-    engine = create_engine(url, pool_size=n_threads, max_overflow=0,
-                           connect_args={"timeout": 30, "check_same_thread": False} if db.url is None else {})
+    assert db.url is not None
+    engine = create_engine(db.url, pool_size=n_threads, max_overflow=0)
     with engine.begin() as conn:
         for statement in filter(str.strip, PEER_SCHEMA.split(";")):
-            conn.execute(text(statement.replace("DEFAULT now()", "") if db.url is None else statement))
+            conn.execute(text(statement))
     update = text("UPDATE peer_keys SET spend = spend + :cost WHERE token = :token")
     log = text("INSERT INTO peer_spend_logs (request_id, api_key, model, spend, prompt_tokens, completion_tokens, "
                "start_time) VALUES (:rid, :token, 'm', :cost, 10, 5, CURRENT_TIMESTAMP)")
@@ -252,6 +251,8 @@ def main() -> None:
         order = configs[rep % len(configs):] + configs[: rep % len(configs)]
         for database in databases:
             for mode, batch in order:
+                if mode == "peer" and database != "postgresql":
+                    continue  # LiteLLM's proxy keeps its spend in PostgreSQL only
                 db = _Db(base if database == "postgresql" else None)
                 try:
                     if mode == "peer":
