@@ -12,6 +12,7 @@ import anyio
 
 from ..hookspecs import hookimpl
 from ..services import Provide
+from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import click
@@ -28,14 +29,15 @@ _FLUSH_EVERY_S = 2.0
 
 @hookimpl
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
+    from ..embedder import Embedder
     from .builtin import BuiltinGuards, build_moderator
     from .interceptor import SafetyRuntime
     from .moderation import Moderator
 
     return [
         Provide(SafetyRuntime, SafetyRuntime),
-        Provide(BuiltinGuards, BuiltinGuards, needs=(SafetyRuntime,)),
-        Provide(Moderator, build_moderator, needs=(BuiltinGuards,)),
+        Provide(BuiltinGuards, BuiltinGuards, needs=(SafetyRuntime, Embedder)),
+        Provide(Moderator, build_moderator, needs=(BuiltinGuards, Embedder)),
     ]
 
 
@@ -121,9 +123,7 @@ async def _lifespan(hub: Hub) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
         await anyio.to_thread.run_sync(runtime.recorder.flush)
 
 
