@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -199,3 +200,24 @@ def test_input_tokens_errors(app_client: TestClient) -> None:
         r = app_client.post("/v1/responses/input_tokens", json=body)
         assert r.status_code == status, (body, r.text)
         assert_valid("ErrorResponse", r.json())
+
+
+def test_the_openai_sdk_drives_background_cancel_and_input_tokens(hub: Hub, fake_plugin, api_key: str) -> None:
+    import io
+
+    import openai
+
+    with _slow(hub, api_key, delay=0.01) as client:
+        sdk = openai.OpenAI(base_url=f"{client.base_url}/v1", api_key=api_key, http_client=client, max_retries=0)
+        file_id = sdk.files.create(file=("note.txt", io.BytesIO(b"remember the milk")), purpose="user_data").id
+        queued = sdk.responses.create(model="slow", background=True, input=[{"role": "user", "content": [
+            {"type": "input_file", "file_id": file_id}, {"type": "input_text", "text": WORDS}]}])
+        assert queued.status == "queued" and queued.background is True
+        while sdk.responses.retrieve(queued.id).status == "queued":
+            time.sleep(0.02)
+        cancelled = sdk.responses.cancel(queued.id)
+        assert cancelled.status == "cancelled" and cancelled.usage is not None
+        counted = sdk.responses.input_tokens.count(model="slow", input="Tell me a joke.")
+        assert counted.object == "response.input_tokens" and counted.input_tokens > 0
+        with pytest.raises(openai.BadRequestError):
+            sdk.responses.cancel(sdk.responses.create(model="slow", input="quick").id)
