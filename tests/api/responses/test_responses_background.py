@@ -238,3 +238,19 @@ def test_a_response_cancelled_while_queued_never_runs(hub: Hub, fake_plugin, api
         assert client.get(f"/v1/responses/{queued['id']}").json()["status"] == "cancelled"
         # Nothing was generated: the admission was given back, no usage row.
         assert _usage(client, hub) == []
+
+
+def test_runs_a_killed_hub_left_are_failed_when_the_hub_starts_again(hub: Hub, fake_plugin, api_key: str) -> None:
+    from sovhub.api.responses.store import StoredState
+
+    principal = authenticate(hub, api_key)
+    add_fake_backend(hub, "echo2", ["echo2"])
+    left = {"id": "resp_left", "object": "response", "status": "in_progress", "background": True, "model": "echo2",
+            "output": [], "created_at": 1, "error": None}
+    hub.services.get(ResponseStore).save(principal, StoredState(left, [], []), previous_id=None)
+    hub.services.get(ResponseStore).save(principal, StoredState({**left, "id": "resp_done", "status": "completed"},
+                                                                [], []), previous_id=None)
+    with TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"}) as client:
+        failed = client.get("/v1/responses/resp_left").json()
+        assert failed["status"] == "failed" and "create it again" in failed["error"]["message"]
+        assert client.get("/v1/responses/resp_done").json()["status"] == "completed"
