@@ -21,7 +21,7 @@
 #   everyday   everyday false positives and hazard recall                   everyday.json              ~2 min
 #   output     output check on the bundled model's answers                  output-fpr.json            ~10 min
 #   window     semantic guard window sizes                                  window-probe.json          ~3 min
-#   pii        PII analyzer vs plain Presidio                               pii.json                   ~1 min
+#   pii        PII analyzer vs plain Presidio, 40 rounds x 3 runs           pii.json                   ~1 min
 #   web        chat page server time and weight                             web.json                   ~1 min
 #   retrieval  knowledge base retrieval (100,000 passages) and ingestion    retrieval.json             ~10 min
 #   grounded   grounded answers in 8 languages                              grounded.json              ~10 min
@@ -56,7 +56,7 @@ step() {
     everyday) $PY bench/everyday_bench.py --name everyday ;;
     output) $PY bench/output_fpr.py ;;
     window) $PY bench/window_probe.py --window 160:40 --window 200:50 --window 240:60 --window 320:80 ;;
-    pii) $PY bench/pii_bench.py --rounds 40 ;;
+    pii) $PY bench/pii_bench.py --rounds 40 --runs 3 ;;
     web) $PY bench/web_bench.py --requests 300 ;;
     retrieval) $PY bench/retrieval_bench.py --runs 3 --queries 100 --pages 4 ;;
     grounded) $PY bench/grounded_bench.py ;;
