@@ -180,3 +180,76 @@ def test_the_everyday_table_is_the_saved_result() -> None:
             assert abs(float(cell.strip("*")) - scores[key]) <= 0.0006, (lang, key, cell, scores[key])
         flagged = saved["everyday"]["by_lang"][lang]["moderations_flagged"]
         assert cells[2].startswith(f"**{flagged} ("), (lang, cells[2], flagged)
+
+
+def _section(title: str) -> str:
+    start = BENCHMARKS.index(f"## {title}\n")
+    end = BENCHMARKS.find("\n## ", start + 1)
+    return BENCHMARKS[start:end if end > 0 else None]
+
+
+def _machine_stated(text: str, name: str) -> None:
+    """The section names the file's commit and the load it was measured at."""
+    machine = _result(name)["machine"]
+    assert re.fullmatch(r"[0-9a-f]{7,40}", machine["sovhub_commit"]), (name, machine["sovhub_commit"])
+    prose = " ".join(text.split())
+    assert f"{machine['sovhub_commit'][:7]}, `bench/results/{name}`" in prose, name
+    assert f"load average {machine['loadavg_1m_at_start']:.1f}" in prose, (name, machine["loadavg_1m_at_start"])
+
+
+def test_the_pii_table_is_the_saved_result() -> None:
+    text, saved = _section("Safety: PII"), _result("pii.json")
+    _machine_stated(text, "pii.json")
+    [pii] = _foundation_command("pii")
+    assert [int(_option(pii, "--rounds")[0]), int(_option(pii, "--runs")[0])] == \
+        [saved["config"]["rounds"], saved["config"]["runs"]]
+    assert " ".join(["bench/pii_bench.py", *pii[1:]]) in text
+    rows = {"sovhub PiiAnalyzer (detect)": "sovhub PiiAnalyzer (detect)",
+            "sovhub detect + pseudonymize": "sovhub detect + pseudonymize (what the chat pipeline runs)",
+            "plain Presidio, predefined pattern recognizers": "plain Presidio, predefined pattern recognizers"}
+    for key, label in rows.items():
+        engine = saved["engines"][key]
+        each = ", ".join(f"{r['p99_ms']:.2f}" for r in engine["runs"])
+        assert f"| {label} | {engine['p50_ms']:.3f} | {engine['p99_ms']:.3f} | {each} |" in text, label
+    prose, build = " ".join(text.split()), saved["build_ms"]
+    assert f"**{saved['presidio_over_sovhub_p50']:.2f}×** sovhub's time at p50" in prose
+    assert f"Build time: sovhub {build['sovhub']:.1f} ms, plain Presidio {build['plain_presidio']:.1f} ms" in prose
+
+
+def _commits_named_with_files() -> list[tuple[str, str, str]]:
+    """(doc, commit, file) wherever a doc names a result file with the commit it was measured at."""
+    found = []
+    for doc, text in _all_docs():
+        prose = " ".join(text.split())
+        for name, commit in re.findall(r"`(?:bench/results/)?([\w.-]+\.json)` \((?=[0-9a-f]*\d)([0-9a-f]{7,40})[,)]",
+                                       prose):
+            found.append((doc, commit, name))
+        for commit, name in re.findall(
+                r"\b(?=[0-9a-f]*\d)([0-9a-f]{7,40})\b[^.;|]{0,120}?, `bench/results/([\w.-]+\.json)`", prose):
+            found.append((doc, commit, name))
+    return found
+
+
+def test_a_commit_named_with_a_result_file_is_the_one_the_file_records() -> None:
+    named = _commits_named_with_files()
+    assert len(named) >= 5, named
+    wrong = [(doc, commit, name, _result(name)["machine"]["sovhub_commit"]) for doc, commit, name in named
+             if not _result(name)["machine"]["sovhub_commit"].split("+")[0].startswith(commit)]
+    assert not wrong, f"(doc, commit the doc names, file, commit the file records): {wrong}"
+
+
+def test_the_window_table_is_the_saved_result_and_the_shipped_row_the_codes() -> None:
+    text, saved = _section("Safety"), _result("window-probe.json")
+    _machine_stated(text, "window-probe.json")
+    [window] = _foundation_command("window")
+    assert " ".join(["bench/window_probe.py", *window[1:]]) in text
+    measured = [f"{w['window_chars']}:{w['overlap']}" for w in saved["windows"]]
+    assert _option(window, "--window") == measured
+    table = text[text.index("`bench/results/window-probe.json`"):text.index("**History** (session 4's bank")]
+    for w in saved["windows"]:
+        shipped = (w["window_chars"], w["overlap"]) == (semantic.WINDOW_CHARS, semantic.WINDOW_OVERLAP)
+        cells = [f"{w['window_chars']} / {w['overlap']}", f"{w['buried_found']} / {w['buried']}",
+                 f"{w['benign_flagged']} / {w['benign']}"]
+        row = ("| **e5-int8 (shipped)** | " + " | ".join(f"**{c}**" for c in cells) if shipped
+               else "| e5-int8 | " + " | ".join(cells)) + " |"
+        assert row in table, row
