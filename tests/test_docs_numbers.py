@@ -253,3 +253,82 @@ def test_the_window_table_is_the_saved_result_and_the_shipped_row_the_codes() ->
         row = ("| **e5-int8 (shipped)** | " + " | ".join(f"**{c}**" for c in cells) if shipped
                else "| e5-int8 | " + " | ".join(cells)) + " |"
         assert row in table, row
+
+
+# The rotated inference table: which side of each file a row reads (the variant named in the file).
+_INFERENCE_ROWS = {
+    ("inference-rot.json", "guards off"): "hub:noguards", ("inference-rot.json", "guards on (default)"): "b",
+    ("inference-ttft-variants-rot.json", "guards off"): "hub:noguards",
+    # This run's main hub had the overlapped check (a setting since removed); "inline" is today's default.
+    ("inference-ttft-variants-rot.json", "guards on (default)"): "hub:inline",
+    ("inference-ttft-enc2.json", "guards off"): "hub:noguards", ("inference-ttft-enc2.json", "guards on (default)"): "b",
+    ("inference-ttft-enc2.json", "guards on, `safety.encoder_threads = 2`"): "hub:enc2",
+}
+
+
+def _inference_rows() -> list[tuple[str, list[str]]]:
+    rows, current = [], ""
+    for line in BENCHMARKS.splitlines():
+        first = re.match(r"^\| `(inference-[\w-]+\.json)`", line)
+        if first:
+            current = first[1]
+        elif not line.startswith("| | "):
+            continue
+        if current:
+            rows.append((current, [c.strip().strip("*") for c in line.strip("|").split("|")]))
+        if not line.startswith("|"):
+            current = ""
+    return rows
+
+
+def test_the_rotated_inference_table_is_the_saved_results() -> None:
+    rows = _inference_rows()
+    assert {(name, cells[2]) for name, cells in rows} == set(_INFERENCE_ROWS)
+    for name, cells in rows:
+        saved, side = _result(name), _INFERENCE_ROWS[(name, cells[2])]
+        hub = saved["median"]["sovhub_http" if side == "b" else side]
+        assert int(cells[1]) == saved["config"]["max_tokens"], (name, cells)
+        assert cells[3] == f"{saved['median']['direct_b']['ttft_ms']:.1f} / {hub['ttft_ms']:.1f}", (name, cells)
+        ratio = saved["ratios"]["ttft_direct_b_over_sovhub_http" if side == "b" else f"ttft_direct_b_over_{side}"]
+        paired = saved["ratios"][f"ttft_paired_median_{side}"]
+        assert abs(float(cells[4]) - ratio) <= 0.0005 and abs(float(cells[5]) - paired) <= 0.0005, (name, cells)
+        # Rounded half up on the page (10.35 -> 10.4), so within half a unit of the last digit.
+        assert abs(float(cells[7].removesuffix(" ms")) - hub["overhead_ms"]) <= 0.0501, (name, cells)
+
+
+def test_the_readmes_input_check_cost_is_the_inference_tables() -> None:
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    stated = re.search(r"the whole input check adds (\d+)–(\d+) ms per request", readme)
+    assert stated is not None
+    guards_on = [_result(name)["median"]["sovhub_http" if side == "b" else side]["overhead_ms"]
+                 for (name, label), side in _INFERENCE_ROWS.items() if label.startswith("guards on (default)")]
+    assert len(guards_on) == 3
+    assert int(stated[1]) <= min(guards_on) and max(guards_on) < int(stated[2]) + 0.5, guards_on
+
+
+def test_the_retrieval_table_is_the_saved_result() -> None:
+    text, saved = _section("Assistant: retrieval and ingestion"), _result("retrieval.json")
+    _machine_stated(text, "retrieval.json")
+    [retrieval] = _foundation_command("retrieval")
+    assert " ".join(["bench/retrieval_bench.py", *retrieval[1:]]) in text
+    config = saved["config"]
+    assert [int(_option(retrieval, f"--{k}")[0]) for k in ("runs", "queries", "pages")] == \
+        [config["runs"], config["queries"], config["pages"]] and config["chunks"] == 100_000
+    summary, runs = saved["retrieval"]["summary"], saved["retrieval"]["per_run"]
+    labels = {"retrieval": "retrieval (wall)", "retrieval_cpu": "retrieval (CPU)",
+              "end_to_end": "end to end, question embedding included (wall)",
+              "naive_scan": "naive per-query SQL scan (wall)", "naive_scan_cpu": "naive per-query SQL scan (CPU)"}
+    for key, label in labels.items():
+        assert f"| {label} | {summary[key]['p50']:.1f} | " in text, label
+        assert re.search(rf"\| {re.escape(label)} \| [\d.]+ \| (\*\*)?{summary[key]['p95']:.1f}(\*\*)? \|", text), label
+    each = ", ".join(f"{r['p95']:.1f}" for r in runs["retrieval"])
+    assert f"per-run p95 {each};" in text
+    wall = summary["naive_scan"]["p95"] / summary["retrieval"]["p95"]
+    cpu = summary["naive_scan_cpu"]["p95"] / summary["retrieval_cpu"]["p95"]
+    assert f"**{wall:.1f}×** retrieval's p95" in text and f"**{cpu:.1f}×** retrieval's CPU p95" in text
+    prose, ingestion = " ".join(text.split()), saved["ingestion"]
+    per_run = ", ".join(f"{r['pages_per_min']:.1f}" for r in ingestion["per_run"])
+    assert f"**{ingestion['pages_per_min']:.1f} pages per minute** (median of 3 runs of {ingestion['pages']} " \
+           f"pages: {per_run})" in prose
+    assert f"loaded in {saved['retrieval']['load_s']:.0f} s" in prose
+    assert f"first search after a change {saved['retrieval']['cold_first_search_ms']:.0f} ms" in prose
