@@ -332,3 +332,20 @@ def test_the_retrieval_table_is_the_saved_result() -> None:
            f"pages: {per_run})" in prose
     assert f"loaded in {saved['retrieval']['load_s']:.0f} s" in prose
     assert f"first search after a change {saved['retrieval']['cold_first_search_ms']:.0f} ms" in prose
+
+
+def test_the_web_page_figures_are_the_saved_result() -> None:
+    text, saved = _section("Assistant: web pages"), _result("web.json")
+    _machine_stated(text, "web.json")
+    [web] = _foundation_command("web")
+    assert " ".join(["bench/web_bench.py", *web[1:]]) in text
+    assert int(_option(web, "--requests")[0]) == saved["config"]["requests"]
+    prose, server, cpu = " ".join(text.split()), saved["server_ms"], saved["cpu_ms"]
+    assert f"**p50 {server['p50']:.1f} ms, p95 {server['p95']:.1f} ms, p99 {server['p99']:.1f} ms**" in prose
+    assert f"request p50 {cpu['p50']:.1f} / p95 {cpu['p95']:.1f} ms" in prose
+    weight = saved["page_weight_bytes"]
+    conversation, new = weight["conversation_page"], weight["new_chat_page"]
+    assert f"conversation page **{conversation['raw']:,} B raw, {conversation['gzip']:,} B gzip**" in prose
+    assert f"new chat page {new['raw']:,} B raw, {new['gzip']:,} B gzip" in prose
+    assert f"HTML {weight['html']:,} B, `app.css` {weight['css']:,} B, `app.js` {weight['js']:,} B" in prose
+    assert f"at the start, {saved['load_average_1m']['after']:.1f} at the end" in prose
