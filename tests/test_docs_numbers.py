@@ -349,3 +349,28 @@ def test_the_web_page_figures_are_the_saved_result() -> None:
     assert f"new chat page {new['raw']:,} B raw, {new['gzip']:,} B gzip" in prose
     assert f"HTML {weight['html']:,} B, `app.css` {weight['css']:,} B, `app.js` {weight['js']:,} B" in prose
     assert f"at the start, {saved['load_average_1m']['after']:.1f} at the end" in prose
+
+
+def test_the_grounded_table_is_the_saved_result() -> None:
+    text, saved = _section("Assistant: grounded answers in 8 languages"), _result("grounded.json")
+    _machine_stated(text, "grounded.json")
+    order = ["en-GB", "uk-UA", "pl-PL", "de-DE", "fr-FR", "es-ES", "ar-AE", "ja-JP"]
+    assert sorted(saved["per_language"]) == sorted(order)
+    header = re.search(r"^\| \| (.*) \| all \|$", text, re.M)
+    assert header is not None and header[1].split(" | ") == [tag.split("-")[0] for tag in order]
+
+    def row(label: str) -> list[str]:
+        line = re.search(rf"^\| {re.escape(label)} \|(.*)\|$", text, re.M)
+        assert line is not None, label
+        return [c.strip() for c in line[1].split("|")]
+
+    per, total = saved["per_language"], saved["total"]
+    for label, count, of in (("answerable: fact + citation of the locale's collection, in the person's language",
+                              "answered", "answerable"),
+                             ("unanswerable: no source cited", "cited_nothing", "unanswerable"),
+                             ("unanswerable: the translated \"I do not know\"", "dont_know", "unanswerable")):
+        cells = row(label)
+        assert cells[:-1] == [f"{per[t][count]}/{per[t][of]}" for t in order], label
+        assert cells[-1].startswith(f"**{total[count]}/{total[of]}"), (label, cells[-1])
+    for label, key in (("answers in another language", "wrong_language"), ("errors (context or other)", "errors")):
+        assert row(label) == [str(per[t][key]) for t in order] + [f"**{total[key]}**"], label
