@@ -64,6 +64,14 @@ def test_each_language_holds_the_saved_result(lang: str) -> None:
     assert now["f1"] >= FLOOR_LANG_F1
 
 
+def test_the_floors_held_here_are_the_ones_the_docs_state() -> None:
+    docs = " ".join((Path(__file__).parents[2] / "docs" / "benchmarks.md").read_text(encoding="utf-8").split())
+    assert (f"(F1 ≥ {FLOOR_F1:.2f} overall, ≥ {FLOOR_LANG_F1:.2f} per language, hard-safe false-positive rate "
+            f"≤ {CEILING_FPR:.0%} overall") in docs
+    assert (f"(F1 −{F1_DROP} and FPR +{FPR_RISE} per language, −{OVERALL_F1_DROP} / +{OVERALL_FPR_RISE} overall)"
+            in docs)
+
+
 def test_the_tolerance_would_see_a_two_item_regression() -> None:
     """A language losing two of its 33 harmful items fails the per-language check (the test can fail)."""
     saved = SAVED["hazard"]["by_lang"]["de"]
