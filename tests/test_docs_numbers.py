@@ -374,3 +374,28 @@ def test_the_grounded_table_is_the_saved_result() -> None:
         assert cells[-1].startswith(f"**{total[count]}/{total[of]}"), (label, cells[-1])
     for label, key in (("answers in another language", "wrong_language"), ("errors (context or other)", "errors")):
         assert row(label) == [str(per[t][key]) for t in order] + [f"**{total[key]}**"], label
+
+
+def test_the_ledger_and_replica_exactness_tables_are_the_saved_results() -> None:
+    text = _section("Credits: ledger throughput, exactness across replicas, gateway cost")
+    ledger, kill = _result("ledger.json"), _result("credits-replicas-kill.json")
+    prose = " ".join(text.split())
+    for name in ("ledger.json", "credits-replicas-kill.json"):
+        commit = _result(name)["machine"]["sovhub_commit"]
+        assert re.fullmatch(r"[0-9a-f]{7,40}", commit) and f"{commit[:7]}, `bench/results/{name}`" in prose, name
+    assert f"load average {ledger['machine']['loadavg_1m_at_start']:.1f} at the start" in prose
+    assert f"bench/ledger_bench.py --transfers {ledger['transfers']} --reps {ledger['reps']}" in prose
+    for mode, summary in ledger["summary"].items():
+        assert summary["verify_clean"]
+        runs = ", ".join(str(r) for r in summary["runs"])
+        assert f"| {mode} | {runs} | {summary['median_posted_per_s']} | clean |" in text, mode
+    assert kill["exact"] and kill["kill"]
+    codes = kill["codes"]
+    row = (f"| {kill['requests']} | {kill['answered']} | {codes['429']} | {codes.get('0', 0)} | "
+           f"{kill['grant_posted_credits']:.0f} of {kill['paid_for']} | {kill['charged_as_reserved_after_expiry']} | "
+           f"{'yes' if kill['answered_with_exactly_one_debit'] else 'no'} | {kill['grant_pending']} | "
+           f"exit {kill['ledger_verify_exit']} |")
+    assert row in text
+    assert kill["answered"] + kill["charged_as_reserved_after_expiry"] == kill["paid_for"]
+    assert (f"{kill['answered']} answers + {kill['charged_as_reserved_after_expiry']} requests the killed replica"
+            in prose)
