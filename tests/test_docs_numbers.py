@@ -399,3 +399,38 @@ def test_the_ledger_and_replica_exactness_tables_are_the_saved_results() -> None
     assert kill["answered"] + kill["charged_as_reserved_after_expiry"] == kill["paid_for"]
     assert (f"{kill['answered']} answers + {kill['charged_as_reserved_after_expiry']} requests the killed replica"
             in prose)
+
+
+# Result files kept from runs on uncommitted code: the record of what was measured, cited as history or
+# as a "before", each for the reason given. Any other file names a clean commit; re-measuring one of these
+# removes it from here (the test fails while it is listed but clean).
+MEASURED_ON_UNCOMMITTED_CODE = {
+    "everyday-before.json": "the bank of 9f67bb9 before the everyday counter-exemplars: a baseline, not reproducible",
+    "inference.json": "history: a slower VM, before the OpenMP fix",
+    "inference-noguards.json": "history: a slower VM, before the OpenMP fix",
+    "inference-t1.json": "history: session 3's VM, 5 repetitions",
+    "inference-t1-noguards.json": "history: session 3's VM, 5 repetitions",
+    "memory-100rps.json": "history: the shared-machine soak",
+    "safety.json": "latency on session 3's idle VM (9f4f1ca + the changes committed as 8e15149, stated)",
+    "batch.json": "batches section: one round at load 15-18 (not re-run here)",
+    "output-fpr.json": "the bank of 0b2c440 (stated in the table)",
+}
+
+
+def test_every_result_file_names_a_clean_commit_or_is_listed_as_measured_on_uncommitted_code() -> None:
+    unclean = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        machine = json.loads(path.read_text(encoding="utf-8")).get("machine") or {}
+        commit = machine.get("sovhub_commit", "")
+        if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+            unclean[path.name] = commit
+        else:
+            assert "loadavg_1m_at_start" in machine and machine.get("cpu_model"), path.name
+    assert set(unclean) == set(MEASURED_ON_UNCOMMITTED_CODE), unclean
+
+
+def test_the_knowledge_docs_search_cost_is_the_retrieval_results() -> None:
+    text = " ".join((ROOT / "docs" / "assistant-knowledge.md").read_text(encoding="utf-8").split())
+    cpu = _result("retrieval.json")["retrieval"]["summary"]["retrieval_cpu"]
+    assert (f"costs about {cpu['p50']:.1f} ms of CPU at the median and {cpu['p95']:.1f} ms at p95 on the shared "
+            "development machine (`bench/results/retrieval.json`)") in text
