@@ -434,3 +434,24 @@ def test_the_knowledge_docs_search_cost_is_the_retrieval_results() -> None:
     cpu = _result("retrieval.json")["retrieval"]["summary"]["retrieval_cpu"]
     assert (f"costs about {cpu['p50']:.1f} ms of CPU at the median and {cpu['p95']:.1f} ms at p95 on the shared "
             "development machine (`bench/results/retrieval.json`)") in text
+
+
+def _script_line(step: str) -> list[str]:
+    [argv] = [a for a in _foundation_command(step) if a and a[0].startswith("bench/")]
+    return argv
+
+
+def test_foundation_runs_the_services_benchmarks_as_their_files_record() -> None:
+    ledger, saved = _script_line("ledger"), _result("ledger.json")
+    assert [int(_option(ledger, "--transfers")[0]), int(_option(ledger, "--reps")[0])] == \
+        [saved["transfers"], saved["reps"]]
+    assert "--kill" in _script_line("credits-kill") and _result("credits-replicas-kill.json")["kill"]
+    credits, saved = _script_line("credits"), _result("credits.json")
+    assert int(_option(credits, "--reps")[0]) == len(saved["reps"]) and "--no-ladder" in credits
+    assert all(rep["ladder"] == {} for rep in saved["reps"])
+    replicas, args = _script_line("replicas"), _result("replicas.json")["args"]
+    assert {k: _option(replicas, f"--{k}")[0] for k in ("runs", "replicas", "duration", "rate")} == \
+        {"runs": str(args["runs"]), "replicas": args["replicas"], "duration": f"{args['duration']:g}",
+         "rate": f"{args['rate']:g}"}
+    for step in ("ledger", "credits", "credits-kill", "replicas", "batch"):
+        assert f"\n#   {step} " in FOUNDATION and step in FOUNDATION.split("SERVICES=(")[1].split(")")[0], step
