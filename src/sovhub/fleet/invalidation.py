@@ -37,7 +37,7 @@ log = logging.getLogger("sovhub.fleet")
 #: Domain events (``hub.emit``) after which cached copies are stale: keys, organizations, verification,
 #: tiers, limits, prices, credits, policy and backends.
 INVALIDATING = (
-    "key.", "org.", "model.", "tier.", "verification.", "limits.", "price.", "prices.", "credit.", "credits.",
+    "key.", "org.", "organization.erased", "model.", "tier.", "verification.", "limits.", "price.", "prices.", "credit.", "credits.",
     "policy.", "backend.", "user.staff",
 )
 
