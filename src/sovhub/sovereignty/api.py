@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 from ..accounts import ADMIN, require_scope
 from ..api.deps import CurrentPrincipal, HubDep
 from ..errors import AuthenticationFailed, InvalidRequest, PermissionDenied
-from ..pipeline import Principal
 from ..hub import Hub
+from ..pipeline import Principal
 from . import rights, transparency
 
 __all__ = ["router"]
