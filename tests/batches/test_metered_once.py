@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -29,11 +30,12 @@ from sovhub.credits.live import MemoryLive
 from sovhub.credits.prices import set_price
 from sovhub.credits.programmes import ProgrammeRules, create_programme, grant_credits
 from sovhub.credits.tables import CreditTransfer
-from sovhub.hub import Hub
+from sovhub.hub import Hub, build_hub
 from sovhub.lineheld import LineHold, holding
 from sovhub.metering import Meter, Usage
 from sovhub.store.base import utcnow
 from sovhub.store.tables import UsageRecord
+from tests.conftest import make_settings
 from tests.fakes import FakePlugin
 
 from .conftest import chat_line, read_lines, upload, wait_for
@@ -201,8 +203,17 @@ def test_a_preempted_attempt_is_not_charged_its_rerun_is(
     assert len(usage) == 1 and [p.amount for p in posts if p.amount > 0] == [15000]
 
 
-def test_the_database_refuses_a_second_row_for_one_batch_line(app_client: TestClient, hub: Hub) -> None:
-    """The defence under the runner's: were two attempts' rows both sent, the unique key keeps one."""
+def test_the_database_refuses_a_second_row_for_one_batch_line(data_dir: Path, database_url: str | None) -> None:
+    """The defence under the runner's: were two attempts' rows both sent, the unique key keeps one (SQLite and
+    PostgreSQL: each has its own INSERT ... ON CONFLICT DO NOTHING)."""
+    hub = build_hub(make_settings(data_dir, database_url=database_url, safety={"enabled": False}))
+    try:
+        _two_rows_for_one_line(hub)
+    finally:
+        hub.close()
+
+
+def _two_rows_for_one_line(hub: Hub) -> None:
     meter = hub.services.get(Meter)
     rows = [Usage(request_id=f"r{i}", endpoint="chat", model="echo", org_id=1, key_id=None, batch_id="batch_x",
                   batch_line_key="batch_x:3:0", prompt_tokens=7) for i in range(2)]
