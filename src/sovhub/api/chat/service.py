@@ -60,6 +60,8 @@ class PreparedChat:
     #: Usage as the backend reported it in its stream (None until then, or if it never does).
     usage: dict[str, int] | None = None
     recorded: bool = False
+    #: The usage recorded for the request (set once, when it is released).
+    billed: dict[str, int] | None = None
     #: Set by the replica's drain (`interrupt`): the answer ends now, with an in-band error.
     interrupted: bool = False
     #: The task while it waits for the backend's next chunk (what `interrupt` wakes).
@@ -155,7 +157,8 @@ class ChatService:
         ctx.params = self._params(req, candidates[0], principal.label)
         if batch_id is not None:
             ctx.state["batch_id"] = batch_id
-            ctx.params["_background"] = True  # a backend with a queue serves it only when nobody else waits
+            # A backend with a queue serves it only when nobody else waits, and stops it for whoever comes.
+            ctx.params["_background"] = self.hub.settings.batch.interactive_first
         reserve = await self._reserve(ctx.messages, ctx.params, req.n or 1, candidates[0])
         admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve, request_id=request_id)
         ctx.state["admission"] = admission
@@ -299,6 +302,7 @@ class ChatService:
             except Exception:
                 log.exception("closing the stream of backend %s failed", p.backend.name)
             usage, estimated = self._count(p)
+            p.billed = usage
             self._record(p, usage, estimated, status)
             ctx = p.ctx
             side = self._record_side_calls(ctx, status=200)
