@@ -1,9 +1,11 @@
 """A real load balancer in front of the replicas: Debian's HAProxy, started by the test on a free loopback port.
 
 It routes only to replicas whose ``GET /readyz`` answers 200 (checked every ``check_ms``, out after ``fall``
-failures, back after ``rise`` successes), as a Kubernetes Service follows readiness. It never retries a
+failures, back after ``rise`` successes, a check answered within ``check_timeout_s``), as a Kubernetes
+Service follows readiness (whose probes time out after 1 s by default). It never retries a
 request on another replica (``retries 0``, no redispatch): a request sent to a replica that is going away
-fails in front of the test instead of being hidden by the balancer. Its counters come from the stats socket.
+fails in front of the test instead of being hidden by the balancer. ``maxconn``: at most that many requests at
+once per replica, the rest queued in HAProxy, as production balancers bound what each backend is given. Its counters come from the stats socket.
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 class HAProxy:
     def __init__(self, workdir: Path, ports: list[int], *, check_ms: int = 250, fall: int = 2, rise: int = 1,
-                 balance: str = "roundrobin") -> None:
+                 check_timeout_s: float = 2.0, balance: str = "roundrobin", maxconn: int = 0) -> None:
         if not Path(HAPROXY).exists():
             need_service("haproxy not installed (Debian package `haproxy`: make system-deps)")
         self.port = free_port()
         self.workdir = workdir
         self.socket_path = workdir / f"haproxy-{self.port}.sock"
         self.config = workdir / f"haproxy-{self.port}.cfg"
-        servers = "\n".join(f"    server r{i} 127.0.0.1:{port} check inter {check_ms}ms fall {fall} rise {rise}"
+        limit = f" maxconn {maxconn}" if maxconn else ""
+        servers = "\n".join(f"    server r{i} 127.0.0.1:{port} check inter {check_ms}ms fall {fall} rise {rise}{limit}"
                             for i, port in enumerate(ports))
         self.config.write_text(f"""global
     maxconn 4096
@@ -45,6 +48,11 @@ defaults
     timeout server 60s
     option http-keep-alive
     retries 0
+    # A busy replica's /readyz may take longer than the check interval (it pings the database); a draining
+    # one answers 503 at once, without the database, so the short interval still takes it out quickly.
+    timeout check {int(check_timeout_s * 1000)}ms
+    # With maxconn, requests beyond it wait in HAProxy's queue (not in a replica's event loop, ahead of its checks).
+    timeout queue 30s
 frontend hub
     bind 127.0.0.1:{self.port}
     default_backend replicas
