@@ -90,6 +90,10 @@ def test_every_pod_runs_unprivileged_on_a_read_only_root(rendered) -> None:
             assert ctx["runAsNonRoot"] is True, where
 
 
+def drain_of(name: str) -> int:
+    return int(VALUES[name].get("drainSeconds", 20))
+
+
 def test_the_gateway_has_its_probes_and_never_migrates(rendered) -> None:
     name, docs = rendered
     gateway = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"]
@@ -97,6 +101,9 @@ def test_the_gateway_has_its_probes_and_never_migrates(rendered) -> None:
     container = gateway["spec"]["template"]["spec"]["containers"][0]
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["timeoutSeconds"] == 5, "a busy replica is not taken out for a slow answer"
+    probe = container["readinessProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] < drain_of(name), "out before the listener closes"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert "--no-migrate" in container["args"] and container["args"][0] == "serve"
     env = {e["name"]: e for e in container["env"]}
