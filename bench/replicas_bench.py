@@ -261,6 +261,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sovhub-replicas-bench-"))
     # SIGTERM (a timeout) unwinds like Ctrl+C, so the replicas, HAProxy, Redis and the database are cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    machine = machine_info()  # the commit, and the load average before this run adds its own
     stack = Stack(work, args.database)
     runs: list[dict[str, Any]] = []
     ceilings: list[dict[str, Any]] = []
@@ -288,7 +289,6 @@ def main() -> None:
     if ceilings:  # replicas 0: HAProxy straight to the mock, the ceiling of this machine
         medians.append({"replicas": 0, **{k: statistics.median(r[k] for r in ceilings)
                                            for k in ("max_rps", "max_errors", "max_p50_ms", "max_p99_ms")}})
-    machine = machine_info()
     machine["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     result = {"machine": machine, "args": vars(args), "medians": medians, "runs": runs + ceilings}
     print(json.dumps(medians, indent=1))
