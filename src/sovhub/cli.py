@@ -234,7 +234,11 @@ def _run(obj: HubContext, host: str | None, port: int | None, no_migrate: bool,
               help="Change nothing: exit 1 unless the database is at the newest migration.")
 @click.pass_obj
 def migrate(obj: HubContext, check: bool) -> None:
-    """Bring the database to the newest migration (the one step a fleet runs before its replicas start)."""
+    """Bring the database to the newest migration (the one step a fleet runs before its replicas start).
+
+    Then seals upstream API keys an older version left in plaintext, when the master key is there.
+    """
+    from .backends.catalog import plaintext_key_count
     from .store.db import Database
 
     settings = obj.settings()
@@ -247,10 +251,31 @@ def migrate(obj: HubContext, check: bool) -> None:
         before = db.current_revision()
         db.migrate()
         after = db.current_revision()
+        plaintext = plaintext_key_count(db)
     finally:
         db.dispose()
     change = "already there" if before == after else f"from {before or 'an empty database'}"
     click.echo(f"database {db.safe_url} migrated to revision {after} ({change})")
+    if plaintext:
+        _seal_plaintext_keys(settings, plaintext)
+
+
+def _seal_plaintext_keys(settings: Settings, count: int) -> None:
+    """Seal the upstream keys left in plaintext (the vault needs the master key, which migrations never read)."""
+    from .backends.catalog import seal_plaintext_keys
+    from .errors import ConfigError
+
+    try:
+        hub = build_hub(settings, migrate=False)
+    except ConfigError as exc:
+        click.echo(f"warning: {count} upstream API key(s) are still stored in plaintext and could not be sealed "
+                   f"here ({exc.message}); the first start with the master key seals them", err=True)
+        return
+    try:
+        sealed = seal_plaintext_keys(hub)
+    finally:
+        hub.close()
+    click.echo(f"sealed {sealed} upstream API key(s) stored in plaintext by a version before migration 0009")
 
 
 @cli.group()
