@@ -427,7 +427,6 @@ MEASURED_ON_UNCOMMITTED_CODE = {
     "inference-t1-noguards.json": "history: session 3's VM, 5 repetitions",
     "memory-100rps.json": "history: the shared-machine soak",
     "safety.json": "latency on session 3's idle VM (9f4f1ca + the changes committed as 8e15149, stated)",
-    "batch.json": "batches section: one round at load 15-18 (not re-run here)",
     "output-fpr.json": "the bank of 0b2c440 (stated in the table)",
     "ledger-before-2000.json": "the ledger before the batch design: main 698527b, its uncommitted changes outside credits",
     "ledger-before-5000.json": "the ledger before the batch design: main 698527b, its uncommitted changes outside credits",
