@@ -19,6 +19,7 @@ from ..errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from ..store.base import as_utc, utcnow
 from ..store.tables import Organization
 from .amounts import SHARE_WHOLE, format_credits, split_by_shares
+from .eligibility import normalize_kinds
 from .ledger import Entry, Ledger, LedgerRefused
 from .tables import CreditGrant, CreditPartner, CreditProgramme, ProgrammePartner
 
@@ -92,7 +93,7 @@ def create_programme(
         programme = CreditProgramme(
             name=name, description=rules.description, budget=budget, opens_at=rules.opens_at,
             closes_at=rules.closes_at, require_verified=rules.require_verified,
-            jurisdictions=[j.upper() for j in rules.jurisdictions], org_kinds=list(rules.org_kinds),
+            jurisdictions=[j.upper() for j in rules.jurisdictions], org_kinds=normalize_kinds(rules.org_kinds),
             max_grant=rules.max_grant, grant_validity_days=rules.grant_validity_days, models=list(rules.models),
             created_by=actor,
         )
@@ -138,6 +139,12 @@ def check_eligible(hub: Hub, s: Session, programme: CreditProgramme, org_id: int
             raise PermissionDenied(
                 f"programme {programme.name} is open to organizations registered in "
                 f"{', '.join(programme.jurisdictions)}", code="not_eligible")
+    if programme.org_kinds:
+        kind = s.scalar(select(Organization.kind).where(Organization.id == org_id))
+        if kind not in programme.org_kinds:
+            known = f"it is recorded as {kind}" if kind else "its kind is not recorded yet (staff record it)"
+            raise PermissionDenied(f"programme {programme.name} is open to organizations of kind "
+                                   f"{', '.join(programme.org_kinds)}; {known}", code="kind_not_eligible")
 
 
 def grant_credits(
