@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from ..errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from ..store.base import as_utc, utcnow
 from ..store.tables import Organization
-from .amounts import SHARE_WHOLE, format_credits, split_by_shares
+from .amounts import SHARE_WHOLE, as_number, format_credits, split_by_shares
 from .eligibility import normalize_kinds
 from .ledger import Entry, Ledger, LedgerRefused
 from .tables import CreditGrant, CreditPartner, CreditProgramme, ProgrammePartner
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
     from ..hub import Hub
 
-__all__ = ["ProgrammeRules", "create_programme", "get_programme", "grant_credits", "programme_accounts"]
+__all__ = ["ProgrammeRules", "create_programme", "get_programme", "grant_credits", "programme_accounts",
+           "programme_list"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +197,24 @@ def grant_credits(
              organization=org_label, credits=format_credits(amount), reason=reason,
              expires_at=expires_at.isoformat() if expires_at else None)
     return grant
+
+
+def programme_list(hub: Hub) -> list[dict[str, Any]]:
+    """Every programme as the public sees it: description, call window, eligibility, largest grant."""
+    now = utcnow()
+    with hub.db.session() as s:
+        rows = s.scalars(select(CreditProgramme).order_by(CreditProgramme.id)).all()
+    out = []
+    for p in rows:
+        opens = as_utc(p.opens_at) if p.opens_at else None
+        closes = as_utc(p.closes_at) if p.closes_at else None
+        out.append({
+            "id": p.id, "object": "programme", "name": p.name, "description": p.description,
+            "opens_at": opens.isoformat() if opens else None, "closes_at": closes.isoformat() if closes else None,
+            "open": (opens is None or opens <= now) and (closes is None or now < closes),
+            "eligibility": {"verified_only": p.require_verified, "jurisdictions": p.jurisdictions or None,
+                            "kinds": p.org_kinds or None},
+            "max_grant": as_number(p.max_grant) if p.max_grant is not None else None,
+            "grant_validity_days": p.grant_validity_days, "models": p.models or None,
+        })
+    return out
