@@ -3,6 +3,7 @@ notice: once per crossing, across replicas, re-armed when the balance is back ov
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from tests.conftest import run_cli
 
 from .conftest import credits_hub
 from .test_enforcement import _client
+
+app_client = contextlib.contextmanager(_client)
 
 
 class Events:
@@ -67,26 +70,30 @@ def test_a_programme_for_some_kinds_refuses_others_when_applying_and_when_granti
         set_org_kind(hub, "nobody", "startup", actor="tests")
 
 
-def test_kinds_and_partner_staff_from_the_cli(data_dir, hub) -> None:
-    create_org(hub, "acme")
-    assert run_cli(data_dir, "programmes", "org-kind", "acme", "start-up") == 0
-    assert run_cli(data_dir, "programmes", "org-kind", "acme", "spaceship") != 0
-    from sovhub.store.tables import Organization
-
-    with hub.db.session() as s:
-        assert s.scalar(select(Organization.kind).where(Organization.name == "acme")) == "startup"
-        s.add(User(email="banker@bank.example"))
-    create_programme(hub, "Gateway", 10 * MICRO, [("Bank", 10_000)], ProgrammeRules(), actor="tests")
-    assert run_cli(data_dir, "programmes", "partner-member", "Bank", "banker@bank.example") == 0
-    assert run_cli(data_dir, "programmes", "partner-member", "Bank", "ghost@bank.example") != 0
-    assert run_cli(data_dir, "programmes", "member", "acme", "banker@bank.example", "--role", "admin") == 0
+def test_kinds_members_and_partner_staff_from_the_cli(data_dir) -> None:
     from sovhub.accounts import memberships
     from sovhub.credits.dashboards import partners_of
+    from sovhub.store.tables import Organization
 
-    with hub.db.session() as s:
-        banker = s.scalar(select(User.id).where(User.email == "banker@bank.example"))
-    assert partners_of(hub, banker) == [(1, "Bank")]
-    assert [(name, role) for _, name, role in memberships(hub, banker)] == [("acme", "admin")]
+    assert run_cli(data_dir, "orgs", "create", "acme") == 0
+    assert run_cli(data_dir, "programmes", "create", "Gateway", "--budget", "10", "--partner", "Bank=100",
+                   "--kind", "start-up") == 0
+    assert run_cli(data_dir, "programmes", "org-kind", "acme", "start-up") == 0
+    assert run_cli(data_dir, "programmes", "org-kind", "acme", "spaceship") != 0
+    hub = credits_hub(data_dir)
+    try:
+        with hub.db.session() as s:
+            s.add(User(email="banker@bank.example"))
+        assert run_cli(data_dir, "programmes", "partner-member", "Bank", "banker@bank.example") == 0
+        assert run_cli(data_dir, "programmes", "partner-member", "Bank", "ghost@bank.example") != 0
+        assert run_cli(data_dir, "programmes", "member", "acme", "banker@bank.example", "--role", "admin") == 0
+        with hub.db.session() as s:
+            assert s.scalar(select(Organization.kind).where(Organization.name == "acme")) == "startup"
+            banker = s.scalar(select(User.id).where(User.email == "banker@bank.example"))
+        assert partners_of(hub, banker) == [(1, "Bank")]
+        assert [(name, role) for _, name, role in memberships(hub, banker)] == [("acme", "admin")]
+    finally:
+        hub.close()
 
 
 def test_a_decision_leaves_one_notice_a_member_dismisses(hub) -> None:
@@ -117,7 +124,7 @@ def test_low_balance_is_noticed_once_per_crossing_and_rearmed(hub) -> None:
     grant = grant_credits(hub, "Gateway", "acme", 10 * MICRO, reason="r", actor="tests")
     secret = create_key(hub, "acme").secret
     assert low_threshold(10 * MICRO, 10.0) == MICRO
-    for client in _client(hub):
+    with app_client(hub) as client:
         credits = hub.services.get(Credits)
         live = credits.live
 
@@ -164,7 +171,7 @@ def test_no_low_balance_notice_when_turned_off(data_dir) -> None:
         create_org(hub, "acme")
         create_programme(hub, "Gateway", 10 * MICRO, [("Fund", 10_000)], ProgrammeRules(), actor="tests")
         grant_credits(hub, "Gateway", "acme", MICRO, reason="r", actor="tests")
-        for client in _client(hub):
+        with app_client(hub) as client:
             credits = hub.services.get(Credits)
 
             async def drain_and_check() -> list[int]:

@@ -80,17 +80,17 @@ def fund_overview(hub: Hub) -> dict[str, Any]:
         partners.append({"id": p.id, "name": p.name, "contributed": account.debits_posted if account else 0,
                          "used": int(used_by_partner.get(p.id) or 0), "members": members.get(p.id, [])})
     programmes = []
-    for p in programmes_rows:
-        usage = accounts.get(("usage", p.id))
-        opens = as_utc(p.opens_at) if p.opens_at else None
-        closes = as_utc(p.closes_at) if p.closes_at else None
+    for pr in programmes_rows:
+        usage = accounts.get(("usage", pr.id))
+        opens = as_utc(pr.opens_at) if pr.opens_at else None
+        closes = as_utc(pr.closes_at) if pr.closes_at else None
         programmes.append({
-            "id": p.id, "name": p.name, "description": p.description, "budget": p.budget,
-            "left": _available(accounts.get(("programme", p.id))), "granted": int(granted.get(p.id) or 0),
-            "used": usage.credits_posted if usage else 0, "partners": shares.get(p.id, []),
-            "opens_at": opens, "closes_at": closes, "kinds": list(p.org_kinds or []),
+            "id": pr.id, "name": pr.name, "description": pr.description, "budget": pr.budget,
+            "left": _available(accounts.get(("programme", pr.id))), "granted": int(granted.get(pr.id) or 0),
+            "used": usage.credits_posted if usage else 0, "partners": shares.get(pr.id, []),
+            "opens_at": opens, "closes_at": closes, "kinds": list(pr.org_kinds or []),
             "open": (opens is None or opens <= now) and (closes is None or now < closes),
-            "max_grant": p.max_grant, "require_verified": p.require_verified, "models": list(p.models or []),
+            "max_grant": pr.max_grant, "require_verified": pr.require_verified, "models": list(pr.models or []),
         })
     grants = []
     for g, org, programme in grants_rows:
