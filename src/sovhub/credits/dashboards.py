@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..hub import Hub
 
 __all__ = ["PARTNER_COLUMNS", "add_partner_member", "fund_overview", "partner_dashboard", "partner_statement",
-           "partner_statement_csv", "partners_of", "remove_partner_member"]
+           "partner_statement_csv", "partners_of", "programme_dashboard", "remove_partner_member"]
 
 PARTNER_COLUMNS = ("seq", "ts", "programme", "organization", "model", "request_id", "debit", "partner_part")
 
@@ -101,6 +101,67 @@ def fund_overview(hub: Hub) -> dict[str, Any]:
                        "expires_at": expires, "status": status, "low": g.low_since is not None,
                        "reason": g.reason})
     return {"partners": partners, "programmes": programmes, "grants": grants, "organizations": orgs}
+
+
+def programme_dashboard(hub: Hub, programme_id: int) -> dict[str, Any]:
+    """One programme for staff: its rules, each partner's share and what it has paid, every grant with its
+    use, and the applications it received (micro-credits)."""
+    now = utcnow()
+    with hub.db.session() as s:
+        programme = s.get(CreditProgramme, programme_id)
+        if programme is None:
+            raise NotFound(f"no programme {programme_id}", param="programme")
+        partners = s.execute(
+            select(CreditPartner.id, CreditPartner.name, ProgrammePartner.share, CreditPartnerUsage.amount)
+            .join(ProgrammePartner, ProgrammePartner.partner_id == CreditPartner.id)
+            .join(CreditPartnerUsage, (CreditPartnerUsage.partner_id == CreditPartner.id)
+                  & (CreditPartnerUsage.programme_id == programme_id), isouter=True)
+            .where(ProgrammePartner.programme_id == programme_id).order_by(CreditPartner.id)).all()
+        put_in = dict(s.execute(select(CreditTransfer.id, CreditTransfer.amount).where(
+            CreditTransfer.id.in_([f"funding:{programme_id}:{pid}" for pid, _, _, _ in partners]))).all())
+        grant_rows = s.execute(select(CreditGrant, Organization.name)
+                               .join(Organization, Organization.id == CreditGrant.org_id)
+                               .where(CreditGrant.programme_id == programme_id).order_by(CreditGrant.id)).all()
+        accounts = {a.ref_id: a for a in s.scalars(select(CreditAccount).where(
+            CreditAccount.kind == "grant", CreditAccount.ref_id.in_([g.id for g, _ in grant_rows])))}
+        pool = s.scalar(select(CreditAccount).where(CreditAccount.kind == "programme",
+                                                    CreditAccount.ref_id == programme_id))
+        usage = s.scalar(select(CreditAccount).where(CreditAccount.kind == "usage",
+                                                     CreditAccount.ref_id == programme_id))
+        facts = {"id": programme.id, "name": programme.name, "description": programme.description,
+                 "budget": programme.budget, "kinds": list(programme.org_kinds or []),
+                 "jurisdictions": list(programme.jurisdictions or []), "models": list(programme.models or []),
+                 "max_grant": programme.max_grant, "require_verified": programme.require_verified,
+                 "opens_at": as_utc(programme.opens_at) if programme.opens_at else None,
+                 "closes_at": as_utc(programme.closes_at) if programme.closes_at else None}
+    grants = []
+    used_by_org: dict[str, int] = {}
+    for g, org in grant_rows:
+        account = accounts.get(g.id)
+        expires = as_utc(g.expires_at) if g.expires_at else None
+        grants.append({"id": g.id, "organization": org, "amount": g.amount, "balance": _available(account),
+                       "expires_at": expires, "low": g.low_since is not None,
+                       "status": "closed" if g.closed_at else (
+                           "expired" if expires is not None and expires <= now else "open")})
+    with hub.db.session() as s:
+        # Use per organization from the ledger's usage debits (a returned remainder is not use).
+        t = CreditTransfer
+        grant_account = aliased(CreditAccount)
+        for org_name, total in s.execute(
+            select(Organization.name, func.sum(t.amount))
+            .join(grant_account, grant_account.id == t.debit_account_id)
+            .join(CreditGrant, CreditGrant.id == grant_account.ref_id)
+            .join(Organization, Organization.id == CreditGrant.org_id)
+            .where(grant_account.kind == "grant", t.code == "usage", t.kind.in_(("posted", "post")),
+                   CreditGrant.programme_id == programme_id)
+            .group_by(Organization.name)):
+            used_by_org[str(org_name)] = int(total or 0)
+    return {**facts, "left": _available(pool), "used": usage.credits_posted if usage is not None else 0,
+            "granted": sum(g["amount"] for g in grants), "grants": grants,
+            "partners": [{"id": pid, "name": name, "share": share,
+                          "contributed": int(put_in.get(f"funding:{programme_id}:{pid}", 0)), "used": int(used or 0)}
+                         for pid, name, share, used in partners],
+            "used_by_org": sorted(used_by_org.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
 # --- partners' staff ---------------------------------------------------------------------------

@@ -173,6 +173,7 @@ def test_the_fund_pages_refuse_signed_out_non_staff_and_forged_forms_and_change_
     # Not staff: the pages and every form are refused.
     assert signed_in.client.get("/admin/credits").status_code == 403
     assert signed_in.client.get("/admin/credits/partners/1").status_code == 403
+    assert signed_in.client.get(f"/admin/credits/programmes/{programme.id}").status_code == 403
     token = signed_in.csrf()
     for path, data in posts:
         assert signed_in.client.post(path, data={"csrf_token": token, **data},
@@ -195,3 +196,24 @@ def test_the_fund_pages_refuse_signed_out_non_staff_and_forged_forms_and_change_
     with signed_in.hub.db.session() as s:
         assert s.get(CreditApplication, application.id).status == "pending"  # type: ignore[union-attr]
         assert s.scalar(select(Organization.kind).where(Organization.id == acme_id)) is None
+
+
+def test_a_programme_has_its_own_page_with_partners_grants_and_applications(staff: Web) -> None:
+    programme = _programme(staff)
+    from sovhub.credits.programmes import grant_credits
+
+    grant_credits(staff.hub, "Gateway", "acme", 12 * MICRO, reason="pilot", actor="tests")
+    with staff.hub.db.session() as s:
+        acme_id = s.scalar(select(Organization.id).where(Organization.name == "acme"))
+    submit_application(staff.hub, programme.id, acme_id, purpose="more", amount=3 * MICRO, actor="tests")
+    page = staff.client.get(f"/admin/credits/programmes/{programme.id}")
+    assert page.status_code == 200
+    text = page.text
+    assert "Fund" in text and "Bank" in text and "70 %" in text and "acme" in text
+    assert ">12<" in text and ">88<" in text  # granted, left to grant
+    assert "Waiting for a decision" in text
+    overview = staff.client.get("/admin/credits").text
+    assert f'href="/admin/credits/programmes/{programme.id}"' in overview and 'aria-label="Credits used per programme"' in overview
+    assert staff.client.get("/admin/credits/programmes/999").status_code == 404
+    staff.client.cookies.clear()
+    assert staff.client.get(f"/admin/credits/programmes/{programme.id}", follow_redirects=False).status_code == 303

@@ -22,13 +22,13 @@ from ...accounts import MEMBER_ROLES, add_member
 from ...credits.amounts import format_credits, parse_credits, parse_share
 from ...credits.applications import decide, list_applications
 from ...credits.control import Credits
-from ...credits.dashboards import add_partner_member, fund_overview, partner_dashboard
+from ...credits.dashboards import add_partner_member, fund_overview, partner_dashboard, programme_dashboard
 from ...credits.eligibility import ORG_KINDS, set_org_kind
 from ...credits.programmes import ProgrammeRules, create_programme, grant_credits
 from ...errors import Conflict, InvalidRequest, NotFound, PermissionDenied, SovhubError
 from .admin_access import _actor, _back, _staff_form
 from .auth import staff_page
-from .credits_pages import month_param, partner_context
+from .credits_pages import credit_bars, month_param, partner_context
 from .render import render
 
 __all__ = ["router"]
@@ -109,7 +109,22 @@ async def credits_page(request: Request) -> Response:
 
     data = await anyio.to_thread.run_sync(load)
     return render(page, "admin_credits.html", kinds=ORG_KINDS, roles=MEMBER_ROLES, credits_text=format_credits,
+                  chart=credit_bars(page), used_per_programme=[(p["name"], p["used"]) for p in data["programmes"]],
+                  used_per_partner=[(p["name"], p["used"]) for p in data["partners"]],
                   done=request.query_params.get("done"), error=request.query_params.get("error"), **data)
+
+
+@router.get(_PATH + "/programmes/{programme_id}")
+async def programme_page(programme_id: int, request: Request) -> Response:
+    page = staff_page(request)
+    try:
+        data = await anyio.to_thread.run_sync(lambda: programme_dashboard(page.hub, programme_id))
+    except NotFound:
+        return render(page, "error.html", status=404, error="not_found")
+    applications = await anyio.to_thread.run_sync(lambda: [
+        a for a in list_applications(page.hub) if a["programme"] == data["name"]])
+    return render(page, "admin_programme.html", programme=data, applications=applications,
+                  credits_text=format_credits, chart=credit_bars(page))
 
 
 @router.get(_PATH + "/partners/{partner_id}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -34,7 +35,7 @@ from .auth import signed_in
 from .render import Page, render
 from .svg_bars import bar_chart
 
-__all__ = ["month_param", "partner_context", "router"]
+__all__ = ["credit_bars", "month_param", "partner_context", "router"]
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("sovhub.assistant.web")
@@ -162,13 +163,18 @@ async def org_statement(org_id: int, request: Request) -> Response:
 # --- partners ---------------------------------------------------------------------------------
 
 
-def partner_context(page: Page, data: dict[str, Any], *, staff_view: bool = False) -> dict[str, Any]:
-    """What partner.html needs: the dashboard's numbers and a chart per grouping (bars with a table)."""
+def credit_bars(page: Page) -> Callable[[list[tuple[str, int]], str], Markup]:
+    """A template's chart of (label, micro-credits) rows: SVG bars, the values printed as credits."""
     def chart(rows: list[tuple[str, int]], label: str) -> Markup:
         return bar_chart([(name, amount / MICRO) for name, amount in rows], label=label,
                          value_text=[format_credits(amount) for _, amount in rows], rtl=page.ui.direction == "rtl")
 
-    return {"partner": data, "chart": chart, "credits_text": format_credits, "staff_view": staff_view,
+    return chart
+
+
+def partner_context(page: Page, data: dict[str, Any], *, staff_view: bool = False) -> dict[str, Any]:
+    """What partner.html needs: the dashboard's numbers and a chart per grouping (bars with a table)."""
+    return {"partner": data, "chart": credit_bars(page), "credits_text": format_credits, "staff_view": staff_view,
             "month": data["month"]}
 
 
