@@ -57,3 +57,30 @@ def test_partner_figures_are_its_exact_parts_of_each_debit(hub) -> None:
     assert partner_dashboard(hub, partners["Bank"]["id"], "2001-01")["month_total"] == 0
     with pytest.raises(NotFound):
         partner_dashboard(hub, 999, "2001-01")
+
+
+def test_a_partners_staff_member_is_exported_and_erased(hub) -> None:
+    from sqlalchemy import select
+
+    from sovhub.credits.dashboards import add_partner_member, partners_of
+    from sovhub.credits.notices import add_notice, dismiss_notice
+    from sovhub.credits.tables import CreditNotice
+    from sovhub.sovereignty.rights import erase_user, export_user
+    from sovhub.store.tables import User
+
+    acme = create_org(hub, "acme")
+    create_programme(hub, "Gateway", 10 * MICRO, [("Bank", 10_000)], ProgrammeRules(), actor="t")
+    with hub.db.session() as s:
+        user = User(email="banker@bank.example")
+        s.add(user)
+        s.flush()
+        user_id = user.id
+        notice = add_notice(s, acme.id, "low_balance", grant_id=1, programme="Gateway").id
+    add_partner_member(hub, "Bank", "banker@bank.example", actor="t")
+    dismiss_notice(hub, notice, acme.id, actor=f"user:{user_id}")
+    assert export_user(hub, user_id)["credit_partners"] == ["Bank"]
+    erase_user(hub, user_id)
+    assert partners_of(hub, user_id) == []
+    with hub.db.session() as s:
+        assert s.get(CreditNotice, notice).dismissed_by == "erased"  # type: ignore[union-attr]
+        assert s.scalar(select(User).where(User.id == user_id)) is None

@@ -15,7 +15,7 @@ import io
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import aliased
 
 from ..errors import Conflict, NotFound
@@ -25,6 +25,7 @@ from .statements import month_bounds
 from .tables import (
     CreditAccount,
     CreditGrant,
+    CreditNotice,
     CreditPartner,
     CreditPartnerMember,
     CreditPartnerUsage,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from ..hub import Hub
 
 __all__ = ["PARTNER_COLUMNS", "add_partner_member", "fund_overview", "partner_dashboard", "partner_statement",
-           "partner_statement_csv", "partners_of", "programme_dashboard", "remove_partner_member"]
+           "partner_statement_csv", "partners_of", "forget_person", "programme_dashboard", "remove_partner_member"]
 
 PARTNER_COLUMNS = ("seq", "ts", "programme", "organization", "model", "request_id", "debit", "partner_part")
 
@@ -197,6 +198,14 @@ def add_partner_member(hub: Hub, partner_ref: int | str, email: str, *, actor: s
         s.add(CreditPartnerMember(partner_id=partner.id, user_id=user_id, added_by=actor))
         partner_id = partner.id
     hub.emit("partner.member_added", actor=actor, subject=f"partner:{partner_id}", user=user_id)
+
+
+def forget_person(hub: Hub, user_id: int) -> None:
+    """Erasure: the person no longer works for any partner, and the notices they dismissed name nobody."""
+    with hub.db.session() as s:
+        s.execute(delete(CreditPartnerMember).where(CreditPartnerMember.user_id == user_id))
+        s.execute(update(CreditNotice).where(CreditNotice.dismissed_by == f"user:{user_id}")
+                  .values(dismissed_by="erased"))
 
 
 def remove_partner_member(hub: Hub, partner_ref: int | str, user_id: int, *, actor: str) -> None:

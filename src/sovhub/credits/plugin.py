@@ -64,6 +64,21 @@ def sovhub_event(hub: Hub, event: Event) -> None:
 
 
 @hookimpl
+def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .dashboards import partners_of
+
+    # The partners the person works for (their organizations' memberships are in the core section).
+    return {"credit_partners": [name for _, name in partners_of(hub, user_id)]}
+
+
+@hookimpl
+def sovhub_erase_user(hub: Hub, user_id: int) -> None:
+    from .dashboards import forget_person
+
+    forget_person(hub, user_id)
+
+
+@hookimpl
 def sovhub_commands(cli: click.Group) -> None:
     from .cli import add_commands
 
