@@ -172,7 +172,6 @@ async def grant_create(request: Request) -> Response:
         grant_credits(page.hub, int(programme) if programme.isdigit() else programme, _text(form, "org"),
                       parse_credits(_text(form, "credits") or "0", allow_zero=False), reason=_text(form, "reason"),
                       actor=_actor(page), expires_at=_date(form, "expires"))
-        page.hub.services.get(Credits).state.load()
 
     error = await _attempt(grant)
     return _back(_PATH, done=None if error else "grant_created", error=error, anchor="#grants-title")
@@ -192,7 +191,6 @@ async def application_decide(application_id: int, request: Request) -> Response:
         decide(page.hub, application_id, "approved" if choice == "approve" else "rejected",
                reason=_text(form, "reason"), reviewer_id=reviewer,
                amount=parse_credits(amount, allow_zero=False) if amount and choice == "approve" else None)
-        page.hub.services.get(Credits).state.load()
 
     error = await _attempt(run)
     return _back(_PATH, done=None if error else ("approved" if choice == "approve" else "rejected"), error=error,
