@@ -14,7 +14,6 @@ before answering (a first-byte timeout included), is out at once and back after
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -22,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendUnavailable, ConfigError, ModelNotFound
+from ..tasks import cancel_and_wait
 from .base import Backend, BackendConfig, CancelToken, ChatChunk
 
 if TYPE_CHECKING:
@@ -77,9 +77,7 @@ class BackendRegistry:
 
     async def close(self) -> None:
         if self._prober is not None:
-            self._prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prober
+            await cancel_and_wait([self._prober])
             self._prober = None
         self.running = False
         backends, self.backends = self.backends, []
