@@ -37,8 +37,9 @@ from .tables import (
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["PARTNER_COLUMNS", "add_partner_member", "fund_overview", "partner_dashboard", "partner_statement",
-           "partner_statement_csv", "partners_of", "forget_person", "programme_dashboard", "remove_partner_member"]
+__all__ = ["PARTNER_COLUMNS", "add_partner_member", "forget_person", "fund_overview", "grant_dashboard",
+           "partner_dashboard", "partner_statement", "partner_statement_csv", "partners_of", "programme_dashboard",
+           "remove_partner_member"]
 
 PARTNER_COLUMNS = ("seq", "ts", "programme", "organization", "model", "request_id", "debit", "partner_part")
 
@@ -163,6 +164,36 @@ def programme_dashboard(hub: Hub, programme_id: int) -> dict[str, Any]:
                           "contributed": int(put_in.get(f"funding:{programme_id}:{pid}", 0)), "used": int(used or 0)}
                          for pid, name, share, used in partners],
             "used_by_org": sorted(used_by_org.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+
+def grant_dashboard(hub: Hub, grant_id: int, *, limit: int = 200) -> dict[str, Any]:
+    """One grant for staff: its facts and balance, and its latest ledger transfers (newest first)."""
+    now = utcnow()
+    with hub.db.session() as s:
+        found = s.execute(select(CreditGrant, Organization.name, CreditProgramme.name)
+                          .join(Organization, Organization.id == CreditGrant.org_id)
+                          .join(CreditProgramme, CreditProgramme.id == CreditGrant.programme_id)
+                          .where(CreditGrant.id == grant_id)).first()
+        if found is None:
+            raise NotFound(f"no grant {grant_id}", param="grant")
+        grant, org, programme = found
+        account = s.scalar(select(CreditAccount).where(CreditAccount.kind == "grant", CreditAccount.ref_id == grant_id))
+        transfers = [] if account is None else s.scalars(
+            select(CreditTransfer).where((CreditTransfer.debit_account_id == account.id)
+                                         | (CreditTransfer.credit_account_id == account.id))
+            .order_by(CreditTransfer.seq.desc()).limit(limit)).all()
+        expires = as_utc(grant.expires_at) if grant.expires_at else None
+        lines = [{"seq": t.seq, "ts": as_utc(t.ts), "kind": t.kind, "code": t.code, "request_id": t.request_id,
+                  "model": t.model, "amount": t.amount if account is not None and t.credit_account_id == account.id
+                  else -t.amount} for t in transfers]
+        return {"id": grant.id, "programme": programme, "programme_id": grant.programme_id, "organization": org,
+                "amount": grant.amount, "balance": _available(account), "reason": grant.reason,
+                "created_by": grant.created_by, "created_at": as_utc(grant.created_at), "expires_at": expires,
+                "application": grant.application_id, "low": grant.low_since is not None,
+                "used": account.debits_posted if account is not None else 0,
+                "status": "closed" if grant.closed_at else ("expired" if expires is not None and expires <= now
+                                                            else "open"),
+                "transfers": lines}
 
 
 # --- partners' staff ---------------------------------------------------------------------------

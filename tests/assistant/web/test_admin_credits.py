@@ -174,6 +174,7 @@ def test_the_fund_pages_refuse_signed_out_non_staff_and_forged_forms_and_change_
     assert signed_in.client.get("/admin/credits").status_code == 403
     assert signed_in.client.get("/admin/credits/partners/1").status_code == 403
     assert signed_in.client.get(f"/admin/credits/programmes/{programme.id}").status_code == 403
+    assert signed_in.client.get("/admin/credits/grants/1").status_code == 403
     token = signed_in.csrf()
     for path, data in posts:
         assert signed_in.client.post(path, data={"csrf_token": token, **data},
@@ -215,5 +216,11 @@ def test_a_programme_has_its_own_page_with_partners_grants_and_applications(staf
     overview = staff.client.get("/admin/credits").text
     assert f'href="/admin/credits/programmes/{programme.id}"' in overview and 'aria-label="Credits used per programme"' in overview
     assert staff.client.get("/admin/credits/programmes/999").status_code == 404
+    with staff.hub.db.session() as s:
+        grant_id = s.scalar(select(CreditGrant.id))
+    assert f'href="/admin/credits/grants/{grant_id}"' in text
+    grant_page = staff.client.get(f"/admin/credits/grants/{grant_id}").text
+    assert "pilot" in grant_page and "grant · posted" in grant_page and ">12<" in grant_page
+    assert staff.client.get("/admin/credits/grants/999").status_code == 404
     staff.client.cookies.clear()
     assert staff.client.get(f"/admin/credits/programmes/{programme.id}", follow_redirects=False).status_code == 303

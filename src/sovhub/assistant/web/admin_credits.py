@@ -21,8 +21,13 @@ from starlette.datastructures import FormData
 from ...accounts import MEMBER_ROLES, add_member
 from ...credits.amounts import format_credits, parse_credits, parse_share
 from ...credits.applications import decide, list_applications
-from ...credits.control import Credits
-from ...credits.dashboards import add_partner_member, fund_overview, partner_dashboard, programme_dashboard
+from ...credits.dashboards import (
+    add_partner_member,
+    fund_overview,
+    grant_dashboard,
+    partner_dashboard,
+    programme_dashboard,
+)
 from ...credits.eligibility import ORG_KINDS, set_org_kind
 from ...credits.programmes import ProgrammeRules, create_programme, grant_credits
 from ...errors import Conflict, InvalidRequest, NotFound, PermissionDenied, SovhubError
@@ -125,6 +130,16 @@ async def programme_page(programme_id: int, request: Request) -> Response:
         a for a in list_applications(page.hub) if a["programme"] == data["name"]])
     return render(page, "admin_programme.html", programme=data, applications=applications,
                   credits_text=format_credits, chart=credit_bars(page))
+
+
+@router.get(_PATH + "/grants/{grant_id}")
+async def grant_page(grant_id: int, request: Request) -> Response:
+    page = staff_page(request)
+    try:
+        data = await anyio.to_thread.run_sync(lambda: grant_dashboard(page.hub, grant_id))
+    except NotFound:
+        return render(page, "error.html", status=404, error="not_found")
+    return render(page, "admin_grant.html", grant=data, credits_text=format_credits)
 
 
 @router.get(_PATH + "/partners/{partner_id}")
