@@ -16,9 +16,8 @@ from sovhub.credits.prices import set_price
 from sovhub.credits.programmes import ProgrammeRules, create_programme, grant_credits
 from sovhub.credits.tables import CreditTransfer
 from sovhub.hub import Hub
-from sovhub.store.tables import UsageRecord
 
-from .conftest import chat_line, upload, wait_for
+from .conftest import chat_line, read_lines, upload, wait_for
 
 
 @pytest.fixture
@@ -57,7 +56,8 @@ def test_batch_lines_are_charged_at_the_discount_and_interactive_requests_at_the
     with hub.db.session() as s:
         posts = s.scalars(select(CreditTransfer).where(CreditTransfer.kind == "post",
                                                        CreditTransfer.code == "usage")).all()
-        batch_rows = s.scalars(select(UsageRecord.request_id).where(UsageRecord.batch_id == batch.id)).all()
+    # The request ids the batch's output lines name (usage rows reach the database later, in batches).
+    batch_rows = [line["response"]["request_id"] for line in read_lines(sdk, batch.output_file_id)]
     by_request = {p.request_id: p for p in posts}
     assert set(by_request) == {"req-live", *batch_rows} and len(batch_rows) == 2
     # echo: 3 tokens in, 3 out: 3 x 1000 + 3 x 3000 = 12,000 in full; 40% off: 7,200.
