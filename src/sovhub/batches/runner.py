@@ -21,12 +21,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..accounts import principal_for_key
+from ..admission import abandon, keep_held
 from ..api.chat.service import ChatService
 from ..backends.registry import BackendRegistry
 from ..errors import NotFound, SovhubError
+from ..lineheld import LineHold, holding, line_ticket
+from ..metering import Meter
 from ..pipeline import ChatContext, Principal
 from ..store.base import utcnow
-from .execute import run_line
+from .execute import LineOutcome, run_line
 from .store import BatchStore, ClaimedLine
 from .tables import BatchRow
 from .validate import validate_input
@@ -203,14 +206,20 @@ class BatchRunner:
     async def _run(self, line: ClaimedLine, principals: dict[int | None, Principal | SovhubError]) -> None:
         self._held.add(line.id)
         started = time.perf_counter()
+        hold = LineHold(line.batch_id, line.line_no, line.attempt)
+        kept = False
         try:
+            if line.attempt > 1:
+                # Earlier attempts' replicas lost the line (died or stalled): their reservations are voided,
+                # so the one attempt whose result is kept is the one charged.
+                await abandon(self.hub, [line_ticket(line.batch_id, line.line_no, n) for n in range(1, line.attempt)])
             principal = await self._principal(line.key_id, principals)
             if isinstance(principal, SovhubError):
-                from .execute import LineOutcome
-
                 outcome = LineOutcome(principal.status, principal.to_dict(), "none")
             else:
-                outcome = await run_line(self.hub, self.chat, principal, line.endpoint, line.body, line.batch_id)
+                with holding(hold):
+                    outcome = await run_line(self.hub, self.chat, principal, line.endpoint, line.body,
+                                             line.batch_id)
             if outcome.retry_after is not None:
                 later = utcnow() + timedelta(seconds=outcome.retry_after)
                 await anyio.to_thread.run_sync(self.store.retry_line, line, self.owner, later)
@@ -225,7 +234,17 @@ class BatchRunner:
             self.lines_run += 1
         finally:
             self._held.discard(line.id)
+            # Metered and charged once per line: only the attempt whose result is the line's (kept).
+            with anyio.CancelScope(shield=True):
+                await self._meter(hold, kept)
         share = self.settings.max_capacity_share
         if share < 1:
             # Leave the rest of the time to interactive work: a line that took t runs at most every t / share.
             await asyncio.sleep((time.perf_counter() - started) * (1 / share - 1))
+
+    async def _meter(self, hold: LineHold, kept: bool) -> None:
+        if kept:
+            meter = self.hub.services.get(Meter)
+            for usage in hold.usages:
+                meter.record(usage)
+        await keep_held(self.hub, hold, kept)

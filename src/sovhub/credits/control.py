@@ -332,3 +332,10 @@ class CreditControl:
             details.update(prompt=admission.prompt_tokens, completion=admission.completion_tokens)
         self.credits.queue_settlement(admission.ticket, cost, details)
         await self.credits.settle_now_or_later()
+
+    async def abandon(self, tickets: list[str]) -> None:
+        """Void these reservations (a batch line's earlier attempt, its replica gone): nothing is charged for
+        them, and one already settled or expired is left as it is."""
+        for ticket in tickets:
+            self.credits.queue_settlement(ticket, 0, {"voided": "batch line taken over by another replica"})
+        await self.credits.settle_now_or_later()

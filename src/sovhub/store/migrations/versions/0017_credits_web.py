@@ -1,7 +1,7 @@
 """Credits in the web app: kinds of organization, partners' staff, notices, low-balance crossings
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0018
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
