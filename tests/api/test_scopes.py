@@ -26,7 +26,8 @@ INFERENCE = {
     ("GET", "/v1/responses/{response_id}/input_items"),
 }
 ADMIN = {("GET", "/hub/v1/keys"), ("POST", "/hub/v1/keys"), ("DELETE", "/hub/v1/keys/{prefix}"),
-         ("POST", "/hub/v1/organization/verification")}
+         ("POST", "/hub/v1/organization/verification"), ("GET", "/hub/v1/organization/export"),
+         ("POST", "/hub/v1/organization/erase")}
 # Open to any valid key of the organization: reading what it may use, what it owes, its own
 # record, and the rights and appeals every holder of a decision has.
 ANY_KEY = {
@@ -46,6 +47,7 @@ BODIES: dict[str, Any] = {
     "/v1/batches": {"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h"},
     "/hub/v1/keys": {"name": "child"},
     "/hub/v1/organization/verification": {"country": "UA", "registry_number": "12345678", "legal_name": "Acme"},
+    "/hub/v1/organization/erase": {"confirm": "acme"},
 }
 
 
@@ -98,5 +100,5 @@ def test_a_key_without_admin_manages_nothing(app_client: TestClient, hub: Hub) -
         r = _call(app_client, method, path, secret)
         assert r.status_code == 403, (method, path, r.status_code, r.text)
         assert r.json()["error"]["code"] == "insufficient_scope", (method, path)
-    assert app_client.get("/hub/v1/keys").json() == before
+    assert app_client.get("/hub/v1/keys").json() == before  # acme, its keys and its data are all still there
     assert app_client.get("/hub/v1/organization/verification").json()["request"] is None  # nothing was filed

@@ -25,6 +25,7 @@ from ..admission import abandon, keep_held
 from ..api.chat.service import ChatService
 from ..backends.registry import BackendRegistry
 from ..errors import NotFound, SovhubError
+from ..fleet.drain import Drain
 from ..lineheld import LineHold, holding, line_ticket
 from ..metering import Meter
 from ..pipeline import ChatContext, Principal
@@ -54,6 +55,7 @@ class BatchRunner:
         self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.chat = hub.services.get(ChatService)
         self.registry = hub.services.get(BackendRegistry)
+        self.drain = hub.services.get(Drain)
         self._held: set[int] = set()
         # Made by start(), on the loop that runs the runner: one hub may serve several apps in turn
         # (tests, a restarted lifespan), each on its own event loop.
@@ -121,8 +123,18 @@ class BatchRunner:
             except Exception:
                 log.exception("renewing batch line leases failed")
 
+    @property
+    def running_lines(self) -> int:
+        return len(self._held)
+
     async def step(self) -> bool:
-        """One round: validate a batch, expire and cancel, finalize one, run up to `concurrency` lines."""
+        """One round: validate a batch, expire and cancel, finalize one, run up to `concurrency` lines.
+
+        Once the process drains (SIGTERM) nothing new is taken: the lines already running finish, or the
+        drain's cut ends them and they go back to the queue (a 503 is retried), for another replica.
+        """
+        if self.drain.draining:
+            return False
         busy = False
         row = await anyio.to_thread.run_sync(self.store.claim_validation, self.owner)
         if row is not None:
