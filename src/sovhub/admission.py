@@ -47,6 +47,8 @@ class Admission:
     settled: bool = False
     #: The request's id (x-request-id), for controls that record per request (the credits ledger).
     request_id: str | None = None
+    #: The batch this request is a line of (None: interactive); batch work is priced at the batch discount.
+    batch_id: str | None = None
     #: How the used tokens divide, when the endpoint knows (chat: prompt and completion); set by `settle`.
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -67,9 +69,11 @@ class AdmissionControl(Protocol):
 
 async def admit(
     hub: Hub, principal: Principal, endpoint: str, model: str, *, reserve: int = 0, request_id: str | None = None,
+    batch_id: str | None = None,
 ) -> Admission:
     """Admit the request or raise (RateLimited...); the returned Admission must be settled or released."""
-    admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0), request_id=request_id)
+    admission = Admission(principal, endpoint, model, reserved=max(int(reserve), 0), request_id=request_id,
+                          batch_id=batch_id)
     line = current_line()
     if line is not None:
         admission.ticket, admission.line = line.next_ticket(), line

@@ -20,6 +20,9 @@ from sovhub.accounts import create_key, create_org
 from sovhub.assistant.web import routers
 from sovhub.assistant.web.commands import create_user
 from sovhub.backends.catalog import add_backend
+from sovhub.credits.amounts import MICRO
+from sovhub.credits.applications import submit_application
+from sovhub.credits.programmes import ProgrammeRules, create_programme, grant_credits
 from sovhub.sovereignty.staff_access import request_access
 from sovhub.store.base import Base
 from sovhub.store.tables import User
@@ -80,6 +83,16 @@ ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("POST", "/admin/people/{citizen}/staff", {"action": "grant"}),
     ("POST", "/admin/people/{boss}/staff", {"action": "withdraw"}),
     ("POST", "/admin/orgs", {"name": "evil-org"}),
+    ("GET", "/admin/credits", {}),
+    ("GET", "/admin/credits/programmes/{programme_id}", {}),
+    ("GET", "/admin/credits/grants/{grant_id}", {}),
+    ("GET", "/admin/credits/partners/{partner_id}", {}),
+    ("POST", "/admin/credits/programmes", {"name": "Evil", "budget": "10", "partners": "Evil=100"}),
+    ("POST", "/admin/credits/grants", {"programme": "{programme_id}", "org": "acme", "credits": "5", "reason": "x"}),
+    ("POST", "/admin/credits/applications/{application_id}/decide", {"decision": "approve", "reason": "forged"}),
+    ("POST", "/admin/credits/kinds", {"org": "acme", "kind": "startup"}),
+    ("POST", "/admin/credits/members", {"org": "acme", "email": "citizen@example.org", "role": "admin"}),
+    ("POST", "/admin/credits/partners/{partner_id}/members", {"email": "citizen@example.org"}),
 ]
 FORMS = [(path, form) for method, path, form in ROUTES if method == "POST"]
 
@@ -112,8 +125,11 @@ def world(signed_in: Web) -> Iterator[World]:
     boss = create_user(hub, "boss@example.org", PASSWORD, staff=True)
     second = create_user(hub, "second@example.org", PASSWORD, staff=True)
     citizen = create_user(hub, "citizen@example.org", PASSWORD)
-    create_org(hub, "acme")
+    acme = create_org(hub, "acme")
     key = create_key(hub, "acme", name="app")
+    programme = create_programme(hub, "Gateway", 100 * MICRO, [("Fund", 10_000)], ProgrammeRules(), actor="t")
+    grant = grant_credits(hub, "Gateway", "acme", MICRO, reason="pilot", actor="t")
+    application = submit_application(hub, programme.id, acme.id, purpose="more", amount=MICRO, actor="t")
     add_backend(hub, "victim", url="http://127.0.0.1:9/v1", models=["victim-model"])
     _conversation, appeal = _file(signed_in)
     access = request_access(hub, citizen, staff_id=second, reason="complaint 42", hours=1)
@@ -122,14 +138,15 @@ def world(signed_in: Web) -> Iterator[World]:
     with staff, anonymous:
         yield World(signed_in, staff, token, anonymous, {
             "org": "acme", "prefix": key.prefix, "backend": "victim", "citizen": citizen, "boss": boss,
-            "appeal": appeal, "access_request": access.id, "document_id": 1})
+            "appeal": appeal, "access_request": access.id, "document_id": 1, "programme_id": programme.id,
+            "grant_id": grant.id, "partner_id": 1, "application_id": application.id})
 
 
 def _send(client: TestClient, world: World, method: str, path: str, form: dict[str, str]) -> Any:
     url = path.format(**world.ids)
     if method == "GET":
         return client.get(url, follow_redirects=False)
-    return client.post(url, data=form, follow_redirects=False)
+    return client.post(url, data={k: v.format(**world.ids) for k, v in form.items()}, follow_redirects=False)
 
 
 def test_every_admin_route_is_in_the_table() -> None:
