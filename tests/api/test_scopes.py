@@ -27,13 +27,13 @@ INFERENCE = {
 }
 ADMIN = {("GET", "/hub/v1/keys"), ("POST", "/hub/v1/keys"), ("DELETE", "/hub/v1/keys/{prefix}"),
          ("POST", "/hub/v1/organization/verification"), ("GET", "/hub/v1/organization/export"),
-         ("POST", "/hub/v1/organization/erase")}
+         ("POST", "/hub/v1/organization/erase"), ("POST", "/hub/v1/programmes/{programme_id}/applications")}
 # Open to any valid key of the organization: reading what it may use, what it owes, its own
 # record, and the rights and appeals every holder of a decision has.
 ANY_KEY = {
     ("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"), ("GET", "/hub/v1/prices"),
     ("GET", "/hub/v1/organization/credits"), ("GET", "/hub/v1/programmes"),
-    ("POST", "/hub/v1/programmes/{programme_id}/applications"), ("GET", "/hub/v1/organization/applications"),
+    ("GET", "/hub/v1/organization/applications"), ("GET", "/hub/v1/organization/notices"),
     ("GET", "/hub/v1/organization/statements"), ("GET", "/hub/v1/organization/verification"),
     ("GET", "/hub/v1/organization/usage"), ("GET", "/hub/v1/organization/limits"),
     ("POST", "/hub/v1/appeals"), ("GET", "/hub/v1/appeals/{appeal_id}"), ("GET", "/hub/v1/me/export"),
@@ -48,6 +48,7 @@ BODIES: dict[str, Any] = {
     "/hub/v1/keys": {"name": "child"},
     "/hub/v1/organization/verification": {"country": "UA", "registry_number": "12345678", "legal_name": "Acme"},
     "/hub/v1/organization/erase": {"confirm": "acme"},
+    "/hub/v1/programmes/{programme_id}/applications": {"purpose": "a pilot", "credits": "10"},
 }
 
 
@@ -66,7 +67,7 @@ def _key_with(hub: Hub, scopes: list[str]) -> str:
 
 def _call(client: TestClient, method: str, path: str, secret: str) -> Any:
     concrete = path.replace("{file_id}", "file-x").replace("{batch_id}", "batch_x") \
-        .replace("{response_id}", "resp_x").replace("{prefix}", "sk-x")
+        .replace("{response_id}", "resp_x").replace("{prefix}", "sk-x").replace("{programme_id}", "1")
     body = BODIES.get(path) if method == "POST" else None
     files = {"file": ("a.jsonl", b"{}\n")} if path == "/v1/files" and method == "POST" else None
     data = {"purpose": "batch"} if files else None
