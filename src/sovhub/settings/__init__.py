@@ -146,6 +146,9 @@ class Settings(BaseSettings):
         "in an ad-hoc probe: docs/benchmarks.md, Gateway overhead)."
     )
     usage_flush_batch: int = Field(500, ge=1, description="Usage records written per batch at most.")
+    responses_heartbeat_s: float = Field(
+        5.0, gt=0, description="Seconds between the heartbeats a replica writes for the background responses "
+        "it runs; one whose heartbeat is 6 times older is failed (its replica stopped).")
 
     sovereignty: SovereigntySettings = Field(default_factory=SovereigntySettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)

@@ -150,7 +150,6 @@ def test_background_errors(app_client: TestClient, hub: Hub) -> None:
     from sovhub.sovereignty.content_store import set_retention
 
     cases = [
-        {"model": "echo", "input": "x", "background": True, "stream": True},
         {"model": "echo", "input": "x", "background": True, "store": False},
     ]
     for body in cases:

@@ -66,7 +66,10 @@ async def _lifespan(hub: Hub) -> AsyncIterator[None]:
             log.warning("%d background response(s) left running by a stopped hub marked failed", orphans)
     purge = purge_round(store.purge_expired, "stored responses",
                         lambda n: hub.emit("retention.purged", subject="responses", deleted=n))
+    background = hub.services.get(ResponsesService).background
+    stale = purge_round(background.sweep, "background responses left by a stopped replica (failed)")
     async with leased_loops(hub.services.get(Leases),
-                            ("responses-purge", hub.settings.sovereignty.purge_interval_s, purge)):
-        async with hub.services.get(ResponsesService).background.lifespan():
+                            ("responses-purge", hub.settings.sovereignty.purge_interval_s, purge),
+                            ("responses-stale", background.stale_s / 2, stale)):
+        async with background.lifespan():
             yield

@@ -77,8 +77,6 @@ class CreateResponse(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> CreateResponse:
-        if self.background and self.stream:
-            raise ValueError("a background response is not streamed by this hub: poll GET /v1/responses/{id}")
         if self.background and self.store is False:
             raise ValueError("a background response must be stored (store: true): it is read back by its id")
         if self.tool_choice is not None and self.tool_choice != "auto" and not self.tools:

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from ...errors import SovhubError
+from ...errors import InvalidRequest, SovhubError
 from ..chat.router import ReleasingStream, watch_disconnect
 from ..deps import HubDep, InferencePrincipal, add_backend_time
 from .protocol import CreateResponse, TokenCountsBody
@@ -31,11 +31,15 @@ def _service(hub: Any) -> ResponsesService:
 @router.post("/v1/responses", response_model=None)
 async def create_response(
     body: CreateResponse, request: Request, hub: HubDep, principal: InferencePrincipal
-) -> JSONResponse | ReleasingStream:
+) -> JSONResponse | ReleasingStream | StreamingResponse:
     service = _service(hub)
     request_id = request.scope["state"]["request_id"]
     if body.background:
-        return JSONResponse(await service.create_background(body, principal, request_id))
+        queued = await service.create_background(body, principal, request_id)
+        if not body.stream:
+            return JSONResponse(queued)
+        # Streamed as it runs; the client leaving stops the stream, not the run.
+        return _background_sse(await service.background.stream(principal, queued["id"], None))
     run = await service.start(body, principal, request_id)
     add_backend_time(request, run.chat.backend_s)
 
@@ -69,14 +73,34 @@ async def _sse(service: ResponsesService, run: ResponseRun, on_backend: Any) -> 
         yield b"event: error\ndata: " + json.dumps(exc.to_dict()).encode() + b"\n\n"
 
 
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _background_sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        async for event in events:
+            data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+            yield f"event: {event['type']}\ndata: {data}\n\n".encode()
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
 @router.post("/v1/responses/input_tokens")
 async def count_input_tokens(body: TokenCountsBody, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
     return await _service(hub).input_tokens(body, principal)
 
 
-@router.get("/v1/responses/{response_id}")
-async def retrieve_response(response_id: str, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
-    return await _service(hub).retrieve(principal, response_id)
+@router.get("/v1/responses/{response_id}", response_model=None)
+async def retrieve_response(
+    response_id: str, hub: HubDep, principal: InferencePrincipal, stream: bool = False,
+    starting_after: int | None = Query(None, ge=0),
+) -> dict[str, Any] | StreamingResponse:
+    service = _service(hub)
+    if not stream:
+        if starting_after is not None:
+            raise InvalidRequest("starting_after resumes a stream: it needs stream=true", param="starting_after")
+        return await service.retrieve(principal, response_id)
+    return _background_sse(await service.background.stream(principal, response_id, starting_after))
 
 
 @router.delete("/v1/responses/{response_id}")

@@ -56,6 +56,8 @@ class ResponseRun:
     finish: str | None = None
     failure: SovhubError | None = None
     saved: bool = False
+    #: A background run's events so far (what its streams read and its stored state replays).
+    log: list[dict[str, Any]] = field(default_factory=list)
     _open: dict[str, Any] | None = None
     _calls: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -310,7 +312,8 @@ class ResponsesService:
         if run.body.store is False:
             return
         state = StoredState(response=_snapshot(run.response), input_items=run.items,
-                            messages=[*run.history, *output_messages(run.response["output"])])
+                            messages=[*run.history, *output_messages(run.response["output"])],
+                            events=list(run.log) if run.body.background else [])
         # A background run's first save creates its row; later ones only update a row still there.
         await asyncio.to_thread(self.store.save, run.principal, state, previous_id=run.body.previous_response_id,
                                 create=not run.saved or not run.body.background)
@@ -366,8 +369,7 @@ class ResponsesService:
     # --- stored responses ---
 
     async def retrieve(self, principal: Principal, response_id: str) -> dict[str, Any]:
-        state = await asyncio.to_thread(self.store.load, principal, response_id)
-        return state.response
+        return (await self.background.load(principal, response_id)).response
 
     async def delete(self, principal: Principal, response_id: str) -> dict[str, Any]:
         await asyncio.to_thread(self.store.delete, principal, response_id)

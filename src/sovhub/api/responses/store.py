@@ -11,11 +11,11 @@ nothing. Erasing a person crypto-shreds their key first (sovereignty), then the 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from ...errors import NotFound
 from ...sovereignty.content_store import retention_days
@@ -38,6 +38,16 @@ class StoredState:
     response: dict[str, Any]
     input_items: list[dict[str, Any]]
     messages: list[dict[str, Any]]
+    #: A background response's stream events, as its run sent them (what a resumed stream replays).
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+_RUNNING = ("queued", "in_progress")
+
+
+def _plain(state: StoredState) -> str:
+    return json.dumps({"response": state.response, "input_items": state.input_items, "messages": state.messages,
+                       "events": state.events}, ensure_ascii=False)
 
 
 def _owner(principal: Principal) -> tuple[str, int] | None:
@@ -75,15 +85,15 @@ class ResponseStore:
         if owner is None or days <= 0 or not self.hub.settings.sovereignty.store_api_content:
             return False
         kind, owner_id = owner
-        plaintext = json.dumps({"response": state.response, "input_items": state.input_items,
-                                "messages": state.messages}, ensure_ascii=False)
+        plaintext = _plain(state)
         created = utcnow()
         row = StoredResponse(
             id=state.response["id"], owner_kind=kind, owner_id=owner_id, org_id=principal.org_id,
             key_id=principal.key_id, user_id=principal.user_id, model=str(state.response.get("model")),
             status=str(state.response.get("status")), previous_response_id=previous_id,
             content=self.hub.services.get(ContentVault).encrypt(kind, owner_id, plaintext), created_at=created,
-            expires_at=created + timedelta(days=days))
+            expires_at=created + timedelta(days=days),
+            heartbeat_at=created if state.response.get("status") in _RUNNING else None)
         with self.hub.db.session() as s:
             if not create:
                 stored = s.scalar(select(StoredResponse.status).where(StoredResponse.id == row.id))
@@ -106,7 +116,7 @@ class ResponseStore:
 
         row = self._row(principal, response_id)
         data = json.loads(self.hub.services.get(ContentVault).decrypt(row.owner_kind, row.owner_id, row.content))
-        return StoredState(data["response"], data["input_items"], data["messages"])
+        return StoredState(data["response"], data["input_items"], data["messages"], data.get("events") or [])
 
     def find_item(self, principal: Principal, item_id: str) -> dict[str, Any]:
         """An item (input or output) of one of the caller's stored responses, newest first; at most
@@ -143,8 +153,7 @@ class ResponseStore:
             return state
         state.response["status"] = "cancelled"
         row = self._row(principal, response_id)
-        plaintext = json.dumps({"response": state.response, "input_items": state.input_items,
-                                "messages": state.messages}, ensure_ascii=False)
+        plaintext = _plain(state)
         sealed = self.hub.services.get(ContentVault).encrypt(row.owner_kind, row.owner_id, plaintext)
         with self.hub.db.session() as s:
             s.execute(update(StoredResponse).where(StoredResponse.id == response_id,
@@ -155,21 +164,49 @@ class ResponseStore:
     def fail_orphans(self) -> int:
         """Background responses left queued or running by a hub that stopped without ending them (killed):
         failed, so no client polls them for ever. Only safe where no other replica may be running them."""
+        return self._fail(StoredResponse.status.in_(_RUNNING),
+                          "the hub stopped while this response ran; create it again")
+
+    def beat(self, response_ids: list[str], now: datetime | None = None) -> None:
+        """The running replica's heartbeat for its background responses (still queued or running)."""
+        if not response_ids:
+            return
+        with self.hub.db.session() as s:
+            s.execute(update(StoredResponse).where(StoredResponse.id.in_(response_ids),
+                                                   StoredResponse.status.in_(_RUNNING))
+                      .values(heartbeat_at=now or utcnow()))
+
+    def fail_stale(self, before: datetime, *, only: str | None = None, keep: frozenset[str] = frozenset()) -> int:
+        """Background responses whose replica sent no heartbeat since `before` (it stopped): failed.
+        `only` limits it to one response (a read); `keep` are this replica's own runs (never stale)."""
+        where = StoredResponse.status.in_(_RUNNING) & (
+            func.coalesce(StoredResponse.heartbeat_at, StoredResponse.created_at) < before)
+        if only is not None:
+            where = where & (StoredResponse.id == only)
+        if keep:
+            where = where & StoredResponse.id.not_in(keep)
+        return self._fail(where, "the replica running this response stopped (its heartbeat is stale); create it again")
+
+    def _fail(self, where: Any, message: str) -> int:
         from ...sovereignty.crypto import ContentVault
 
         vault = self.hub.services.get(ContentVault)
         with self.hub.db.session() as s:
-            rows = list(s.scalars(select(StoredResponse).where(StoredResponse.status.in_(("queued", "in_progress")))))
+            rows = list(s.scalars(select(StoredResponse).where(where)))
+        failed = 0
         for row in rows:
             data = json.loads(vault.decrypt(row.owner_kind, row.owner_id, row.content))
-            data["response"].update(status="failed", error={
-                "code": "server_error", "message": "the hub stopped while this response ran; create it again"})
+            data["response"].update(status="failed", error={"code": "server_error", "message": message})
             sealed = vault.encrypt(row.owner_kind, row.owner_id, json.dumps(data, ensure_ascii=False))
             with self.hub.db.session() as s:
-                s.execute(update(StoredResponse).where(StoredResponse.id == row.id,
-                                                       StoredResponse.status.in_(("queued", "in_progress")))
-                          .values(status="failed", content=sealed))
-        return len(rows)
+                # Only over the state read: a replica that beat or ended it meanwhile wins.
+                result = s.execute(update(StoredResponse).where(
+                    StoredResponse.id == row.id, StoredResponse.status == row.status,
+                    StoredResponse.heartbeat_at.is_(None) if row.heartbeat_at is None
+                    else StoredResponse.heartbeat_at == row.heartbeat_at)
+                    .values(status="failed", content=sealed, heartbeat_at=None))
+                failed += int(getattr(result, "rowcount", 0) or 0)
+        return failed
 
     def delete(self, principal: Principal, response_id: str) -> None:
         row = self._row(principal, response_id)
