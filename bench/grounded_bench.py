@@ -41,7 +41,7 @@ from sovhub.assistant.fidelity import detector_for  # noqa: E402
 from sovhub.assistant.grounding import dont_know, quoted_label, searched_collections  # noqa: E402
 from sovhub.assistant.knowledge import KnowledgeBase  # noqa: E402
 from sovhub.assistant.locales import LocaleRegistry  # noqa: E402
-from sovhub.assistant.web.commands import create_user  # noqa: E402
+from sovhub.assistant.people import create_user  # noqa: E402
 from sovhub.hub import Hub, build_hub  # noqa: E402
 from sovhub.settings import load_settings  # noqa: E402
 

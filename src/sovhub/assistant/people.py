@@ -1,20 +1,127 @@
-"""What the web assistant reads and writes about a person's account: password sign-in, UI language.
+"""A person's local account as the web assistant keeps it: creation, password, staff rights, UI language.
 
-No HTTP here: the sign-in routes (``assistant/web/auth.py``) call these in a worker thread.
+The `sovhub users` commands (:mod:`sovhub.assistant.cli`), the sign-in routes and the operator
+console all call these, so a change is validated and audited the same way wherever it is made.
+Each is a short synchronous transaction: async callers run it in a worker thread.
+
+A changed password and lost staff rights end every session of the person at once
+(:func:`sovhub.access.session_store.revoke_user_sessions`): whoever signed in with the old
+password, or as staff, is signed out on every replica from their next request.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+
+from ..access.session_store import revoke_user_sessions
+from ..errors import Conflict, InvalidRequest, NotFound
 from ..store.tables import User
-from ..users import user_by_email
-from .web.passwords import hash_password, needs_rehash, verify_password
+from ..users import normalize_email, user_by_email
+from .passwords import MIN_LENGTH, hash_password, needs_rehash, verify_password
 
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["check_password", "save_locale"]
+__all__ = [
+    "PersonRow", "check_password", "create_user", "find_user", "list_people", "load_user", "save_locale",
+    "set_password", "set_staff",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRow:
+    """One account as the console lists it (no password hash: only whether there is one)."""
+
+    id: int
+    email: str
+    name: str | None
+    staff: bool
+    created_at: datetime
+    has_password: bool
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_LENGTH:
+        raise InvalidRequest(f"a password needs at least {MIN_LENGTH} characters", param="password")
+
+
+def create_user(
+    hub: Hub, email: str, password: str, *, display_name: str | None = None, staff: bool = False,
+    locale: str | None = None, actor: str = "cli",
+) -> int:
+    """Create a local account; the e-mail is stored normalised, the password only as an argon2id hash."""
+    email = normalize_email(email)
+    if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
+        raise InvalidRequest(f"{email!r} is not an e-mail address", param="email")
+    _check_password(password)
+    with hub.db.session() as s:
+        if user_by_email(s, email) is not None:
+            raise Conflict(f"an account for {email} already exists")
+        user = User(email=email, display_name=display_name, password_hash=hash_password(password),
+                    is_staff=staff, locale=locale)
+        s.add(user)
+        s.flush()
+        user_id = user.id
+    hub.emit("user.created", actor=actor, subject=f"user:{user_id}", staff=staff)
+    return user_id
+
+
+def find_user(hub: Hub, email: str) -> int:
+    """The id of the account with this address (any case or width); NotFound otherwise."""
+    with hub.db.session() as s:
+        user = user_by_email(s, email)
+        if user is None:
+            raise NotFound(f"no user with e-mail {email.strip()!r}")
+        return user.id
+
+
+def load_user(hub: Hub, user_id: int) -> User | None:
+    """The account, detached from its session (a page reads it after the transaction), or None."""
+    with hub.db.session() as s:
+        user = s.get(User, user_id)
+        if user is not None:
+            s.expunge(user)
+        return user
+
+
+def list_people(hub: Hub, limit: int = 500) -> list[PersonRow]:
+    """The first `limit` accounts, oldest first."""
+    with hub.db.session() as s:
+        users = s.scalars(select(User).order_by(User.id).limit(limit)).all()
+        return [PersonRow(u.id, u.email, u.display_name, u.is_staff, u.created_at, u.password_hash is not None)
+                for u in users]
+
+
+def set_password(hub: Hub, user_id: int, password: str, *, actor: str = "cli") -> int:
+    """Replace the password; every session of the person ends. Returns how many sessions ended."""
+    _check_password(password)
+    with hub.db.session() as s:
+        user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id}")
+        user.password_hash = hash_password(password)
+    ended = revoke_user_sessions(hub, user_id, "password_changed")
+    hub.emit("user.password_changed", actor=actor, subject=f"user:{user_id}", sessions_ended=ended)
+    return ended
+
+
+def set_staff(hub: Hub, user_id: int, staff: bool, *, actor: str = "cli") -> int:
+    """Grant or withdraw staff rights; withdrawing ends every session of the person. Sessions ended."""
+    with hub.db.session() as s:
+        user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id}")
+        was = user.is_staff
+        user.is_staff = staff
+    ended = revoke_user_sessions(hub, user_id, "staff_withdrawn") if was and not staff else 0
+    if was != staff:
+        hub.emit("user.staff_granted" if staff else "user.staff_withdrawn", actor=actor, subject=f"user:{user_id}",
+                 sessions_ended=ended)
+    return ended
 
 
 def check_password(hub: Hub, email: str, password: str) -> int | None:

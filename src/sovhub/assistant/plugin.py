@@ -21,8 +21,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 @hookimpl
 def sovhub_commands(cli: click.Group) -> None:
     from ..sovereignty.cli import users_group
-    from .cli import kb_group, locales_group
-    from .web.commands import users_create, users_set_password, users_staff
+    from .cli import kb_group, locales_group, users_create, users_set_password, users_staff
 
     cli.add_command(locales_group)
     cli.add_command(kb_group)
@@ -57,7 +56,7 @@ def _locale_registry(hub: Hub) -> Any:
 @hookimpl(tryfirst=True)
 def sovhub_chat_interceptors(hub: Hub) -> list[ChatInterceptor]:
     from .fidelity import FidelityInterceptor
-    from .web.answer import TurnMarker
+    from .turns import TurnMarker
 
     return [TurnMarker(), FidelityInterceptor(hub)]
 
@@ -82,9 +81,9 @@ def sovhub_setup_app(app: FastAPI, hub: Hub) -> None:
 @hookimpl
 def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
     from .attachments import AttachmentStore
-    from .web.conversations import ConversationStore
+    from .chat_store import ChatStore
 
-    return {"assistant_conversations": ConversationStore(hub).export(user_id),
+    return {"assistant_conversations": ChatStore(hub).export(user_id),
             "assistant_attachments": AttachmentStore(hub).export(user_id)}
 
 
@@ -98,6 +97,6 @@ def sovhub_restored(hub: Hub) -> None:
 
 @hookimpl
 def sovhub_erase_user(hub: Hub, user_id: int) -> None:
-    from .web.conversations import ConversationStore
+    from .chat_store import ChatStore
 
-    ConversationStore(hub).delete_all(user_id)
+    ChatStore(hub).delete_all(user_id)

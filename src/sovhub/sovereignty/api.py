@@ -1,6 +1,6 @@
 """HTTP routes: a person's data rights (/hub/v1/me/...) and the public transparency report (JSON).
 
-The report as a page, in the visitor's language, is the web app's (`sovhub.assistant.web.transparency`).
+The report as a page, in the visitor's language, is the web app's (`sovhub.assistant.web.public`).
 """
 
 from __future__ import annotations

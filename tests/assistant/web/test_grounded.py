@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from sovhub.assistant.grounding import dont_know, quoted_label
 from sovhub.assistant.knowledge import KnowledgeBase
-from sovhub.assistant.web.commands import create_user
+from sovhub.assistant.people import create_user
 from sovhub.hub import Hub, build_hub
 from sovhub.settings import load_settings
 from tests.assistant.conftest import remember_embeddings

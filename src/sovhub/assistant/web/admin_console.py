@@ -16,7 +16,6 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
-from sqlalchemy import select
 
 from ...access.request_log import UsageTotal, request_log, usage_totals
 from ...accounts import create_org
@@ -24,11 +23,10 @@ from ...backends.catalog import add_backend, backend_configs, remove_backend
 from ...backends.registry import BackendRegistry
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...jurisdictions import validate_jurisdiction
-from ...store.tables import User
+from ..people import create_user, list_people, set_staff
 from .admin_access import _actor, _back, _staff_form
 from .auth import staff_page
-from .commands import create_user, set_staff
-from .render import Page, render
+from .render import render
 from .svg_bars import bar_chart
 
 __all__ = ["router"]
@@ -139,17 +137,10 @@ async def backend_remove(name: str, request: Request) -> Response:
 # --- people and organizations ---
 
 
-def _people(page: Page) -> list[dict[str, Any]]:
-    with page.hub.db.session() as s:
-        users = s.scalars(select(User).order_by(User.id).limit(500)).all()
-        return [{"id": u.id, "email": u.email, "name": u.display_name, "staff": u.is_staff,
-                 "created_at": u.created_at, "has_password": u.password_hash is not None} for u in users]
-
-
 @router.get("/admin/people")
 async def people_page(request: Request) -> Response:
     page = staff_page(request)
-    people = await anyio.to_thread.run_sync(_people, page)
+    people = await anyio.to_thread.run_sync(list_people, page.hub)
     return render(page, "admin_people.html", people=people, done=request.query_params.get("done"),
                   error=request.query_params.get("error"))
 

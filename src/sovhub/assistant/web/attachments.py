@@ -13,9 +13,9 @@ from fastapi.responses import RedirectResponse, Response
 from ...access.csrf import verify_csrf
 from ...errors import InvalidRequest, NotFound
 from ..attachments import MAX_BYTES, AttachmentStore
+from ..chat_store import ChatStore
 from .auth import signed_in
 from .chat import allowed_models
-from .conversations import ConversationStore
 from .render import Page, render
 
 __all__ = ["router"]
@@ -46,7 +46,7 @@ async def attach(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
     assert page.user is not None
     user_id = page.user.id
-    await anyio.to_thread.run_sync(ConversationStore(page.hub).get, user_id, conversation_id)  # theirs, or 404
+    await anyio.to_thread.run_sync(ChatStore(page.hub).get, user_id, conversation_id)  # theirs, or 404
     got = await _upload(request, page)
     back = f"/c/{conversation_id}"
     if isinstance(got, str):
@@ -70,7 +70,7 @@ async def attach_to_new(request: Request) -> Response:
         return RedirectResponse(f"/?attached={got}", status_code=303)
     name, data = got
     models = allowed_models(page)
-    store = ConversationStore(page.hub)
+    store = ChatStore(page.hub)
 
     def create() -> str:
         conversation_id = store.create(user_id, name, models[0] if models else "")

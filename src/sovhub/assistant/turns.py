@@ -26,23 +26,23 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ...api.chat.protocol import ChatCompletionRequest
-from ...api.chat.service import ChatService
-from ...backends.registry import BackendRegistry
-from ...backends.window import Window, fit_prompt, window_of
-from ...errors import ContentBlocked, RateLimited, SovhubError
-from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
-from ..attachments import AttachmentStore
-from ..fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker
-from ..grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
-from ..quota_text import quota_message
-from .conversations import ConversationStore, StoredMessage
-from .markdown import render_markdown
+from ..api.chat.protocol import ChatCompletionRequest
+from ..api.chat.service import ChatService
+from ..backends.registry import BackendRegistry
+from ..backends.window import Window, fit_prompt, window_of
+from ..errors import ContentBlocked, RateLimited, SovhubError
+from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
+from .answer_html import render_markdown
+from .attachments import AttachmentStore
+from .chat_store import ChatStore, StoredMessage
+from .fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker
+from .grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
+from .quota_text import quota_message
 
 if TYPE_CHECKING:
-    from ...hub import Hub
-    from ..knowledge import SearchHit
-    from ..locales import LocalePack
+    from ..hub import Hub
+    from .knowledge import SearchHit
+    from .locales import LocalePack
 
 __all__ = ["CURRENT_TURN", "Turn", "TurnMarker", "plan_turn", "run_turn"]
 
@@ -97,7 +97,7 @@ def _block_of(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sources(hub: Hub, question: str, pack: LocalePack) -> list[SearchHit]:
-    from ..knowledge import KnowledgeBase
+    from .knowledge import KnowledgeBase
 
     kb = hub.services.get(KnowledgeBase)
     # Only embed the question when there is something to search: loading the embedding model
@@ -111,7 +111,7 @@ def _sources(hub: Hub, question: str, pack: LocalePack) -> list[SearchHit]:
 
 def _system_prompt(pack: LocalePack, hits: list[SearchHit], n: int, level: int) -> str:
     """The locale's prompt (level 0 in full, 1 without the glossary, 2 without the guidance) and passages."""
-    from ..knowledge import context_message
+    from .knowledge import context_message
 
     parts = [pack.compose_system_prompt(guidance=level < 2, glossary=level < 1)]
     context = context_message(hits[:n])
@@ -121,7 +121,7 @@ def _system_prompt(pack: LocalePack, hits: list[SearchHit], n: int, level: int) 
 
 
 def _person_language(hub: Hub, question: str, pack: LocalePack) -> str:
-    from ..fidelity import detector_for
+    from .fidelity import detector_for
 
     detector = detector_for(hub.settings.assistant.languages)
     detected = detector.detect(question) if question else None
@@ -157,7 +157,7 @@ class _Plan:
 
 def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
     """Sources, language and prompt of a turn, fitted to the model's window; blocking (run in a thread)."""
-    from ..locales import LocaleRegistry
+    from .locales import LocaleRegistry
 
     question = history[-1].text if history and history[-1].role == "user" else ""
     pack = hub.services.get(LocaleRegistry).match(turn.ui_lang)
@@ -210,7 +210,7 @@ def _fidelity(hub: Hub) -> FidelityInterceptor | None:
     return next((i for i in hub.interceptors if isinstance(i, FidelityInterceptor)), None)
 
 
-async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncIterator[dict[str, Any]]:
+async def run_turn(hub: Hub, store: ChatStore, turn: Turn) -> AsyncIterator[dict[str, Any]]:
     """Answer the last question of the conversation, yielding events; records the answer."""
     history = await anyio.to_thread.run_sync(store.messages, turn.user_id, turn.conversation_id)
     while turn.replace_answer and history and history[-1].role == "assistant":
