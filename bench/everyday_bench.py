@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--show", action="store_true", help="print every flagged everyday item")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
-    from sovhub.hub import Embedder
+    from sovhub.embedder import Embedder
     from sovhub.safety.encoders import build_semantic_guard
     from sovhub.safety.eval import load_eval
     from sovhub.safety.everyday import false_positives, hazard_scores, load_everyday

@@ -72,6 +72,18 @@ def test_every_built_in_service_is_built_by_build_hub(hub: Hub) -> None:
     assert len(hub.services.names()) == len(set(hub.services.names())) >= 15
 
 
+def test_the_embedder_is_one_service_built_before_what_needs_it(hub: Hub) -> None:
+    from sovhub.assistant.knowledge import KnowledgeBase
+    from sovhub.embedder import Embedder
+    from sovhub.safety.builtin import BuiltinGuards
+
+    embedder = hub.services.get(Embedder)
+    assert hub.embedder is embedder  # the shorthand is the service, not a second model
+    names = hub.services.names()
+    for user in (BuiltinGuards, KnowledgeBase):
+        assert names.index("sovhub.embedder.Embedder") < names.index(f"{user.__module__}.{user.__qualname__}")
+
+
 class _A:
     pass
 

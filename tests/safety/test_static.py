@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sovhub.hub import Embedder
+from sovhub.embedder import Embedder
 from sovhub.safety.encoders import build_semantic_guard
 from sovhub.safety.semantic import SemanticGuard
 from sovhub.safety.static import StaticEncoder, tokenize

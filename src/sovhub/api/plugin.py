@@ -1,6 +1,6 @@
 """The core as a built-in plugin: the hub's shared services, the OpenAI-compatible routes, operations.
 
-Its services are the ones every other capability may rely on (metrics, the key cache, the
+Its services are the ones every other capability may rely on (the text embedder, metrics, the key cache, the
 egress transports, the content vault that also seals upstream keys, the chat service).
 """
 
@@ -18,6 +18,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     from ..accounts import KeyCache
     from ..backends.registry import BackendRegistry
     from ..egress import Egress
+    from ..embedder import Embedder
     from ..fleet.drain import Drain
     from ..metering import Meter
     from ..observability import Metrics
@@ -25,6 +26,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     from .chat.service import ChatService
 
     return [
+        Provide(Embedder, lambda hub: Embedder(hub.settings.embeddings_model_id)),
         Provide(Metrics, lambda hub: Metrics()),
         Provide(KeyCache, lambda hub: KeyCache(hub.settings.key_cache_ttl_s)),
         Provide(Egress, Egress),

@@ -31,6 +31,7 @@ def sovhub_commands(cli: click.Group) -> None:
 
 @hookimpl
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
+    from ..embedder import Embedder
     from ..observability import Metrics
     from .fidelity import FidelityTracker
     from .i18n import UiCatalogs
@@ -42,7 +43,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
         Provide(UiCatalogs, lambda hub: UiCatalogs(list(hub.settings.assistant.languages))),
         Provide(LocaleRegistry, _locale_registry),
         Provide(FidelityTracker, lambda hub: FidelityTracker(hub.services.get(Metrics).registry), needs=(Metrics,)),
-        Provide(KnowledgeBase, KnowledgeBase),
+        Provide(KnowledgeBase, KnowledgeBase, needs=(Embedder,)),
     ]
 
 

@@ -35,7 +35,7 @@ def build_default_moderator(settings: Settings, *, cache_size: int = 0, encoder:
     ``encoder`` (one of ``ENCODERS``) overrides ``settings.safety.semantic_encoder``. PII findings
     are entity types, not hazards: they cost time here but never change a moderation verdict.
     """
-    from ..hub import Embedder
+    from ..embedder import Embedder
     from .encoders import build_semantic_guard
     from .lexicon import LexiconGuard
     from .moderation import Moderator

@@ -28,14 +28,15 @@ _FLUSH_EVERY_S = 2.0
 
 @hookimpl
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
+    from ..embedder import Embedder
     from .builtin import BuiltinGuards, build_moderator
     from .interceptor import SafetyRuntime
     from .moderation import Moderator
 
     return [
         Provide(SafetyRuntime, SafetyRuntime),
-        Provide(BuiltinGuards, BuiltinGuards, needs=(SafetyRuntime,)),
-        Provide(Moderator, build_moderator, needs=(BuiltinGuards,)),
+        Provide(BuiltinGuards, BuiltinGuards, needs=(SafetyRuntime, Embedder)),
+        Provide(Moderator, build_moderator, needs=(BuiltinGuards, Embedder)),
     ]
 
 
