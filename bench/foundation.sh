@@ -24,7 +24,7 @@
 #   pii        PII analyzer vs plain Presidio                               pii.json                   ~1 min
 #   web        chat page server time and weight                             web.json                   ~1 min
 #   retrieval  knowledge base retrieval (100,000 passages) and ingestion    retrieval.json             ~10 min
-#   grounded   grounded answers in 8 languages                              grounded.json              ~10 min
+#   grounded   grounded answers in 8 languages (calibration, held-out sets)  grounded(-heldout).json    ~20 min
 #
 # LiteLLM for the gateway comparison lives in its own virtualenv, outside the repo:
 #   python3 -m venv /work/litellm-venv && /work/litellm-venv/bin/pip install 'litellm[proxy]==1.81.0'
@@ -59,7 +59,8 @@ step() {
     pii) $PY bench/pii_bench.py --rounds 40 ;;
     web) $PY bench/web_bench.py --requests 300 ;;
     retrieval) $PY bench/retrieval_bench.py --runs 3 --queries 100 --pages 4 ;;
-    grounded) $PY bench/grounded_bench.py ;;
+    grounded) $PY bench/grounded_bench.py
+      $PY bench/grounded_bench.py --set heldout ;;
     *) echo "unknown step: $1 (see the list at the top of $0)" >&2; return 2 ;;
   esac
 }

@@ -37,6 +37,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     from .i18n import UiCatalogs
     from .knowledge import KnowledgeBase
     from .locales import LocaleRegistry
+    from .question_kinds import QuestionKinds
 
     return [
         # Compiled at start: a broken .po fails here, not on a visitor.
@@ -44,6 +45,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
         Provide(LocaleRegistry, _locale_registry),
         Provide(FidelityTracker, lambda hub: FidelityTracker(hub.services.get(Metrics).registry), needs=(Metrics,)),
         Provide(KnowledgeBase, KnowledgeBase, needs=(Embedder,)),
+        Provide(QuestionKinds, lambda hub: QuestionKinds(hub.services.get(Embedder)), needs=(Embedder,)),
     ]
 
 

@@ -37,6 +37,7 @@ from .attachments import AttachmentStore
 from .chat_store import ChatStore, StoredMessage
 from .fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker
 from .grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
+from .question_kinds import PERSONAL, SERVICE, QuestionKinds
 from .quota_text import quota_message
 
 if TYPE_CHECKING:
@@ -96,7 +97,8 @@ def _block_of(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data.get(k) for k in ("explanation", "decision_id", "appeal_url", "categories")}
 
 
-def _sources(hub: Hub, question: str, pack: LocalePack) -> list[SearchHit]:
+def _sources(hub: Hub, question: str, pack: LocalePack) -> list[SearchHit] | None:
+    """The passages over the floor; None when the person's collections are empty (nothing was searched)."""
     from .knowledge import KnowledgeBase
 
     kb = hub.services.get(KnowledgeBase)
@@ -104,7 +106,7 @@ def _sources(hub: Hub, question: str, pack: LocalePack) -> list[SearchHit]:
     # for an empty knowledge base would slow the first answer for nothing.
     searched = set(searched_collections(hub, pack))
     if not any(c.chunks and c.name in searched for c in kb.list_collections()):
-        return []
+        return None
     return kb.search(question, k=KB_PASSAGES, collections=sorted(searched),
                      min_similarity=hub.settings.assistant.kb_min_similarity)
 
@@ -163,19 +165,25 @@ def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
     pack = hub.services.get(LocaleRegistry).match(turn.ui_lang)
     lang = _person_language(hub, question, pack)
     try:
-        hits = _sources(hub, question, pack)
+        found = _sources(hub, question, pack)
     except SovhubError as exc:
         # An answer without sources beats no answer; the operator sees why in the log.
         log.warning("knowledge base search failed: %s", exc.message)
-        hits = []
+        found = None
     # The person's own documents in this conversation come first: that is what they ask about.
     attached = AttachmentStore(hub).hits(turn.user_id, turn.conversation_id, question) if question else []
-    hits = [*attached, *hits]
+    hits = [*attached, *(found or [])]
     plan = _Plan(lang, hits)
     quotes = bool(hits) and turn.model in hub.settings.assistant.quote_models
     if quotes or not writes_language(hub, turn.model, lang):
         quoted = quote_answer(hub, question, lang, hits) if hits else None
         plan.quoted, plan.cited = (quoted.text, quoted.cited) if quoted else (dont_know(lang), [])
+        return plan
+    if found is not None and not hits and hub.settings.assistant.decline_unsourced and _asks_for_facts(
+            hub, question, history):
+        # The knowledge base was searched and has nothing: a model asked anyway invents fees,
+        # deadlines or the person's name. Ordinary requests (greetings, code) still go to the model.
+        plan.quoted = dont_know(lang)
         return plan
     conversation = history_messages(history)
     window = _window(hub, turn.model)
@@ -191,6 +199,15 @@ def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
     plan.hits = hits[: fitted.passages]
     plan.messages, plan.max_tokens = fitted.messages, fitted.answer_tokens
     return plan
+
+
+def _asks_for_facts(hub: Hub, question: str, history: list[StoredMessage]) -> bool:
+    """Public-service facts, or the person's own records when the conversation cannot hold them yet."""
+    kind = hub.services.get(QuestionKinds).kind(question)
+    first_question = not any(m.role == "user" for m in history[:-1])
+    log.debug("question kind without sources: %s", kind)
+    # "What is my name?" after "I am Ada" is the model's to answer from the conversation.
+    return kind == SERVICE or (kind == PERSONAL and first_question)
 
 
 def history_messages(history: list[StoredMessage]) -> list[dict[str, str]]:
