@@ -35,7 +35,7 @@ PROTOTYPES = Path(__file__).with_name("question_kinds.json")
 # Prototypes averaged per kind: the nearest few, so one odd prototype does not decide alone.
 NEAREST = 3
 # How much closer (mean cosine similarity) a fact-seeking kind must be than `chat` to win: the middle of
-# the calibration set's gap (ordinary requests at most -0.015, fact-seeking questions at least +0.033).
+# the calibration set's gap (ordinary requests at most -0.015, fact-seeking questions at least +0.030).
 MARGIN = 0.01
 
 
