@@ -5,7 +5,10 @@ The turn is an async iterator of events, which the router writes as Server-Sent 
 
     {"event": "meta", "citations": [...]}        sources known before the answer (quoted answers)
     {"event": "delta", "text": "..."}            a piece of the answer
-    {"event": "reset", "reason": "language"}     the answer restarts (wrong language, retried once)
+    {"event": "reset", "reason": "language"}     the answer restarts: in another language ("language") or
+                                                 unreadable ("unreadable"), it is asked once more with a
+                                                 stronger instruction; unfit again, the sources are quoted
+                                                 (or "I do not know") in its place
     {"event": "done", "message_id", "html", "finish_reason", "block", "citations"}  the sources it used
     {"event": "error", "code", "message", "block"}
 
@@ -35,7 +38,7 @@ from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .answer_html import render_markdown
 from .attachments import AttachmentStore
 from .chat_store import ChatStore, StoredMessage
-from .fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker
+from .fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker, unfit
 from .grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
 from .question_kinds import PERSONAL, SERVICE, QuestionKinds
 from .quota_text import quota_message
@@ -210,6 +213,12 @@ def _asks_for_facts(hub: Hub, question: str, history: list[StoredMessage]) -> bo
     return kind == SERVICE or (kind == PERSONAL and first_question)
 
 
+def _fallback(hub: Hub, plan: _Plan, question: str) -> str:
+    """What a model's unfit answer is replaced with: the passages quoted, or "I do not know"."""
+    quoted = quote_answer(hub, question, plan.lang, plan.hits) if plan.hits else None
+    return quoted.text if quoted is not None else dont_know(plan.lang)
+
+
 def history_messages(history: list[StoredMessage]) -> list[dict[str, str]]:
     """The conversation as chat messages; blocked exchanges and empty answers are left out."""
     out: list[dict[str, str]] = []
@@ -289,9 +298,18 @@ async def run_turn(hub: Hub, store: ChatStore, turn: Turn) -> AsyncIterator[dict
             if attempt == 0 and ctx is not None and fidelity is not None and block is None:
                 result = ChatResult("".join(text), finish, 0, 0, 0.0, ctx.backend_name)
                 if fidelity.needs_retry(ctx, result):
+                    reason = unfit(ctx) or "language"
                     attempt_messages = fidelity.retry_messages(ctx)
-                    yield {"event": "reset", "reason": "language"}
+                    yield {"event": "reset", "reason": reason}
                     continue
+            if attempt == 1 and ctx is not None and block is None and (reason := unfit(ctx)) is not None:
+                # Asked again with a stronger instruction and still gibberish or another language: the
+                # person gets the sources' own sentences, or an honest "I do not know", not that.
+                log.info("answer of %s still %s after a retry: answered from the sources", turn.model, reason)
+                fallback = await anyio.to_thread.run_sync(_fallback, hub, plan, history[-1].text)
+                yield {"event": "reset", "reason": reason}
+                text, finish = [fallback], "stop"
+                yield {"event": "delta", "text": fallback}
             break
         used = cited_numbers("".join(text))
         citations[:] = [c for c in numbered if c["n"] in used]
