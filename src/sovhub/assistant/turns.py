@@ -298,16 +298,16 @@ async def run_turn(hub: Hub, store: ChatStore, turn: Turn) -> AsyncIterator[dict
             if attempt == 0 and ctx is not None and fidelity is not None and block is None:
                 result = ChatResult("".join(text), finish, 0, 0, 0.0, ctx.backend_name)
                 if fidelity.needs_retry(ctx, result):
-                    reason = unfit(ctx) or "language"
+                    why = unfit(ctx) or "language"
                     attempt_messages = fidelity.retry_messages(ctx)
-                    yield {"event": "reset", "reason": reason}
+                    yield {"event": "reset", "reason": why}
                     continue
-            if attempt == 1 and ctx is not None and block is None and (reason := unfit(ctx)) is not None:
+            if attempt == 1 and ctx is not None and block is None and (still := unfit(ctx)) is not None:
                 # Asked again with a stronger instruction and still gibberish or another language: the
                 # person gets the sources' own sentences, or an honest "I do not know", not that.
-                log.info("answer of %s still %s after a retry: answered from the sources", turn.model, reason)
+                log.info("answer of %s still %s after a retry: answered from the sources", turn.model, still)
                 fallback = await anyio.to_thread.run_sync(_fallback, hub, plan, history[-1].text)
-                yield {"event": "reset", "reason": reason}
+                yield {"event": "reset", "reason": still}
                 text, finish = [fallback], "stop"
                 yield {"event": "delta", "text": fallback}
             break
