@@ -1,8 +1,9 @@
 """The operator console: request log, usage charts, backends, people and organizations.
 
 Each action calls the domain function behind its `sovhub` command (``add_backend``,
-``remove_backend``, ``create_user``, ``set_staff``, ``create_org``), so it is validated and audited
-the same way, with the staff member as actor ``user:<id>``. The request log and the charts read
+``edit_backend``, ``remove_backend``, ``create_user``, ``set_staff``, ``create_org``), so it is validated and audited
+the same way, with the staff member as actor ``user:<id>``; backend changes are served at once
+(:func:`sovhub.backends.live.apply_catalog`), no restart. The request log and the charts read
 metadata only (:mod:`sovhub.access.request_log`); a request's content is reached only through the
 two-person rule at ``/admin/access``.
 """
@@ -19,14 +20,15 @@ from markupsafe import Markup
 
 from ...access.request_log import UsageTotal, request_log, usage_totals
 from ...accounts import create_org
-from ...backends.catalog import add_backend, backend_configs, remove_backend
+from ...backends.catalog import add_backend, backend_configs, edit_backend, remove_backend
+from ...backends.live import apply_catalog
 from ...backends.registry import BackendRegistry
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...jurisdictions import validate_jurisdiction
 from ..people import create_user, list_people, set_staff
 from .admin_access import _actor, _back, _staff_form
 from .auth import staff_page
-from .render import render
+from .render import Page, render
 from .svg_bars import bar_chart
 
 __all__ = ["router"]
@@ -124,14 +126,46 @@ async def backend_add(request: Request) -> Response:
                     operator=field("operator"), api_key=field("api_key"), actor=_actor(page))
 
     error = await _run(add)
-    return _back("/admin/backends", done=None if error else "backend_added", error=error)
+    return _back("/admin/backends", done=None if error else await _serve_catalog(page, "backend_added"), error=error)
+
+
+@router.post("/admin/backends/{name}/edit")
+async def backend_edit(name: str, request: Request) -> Response:
+    page, form = await _staff_form(request)
+
+    def field(key: str) -> str | None:
+        return str(form.get(key) or "").strip() or None
+
+    def edit() -> None:
+        jurisdiction = field("jurisdiction")
+        models = field("models")
+        edit_backend(page.hub, name, url=field("url"),
+                     models=[m for m in models.replace(",", " ").split() if m] if models is not None else [],
+                     jurisdiction=validate_jurisdiction(jurisdiction) if jurisdiction else None,
+                     operator=field("operator"), api_key=field("api_key"), actor=_actor(page))
+
+    error = await _run(edit)
+    return _back("/admin/backends", done=None if error else await _serve_catalog(page, "backend_changed"),
+                 error=error)
 
 
 @router.post("/admin/backends/{name}/remove")
 async def backend_remove(name: str, request: Request) -> Response:
     page, _form = await _staff_form(request)
     error = await _run(lambda: remove_backend(page.hub, name, actor=_actor(page)))
-    return _back("/admin/backends", done=None if error else "backend_removed", error=error)
+    return _back("/admin/backends", done=None if error else await _serve_catalog(page, "backend_removed"),
+                 error=error)
+
+
+async def _serve_catalog(page: Page, done: str) -> str:
+    """The change served at once on this replica (the others follow through the fleet's invalidations)."""
+    try:
+        await apply_catalog(page.hub)
+    except (SovhubError, OSError) as exc:
+        # Stored, but a new backend would not start (a wrong address, a dead server): said, not hidden.
+        log.warning("backend catalog saved but not served: %s", exc)
+        return "backend_not_serving"
+    return done
 
 
 # --- people and organizations ---
