@@ -5,7 +5,7 @@
 # Loopback only, bounded in time; run on an idle machine (`uptime` first: see docs/benchmarks.md).
 #
 #   bench/foundation.sh                 # the foundation steps: floor gateway guards inference memory (~2 h)
-#   bench/foundation.sh everything      # and the other sections' steps
+#   bench/foundation.sh everything      # and the other sections' steps (services too: see below)
 #   bench/foundation.sh STEP...         # any of the steps below
 #
 # Steps (result files):
@@ -21,10 +21,17 @@
 #   everyday   everyday false positives and hazard recall                   everyday.json              ~2 min
 #   output     output check on the bundled model's answers                  output-fpr.json            ~10 min
 #   window     semantic guard window sizes                                  window-probe.json          ~3 min
-#   pii        PII analyzer vs plain Presidio                               pii.json                   ~1 min
+#   pii        PII analyzer vs plain Presidio, 40 rounds x 3 runs           pii.json                   ~1 min
 #   web        chat page server time and weight                             web.json                   ~1 min
 #   retrieval  knowledge base retrieval (100,000 passages) and ingestion    retrieval.json             ~10 min
-#   grounded   grounded answers in 8 languages (calibration, held-out sets)  grounded(-heldout).json    ~20 min
+#   grounded   grounded answers in 8 languages, calibration and held-out    grounded(-heldout).json    ~10 min
+# The credits, replicas and batches sections' steps (PostgreSQL and Redis: SOVHUB_BENCH_DATABASE_URL,
+# SOVHUB_BENCH_REDIS_URL for ledger and credits-kill; replicas starts its own redis-server and HAProxy):
+#   ledger       ledger throughput, 20,000 transfers x 3 per mode            ledger.json                ~5 min
+#   credits      gateway with credits on against off, 500 RPS, 1 rep          credits.json               ~2 min
+#   credits-kill 3 replicas, 64 clients, one killed with SIGKILL              credits-replicas-kill.json ~1 min
+#   replicas     1-3 replicas behind HAProxy, 40 RPS, 3 runs                  replicas.json              ~10 min
+#   batch        batch throughput and the carbon-aware scheduler, 3 rounds    batch.json                 ~15 min
 #
 # LiteLLM for the gateway comparison lives in its own virtualenv, outside the repo:
 #   python3 -m venv /work/litellm-venv && /work/litellm-venv/bin/pip install 'litellm[proxy]==1.81.0'
@@ -56,17 +63,25 @@ step() {
     everyday) $PY bench/everyday_bench.py --name everyday ;;
     output) $PY bench/output_fpr.py ;;
     window) $PY bench/window_probe.py --window 160:40 --window 200:50 --window 240:60 --window 320:80 ;;
-    pii) $PY bench/pii_bench.py --rounds 40 ;;
+    pii) $PY bench/pii_bench.py --rounds 40 --runs 3 ;;
     web) $PY bench/web_bench.py --requests 300 ;;
     retrieval) $PY bench/retrieval_bench.py --runs 3 --queries 100 --pages 4 ;;
     grounded) $PY bench/grounded_bench.py
       $PY bench/grounded_bench.py --set heldout ;;
+    ledger) : "${SOVHUB_BENCH_DATABASE_URL:?set SOVHUB_BENCH_DATABASE_URL to a PostgreSQL URL}"
+      $PY bench/ledger_bench.py --transfers 20000 --reps 3 ;;
+    credits) $PY bench/credits_bench.py --reps 1 --no-ladder ;;
+    credits-kill) : "${SOVHUB_BENCH_DATABASE_URL:?set it}" "${SOVHUB_BENCH_REDIS_URL:?set it}"
+      $PY bench/credits_replicas_bench.py --kill ;;
+    replicas) $PY bench/replicas_bench.py --runs 3 --replicas 1,2,3 --duration 6 --rate 40 ;;
+    batch) $PY bench/batch_bench.py --rounds 3 ;;
     *) echo "unknown step: $1 (see the list at the top of $0)" >&2; return 2 ;;
   esac
 }
 
 FOUNDATION=(floor gateway guards inference ttft32 memory)
 OTHERS=(safety everyday output window pii web retrieval grounded)
+SERVICES=(ledger credits credits-kill replicas batch)
 if [[ $# -eq 0 ]]; then set -- "${FOUNDATION[@]}"; fi
-if [[ $1 == everything ]]; then set -- "${FOUNDATION[@]}" "${OTHERS[@]}"; fi
+if [[ $1 == everything ]]; then set -- "${FOUNDATION[@]}" "${OTHERS[@]}" "${SERVICES[@]}"; fi
 for s in "$@"; do echo "== $s" >&2; step "$s"; done

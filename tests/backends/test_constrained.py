@@ -108,6 +108,36 @@ def test_json_schema_answers_always_parse_and_validate(backend) -> None:  # ~2 m
     assert len(results) == 50
 
 
+MORE_SCHEMAS = {
+    # A nullable field keeps its length (the converter alone dropped maxLength beside a type list).
+    "nickname": {"type": "object", "properties": {"nick": {"type": ["string", "null"], "maxLength": 6},
+                                                  "kind": {"const": "person"}},
+                 "required": ["nick", "kind"], "additionalProperties": False},
+    "either": {"type": "object", "properties": {"value": {"anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": 9}, {"type": "string", "enum": ["none", "many"]}]}},
+        "required": ["value"], "additionalProperties": False},
+    # `.`, a negated class and \d: never a raw quote, backslash or newline inside the string.
+    "code": {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}\\d{2}-.[^0-9]{1,8}$"},
+                                              "tags": {"type": "array", "items": {"type": "string", "maxLength": 10},
+                                                       "minItems": 2, "maxItems": 3}},
+             "required": ["code", "tags"], "additionalProperties": False},
+}
+
+
+def test_more_keywords_are_enforced_and_every_answer_is_json(backend) -> None:
+    """const, anyOf, nullable lengths, patterns with . and classes, item counts: 12 sampled answers, all valid."""
+    for name, schema in MORE_SCHEMAS.items():
+        validator = Draft202012Validator(schema)
+        for i, topic in enumerate(TOPICS[:4]):
+            params = {"max_tokens": 96, "temperature": 1.0, "seed": 100 + i,
+                      "response_format": {"type": "json_schema",
+                                          "json_schema": {"name": name, "strict": True, "schema": schema}}}
+            choice = _choices(_run(backend, [{"role": "user", "content": f"Describe {topic} as JSON."}], params))[0]
+            assert choice["finish"] == "stop", (name, topic, choice["text"])
+            value = json.loads(choice["text"])
+            assert not list(validator.iter_errors(value)), (name, topic, choice["text"])
+
+
 def test_json_object_answers_parse(backend) -> None:
     # No schema bounds a json_object answer (a small model sampling freely may write digits until
     # its budget is spent, finish_reason "length", as OpenAI's models may): greedy, with room to close.

@@ -218,3 +218,30 @@ async def test_openai_agents_sdk_runs_a_tool_to_a_final_answer(remote) -> None:
         result = await Runner.run(agent, ASK, max_turns=4)
     assert calls, "the agent never called its tool"
     assert isinstance(result.final_output, str) and result.final_output.strip()
+
+
+def test_responses_input_tokens_count_what_the_model_reads(client: openai.OpenAI, remote) -> None:
+    """The count is the embedded model's own: what the response's usage then says, tools included."""
+    for extra in ({}, {"tools": [RESP_TOOL], "tool_choice": "required"}):
+        counted = _raw(remote, "responses/input_tokens", {"model": MODEL, "input": ASK, "instructions": "Be brief.",
+                                                          **extra})
+        assert counted.status_code == 200, counted.text
+        assert_valid("TokenCountsResource", counted.json())
+        ran = client.responses.create(model=MODEL, input=ASK, instructions="Be brief.", max_output_tokens=4,
+                                      **extra)
+        assert ran.usage is not None and counted.json()["input_tokens"] == ran.usage.input_tokens
+    assert client.responses.input_tokens.count(model=MODEL, input=ASK).input_tokens > 0
+
+
+def test_responses_background_polled_and_cancelled(client: openai.OpenAI, remote) -> None:
+    import time
+
+    done = client.responses.create(model=MODEL, input="Say hello.", background=True, max_output_tokens=8)
+    while done.status in ("queued", "in_progress"):
+        time.sleep(0.2)
+        done = client.responses.retrieve(done.id)
+    assert done.status in ("completed", "incomplete") and done.output_text
+    long = client.responses.create(model=MODEL, input="Tell me a very long story.", background=True)
+    cancelled = client.responses.cancel(long.id)
+    assert cancelled.status in ("cancelled", "completed", "incomplete")  # a fast model may finish first
+    assert client.responses.retrieve(long.id).status == cancelled.status

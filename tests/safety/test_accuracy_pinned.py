@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,9 @@ def test_the_saved_result_is_for_the_current_bank() -> None:
     assert SAVED["config"]["model_digest"] == digest, (
         "the exemplar bank or encoder changed: re-run `bench/everyday_bench.py --name everyday` and commit "
         "bench/results/everyday.json (and the figures in docs/benchmarks.md)")
-    assert SAVED["config"]["encoder"] == "e5-int8" and SAVED["machine"]["sovhub_commit"]
+    assert SAVED["config"]["encoder"] == "e5-int8"
+    # Saved with the commit it measured: a run on uncommitted code names no code anyone can check out.
+    assert re.fullmatch(r"[0-9a-f]{7,40}", SAVED["machine"]["sovhub_commit"]), SAVED["machine"]["sovhub_commit"]
     assert sorted(SAVED["hazard"]["by_lang"]) == LANGS
 
 
@@ -59,6 +62,14 @@ def test_each_language_holds_the_saved_result(lang: str) -> None:
     assert now["f1"] >= saved["f1"] - F1_DROP, (lang, now, saved)
     assert now["fpr"] <= saved["fpr"] + FPR_RISE, (lang, now, saved)
     assert now["f1"] >= FLOOR_LANG_F1
+
+
+def test_the_floors_held_here_are_the_ones_the_docs_state() -> None:
+    docs = " ".join((Path(__file__).parents[2] / "docs" / "benchmarks.md").read_text(encoding="utf-8").split())
+    assert (f"(F1 ≥ {FLOOR_F1:.2f} overall, ≥ {FLOOR_LANG_F1:.2f} per language, hard-safe false-positive rate "
+            f"≤ {CEILING_FPR:.0%} overall") in docs
+    assert (f"(F1 −{F1_DROP} and FPR +{FPR_RISE} per language, −{OVERALL_F1_DROP} / +{OVERALL_FPR_RISE} overall)"
+            in docs)
 
 
 def test_the_tolerance_would_see_a_two_item_regression() -> None:

@@ -171,5 +171,49 @@ def test_interrupted_rotation_is_finished_at_start(shub: Hub) -> None:
     assert not pending.exists()
 
 
+def test_rotation_interrupted_before_its_commit_leaves_every_row_readable(
+        shub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash in the middle of the re-wrap: nothing of it is kept, the old key stays, KEY.new goes at start."""
+    from sovhub.sovereignty.crypto import FileKeyProvider
+
+    vault = shub.services.get(ContentVault)
+    blobs = {uid: vault.encrypt_for_user(uid, f"row {uid}") for uid in range(10, 16)}
+    org_blob = vault.encrypt_for_org(3, "org row")
+    path = key_file_path(shub.settings)
+    old_key, before = path.read_bytes(), _snapshot(shub)
+    old_id, real_wrap, wrapped = vault.provider.key_id, FileKeyProvider.wrap, []
+
+    def dies_midway(self: FileKeyProvider, data_key: bytes, aad: bytes) -> bytes:
+        if self.key_id != old_id:  # the new key: the check value and two data keys, then the process dies
+            wrapped.append(aad)
+            if len(wrapped) == 4:
+                raise RuntimeError("killed mid-rotation")
+        return real_wrap(self, data_key, aad)
+
+    monkeypatch.setattr(FileKeyProvider, "wrap", dies_midway)
+    with pytest.raises(RuntimeError, match="killed mid-rotation"):
+        rotate_master_key(shub)
+    monkeypatch.undo()
+    assert len(wrapped) == 4  # the failure really was inside the re-wrap, with rows already re-wrapped
+    pending = path.with_name(path.name + ".new")
+    assert pending.exists() and path.read_bytes() == old_key
+    assert _snapshot(shub) == before  # rolled back: every data key and the check are as they were
+    # The running process still reads and writes under the old key.
+    assert vault.decrypt_for_user(10, blobs[10]) == "row 10"
+    late = vault.encrypt_for_user(20, "written after the failed rotation")
+    # A restart discards the uncommitted KEY.new and reads every row.
+    reopen_vault(shub)
+    assert not pending.exists() and path.read_bytes() == old_key
+    restarted = shub.services.get(ContentVault)
+    assert {uid: restarted.decrypt_for_user(uid, blob) for uid, blob in blobs.items()} == \
+        {uid: f"row {uid}" for uid in blobs}
+    assert restarted.decrypt_for_org(3, org_blob) == "org row"
+    assert restarted.decrypt_for_user(20, late) == "written after the failed rotation"
+    # And the next rotation goes through.
+    assert f"re-wrapped {len(blobs) + 2} data keys" in rotate_master_key(shub)
+    reopen_vault(shub)
+    assert shub.services.get(ContentVault).decrypt_for_user(15, blobs[15]) == "row 15"
+
+
 def test_vault_is_a_content_vault(shub: Hub) -> None:
     assert isinstance(shub.services.get(ContentVault), ContentVault)

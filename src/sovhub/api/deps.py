@@ -7,12 +7,12 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, Request
 
-from ..accounts import KeyCache, authenticate
+from ..accounts import INFERENCE, KeyCache, authenticate, require_scope
 from ..errors import AuthenticationFailed
 from ..hub import Hub
 from ..pipeline import Principal
 
-__all__ = ["CurrentPrincipal", "HubDep", "get_hub", "get_principal"]
+__all__ = ["CurrentPrincipal", "HubDep", "InferencePrincipal", "get_hub", "get_inference_principal", "get_principal"]
 
 
 async def get_hub(request: Request) -> Hub:
@@ -41,6 +41,15 @@ async def get_principal(request: Request) -> Principal:
 
 HubDep = Annotated[Hub, Depends(get_hub)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_inference_principal(principal: CurrentPrincipal) -> Principal:
+    """The principal of a key that may call models (scope ``inference``), else 403 insufficient_scope."""
+    require_scope(principal, INFERENCE)
+    return principal
+
+
+InferencePrincipal = Annotated[Principal, Depends(get_inference_principal)]
 
 
 def add_backend_time(request: Request, seconds: float) -> None:

@@ -112,6 +112,11 @@ class Backend(ABC):
         """Tokens `text` takes with the model's own tokenizer; None when it cannot be counted here."""
         return None
 
+    def count_prompt(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> int | None:
+        """Tokens of the prompt these messages and parameters (tools) make, exactly as the model
+        would read it; None when the backend cannot say (callers then count or estimate)."""
+        return None
+
     @abstractmethod
     def chat_stream(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken

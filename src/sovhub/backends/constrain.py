@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidRequest, UnsupportedParameter
+from .schema_subset import enforceable
 
 __all__ = ["CALL_CLOSE", "CALL_OPEN", "MAX_PARALLEL_CALLS", "Constraint", "build_constraint", "tool_names"]
 
@@ -55,51 +56,6 @@ def _converter() -> Any:
     return SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)  # type: ignore[no-untyped-call]
 
 
-# Keywords llama.cpp's converter does not turn into grammar: an answer could break them, so a
-# schema using them is refused rather than enforced in part (integer ranges are rewritten below).
-_UNENFORCED = frozenset({
-    "multipleOf", "uniqueItems", "not", "if", "then", "else", "patternProperties", "dependentRequired",
-    "dependentSchemas", "minProperties", "maxProperties", "contains", "minContains", "maxContains",
-    "propertyNames", "unevaluatedProperties", "unevaluatedItems",
-})
-_MAPS = ("properties", "$defs", "definitions")
-_RANGE = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
-#: An integer range up to this size is enforced (as the list of its values).
-_MAX_RANGE = 4096
-
-
-def _enforceable(node: Any, param: str) -> Any:
-    """The schema with integer ranges as enums; refused where a keyword would not be enforced."""
-    if isinstance(node, list):
-        return [_enforceable(n, param) for n in node]
-    if not isinstance(node, dict):
-        return node
-    unenforced = sorted(k for k in node if k in _UNENFORCED)
-    if unenforced:
-        raise UnsupportedParameter(f"the embedded model cannot enforce JSON schema keyword(s) {', '.join(unenforced)}",
-                                   param=param)
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in ("enum", "const", "default", "examples", "description", "title"):
-            out[key] = value
-        elif key in _MAPS and isinstance(value, dict):  # names, not keywords
-            out[key] = {name: _enforceable(sub, param) for name, sub in value.items()}
-        else:
-            out[key] = _enforceable(value, param)
-    if any(k in node for k in _RANGE):
-        if node.get("type") != "integer" or "enum" in node:
-            raise UnsupportedParameter("the embedded model enforces minimum/maximum only on integers", param=param)
-        low = node.get("minimum", node["exclusiveMinimum"] + 1 if "exclusiveMinimum" in node else None)
-        high = node.get("maximum", node["exclusiveMaximum"] - 1 if "exclusiveMaximum" in node else None)
-        if not isinstance(low, int) or not isinstance(high, int) or not 0 <= high - low < _MAX_RANGE:
-            raise UnsupportedParameter(
-                f"the embedded model enforces integer ranges of at most {_MAX_RANGE} values, with both bounds",
-                param=param)
-        out = {k: v for k, v in out.items() if k not in _RANGE and k != "type"}
-        out["enum"] = list(range(low, high + 1))
-    return out
-
-
 def _depth(node: Any) -> int:
     """How deeply a JSON value nests, counted without recursion (a hostile schema may nest thousands deep)."""
     deepest, stack = 0, [(node, 1)]
@@ -120,7 +76,7 @@ def _visit(converter: Any, schema: Any, name: str, param: str) -> str:
         raise InvalidRequest(f"the JSON schema is nested more than {_MAX_DEPTH} levels deep", param=param)
     if len(json.dumps(schema)) > _MAX_SCHEMA_CHARS:
         raise InvalidRequest(f"the JSON schema is larger than {_MAX_SCHEMA_CHARS} characters", param=param)
-    schema = _enforceable(schema, param)
+    schema = enforceable(schema, param)
     try:
         resolved = converter.resolve_refs(schema, "request")
         return str(converter.visit(resolved, name))

@@ -166,6 +166,16 @@ class EmbeddedBackend(Backend):
         # The vocabulary is read-only once loaded: tokenizing never touches the generation context.
         return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+    def count_prompt(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> int | None:
+        llm = self._llm
+        if llm is None:
+            return None
+        # The prompt as `_generate` builds it: the tools offered, the chat template, its tokens.
+        constraint = build_constraint(params, None, answered_functions(messages))
+        offer = constraint.mode if constraint.mode in ("call", "either") else "none"
+        formatted = self._formatter(messages=render_messages(messages, constraint.tools, offer))
+        return len(llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True))
+
     async def close(self) -> None:
         llm, self._llm = self._llm, None
         if llm is not None:

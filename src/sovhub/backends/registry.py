@@ -18,7 +18,6 @@ removed one leaves rotation at once and is closed once the requests it was servi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import hashlib
 import logging
@@ -27,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendUnavailable, ConfigError, ModelNotFound
+from ..tasks import cancel_and_wait
 from .base import Backend, BackendConfig, CancelToken, ChatChunk
 
 if TYPE_CHECKING:
@@ -134,9 +134,7 @@ class BackendRegistry:
 
     async def close(self) -> None:
         if self._prober is not None:
-            self._prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prober
+            await cancel_and_wait([self._prober])
             self._prober = None
         self.running = False
         for task in list(self._retiring):

@@ -12,6 +12,7 @@ import httpx
 from ..egress import Egress
 from ..hookspecs import hookimpl
 from ..services import Provide
+from ..tasks import cancel_and_wait
 from .accountant import EnergyAccountant
 
 if TYPE_CHECKING:
@@ -60,11 +61,7 @@ async def _lifespan(hub: Hub) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
 
 
 @hookimpl

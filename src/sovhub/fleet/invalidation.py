@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from ..tasks import cancel_and_wait
 from .redis import FleetRedis
 
 if TYPE_CHECKING:
@@ -102,9 +103,7 @@ class Invalidations:
                 log.warning("not subscribed to %s yet; caches rely on their TTLs until Redis answers", self.channel)
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
 
     async def _listen(self, subscribed: asyncio.Event) -> None:
         client = self.redis.aio

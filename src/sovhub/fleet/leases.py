@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..tasks import cancel_and_wait
 from .redis import FleetRedis
 
 __all__ = ["Leases", "Periodic", "purge_round"]
@@ -93,8 +94,4 @@ async def leased_loops(leases: Leases, *jobs: Periodic) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)

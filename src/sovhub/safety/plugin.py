@@ -12,6 +12,7 @@ import anyio
 
 from ..hookspecs import hookimpl
 from ..services import Provide
+from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import click
@@ -122,9 +123,7 @@ async def _lifespan(hub: Hub) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
         await anyio.to_thread.run_sync(runtime.recorder.flush)
 
 

@@ -50,9 +50,9 @@ class SafetySettings(BaseModel):
     )
     encoder_threads: int = Field(
         1, ge=0, le=64, description="Threads of the e5-int8 encoder per text; 0: one per core, at most 4. With more "
-        "than one they spin between steps: on an idle 2-core machine the pipeline's p99 falls from 4.6 to 3.2 ms, "
-        "but each text costs 1.7 times the CPU and the spinning thread takes a core from llama.cpp and the "
-        "event loop."
+        "than one they spin between steps: on an idle 2-core machine the pipeline's p99 falls from 4.9 to 3.2 ms "
+        "(docs/benchmarks.md, Safety: latency), but each text costs 1.7 times the CPU and the spinning thread "
+        "takes a core from llama.cpp and the event loop."
     )
     max_input_chars: int = Field(
         100_000, ge=1_000, le=10_000_000, description="Characters of client-written text one request may carry to "

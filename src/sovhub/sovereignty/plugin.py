@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..fleet.leases import Leases
 from ..hookspecs import hookimpl
 from ..services import Provide
+from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import click
@@ -125,11 +126,7 @@ async def _lifespan(hub: Hub) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         await store.close()
 
 

@@ -60,6 +60,8 @@ class PreparedChat:
     #: Usage as the backend reported it in its stream (None until then, or if it never does).
     usage: dict[str, int] | None = None
     recorded: bool = False
+    #: The usage recorded for the request (set once, when it is released).
+    billed: dict[str, int] | None = None
     #: Set by the replica's drain (`interrupt`): the answer ends now, with an in-band error.
     interrupted: bool = False
     #: The task while it waits for the backend's next chunk (what `interrupt` wakes).
@@ -299,6 +301,7 @@ class ChatService:
             except Exception:
                 log.exception("closing the stream of backend %s failed", p.backend.name)
             usage, estimated = self._count(p)
+            p.billed = usage
             self._record(p, usage, estimated, status)
             ctx = p.ctx
             side = self._record_side_calls(ctx, status=200)

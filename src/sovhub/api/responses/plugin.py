@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
+from ...files.store import FileStore
 from ...hookspecs import hookimpl
 from ...hub import Hub
 from ...services import Provide
@@ -20,7 +23,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     return [
         Provide(ResponseStore, ResponseStore),
         Provide(ResponsesService, lambda h: ResponsesService(h, h.services.get(ResponseStore)),
-                needs=(ResponseStore, ChatService)),
+                needs=(ResponseStore, ChatService, FileStore)),
     ]
 
 
@@ -43,10 +46,19 @@ def sovhub_erase_user(hub: Hub, user_id: int) -> None:
 
 @hookimpl
 def sovhub_lifespan(hub: Hub) -> Any:
+    return _lifespan(hub)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(hub: Hub) -> AsyncIterator[None]:
+    """The purge of expired responses (one replica at a time), and this replica's background runs
+    (ended when the app stops)."""
     from ...fleet.leases import Leases, leased_loops, purge_round
 
     store = hub.services.get(ResponseStore)
     purge = purge_round(store.purge_expired, "stored responses",
                         lambda n: hub.emit("retention.purged", subject="responses", deleted=n))
-    return leased_loops(hub.services.get(Leases),
-                        ("responses-purge", hub.settings.sovereignty.purge_interval_s, purge))
+    async with leased_loops(hub.services.get(Leases),
+                            ("responses-purge", hub.settings.sovereignty.purge_interval_s, purge)):
+        async with hub.services.get(ResponsesService).background.lifespan():
+            yield

@@ -8,13 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..chat.protocol import check_response_format, check_tools
 
-__all__ = ["CreateResponse", "chat_tools", "chat_tool_choice", "chat_response_format"]
+__all__ = ["CreateResponse", "TokenCountsBody", "chat_tools", "chat_tool_choice", "chat_response_format"]
 
 # Accepted and without effect here (they change nothing a hub's model does, or only OpenAI's
 # own service): kept so that clients sending them, as the Agents SDK does, just work.
 IGNORED = frozenset({"include", "truncation", "reasoning", "service_tier", "prompt_cache_key",
-                     "prompt_cache_retention", "prompt_cache_options", "safety_identifier", "background",
-                     "stream_options"})
+                     "prompt_cache_retention", "prompt_cache_options", "safety_identifier", "stream_options"})
 
 
 class CreateResponse(BaseModel):
@@ -45,8 +44,10 @@ class CreateResponse(BaseModel):
     prompt_cache_retention: Any = None
     prompt_cache_options: Any = None
     safety_identifier: Any = None
-    background: bool | None = None
     stream_options: Any = None
+    background: bool | None = None
+    #: Refused with a clear 400 when given (the Conversations API is not served here).
+    conversation: Any = None
 
     @field_validator("metadata")
     @classmethod
@@ -76,8 +77,10 @@ class CreateResponse(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> CreateResponse:
-        if self.background:
-            raise ValueError("background responses are not supported by this hub")
+        if self.background and self.stream:
+            raise ValueError("a background response is not streamed by this hub: poll GET /v1/responses/{id}")
+        if self.background and self.store is False:
+            raise ValueError("a background response must be stored (store: true): it is read back by its id")
         if self.tool_choice is not None and self.tool_choice != "auto" and not self.tools:
             raise ValueError("tool_choice needs tools")
         if isinstance(self.tool_choice, dict):
@@ -109,3 +112,27 @@ def chat_response_format(fmt: dict[str, Any]) -> dict[str, Any]:
         return dict(fmt)
     spec = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
     return {"type": "json_schema", "json_schema": spec}
+
+
+class TokenCountsBody(BaseModel):
+    """POST /v1/responses/input_tokens: what a response would read, counted, not run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[dict[str, Any]] = Field(min_length=1)
+    instructions: str | None = None
+    previous_response_id: str | None = Field(None, max_length=64)
+    tools: list[dict[str, Any]] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    text: dict[str, Any] | None = None
+    reasoning: Any = None
+    truncation: Any = None
+    personality: Any = None
+    conversation: Any = None
+
+    def as_create(self) -> CreateResponse:
+        """The same request as a (never run, never stored) response, so both read input alike; its
+        checks (tools, text format, tool choice) are CreateResponse's (pydantic's ValidationError)."""
+        return CreateResponse(**self.model_dump(exclude={"personality"}, exclude_none=True), store=False)

@@ -1,4 +1,6 @@
-"""/v1/responses: create (streamed or not), retrieve, delete, input items (thin: the service does the work)."""
+"""/v1/responses: create (streamed, not, or in the background), retrieve, delete, cancel, input items,
+input token counts (thin: the service does the work). Every route needs a key with the scope
+``inference``."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from fastapi.responses import JSONResponse
 
 from ...errors import SovhubError
 from ..chat.router import ReleasingStream, watch_disconnect
-from ..deps import CurrentPrincipal, HubDep, add_backend_time
-from .protocol import CreateResponse
+from ..deps import HubDep, InferencePrincipal, add_backend_time
+from .protocol import CreateResponse, TokenCountsBody
 from .service import ResponseRun, ResponsesService
 
 router = APIRouter()
@@ -28,30 +30,33 @@ def _service(hub: Any) -> ResponsesService:
 
 @router.post("/v1/responses", response_model=None)
 async def create_response(
-    body: CreateResponse, request: Request, hub: HubDep, principal: CurrentPrincipal
+    body: CreateResponse, request: Request, hub: HubDep, principal: InferencePrincipal
 ) -> JSONResponse | ReleasingStream:
     service = _service(hub)
-    run = await service.start(body, principal, request.scope["state"]["request_id"])
-    add_backend_time(request, run.prepared.backend_s)
+    request_id = request.scope["state"]["request_id"]
+    if body.background:
+        return JSONResponse(await service.create_background(body, principal, request_id))
+    run = await service.start(body, principal, request_id)
+    add_backend_time(request, run.chat.backend_s)
 
     def on_backend(seconds: float) -> None:
         add_backend_time(request, seconds)
 
     if body.stream:
         return ReleasingStream(
-            _sse(service, run, on_backend), lambda: service.chat.release(run.prepared),
+            _sse(service, run, on_backend), lambda: service.finish(run),
             media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no", **run.prepared.headers},
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no", **run.chat.headers},
         )
-    watcher = asyncio.create_task(watch_disconnect(request, run.prepared.cancel.cancel))
+    watcher = asyncio.create_task(watch_disconnect(request, run.chat.cancel.cancel))
     try:
         result = await service.complete(run, on_backend)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        await service.chat.release(run.prepared)
-    return JSONResponse(result, headers=run.prepared.headers)
+        await service.finish(run)
+    return JSONResponse(result, headers=run.chat.headers)
 
 
 async def _sse(service: ResponsesService, run: ResponseRun, on_backend: Any) -> AsyncIterator[bytes]:
@@ -64,19 +69,29 @@ async def _sse(service: ResponsesService, run: ResponseRun, on_backend: Any) -> 
         yield b"event: error\ndata: " + json.dumps(exc.to_dict()).encode() + b"\n\n"
 
 
+@router.post("/v1/responses/input_tokens")
+async def count_input_tokens(body: TokenCountsBody, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
+    return await _service(hub).input_tokens(body, principal)
+
+
 @router.get("/v1/responses/{response_id}")
-async def retrieve_response(response_id: str, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def retrieve_response(response_id: str, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
     return await _service(hub).retrieve(principal, response_id)
 
 
 @router.delete("/v1/responses/{response_id}")
-async def delete_response(response_id: str, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def delete_response(response_id: str, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
     return await _service(hub).delete(principal, response_id)
+
+
+@router.post("/v1/responses/{response_id}/cancel")
+async def cancel_response(response_id: str, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
+    return await _service(hub).cancel(principal, response_id)
 
 
 @router.get("/v1/responses/{response_id}/input_items")
 async def list_input_items(
-    response_id: str, hub: HubDep, principal: CurrentPrincipal,
+    response_id: str, hub: HubDep, principal: InferencePrincipal,
     limit: int = Query(20, ge=1, le=100), order: Literal["asc", "desc"] = "desc", after: str | None = None,
 ) -> dict[str, Any]:
     return await _service(hub).input_items(principal, response_id, limit=limit, order=order, after=after)

@@ -19,15 +19,20 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from pydantic import ValidationError
 
-from ...errors import InvalidRequest, NotFound, SovhubError
+from ...backends.base import estimate_tokens
+from ...backends.window import window_of
+from ...errors import InvalidRequest, NotFound, SovhubError, UnsupportedParameter
+from ...files.store import FileStore
 from ...hub import Hub
-from ...pipeline import Principal
+from ...pipeline import ChatContext, Principal
 from ..chat.protocol import ChatCompletionRequest
-from ..chat.service import ChatService, PreparedChat
-from .items import input_items, item_id, items_to_messages, output_messages
-from .protocol import CreateResponse, chat_response_format, chat_tool_choice, chat_tools
+from ..chat.service import ChatService, PreparedChat, prompt_text
+from .background import BackgroundRuns
+from .items import MAX_FILE_BYTES, file_ids, file_text, input_items, item_id, items_to_messages, output_messages
+from .protocol import CreateResponse, TokenCountsBody, chat_response_format, chat_tool_choice, chat_tools
 from .store import ResponseStore, StoredState
 
 __all__ = ["ResponseRun", "ResponsesService"]
@@ -37,19 +42,32 @@ _LOGPROBS = "message.output_text.logprobs"
 
 @dataclass(slots=True)
 class ResponseRun:
-    """One response being generated: the prepared chat, and the response object as it grows."""
+    """One response being generated: its chat request, the prepared chat once admitted and routed,
+    and the response object as it grows."""
 
     body: CreateResponse
     principal: Principal
-    prepared: PreparedChat
+    request: ChatCompletionRequest
     response: dict[str, Any]
     items: list[dict[str, Any]]
     history: list[dict[str, Any]]
+    prepared: PreparedChat | None = None
     sequence: int = 0
     finish: str | None = None
     failure: SovhubError | None = None
+    saved: bool = False
     _open: dict[str, Any] | None = None
     _calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def chat(self) -> PreparedChat:
+        if self.prepared is None:
+            raise RuntimeError("the response's chat was not prepared")
+        return self.prepared
+
+    @property
+    def ended(self) -> bool:
+        return self.response["status"] not in ("queued", "in_progress")
 
     def event(self, kind: str, **data: Any) -> dict[str, Any]:
         out = {"type": kind, **data, "sequence_number": self.sequence}
@@ -62,11 +80,15 @@ class ResponsesService:
         self.hub = hub
         self.store = store
         self.chat = hub.services.get(ChatService)
+        self.background = BackgroundRuns(self)
 
     # --- create ---
 
-    async def start(self, body: CreateResponse, principal: Principal, request_id: str) -> ResponseRun:
-        """Everything before the first byte: a refusal here is an ordinary HTTP error."""
+    async def plan(self, body: CreateResponse, principal: Principal) -> ResponseRun:
+        """The request read: earlier turns, input items (references and files resolved), the chat request."""
+        if body.conversation is not None:
+            raise UnsupportedParameter("conversation: this hub does not serve the Conversations API; continue a "
+                                       "conversation with previous_response_id", param="conversation")
         history: list[dict[str, Any]] = []
         if body.previous_response_id:
             try:
@@ -77,13 +99,50 @@ class ResponsesService:
                     "has expired, was deleted, or is not yours).", param="previous_response_id",
                     code="previous_response_not_found") from None
             history = previous.messages
-        items = input_items(body.input)
-        history = [*history, *items_to_messages(items)]
+        items, messages = await asyncio.to_thread(self._read_input, body, principal)
+        history = [*history, *messages]
         system = [{"role": "system", "content": body.instructions}] if body.instructions else []
         request = self._chat_request(body, [*system, *history])
-        prepared = await self.chat.prepare(request, principal, request_id)
-        response = self._response(body, item_id("resp"), "in_progress")
-        return ResponseRun(body, principal, prepared, response, items, history)
+        status = "queued" if body.background else "in_progress"
+        return ResponseRun(body, principal, request, self._response(body, item_id("resp"), status), items, history)
+
+    def _read_input(self, body: CreateResponse, principal: Principal) -> tuple[list[dict[str, Any]],
+                                                                               list[dict[str, Any]]]:
+        """Input items and their messages (a worker thread: stored items and files are read here)."""
+        def lookup(wanted: str, param: str) -> dict[str, Any]:
+            try:
+                return self.store.find_item(principal, wanted)
+            except NotFound as exc:
+                raise InvalidRequest(exc.message, param=param, code="item_not_found") from None
+
+        items = input_items(body.input, body.model, lookup)
+        files: dict[str, tuple[str, str]] = {}
+        for wanted in file_ids(items):
+            files[wanted] = self._file(principal, wanted)
+        return items, items_to_messages(items, files)
+
+    def _file(self, principal: Principal, wanted: str) -> tuple[str, str]:
+        store = self.hub.services.get(FileStore)
+        try:
+            if principal.org_id is None:
+                raise NotFound(f"No such File object: {wanted}")
+            row = store.get(principal.org_id, wanted)
+        except NotFound as exc:
+            raise InvalidRequest(exc.message, param="input", code="file_not_found") from None
+        if row.bytes > MAX_FILE_BYTES:  # refused before it is read
+            raise InvalidRequest(f"file {row.filename!r} is larger than {MAX_FILE_BYTES} bytes, the most one input "
+                                 "file may be", param="input", code="file_too_large")
+        return row.filename, file_text(store.read(principal.org_id, wanted), row.filename, "input")
+
+    async def open(self, run: ResponseRun, request_id: str) -> None:
+        """Admit and route the chat (the chat service's checks: quotas, residency, the window)."""
+        run.prepared = await self.chat.prepare(run.request, run.principal, request_id)
+
+    async def start(self, body: CreateResponse, principal: Principal, request_id: str) -> ResponseRun:
+        """Everything before the first byte: a refusal here is an ordinary HTTP error."""
+        run = await self.plan(body, principal)
+        await self.open(run, request_id)
+        return run
 
     def _chat_request(self, body: CreateResponse, messages: list[dict[str, Any]]) -> ChatCompletionRequest:
         fields: dict[str, Any] = {
@@ -108,7 +167,7 @@ class ResponsesService:
     def _response(self, body: CreateResponse, response_id: str, status: str) -> dict[str, Any]:
         return {
             "id": response_id, "object": "response", "created_at": int(time.time()), "status": status,
-            "background": False, "completed_at": None, "error": None, "incomplete_details": None,
+            "background": bool(body.background), "completed_at": None, "error": None, "incomplete_details": None,
             "instructions": body.instructions, "max_output_tokens": body.max_output_tokens, "model": body.model,
             "output": [], "parallel_tool_calls": body.parallel_tool_calls is not False,
             "previous_response_id": body.previous_response_id, "reasoning": None, "store": body.store is not False,
@@ -130,7 +189,7 @@ class ResponsesService:
         yield run.event("response.in_progress", response=_snapshot(run.response))
         usage: dict[str, int] = {}
         try:
-            async with contextlib.aclosing(self.chat.chunks(run.prepared, on_backend_time)) as chunks:
+            async with contextlib.aclosing(self.chat.chunks(run.chat, on_backend_time)) as chunks:
                 async for chunk in chunks:
                     if "usage" in chunk and not chunk.get("choices"):
                         usage = chunk["usage"]
@@ -145,26 +204,40 @@ class ResponsesService:
                 yield event
             run.response.update(status="failed", error={"code": _error_code(exc), "message": exc.message})
             yield run.event("error", code=exc.code or exc.type, message=exc.message, param=exc.param)
-            await self._save(run)
+            await self.save(run)
             yield run.event("response.failed", response=_snapshot(run.response))
             return
+        cancelled = run.finish is None and run.chat.cancel.cancelled
+        if run.finish is None and not cancelled:
+            run.finish = "stop"  # a backend that ended without saying why ended its answer
         for event in self._close(run):
             yield event
-        run.response["usage"] = {
-            "input_tokens": int(usage.get("prompt_tokens", 0)),
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-            "output_tokens": int(usage.get("completion_tokens", 0)),
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": int(usage.get("total_tokens", 0)),
-        }
+        run.response["usage"] = _usage(usage)
         reason = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(run.finish or "")
-        if reason is None:
+        if cancelled:
+            # Stopped before its end: cancelled (POST .../cancel), or its client left without waiting.
+            run.response.update(status="cancelled")
+        elif reason is None:
             run.response.update(status="completed", completed_at=int(time.time()))
         else:
             run.response.update(status="incomplete", incomplete_details={"reason": reason})
-        await self._save(run)
-        kind = "response.completed" if reason is None else "response.incomplete"
-        yield run.event(kind, response=_snapshot(run.response))
+        await self.save(run)
+        if not cancelled:  # the spec has no event for it: no one is listening then
+            kind = "response.completed" if reason is None else "response.incomplete"
+            yield run.event(kind, response=_snapshot(run.response))
+
+    async def finish(self, run: ResponseRun) -> None:
+        """After the request, however it ended: the chat is recorded (billed) once, and a response
+        whose client left mid-stream is stored as cancelled, with the usage billed for it."""
+        await self.chat.release(run.chat)
+        if run.ended:
+            return
+        with anyio.CancelScope(shield=True):
+            run.finish = None
+            self._close(run)
+            billed = run.chat.billed or {}
+            run.response.update(status="cancelled", usage=_usage(billed))
+            await self.save(run)
 
     def _deltas(self, run: ResponseRun, choice: dict[str, Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -218,7 +291,7 @@ class ResponsesService:
         if item is None:
             return []
         index = run.response["output"].index(item)
-        status = "incomplete" if run.finish in ("length", "content_filter") else "completed"
+        status = "completed" if run.finish in ("stop", "tool_calls") else "incomplete"
         out = []
         if item["type"] == "message":
             part = item["content"][0]
@@ -233,12 +306,54 @@ class ResponsesService:
         out.append(run.event("response.output_item.done", output_index=index, item=_snapshot(item)))
         return out
 
-    async def _save(self, run: ResponseRun) -> None:
+    async def save(self, run: ResponseRun) -> None:
         if run.body.store is False:
             return
         state = StoredState(response=_snapshot(run.response), input_items=run.items,
                             messages=[*run.history, *output_messages(run.response["output"])])
-        await asyncio.to_thread(self.store.save, run.principal, state, previous_id=run.body.previous_response_id)
+        # A background run's first save creates its row; later ones only update a row still there.
+        await asyncio.to_thread(self.store.save, run.principal, state, previous_id=run.body.previous_response_id,
+                                create=not run.saved or not run.body.background)
+        run.saved = True
+
+    @staticmethod
+    def snapshot(value: dict[str, Any]) -> dict[str, Any]:
+        return _snapshot(value)
+
+    async def end_unstarted(self, run: ResponseRun, failure: SovhubError | None) -> None:
+        """A background run that ended before its chat started: refused (failed) or cancelled."""
+        if failure is None:
+            run.response["status"] = "cancelled"
+        else:
+            run.response.update(status="failed", error={"code": _error_code(failure), "message": failure.message})
+        await self.save(run)
+
+    async def create_background(self, body: CreateResponse, principal: Principal, request_id: str) -> dict[str, Any]:
+        run = await self.plan(body, principal)
+        return await self.background.submit(run, request_id)
+
+    async def cancel(self, principal: Principal, response_id: str) -> dict[str, Any]:
+        return await self.background.cancel(principal, response_id)
+
+    async def input_tokens(self, body: TokenCountsBody, principal: Principal) -> dict[str, Any]:
+        """What the response would read, counted with the serving backend's tokenizer (nothing runs)."""
+        try:
+            create = body.as_create()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidRequest(first["msg"].removeprefix("Value error, "),
+                                 param=".".join(str(x) for x in first["loc"]) or None) from None
+        run = await self.plan(create, principal)
+        ctx = ChatContext(request_id="count", principal=principal, model=create.model, messages=[], params={},
+                          stream=False)
+        backend = self.chat.registry.candidates(ctx, create.model)[0]
+        messages = [m.model_dump(exclude_none=True) for m in run.request.messages]
+        params = run.request.model_dump(exclude_none=True, exclude={"messages", "model"})
+        counted = await asyncio.to_thread(backend.count_prompt, messages, params)
+        if counted is None:  # no exact count here: the window's (over-)count, or an estimate
+            window = window_of(backend)
+            counted = window.prompt_tokens(messages) if window else estimate_tokens(prompt_text(messages))
+        return {"object": "response.input_tokens", "input_tokens": counted}
 
     async def complete(self, run: ResponseRun, on_backend_time: Callable[[float], None]) -> dict[str, Any]:
         async for _event in self.events(run, on_backend_time):
@@ -283,6 +398,17 @@ def _logprob(entry: dict[str, Any]) -> dict[str, Any]:
     return {"token": entry["token"], "logprob": entry["logprob"], "bytes": entry.get("bytes") or [],
             "top_logprobs": [{"token": t["token"], "logprob": t["logprob"], "bytes": t.get("bytes") or []}
                              for t in entry.get("top_logprobs") or []]}
+
+
+def _usage(usage: dict[str, int]) -> dict[str, Any]:
+    """Chat usage in the Responses shape."""
+    return {
+        "input_tokens": int(usage.get("prompt_tokens", 0)),
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": int(usage.get("completion_tokens", 0)),
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": int(usage.get("total_tokens", 0)),
+    }
 
 
 def _error_code(exc: SovhubError) -> str:

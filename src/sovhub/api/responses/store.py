@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from ...errors import NotFound
 from ...sovereignty.content_store import retention_days
@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from ...hub import Hub
     from ...pipeline import Principal
 
-__all__ = ["ResponseStore", "StoredState"]
+__all__ = ["ITEM_SEARCH", "ResponseStore", "StoredState"]
+
+#: How many of the caller's latest stored responses an ``item_reference`` is looked for in.
+ITEM_SEARCH = 200
 
 
 @dataclass(slots=True)
@@ -59,8 +62,12 @@ class ResponseStore:
         return (self.hub.settings.sovereignty.store_api_content and _owner(principal) is not None
                 and self._days(principal) > 0)
 
-    def save(self, principal: Principal, state: StoredState, *, previous_id: str | None) -> bool:
-        """Seal and write one response (a worker thread calls this); False when it may not be kept."""
+    def save(self, principal: Principal, state: StoredState, *, previous_id: str | None, create: bool = True) -> bool:
+        """Seal and write one response (a worker thread calls this); False when it may not be kept.
+
+        ``create=False`` (a background run's later states) writes only over a row still there (not
+        deleted meanwhile) and never a queued or running state over a cancelled one (a cancel won).
+        """
         from ...sovereignty.crypto import ContentVault
 
         owner = _owner(principal)
@@ -78,6 +85,10 @@ class ResponseStore:
             content=self.hub.services.get(ContentVault).encrypt(kind, owner_id, plaintext), created_at=created,
             expires_at=created + timedelta(days=days))
         with self.hub.db.session() as s:
+            if not create:
+                stored = s.scalar(select(StoredResponse.status).where(StoredResponse.id == row.id))
+                if stored is None or (stored == "cancelled" and row.status in ("queued", "in_progress")):
+                    return False
             s.merge(row)
         return True
 
@@ -96,6 +107,50 @@ class ResponseStore:
         row = self._row(principal, response_id)
         data = json.loads(self.hub.services.get(ContentVault).decrypt(row.owner_kind, row.owner_id, row.content))
         return StoredState(data["response"], data["input_items"], data["messages"])
+
+    def find_item(self, principal: Principal, item_id: str) -> dict[str, Any]:
+        """An item (input or output) of one of the caller's stored responses, newest first; at most
+        :data:`ITEM_SEARCH` responses are read (each is decrypted to look inside)."""
+        from ...sovereignty.crypto import ContentVault
+
+        owner = _owner(principal)
+        if owner is None:
+            raise NotFound(f"No item found with id '{item_id}'.")
+        vault = self.hub.services.get(ContentVault)
+        with self.hub.db.session() as s:
+            rows = list(s.scalars(
+                select(StoredResponse).where(StoredResponse.owner_kind == owner[0], StoredResponse.owner_id == owner[1],
+                                             StoredResponse.expires_at > utcnow())
+                .order_by(StoredResponse.created_at.desc()).limit(ITEM_SEARCH)))
+        for row in rows:
+            data = json.loads(vault.decrypt(row.owner_kind, row.owner_id, row.content))
+            for item in [*data["input_items"], *data["response"]["output"]]:
+                if item.get("id") == item_id:
+                    return dict(item)
+        raise NotFound(f"No item found with id '{item_id}' in your stored responses.")
+
+    def status(self, response_id: str) -> str | None:
+        """The stored status of a response (no owner check: the hub's own background runs ask)."""
+        with self.hub.db.session() as s:
+            return s.scalar(select(StoredResponse.status).where(StoredResponse.id == response_id))
+
+    def mark_cancelled(self, principal: Principal, response_id: str) -> StoredState:
+        """Set a queued or running background response to cancelled (the replica running it sees it)."""
+        from ...sovereignty.crypto import ContentVault
+
+        state = self.load(principal, response_id)
+        if state.response["status"] not in ("queued", "in_progress"):
+            return state
+        state.response["status"] = "cancelled"
+        row = self._row(principal, response_id)
+        plaintext = json.dumps({"response": state.response, "input_items": state.input_items,
+                                "messages": state.messages}, ensure_ascii=False)
+        sealed = self.hub.services.get(ContentVault).encrypt(row.owner_kind, row.owner_id, plaintext)
+        with self.hub.db.session() as s:
+            s.execute(update(StoredResponse).where(StoredResponse.id == response_id,
+                                                   StoredResponse.status.in_(("queued", "in_progress")))
+                      .values(status="cancelled", content=sealed))
+        return self.load(principal, response_id)
 
     def delete(self, principal: Principal, response_id: str) -> None:
         row = self._row(principal, response_id)
