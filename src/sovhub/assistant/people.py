@@ -11,11 +11,16 @@ password, or as staff, is signed out on every replica from their next request.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..access.session_store import revoke_user_sessions
 from ..errors import Conflict, InvalidRequest, NotFound
@@ -27,9 +32,15 @@ if TYPE_CHECKING:
     from ..hub import Hub
 
 __all__ = [
-    "PersonRow", "check_password", "create_user", "find_user", "list_people", "load_user", "save_locale",
-    "set_password", "set_staff",
+    "RESET_TTL_S", "PersonRow", "check_password", "create_user", "find_user", "list_people", "load_user",
+    "redeem_reset", "reset_is_valid", "reset_password", "save_locale", "set_password", "set_staff",
 ]
+
+# How long a staff-issued reset link can be used (once).
+RESET_TTL_S = 24 * 3600
+# A reset is kept where the password hash was: the old password stops working at once, argon2
+# never verifies it (not a hash of its format), and a new password overwrites it (one use).
+_RESET_PREFIX = "reset$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +153,55 @@ def save_locale(hub: Hub, user_id: int, code: str) -> None:
         user = s.get(User, user_id)
         if user is not None:
             user.locale = code
+
+
+def _reset_digest(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def reset_password(hub: Hub, user_id: int, *, actor: str = "cli", now: float | None = None) -> tuple[str, int]:
+    """Staff's reset: the password stops working, every session of the person ends, and a one-time
+    token (for the link ``/reset/<token>``, valid RESET_TTL_S) lets them choose a new one.
+    Returns (token, sessions ended). Only the token's SHA-256 is stored; a second reset voids the first."""
+    nonce = secrets.token_urlsafe(24)
+    expires = int((now if now is not None else time.time()) + RESET_TTL_S)
+    with hub.db.session() as s:
+        user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id}")
+        user.password_hash = f"{_RESET_PREFIX}{expires}${_reset_digest(nonce)}"
+    ended = revoke_user_sessions(hub, user_id, "password_reset")
+    hub.emit("user.password_reset", actor=actor, subject=f"user:{user_id}", sessions_ended=ended)
+    return f"{user_id}.{nonce}", ended
+
+
+def _reset_user(s: Session, token: str, now: float) -> User | None:
+    user_part, _, nonce = token.partition(".")
+    if not user_part.isdigit() or not nonce:
+        return None
+    user = s.get(User, int(user_part))
+    stored = user.password_hash if user is not None else None
+    if user is None or not stored or not stored.startswith(_RESET_PREFIX):
+        return None
+    expires, _, digest = stored.removeprefix(_RESET_PREFIX).partition("$")
+    if not expires.isdigit() or int(expires) < now:
+        return None
+    return user if hmac.compare_digest(digest, _reset_digest(nonce)) else None
+
+
+def reset_is_valid(hub: Hub, token: str, *, now: float | None = None) -> bool:
+    with hub.db.session() as s:
+        return _reset_user(s, token, now if now is not None else time.time()) is not None
+
+
+def redeem_reset(hub: Hub, token: str, password: str, *, now: float | None = None) -> int:
+    """Set the new password with a reset token, once; NotFound for a used, voided, expired or forged one."""
+    _check_password(password)
+    with hub.db.session() as s:
+        user = _reset_user(s, token, now if now is not None else time.time())
+        if user is None:
+            raise NotFound("this reset link is not valid (used, replaced or expired)", code="reset_not_found")
+        user.password_hash = hash_password(password)
+        user_id = user.id
+    hub.emit("user.password_changed", actor=f"user:{user_id}", subject=f"user:{user_id}", sessions_ended=0)
+    return user_id

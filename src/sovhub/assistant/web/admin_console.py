@@ -1,9 +1,10 @@
 """The operator console: request log, usage charts, backends, people and organizations.
 
 Each action calls the domain function behind its `sovhub` command (``add_backend``,
-``edit_backend``, ``remove_backend``, ``create_user``, ``set_staff``, ``create_org``), so it is validated and audited
-the same way, with the staff member as actor ``user:<id>``; backend changes are served at once
-(:func:`sovhub.backends.live.apply_catalog`), no restart. The request log and the charts read
+``edit_backend``, ``remove_backend``, ``create_user``, ``set_staff``, ``reset_password``,
+``create_org``), so it is validated and audited the same way, with the staff member as actor
+``user:<id>``; backend changes are served at once (:func:`sovhub.backends.live.apply_catalog`),
+no restart. The request log and the charts read
 metadata only (:mod:`sovhub.access.request_log`); a request's content is reached only through the
 two-person rule at ``/admin/access``.
 """
@@ -25,7 +26,7 @@ from ...backends.live import apply_catalog
 from ...backends.registry import BackendRegistry
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...jurisdictions import validate_jurisdiction
-from ..people import create_user, list_people, set_staff
+from ..people import create_user, list_people, reset_password, set_staff
 from .admin_access import _actor, _back, _staff_form
 from .auth import staff_page
 from .render import Page, render
@@ -201,6 +202,19 @@ async def person_staff(user_id: int, request: Request) -> Response:
     error = await _run(lambda: set_staff(page.hub, user_id, grant, actor=_actor(page)))
     return _back("/admin/people", done=None if error else ("staff_granted" if grant else "staff_withdrawn"),
                  error=error)
+
+
+@router.post("/admin/people/{user_id}/reset")
+async def person_reset(user_id: int, request: Request) -> Response:
+    """A one-time reset (``reset_password``): shown once on this page, never put in a URL or the log."""
+    page, _form = await _staff_form(request)
+    try:
+        token, _ended = await anyio.to_thread.run_sync(lambda: reset_password(page.hub, user_id, actor=_actor(page)))
+    except NotFound:
+        return _back("/admin/people", error="not_found")
+    people = await anyio.to_thread.run_sync(list_people, page.hub)
+    link = str(request.base_url).rstrip("/") + f"/reset/{token}"
+    return render(page, "admin_people.html", people=people, done=None, error=None, reset_link=link)
 
 
 @router.post("/admin/orgs")
