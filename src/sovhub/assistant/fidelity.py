@@ -40,6 +40,7 @@ __all__ = [
     "LanguageDetection",
     "detect",
     "readable",
+    "reminder",
     "detector_for",
     "instruction",
     "needs_retry",
@@ -127,7 +128,8 @@ def instruction(lang: str, strong: bool = False) -> str:
     return pair[1] if strong else pair[0]
 
 
-def _reminder(lang: str) -> str:
+def reminder(lang: str) -> str:
+    """The short reminder the retry adds to the last question, in that language."""
     return _REMINDERS.get(lang) or f"(Please answer in {_language_name(lang)}.)"
 
 
@@ -233,7 +235,7 @@ def strengthen(messages: Sequence[dict[str, Any]], lang: str) -> list[dict[str, 
     out = _with_instruction(out, strong)
     for message in reversed(out):
         if message.get("role") == "user" and isinstance(message.get("content"), str):
-            message["content"] = f"{message['content']}\n\n{_reminder(lang)}"
+            message["content"] = f"{message['content']}\n\n{reminder(lang)}"
             break
     return out
 

@@ -38,7 +38,7 @@ from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .answer_html import render_markdown
 from .attachments import AttachmentStore
 from .chat_store import ChatStore, StoredMessage
-from .fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker, unfit
+from .fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker, instruction, reminder, unfit
 from .grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
 from .question_kinds import PERSONAL, SERVICE, QuestionKinds
 from .quota_text import quota_message
@@ -194,8 +194,12 @@ def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
         plan.messages = [{"role": "system", "content": _system_prompt(pack, hits, len(hits), 0)}, *conversation]
         return plan
     answer = min(hub.settings.embedded_max_tokens, window.size // 4)
+    # The retry of an unfit answer sends the strong instruction and a reminder instead: kept room for them,
+    # counted in the model's tokens (Cyrillic or Arabic cost several times their Latin length).
+    retry_text = f"{instruction(lang, strong=True)}\n\n{reminder(lang)}"
+    reserve = max(FIDELITY_RESERVE, window.text_tokens(retry_text) + 16)
     fitted = fit_prompt(window, lambda n, level: _system_prompt(pack, hits, n, level), len(hits), conversation,
-                        answer, levels=3, reserve=FIDELITY_RESERVE)
+                        answer, levels=3, reserve=reserve)
     if fitted.dropped_history or fitted.passages < len(hits) or fitted.level:
         log.info("prompt fitted to %d tokens: %d old messages, %d passages left out, detail level %d",
                  window.size, fitted.dropped_history, len(hits) - fitted.passages, fitted.level)
@@ -279,19 +283,33 @@ async def run_turn(hub: Hub, store: ChatStore, turn: Turn) -> AsyncIterator[dict
         for attempt in range(2):
             text, finish = [], None
             ctx, stopped_by = None, None
-            async with contextlib.aclosing(
-                _stream(hub, turn, attempt_messages, plan.max_tokens, retry=attempt > 0)
-            ) as events:
-                async for kind, value in events:
-                    if kind == "ctx":
-                        ctx = value
-                    elif kind == "delta":
-                        text.append(value)
-                        yield {"event": "delta", "text": value}
-                    elif kind == "finish":
-                        finish = value
-                    elif kind == "verdict":
-                        stopped_by = value
+            try:
+                async with contextlib.aclosing(
+                    _stream(hub, turn, attempt_messages, plan.max_tokens, retry=attempt > 0)
+                ) as events:
+                    async for kind, value in events:
+                        if kind == "ctx":
+                            ctx = value
+                        elif kind == "delta":
+                            text.append(value)
+                            yield {"event": "delta", "text": value}
+                        elif kind == "finish":
+                            finish = value
+                        elif kind == "verdict":
+                            stopped_by = value
+            except (ContentBlocked, RateLimited):
+                raise
+            except SovhubError as exc:
+                if attempt == 0:
+                    raise
+                # The retry of an unfit answer failed (its longer instruction, a backend gone): the
+                # first answer is still not shown; the sources' sentences or "I do not know" are.
+                log.warning("retry of an unfit answer failed: %s", exc.message)
+                fallback = await anyio.to_thread.run_sync(_fallback, hub, plan, history[-1].text)
+                yield {"event": "reset", "reason": "unreadable"}
+                text, finish = [fallback], "stop"
+                yield {"event": "delta", "text": fallback}
+                break
             if stopped_by is not None:
                 block = _block_of(stopped_by)
             fidelity = _fidelity(hub)
