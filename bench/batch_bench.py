@@ -6,15 +6,19 @@ One `sovhub serve` (embedded SmolLM2-135M, the default guards) driven by the off
 - idle: `--probes` streamed chat requests one after another (max_tokens 8), TTFT = call to first content chunk;
 - batch alone: a batch of `--lines` chat lines (max_tokens `--line-tokens`), lines per minute from
   `in_progress_at` to `completed_at`;
-- batch + probes: the same batch again, and the same probes while it runs (interactive requests preempt the
-  batch line holding the model, see docs/batch.md).
+- batch + probes: a batch three times as long, and the same probes while it runs.
+
+Two modes, each its own hub, rounds interleaved: ``preempt`` (sovhub: batch lines in a background lane, preempted
+by interactive requests, see docs/batch.md) and ``fifo``, the peer pattern of a gateway without priorities
+(``batch.interactive_first = false``: batch lines queue with interactive requests in arrival order).
 
 The p95 ratio (under batch / idle) is computed per round and over all probes; rounds alternate idle and busy so
 that the machine's background load hits both alike. The scheduler part is pure (no server): `plan_lines` on a
 synthetic forecast (a daily solar dip and a windy second night), a 5,000-line batch submitted every 3 hours of
 the first day, estimated emissions of the plan vs running at once.
 
-    .venv/bin/python bench/batch_bench.py --rounds 3      # writes bench/results/batch.json
+    .venv/bin/python bench/batch_bench.py --rounds 3 --sovhub-env SOVHUB_SAFETY__ENABLED=false
+    # writes bench/results/batch.json
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import argparse
 import io
 import json
 import math
+import os
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -84,43 +90,71 @@ def wait(client: openai.OpenAI, batch_id: str, statuses: set[str], timeout: floa
     raise RuntimeError(f"batch {batch_id} still {batch.status}")
 
 
+MODES = {
+    # sovhub's pattern: batch lines in a background lane, preempted by interactive requests.
+    "preempt": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "true"},
+    # The peer pattern (a gateway without priorities): batch lines queue with interactive requests, FIFO.
+    "fifo": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "false"},
+}
+
+
+def measure_round(client: openai.OpenAI, base: str, key: str, args: argparse.Namespace, r: int,
+                  mode: str) -> dict[str, Any]:
+    idle = probes(base, key, args.probes, r * 1000)
+    alone_id = start_batch(client, args.lines, args.line_tokens, f"{mode}-alone{r}")
+    alone = wait(client, alone_id, {"completed", "failed", "expired"})
+    lines_per_min = args.lines / max(1e-9, (alone.completed_at - alone.in_progress_at) / 60)
+    busy_id = start_batch(client, args.lines * 3, args.line_tokens, f"{mode}-busy{r}")
+    wait(client, busy_id, {"in_progress"})
+    time.sleep(1.0)
+    busy = probes(base, key, args.probes, r * 1000 + 500)
+    still = client.batches.retrieve(busy_id)
+    ran_during = still.request_counts.completed if still.request_counts else 0
+    client.batches.cancel(busy_id)
+    wait(client, busy_id, {"cancelled", "completed"})
+    out = {"idle_ttft_s": idle, "busy_ttft_s": busy, "lines_per_min": lines_per_min, "alone_status": alone.status,
+           "busy_lines_done_during_probes": ran_during, "idle_p95_s": p95(idle), "busy_p95_s": p95(busy),
+           "p95_ratio": p95(busy) / p95(idle), "loadavg_1m": os.getloadavg()[0]}
+    print(f"{mode} round {r + 1}: idle p95 {p95(idle) * 1000:.0f} ms, under batch {p95(busy) * 1000:.0f} ms "
+          f"(x{out['p95_ratio']:.3f}); batch alone {lines_per_min:.1f} lines/min; {ran_during} lines ran during "
+          f"the probes; load {out['loadavg_1m']:.1f}", flush=True)
+    return out
+
+
+def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"rounds": rounds,
+            "lines_per_min_median": statistics.median(rd["lines_per_min"] for rd in rounds),
+            "idle_p95_s_median": statistics.median(rd["idle_p95_s"] for rd in rounds),
+            "busy_p95_s_median": statistics.median(rd["busy_p95_s"] for rd in rounds),
+            "p95_ratio_median": statistics.median(rd["p95_ratio"] for rd in rounds),
+            "busy_lines_done_median": statistics.median(rd["busy_lines_done_during_probes"] for rd in rounds)}
+
+
 def serve_part(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    hub = start_sovhub(workdir, mock_port=None, embedded=True,
-                       env={"SOVHUB_BATCH__POLL_INTERVAL_S": "0.2", "SOVHUB_EMBEDDED_MAX_TOKENS": "64"})
+    """One hub per mode, both up for the whole run; rounds alternate the modes (order rotating), so the machine's
+    background load falls on both alike. The hub not being measured is idle."""
+    modes = args.modes.split(",")
+    hubs = {}
     try:
-        base, key = f"http://127.0.0.1:{hub.port}", str(hub.key)
-        client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
-        probes(base, key, 3, 10_000)  # warm-up
-        rounds = []
+        for mode in modes:
+            env = {"SOVHUB_BATCH__POLL_INTERVAL_S": "0.2", "SOVHUB_EMBEDDED_MAX_TOKENS": "64",
+                   **dict(kv.split("=", 1) for kv in args.sovhub_env), **MODES[mode]}
+            hubs[mode] = start_sovhub(workdir, mock_port=None, embedded=True, env=env, name=f"sovhub-{mode}")
+        clients = {}
+        for mode, hub in hubs.items():
+            base, key = f"http://127.0.0.1:{hub.port}", str(hub.key)
+            clients[mode] = (openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0), base, key)
+            probes(base, key, 3, 10_000)  # warm-up
+        rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
         for r in range(args.rounds):
-            idle = probes(base, key, args.probes, r * 1000)
-            alone_id = start_batch(client, args.lines, args.line_tokens, f"alone{r}")
-            alone = wait(client, alone_id, {"completed", "failed", "expired"})
-            lines_per_min = args.lines / max(1e-9, (alone.completed_at - alone.in_progress_at) / 60)
-            busy_id = start_batch(client, args.lines * 3, args.line_tokens, f"busy{r}")
-            wait(client, busy_id, {"in_progress"})
-            time.sleep(1.0)
-            busy = probes(base, key, args.probes, r * 1000 + 500)
-            still = client.batches.retrieve(busy_id)
-            ran_during = still.request_counts.completed if still.request_counts else 0
-            client.batches.cancel(busy_id)
-            wait(client, busy_id, {"cancelled", "completed"})
-            rounds.append({"idle_ttft_s": idle, "busy_ttft_s": busy, "lines_per_min": lines_per_min,
-                           "alone_status": alone.status, "busy_lines_done_during_probes": ran_during,
-                           "idle_p95_s": p95(idle), "busy_p95_s": p95(busy),
-                           "p95_ratio": p95(busy) / p95(idle)})
-            print(f"round {r + 1}: idle p95 {p95(idle) * 1000:.1f} ms, under batch {p95(busy) * 1000:.1f} ms "
-                  f"(x{p95(busy) / p95(idle):.3f}); batch alone {lines_per_min:.1f} lines/min; "
-                  f"{ran_during} lines ran during the probes", flush=True)
-        all_idle = [x for rd in rounds for x in rd["idle_ttft_s"]]
-        all_busy = [x for rd in rounds for x in rd["busy_ttft_s"]]
-        return {"rounds": rounds, "lines_per_min_median": statistics.median(rd["lines_per_min"] for rd in rounds),
-                "idle_p95_s": p95(all_idle), "busy_p95_s": p95(all_busy), "p95_ratio": p95(all_busy) / p95(all_idle),
-                "p95_ratio_median_of_rounds": statistics.median(rd["p95_ratio"] for rd in rounds),
-                "idle_p50_s": statistics.median(all_idle), "busy_p50_s": statistics.median(all_busy),
-                "startup_s": hub.extra.get("startup_s")}
+            order = modes[r % len(modes):] + modes[:r % len(modes)]
+            for mode in order:
+                client, base, key = clients[mode]
+                rounds[mode].append(measure_round(client, base, key, args, r, mode))
+        return {mode: {**summary(rounds[mode]), "startup_s": hubs[mode].extra.get("startup_s")} for mode in modes}
     finally:
-        hub.stop()
+        for hub in hubs.values():
+            hub.stop()
 
 
 def synthetic_forecast(start: datetime) -> list[IntensityPoint]:
@@ -160,16 +194,20 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument("--lines", type=int, default=20)
     parser.add_argument("--line-tokens", type=int, default=32)
+    parser.add_argument("--modes", default="preempt,fifo", help="Comma-separated: preempt (sovhub), fifo (the peer).")
+    parser.add_argument("--sovhub-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="A setting for the hubs under test (repeatable).")
     parser.add_argument("--skip-serve", action="store_true", help="Only the scheduler part (no server).")
     args = parser.parse_args()
-    result: dict[str, Any] = {"machine": machine_info(), "args": vars(args), "scheduler": scheduler_part()}
+    result: dict[str, Any] = {"machine": machine_info(), "command": " ".join(["bench/batch_bench.py", *sys.argv[1:]]),
+                              "args": vars(args), "scheduler": scheduler_part()}
     if not args.skip_serve:
         with tempfile.TemporaryDirectory(prefix="batch-bench-") as tmp:
             result["serve"] = serve_part(args, Path(tmp))
-        s = result["serve"]
-        print(f"throughput {s['lines_per_min_median']:.1f} lines/min; TTFT p95 idle {s['idle_p95_s'] * 1000:.1f} ms, "
-              f"under batch {s['busy_p95_s'] * 1000:.1f} ms (x{s['p95_ratio']:.3f}, median of rounds "
-              f"x{s['p95_ratio_median_of_rounds']:.3f})")
+        for mode, s in result["serve"].items():
+            print(f"{mode}: throughput {s['lines_per_min_median']:.1f} lines/min; TTFT p95 idle "
+                  f"{s['idle_p95_s_median'] * 1000:.0f} ms, under batch {s['busy_p95_s_median'] * 1000:.0f} ms "
+                  f"(median ratio x{s['p95_ratio_median']:.3f})")
     print(f"wrote {write_result('batch', result)}")
 
 

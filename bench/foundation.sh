@@ -27,8 +27,8 @@
 #   grounded   grounded answers in 8 languages, calibration and held-out    grounded(-heldout).json    ~10 min
 # The credits, replicas and batches sections' steps (PostgreSQL and Redis: SOVHUB_BENCH_DATABASE_URL,
 # SOVHUB_BENCH_REDIS_URL for ledger and credits-kill; replicas starts its own redis-server and HAProxy):
-#   ledger       ledger throughput, 20,000 transfers x 3 per mode            ledger.json                ~5 min
-#   credits      gateway with credits on against off, 500 RPS, 1 rep          credits.json               ~2 min
+#   ledger       ledger throughput, 20,000 transfers x 3 per mode and batch  ledger.json                ~12 min
+#   credits      gateway with credits on against off, 500+150 RPS, 3 reps    credits.json               ~8 min
 #   credits-kill 3 replicas, 64 clients, one killed with SIGKILL              credits-replicas-kill.json ~1 min
 #   replicas     1-3 replicas behind HAProxy, 40 RPS, 3 runs                  replicas.json              ~10 min
 #   batch        batch throughput and the carbon-aware scheduler, 3 rounds    batch.json                 ~15 min
@@ -70,7 +70,7 @@ step() {
       $PY bench/grounded_bench.py --set heldout ;;
     ledger) : "${SOVHUB_BENCH_DATABASE_URL:?set SOVHUB_BENCH_DATABASE_URL to a PostgreSQL URL}"
       $PY bench/ledger_bench.py --transfers 20000 --reps 3 ;;
-    credits) $PY bench/credits_bench.py --reps 1 --no-ladder ;;
+    credits) $PY bench/credits_bench.py --reps 3 --rates 500,150 ;;
     credits-kill) : "${SOVHUB_BENCH_DATABASE_URL:?set it}" "${SOVHUB_BENCH_REDIS_URL:?set it}"
       $PY bench/credits_replicas_bench.py --kill ;;
     replicas) $PY bench/replicas_bench.py --runs 3 --replicas 1,2,3 --duration 6 --rate 40 ;;

@@ -3,11 +3,12 @@
 For each replica count it measures, at a fixed offered rate (`--rate`, open loop, bench/loadgen.py):
 CPU seconds per request of the replicas (all threads, /proc), database transactions and connections
 per request (its own PostgreSQL database, so other clients of the server do not count), Redis
-commands per request (its own `redis-server`, started here), and p50/p99; then, offered far more
-than it can take (`--max-rate`), the throughput it sustains. Each configuration runs `--runs` times
+commands per request (its own `redis-server`, started here), and p50/p99; then, flat out (a closed
+loop on `--saturate` connections), the throughput it sustains, and the same through HAProxy straight to
+the mock (replicas 0: the machine's ceiling with no hub). Each configuration runs `--runs` times
 and the medians are reported, side by side in one run of this script:
 
-    PYTHONPATH=$PWD/src .venv/bin/python bench/replicas_bench.py --runs 3
+    PYTHONPATH=$PWD/src .venv/bin/python bench/replicas_bench.py --runs 3 --saturate 32
 
 Needs `haproxy` (Debian package; `make system-deps`), `redis-server`, and PostgreSQL at
 `--database` (superuser: it creates and drops a database of its own). Everything binds 127.0.0.1.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -85,6 +87,8 @@ class Stack:
             "SOVHUB_SAFETY__ENABLED": "false",  # the guards' cost is measured in docs/benchmarks.md's gateway part
             "SOVHUB_ACCESS__REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "SOVHUB_SERVER__DRAIN_SECONDS": "0",
+            # One key store for every replica, as the chart mounts one volume in every pod.
+            "SOVHUB_SOVEREIGNTY__KEY_STORE_DIR": str(work / "shared-keystore"),
         }
         self.setup = work / "setup"
         _cli(self.setup, self.env, "init")
@@ -95,43 +99,60 @@ class Stack:
         self.key = _cli(self.setup, self.env, "keys", "create", "--org", "bench", "--rpm", "10000000", "--tpd",
                         "10000000000").strip().splitlines()[-1].strip()
 
-    def replicas(self, n: int) -> list[Proc]:
+    def replicas(self, n: int, env: dict[str, str] | None = None) -> list[Proc]:
         procs = []
         for i in range(n):
             data_dir = self.work / f"replica-{uuid.uuid4().hex[:6]}"
             shutil.copytree(self.setup, data_dir)
             port = free_port()
-            proc = _spawn(f"sovhub-{i}", [SOVHUB, "--data-dir", str(data_dir), "serve", "--port", str(port)], port,
-                          self.work, {**_base_env(), **self.env})
-            proc.key = self.key
+            proc = self.spawn_replica(f"sovhub-{i}", data_dir, port, env)
             procs.append(proc)
         for proc in procs:
             _wait_ready(proc, 300)
         return procs
 
-    def haproxy(self, replicas: list[Proc]) -> Proc:
+    def spawn_replica(self, name: str, data_dir: Path, port: int, env: dict[str, str] | None = None) -> Proc:
+        proc = _spawn(name, [SOVHUB, "--data-dir", str(data_dir), "serve", "--port", str(port)], port,
+                      self.work, {**_base_env(), **self.env, **(env or {})})
+        proc.key = self.key
+        proc.extra.update(data_dir=data_dir, env=env or {})
+        return proc
+
+    def haproxy(self, replicas: list[Proc], *, ports: list[int] | None = None, health: str = "/readyz") -> Proc:
+        """HAProxy in front of `replicas` (or of bare `ports`), configured as tests/fleet/balancer.py is: readiness
+        checks every 250 ms (out after 3 failures, 5 s to answer), at most 16 requests at once per server (the
+        rest queued in HAProxy), and no retries, so that a lost request reaches the load generator."""
         port = free_port()
-        servers = "\n".join(f"    server r{i} 127.0.0.1:{p.port} check inter 1s" for i, p in enumerate(replicas))
+        targets = ports if ports is not None else [p.port for p in replicas]
+        servers = "\n".join(f"    server r{i} 127.0.0.1:{p} check inter 250ms fall 3 rise 1 maxconn 16"
+                            for i, p in enumerate(targets))
         cfg = self.work / f"haproxy-{port}.cfg"
+        stats = self.work / f"haproxy-{port}.sock"
         cfg.write_text(f"""global
     maxconn 4096
+    stats socket {stats} mode 600 level admin
 defaults
     mode http
     timeout connect 2s
     timeout client 30s
     timeout server 30s
+    timeout check 5s
+    timeout queue 30s
+    retries 0
     option http-keep-alive
 frontend hub
     bind 127.0.0.1:{port}
     default_backend replicas
 backend replicas
     balance leastconn
-    option httpchk GET /readyz
+    option httpchk GET {health}
+    http-check expect status 200
     http-reuse always
 {servers}
 """)
         proc = _spawn("haproxy", [HAPROXY, "-db", "-f", str(cfg)], port, self.work)
         proc.key = self.key
+        proc.extra["stats"] = str(stats)
         _wait_ready(proc, 30)
         return proc
 
@@ -160,15 +181,17 @@ backend replicas
         engine.dispose()
 
 
-def _load(url: str, key: str, rate: float, duration: float) -> dict[str, Any]:
+def _load(url: str, key: str, rate: float, duration: float, concurrency: int = 0) -> dict[str, Any]:
+    """Open loop at `rate`, or closed loop on `concurrency` connections (saturation)."""
+    mode = ["--concurrency", str(concurrency)] if concurrency else ["--rate", str(rate)]
     out = subprocess.run(
-        [PYTHON, str(BENCH / "loadgen.py"), "--url", url, "--key", key, "--rate", str(rate), "--duration",
+        [PYTHON, str(BENCH / "loadgen.py"), "--url", url, "--key", key, *mode, "--duration",
          str(duration), "--warmup", "2"], capture_output=True, text=True, check=True, timeout=duration + 120,
     )
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-def measure(stack: Stack, n: int, rate: float, max_rate: float, duration: float) -> dict[str, Any]:
+def measure(stack: Stack, n: int, rate: float, saturate: int, duration: float) -> dict[str, Any]:
     replicas = stack.replicas(n)
     lb = stack.haproxy(replicas)
     url = f"http://127.0.0.1:{lb.port}/v1/chat/completions"
@@ -187,7 +210,7 @@ def measure(stack: Stack, n: int, rate: float, max_rate: float, duration: float)
         lb_cpu = cpu_seconds(lb.pid) - lb0
         # The warm-up's requests count too: the counters ran through it.
         total = max(1, fixed["sent"] + int(rate * 2))
-        saturated = _load(url, stack.key, max_rate, duration) if max_rate > 0 else None
+        saturated = _load(url, stack.key, 0, duration, concurrency=saturate) if saturate > 0 else None
     finally:
         lb.stop()
         for p in replicas:
@@ -203,9 +226,23 @@ def measure(stack: Stack, n: int, rate: float, max_rate: float, duration: float)
         "redis_commands_per_request": round(redis / total, 2),
         # What the replicas' CPU allows, one core each: the capacity projection docs/operations.md builds on.
         "rps_per_core": round(total / max(cpu, 1e-6), 1),
-        **({"max_offered": max_rate, "max_rps": saturated["achieved_rps"], "max_errors": saturated["errors"],
-            "max_p99_ms": saturated["p99_ms"]} if saturated else {}),
+        **({"saturate_connections": saturate, "max_rps": saturated["achieved_rps"],
+            "max_errors": saturated["errors"], "max_p50_ms": saturated["p50_ms"], "max_p99_ms": saturated["p99_ms"]}
+           if saturated else {}),
     }
+
+
+def ceiling(stack: Stack, saturate: int, duration: float) -> dict[str, Any]:
+    """The same HAProxy and load straight to the mock upstream: what this machine serves with no hub at all."""
+    lb = stack.haproxy([], ports=[stack.mock.port], health="/v1/models")
+    try:
+        url = f"http://127.0.0.1:{lb.port}/v1/chat/completions"
+        _load(url, stack.key, 40, 2)
+        saturated = _load(url, stack.key, 0, duration, concurrency=saturate)
+    finally:
+        lb.stop()
+    return {"replicas": 0, "saturate_connections": saturate, "max_rps": saturated["achieved_rps"],
+            "max_errors": saturated["errors"], "max_p50_ms": saturated["p50_ms"], "max_p99_ms": saturated["p99_ms"]}
 
 
 def main() -> None:
@@ -213,36 +250,49 @@ def main() -> None:
     parser.add_argument("--replicas", default="1,2,3")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--max-rate", type=float, default=0.0,
-                        help="also offer this rate (open loop) and report what is served; 0: skip")
+    parser.add_argument("--saturate", type=int, default=0, metavar="N",
+                        help="also measure the throughput flat out: a closed loop on N connections; 0: skip. The "
+                             "same through HAProxy straight to the mock is reported as replicas 0, the ceiling")
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--output", default="replicas", help="result file name under bench/results (no .json)")
     args = parser.parse_args()
     counts = [int(x) for x in args.replicas.split(",")]
     work = Path(tempfile.mkdtemp(prefix="sovhub-replicas-bench-"))
     # SIGTERM (a timeout) unwinds like Ctrl+C, so the replicas, HAProxy, Redis and the database are cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    machine = machine_info()  # the commit, and the load average before this run adds its own
     stack = Stack(work, args.database)
     runs: list[dict[str, Any]] = []
+    ceilings: list[dict[str, Any]] = []
     try:
         for run in range(args.runs):
             for n in counts:
-                row = measure(stack, n, args.rate, args.max_rate, args.duration)
+                row = measure(stack, n, args.rate, args.saturate, args.duration)
                 row["run"] = run
                 runs.append(row)
+                print(json.dumps(row), file=sys.stderr)
+            if args.saturate > 0:
+                row = ceiling(stack, args.saturate, args.duration)
+                row["run"] = run
+                ceilings.append(row)
                 print(json.dumps(row), file=sys.stderr)
     finally:
         stack.close()
         shutil.rmtree(work, ignore_errors=True)
-    keys = [k for k in runs[0] if k not in ("replicas", "run", "rate", "max_offered")
+    keys = [k for k in runs[0] if k not in ("replicas", "run", "rate", "saturate_connections")
             and all(isinstance(r.get(k), int | float) for r in runs)]
     medians = [
         {"replicas": n, **{k: statistics.median(r[k] for r in runs if r["replicas"] == n) for k in keys}}
         for n in counts
     ]
-    result = {"machine": machine_info(), "args": vars(args), "medians": medians, "runs": runs}
+    if ceilings:  # replicas 0: HAProxy straight to the mock, the ceiling of this machine
+        medians.append({"replicas": 0, **{k: statistics.median(r[k] for r in ceilings)
+                                           for k in ("max_rps", "max_errors", "max_p50_ms", "max_p99_ms")}})
+    machine["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    result = {"machine": machine, "args": vars(args), "medians": medians, "runs": runs + ceilings}
     print(json.dumps(medians, indent=1))
-    print(f"written to {write_result('replicas', result)}", file=sys.stderr)
+    print(f"written to {write_result(args.output, result)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

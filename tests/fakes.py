@@ -15,7 +15,8 @@ from sovhub.hookspecs import hookimpl
 class EchoBackend(Backend):
     """Answers with the last user message, word by word.
 
-    Options: `fail` (an outage before the first chunk), `delay` (seconds per word), `fail_after`
+    Options: `fail` (an outage before the first chunk), `delay` (seconds per word), `first_delay` (seconds
+    before the first chunk: a request still waiting for its backend), `fail_after`
     (dies mid-answer after that many words), `usage` (false: reports no usage, as some servers),
     `tool_call` (true: the words come back as the streamed arguments of a call to `echo`),
     `tokenizer: "chars"` (count_tokens counts one token per character, a dense script's tokenizer),
@@ -26,6 +27,7 @@ class EchoBackend(Backend):
         super().__init__(config)
         self.fail_before_first = bool(config.options.get("fail"))
         self.delay = float(config.options.get("delay", 0.0))
+        self.first_delay = float(config.options.get("first_delay", 0.0))
         self.fail_after = config.options.get("fail_after")
         self.reports_usage = bool(config.options.get("usage", True))
         self.tool_call = bool(config.options.get("tool_call"))
@@ -52,6 +54,8 @@ class EchoBackend(Backend):
         words = str(content).split() or ["(empty)"]
         limit = params.get("max_tokens") or 1000
         words = words[:limit]
+        if self.first_delay:
+            await asyncio.sleep(self.first_delay)
         yield {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
         for i, word in enumerate(words):
             if cancel.cancelled:

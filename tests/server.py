@@ -34,8 +34,10 @@ def run_cli(data_dir: Path, *args: str, env: dict[str, str] | None = None, input
 
 class RemoteHub:
     def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, port: int | None = None,
-                 timeout: float = 600.0) -> None:
+                 timeout: float = 600.0, command: str = "serve") -> None:
+        """`command`: `serve`, or `batch-worker` (which answers /readyz too)."""
         self.data_dir = data_dir
+        self.command = command
         self.port = port or free_port()
         self.env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
@@ -50,13 +52,13 @@ class RemoteHub:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [*SOVHUB, "--data-dir", str(self.data_dir), "serve", "--port", str(self.port)],
+            [*SOVHUB, "--data-dir", str(self.data_dir), self.command, "--port", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, env=self.env,
         )
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sovhub serve exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"sovhub {self.command} exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
                     return self
@@ -64,7 +66,7 @@ class RemoteHub:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"sovhub serve not ready in {self.timeout}s:\n{self.log()}")
+        raise RuntimeError(f"sovhub {self.command} not ready in {self.timeout}s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

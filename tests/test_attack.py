@@ -7,6 +7,7 @@ server writes, as an auditor would.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -22,6 +23,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from tests.access.oidc_provider import free_port
+from tests.upstream_server import FakeUpstream
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +37,8 @@ class Target:
     data_dir: Path
     key: str
     org: str
+    #: An OpenAI-compatible upstream (model `up-model`) whose answers a test sets: the hub's output side.
+    upstream: FakeUpstream
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return _sovhub(self.data_dir, *args, stdin=stdin)
@@ -81,6 +85,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     _ok(_sovhub(data_dir, "orgs", "create", "acme"))
     key = _ok(_sovhub(data_dir, "keys", "create", "--org", "acme", "--name", "app")).strip().splitlines()[-1]
     _ok(_sovhub(data_dir, "users", "create", "staff@hub.example", "--staff", "--password-stdin", stdin=PASSWORD))
+    upstream = FakeUpstream(["up-model"]).__enter__()
+    _ok(_sovhub(data_dir, "backends", "add", "upstream", "--url", upstream.url, "--model", "up-model"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOVHUB_")}
     proc = subprocess.Popen(
@@ -101,8 +107,9 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         proc.kill()
         pytest.fail("sovhub serve did not become ready in 120 s")
     try:
-        yield Target(url=url, data_dir=data_dir, key=key, org="acme")
+        yield Target(url=url, data_dir=data_dir, key=key, org="acme", upstream=upstream)
     finally:
+        upstream.__exit__(None, None, None)
         proc.terminate()
         try:
             proc.wait(timeout=20)
@@ -244,6 +251,28 @@ def test_hazard_in_tool_call_arguments_is_refused(target: Target) -> None:
     ]
     response = _chat(target, messages)
     assert response.status_code == 403, response.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_hazard_in_a_backends_tool_call_arguments_never_reaches_the_client(target: Target, stream: bool) -> None:
+    """The output side: choice 0 of two calls a tool with the hazard wrapped in JSON; choice 1 is clean."""
+    target.upstream.tool_args = json.dumps({"q": HAZARD})
+    target.upstream.texts = ["The market opens at nine on Saturdays."]
+    body = {"model": "up-model", "n": 2, "stream": stream, "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Search the market's opening hours."}]}
+    response = httpx.post(f"{target.url}/v1/chat/completions", json=body, headers=target.auth(), timeout=120)
+    assert response.status_code == 200, response.text
+    assert "pipe bomb" not in response.text
+    if stream:
+        events = [json.loads(x[6:]) for x in response.text.splitlines() if x.startswith("data: {")]
+        finishes = {c["index"]: c["finish_reason"] for e in events for c in e["choices"] if c.get("finish_reason")}
+        content = "".join(c["delta"].get("content") or "" for e in events for c in e["choices"] if c["index"] == 1)
+    else:
+        choices = response.json()["choices"]
+        finishes = {c["index"]: c["finish_reason"] for c in choices}
+        content = choices[1]["message"]["content"]
+    assert finishes == {0: "content_filter", 1: "stop"}
+    assert content == "The market opens at nine on Saturdays."
 
 
 def test_hazard_padded_past_the_old_reading_limits_is_caught(target: Target) -> None:

@@ -398,10 +398,25 @@ def test_the_ledger_and_replica_exactness_tables_are_the_saved_results() -> None
         assert re.fullmatch(r"[0-9a-f]{7,40}", commit) and f"{commit[:7]}, `bench/results/{name}`" in prose, name
     assert f"load average {ledger['machine']['loadavg_1m_at_start']:.1f} at the start" in prose
     assert f"bench/ledger_bench.py --transfers {ledger['transfers']} --reps {ledger['reps']}" in prose
-    for mode, summary in ledger["summary"].items():
-        assert summary["verify_clean"]
-        runs = ", ".join(str(r) for r in summary["runs"])
-        assert f"| {mode} | {runs} | {summary['median_posted_per_s']} | clean |" in text, mode
+    for key, summary in ledger["summary"].items():
+        assert summary["verify_clean"], key
+        database, mode, size = key.split(" ")
+        runs = ", ".join(f"{r:,}" for r in summary["runs_posted_per_s"])
+        assert (f"| {database} | {mode} | {size.split('=')[1]}" in text
+                and f"| {runs} | **{summary['median_posted_per_s']:,}** | {summary['median_transfers_per_s']:,} |"
+                in text), key
+    # The side-by-side: now (ledger-ab.json) against before (the old ledger's own bench, per batch size).
+    ab = _result("ledger-ab.json")["summary"]
+    for batch in (2000, 5000):
+        before = _result(f"ledger-before-{batch}.json")["summary"]
+        now_posted, now_two = ab[f"postgresql posted batch={batch}"], ab[f"postgresql two-phase batch={batch}"]
+        cells = [f"{before['posted']['median_posted_per_s']:,} ({', '.join(f'{r:,}' for r in before['posted']['runs'])})",
+                 f"{now_posted['median_posted_per_s']:,}** ({', '.join(f'{r:,}' for r in now_posted['runs_posted_per_s'])})",
+                 f"{before['two-phase']['median_posted_per_s']:,} ("
+                 f"{', '.join(f'{r:,}' for r in before['two-phase']['runs'])})",
+                 f"{now_two['median_posted_per_s']:,}"]
+        assert all(c in text for c in cells), (batch, cells)
+        assert all(r["verify_clean"] for r in (*before.values(), now_posted, now_two))
     assert kill["exact"] and kill["kill"]
     codes = kill["codes"]
     row = (f"| {kill['requests']} | {kill['answered']} | {codes['429']} | {codes.get('0', 0)} | "
@@ -425,8 +440,9 @@ MEASURED_ON_UNCOMMITTED_CODE = {
     "inference-t1-noguards.json": "history: session 3's VM, 5 repetitions",
     "memory-100rps.json": "history: the shared-machine soak",
     "safety.json": "latency on session 3's idle VM (9f4f1ca + the changes committed as 8e15149, stated)",
-    "batch.json": "batches section: one round at load 15-18 (not re-run here)",
     "output-fpr.json": "the bank of 0b2c440 (stated in the table)",
+    "ledger-before-2000.json": "the ledger before the batch design: main 698527b, its uncommitted changes outside credits",
+    "ledger-before-5000.json": "the ledger before the batch design: main 698527b, its uncommitted changes outside credits",
 }
 
 
@@ -460,7 +476,8 @@ def test_foundation_runs_the_services_benchmarks_as_their_files_record() -> None
         [saved["transfers"], saved["reps"]]
     assert "--kill" in _script_line("credits-kill") and _result("credits-replicas-kill.json")["kill"]
     credits, saved = _script_line("credits"), _result("credits.json")
-    assert int(_option(credits, "--reps")[0]) == len(saved["reps"]) and "--no-ladder" in credits
+    assert int(_option(credits, "--reps")[0]) == len(saved["reps"]) and "--ladder" not in credits
+    assert _option(credits, "--rates")[0] == ",".join(f"{r:g}" for r in saved["rates"])
     assert all(rep["ladder"] == {} for rep in saved["reps"])
     replicas, args = _script_line("replicas"), _result("replicas.json")["args"]
     assert {k: _option(replicas, f"--{k}")[0] for k in ("runs", "replicas", "duration", "rate")} == \

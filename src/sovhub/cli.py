@@ -135,18 +135,62 @@ def init(obj: HubContext, jurisdiction: str | None) -> None:
     click.echo(f"{verb} {settings.data_dir.resolve()} (database: {hub.db.safe_url})")
 
 
+_HOST = click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
+_PORT = click.option("--port", default=None, type=click.IntRange(0, 65535), help="Port [default: 8080].")
+_NO_MIGRATE = click.option(
+    "--no-migrate", is_flag=True, default=False,
+    help="Never migrate: refuse to start unless the database is at the newest migration "
+         "(migrate_on_start = false; a fleet's replicas, where one Job runs `sovhub migrate`).")
+
+
 @cli.command()
-@click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
-@click.option("--port", default=None, type=click.IntRange(0, 65535), help="Port [default: 8080].")
-@click.option("--no-migrate", is_flag=True, default=False,
-              help="Never migrate: refuse to start unless the database is at the newest migration "
-                   "(migrate_on_start = false; a fleet's replicas, where one Job runs `sovhub migrate`).")
+@_HOST
+@_PORT
+@_NO_MIGRATE
 @click.pass_obj
 def serve(obj: HubContext, host: str | None, port: int | None, no_migrate: bool) -> None:
     """Start the hub (initializes the data dir if needed)."""
+    from .app import create_app
+
+    _run(obj, host, port, no_migrate, create_app, what="sovhub",
+         ready="sovhub {version} serving at {url}  (OpenAI base URL: {url}/v1)")
+
+
+@cli.command("batch-worker")
+@_HOST
+@_PORT
+@_NO_MIGRATE
+@click.pass_obj
+def batch_worker(obj: HubContext, host: str | None, port: int | None, no_migrate: bool) -> None:
+    """Run only the background work: batches and the leased purges, no API (health and readiness only).
+
+    Any number of workers and gateways share the work through the database's and Redis' leases; give the
+    gateways batch.enabled = false to leave batches to the workers. On SIGTERM a worker takes no new
+    line, finishes those it runs (for at most server.drain_seconds; what is cut goes back to the queue)
+    and exits.
+    """
+    from .app import create_worker_app
+    from .batches.runner import BatchRunner
+    from .fleet.drain import Drain
+
+    settings = obj.settings(host=host, port=port)
+    if not settings.batch.enabled:
+        raise click.ClickException("batch.enabled is false: a batch worker would run no batches "
+                                   "(set SOVHUB_BATCH__ENABLED=true for the worker, false for the gateways)")
+
+    def idle(hub: Hub) -> Callable[[], bool]:
+        drain, runner = hub.services.get(Drain), hub.services.get(BatchRunner)
+        return lambda: drain.in_flight == 0 and runner.running_lines == 0
+
+    _run(obj, host, port, no_migrate, create_worker_app, what="sovhub batch worker",
+         ready="sovhub batch worker {version} running (health and readiness at {url})", idle=idle)
+
+
+def _run(obj: HubContext, host: str | None, port: int | None, no_migrate: bool,
+         make_app: Callable[..., Any], *, what: str, ready: str,
+         idle: Callable[[Hub], Callable[[], bool]] | None = None) -> None:
     import uvicorn
 
-    from .app import create_app
     from .fleet.drain import Drain
     from .fleet.server import DrainingServer
     from .observability import configure_logging
@@ -160,12 +204,12 @@ def serve(obj: HubContext, host: str | None, port: int | None, no_migrate: bool)
 
     def progress(message: str) -> None:
         if message == "ready":
-            click.echo(f"sovhub {__version__} serving at {url}  (OpenAI base URL: {url}/v1)", err=True)
+            click.echo(ready.format(version=__version__, url=url), err=True)
         else:
             click.echo(f"  ... {message}", err=True)
 
-    click.echo(f"starting sovhub with data dir {settings.data_dir.resolve()}", err=True)
-    app = create_app(hub, progress=progress)
+    click.echo(f"starting {what} with data dir {settings.data_dir.resolve()}", err=True)
+    app = make_app(hub, progress=progress)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
         # After the drain (server.drain_seconds) what still runs has been ended in-band: this is a backstop.
@@ -174,7 +218,7 @@ def serve(obj: HubContext, host: str | None, port: int | None, no_migrate: bool)
         # access.trust_forwarded_proto); uvicorn's own default would trust any local process.
         proxy_headers=False,
     )
-    server = DrainingServer(config, hub.services.get(Drain))
+    server = DrainingServer(config, hub.services.get(Drain), idle(hub) if idle else None)
     # A background thread (batched writes, guards, the model's hand-offs) holds the GIL for up to this
     # long before the event loop gets it back: 1 ms instead of Python's 5, because each switch the loop
     # waits for lands in a request's latency (gateway benchmark, one core, 500 RPS: p99 added 7.4 ms
@@ -190,7 +234,11 @@ def serve(obj: HubContext, host: str | None, port: int | None, no_migrate: bool)
               help="Change nothing: exit 1 unless the database is at the newest migration.")
 @click.pass_obj
 def migrate(obj: HubContext, check: bool) -> None:
-    """Bring the database to the newest migration (the one step a fleet runs before its replicas start)."""
+    """Bring the database to the newest migration (the one step a fleet runs before its replicas start).
+
+    Then seals upstream API keys an older version left in plaintext, when the master key is there.
+    """
+    from .backends.catalog import plaintext_key_count
     from .store.db import Database
 
     settings = obj.settings()
@@ -203,10 +251,31 @@ def migrate(obj: HubContext, check: bool) -> None:
         before = db.current_revision()
         db.migrate()
         after = db.current_revision()
+        plaintext = plaintext_key_count(db)
     finally:
         db.dispose()
     change = "already there" if before == after else f"from {before or 'an empty database'}"
     click.echo(f"database {db.safe_url} migrated to revision {after} ({change})")
+    if plaintext:
+        _seal_plaintext_keys(settings, plaintext)
+
+
+def _seal_plaintext_keys(settings: Settings, count: int) -> None:
+    """Seal the upstream keys left in plaintext (the vault needs the master key, which migrations never read)."""
+    from .backends.catalog import seal_plaintext_keys
+    from .errors import ConfigError
+
+    try:
+        hub = build_hub(settings, migrate=False)
+    except ConfigError as exc:
+        click.echo(f"warning: {count} upstream API key(s) are still stored in plaintext and could not be sealed "
+                   f"here ({exc.message}); the first start with the master key seals them", err=True)
+        return
+    try:
+        sealed = seal_plaintext_keys(hub)
+    finally:
+        hub.close()
+    click.echo(f"sealed {sealed} upstream API key(s) stored in plaintext by a version before migration 0009")
 
 
 @cli.group()

@@ -19,10 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import Insert, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .batching import BatchWriter
 from .journal import Journal
+from .lineheld import current_line
 from .store.base import utcnow
 from .store.tables import UsageRecord
 
@@ -51,6 +53,8 @@ class Usage:
     estimated: bool = False
     #: The batch this request ran in; None for interactive requests.
     batch_id: str | None = None
+    #: ``<batch>:<line>:<n>`` for a batch line's n-th row: unique, so a line is metered once (lineheld.py).
+    batch_line_key: str | None = None
     ts: datetime = field(default_factory=utcnow)
     #: Filled when the record is written (sovhub.energy.accountant), from the interval's measurements.
     energy_wh: float | None = None
@@ -85,7 +89,17 @@ class Meter(BatchWriter[Usage]):
         #: Rows a dead process's journal added at start (already in the database ones are skipped).
         self.replayed = 0
 
+    def _insert(self) -> Insert:
+        """INSERT that skips a row whose batch line is already metered (the unique batch_line_key)."""
+        if self.hub.db.engine.dialect.name == "postgresql":
+            return postgresql.insert(UsageRecord).on_conflict_do_nothing()
+        return sqlite.insert(UsageRecord).on_conflict_do_nothing()
+
     def record(self, usage: Usage) -> None:
+        line = current_line()
+        if line is not None:  # a batch line's attempt: written only if its result is kept
+            line.record(usage)
+            return
         if self.journal.is_open:
             self.journal.append(_encode(usage))
         self.append(usage)
@@ -97,7 +111,7 @@ class Meter(BatchWriter[Usage]):
             self.hub.services.get(EnergyAccountant).assign(batch)
         with self.hub.db.session() as s:
             # Plain field reads, not dataclasses.asdict (which deep-copies): this runs for every request.
-            s.execute(insert(UsageRecord), [{f: getattr(u, f) for f in _FIELDS} for u in batch])
+            s.execute(self._insert(), [{f: getattr(u, f) for f in _FIELDS} for u in batch])
         return len(batch)
 
     async def start(self) -> None:
@@ -135,7 +149,7 @@ class Meter(BatchWriter[Usage]):
                 )}
                 missing = [r for r, k in zip(chunk, keys, strict=True) if k not in present]
                 if missing:
-                    s.execute(insert(UsageRecord), missing)
+                    s.execute(self._insert(), missing)
             added += len(missing)
         return added
 

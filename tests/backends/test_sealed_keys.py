@@ -14,7 +14,7 @@ from sovhub.errors import NotFound
 from sovhub.hub import Hub, build_hub
 from sovhub.sovereignty.crypto import ContentVault
 from sovhub.store.tables import BackendRow
-from tests.conftest import make_settings, reopen_vault
+from tests.conftest import make_settings, reopen_vault, run_cli
 from tests.upstream_server import FakeUpstream
 
 KEY = "sk-upstream-7f3a9c2e41d8b6"
@@ -69,3 +69,38 @@ def test_a_sealed_key_needs_the_hub_key_store(data_dir: Path) -> None:
             backend_configs(hub)
     finally:
         hub.close()
+
+
+def _plaintext_row(hub: Hub) -> None:
+    with hub.db.session() as s:  # as a version before migration 0009 left it
+        s.add(BackendRow(name="old", kind="openai", url="http://127.0.0.1:9/v1", models=["m"], api_key=KEY))
+
+
+def test_migrate_seals_plaintext_keys_before_any_start(
+    hub: Hub, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sovhub migrate` (a fleet's Job) seals them: no start, no catalog read needed."""
+    (data_dir / "sovhub.toml").write_text("embedded_enabled = false\n", encoding="utf-8")
+    _plaintext_row(hub)
+    assert run_cli(data_dir, "migrate") == 0
+    assert "sealed 1 upstream API key(s) stored in plaintext" in capsys.readouterr().out
+    assert all(KEY.encode() not in row for row in _raw_rows(hub))
+    assert [c.api_key for c in backend_configs(hub) if c.name == "old"] == [KEY]
+    assert run_cli(data_dir, "migrate") == 0
+    assert "sealed" not in capsys.readouterr().out  # nothing left
+
+
+def test_migrate_without_the_master_key_says_the_keys_are_still_plaintext(
+    hub: Hub, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (data_dir / "sovhub.toml").write_text("embedded_enabled = false\n", encoding="utf-8")
+    _plaintext_row(hub)
+    key_file = data_dir / "master.key"
+    away = key_file.rename(data_dir.parent / "master.key.escrow")
+    assert run_cli(data_dir, "migrate") == 0  # the schema is migrated all the same
+    err = capsys.readouterr().err
+    assert "1 upstream API key(s) are still stored in plaintext" in err and "master key file" in err
+    assert any(KEY.encode() in row for row in _raw_rows(hub))
+    away.rename(key_file)
+    assert run_cli(data_dir, "migrate") == 0
+    assert all(KEY.encode() not in row for row in _raw_rows(hub))

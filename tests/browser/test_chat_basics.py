@@ -102,7 +102,7 @@ def test_dark_mode_follows_the_system(open_page: Any) -> None:
 
 
 @pytest.mark.parametrize("path", ["/", "/me", "/admin", "/transparency", "/admin/requests", "/admin/usage",
-                                  "/admin/backends", "/admin/people", "/admin/appeals"])
+                                  "/admin/backends", "/admin/people", "/admin/appeals", "/credits", "/admin/credits"])
 def test_the_phone_layout_has_no_horizontal_overflow(open_page: Any, path: str) -> None:
     page = open_page("en-GB", phone=True)
     sign_in(page)

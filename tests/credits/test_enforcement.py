@@ -111,7 +111,7 @@ def test_reserve_the_highest_cost_then_post_the_real_one_split_by_partners(hub, 
     assert body["object"] == "organization.credits" and body["balance"] == 0.994
     assert body["grants"][0] | {"expires_at": None} == {
         "id": grant_id, "programme": "Compute 2027", "granted": 1, "balance": 0.994, "expires_at": None,
-        "models": None, "status": "open"}
+        "models": None, "status": "open", "low": False}
     assert ledger.verify() == []
 
 

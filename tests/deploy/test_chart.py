@@ -90,6 +90,10 @@ def test_every_pod_runs_unprivileged_on_a_read_only_root(rendered) -> None:
             assert ctx["runAsNonRoot"] is True, where
 
 
+def drain_of(name: str) -> int:
+    return int(VALUES[name].get("drainSeconds", 20))
+
+
 def test_the_gateway_has_its_probes_and_never_migrates(rendered) -> None:
     name, docs = rendered
     gateway = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"]
@@ -97,6 +101,9 @@ def test_the_gateway_has_its_probes_and_never_migrates(rendered) -> None:
     container = gateway["spec"]["template"]["spec"]["containers"][0]
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["timeoutSeconds"] == 5, "a busy replica is not taken out for a slow answer"
+    probe = container["readinessProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] < drain_of(name), "out before the listener closes"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert "--no-migrate" in container["args"] and container["args"][0] == "serve"
     env = {e["name"]: e for e in container["env"]}
@@ -226,7 +233,53 @@ def test_gpu_resources_only_with_gpu_values() -> None:
     assert any(p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "vllm"
                for r in gateway_policy["spec"]["egress"] for p in r["to"])
     workers = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "hub-sovhub-worker"]
-    assert workers and workers[0]["spec"]["template"]["spec"]["containers"][0]["args"] == ["batches", "work"]
+    assert workers and workers[0]["spec"]["template"]["spec"]["containers"][0]["args"][0] == "batch-worker"
+
+
+def _env(deployment: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_batch_workers_run_the_cli_command_with_probes_and_take_batches_from_the_gateways() -> None:
+    from sovhub.cli import cli
+
+    docs = render(VALUES["gpu"])
+    worker = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "hub-sovhub-worker")
+    gateway = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "hub-sovhub")
+    spec = worker["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    command = container["args"][0]
+    assert command in cli.commands, f"the chart runs `sovhub {command}`, which the CLI does not have"
+    assert container["args"] == ["batch-worker", "--no-migrate", "--host", "0.0.0.0", "--port", "8080"]
+    assert worker["spec"]["replicas"] == 2
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "metrics": 9090}
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    env = _env(worker)
+    assert env["SOVHUB_BATCH__ENABLED"] == "true" and env["SOVHUB_SERVER__DRAIN_SECONDS"] == "60"
+    assert spec["terminationGracePeriodSeconds"] > 60
+    assert _env(gateway)["SOVHUB_BATCH__ENABLED"] == "false", "with workers the gateways leave batches to them"
+    assert [e["name"] for e in container["env"]].count("SOVHUB_SERVER__DRAIN_SECONDS") == 1
+    # The workers reach the database, Redis and model servers under the same egress policy as the gateways.
+    policy = next(p for p in of_kind(docs, "NetworkPolicy") if p["metadata"]["name"] == "hub-sovhub")
+    selected = policy["spec"]["podSelector"]["matchExpressions"][0]
+    assert selected["key"] == "app.kubernetes.io/component" and "worker" in selected["values"]
+
+    both = render({**VALUES["gpu"], "workers": {**VALUES["gpu"]["workers"], "gatewaysRunBatches": True}})
+    gateway = next(d for d in of_kind(both, "Deployment") if d["metadata"]["name"] == "hub-sovhub")
+    assert "SOVHUB_BATCH__ENABLED" not in _env(gateway)
+    for name in ("minimal", "production"):  # no workers: the gateways run batches, as `sovhub serve` does alone
+        docs = render(VALUES[name])
+        assert not [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "hub-sovhub-worker"]
+        assert "SOVHUB_BATCH__ENABLED" not in _env(next(d for d in of_kind(docs, "Deployment")
+                                                        if d["metadata"]["name"] == "hub-sovhub"))
+
+
+def test_the_schema_refuses_unknown_worker_values() -> None:
+    with pytest.raises(helm.HelmValuesError, match="args"):
+        render({**VALUES["gpu"], "workers": {"enabled": True, "args": ["batches", "work"]}})
 
 
 def test_autoscaling_on_cpu_and_in_flight_requests_with_a_disruption_budget() -> None:

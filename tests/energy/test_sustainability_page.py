@@ -52,3 +52,24 @@ def test_page_is_public_translated_and_charts_its_table(app_client: TestClient, 
 def test_empty_page_says_nothing_was_measured(app_client: TestClient) -> None:
     html = TestClient(app_client.app).get("/sustainability", headers={"accept-language": "en"}).text
     assert "No energy has been measured yet." in html and "<svg" not in html
+
+
+def test_the_period_is_chosen_with_days(app_client: TestClient, hub: Hub) -> None:
+    _seed(hub)  # one request today, one yesterday
+    anonymous = TestClient(app_client.app)
+    today = anonymous.get("/sustainability", params={"days": "1"}, headers={"accept-language": "en"})
+    assert today.status_code == 200
+    assert "last 1 days" in today.text and today.text.count("<tr><td>20") == 1
+    year = anonymous.get("/sustainability", params={"days": "366"}, headers={"accept-language": "en"}).text
+    assert "last 366 days" in year and year.count("<tr><td>20") == 2
+    default = anonymous.get("/sustainability", headers={"accept-language": "en"}).text
+    assert "last 30 days" in default
+
+
+def test_a_bad_period_is_a_400_naming_days(app_client: TestClient) -> None:
+    anonymous = TestClient(app_client.app)
+    for bad in ("0", "367", "-1", "7.5", "abc", "", "١٢", "1e3", "99999999999999999999"):
+        r = anonymous.get("/sustainability", params={"days": bad})
+        assert r.status_code == 400, bad
+        error = r.json()["error"]
+        assert (error["param"], error["code"]) == ("days", "invalid_period") and "from 1 to 366" in error["message"]

@@ -42,17 +42,19 @@ class Fleet:
             "SOVHUB_SAFETY__ENABLED": "false",
             "SOVHUB_ACCESS__REDIS_URL": self.redis_url,
             "SOVHUB_ACCESS__REDIS_PREFIX": self.prefix,
+            # One key store for every replica, as the chart mounts one volume (ReadWriteMany) in every pod.
+            "SOVHUB_SOVEREIGNTY__KEY_STORE_DIR": str(self.root / "shared-keystore"),
             **extra,
         }
 
-    def start(self, n: int, **env: str) -> list[RemoteHub]:
+    def start(self, n: int, command: str = "serve", **env: str) -> list[RemoteHub]:
         """n replicas, each on its copy of the setup data dir (as from one config volume)."""
         started = []
         for _ in range(n):
             i = len(self.replicas)
             data_dir = self.root / f"replica{i}"
             shutil.copytree(self.root / "setup", data_dir)
-            replica = RemoteHub(data_dir, env=self.env(**env), timeout=180)
+            replica = RemoteHub(data_dir, env=self.env(**env), timeout=180, command=command)
             self.replicas.append(replica)
             started.append(replica.start())
         return started

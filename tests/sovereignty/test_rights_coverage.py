@@ -16,6 +16,7 @@ from sovhub.access.session_store import create_session
 from sovhub.access.tables import Identity
 from sovhub.api.responses.tables import StoredResponse
 from sovhub.assistant.tables import Conversation, ConversationAttachment, ConversationMessage
+from sovhub.credits.tables import CreditPartner, CreditPartnerMember
 from sovhub.files.tables import StoredFile
 from sovhub.hub import Hub
 from sovhub.safety.tables import Appeal, ModerationLog
@@ -53,6 +54,10 @@ def _seed(hub: Hub, uid: int) -> None:
         s.add(org)
         s.flush()
         s.add(Membership(user_id=uid, org_id=org.id, role="member"))
+        partner = CreditPartner(name="Development Bank")
+        s.add(partner)
+        s.flush()
+        s.add(CreditPartnerMember(partner_id=partner.id, user_id=uid, added_by="tests"))
         s.add(Identity(idp="eid-ua", subject="UA-1234567890", user_id=uid, level="high", given_name="Olena",
                        family_name="Kovalenko", birthdate="1990-04-01"))
         s.add(ModerationLog(id="mod_1", direction="input", action="block", categories=["violence"], clauses=["3.1"],
@@ -116,6 +121,7 @@ def test_export_holds_every_capability_part(shub: Hub) -> None:
     assert [f["filename"] for f in data["uploaded_files"]] == ["notes.txt"]
     assert [(r["id"], r["response"]["id"]) for r in data["api_responses"]] == [("resp_1", "resp_1")]
     assert [(w["address"], w["user_agent"]) for w in data["web_sessions"]] == [("203.0.113.7", "Firefox")]
+    assert data["credit_partners"] == ["Development Bank"]
     json.dumps(data)  # JSON-able as a whole
 
 

@@ -62,3 +62,17 @@ def sovhub_erase_user(hub: Hub, user_id: int) -> None:
     from .rights import erase_usage_link
 
     erase_usage_link(hub, user_id)
+
+
+@hookimpl
+def sovhub_export_org(hub: Hub, org_id: int) -> dict[str, Any]:
+    from .rights import export_org_usage
+
+    return export_org_usage(hub, org_id)
+
+
+@hookimpl
+def sovhub_erase_org(hub: Hub, org_id: int) -> None:
+    from .rights import erase_org_usage
+
+    erase_org_usage(hub, org_id)

@@ -1,8 +1,10 @@
 """The operator's list of backends, kept in the `backends` table (added with `sovhub backends add`).
 
 An upstream's API key is stored sealed by the vault (`api_key_sealed`, under the hub's own data
-key), never in plaintext; a plaintext key left by an older version is sealed the first time the
-catalog is read (`sovhub serve`, `sovhub backends list`) and its plaintext column cleared.
+key), never in plaintext. A plaintext key left by a version before migration 0009 is sealed and
+its plaintext column cleared by `sovhub migrate` (which opens the vault after migrating, when the
+master key is there), else the first time the catalog is read (every start, `sovhub backends list`).
+Migrations themselves run without the master key.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..errors import Conflict, InvalidRequest, NotFound
 from ..sovereignty.crypto import ContentVault
@@ -20,8 +22,10 @@ from .base import BackendConfig
 
 if TYPE_CHECKING:
     from ..hub import Hub
+    from ..store.db import Database
 
-__all__ = ["add_backend", "backend_configs", "edit_backend", "remove_backend", "seal_plaintext_keys"]
+__all__ = ["add_backend", "backend_configs", "edit_backend", "plaintext_key_count", "remove_backend",
+           "seal_plaintext_keys"]
 
 # The vault owner of hub-wide secrets (never erased with a person or an organization).
 SECRETS_OWNER = ("hub", 0)
@@ -66,6 +70,12 @@ def default_embedded(hub: Hub) -> BackendConfig | None:
         operator="this hub",
         options=options,
     )
+
+
+def plaintext_key_count(db: Database) -> int:
+    """How many upstream API keys are still stored in plaintext (read without the vault)."""
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(BackendRow).where(BackendRow.api_key.is_not(None))) or 0)
 
 
 def seal_plaintext_keys(hub: Hub) -> int:

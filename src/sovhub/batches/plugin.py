@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..api.chat.service import ChatService
 from ..backends.registry import BackendRegistry
 from ..files.store import FileStore
+from ..fleet.drain import Drain
 from ..hookspecs import hookimpl
 from ..services import Provide
 from .runner import BatchRunner
@@ -26,7 +27,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
         Provide(BatchStore, lambda h: BatchStore(h, h.services.get(FileStore)), needs=(FileStore,)),
         Provide(Scheduler, Scheduler),
         Provide(BatchRunner, lambda h: BatchRunner(h, h.services.get(BatchStore), h.services.get(Scheduler)),
-                needs=(BatchStore, Scheduler, ChatService, BackendRegistry)),
+                needs=(BatchStore, Scheduler, ChatService, BackendRegistry, Drain)),
     ]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Query
 
-from ..api.deps import CurrentPrincipal, HubDep
+from ..api.deps import HubDep, InferencePrincipal
 from ..files.router import org_of
 from .protocol import CreateBatchRequest
 from .runner import BatchRunner
@@ -19,7 +19,7 @@ __all__ = ["router"]
 
 
 @router.post("/v1/batches")
-async def create_batch(body: CreateBatchRequest, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def create_batch(body: CreateBatchRequest, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
     org_of(principal)
     store = hub.services.get(BatchStore)
     row = await anyio.to_thread.run_sync(lambda: store.create(
@@ -34,7 +34,7 @@ async def create_batch(body: CreateBatchRequest, hub: HubDep, principal: Current
 
 @router.get("/v1/batches")
 async def list_batches(
-    hub: HubDep, principal: CurrentPrincipal,
+    hub: HubDep, principal: InferencePrincipal,
     after: str | None = Query(None, description="The id of the last batch of the previous page."),
     limit: int = Query(20, description="1 to 100 batches per page."),
 ) -> dict[str, Any]:
@@ -52,7 +52,7 @@ async def list_batches(
 
 
 @router.get("/v1/batches/{batch_id}")
-async def retrieve_batch(batch_id: str, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def retrieve_batch(batch_id: str, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
     org_id = org_of(principal)
     store = hub.services.get(BatchStore)
 
@@ -64,7 +64,7 @@ async def retrieve_batch(batch_id: str, hub: HubDep, principal: CurrentPrincipal
 
 
 @router.post("/v1/batches/{batch_id}/cancel")
-async def cancel_batch(batch_id: str, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def cancel_batch(batch_id: str, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
     org_id = org_of(principal)
     store = hub.services.get(BatchStore)
     row = await anyio.to_thread.run_sync(store.cancel, org_id, batch_id)
@@ -74,7 +74,7 @@ async def cancel_batch(batch_id: str, hub: HubDep, principal: CurrentPrincipal) 
 
 
 @router.get("/hub/v1/batches/{batch_id}/schedule", tags=["hub"])
-async def batch_schedule(batch_id: str, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def batch_schedule(batch_id: str, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
     """The carbon-aware plan: its windows, why, and the emissions it saves against running at once."""
     org_id = org_of(principal)
     row = await anyio.to_thread.run_sync(hub.services.get(BatchStore).get, org_id, batch_id)

@@ -21,12 +21,16 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..accounts import principal_for_key
+from ..admission import abandon, keep_held
 from ..api.chat.service import ChatService
 from ..backends.registry import BackendRegistry
 from ..errors import NotFound, SovhubError
+from ..fleet.drain import Drain
+from ..lineheld import LineHold, holding, line_ticket
+from ..metering import Meter
 from ..pipeline import ChatContext, Principal
 from ..store.base import utcnow
-from .execute import run_line
+from .execute import LineOutcome, run_line
 from .store import BatchStore, ClaimedLine
 from .tables import BatchRow
 from .validate import validate_input
@@ -51,6 +55,7 @@ class BatchRunner:
         self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.chat = hub.services.get(ChatService)
         self.registry = hub.services.get(BackendRegistry)
+        self.drain = hub.services.get(Drain)
         self._held: set[int] = set()
         # Made by start(), on the loop that runs the runner: one hub may serve several apps in turn
         # (tests, a restarted lifespan), each on its own event loop.
@@ -118,8 +123,18 @@ class BatchRunner:
             except Exception:
                 log.exception("renewing batch line leases failed")
 
+    @property
+    def running_lines(self) -> int:
+        return len(self._held)
+
     async def step(self) -> bool:
-        """One round: validate a batch, expire and cancel, finalize one, run up to `concurrency` lines."""
+        """One round: validate a batch, expire and cancel, finalize one, run up to `concurrency` lines.
+
+        Once the process drains (SIGTERM) nothing new is taken: the lines already running finish, or the
+        drain's cut ends them and they go back to the queue (a 503 is retried), for another replica.
+        """
+        if self.drain.draining:
+            return False
         busy = False
         row = await anyio.to_thread.run_sync(self.store.claim_validation, self.owner)
         if row is not None:
@@ -203,14 +218,20 @@ class BatchRunner:
     async def _run(self, line: ClaimedLine, principals: dict[int | None, Principal | SovhubError]) -> None:
         self._held.add(line.id)
         started = time.perf_counter()
+        hold = LineHold(line.batch_id, line.line_no, line.attempt)
+        kept = False
         try:
+            if line.attempt > 1:
+                # Earlier attempts' replicas lost the line (died or stalled): their reservations are voided,
+                # so the one attempt whose result is kept is the one charged.
+                await abandon(self.hub, [line_ticket(line.batch_id, line.line_no, n) for n in range(1, line.attempt)])
             principal = await self._principal(line.key_id, principals)
             if isinstance(principal, SovhubError):
-                from .execute import LineOutcome
-
                 outcome = LineOutcome(principal.status, principal.to_dict(), "none")
             else:
-                outcome = await run_line(self.hub, self.chat, principal, line.endpoint, line.body, line.batch_id)
+                with holding(hold):
+                    outcome = await run_line(self.hub, self.chat, principal, line.endpoint, line.body,
+                                             line.batch_id)
             if outcome.retry_after is not None:
                 later = utcnow() + timedelta(seconds=outcome.retry_after)
                 await anyio.to_thread.run_sync(self.store.retry_line, line, self.owner, later)
@@ -225,7 +246,17 @@ class BatchRunner:
             self.lines_run += 1
         finally:
             self._held.discard(line.id)
+            # Metered and charged once per line: only the attempt whose result is the line's (kept).
+            with anyio.CancelScope(shield=True):
+                await self._meter(hold, kept)
         share = self.settings.max_capacity_share
         if share < 1:
             # Leave the rest of the time to interactive work: a line that took t runs at most every t / share.
             await asyncio.sleep((time.perf_counter() - started) * (1 / share - 1))
+
+    async def _meter(self, hold: LineHold, kept: bool) -> None:
+        if kept:
+            meter = self.hub.services.get(Meter)
+            for usage in hold.usages:
+                meter.record(usage)
+        await keep_held(self.hub, hold, kept)

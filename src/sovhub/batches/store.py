@@ -77,6 +77,8 @@ class ClaimedLine:
     line_no: int
     custom_id: str
     body: dict[str, Any]
+    #: This claim's attempt (1: the first); earlier ones were replicas that lost the line.
+    attempt: int = 1
 
 
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, str] | None:
@@ -267,7 +269,7 @@ class BatchStore:
             body = json.loads(self.vault.decrypt_bytes("org", batch.org_id, line.body,
                                                        context=self._context(batch.id, line.line_no, "body")))
             claimed.append(ClaimedLine(line.id, batch.id, batch.seq, batch.org_id, batch.key_id, batch.endpoint,
-                                       line.line_no, line.custom_id, body))
+                                       line.line_no, line.custom_id, body, int(line.attempts)))
         return claimed
 
     def renew(self, owner: str, line_ids: Iterable[int]) -> None:
@@ -402,12 +404,39 @@ class BatchStore:
     # --- data rights ---
 
     def export_org(self, org_id: int) -> list[dict[str, Any]]:
+        """Each batch as the API shows it, with its lines: request body, result, status, tokens, attempts (the
+        input, output and error files are in the export's files)."""
         with self.hub.db.session() as s:
             rows = list(s.scalars(select(BatchRow).where(BatchRow.org_id == org_id).order_by(BatchRow.seq)))
-        return [batch_object(r) for r in rows]
+        return [{**batch_object(r), "schedule": r.schedule, "lines": self._export_lines(r)} for r in rows]
+
+    def _export_lines(self, row: BatchRow) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        last = 0
+        while True:
+            with self.hub.db.session() as s:
+                lines = list(s.scalars(select(BatchLine).where(BatchLine.batch_seq == row.seq, BatchLine.line_no > last)
+                                       .order_by(BatchLine.line_no).limit(_INSERT_CHUNK)))
+            if not lines:
+                return out
+            for line in lines:
+                last = line.line_no
+                item: dict[str, Any] = {
+                    "line": line.line_no, "custom_id": line.custom_id, "status": line.status,
+                    "attempts": line.attempts, "prompt_tokens": line.prompt_tokens,
+                    "completion_tokens": line.completion_tokens,
+                    "finished_at": line.finished_at.isoformat() if line.finished_at else None,
+                    "body": json.loads(self.vault.decrypt_bytes(
+                        "org", row.org_id, line.body, context=self._context(row.id, line.line_no, "body")))}
+                if line.result is not None:
+                    item["result"] = json.loads(self.vault.decrypt_bytes(
+                        "org", row.org_id, line.result, context=self._context(row.id, line.line_no, "result")))
+                out.append(item)
 
     def erase_org(self, org_id: int) -> None:
         with self.hub.db.session() as s:
+            seqs = select(BatchRow.seq).where(BatchRow.org_id == org_id).scalar_subquery()
+            s.execute(delete(BatchLine).where(BatchLine.batch_seq.in_(seqs)))
             s.execute(delete(BatchRow).where(BatchRow.org_id == org_id))
 
 

@@ -62,6 +62,7 @@ async def get_credits(hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any
         total += left
         rows.append({"id": g.id, "programme": g.programme, "granted": as_number(g.amount),
                      "balance": as_number(left), "expires_at": g.expires_at.isoformat() if g.expires_at else None,
-                     "models": sorted(g.models) or None, "status": "open" if open_now else "expired"})
+                     "models": sorted(g.models) or None, "status": "open" if open_now else "expired",
+                     "low": open_now and credits.low.is_low(g.id)})
     return {"object": "organization.credits", "organization": principal.org_name, "balance": as_number(total),
             "required": credits.pays(principal.org_id), "apply_url": credits.apply_url(), "grants": rows}

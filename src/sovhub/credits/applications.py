@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 from ..errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from ..store.base import as_utc, utcnow
 from ..store.tables import Membership, Organization, User
-from .amounts import format_credits
+from .amounts import as_number, format_credits
+from .notices import add_notice
 from .programmes import check_eligible, get_programme, grant_credits
 from .tables import CreditApplication
 
@@ -90,6 +91,7 @@ def decide(
         if row.status != "pending":
             raise Conflict(f"application {application_id} was already {row.status}", code="already_decided")
         org_id, programme_id, asked = row.org_id, row.programme_id, row.amount
+        programme_name = get_programme(s, programme_id).name
         reviewer_label = f"user:{reviewer.id}:{reviewer.email}"
         if decision == "approved" and amount is not None and not 0 < amount <= asked:
             raise InvalidRequest("grant more than 0 and at most the amount asked", param="credits")
@@ -115,14 +117,16 @@ def decide(
         row.status, row.reason, row.decided_by, row.decided_by_user_id = decision, reason, reviewer_label, reviewer_id
         row.decided_at = utcnow()
         row.grant_id = granted.id if granted is not None else None
+        # The applicant's members read it in their own language (the web app translates the notice).
+        add_notice(s, org_id, f"application_{decision}", application_id=application_id, grant_id=row.grant_id,
+                   programme=programme_name, reason=reason, asked=as_number(asked),
+                   credits=as_number(granted.amount) if granted is not None else None)
     hub.emit("application.decided", actor=reviewer_label, subject=f"org:{org_id}", application=application_id,
              decision=decision, reason=reason, grant=row.grant_id)
     return row
 
 
 def application_view(row: CreditApplication, programme: str, organization: str | None = None) -> dict[str, Any]:
-    from .amounts import as_number
-
     return {"id": row.id, "object": "programme.application", "programme": programme, "organization": organization,
             "purpose": row.purpose, "credits": as_number(row.amount), "status": row.status, "reason": row.reason,
             "grant": row.grant_id, "created_at": as_utc(row.created_at).isoformat(),

@@ -162,6 +162,45 @@ def programmes_decide(hub: Hub, application: int, decision: str, reason: str, re
     click.echo(f"application {row.id} {row.status}" + (f" (grant {row.grant_id})" if row.grant_id else ""))
 
 
+@programmes.command("org-kind")
+@click.argument("org")
+@click.argument("kind", required=False)
+@pass_hub
+def programmes_org_kind(hub: Hub, org: str, kind: str | None) -> None:
+    """Record what kind of organization ORG is (startup, sme, company, research, university, public_body,
+    nonprofit), for programmes open to some kinds; without KIND, clear it."""
+    from .eligibility import set_org_kind
+
+    value = set_org_kind(hub, org, kind, actor=_actor())
+    click.echo(f"organization {org} is of kind {value}" if value else f"organization {org} has no kind recorded")
+
+
+@programmes.command("partner-member")
+@click.argument("partner")
+@click.argument("email")
+@pass_hub
+def programmes_partner_member(hub: Hub, partner: str, email: str) -> None:
+    """Let the person with EMAIL see PARTNER's dashboard (its contributions and what they paid for)."""
+    from .dashboards import add_partner_member
+
+    add_partner_member(hub, int(partner) if partner.isdigit() else partner, email, actor=_actor())
+    click.echo(f"{email} now sees the dashboard of partner {partner}")
+
+
+@programmes.command("member")
+@click.argument("org")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["member", "admin"]), default="member", show_default=True,
+              help="admin: may also apply for credits for the organization.")
+@pass_hub
+def programmes_member(hub: Hub, org: str, email: str, role: str) -> None:
+    """Make the person with EMAIL a member of organization ORG (they see its credits in the web app)."""
+    from ..accounts import add_member
+
+    add_member(hub, org, email, role, actor=_actor())
+    click.echo(f"{email} is now {role} of organization {org}")
+
+
 @click.group()
 def prices() -> None:
     """Prices of models, in credits."""

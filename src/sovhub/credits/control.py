@@ -33,6 +33,7 @@ from .amounts import format_credits
 from .journal import JournalWriter
 from .ledger import Ledger
 from .live import LiveStore, MemoryLive, RedisLive
+from .notices import LOW_HEADER, LowBalanceWatch
 from .prices import Price
 from .state import CreditState, GrantFacts
 from .tables import CreditAccount, CreditGrant
@@ -72,6 +73,7 @@ class Credits:
         self._wake: asyncio.Event | None = None
         self._running = False
         self._loaded: set[int] = set()
+        self.low = LowBalanceWatch(hub)
 
     # --- who pays ---------------------------------------------------------------------------
 
@@ -110,6 +112,12 @@ class Credits:
     async def balances(self, grants: list[GrantFacts]) -> dict[int, int]:
         await self.ensure_loaded(grants)
         return await self.live.balances([g.id for g in grants])
+
+    async def check_low_balances(self) -> list[int]:
+        """Notice grants that crossed under the low-balance threshold (once per crossing); their ids."""
+        grants = self.state.open_grants()
+        await self.ensure_loaded(grants)
+        return await self.low.check(grants, self.live)
 
     # --- settlement queue -----------------------------------------------------------------------
 
@@ -172,16 +180,21 @@ class Credits:
 
     async def _housekeeping(self) -> None:
         interval = self.hub.settings.credits.journal_interval_s
-        last_sweep = 0.0
+        last_sweep = last_low = 0.0
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.ensure_loaded(self.state.open_grants())
                 await self.live.expire()
                 await self.writer.run_once()
+                if time.monotonic() - last_low > 1:
+                    last_low = time.monotonic()
+                    await self.check_low_balances()
                 if time.monotonic() - last_sweep > 10:
                     last_sweep = time.monotonic()
                     await self.sweep_expired_grants()
+                    # Marks another replica set or cleared meanwhile.
+                    await asyncio.to_thread(self.low.reload)
             except Exception as exc:  # noqa: BLE001 - the next round tries again; the journal keeps everything
                 log.warning("credits housekeeping failed, will retry: %s", exc)
 
@@ -223,12 +236,21 @@ class CreditControl:
     def _price(self, admission: Admission) -> Price | None:
         return self.credits.state.book().at(admission.model, admission.admitted_at)
 
+    def _discounted(self, admission: Admission, cost: int) -> int:
+        """A batch line's cost less ``credits.batch_discount_percent`` (rounded in the payer's favour)."""
+        discount = self.hub.settings.credits.batch_discount_percent
+        if discount and admission.batch_id is not None:
+            return cost - int(cost * discount // 100)
+        return cost
+
     def _upper(self, admission: Admission, price: Price) -> int:
         if admission.endpoint in ("moderations", "pii"):
-            return price.moderation_per_request
-        if admission.endpoint == "embeddings":
-            return price.embedding(admission.reserved)
-        return price.chat_upper(admission.reserved)
+            upper = price.moderation_per_request
+        elif admission.endpoint == "embeddings":
+            upper = price.embedding(admission.reserved)
+        else:
+            upper = price.chat_upper(admission.reserved)
+        return self._discounted(admission, upper)
 
     def _cost(self, admission: Admission, price: Price, tokens: int) -> int:
         if tokens <= 0:
@@ -241,10 +263,7 @@ class CreditControl:
             cost = price.chat(admission.prompt_tokens, admission.completion_tokens)
         else:
             cost = price.chat_upper(tokens)
-        discount = self.hub.settings.credits.batch_discount_percent
-        if discount and admission.endpoint.startswith("batch"):
-            cost -= int(cost * discount // 100)
-        return cost
+        return self._discounted(admission, cost)
 
     async def admit(self, admission: Admission) -> dict[str, str]:
         credits = self.credits
@@ -267,8 +286,11 @@ class CreditControl:
                                                                                    admission.admitted_at)]
         amount = self._upper(admission, price)
         await credits.ensure_loaded(grants)
-        meta = json.dumps({"org": principal.org_id, "key": principal.key_id, "rid": admission.request_id,
-                           "model": admission.model, "endpoint": admission.endpoint}, separators=(",", ":"))
+        facts: dict[str, Any] = {"org": principal.org_id, "key": principal.key_id, "rid": admission.request_id,
+                                 "model": admission.model, "endpoint": admission.endpoint}
+        if admission.batch_id is not None:
+            facts["batch"] = admission.batch_id
+        meta = json.dumps(facts, separators=(",", ":"))
         try:
             result = await credits.live.reserve(admission.ticket, [g.id for g in grants], amount,
                                                 int(settings.reservation_ttl_s * 1000), meta)
@@ -280,7 +302,11 @@ class CreditControl:
             raise InsufficientQuota(self._refusal(admission, grants, amount, result.remaining),
                                     headers={CREDITS_HEADER: format_credits(result.remaining)})
         admission.notes[_NOTE] = _Held(price, amount)
-        return {CREDITS_HEADER: format_credits(result.remaining)}
+        headers = {CREDITS_HEADER: format_credits(result.remaining)}
+        low = [str(g.id) for g in grants if credits.low.is_low(g.id)]
+        if low:
+            headers[LOW_HEADER] = ",".join(low)
+        return headers
 
     def _refusal(self, admission: Admission, grants: list[GrantFacts], amount: int, balance: int) -> str:
         org = admission.principal.org_name
@@ -298,8 +324,18 @@ class CreditControl:
         if not isinstance(held, _Held):
             return
         cost = self._cost(admission, held.price, tokens)
-        details = {"price": held.price.id, "endpoint": admission.endpoint, "tokens": tokens}
+        details: dict[str, Any] = {"price": held.price.id, "endpoint": admission.endpoint, "tokens": tokens}
+        if admission.batch_id is not None:
+            details.update(batch=admission.batch_id,
+                           discount_percent=self.hub.settings.credits.batch_discount_percent)
         if admission.prompt_tokens is not None:
             details.update(prompt=admission.prompt_tokens, completion=admission.completion_tokens)
         self.credits.queue_settlement(admission.ticket, cost, details)
+        await self.credits.settle_now_or_later()
+
+    async def abandon(self, tickets: list[str]) -> None:
+        """Void these reservations (a batch line's earlier attempt, its replica gone): nothing is charged for
+        them, and one already settled or expired is left as it is."""
+        for ticket in tickets:
+            self.credits.queue_settlement(ticket, 0, {"voided": "batch line taken over by another replica"})
         await self.credits.settle_now_or_later()

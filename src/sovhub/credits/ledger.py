@@ -1,44 +1,53 @@
 """The double-entry ledger: accounts, immutable transfers, two-phase spending, verification.
 
 Modelled on TigerBeetle's: every transfer moves a whole number of micro-credits from one
-account to another and is identified once (its ``id``; applying it again does nothing);
-a *pending* transfer holds an amount on both accounts until it is *posted* (all or part of it;
-the rest is released), *voided* or *expired* (its ``timeout_at`` passed), each at most once.
-An account marked ``no_overdraft`` can never hold more debits (posted and pending) than posted
-credits: the update that would do it matches no row, and a CHECK constraint backs it up.
+account to another and is identified once (its ``id``: applying it again with the same content
+is a replay that changes nothing, with other content it is refused); a *pending* transfer holds
+an amount on both accounts until it is *posted* (all or part of it; the rest is released),
+*voided*, or *expired* once its ``timeout_at`` passed (after which it can no longer be posted or
+voided), each at most once. An account marked ``no_overdraft`` can never hold more debits (posted
+and pending) than posted credits.
 
     ledger = hub.services.get(Ledger)
     ledger.apply([Entry("fund-1", "posted", debit=partner, credit=pool, amount=5_000_000, code="funding")])
 
-Each batch is one database transaction; account totals change by one UPDATE per account,
-in account order (so concurrent batches cannot deadlock). A batch an account refuses is
-applied again entry by entry, so one refused entry does not hold back the others.
+A batch is applied TigerBeetle's way (:mod:`.ledger_book`): its accounts' rows are locked and
+read once, every transfer is checked in order against that copy, and the batch is written in a
+few set statements (:mod:`.ledger_sql`), so its cost hardly grows with its size. Calls to
+:meth:`Ledger.apply` that arrive together from several threads are *group-committed*: one of
+them applies all that are waiting in one transaction, each keeping its own result (and its own
+all-or-nothing, with ``strict``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import SovhubError
 from ..store.base import utcnow
 from ..store.db import Database
+from . import ledger_sql as sql
 from .amounts import split_by_shares
+from .ledger_book import RESOLVING, Book, Entry, Kind, Refusal
 from .tables import CreditAccount, CreditGrant, CreditPartnerUsage, CreditTransfer, ProgrammePartner
 
-__all__ = ["Applied", "Entry", "Ledger", "LedgerRefused", "Problem"]
+__all__ = ["Applied", "Entry", "Kind", "Ledger", "LedgerRefused", "Problem"]
 
-Kind = Literal["posted", "pending", "post", "void", "expire"]
-_RESOLVING = ("post", "void", "expire")
-_CHUNK = 500
+#: A batch that met a concurrent writer's rows (an id written meanwhile) is read again and retried.
+_RETRIES = 5
+#: Rows a batch sends to the database at a time while it checks the rest.
+_STREAM = 256
+#: The most transfers one group commit takes (the rest wait for the next).
+GROUP_MAX = 20_000
 
 
 class LedgerRefused(SovhubError):
@@ -49,30 +58,15 @@ class LedgerRefused(SovhubError):
     code = "ledger_refused"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One transfer to apply. ``debit``/``credit`` are account ids (not needed to resolve a pending)."""
-
-    id: str
-    kind: Kind
-    debit: int = 0
-    credit: int = 0
-    amount: int | None = None
-    pending_id: str | None = None
-    timeout_at: datetime | None = None
-    code: str = "usage"
-    org_id: int | None = None
-    request_id: str | None = None
-    model: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    ts: datetime | None = None
-
-
 @dataclass(slots=True)
 class Applied:
+    """What became of a call's transfers; ``results`` has one per entry, in order."""
+
     applied: int = 0
     duplicates: int = 0
     refused: list[tuple[Entry, str]] = field(default_factory=list)
+    #: "applied", "duplicate" (a replay of a transfer already applied) or "refused".
+    results: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +78,17 @@ class Problem:
         return f"account {self.account_id}: {self.what}" if self.account_id is not None else self.what
 
 
-class _Overdraft(Exception):
-    def __init__(self, account_id: int) -> None:
-        super().__init__(f"account {account_id} would be overdrawn")
-        self.account_id = account_id
+class _Race(Exception):
+    """A concurrent writer got there first (only without the account lock: an id on other accounts)."""
 
 
-class _Bad(Exception):
-    pass
+@dataclass(slots=True)
+class _Submission:
+    entries: Sequence[Entry]
+    strict: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    outcome: Applied | BaseException | None = None
 
 
 class Ledger:
@@ -106,6 +103,14 @@ class Ledger:
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if db.is_sqlite else contextlib.nullcontext()
         )
+        self._queue: list[_Submission] = []
+        self._queue_lock = threading.Lock()
+        self._leading = False
+        #: Transactions the group commit ran and the submissions they carried (for the benchmark and tests).
+        self.group_commits = 0
+        self.group_submissions = 0
+        #: Batches read again after a concurrent writer's row got in first.
+        self.retries = 0
 
     def writing(self) -> contextlib.AbstractContextManager[Any]:
         """Hold around a whole unit of work that reads then writes the ledger (SQLite: one at a time)."""
@@ -152,124 +157,128 @@ class Ledger:
     # --- applying transfers ---------------------------------------------------------------
 
     def apply(self, entries: Sequence[Entry], *, session: Session | None = None, strict: bool = False) -> Applied:
-        """Apply `entries` in order; duplicates (a known id) are skipped, refusals reported.
+        """Apply `entries` in order; replays (a known id, same content) are skipped, refusals reported.
 
-        With ``strict`` a refusal raises :class:`LedgerRefused` and nothing of the batch is kept.
+        With ``strict`` a refusal raises :class:`LedgerRefused` and nothing of `entries` is kept.
+        With a `session` they are applied in the caller's transaction; without, in a group commit.
         """
-        with self._lock:
-            if session is not None:
-                return self._apply_in(session, entries, strict)
-            with self.db.session() as s:
-                return self._apply_in(s, entries, strict)
+        if session is not None:
+            with self._lock:
+                outcome = self._apply_in(session, [_Submission(entries, strict)])[0]
+            if isinstance(outcome, BaseException):
+                raise outcome
+            assert outcome is not None
+            return outcome
+        return self._group_commit(_Submission(entries, strict))
 
-    def _apply_in(self, s: Session, entries: Sequence[Entry], strict: bool) -> Applied:
-        try:
-            with s.begin_nested():
-                return self._apply_batch(s, entries)
-        except (_Overdraft, _Bad, IntegrityError) as exc:
-            if strict:
-                raise LedgerRefused(_reason(exc)) from None
-        # Entry by entry: each in its own savepoint, so the others still apply.
-        out = Applied()
-        for entry in entries:
+    def _group_commit(self, mine: _Submission) -> Applied:
+        # Leader and followers: the first caller to find no batch running runs one with every
+        # submission waiting, then hands the lead to the first that arrived meanwhile. Each caller
+        # thus leads at most one transaction, and waits for at most the one before its own.
+        with self._queue_lock:
+            self._queue.append(mine)
+            if not self._leading:
+                self._leading = mine.lead = True
+        if not mine.lead:
+            mine.done.wait()
+        if mine.lead:
+            with self._queue_lock:
+                batch: list[_Submission] = []
+                size = 0
+                while self._queue and (not batch or size + len(self._queue[0].entries) <= GROUP_MAX):
+                    size += len(self._queue[0].entries)
+                    batch.append(self._queue.pop(0))
+            outcomes: list[Applied | BaseException]
             try:
+                with self._lock, self.db.session() as s:
+                    outcomes = self._apply_in(s, batch, owned=True)
+            except BaseException as exc:  # the transaction failed: every submission in it did
+                outcomes = [exc] * len(batch)
+            self.group_commits += 1
+            self.group_submissions += len(batch)
+            with self._queue_lock:
+                for sub, outcome in zip(batch, outcomes, strict=True):
+                    sub.outcome = outcome
+                    if sub is not mine:
+                        sub.done.set()
+                if self._queue:
+                    self._queue[0].lead = True
+                    self._queue[0].done.set()
+                else:
+                    self._leading = False
+        result = mine.outcome
+        if isinstance(result, BaseException):
+            raise result
+        assert result is not None
+        return result
+
+    def _apply_in(self, s: Session, subs: Sequence[_Submission], now: datetime | None = None, *,
+                  owned: bool = False) -> list[Applied | BaseException]:
+        """Apply in `s`: in a savepoint of the caller's transaction, or (`owned`) in the session's own."""
+        for attempt in range(_RETRIES):
+            # First: on SQLite this write opens the transaction, which a SAVEPOINT issued first would
+            # not (its RELEASE would then commit the batch on its own, before the caller's end).
+            sql.take_write_lock(s)
+            try:
+                if owned:
+                    return self._apply_batch(s, subs, now or utcnow())
                 with s.begin_nested():
-                    one = self._apply_batch(s, [entry])
-                out.applied += one.applied
-                out.duplicates += one.duplicates
-            except (_Overdraft, _Bad, IntegrityError) as exc:
-                out.refused.append((entry, _reason(exc)))
-        return out
+                    return self._apply_batch(s, subs, now or utcnow())
+            except (_Race, sql.Conflict, IntegrityError):
+                if attempt == _RETRIES - 1:
+                    raise
+                self.retries += 1
+                if owned:
+                    s.rollback()
+        raise AssertionError("unreachable")
 
-    def _apply_batch(self, s: Session, entries: Sequence[Entry]) -> Applied:
-        out = Applied()
-        ids = [e.id for e in entries]
-        known = set(_in_chunks(s, CreditTransfer.id, CreditTransfer.id, ids))
-        wanted = [e.pending_id for e in entries if e.kind in _RESOLVING and e.pending_id]
-        pendings: dict[str, tuple[int, int, int]] = {
-            row.id: (row.debit_account_id, row.credit_account_id, row.amount)
-            for chunk in _chunks(wanted)
-            for row in s.execute(
-                select(CreditTransfer.id, CreditTransfer.debit_account_id, CreditTransfer.credit_account_id,
-                       CreditTransfer.amount).where(CreditTransfer.id.in_(chunk), CreditTransfer.kind == "pending")
-            )
-        }
-        resolved = set(_in_chunks(s, CreditTransfer.pending_id, CreditTransfer.pending_id, wanted))
-        deltas: dict[int, list[int]] = {}
-        rows: list[dict[str, Any]] = []
-        partner_usage: dict[tuple[int, int], int] = {}
-        now = utcnow()
-
-        def move(account: int, which: int, amount: int) -> None:
-            deltas.setdefault(account, [0, 0, 0, 0])[which] += amount
-
-        for e in entries:
-            if e.id in known:
-                out.duplicates += 1
-                continue
-            known.add(e.id)
-            debit, credit, amount = e.debit, e.credit, e.amount or 0
-            if amount < 0:
-                raise _Bad(f"transfer {e.id}: negative amount")
-            if e.kind in ("posted", "pending"):
-                if not debit or not credit or debit == credit:
-                    raise _Bad(f"transfer {e.id}: needs two different accounts")
-                base = 0 if e.kind == "posted" else 2
-                move(debit, base, amount)
-                move(credit, base + 1, amount)
-                if e.kind == "pending":
-                    pendings[e.id] = (debit, credit, amount)
-            else:
-                if e.pending_id is None or e.pending_id not in pendings:
-                    raise _Bad(f"transfer {e.id}: no pending transfer {e.pending_id}")
-                if e.pending_id in resolved:
-                    raise _Bad(f"transfer {e.id}: pending transfer {e.pending_id} is already resolved")
-                resolved.add(e.pending_id)
-                debit, credit, held = pendings[e.pending_id]
-                posted = (held if e.amount is None else amount) if e.kind == "post" else 0
-                if posted > held:
-                    raise _Bad(f"transfer {e.id}: posts {posted}, more than the {held} pending")
-                move(debit, 2, -held)
-                move(credit, 3, -held)
-                move(debit, 0, posted)
-                move(credit, 1, posted)
-                amount = posted if e.kind == "post" else held
-            split = None
-            if e.code == "usage" and e.kind in ("posted", "post") and amount > 0:
-                programme, parts = self._split(s, debit, amount)
-                split = {str(p): part for p, part in parts.items()}
-                for partner, part in parts.items():
-                    partner_usage[(programme, partner)] = partner_usage.get((programme, partner), 0) + part
-            rows.append({
-                "id": e.id, "kind": e.kind, "debit_account_id": debit, "credit_account_id": credit, "split": split,
-                "amount": amount, "pending_id": e.pending_id if e.kind in _RESOLVING else None,
-                "timeout_at": e.timeout_at, "code": e.code, "org_id": e.org_id, "request_id": e.request_id,
-                "model": e.model, "details": e.details, "ts": e.ts or now,
-            })
-            out.applied += 1
-        if rows:
-            _insert(s, _table(CreditTransfer), rows)
-        table = _table(CreditAccount)
-        c = table.c
-        for account in sorted(deltas):
-            dp, cp, dpend, cpend = deltas[account]
-            result = s.execute(
-                update(table)
-                .where(c.id == account)
-                .where(~c.no_overdraft | (c.debits_posted + dp + c.debits_pending + dpend <= c.credits_posted + cp))
-                .values(debits_posted=c.debits_posted + dp, credits_posted=c.credits_posted + cp,
-                        debits_pending=c.debits_pending + dpend, credits_pending=c.credits_pending + cpend)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                raise _Overdraft(account)
-        usage_table = _table(CreditPartnerUsage)
-        u = usage_table.c
-        for (programme, partner), part in sorted(partner_usage.items()):
-            done = s.execute(update(usage_table).where(u.programme_id == programme, u.partner_id == partner)
-                             .values(amount=u.amount + part))
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                s.execute(insert(usage_table).values(programme_id=programme, partner_id=partner, amount=part))
-        return out
+    def _apply_batch(self, s: Session, subs: Sequence[_Submission], now: datetime) -> list[Applied | BaseException]:
+        ids = {e.id for sub in subs for e in sub.entries}
+        wanted = {e.pending_id for sub in subs for e in sub.entries if e.kind in RESOLVING and e.pending_id}
+        pendings = sql.read_pendings(s, wanted)
+        accounts = {a for sub in subs for e in sub.entries if e.kind not in RESOLVING for a in (e.debit, e.credit)}
+        accounts.update(a for p in pendings.values() for a in (p.debit, p.credit))
+        accounts.discard(0)
+        balances = sql.lock_accounts(s, accounts)
+        known, resolved = sql.read_known(s, ids, wanted)
+        for account in balances:  # every split the batch may need, read before the COPY holds the connection
+            if account not in self._shares:
+                self._split(s, account, 0)
+        book = Book(balances, known, resolved, pendings, lambda account, amount: self._split(s, account, amount), now)
+        outcomes: list[Applied | BaseException] = []
+        with sql.TransferWriter(s) as writer:
+            for sub in subs:
+                mark = book.checkpoint()
+                # A submission that is not all-or-nothing streams its rows as it goes (the database
+                # stores them while the next are checked); an all-or-nothing one once it is decided.
+                sent = len(book.rows)
+                out = Applied()
+                for e in sub.entries:
+                    try:
+                        if book.apply(e):
+                            out.applied += 1
+                            out.results.append("applied")
+                        else:
+                            out.duplicates += 1
+                            out.results.append("duplicate")
+                    except Refusal as exc:
+                        out.refused.append((e, str(exc)))
+                        out.results.append("refused")
+                    if not sub.strict and len(book.rows) - sent >= _STREAM:
+                        writer.write(book.rows[sent:])
+                        sent = len(book.rows)
+                if sub.strict and out.refused:
+                    book.rollback(mark)
+                    outcomes.append(LedgerRefused(out.refused[0][1]))
+                else:
+                    writer.write(book.rows[sent:])
+                    outcomes.append(out)
+        if writer.written != len(book.rows):
+            raise _Race("a transfer id was written by a concurrent batch")
+        if sql.update_accounts(s, book.deltas) != len(book.deltas):
+            raise _Race("an account changed under the batch")
+        sql.add_partner_usage(s, book.partner_usage)
+        return outcomes
 
     def _split(self, s: Session, grant_account: int, amount: int) -> tuple[int, dict[int, int]]:
         """(programme, parts): a usage debit of a grant divided across its programme's partners by share."""
@@ -290,7 +299,7 @@ class Ledger:
     def expire_pending(self, now: datetime | None = None, *, limit: int = 10_000) -> int:
         """Expire every pending transfer whose timeout has passed (releases its hold); returns how many."""
         now = now or utcnow()
-        with self.db.session() as s:
+        with self._lock, self.db.session() as s:
             resolving = select(CreditTransfer.pending_id).where(CreditTransfer.pending_id.is_not(None))
             due = s.scalars(
                 select(CreditTransfer.id).where(
@@ -300,9 +309,11 @@ class Ledger:
             ).all()
             if not due:
                 return 0
-            result = self._apply_in(s, [Entry(f"{tid}:expire", "expire", pending_id=tid, code="usage",
-                                              details={"reason": "timeout"}) for tid in due], False)
-            return result.applied
+            entries = [Entry(f"{tid}:expire", "expire", pending_id=tid, code="usage", details={"reason": "timeout"})
+                       for tid in due]
+            outcome = self._apply_in(s, [_Submission(entries, False)], now, owned=True)[0]
+            assert isinstance(outcome, Applied)
+            return outcome.applied
 
     # --- verification ---------------------------------------------------------------------
 
@@ -372,30 +383,3 @@ class Ledger:
                                                   f"{recorded.get(key, 0)}, its parts sum to {totals.get(key, 0)}"))
         return problems
 
-
-def _insert(s: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    # A Core executemany: psycopg pipelines the rows (measured faster here than multi-row VALUES
-    # or RETURNING batches); the ORM's insert would fetch each new primary key one by one.
-    s.execute(insert(table), rows)
-
-
-def _table(model: Any) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, IntegrityError):
-        return "conflicts with a transfer already applied"
-    return str(exc)
-
-
-def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(values), _CHUNK):
-        yield values[i : i + _CHUNK]
-
-
-def _in_chunks(s: Session, column: Any, match: Any, values: Sequence[Any]) -> Iterator[Any]:
-    for chunk in _chunks(values):
-        yield from s.scalars(select(column).where(match.in_(chunk)))

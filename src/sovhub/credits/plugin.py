@@ -12,7 +12,11 @@ from .ledger import Ledger
 if TYPE_CHECKING:
     import click
 
+    from ..events import Event
     from ..hub import Hub
+
+#: Changes after which admission must see the grants at once in this process (others: within the refresh).
+_RELOADS = frozenset({"grant.created"})
 
 
 @hookimpl
@@ -51,6 +55,27 @@ def sovhub_lifespan(hub: Hub) -> Any:
     # Entered after the access plugin's (and so left before it): the last settlements and the
     # journal's last batch still reach Redis before its client closes.
     return hub.services.get(Credits).running()
+
+
+@hookimpl
+def sovhub_event(hub: Hub, event: Event) -> None:
+    if event.name in _RELOADS and Credits in hub.services:
+        hub.services.get(Credits).state.load()
+
+
+@hookimpl
+def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
+    from .dashboards import partners_of
+
+    # The partners the person works for (their organizations' memberships are in the core section).
+    return {"credit_partners": [name for _, name in partners_of(hub, user_id)]}
+
+
+@hookimpl
+def sovhub_erase_user(hub: Hub, user_id: int) -> None:
+    from .dashboards import forget_person
+
+    forget_person(hub, user_id)
 
 
 @hookimpl

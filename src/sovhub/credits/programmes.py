@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from ..errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from ..store.base import as_utc, utcnow
 from ..store.tables import Organization
-from .amounts import SHARE_WHOLE, format_credits, split_by_shares
+from .amounts import SHARE_WHOLE, as_number, format_credits, split_by_shares
+from .eligibility import normalize_kinds
 from .ledger import Entry, Ledger, LedgerRefused
 from .tables import CreditGrant, CreditPartner, CreditProgramme, ProgrammePartner
 
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
     from ..hub import Hub
 
-__all__ = ["ProgrammeRules", "create_programme", "get_programme", "grant_credits", "programme_accounts"]
+__all__ = ["ProgrammeRules", "create_programme", "get_programme", "grant_credits", "programme_accounts",
+           "programme_list"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,7 @@ def create_programme(
         programme = CreditProgramme(
             name=name, description=rules.description, budget=budget, opens_at=rules.opens_at,
             closes_at=rules.closes_at, require_verified=rules.require_verified,
-            jurisdictions=[j.upper() for j in rules.jurisdictions], org_kinds=list(rules.org_kinds),
+            jurisdictions=[j.upper() for j in rules.jurisdictions], org_kinds=normalize_kinds(rules.org_kinds),
             max_grant=rules.max_grant, grant_validity_days=rules.grant_validity_days, models=list(rules.models),
             created_by=actor,
         )
@@ -138,6 +140,12 @@ def check_eligible(hub: Hub, s: Session, programme: CreditProgramme, org_id: int
             raise PermissionDenied(
                 f"programme {programme.name} is open to organizations registered in "
                 f"{', '.join(programme.jurisdictions)}", code="not_eligible")
+    if programme.org_kinds:
+        kind = s.scalar(select(Organization.kind).where(Organization.id == org_id))
+        if kind not in programme.org_kinds:
+            known = f"it is recorded as {kind}" if kind else "its kind is not recorded yet (staff record it)"
+            raise PermissionDenied(f"programme {programme.name} is open to organizations of kind "
+                                   f"{', '.join(programme.org_kinds)}; {known}", code="kind_not_eligible")
 
 
 def grant_credits(
@@ -189,3 +197,24 @@ def grant_credits(
              organization=org_label, credits=format_credits(amount), reason=reason,
              expires_at=expires_at.isoformat() if expires_at else None)
     return grant
+
+
+def programme_list(hub: Hub) -> list[dict[str, Any]]:
+    """Every programme as the public sees it: description, call window, eligibility, largest grant."""
+    now = utcnow()
+    with hub.db.session() as s:
+        rows = s.scalars(select(CreditProgramme).order_by(CreditProgramme.id)).all()
+    out = []
+    for p in rows:
+        opens = as_utc(p.opens_at) if p.opens_at else None
+        closes = as_utc(p.closes_at) if p.closes_at else None
+        out.append({
+            "id": p.id, "object": "programme", "name": p.name, "description": p.description,
+            "opens_at": opens.isoformat() if opens else None, "closes_at": closes.isoformat() if closes else None,
+            "open": (opens is None or opens <= now) and (closes is None or now < closes),
+            "eligibility": {"verified_only": p.require_verified, "jurisdictions": p.jurisdictions or None,
+                            "kinds": p.org_kinds or None},
+            "max_grant": as_number(p.max_grant) if p.max_grant is not None else None,
+            "grant_validity_days": p.grant_validity_days, "models": p.models or None,
+        })
+    return out

@@ -14,16 +14,16 @@ import anyio
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from ..accounts import ADMIN, require_scope
 from ..api.deps import CurrentPrincipal, HubDep
 from ..errors import PermissionDenied
-from ..hub import Hub
 from ..pipeline import Principal
-from ..store.base import as_utc, utcnow
-from .amounts import as_number, parse_credits
+from ..store.base import utcnow
+from .amounts import parse_credits
 from .applications import MAX_PURPOSE, application_view, list_applications, submit_application
+from .notices import list_notices
+from .programmes import programme_list
 from .statements import statement, statement_csv, statement_html
 from .tables import CreditProgramme
 
@@ -43,30 +43,10 @@ def _org(principal: Principal) -> int:
     return principal.org_id
 
 
-def _programmes(hub: Hub) -> list[dict[str, Any]]:
-    now = utcnow()
-    with hub.db.session() as s:
-        rows = s.scalars(select(CreditProgramme).order_by(CreditProgramme.id)).all()
-    out = []
-    for p in rows:
-        opens = as_utc(p.opens_at) if p.opens_at else None
-        closes = as_utc(p.closes_at) if p.closes_at else None
-        out.append({
-            "id": p.id, "object": "programme", "name": p.name, "description": p.description,
-            "opens_at": opens.isoformat() if opens else None, "closes_at": closes.isoformat() if closes else None,
-            "open": (opens is None or opens <= now) and (closes is None or now < closes),
-            "eligibility": {"verified_only": p.require_verified, "jurisdictions": p.jurisdictions or None,
-                            "kinds": p.org_kinds or None},
-            "max_grant": as_number(p.max_grant) if p.max_grant is not None else None,
-            "grant_validity_days": p.grant_validity_days, "models": p.models or None,
-        })
-    return out
-
-
 @router.get("/hub/v1/programmes")
 async def get_programmes(hub: HubDep) -> dict[str, Any]:
     """Every programme, its call window and eligibility (budgets and grants are in the transparency report)."""
-    return {"object": "list", "data": await anyio.to_thread.run_sync(_programmes, hub)}
+    return {"object": "list", "data": await anyio.to_thread.run_sync(programme_list, hub)}
 
 
 @router.post("/hub/v1/programmes/{programme_id}/applications", status_code=201)
@@ -88,6 +68,14 @@ async def post_application(
 async def get_applications(hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
     org_id = _org(principal)
     rows = await anyio.to_thread.run_sync(lambda: list_applications(hub, org_id=org_id))
+    return {"object": "list", "data": rows}
+
+
+@router.get("/hub/v1/organization/notices")
+async def get_notices(hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    """The organization's notices not yet dismissed: decisions on its applications, grants running low."""
+    org_id = _org(principal)
+    rows = await anyio.to_thread.run_sync(lambda: list_notices(hub, org_id))
     return {"object": "list", "data": rows}
 
 

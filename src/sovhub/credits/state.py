@@ -1,22 +1,18 @@
 """What admission needs about credits, held in memory: grants by organization, prices, programmes.
 
-Reloaded every ``access.state_refresh_s`` in the background (the app's lifespan), and at once
+Reloaded every ``access.state_refresh_s`` in the background (the app's lifespan; ``snapshot.py``), and at once
 after a change made in this process; a grant made elsewhere is seen within the refresh interval.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from ..snapshot import Snapshot
 from ..store.base import as_utc
 from .prices import PriceBook, list_prices
 from .tables import CreditGrant, CreditProgramme
@@ -25,8 +21,6 @@ if TYPE_CHECKING:
     from ..hub import Hub
 
 __all__ = ["CreditState", "GrantFacts"]
-
-log = logging.getLogger("sovhub.credits")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +43,15 @@ class GrantFacts:
 _FAR = datetime.max.replace(tzinfo=UTC)
 
 
-class CreditState:
+class CreditState(Snapshot):
+    label = "credit state"
+
     def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+        super().__init__(hub)
         self._grants: dict[int, list[GrantFacts]] = {}
         self.prices = PriceBook([])
-        self._loaded_at: float | None = None
-        self._background = False
 
-    def load(self) -> None:
+    def read(self) -> None:
         with self.hub.db.session() as s:
             programmes = {p.id: p for p in s.scalars(select(CreditProgramme))}
             grants: dict[int, list[GrantFacts]] = {}
@@ -73,45 +67,16 @@ class CreditState:
             facts.sort(key=lambda f: (f.expires_at is None, f.expires_at or _FAR, f.id))
         self._grants = grants
         self.prices = PriceBook(list_prices(self.hub))
-        self._loaded_at = time.monotonic()
-
-    def _fresh(self) -> None:
-        stale = self._loaded_at is None or (
-            not self._background and time.monotonic() - self._loaded_at > self.hub.settings.access.state_refresh_s
-        )
-        if stale:
-            self.load()
 
     def grants(self, org_id: int) -> list[GrantFacts]:
         """Every grant of the organization, in spending order (open or not)."""
-        self._fresh()
+        self.fresh()
         return self._grants.get(org_id, [])
 
     def book(self) -> PriceBook:
-        self._fresh()
+        self.fresh()
         return self.prices
 
     def open_grants(self) -> list[GrantFacts]:
-        self._fresh()
+        self.fresh()
         return [g for facts in self._grants.values() for g in facts if not g.closed]
-
-    @contextlib.asynccontextmanager
-    async def refreshing(self) -> AsyncIterator[None]:
-        await asyncio.to_thread(self.load)
-        self._background = True
-        task = asyncio.create_task(self._loop(), name="sovhub-credit-state")
-        try:
-            yield
-        finally:
-            self._background = False
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.hub.settings.access.state_refresh_s)
-            try:
-                await asyncio.to_thread(self.load)
-            except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot if the DB blips
-                log.warning("credit state reload failed, keeping the last one: %s", exc)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["month_bounds", "statement", "statement_charts", "statement_csv", "statement_html"]
 
-COLUMNS = ("seq", "ts", "kind", "request_id", "model", "key", "grant", "programme", "prompt_tokens",
+COLUMNS = ("seq", "ts", "kind", "request_id", "model", "key", "batch", "grant", "programme", "prompt_tokens",
            "completion_tokens", "credits", "note")
 
 
@@ -72,7 +72,8 @@ def statement(hub: Hub, org_id: int, org_name: str | None, month: str, *, after:
             "beyond the reservation" if details.get("beyond_reservation") else "")
         lines.append({
             "seq": transfer.seq, "ts": as_utc(transfer.ts).isoformat(), "kind": "usage" if usage else "grant",
-            "request_id": transfer.request_id, "model": transfer.model, "key": details.get("key"), "grant": grant_id,
+            "request_id": transfer.request_id, "model": transfer.model, "key": details.get("key"),
+            "batch": details.get("batch"), "grant": grant_id,
             "programme": programmes.get(grant.programme_id) if grant else None,
             "prompt_tokens": details.get("prompt"), "completion_tokens": details.get("completion"),
             "credits": as_number(-transfer.amount if usage else transfer.amount), "note": note,

@@ -33,7 +33,9 @@ __all__ = [
     "CreditApplication",
     "CreditGrant",
     "CreditJournalCursor",
+    "CreditNotice",
     "CreditPartner",
+    "CreditPartnerMember",
     "CreditPartnerUsage",
     "CreditPrice",
     "CreditProgramme",
@@ -104,6 +106,40 @@ class CreditGrant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: When its remainder went back to the programme (the grant then pays for nothing more).
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Since when its balance has been under the low-balance threshold (None: above it); set once per crossing.
+    low_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CreditPartnerMember(Base):
+    """A person who works for a partner: they see that partner's dashboard, and no other's."""
+
+    __tablename__ = "credit_partner_members"
+
+    partner_id: Mapped[int] = mapped_column(ForeignKey("credit_partners.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    added_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CreditNotice(Base):
+    """Something an organization must see once: a decision on its application, a grant running low.
+
+    The text is not stored: each reader gets it in their own UI language from ``kind`` and ``data``.
+    """
+
+    __tablename__ = "credit_notices"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    #: application_approved, application_rejected, low_balance.
+    kind: Mapped[str] = mapped_column(String(30))
+    grant_id: Mapped[int | None] = mapped_column(Integer)
+    application_id: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dismissed_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class CreditApplication(Base):

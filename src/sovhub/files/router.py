@@ -9,7 +9,7 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..api.deps import CurrentPrincipal, HubDep
+from ..api.deps import HubDep, InferencePrincipal
 from ..errors import PermissionDenied
 from ..pipeline import Principal
 from .store import FileStore, file_object
@@ -34,7 +34,7 @@ def _length(request: Request) -> int | None:
 
 
 @router.post("/v1/files")
-async def create_file(request: Request, hub: HubDep, principal: CurrentPrincipal) -> JSONResponse:
+async def create_file(request: Request, hub: HubDep, principal: InferencePrincipal) -> JSONResponse:
     org_id = org_of(principal)
     store = hub.services.get(FileStore)
     row = await receive_upload(store, request.headers.get("content-type", ""), _length(request), request.stream(),
@@ -46,7 +46,7 @@ async def create_file(request: Request, hub: HubDep, principal: CurrentPrincipal
 
 @router.get("/v1/files")
 async def list_files(
-    hub: HubDep, principal: CurrentPrincipal,
+    hub: HubDep, principal: InferencePrincipal,
     purpose: str | None = Query(None, description="Only files with this purpose."),
     limit: int = Query(10_000, description="1 to 10,000 files per page."),
     order: Literal["asc", "desc"] = Query("desc"),
@@ -62,21 +62,21 @@ async def list_files(
 
 
 @router.get("/v1/files/{file_id}")
-async def retrieve_file(file_id: str, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def retrieve_file(file_id: str, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
     org_id = org_of(principal)
     row = await anyio.to_thread.run_sync(hub.services.get(FileStore).get, org_id, file_id)
     return file_object(row)
 
 
 @router.delete("/v1/files/{file_id}")
-async def delete_file(file_id: str, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+async def delete_file(file_id: str, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
     org_id = org_of(principal)
     await anyio.to_thread.run_sync(hub.services.get(FileStore).delete, org_id, file_id)
     return {"id": file_id, "object": "file", "deleted": True}
 
 
 @router.get("/v1/files/{file_id}/content", response_model=None)
-async def file_content(file_id: str, hub: HubDep, principal: CurrentPrincipal) -> StreamingResponse:
+async def file_content(file_id: str, hub: HubDep, principal: InferencePrincipal) -> StreamingResponse:
     org_id = org_of(principal)
     store = hub.services.get(FileStore)
     row = await anyio.to_thread.run_sync(store.get, org_id, file_id)

@@ -38,8 +38,8 @@ log = logging.getLogger("sovhub.fleet")
 #: Domain events (``hub.emit``) after which cached copies are stale: keys, organizations, verification,
 #: tiers, limits, prices, credits, policy and backends.
 INVALIDATING = (
-    "key.", "org.", "model.", "tier.", "verification.", "limits.", "price.", "prices.", "credit.", "credits.",
-    "policy.", "backend.", "user.staff",
+    "key.", "org.", "organization.erased", "model.", "tier.", "verification.", "limits.", "price.", "prices.",
+    "credit.", "credits.", "policy.", "backend.", "user.staff",
 )
 
 Listener = Callable[[str], None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -19,11 +20,16 @@ AFTER_CUT_S = 2.0
 
 
 class DrainingServer(uvicorn.Server):
-    """SIGTERM (or Ctrl+C): drain for ``server.drain_seconds``, then shut down; a second signal: now."""
+    """SIGTERM (or Ctrl+C): drain for ``server.drain_seconds``, then shut down; a second signal: now.
 
-    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+    `idle`, for a process no load balancer sends to (the batch worker): the drain ends as soon as it
+    says True, instead of waiting the whole drain for a balancer to notice.
+    """
+
+    def __init__(self, config: uvicorn.Config, drain: Drain, idle: Callable[[], bool] | None = None) -> None:
         super().__init__(config)
         self.drain = drain
+        self.idle = idle
         self._cut_at: float | None = None
         self._announced = False
 
@@ -42,7 +48,10 @@ class DrainingServer(uvicorn.Server):
                 self._announced = True
                 log.info("draining for %.0f s: /readyz answers 503, %d answer(s) in flight",
                          drain.seconds, drain.in_flight)
-            if self._cut_at is None and drain.elapsed >= drain.seconds:
+            if self._cut_at is None and self.idle is not None and self.idle():
+                log.info("drained after %.1f s: nothing left running", drain.elapsed)
+                self.should_exit = True
+            elif self._cut_at is None and drain.elapsed >= drain.seconds:
                 self._cut_at = time.monotonic()
                 cut = drain.cut()
                 log.info("drain over: %d answer(s) still running end with an in-band error", cut)

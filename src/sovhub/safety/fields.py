@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..pipeline import ANSWER_TEXT_FIELDS
+from ..tool_arguments import argument_values
 
 __all__ = ["ANSWER_TEXT_FIELDS", "MessageField", "argument_values", "message_fields", "tool_definition_texts",
            "with_field"]
@@ -90,29 +91,3 @@ def tool_definition_texts(params: dict[str, Any]) -> list[str]:
         if text:
             out.append(text)
     return out
-
-
-def argument_values(arguments: str) -> str:
-    """The string values inside a call's JSON arguments, one per line ("" when there are none).
-
-    The hazard guards read sentences: a question wrapped in ``{"q": "..."}`` scores far below the
-    same question on its own (0.94 vs nothing found, measured), so the values are judged unwrapped
-    as well as the raw text.
-    """
-    import json
-
-    try:
-        data = json.loads(arguments)
-    except ValueError:
-        return ""
-    values: list[str] = []
-    stack: list[Any] = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            values.append(item)
-        elif isinstance(item, dict):
-            stack.extend(reversed(list(item.values())))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
-    return "\n".join(v for v in values if v.strip())

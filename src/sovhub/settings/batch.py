@@ -36,3 +36,7 @@ class BatchSettings(BaseModel):
     max_capacity_share: float = Field(
         1.0, gt=0, le=1, description="Largest share of a backend's capacity batch lines may take (1 = all idle)."
     )
+    interactive_first: bool = Field(
+        True, description="Batch lines wait in a background lane and yield to interactive requests (preemption); "
+        "false: they queue with interactive requests in arrival order (FIFO sharing, for comparison)."
+    )

@@ -18,7 +18,8 @@ class CreditsSettings(BaseModel):
         default_factory=list, description="Models that cost nothing even without a price (e.g. a small local model)."
     )
     batch_discount_percent: float = Field(
-        0.0, ge=0, lt=100, description="Discount on the price of batch work (requests on a `batch` endpoint)."
+        0.0, ge=0, lt=100, description="Discount on the price of batch work (the lines of a `/v1/batches` batch), "
+        "applied to the reservation and to the cost the ledger posts."
     )
     reservation_ttl_s: float = Field(
         3600.0, ge=10, description="Seconds a request's reservation lives: one whose replica never settled it "
@@ -37,3 +38,8 @@ class CreditsSettings(BaseModel):
         "PUBLIC_URL/hub/v1/programmes when unset."
     )
     redis_prefix: str = Field("sovhub:cr:", description="Prefix of the Redis keys of live credit balances.")
+    low_balance_percent: float = Field(
+        10.0, ge=0, lt=100, description="A grant whose balance falls under this share of what was granted is "
+        "low: its organization gets one notice (web app, `credits.low_balance` event) per crossing and answers "
+        "carry `x-sovhub-credits-low`; 0 turns the notice off."
+    )

@@ -1,4 +1,6 @@
-"""HTTP routes: a person's data rights (/hub/v1/me/...) and the public transparency report (JSON).
+"""HTTP routes: a person's data rights (/hub/v1/me/...), an organization's (/hub/v1/organization/export and
+/erase, an API key with the scope ``admin``: the organization is the key's, never named by the request), and the
+public transparency report (JSON).
 
 The report as a page, in the visitor's language, is the web app's (`sovhub.assistant.web.public`).
 """
@@ -9,10 +11,14 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
-from ..api.deps import HubDep
-from ..errors import AuthenticationFailed
+from ..accounts import ADMIN, require_scope
+from ..api.deps import CurrentPrincipal, HubDep
+from ..errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from ..hub import Hub
+from ..pipeline import Principal
 from . import rights, transparency
 
 __all__ = ["router"]
@@ -53,6 +59,38 @@ async def me_erase(request: Request, response: Response, hub: HubDep) -> dict[st
     summary = await anyio.to_thread.run_sync(lambda: rights.erase_user(hub, user_id, actor=f"user:{user_id}"))
     clear_session(request, response)
     return {"erased": True, "user_id": user_id, **summary}
+
+
+def _org_admin(principal: Principal) -> int:
+    if principal.org_id is None:
+        raise PermissionDenied("this endpoint needs an API key of an organization")
+    require_scope(principal, ADMIN)  # the whole organization's content, or its end
+    return principal.org_id
+
+
+@router.get("/hub/v1/organization/export")
+async def org_export(hub: HubDep, principal: CurrentPrincipal) -> JSONResponse:
+    """Everything the hub holds for the key's organization: files with their content, batches with their lines'
+    requests and results, usage with energy and emissions."""
+    org_id = _org_admin(principal)
+    data = await anyio.to_thread.run_sync(lambda: rights.export_org(hub, org_id, actor=principal.label))
+    return JSONResponse(data, headers={
+        "content-disposition": f'attachment; filename="organization-{org_id}-export.json"'})
+
+
+class OrganizationErasure(BaseModel):
+    confirm: str = Field(max_length=200, description="The organization's name, typed out: erasure is final.")
+
+
+@router.post("/hub/v1/organization/erase")
+async def org_erase(body: OrganizationErasure, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    """Erase the key's organization: data key destroyed, files, batches and keys deleted, usage anonymised."""
+    org_id = _org_admin(principal)
+    if body.confirm != principal.org_name:
+        raise InvalidRequest(f"confirm must be the organization's name ({principal.org_name!r}): erasing it "
+                             "cannot be undone", param="confirm", code="confirmation_mismatch")
+    summary = await anyio.to_thread.run_sync(lambda: rights.erase_org(hub, org_id, actor=principal.label))
+    return {"erased": True, "organization": principal.org_name, **summary}
 
 
 def _report(hub: Hub) -> dict[str, Any]:

@@ -61,6 +61,59 @@ def users_erase(hub: Hub, user: str, yes: bool, actor: str | None) -> None:
     click.echo(f"erased user {user_id}: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.items())))
 
 
+# --- organizations: `orgs export` and `orgs erase` join the core's `orgs` group ---
+
+
+def _org_id(hub: Hub, name: str) -> int:
+    from sqlalchemy import select
+
+    from ..store.tables import Organization
+
+    with hub.db.session() as s:
+        org_id = s.scalar(select(Organization.id).where(Organization.name == name))
+    if org_id is None:
+        raise click.ClickException(f"no organization {name!r} (sovhub orgs list)")
+    return int(org_id)
+
+
+@click.command("export")
+@click.argument("name")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the JSON here instead of stdout.")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
+@pass_hub
+def orgs_export(hub: Hub, name: str, output: str | None, actor: str | None) -> None:
+    """Export everything the hub holds for organization NAME (files, batches, usage) as JSON."""
+    from .rights import export_org
+
+    data = json.dumps(export_org(hub, _org_id(hub, name), actor=cli_actor(actor)), ensure_ascii=False, indent=2,
+                      default=str)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(data + "\n")
+        click.echo(f"exported organization {name} to {output}", err=True)
+    else:
+        click.echo(data)
+
+
+@click.command("erase")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
+@pass_hub
+def orgs_erase(hub: Hub, name: str, yes: bool, actor: str | None) -> None:
+    """Erase organization NAME: destroy its data key, delete its files, batches and keys, anonymise its usage."""
+    from .rights import erase_org
+
+    org_id = _org_id(hub, name)
+    if not yes:
+        click.confirm(f"erase organization {name} and all its data? this cannot be undone", abort=True)
+    summary = erase_org(hub, org_id, actor=cli_actor(actor))
+    click.echo(f"erased organization {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.items())))
+
+
 # --- audit ---
 
 
@@ -284,6 +337,11 @@ def add_commands(cli: click.Group) -> None:
     for group in (users_group, audit_group, access_group, retention_group, residency_group):
         if group.name not in cli.commands:
             cli.add_command(group)
+    orgs = cli.commands.get("orgs")
+    if isinstance(orgs, click.Group):
+        for command in (orgs_export, orgs_erase):
+            if command.name not in orgs.commands:
+                orgs.add_command(command)
     keys = cli.commands.get("keys")
     if isinstance(keys, click.Group) and "rotate-master" not in keys.commands:
         keys.add_command(rotate_master)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
+from ..accounts import KeyCache
 from ..errors import Conflict, NotFound
 from ..store.base import utcnow
 from ..store.tables import Membership, Organization, User
@@ -186,6 +187,8 @@ def erase_org(hub: Hub, org_id: int, *, actor: str = "system") -> dict[str, int]
     hub.pm.hook.sovhub_erase_org(hub=hub, org_id=org_id)
     with hub.db.session() as s:
         rows = s.execute(delete(Organization).where(Organization.id == org_id))
+    # Its keys went with it: none may still pass from this process's cache (other replicas: the event below).
+    hub.services.get(KeyCache).clear()
     summary = {"data_keys_destroyed": int(shredded), "organization_rows": int(getattr(rows, "rowcount", 0) or 0)}
     hub.emit("organization.erased", actor=actor, subject=f"org:{org_id}", **summary)
     return summary

@@ -25,6 +25,8 @@ class Organization(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
+    #: What kind of organization it is (``sovhub.credits.eligibility.ORG_KINDS``), as staff recorded it.
+    kind: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -91,7 +93,10 @@ class BackendRow(Base):
 
 class UsageRecord(Base):
     __tablename__ = "usage_records"
-    __table_args__ = (Index("ix_usage_org_ts", "org_id", "ts"),)
+    __table_args__ = (
+        Index("ix_usage_org_ts", "org_id", "ts"),
+        Index("uq_usage_batch_line_key", "batch_line_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     ts: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -110,6 +115,8 @@ class UsageRecord(Base):
     estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The batch the request ran in (None: interactive); batch work is priced at the batch discount.
     batch_id: Mapped[str | None] = mapped_column(String(40))
+    # A batch line's row: "<batch>:<line>:<n>", unique, so a line run twice (lease taken over) is metered once.
+    batch_line_key: Mapped[str | None] = mapped_column(String(80))
     # Energy and carbon of the request, and how they were obtained (docs/energy.md).
     energy_wh: Mapped[float | None] = mapped_column(Float)
     co2e_g: Mapped[float | None] = mapped_column(Float)

@@ -221,3 +221,36 @@ def test_the_openai_sdk_drives_background_cancel_and_input_tokens(hub: Hub, fake
         assert counted.object == "response.input_tokens" and counted.input_tokens > 0
         with pytest.raises(openai.BadRequestError):
             sdk.responses.cancel(sdk.responses.create(model="slow", input="quick").id)
+
+
+def test_a_response_cancelled_while_queued_never_runs(hub: Hub, fake_plugin, api_key: str) -> None:
+    add_fake_backend(hub, "busy", ["busy"], first_delay=30)
+    with TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"}) as client:
+        queued = client.post("/v1/responses", json={"model": "busy", "input": WORDS, "background": True}).json()
+        while fake_plugin.instances.get("busy") is None or fake_plugin.instances["busy"].calls == 0:
+            time.sleep(0.01)  # admitted, waiting for the backend's first chunk
+        started = time.monotonic()
+        cancelled = client.post(f"/v1/responses/{queued['id']}/cancel").json()
+        assert time.monotonic() - started < 5
+        assert_valid("Response", cancelled)
+        assert cancelled["status"] == "cancelled" and cancelled["output"] == []
+        assert fake_plugin.instances["busy"].yielded == 0
+        assert client.get(f"/v1/responses/{queued['id']}").json()["status"] == "cancelled"
+        # Nothing was generated: the admission was given back, no usage row.
+        assert _usage(client, hub) == []
+
+
+def test_runs_a_killed_hub_left_are_failed_when_the_hub_starts_again(hub: Hub, fake_plugin, api_key: str) -> None:
+    from sovhub.api.responses.store import StoredState
+
+    principal = authenticate(hub, api_key)
+    add_fake_backend(hub, "echo2", ["echo2"])
+    left = {"id": "resp_left", "object": "response", "status": "in_progress", "background": True, "model": "echo2",
+            "output": [], "created_at": 1, "error": None}
+    hub.services.get(ResponseStore).save(principal, StoredState(left, [], []), previous_id=None)
+    hub.services.get(ResponseStore).save(principal, StoredState({**left, "id": "resp_done", "status": "completed"},
+                                                                [], []), previous_id=None)
+    with TestClient(create_app(hub), headers={"authorization": f"Bearer {api_key}"}) as client:
+        failed = client.get("/v1/responses/resp_left").json()
+        assert failed["status"] == "failed" and "create it again" in failed["error"]["message"]
+        assert client.get("/v1/responses/resp_done").json()["status"] == "completed"

@@ -97,8 +97,6 @@ and migrate_on_start off (only the migration Job migrates).
 - name: SOVHUB_METRICS_HOST
   value: 0.0.0.0
 {{- end }}
-- name: SOVHUB_SERVER__DRAIN_SECONDS
-  value: {{ .Values.drainSeconds | quote }}
 - name: SOVHUB_DATABASE_URL
   {{- include "sovhub.secretRef" (dict "name" $s.existingSecret "key" $s.databaseUrlKey) | nindent 2 }}
 - name: SOVHUB_SOVEREIGNTY__KEY_PROVIDER

@@ -2,12 +2,13 @@
 
 Each choice of an answer (``n`` > 1 gives several) is checked on its own: its content, its
 ``refusal`` and reasoning (``reasoning_content``, ``reasoning``), each of its tool calls' arguments
-and the legacy ``function_call``'s are separate texts, each seen by the interceptors' ``check_output``
-through its own copy of the request context (a guard that remembers how far it read keeps one
-position per text). A choice's chunks are held until every text they carry passed a check, and
-released together; checks run when a choice's unchecked text reaches :data:`CHECK_EVERY`
-characters and, with ``final=True``, at the choice's own ``finish_reason`` (or when the stream
-ends without one). A choice that a check stops loses its held chunks and ends with
+and the legacy ``function_call``'s are separate texts (arguments twice: as the raw JSON, and as its
+string values unwrapped, which is how a guard reads a sentence hidden in ``{"q": "..."}``), each
+seen by the interceptors' ``check_output`` through its own copy of the request context (a guard
+that remembers how far it read keeps one position per text). A choice's chunks are held until every
+text they carry passed a check, and released together; checks run when a choice's unchecked text
+reaches :data:`CHECK_EVERY` characters and, with ``final=True``, at the choice's own
+``finish_reason`` (or when the stream ends without one). A choice that a check stops loses its held chunks and ends with
 ``finish_reason: "content_filter"``; the other choices go on. The client therefore never receives
 text that no check has passed, at the cost of receiving it in steps of about CHECK_EVERY
 characters (docs/safety.md). With no interceptor that checks output, chunks pass at once.
@@ -21,6 +22,7 @@ from typing import Any
 
 from ...backends.base import ChatChunk
 from ...pipeline import ANSWER_TEXT_FIELDS, ChatContext, ChatInterceptor, OutputVerdict
+from ...tool_arguments import argument_values
 
 __all__ = ["CHECK_EVERY", "OutputGate", "checks_output"]
 
@@ -43,10 +45,19 @@ class _Text:
     parts: list[str] = field(default_factory=list)
     length: int = 0
     checked: int = 0
+    #: For a call's arguments: their string values, read again from the raw text before each check.
+    unwrapped: _Text | None = None
+    unwrapped_of: int = 0
 
     def add(self, piece: str) -> None:
         self.parts.append(piece)
         self.length += len(piece)
+
+    def unwrap(self) -> None:
+        if self.unwrapped is not None and self.length > self.unwrapped_of:
+            values = argument_values(self.text)
+            self.unwrapped.parts, self.unwrapped.length = [values], len(values)
+            self.unwrapped_of = self.length
 
     @property
     def text(self) -> str:
@@ -69,7 +80,13 @@ class _Choice:
     generated: list[str] = field(default_factory=list)
 
     def texts(self) -> list[_Text]:
-        return [self.content, *(self.others[k] for k in sorted(self.others))]
+        out = [self.content]
+        for key in sorted(self.others):
+            text = self.others[key]
+            out.append(text)
+            if text.unwrapped is not None and text.unwrapped.length:
+                out.append(text.unwrapped)
+        return out
 
     @property
     def unchecked(self) -> int:
@@ -154,9 +171,13 @@ class OutputGate:
                 text = choice.others.get(key)
                 if text is None:
                     text = choice.others[key] = _Text(self._copy())
+                    if key not in ANSWER_TEXT_FIELDS:  # a call's arguments
+                        text.unwrapped = _Text(self._copy())
                 text.add(piece)
 
     async def _step(self, choice: _Choice, *, final: bool) -> list[ChatChunk]:
+        for text in choice.others.values():
+            text.unwrap()
         for text in choice.texts():
             if not (final or text.length > text.checked):
                 continue

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..deps import CurrentPrincipal, HubDep, add_backend_time
+from ..deps import HubDep, InferencePrincipal, add_backend_time
 from .protocol import ChatCompletionRequest
 from .service import ChatService
 
@@ -21,7 +21,7 @@ __all__ = ["ReleasingStream", "router", "watch_disconnect"]
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, hub: HubDep, principal: CurrentPrincipal
+    body: ChatCompletionRequest, request: Request, hub: HubDep, principal: InferencePrincipal
 ) -> JSONResponse | StreamingResponse:
     service = hub.services.get(ChatService)
     prepared = await service.prepare(body, principal, request.scope["state"]["request_id"])

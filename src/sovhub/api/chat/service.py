@@ -157,9 +157,11 @@ class ChatService:
         ctx.params = self._params(req, candidates[0], principal.label)
         if batch_id is not None:
             ctx.state["batch_id"] = batch_id
-            ctx.params["_background"] = True  # a backend with a queue serves it only when nobody else waits
+            # A backend with a queue serves it only when nobody else waits, and stops it for whoever comes.
+            ctx.params["_background"] = self.hub.settings.batch.interactive_first
         reserve = await self._reserve(ctx.messages, ctx.params, req.n or 1, candidates[0])
-        admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve, request_id=request_id)
+        admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve, request_id=request_id,
+                                batch_id=batch_id)
         ctx.state["admission"] = admission
         try:
             for interceptor in self.hub.interceptors:

@@ -62,7 +62,7 @@ async def create_embeddings(
         )
     # e5's tokenizer gives at most one token per character, plus two markers: an upper bound to reserve.
     admission = await admit(hub, principal, "embeddings", req.model, reserve=sum(len(t) + 2 for t in texts),
-                            request_id=request_id)
+                            request_id=request_id, batch_id=batch_id)
     headers = admission.headers
     started = time.perf_counter()
 

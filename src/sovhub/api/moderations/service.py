@@ -90,7 +90,7 @@ async def amoderate(
     check_input_size(hub, [len(t) for t in texts], "input")
     # e5 gives at most one token per character plus two markers: an upper bound to hold.
     admission = await admit(hub, principal, "moderations", MODEL_ID, reserve=sum(len(t) + 2 for t in texts),
-                            request_id=request_id)
+                            request_id=request_id, batch_id=batch_id)
     started = time.perf_counter()
     calls: list[SideCall] = []
     try:

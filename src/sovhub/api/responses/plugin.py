@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -52,10 +53,17 @@ def sovhub_lifespan(hub: Hub) -> Any:
 @contextlib.asynccontextmanager
 async def _lifespan(hub: Hub) -> AsyncIterator[None]:
     """The purge of expired responses (one replica at a time), and this replica's background runs
-    (ended when the app stops)."""
+    (ended when the app stops; those a killed hub left are failed when a lone replica starts)."""
     from ...fleet.leases import Leases, leased_loops, purge_round
+    from ...fleet.redis import FleetRedis
 
     store = hub.services.get(ResponseStore)
+    if not hub.services.get(FleetRedis).enabled:
+        # The only replica, starting: a background response still queued or running was left by a
+        # hub that was killed. (With several replicas another one may be running it: left alone.)
+        orphans = await asyncio.to_thread(store.fail_orphans)
+        if orphans:
+            log.warning("%d background response(s) left running by a stopped hub marked failed", orphans)
     purge = purge_round(store.purge_expired, "stored responses",
                         lambda n: hub.emit("retention.purged", subject="responses", deleted=n))
     async with leased_loops(hub.services.get(Leases),

@@ -152,6 +152,25 @@ class ResponseStore:
                       .values(status="cancelled", content=sealed))
         return self.load(principal, response_id)
 
+    def fail_orphans(self) -> int:
+        """Background responses left queued or running by a hub that stopped without ending them (killed):
+        failed, so no client polls them for ever. Only safe where no other replica may be running them."""
+        from ...sovereignty.crypto import ContentVault
+
+        vault = self.hub.services.get(ContentVault)
+        with self.hub.db.session() as s:
+            rows = list(s.scalars(select(StoredResponse).where(StoredResponse.status.in_(("queued", "in_progress")))))
+        for row in rows:
+            data = json.loads(vault.decrypt(row.owner_kind, row.owner_id, row.content))
+            data["response"].update(status="failed", error={
+                "code": "server_error", "message": "the hub stopped while this response ran; create it again"})
+            sealed = vault.encrypt(row.owner_kind, row.owner_id, json.dumps(data, ensure_ascii=False))
+            with self.hub.db.session() as s:
+                s.execute(update(StoredResponse).where(StoredResponse.id == row.id,
+                                                       StoredResponse.status.in_(("queued", "in_progress")))
+                          .values(status="failed", content=sealed))
+        return len(rows)
+
     def delete(self, principal: Principal, response_id: str) -> None:
         row = self._row(principal, response_id)
         with self.hub.db.session() as s:
