@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sovhub.assistant.web.commands import create_user
 from sqlalchemy import select, text
 
 from sovhub.accounts import create_key, create_org
+from sovhub.assistant.people import create_user
 from sovhub.assistant.web import routers
 from sovhub.backends.catalog import add_backend
 from sovhub.credits.amounts import MICRO
