@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from sovhub.accounts import create_key
 from sovhub.hub import Hub
-from sovhub.store.tables import ApiKey, UsageRecord
+from sovhub.store.tables import ApiKey, Organization, UsageRecord
 
 INFERENCE = {
     ("POST", "/v1/chat/completions"), ("POST", "/v1/embeddings"), ("POST", "/v1/moderations"),
@@ -32,7 +32,8 @@ ADMIN = {("GET", "/hub/v1/keys"), ("POST", "/hub/v1/keys"), ("DELETE", "/hub/v1/
 # The fund office's API: a staff key only (bound to a staff member, minted by the operator's CLI).
 STAFF = {("GET", "/hub/v1/admin/programmes"), ("POST", "/hub/v1/admin/programmes"),
          ("POST", "/hub/v1/admin/programmes/{programme_id}/grants"), ("GET", "/hub/v1/admin/applications"),
-         ("POST", "/hub/v1/admin/applications/{application_id}/decision")}
+         ("POST", "/hub/v1/admin/applications/{application_id}/decision"),
+         ("PUT", "/hub/v1/admin/organizations/{org_name}/kind")}
 # Open to any valid key of the organization: reading what it may use, what it owes, its own
 # record, and the rights and appeals every holder of a decision has.
 ANY_KEY = {
@@ -57,6 +58,7 @@ BODIES: dict[str, Any] = {
     "/hub/v1/admin/programmes": {"name": "P", "budget": "10", "partners": [{"name": "Fund", "share": 100}]},
     "/hub/v1/admin/programmes/{programme_id}/grants": {"organization": "acme", "credits": "1", "reason": "x"},
     "/hub/v1/admin/applications/{application_id}/decision": {"decision": "reject", "reason": "x"},
+    "/hub/v1/admin/organizations/{org_name}/kind": {"kind": "startup"},
 }
 
 
@@ -76,8 +78,8 @@ def _key_with(hub: Hub, scopes: list[str]) -> str:
 def _call(client: TestClient, method: str, path: str, secret: str) -> Any:
     concrete = path.replace("{file_id}", "file-x").replace("{batch_id}", "batch_x") \
         .replace("{response_id}", "resp_x").replace("{prefix}", "sk-x").replace("{programme_id}", "1") \
-        .replace("{application_id}", "1")
-    body = BODIES.get(path) if method == "POST" else None
+        .replace("{application_id}", "1").replace("{org_name}", "acme")
+    body = BODIES.get(path) if method in ("POST", "PUT") else None
     files = {"file": ("a.jsonl", b"{}\n")} if path == "/v1/files" and method == "POST" else None
     data = {"purpose": "batch"} if files else None
     return client.request(method, concrete, json=None if files else body, files=files, data=data,
@@ -126,3 +128,4 @@ def test_no_organization_key_reaches_the_fund_office(app_client: TestClient, hub
             assert (error["code"], error.get("required_scope")) == ("insufficient_scope", "staff"), (method, path)
     with hub.db.session() as s:
         assert s.scalar(select(func.count()).select_from(CreditProgramme)) == 0
+        assert s.scalar(select(Organization.kind).where(Organization.name == "acme")) is None

@@ -196,7 +196,8 @@ def test_no_organization_key_reaches_the_staff_api_or_mints_a_staff_key(hub, cli
     routes = [("GET", "/hub/v1/admin/programmes", None), ("POST", "/hub/v1/admin/programmes", PROGRAMME),
               ("GET", "/hub/v1/admin/applications", None),
               ("POST", "/hub/v1/admin/programmes/1/grants", {"organization": "acme", "credits": 1, "reason": "x"}),
-              ("POST", "/hub/v1/admin/applications/1/decision", {"decision": "reject", "reason": "x"})]
+              ("POST", "/hub/v1/admin/applications/1/decision", {"decision": "reject", "reason": "x"}),
+              ("PUT", "/hub/v1/admin/organizations/acme/kind", {"kind": "nonprofit"})]
     for method, url, body in routes:
         error = _error(client.request(method, url, headers=admin, json=body), 403)
         assert (error["code"], error["required_scope"]) == ("insufficient_scope", "staff"), url
@@ -264,3 +265,23 @@ def test_keys_create_staff_by_cli(data_dir, capsys) -> None:
         key = s.scalar(select(ApiKey))
     assert key.scopes == ["staff"] and key.staff_user_id is not None
     hub.close()
+
+
+def test_staff_record_an_organizations_kind_and_bad_kinds_change_nothing(hub, client, world) -> None:
+    staff = _auth(world["staff"].secret)
+    url = "/hub/v1/admin/organizations/fund-office/kind"
+    assert _error(client.put(url, headers=staff, json={"kind": "spaceship"}), 400)
+    assert _error(client.put("/hub/v1/admin/organizations/nobody/kind", headers=staff, json={"kind": "startup"}),
+                  404)
+    with hub.db.session() as s:
+        assert s.scalar(select(Organization.kind).where(Organization.name == "fund-office")) is None
+    r = client.put(url, headers=staff, json={"kind": "startup"})
+    assert r.status_code == 200 and r.json() == {"object": "organization.kind", "organization": "fund-office",
+                                                 "kind": "startup"}
+    kind_set = next(e for e in world["events"].seen if e.name == "organization.kind_set")
+    assert kind_set.actor.startswith(f"user:{world['officer_id']}:officer@fund.example")
+    # Now eligible for the start-ups' programme.
+    pid = client.post("/hub/v1/admin/programmes", headers=staff, json=PROGRAMME).json()["id"]
+    assert client.post(f"/hub/v1/admin/programmes/{pid}/grants", headers=staff,
+                       json={"organization": "fund-office", "credits": 5, "reason": "x"}).status_code == 201
+    assert client.put(url, headers=staff, json={"kind": None}).json()["kind"] is None

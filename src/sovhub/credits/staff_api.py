@@ -163,3 +163,19 @@ def _application_view(hub: Hub, application_id: int) -> dict[str, Any]:
         org = s.get(Organization, row.org_id)
         assert programme is not None and org is not None
         return application_view(row, programme.name, org.name)
+
+
+class OrgKind(BaseModel):
+    kind: str | None = Field(None, max_length=40, description="startup, sme, company, research, university, "
+                                                              "public_body or nonprofit; null clears it.")
+
+
+@router.put("/organizations/{org_name}/kind")
+async def put_org_kind(org_name: Annotated[str, Path(min_length=1, max_length=120)], body: OrgKind, hub: HubDep,
+                       principal: CurrentPrincipal) -> dict[str, Any]:
+    """Record what kind of organization it is (programmes open to some kinds check it)."""
+    from .eligibility import set_org_kind
+
+    _, actor = await anyio.to_thread.run_sync(_staff, hub, principal)
+    kind = await anyio.to_thread.run_sync(lambda: set_org_kind(hub, org_name, body.kind, actor=actor))
+    return {"object": "organization.kind", "organization": org_name, "kind": kind}
