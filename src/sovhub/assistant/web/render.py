@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -22,7 +21,9 @@ from markupsafe import Markup, escape
 from ...access.csrf import csrf_token
 from ...access.sessions import current_user
 from ...store.tables import User
+from ...web_assets import STATIC_DIR
 from ..i18n import UiCatalogs, UiLocale
+from ..people import load_user
 
 if TYPE_CHECKING:
     from ...hub import Hub
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["LANG_COOKIE", "STATIC_DIR", "Page", "environment", "page_for", "render", "request_hub", "static_version"]
 
 LANG_COOKIE = "sovhub_lang"
-STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
 
 
 def static_version() -> str:
@@ -45,7 +45,7 @@ def static_version() -> str:
 def environment() -> Environment:
     """One environment per process: templates are compiled once and cached."""
     env = Environment(
-        loader=PackageLoader("sovhub.web", "templates"),
+        loader=PackageLoader("sovhub.web_assets", "templates"),
         autoescape=select_autoescape(["html"]),
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
@@ -79,20 +79,12 @@ class Page:
         return text % values if values else text
 
 
-def _load_user(hub: Hub, user_id: int) -> User | None:
-    with hub.db.session() as s:
-        user = s.get(User, user_id)
-        if user is not None:
-            s.expunge(user)
-        return user
-
-
 def page_for(request: Request, csrf: str = "") -> Page:
     """Resolve the person and UI language of a request (one primary-key read when signed in)."""
     hub = request_hub(request)
     catalogs = hub.services.get(UiCatalogs)
     session = current_user(request)
-    user = _load_user(hub, session.user_id) if session is not None else None
+    user = load_user(hub, session.user_id) if session is not None else None
     code: str | None = None
     if user is not None and catalogs.supports(user.locale):
         code = user.locale
