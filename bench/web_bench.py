@@ -37,9 +37,9 @@ def run(requests: int, turns: int, lang: str) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
     from sovhub.app import create_app
-    from sovhub.assistant.web.commands import create_user
-    from sovhub.assistant.web.conversations import ConversationStore
-    from sovhub.assistant.web.markdown import render_markdown
+    from sovhub.assistant.answer_html import render_markdown
+    from sovhub.assistant.chat_store import ChatStore
+    from sovhub.assistant.people import create_user
     from sovhub.hub import build_hub
     from sovhub.settings import load_settings
 
@@ -47,7 +47,7 @@ def run(requests: int, turns: int, lang: str) -> dict[str, Any]:
     hub = build_hub(load_settings(data_dir=str(data_dir), safety={"enabled": False}, embeddings_enabled=False))
     hub.pm.hook.sovhub_init(hub=hub)
     user_id = create_user(hub, "bench@example.org", "bench password 1")
-    store = ConversationStore(hub)
+    store = ChatStore(hub)
     answer = ("To renew a **passport**, book an appointment at the migration office.\n\n"
               "1. Bring your old passport\n2. A photo\n3. The fee receipt\n\nIt takes about 20 working days. ")
     conversation_id = ""

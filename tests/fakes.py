@@ -19,7 +19,8 @@ class EchoBackend(Backend):
     before the first chunk: a request still waiting for its backend), `fail_after`
     (dies mid-answer after that many words), `usage` (false: reports no usage, as some servers),
     `tool_call` (true: the words come back as the streamed arguments of a call to `echo`),
-    `tokenizer: "chars"` (count_tokens counts one token per character, a dense script's tokenizer).
+    `tokenizer: "chars"` (count_tokens counts one token per character, a dense script's tokenizer),
+    `answers` (a list of recorded answers: call N answers the Nth, word by word; echoes once they run out).
     """
 
     def __init__(self, config: BackendConfig) -> None:
@@ -31,6 +32,7 @@ class EchoBackend(Backend):
         self.reports_usage = bool(config.options.get("usage", True))
         self.tool_call = bool(config.options.get("tool_call"))
         self.tokenizer = config.options.get("tokenizer")
+        self.answers = [str(a) for a in config.options.get("answers", [])]
         self.calls = 0
         self.cancelled = 0
         self.yielded = 0
@@ -48,7 +50,7 @@ class EchoBackend(Backend):
         if self.fail_before_first:
             raise BackendUnavailable(f"{self.name} is down")
         last = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})
-        content = last.get("content") or ""
+        content = self.answers[self.calls - 1] if self.calls <= len(self.answers) else last.get("content") or ""
         words = str(content).split() or ["(empty)"]
         limit = params.get("max_tokens") or 1000
         words = words[:limit]

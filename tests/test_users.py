@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from sovhub.assistant.web.commands import create_user
+from sovhub.assistant.people import create_user
 from sovhub.store.tables import User
 from sovhub.users import normalize_email, user_by_email
 from tests.conftest import run_cli

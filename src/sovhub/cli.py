@@ -393,6 +393,31 @@ def backends_add(
     click.echo(f"added backend {config.name} ({config.kind}, {where}, jurisdiction {config.jurisdiction})")
 
 
+@backends.command("edit")
+@click.argument("name")
+@click.option("--url", default=None, help="New base URL of the OpenAI-compatible server.")
+@click.option("--model", "models", multiple=True, help="Model id served (repeat): replaces the list.")
+@click.option("--jurisdiction", default=None, help="Where the backend runs (ISO 3166-1 alpha-2).")
+@click.option("--operator", default=None, help="Who operates the backend.")
+@click.option("--api-key", default=None, envvar="SOVHUB_BACKEND_API_KEY", help="New key sent to the upstream.")
+@pass_hub
+def backends_edit(
+    hub: Hub, name: str, url: str | None, models: tuple[str, ...], jurisdiction: str | None,
+    operator: str | None, api_key: str | None,
+) -> None:
+    """Change a backend in place; a serving hub applies it without a restart (other replicas through Redis)."""
+    from .backends.catalog import edit_backend
+
+    if jurisdiction is not None:
+        from .jurisdictions import validate_jurisdiction
+
+        jurisdiction = validate_jurisdiction(jurisdiction)
+    config = edit_backend(hub, name, url=url, models=list(models) or None, jurisdiction=jurisdiction,
+                          operator=operator, api_key=api_key, actor=cli_actor())
+    click.echo(f"changed backend {config.name} ({config.kind}, {config.url or config.options.get('path')}, "
+               f"jurisdiction {config.jurisdiction})")
+
+
 @backends.command("list")
 @pass_hub
 def backends_list(hub: Hub) -> None:

@@ -118,9 +118,16 @@ class Egress:
         self.hub = hub
         self._http: httpx.AsyncClient | None = None
         self._backend: GuardedSession | None = None
+        self._guard: EgressGuard | None = None
+
+    def allow_backends(self, backend_urls: list[str]) -> None:
+        """The allowlist from these backend URLs (and the plugins' hosts), for a catalog changed while serving:
+        a removed backend's host is refused from now on, a new one's allowed."""
+        if self._guard is not None:
+            self._guard.allowed = {h.lower() for h in allowed_hosts(self.hub, backend_urls)}
 
     def open(self, backend_urls: list[str]) -> None:
-        guard = make_guard(self.hub, backend_urls)
+        guard = self._guard = make_guard(self.hub, backend_urls)
         self._http = make_http_client(self.hub, guard)
         self._backend = make_backend_session(self.hub, guard)
 

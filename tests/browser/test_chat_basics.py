@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sovhub.assistant.web.conversations import ConversationStore
-from sovhub.assistant.web.markdown import render_markdown
+from sovhub.assistant.answer_html import render_markdown
+from sovhub.assistant.chat_store import ChatStore
 from sovhub.hub import build_hub
 from sovhub.settings import load_settings
 from sovhub.store.tables import User
@@ -39,7 +39,7 @@ def _answer_with_code(server: RemoteHub, conversation_id: str) -> None:
         with hub.db.session() as s:
             user_id = s.query(User.id).filter(User.email == EMAIL).scalar()
         code = "Here it is:\n\n```python\ndef add(a, b):\n    return a + b\n```\n"
-        ConversationStore(hub).append(user_id, conversation_id, "assistant", code, html=render_markdown(code))
+        ChatStore(hub).append(user_id, conversation_id, "assistant", code, html=render_markdown(code))
     finally:
         hub.close()
 

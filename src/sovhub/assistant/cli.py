@@ -1,4 +1,5 @@
-"""`sovhub locales ...` and `sovhub kb ...`: locale packs and the knowledge base from the command line."""
+"""`sovhub locales ...`, `sovhub kb ...` and `sovhub users create|set-password|staff`: locale packs, the
+knowledge base and the web app's local accounts (:mod:`sovhub.assistant.people`) from the command line."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import click
 
 from ..cli import pass_hub
 from ..hub import Hub
+from ..operators import cli_actor
+from ..users import normalize_email
+from .people import create_user, find_user, set_password, set_staff
 
-__all__ = ["kb_group", "locales_group"]
+__all__ = ["kb_group", "locales_group", "users_create", "users_set_password", "users_staff"]
 
 
 @click.group("locales")
@@ -174,3 +178,49 @@ def kb_search(hub: Hub, query: str, collection: str | None, k: int) -> None:
         page = f", page {hit.page}" if hit.page is not None else ""
         click.echo(f"[{n}] {hit.score:.4f} {hit.url} {hit.title}{page} ({hit.collection})")
         click.echo("    " + " ".join(hit.text.split())[:300])
+
+
+@click.command("create")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, required=True,
+              help="Read the password from standard input (never from the command line, where `ps` shows it).")
+@click.option("--name", "display_name", default=None, help="The name shown in the web app.")
+@click.option("--staff", is_flag=True, help="Give the account access to the admin area.")
+@click.option("--locale", default=None, help="Preferred UI language (en, uk, pl, de, fr, es, ar, ja).")
+@pass_hub
+def users_create(
+    hub: Hub, email: str, password_stdin: bool, display_name: str | None, staff: bool, locale: str | None
+) -> None:
+    """Create a local account that signs in to the web app with a password."""
+    password = sys.stdin.readline().rstrip("\r\n")
+    user_id = create_user(hub, email, password, display_name=display_name, staff=staff, locale=locale,
+                          actor=cli_actor())
+    click.echo(f"created user {user_id} ({normalize_email(email)}){' staff' if staff else ''}")
+
+
+@click.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, required=True,
+              help="Read the new password from standard input (never from the command line).")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
+@pass_hub
+def users_set_password(hub: Hub, email: str, password_stdin: bool, actor: str | None) -> None:
+    """Replace the password of EMAIL; every session of that person ends."""
+    user_id = find_user(hub, email)
+    ended = set_password(hub, user_id, sys.stdin.readline().rstrip("\r\n"), actor=cli_actor(actor))
+    click.echo(f"password of user {user_id} changed; {ended} session(s) ended")
+
+
+@click.command("staff")
+@click.argument("email")
+@click.option("--grant/--withdraw", "grant", required=True, help="Give or take away the admin area.")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
+@pass_hub
+def users_staff(hub: Hub, email: str, grant: bool, actor: str | None) -> None:
+    """Grant or withdraw the staff rights of EMAIL; withdrawing ends every session of that person."""
+    user_id = find_user(hub, email)
+    ended = set_staff(hub, user_id, grant, actor=cli_actor(actor))
+    state = "granted" if grant else f"withdrawn; {ended} session(s) ended"
+    click.echo(f"staff rights of user {user_id} {state}")

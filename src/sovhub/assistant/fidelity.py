@@ -40,6 +40,7 @@ __all__ = [
     "LanguageDetection",
     "detect",
     "readable",
+    "reminder",
     "detector_for",
     "instruction",
     "needs_retry",
@@ -127,7 +128,8 @@ def instruction(lang: str, strong: bool = False) -> str:
     return pair[1] if strong else pair[0]
 
 
-def _reminder(lang: str) -> str:
+def reminder(lang: str) -> str:
+    """The short reminder the retry adds to the last question, in that language."""
     return _REMINDERS.get(lang) or f"(Please answer in {_language_name(lang)}.)"
 
 
@@ -233,7 +235,7 @@ def strengthen(messages: Sequence[dict[str, Any]], lang: str) -> list[dict[str, 
     out = _with_instruction(out, strong)
     for message in reversed(out):
         if message.get("role") == "user" and isinstance(message.get("content"), str):
-            message["content"] = f"{message['content']}\n\n{_reminder(lang)}"
+            message["content"] = f"{message['content']}\n\n{reminder(lang)}"
             break
     return out
 
@@ -249,6 +251,10 @@ READABLE_MIN_WORDS = 6
 # Written without spaces: wordfreq needs a segmenter (MeCab) to find their words, so they are not checked.
 _UNSEGMENTED = frozenset({"ja", "zh", "ko", "th"})
 _WORD = re.compile(r"[^\W\d_]{2,}")
+# Languages not written in Latin letters: only the words in their own script are judged. An English
+# aside ("(The truth is clear)") in a Ukrainian answer otherwise lifted a recorded SmolLM2 gibberish
+# ("Ябложење відесет: Раздразів старого місце ...") over the bar, since English words are in the lists too.
+_SCRIPT = {"uk": re.compile(r"[\u0400-\u04ff]"), "ar": re.compile(r"[\u0600-\u06ff]")}
 
 
 def readable(text: str, lang: str) -> bool:
@@ -256,6 +262,9 @@ def readable(text: str, lang: str) -> bool:
     if lang in _UNSEGMENTED:
         return True
     words = _WORD.findall(_CODE.sub(" ", text))[:300]
+    script = _SCRIPT.get(lang)
+    if script is not None:
+        words = [word for word in words if script.match(word)]
     if len(words) < READABLE_MIN_WORDS:
         return True
     from wordfreq import zipf_frequency
@@ -372,14 +381,24 @@ class FidelityTracker:
 STATE_LANG = "fidelity_lang"
 STATE_DETECTED = "fidelity_detected"
 STATE_RETRIED = "fidelity_retried"
+STATE_OUTCOME = "fidelity_outcome"
 ASSISTANT_FLAG = "assistant"
 
 
+def unfit(ctx: ChatContext) -> str | None:
+    """Why the answer recorded in `ctx` cannot be shown as it is: "language", "unreadable", or None."""
+    outcome = ctx.state.get(STATE_OUTCOME)
+    return {"wrong": "language", "unreadable": "unreadable"}.get(outcome) if isinstance(outcome, str) else None
+
+
 def needs_retry(ctx: ChatContext, result: ChatResult, languages: Sequence[str] = DEFAULT_LANGUAGES) -> bool:
-    """True once per request: the answer's language is known and is not the person's."""
+    """True once per request: the answer is in another language than the person's, or unreadable
+    (as the interceptor recorded it; without a record, when its detected language is another)."""
     expected = ctx.state.get(STATE_LANG)
     if not expected or ctx.state.get(STATE_RETRIED) or result.finish_reason == "content_filter":
         return False
+    if STATE_OUTCOME in ctx.state:
+        return unfit(ctx) is not None
     detected = ctx.state.get(STATE_DETECTED, "unset")
     if detected == "unset":
         detected = detect(result.text, languages)
@@ -440,6 +459,7 @@ class FidelityInterceptor:
         # In a worker thread: the readability check looks words up (the word lists load on first use).
         outcome = await asyncio.to_thread(lambda: self.tracker.record(
             ctx.model, expected, detected, retry=bool(ctx.state.get(STATE_RETRIED)), text=result.text))
+        ctx.state[STATE_OUTCOME] = outcome
         if outcome == "wrong":
             log.info("answer of %s in %s, expected %s", ctx.model, detected, expected,
                      extra={"request_id": ctx.request_id})
@@ -452,4 +472,5 @@ class FidelityInterceptor:
         lang = ctx.state[STATE_LANG]
         ctx.state[STATE_RETRIED] = True
         ctx.state.pop(STATE_DETECTED, None)
+        ctx.state.pop(STATE_OUTCOME, None)
         return strengthen(ctx.messages, lang)

@@ -21,8 +21,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 @hookimpl
 def sovhub_commands(cli: click.Group) -> None:
     from ..sovereignty.cli import users_group
-    from .cli import kb_group, locales_group
-    from .web.commands import users_create, users_set_password, users_staff
+    from .cli import kb_group, locales_group, users_create, users_set_password, users_staff
 
     cli.add_command(locales_group)
     cli.add_command(kb_group)
@@ -38,6 +37,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     from .i18n import UiCatalogs
     from .knowledge import KnowledgeBase
     from .locales import LocaleRegistry
+    from .question_kinds import QuestionKinds
 
     return [
         # Compiled at start: a broken .po fails here, not on a visitor.
@@ -45,6 +45,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
         Provide(LocaleRegistry, _locale_registry),
         Provide(FidelityTracker, lambda hub: FidelityTracker(hub.services.get(Metrics).registry), needs=(Metrics,)),
         Provide(KnowledgeBase, KnowledgeBase, needs=(Embedder,)),
+        Provide(QuestionKinds, lambda hub: QuestionKinds(hub.services.get(Embedder)), needs=(Embedder,)),
     ]
 
 
@@ -58,7 +59,7 @@ def _locale_registry(hub: Hub) -> Any:
 @hookimpl(tryfirst=True)
 def sovhub_chat_interceptors(hub: Hub) -> list[ChatInterceptor]:
     from .fidelity import FidelityInterceptor
-    from .web.answer import TurnMarker
+    from .turns import TurnMarker
 
     return [TurnMarker(), FidelityInterceptor(hub)]
 
@@ -83,9 +84,9 @@ def sovhub_setup_app(app: FastAPI, hub: Hub) -> None:
 @hookimpl
 def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
     from .attachments import AttachmentStore
-    from .web.conversations import ConversationStore
+    from .chat_store import ChatStore
 
-    return {"assistant_conversations": ConversationStore(hub).export(user_id),
+    return {"assistant_conversations": ChatStore(hub).export(user_id),
             "assistant_attachments": AttachmentStore(hub).export(user_id)}
 
 
@@ -99,6 +100,6 @@ def sovhub_restored(hub: Hub) -> None:
 
 @hookimpl
 def sovhub_erase_user(hub: Hub, user_id: int) -> None:
-    from .web.conversations import ConversationStore
+    from .chat_store import ChatStore
 
-    ConversationStore(hub).delete_all(user_id)
+    ChatStore(hub).delete_all(user_id)

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from ..hub import Hub
     from ..store.db import Database
 
-__all__ = ["add_backend", "backend_configs", "plaintext_key_count", "remove_backend", "seal_plaintext_keys"]
+__all__ = ["add_backend", "backend_configs", "edit_backend", "plaintext_key_count", "remove_backend",
+           "seal_plaintext_keys"]
 
 # The vault owner of hub-wide secrets (never erased with a person or an organization).
 SECRETS_OWNER = ("hub", 0)
@@ -120,9 +121,7 @@ def add_backend(
         raise InvalidRequest("give exactly one of --url (an OpenAI-compatible server) or --gguf (a model file)")
     options: dict[str, str] = {}
     if url is not None:
-        parsed = httpx.URL(url)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise InvalidRequest(f"invalid URL {url!r}: expected http(s)://host[:port]/v1", param="url")
+        _check_url(url)
         kind = "openai"
     else:
         from pathlib import Path
@@ -155,6 +154,53 @@ def add_backend(
         "backend.added", actor=actor, subject=f"backend:{name}", kind=kind, url=url,
         models=config.models, jurisdiction=jurisdiction, operator=operator,
     )
+    return config
+
+
+def _check_url(url: str) -> None:
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidRequest(f"invalid URL {url!r}: expected http(s)://host[:port]/v1", param="url")
+
+
+
+def edit_backend(
+    hub: Hub,
+    name: str,
+    *,
+    url: str | None = None,
+    models: list[str] | None = None,
+    jurisdiction: str | None = None,
+    operator: str | None = None,
+    api_key: str | None = None,
+    clear_api_key: bool = False,
+    actor: str = "cli",
+) -> BackendConfig:
+    """Change a stored backend in place; what is None stays as it was. `url` only for an upstream
+    (a model file is added anew); `models=[]` means "ask the server at start". Audited
+    `backend.changed` with the fields changed (never the key, only whether it changed)."""
+    if url is not None:
+        _check_url(url)
+    changed: dict[str, object] = {}
+    with hub.db.session() as s:
+        row = s.scalar(select(BackendRow).where(BackendRow.name == name))
+        if row is None:
+            raise NotFound(f"no backend named {name!r}")
+        if url is not None and row.kind != "openai":
+            raise InvalidRequest(f"backend {name!r} serves a model file: it has no address", param="url")
+        for field, value in (("url", url), ("models", list(models) if models is not None else None),
+                             ("jurisdiction", jurisdiction.upper() if jurisdiction else None),
+                             ("operator", operator)):
+            if value is not None and getattr(row, field) != value:
+                setattr(row, field, value)
+                changed[field] = value
+        if api_key or clear_api_key:
+            row.api_key_sealed = _seal(hub, api_key) if api_key else None
+            row.api_key = None
+            changed["credentials"] = "replaced" if api_key else "removed"
+        config = _to_config(hub, row)
+    if changed:
+        hub.emit("backend.changed", actor=actor, subject=f"backend:{name}", **changed)
     return config
 
 

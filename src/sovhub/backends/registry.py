@@ -9,11 +9,16 @@ requests busier than the least loaded. A background task checks every backend ea
 instead): one that refuses a check (connection refused or reset, a 5xx), or fails a request
 before answering (a first-byte timeout included), is out at once and back after
 ``backend_cooldown_s`` once its checks pass again.
+
+The catalog can change while the hub serves (:meth:`BackendRegistry.reload`, from the operator
+console or another replica's change): a new or changed backend starts and joins, a changed or
+removed one leaves rotation at once and is closed once the requests it was serving end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import logging
 import time
@@ -51,23 +56,75 @@ class BackendRegistry:
         self.outstanding: dict[str, int] = {}
         self._turn = 0
         self._prober: asyncio.Task[None] | None = None
+        #: Requests in flight per backend object (a replaced backend keeps its name, not its count).
+        self._inflight: dict[int, int] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._declared: dict[int, BackendConfig] = {}
+        self._reloading: asyncio.Lock | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
-    def load(self, configs: list[BackendConfig]) -> None:
-        """Make a backend of each configuration, by the kinds the plugins provide (nothing starts yet)."""
+    def _make(self, config: BackendConfig) -> Backend:
         factories: dict[str, Any] = {}
         for group in self.hub.pm.hook.sovhub_backend_types():
             factories.update(group or {})
-        backends = []
-        for config in configs:
-            factory = factories.get(config.kind)
-            if factory is None:
-                raise ConfigError(
-                    f"backend {config.name}: unknown kind {config.kind!r} (known: {', '.join(sorted(factories))})"
-                )
-            backends.append(factory(self.hub, config))
-        self.backends = backends
+        factory = factories.get(config.kind)
+        if factory is None:
+            raise ConfigError(
+                f"backend {config.name}: unknown kind {config.kind!r} (known: {', '.join(sorted(factories))})"
+            )
+        backend: Backend = factory(self.hub, config)
+        # As declared, apart: an upstream fills in the models it discovers on its own config at start.
+        self._declared[id(backend)] = copy.deepcopy(config)
+        return backend
+
+    def load(self, configs: list[BackendConfig]) -> None:
+        """Make a backend of each configuration, by the kinds the plugins provide (nothing starts yet)."""
+        self.backends = [self._make(config) for config in configs]
+
+    async def reload(self, configs: list[BackendConfig]) -> tuple[list[str], list[str]]:
+        """Serve `configs` from now on, without a restart: (names started, names retired).
+
+        Backends whose configuration is unchanged keep serving untouched. A new or changed one is
+        started before it joins (a failing start raises and changes nothing); a changed or removed
+        one leaves rotation at once and is closed when its requests in flight have ended.
+        """
+        if self._reloading is None:
+            self._reloading = asyncio.Lock()
+        async with self._reloading:
+            current = {b.name: b for b in self.backends}
+            fresh = [self._make(c) for c in configs
+                     if c.name not in current or self._declared.get(id(current[c.name])) != c]
+            for backend in fresh:
+                await backend.start(None)
+            started = {b.name: b for b in fresh}
+            wanted = {c.name for c in configs}
+            retired = [b for b in self.backends if b.name not in wanted or b.name in started]
+            self.backends = [started.get(c.name) or current[c.name] for c in configs]
+            for backend in retired:
+                self._down_until.pop(backend.name, None)
+                self._failing.discard(backend.name)
+                task = asyncio.create_task(self._retire(backend), name=f"sovhub-retire-{backend.name}")
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+            if fresh or retired:
+                log.info("backends reloaded: started %s, retired %s", sorted(started) or "none",
+                         sorted(b.name for b in retired) or "none")
+            return sorted(started), sorted(b.name for b in retired)
+
+    async def _retire(self, backend: Backend, patience_s: float = 600.0) -> None:
+        deadline = time.monotonic() + patience_s
+        while self._inflight.get(id(backend), 0) > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self._inflight.pop(id(backend), None)
+        self._declared.pop(id(backend), None)
+        try:
+            await backend.close()
+        except Exception:
+            log.exception("closing retired backend %s failed", backend.name)
 
     async def start(self, progress: Callable[[str], None] | None = None) -> None:
+        # Made on the loop that serves: a hub served by two apps in turn gets a lock for each.
+        self.loop, self._reloading = asyncio.get_running_loop(), asyncio.Lock()
         for backend in self.backends:
             await backend.start(progress)
         self.running = True
@@ -80,6 +137,8 @@ class BackendRegistry:
             await cancel_and_wait([self._prober])
             self._prober = None
         self.running = False
+        for task in list(self._retiring):
+            await task
         backends, self.backends = self.backends, []
         self._down_until.clear()
         self._failing.clear()
@@ -126,6 +185,7 @@ class BackendRegistry:
         """A request routed by open_stream has ended (however it ended)."""
         left = self.outstanding.get(backend.name, 0) - 1
         self.outstanding[backend.name] = max(0, left)
+        self._inflight[id(backend)] = max(0, self._inflight.get(id(backend), 0) - 1)
 
     def ready(self) -> bool:
         return all(b.ready() for b in self.backends)
@@ -207,6 +267,7 @@ class BackendRegistry:
         for attempt, backend in enumerate(backends[:2]):
             stream = backend.chat_stream(ctx.model, messages, params, cancel).__aiter__()
             self.outstanding[backend.name] = self.outstanding.get(backend.name, 0) + 1
+            self._inflight[id(backend)] = self._inflight.get(id(backend), 0) + 1
             try:
                 first = await stream.__anext__()
             except StopAsyncIteration:

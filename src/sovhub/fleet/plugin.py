@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..access.state import AccessState
 from ..accounts import KeyCache
+from ..backends.live import apply_catalog_soon
 from ..hookspecs import hookimpl
 from ..services import Provide
 from .drain import Drain
@@ -50,6 +51,8 @@ def _invalidations(hub: Hub) -> Invalidations:
         # Changes are rare (an operator's), so everything cached is dropped rather than picked over.
         keys.clear()
         access.load()
+        if event.startswith("backend.") or event == "resubscribed":
+            apply_catalog_soon(hub)  # the catalog another replica changed, served here without a restart
 
     invalidations.on_change(drop)
     return invalidations

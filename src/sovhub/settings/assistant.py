@@ -48,3 +48,8 @@ class AssistantSettings(BaseModel):
         description="Models too small to restate sources faithfully: when a passage passes the relevance floor,"
         " the assistant quotes it instead of asking them.",
     )
+    decline_unsourced: bool = Field(
+        True,
+        description="When no passage passes the relevance floor and the question asks for facts only the national"
+        " sources (or the person's own records) could give, answer \"I do not know\" instead of asking the model.",
+    )

@@ -2,7 +2,7 @@
 /erase, an API key with the scope ``admin``: the organization is the key's, never named by the request), and the
 public transparency report (JSON).
 
-The report as a page, in the visitor's language, is the web app's (`sovhub.assistant.web.transparency`).
+The report as a page, in the visitor's language, is the web app's (`sovhub.assistant.web.public`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from sovhub.assistant.web.commands import create_user
+from sovhub.assistant.people import create_user
 from sovhub.hub import Hub
 from sovhub.settings import Settings
 from tests.conftest import add_fake_backend, make_settings

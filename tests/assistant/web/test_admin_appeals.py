@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sovhub.assistant.web.commands import create_user
+from sovhub.assistant.people import create_user
 from sovhub.safety.appeals import get_appeal, list_appeals
 from sovhub.sovereignty.tables import AuditEntry
 

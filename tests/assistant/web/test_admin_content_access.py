@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from sovhub.assistant.web.commands import create_user
+from sovhub.assistant.people import create_user
 from sovhub.settings import Settings
 from sovhub.sovereignty.content_store import ConversationStore, _Pending
 from sovhub.sovereignty.tables import AccessRequest, AuditEntry

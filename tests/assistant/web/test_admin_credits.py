@@ -128,7 +128,7 @@ def test_the_queue_decides_with_a_reason_and_the_conflict_rule(staff: Web) -> No
 
 def test_members_and_partner_staff_are_added_audited(staff: Web) -> None:
     _programme(staff)
-    from sovhub.assistant.web.commands import create_user
+    from sovhub.assistant.people import create_user
 
     create_user(staff.hub, "banker@bank.example", PASSWORD)
     with staff.hub.db.session() as s:

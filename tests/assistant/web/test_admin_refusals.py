@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from sovhub.accounts import create_key, create_org
+from sovhub.assistant.people import create_user
 from sovhub.assistant.web import routers
-from sovhub.assistant.web.commands import create_user
 from sovhub.backends.catalog import add_backend
 from sovhub.credits.amounts import MICRO
 from sovhub.credits.applications import submit_application
@@ -78,10 +78,12 @@ ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("GET", "/admin/backends", {}),
     ("POST", "/admin/backends", {"name": "evil", "url": "http://127.0.0.1:9/v1", "models": "evil"}),
     ("POST", "/admin/backends/{backend}/remove", {}),
+    ("POST", "/admin/backends/{backend}/edit", {"url": "http://evil.example/v1"}),
     ("GET", "/admin/people", {}),
     ("POST", "/admin/people", {"email": "evil@example.org", "password": PASSWORD, "staff": "yes"}),
     ("POST", "/admin/people/{citizen}/staff", {"action": "grant"}),
     ("POST", "/admin/people/{boss}/staff", {"action": "withdraw"}),
+    ("POST", "/admin/people/{boss}/reset", {}),
     ("POST", "/admin/orgs", {"name": "evil-org"}),
     ("GET", "/admin/credits", {}),
     ("GET", "/admin/credits/programmes/{programme_id}", {}),

@@ -51,7 +51,7 @@ def test_a_question_about_an_attached_document_gets_its_passage_as_a_cited_sourc
 
 
 def test_the_text_is_encrypted_and_only_the_owner_reads_it(signed_in: Web) -> None:
-    from sovhub.assistant.web.commands import create_user
+    from sovhub.assistant.people import create_user
 
     conversation_id = _new(signed_in)
     _attach(signed_in, conversation_id, "lease.txt", LEASE.encode())

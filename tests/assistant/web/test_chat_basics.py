@@ -8,8 +8,8 @@ import html
 import re
 from typing import Any
 
-from sovhub.assistant.web.conversations import ConversationStore
-from sovhub.assistant.web.markdown import render_markdown
+from sovhub.assistant.answer_html import render_markdown
+from sovhub.assistant.chat_store import ChatStore
 from sovhub.errors import BackendUnavailable, NotFound
 from sovhub.pipeline import ChatContext
 
@@ -72,7 +72,7 @@ def test_rename_changes_the_title_and_refuses_an_empty_or_long_one(signed_in: We
 
 
 def test_someone_else_cannot_rename_edit_or_find_my_conversation(signed_in: Web) -> None:
-    from sovhub.assistant.web.commands import create_user
+    from sovhub.assistant.people import create_user
 
     conversation_id = _new(signed_in, "my private tax question")
     create_user(signed_in.hub, "eve@example.org", PASSWORD)
@@ -80,7 +80,7 @@ def test_someone_else_cannot_rename_edit_or_find_my_conversation(signed_in: Web)
     token = signed_in.csrf()
     assert signed_in.client.post(f"/c/{conversation_id}/rename", data={"csrf_token": token, "title": "mine"},
                                  follow_redirects=False).status_code == 404
-    first = ConversationStore(signed_in.hub).messages(signed_in.user_id, conversation_id)[0]
+    first = ChatStore(signed_in.hub).messages(signed_in.user_id, conversation_id)[0]
     edited = signed_in.client.post(f"/c/{conversation_id}/messages/{first.id}/edit",
                                    data={"csrf_token": token, "content": "hijack"})
     assert edited.status_code == 404
@@ -118,7 +118,7 @@ def test_delete_asks_for_confirmation_then_deletes(signed_in: Web) -> None:
 def test_edit_and_resend_replaces_the_question_and_what_came_after(signed_in: Web) -> None:
     conversation_id = _new(signed_in, "first question")
     signed_in.ask("second question", conversation=conversation_id)
-    first = ConversationStore(signed_in.hub).messages(signed_in.user_id, conversation_id)[0]
+    first = ChatStore(signed_in.hub).messages(signed_in.user_id, conversation_id)[0]
     body = signed_in.client.post(f"/c/{conversation_id}/messages/{first.id}/edit",
                                  data={"csrf_token": signed_in.csrf(), "content": "better question"},
                                  headers={"accept": "text/event-stream"}).text
@@ -126,7 +126,7 @@ def test_edit_and_resend_replaces_the_question_and_what_came_after(signed_in: We
     messages = _export(signed_in)[0]["messages"]
     assert [(m["role"], m["text"].strip()) for m in messages] == [("user", "better question"),
                                                                  ("assistant", "better question")]
-    question = ConversationStore(signed_in.hub).messages(signed_in.user_id, conversation_id)[0]
+    question = ChatStore(signed_in.hub).messages(signed_in.user_id, conversation_id)[0]
     empty = signed_in.client.post(f"/c/{conversation_id}/messages/{question.id}/edit",
                                   data={"csrf_token": signed_in.csrf(), "content": "  "})
     assert empty.status_code == 400
@@ -149,7 +149,7 @@ def test_regenerate_keeps_the_earlier_answers(signed_in: Web) -> None:
 
 def test_regenerate_without_a_question_changes_nothing(signed_in: Web) -> None:
     conversation_id = _new(signed_in, "hello")
-    store = ConversationStore(signed_in.hub)
+    store = ChatStore(signed_in.hub)
     with signed_in.hub.db.session() as s:
         from sovhub.assistant.tables import ConversationMessage
 
@@ -173,7 +173,7 @@ def test_code_is_highlighted_on_the_server_and_nothing_else_gets_through() -> No
 
 def test_the_page_shows_highlighted_code_with_the_copy_label(signed_in: Web) -> None:
     conversation_id = _new(signed_in, "a function please")
-    store = ConversationStore(signed_in.hub)
+    store = ChatStore(signed_in.hub)
     code = "```python\nprint('hi')\n```"
     store.append(signed_in.user_id, conversation_id, "assistant", code, html=render_markdown(code))
     page = signed_in.client.get(f"/c/{conversation_id}").text
@@ -227,7 +227,7 @@ def test_favicon_and_translated_transparency(web: Web) -> None:
 
 def test_store_edit_refuses_an_answer_or_another_conversation(signed_in: Web) -> None:
     one, two = _new(signed_in, "one"), _new(signed_in, "two")
-    store = ConversationStore(signed_in.hub)
+    store = ChatStore(signed_in.hub)
     answer = store.messages(signed_in.user_id, one)[1]
     question_of_two = store.messages(signed_in.user_id, two)[0]
     for conversation_id, message_id in ((one, answer.id), (one, question_of_two.id)):

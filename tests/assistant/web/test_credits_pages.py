@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from sovhub.accounts import add_member, create_key, create_org
-from sovhub.assistant.web.commands import create_user
+from sovhub.assistant.people import create_user
 from sovhub.credits.amounts import MICRO, format_credits
 from sovhub.credits.applications import decide
 from sovhub.credits.control import Credits

@@ -19,8 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sovhub.access.tables import Identity
+from sovhub.assistant.people import create_user
 from sovhub.assistant.web.auth import sign_in_options
-from sovhub.assistant.web.commands import create_user
 from sovhub.hub import build_hub
 from tests.access.oidc_provider import CLIENT_ID, OidcProvider, provider_missing
 from tests.conftest import add_fake_backend, make_settings, need_service

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from sovhub.assistant.grounding import dont_know, quoted_label
 from sovhub.assistant.knowledge import KnowledgeBase
-from sovhub.assistant.web.commands import create_user
+from sovhub.assistant.people import create_user
 from sovhub.hub import Hub, build_hub
 from sovhub.settings import load_settings
 from tests.assistant.conftest import remember_embeddings
@@ -42,8 +42,9 @@ class Citizen:
     def speak(self, lang: str) -> None:
         self.client.post("/lang", data={"lang": lang, "csrf_token": self.csrf(), "next": "/"}, follow_redirects=False)
 
-    def ask(self, text: str) -> dict[str, Any]:
-        body = self.client.post("/c", data={"content": text, "csrf_token": self.csrf()},
+    def ask(self, text: str, conversation: str | None = None) -> dict[str, Any]:
+        path = f"/c/{conversation}/messages" if conversation else "/c"
+        body = self.client.post(path, data={"content": text, "csrf_token": self.csrf()},
                                 headers={"accept": "text/event-stream"}).text
         events = []
         for block in body.split("\n\n"):
@@ -53,8 +54,9 @@ class Citizen:
         names = [n for n, _ in events]
         assert "error" not in names, events
         done = events[-1][1]
+        started = next((d for n, d in events if n == "conversation"), {})
         return {"text": "".join(d["text"] for n, d in events if n == "delta"), "citations": done["citations"],
-                "collections": {c["collection"] for c in done["citations"]}}
+                "collections": {c["collection"] for c in done["citations"]}, "conversation": started.get("id")}
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +140,36 @@ def test_a_model_asked_in_ukrainian_gets_a_prompt_that_fits_its_window(citizen: 
         assert first["collections"] <= {"gov-ua", "shared-ua"}
     finally:
         assistant.model_languages, assistant.quote_models = saved
+
+
+def test_a_fact_the_sources_do_not_hold_is_not_invented(citizen: Citizen) -> None:
+    """The bundled model writes English: asked anyway, it named the person "Emmie" and invented fees."""
+    citizen.speak("en")
+    for question in ("What is my name?", "What is the fee for a fishing licence?"):
+        got = citizen.ask(question)
+        assert got["text"] == dont_know("en") and got["citations"] == [], (question, got)
+
+
+def test_ordinary_chat_is_still_answered_by_the_model(citizen: Citizen) -> None:
+    citizen.speak("en")
+    got = citizen.ask("Good evening, nice to meet you!")
+    assert got["text"] and got["text"] != dont_know("en") and got["citations"] == []
+
+
+def test_what_the_person_said_in_the_conversation_is_the_models_to_use(citizen: Citizen) -> None:
+    citizen.speak("en")
+    first = citizen.ask("Hello, I am Olena and I live in Lviv.")
+    assert first["conversation"]
+    got = citizen.ask("What is my name?", conversation=first["conversation"])
+    assert got["text"] and got["text"] != dont_know("en")
+
+
+def test_the_operator_can_let_the_model_answer_unsourced_questions(citizen: Citizen) -> None:
+    assistant = citizen.hub.settings.assistant
+    assistant.decline_unsourced = False
+    try:
+        citizen.speak("en")
+        got = citizen.ask("What is my name?")
+        assert got["text"] and got["text"] != dont_know("en") and got["citations"] == []
+    finally:
+        assistant.decline_unsourced = True

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from sovhub.assistant.answer_html import render_markdown
+from sovhub.assistant.people import create_user
 from sovhub.assistant.tables import Conversation, ConversationMessage
-from sovhub.assistant.web.commands import create_user
-from sovhub.assistant.web.markdown import render_markdown
 from sovhub.errors import Conflict, ContentBlocked, InvalidRequest
 from sovhub.pipeline import ChatContext
 from sovhub.store.tables import User
@@ -264,9 +264,9 @@ def test_quota_message_languages() -> None:
 
 
 def test_without_a_source_the_model_is_told_there_is_none(signed_in: Web) -> None:
+    from sovhub.assistant.chat_store import StoredMessage
     from sovhub.assistant.grounding import NO_SOURCES
-    from sovhub.assistant.web.answer import Turn, plan_turn
-    from sovhub.assistant.web.conversations import StoredMessage
+    from sovhub.assistant.turns import Turn, plan_turn
 
     history = [StoredMessage(1, "user", "write hello world in Python")]
     plan = plan_turn(signed_in.hub, Turn(signed_in.user_id, "c1", "echo", "en"), history)

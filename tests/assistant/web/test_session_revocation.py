@@ -10,7 +10,7 @@ from sovhub.access.session_store import token_hash
 from sovhub.access.sessions import session_serializer
 from sovhub.access.tables import WebSession
 from sovhub.app import create_app
-from sovhub.assistant.web.commands import create_user, set_password, set_staff
+from sovhub.assistant.people import create_user, set_password, set_staff
 from sovhub.hub import build_hub
 from sovhub.sovereignty.rights import erase_user
 from tests.fakes import FakePlugin

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from sovhub.assistant.web.commands import create_user
+from sovhub.assistant.people import create_user
 from sovhub.settings import Settings
 from tests.conftest import make_settings
 

@@ -19,8 +19,8 @@ from ...errors import Conflict
 from ...hub import Hub
 from ...pipeline import Principal
 from ...safety.appeals import appeals_of
+from ..chat_store import ChatStore
 from .auth import signed_in
-from .conversations import ConversationStore
 from .render import render
 
 __all__ = ["router", "staff_access_notices"]
@@ -48,7 +48,7 @@ async def my_data(request: Request) -> Response:
     page = signed_in(request)
     assert page.user is not None
     user_id = page.user.id
-    count = await anyio.to_thread.run_sync(ConversationStore(page.hub).count, user_id)
+    count = await anyio.to_thread.run_sync(ChatStore(page.hub).count, user_id)
     notices = await anyio.to_thread.run_sync(staff_access_notices, page.hub, user_id)
     appeals = await anyio.to_thread.run_sync(appeals_of, page.hub, Principal(org_id=None, user_id=user_id))
     return render(page, "me.html", conversation_count=count, notices=notices, appeals=appeals,

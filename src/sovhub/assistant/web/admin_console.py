@@ -1,8 +1,10 @@
 """The operator console: request log, usage charts, backends, people and organizations.
 
 Each action calls the domain function behind its `sovhub` command (``add_backend``,
-``remove_backend``, ``create_user``, ``set_staff``, ``create_org``), so it is validated and audited
-the same way, with the staff member as actor ``user:<id>``. The request log and the charts read
+``edit_backend``, ``remove_backend``, ``create_user``, ``set_staff``, ``reset_password``,
+``create_org``), so it is validated and audited the same way, with the staff member as actor
+``user:<id>``; backend changes are served at once (:func:`sovhub.backends.live.apply_catalog`),
+no restart. The request log and the charts read
 metadata only (:mod:`sovhub.access.request_log`); a request's content is reached only through the
 two-person rule at ``/admin/access``.
 """
@@ -16,18 +18,17 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
-from sqlalchemy import select
 
 from ...access.request_log import UsageTotal, request_log, usage_totals
 from ...accounts import create_org
-from ...backends.catalog import add_backend, backend_configs, remove_backend
+from ...backends.catalog import add_backend, backend_configs, edit_backend, remove_backend
+from ...backends.live import apply_catalog
 from ...backends.registry import BackendRegistry
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...jurisdictions import validate_jurisdiction
-from ...store.tables import User
+from ..people import create_user, list_people, reset_password, set_staff
 from .admin_access import _actor, _back, _staff_form
 from .auth import staff_page
-from .commands import create_user, set_staff
 from .render import Page, render
 from .svg_bars import bar_chart
 
@@ -126,30 +127,55 @@ async def backend_add(request: Request) -> Response:
                     operator=field("operator"), api_key=field("api_key"), actor=_actor(page))
 
     error = await _run(add)
-    return _back("/admin/backends", done=None if error else "backend_added", error=error)
+    return _back("/admin/backends", done=None if error else await _serve_catalog(page, "backend_added"), error=error)
+
+
+@router.post("/admin/backends/{name}/edit")
+async def backend_edit(name: str, request: Request) -> Response:
+    page, form = await _staff_form(request)
+
+    def field(key: str) -> str | None:
+        return str(form.get(key) or "").strip() or None
+
+    def edit() -> None:
+        jurisdiction = field("jurisdiction")
+        models = field("models")
+        edit_backend(page.hub, name, url=field("url"),
+                     models=[m for m in models.replace(",", " ").split() if m] if models is not None else [],
+                     jurisdiction=validate_jurisdiction(jurisdiction) if jurisdiction else None,
+                     operator=field("operator"), api_key=field("api_key"), actor=_actor(page))
+
+    error = await _run(edit)
+    return _back("/admin/backends", done=None if error else await _serve_catalog(page, "backend_changed"),
+                 error=error)
 
 
 @router.post("/admin/backends/{name}/remove")
 async def backend_remove(name: str, request: Request) -> Response:
     page, _form = await _staff_form(request)
     error = await _run(lambda: remove_backend(page.hub, name, actor=_actor(page)))
-    return _back("/admin/backends", done=None if error else "backend_removed", error=error)
+    return _back("/admin/backends", done=None if error else await _serve_catalog(page, "backend_removed"),
+                 error=error)
+
+
+async def _serve_catalog(page: Page, done: str) -> str:
+    """The change served at once on this replica (the others follow through the fleet's invalidations)."""
+    try:
+        await apply_catalog(page.hub)
+    except (SovhubError, OSError) as exc:
+        # Stored, but a new backend would not start (a wrong address, a dead server): said, not hidden.
+        log.warning("backend catalog saved but not served: %s", exc)
+        return "backend_not_serving"
+    return done
 
 
 # --- people and organizations ---
 
 
-def _people(page: Page) -> list[dict[str, Any]]:
-    with page.hub.db.session() as s:
-        users = s.scalars(select(User).order_by(User.id).limit(500)).all()
-        return [{"id": u.id, "email": u.email, "name": u.display_name, "staff": u.is_staff,
-                 "created_at": u.created_at, "has_password": u.password_hash is not None} for u in users]
-
-
 @router.get("/admin/people")
 async def people_page(request: Request) -> Response:
     page = staff_page(request)
-    people = await anyio.to_thread.run_sync(_people, page)
+    people = await anyio.to_thread.run_sync(list_people, page.hub)
     return render(page, "admin_people.html", people=people, done=request.query_params.get("done"),
                   error=request.query_params.get("error"))
 
@@ -176,6 +202,19 @@ async def person_staff(user_id: int, request: Request) -> Response:
     error = await _run(lambda: set_staff(page.hub, user_id, grant, actor=_actor(page)))
     return _back("/admin/people", done=None if error else ("staff_granted" if grant else "staff_withdrawn"),
                  error=error)
+
+
+@router.post("/admin/people/{user_id}/reset")
+async def person_reset(user_id: int, request: Request) -> Response:
+    """A one-time reset (``reset_password``): shown once on this page, never put in a URL or the log."""
+    page, _form = await _staff_form(request)
+    try:
+        token, _ended = await anyio.to_thread.run_sync(lambda: reset_password(page.hub, user_id, actor=_actor(page)))
+    except NotFound:
+        return _back("/admin/people", error="not_found")
+    people = await anyio.to_thread.run_sync(list_people, page.hub)
+    link = str(request.base_url).rstrip("/") + f"/reset/{token}"
+    return render(page, "admin_people.html", people=people, done=None, error=None, reset_link=link)
 
 
 @router.post("/admin/orgs")

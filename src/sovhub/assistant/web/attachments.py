@@ -6,16 +6,20 @@ The domain is :mod:`sovhub.assistant.attachments`; forms post and redirect back 
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from ...access.csrf import verify_csrf
 from ...errors import InvalidRequest, NotFound
 from ..attachments import MAX_BYTES, AttachmentStore
+from ..chat_store import ChatStore
 from .auth import signed_in
 from .chat import allowed_models
-from .conversations import ConversationStore
 from .render import Page, render
 
 __all__ = ["router"]
@@ -26,13 +30,49 @@ _CODES = {"file_too_large": "too_large", "unsupported_file_type": "type", "empty
           "too_many_attachments": "too_many"}
 
 
+# The form around the file: its boundaries, part headers and the CSRF token.
+_FORM_OVERHEAD = 64 * 1024
+BODY_LIMIT = MAX_BYTES + _FORM_OVERHEAD
+
+
+class _BodyTooLarge(Exception):  # noqa: N818 - names the answer (413), not a fault
+    """The upload's body grew past BODY_LIMIT while it was read."""
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body, read as it arrives and given up past BODY_LIMIT: a chunked upload
+    (no Content-Length) is refused after BODY_LIMIT bytes, not parsed or spooled whole first."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > BODY_LIMIT:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _form(request: Request) -> FormData:
+    body = await _body(request)
+
+    async def replay() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return FormData()
+    return await MultiPartParser(request.headers, replay(), max_files=1, max_fields=10).parse()
+
+
 async def _upload(request: Request, page: Page) -> tuple[str, bytes] | str:
-    """The uploaded file's name and bytes, CSRF-checked; an error code when there is none."""
-    # Refuse an oversized body before reading it into memory (the form parser spools the rest).
+    """The uploaded file's name and bytes, CSRF-checked; an error code when there is none.
+    Raises _BodyTooLarge for a body over BODY_LIMIT (read no further)."""
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BYTES + 64 * 1024:
-        return "too_large"
-    form = await request.form()
+    if length and length.isdigit() and int(length) > BODY_LIMIT:
+        return "too_large"  # said before a byte of it is read
+    try:
+        form = await _form(request)
+    except MultiPartException:
+        return "missing"
     verify_csrf(request, form.get("csrf_token"))
     file = form.get("file")
     if file is None or isinstance(file, str) or not file.filename:
@@ -46,8 +86,11 @@ async def attach(conversation_id: str, request: Request) -> Response:
     page = signed_in(request)
     assert page.user is not None
     user_id = page.user.id
-    await anyio.to_thread.run_sync(ConversationStore(page.hub).get, user_id, conversation_id)  # theirs, or 404
-    got = await _upload(request, page)
+    await anyio.to_thread.run_sync(ChatStore(page.hub).get, user_id, conversation_id)  # theirs, or 404
+    try:
+        got = await _upload(request, page)
+    except _BodyTooLarge:
+        return render(page, "error.html", status=413, error="too_large")
     back = f"/c/{conversation_id}"
     if isinstance(got, str):
         return RedirectResponse(f"{back}?attached={got}", status_code=303)
@@ -65,12 +108,15 @@ async def attach_to_new(request: Request) -> Response:
     page = signed_in(request)
     assert page.user is not None
     user_id = page.user.id
-    got = await _upload(request, page)
+    try:
+        got = await _upload(request, page)
+    except _BodyTooLarge:
+        return render(page, "error.html", status=413, error="too_large")
     if isinstance(got, str):
         return RedirectResponse(f"/?attached={got}", status_code=303)
     name, data = got
     models = allowed_models(page)
-    store = ConversationStore(page.hub)
+    store = ChatStore(page.hub)
 
     def create() -> str:
         conversation_id = store.create(user_id, name, models[0] if models else "")

@@ -20,11 +20,11 @@ from ...access.addresses import client_address
 from ...access.csrf import verify_csrf
 from ...access.sessions import clear_session, issue_session, set_cookie
 from ...access.throttle import LoginThrottle, password_keys
-from ...errors import PermissionDenied, RateLimited
+from ...errors import InvalidRequest, NotFound, PermissionDenied, RateLimited
 from ...hub import Hub
 from ...users import normalize_email
 from ..i18n import UiCatalogs
-from ..people import check_password, save_locale
+from ..people import check_password, redeem_reset, reset_is_valid, save_locale
 from .render import LANG_COOKIE, Page, page_for, render, request_hub
 
 __all__ = ["SignInOption", "local_path", "router", "sign_in_options"]
@@ -126,6 +126,32 @@ async def set_language(request: Request) -> Response:
         await anyio.to_thread.run_sync(save_locale, hub, page.user.id, code)
     set_cookie(request, response, LANG_COOKIE, code, _LANG_MAX_AGE)
     return response
+
+
+@router.get("/reset/{token}")
+async def reset_form(token: str, request: Request) -> Response:
+    """The page of a staff-issued reset link: a new password, once."""
+    page = page_for(request)
+    valid = await anyio.to_thread.run_sync(reset_is_valid, page.hub, token)
+    return render(page, "reset.html", status=200 if valid else 404, token=token, error=None if valid else "invalid")
+
+
+@router.post("/reset/{token}")
+async def reset_submit(token: str, request: Request) -> Response:
+    hub = request_hub(request)
+    form = await request.form()
+    page = page_for(request)
+    try:
+        verify_csrf(request, form.get("csrf_token"))
+    except PermissionDenied:
+        return render(page, "reset.html", status=403, token=token, error="csrf")
+    try:
+        await anyio.to_thread.run_sync(redeem_reset, hub, token, str(form.get("password") or ""))
+    except NotFound:
+        return render(page, "reset.html", status=404, token=token, error="invalid")
+    except InvalidRequest:
+        return render(page, "reset.html", status=400, token=token, error="password")
+    return RedirectResponse("/login?reset=done", status_code=303)
 
 
 def login_redirect(request: Request) -> RedirectResponse:

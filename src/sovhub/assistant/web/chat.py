@@ -20,10 +20,11 @@ from ...access.csrf import verify_csrf
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
 from ...pipeline import Principal
 from ...safety.appeals import appeals_of, file_appeal
+from ..answer_html import render_markdown
 from ..attachments import AttachmentStore
-from .answer import Turn, run_turn
+from ..chat_store import ChatStore
+from ..turns import Turn, run_turn
 from .auth import signed_in
-from .conversations import ConversationStore
 from .render import Page, render, request_hub
 
 __all__ = ["allowed_models", "router"]
@@ -35,8 +36,8 @@ _CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
 NO_REASON = "(no reason given: review asked for in the web app)"
 
 
-def _store(request: Request) -> ConversationStore:
-    return ConversationStore(request_hub(request))
+def _store(request: Request) -> ChatStore:
+    return ChatStore(request_hub(request))
 
 
 def allowed_models(page: Page) -> list[str]:
@@ -70,8 +71,6 @@ async def _chat_page(request: Request, conversation_id: str | None, status: int 
     conversation = view.conversation
     models = allowed_models(page)
     current = conversation.model if conversation and conversation.model in models else (models[0] if models else "")
-    from .markdown import render_markdown
-
     appeals: dict[str, Any] = {}
     if any(m.block and m.block.get("decision_id") for m in view.messages):
         principal = Principal(org_id=None, user_id=page.user.id)
@@ -118,7 +117,7 @@ def _event(event: dict[str, Any]) -> bytes:
 
 
 async def _discard_if_unanswered(
-    events: AsyncIterator[dict[str, Any]], store: ConversationStore, turn: Turn
+    events: AsyncIterator[dict[str, Any]], store: ChatStore, turn: Turn
 ) -> AsyncIterator[dict[str, Any]]:
     """A new conversation whose first answer failed is removed: no empty chat stays in the list.
 

@@ -23,6 +23,7 @@ from ...access.csrf import csrf_token
 from ...access.sessions import current_user
 from ...store.tables import User
 from ..i18n import UiCatalogs, UiLocale
+from ..people import load_user
 
 if TYPE_CHECKING:
     from ...hub import Hub
@@ -79,20 +80,12 @@ class Page:
         return text % values if values else text
 
 
-def _load_user(hub: Hub, user_id: int) -> User | None:
-    with hub.db.session() as s:
-        user = s.get(User, user_id)
-        if user is not None:
-            s.expunge(user)
-        return user
-
-
 def page_for(request: Request, csrf: str = "") -> Page:
     """Resolve the person and UI language of a request (one primary-key read when signed in)."""
     hub = request_hub(request)
     catalogs = hub.services.get(UiCatalogs)
     session = current_user(request)
-    user = _load_user(hub, session.user_id) if session is not None else None
+    user = load_user(hub, session.user_id) if session is not None else None
     code: str | None = None
     if user is not None and catalogs.supports(user.locale):
         code = user.locale

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ...errors import InvalidRequest, NotFound
-from ...store.base import utcnow
-from ..tables import Conversation, ConversationAttachment, ConversationMessage
+from ..errors import InvalidRequest, NotFound
+from ..store.base import utcnow
+from .tables import Conversation, ConversationAttachment, ConversationMessage
 
 if TYPE_CHECKING:
-    from ...hub import Hub
-    from ...sovereignty.crypto import ContentVault
+    from ..hub import Hub
+    from ..sovereignty.crypto import ContentVault
 
-__all__ = ["ChatView", "ConversationStore", "ConversationSummary", "StoredMessage"]
+__all__ = ["ChatView", "ChatStore", "ConversationSummary", "StoredMessage"]
 
 TITLE_CHARS = 80
 # Earlier answers kept under a regenerated one; older ones beyond this are dropped.
@@ -69,7 +69,7 @@ def _title_from(text: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-class ConversationStore:
+class ChatStore:
     """CRUD over conversations and messages for one hub; every call is scoped to one person."""
 
     def __init__(self, hub: Hub) -> None:
@@ -78,7 +78,7 @@ class ConversationStore:
     @cached_property
     def vault(self) -> ContentVault:
         # A store lives for one request or command: resolving the vault once spares a lookup per blob.
-        from ...sovereignty.crypto import ContentVault
+        from ..sovereignty.crypto import ContentVault
 
         return self.hub.services.get(ContentVault)
 

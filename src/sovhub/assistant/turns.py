@@ -5,7 +5,10 @@ The turn is an async iterator of events, which the router writes as Server-Sent 
 
     {"event": "meta", "citations": [...]}        sources known before the answer (quoted answers)
     {"event": "delta", "text": "..."}            a piece of the answer
-    {"event": "reset", "reason": "language"}     the answer restarts (wrong language, retried once)
+    {"event": "reset", "reason": "language"}     the answer restarts: in another language ("language") or
+                                                 unreadable ("unreadable"), it is asked once more with a
+                                                 stronger instruction; unfit again, the sources are quoted
+                                                 (or "I do not know") in its place
     {"event": "done", "message_id", "html", "finish_reason", "block", "citations"}  the sources it used
     {"event": "error", "code", "message", "block"}
 
@@ -26,23 +29,24 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ...api.chat.protocol import ChatCompletionRequest
-from ...api.chat.service import ChatService
-from ...backends.registry import BackendRegistry
-from ...backends.window import Window, fit_prompt, window_of
-from ...errors import ContentBlocked, RateLimited, SovhubError
-from ...pipeline import ChatContext, ChatResult, OutputVerdict, Principal
-from ..attachments import AttachmentStore
-from ..fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker
-from ..grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
-from ..quota_text import quota_message
-from .conversations import ConversationStore, StoredMessage
-from .markdown import render_markdown
+from ..api.chat.protocol import ChatCompletionRequest
+from ..api.chat.service import ChatService
+from ..backends.registry import BackendRegistry
+from ..backends.window import Window, fit_prompt, window_of
+from ..errors import ContentBlocked, RateLimited, SovhubError
+from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
+from .answer_html import render_markdown
+from .attachments import AttachmentStore
+from .chat_store import ChatStore, StoredMessage
+from .fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker, instruction, reminder, unfit
+from .grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
+from .question_kinds import PERSONAL, SERVICE, QuestionKinds
+from .quota_text import quota_message
 
 if TYPE_CHECKING:
-    from ...hub import Hub
-    from ..knowledge import SearchHit
-    from ..locales import LocalePack
+    from ..hub import Hub
+    from .knowledge import SearchHit
+    from .locales import LocalePack
 
 __all__ = ["CURRENT_TURN", "Turn", "TurnMarker", "plan_turn", "run_turn"]
 
@@ -96,22 +100,23 @@ def _block_of(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data.get(k) for k in ("explanation", "decision_id", "appeal_url", "categories")}
 
 
-def _sources(hub: Hub, question: str, pack: LocalePack) -> list[SearchHit]:
-    from ..knowledge import KnowledgeBase
+def _sources(hub: Hub, question: str, pack: LocalePack) -> list[SearchHit] | None:
+    """The passages over the floor; None when the person's collections are empty (nothing was searched)."""
+    from .knowledge import KnowledgeBase
 
     kb = hub.services.get(KnowledgeBase)
     # Only embed the question when there is something to search: loading the embedding model
     # for an empty knowledge base would slow the first answer for nothing.
     searched = set(searched_collections(hub, pack))
     if not any(c.chunks and c.name in searched for c in kb.list_collections()):
-        return []
+        return None
     return kb.search(question, k=KB_PASSAGES, collections=sorted(searched),
                      min_similarity=hub.settings.assistant.kb_min_similarity)
 
 
 def _system_prompt(pack: LocalePack, hits: list[SearchHit], n: int, level: int) -> str:
     """The locale's prompt (level 0 in full, 1 without the glossary, 2 without the guidance) and passages."""
-    from ..knowledge import context_message
+    from .knowledge import context_message
 
     parts = [pack.compose_system_prompt(guidance=level < 2, glossary=level < 1)]
     context = context_message(hits[:n])
@@ -121,7 +126,7 @@ def _system_prompt(pack: LocalePack, hits: list[SearchHit], n: int, level: int) 
 
 
 def _person_language(hub: Hub, question: str, pack: LocalePack) -> str:
-    from ..fidelity import detector_for
+    from .fidelity import detector_for
 
     detector = detector_for(hub.settings.assistant.languages)
     detected = detector.detect(question) if question else None
@@ -157,25 +162,31 @@ class _Plan:
 
 def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
     """Sources, language and prompt of a turn, fitted to the model's window; blocking (run in a thread)."""
-    from ..locales import LocaleRegistry
+    from .locales import LocaleRegistry
 
     question = history[-1].text if history and history[-1].role == "user" else ""
     pack = hub.services.get(LocaleRegistry).match(turn.ui_lang)
     lang = _person_language(hub, question, pack)
     try:
-        hits = _sources(hub, question, pack)
+        found = _sources(hub, question, pack)
     except SovhubError as exc:
         # An answer without sources beats no answer; the operator sees why in the log.
         log.warning("knowledge base search failed: %s", exc.message)
-        hits = []
+        found = None
     # The person's own documents in this conversation come first: that is what they ask about.
     attached = AttachmentStore(hub).hits(turn.user_id, turn.conversation_id, question) if question else []
-    hits = [*attached, *hits]
+    hits = [*attached, *(found or [])]
     plan = _Plan(lang, hits)
     quotes = bool(hits) and turn.model in hub.settings.assistant.quote_models
     if quotes or not writes_language(hub, turn.model, lang):
         quoted = quote_answer(hub, question, lang, hits) if hits else None
         plan.quoted, plan.cited = (quoted.text, quoted.cited) if quoted else (dont_know(lang), [])
+        return plan
+    if found is not None and not hits and hub.settings.assistant.decline_unsourced and _asks_for_facts(
+            hub, question, history):
+        # The knowledge base was searched and has nothing: a model asked anyway invents fees,
+        # deadlines or the person's name. Ordinary requests (greetings, code) still go to the model.
+        plan.quoted = dont_know(lang)
         return plan
     conversation = history_messages(history)
     window = _window(hub, turn.model)
@@ -183,14 +194,33 @@ def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
         plan.messages = [{"role": "system", "content": _system_prompt(pack, hits, len(hits), 0)}, *conversation]
         return plan
     answer = min(hub.settings.embedded_max_tokens, window.size // 4)
+    # The retry of an unfit answer sends the strong instruction and a reminder instead: kept room for them,
+    # counted in the model's tokens (Cyrillic or Arabic cost several times their Latin length).
+    retry_text = f"{instruction(lang, strong=True)}\n\n{reminder(lang)}"
+    reserve = max(FIDELITY_RESERVE, window.text_tokens(retry_text) + 16)
     fitted = fit_prompt(window, lambda n, level: _system_prompt(pack, hits, n, level), len(hits), conversation,
-                        answer, levels=3, reserve=FIDELITY_RESERVE)
+                        answer, levels=3, reserve=reserve)
     if fitted.dropped_history or fitted.passages < len(hits) or fitted.level:
         log.info("prompt fitted to %d tokens: %d old messages, %d passages left out, detail level %d",
                  window.size, fitted.dropped_history, len(hits) - fitted.passages, fitted.level)
     plan.hits = hits[: fitted.passages]
     plan.messages, plan.max_tokens = fitted.messages, fitted.answer_tokens
     return plan
+
+
+def _asks_for_facts(hub: Hub, question: str, history: list[StoredMessage]) -> bool:
+    """Public-service facts, or the person's own records when the conversation cannot hold them yet."""
+    kind = hub.services.get(QuestionKinds).kind(question)
+    first_question = not any(m.role == "user" for m in history[:-1])
+    log.debug("question kind without sources: %s", kind)
+    # "What is my name?" after "I am Ada" is the model's to answer from the conversation.
+    return kind == SERVICE or (kind == PERSONAL and first_question)
+
+
+def _fallback(hub: Hub, plan: _Plan, question: str) -> str:
+    """What a model's unfit answer is replaced with: the passages quoted, or "I do not know"."""
+    quoted = quote_answer(hub, question, plan.lang, plan.hits) if plan.hits else None
+    return quoted.text if quoted is not None else dont_know(plan.lang)
 
 
 def history_messages(history: list[StoredMessage]) -> list[dict[str, str]]:
@@ -210,7 +240,7 @@ def _fidelity(hub: Hub) -> FidelityInterceptor | None:
     return next((i for i in hub.interceptors if isinstance(i, FidelityInterceptor)), None)
 
 
-async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncIterator[dict[str, Any]]:
+async def run_turn(hub: Hub, store: ChatStore, turn: Turn) -> AsyncIterator[dict[str, Any]]:
     """Answer the last question of the conversation, yielding events; records the answer."""
     history = await anyio.to_thread.run_sync(store.messages, turn.user_id, turn.conversation_id)
     while turn.replace_answer and history and history[-1].role == "assistant":
@@ -253,28 +283,51 @@ async def run_turn(hub: Hub, store: ConversationStore, turn: Turn) -> AsyncItera
         for attempt in range(2):
             text, finish = [], None
             ctx, stopped_by = None, None
-            async with contextlib.aclosing(
-                _stream(hub, turn, attempt_messages, plan.max_tokens, retry=attempt > 0)
-            ) as events:
-                async for kind, value in events:
-                    if kind == "ctx":
-                        ctx = value
-                    elif kind == "delta":
-                        text.append(value)
-                        yield {"event": "delta", "text": value}
-                    elif kind == "finish":
-                        finish = value
-                    elif kind == "verdict":
-                        stopped_by = value
+            try:
+                async with contextlib.aclosing(
+                    _stream(hub, turn, attempt_messages, plan.max_tokens, retry=attempt > 0)
+                ) as events:
+                    async for kind, value in events:
+                        if kind == "ctx":
+                            ctx = value
+                        elif kind == "delta":
+                            text.append(value)
+                            yield {"event": "delta", "text": value}
+                        elif kind == "finish":
+                            finish = value
+                        elif kind == "verdict":
+                            stopped_by = value
+            except (ContentBlocked, RateLimited):
+                raise
+            except SovhubError as exc:
+                if attempt == 0:
+                    raise
+                # The retry of an unfit answer failed (its longer instruction, a backend gone): the
+                # first answer is still not shown; the sources' sentences or "I do not know" are.
+                log.warning("retry of an unfit answer failed: %s", exc.message)
+                fallback = await anyio.to_thread.run_sync(_fallback, hub, plan, history[-1].text)
+                yield {"event": "reset", "reason": "unreadable"}
+                text, finish = [fallback], "stop"
+                yield {"event": "delta", "text": fallback}
+                break
             if stopped_by is not None:
                 block = _block_of(stopped_by)
             fidelity = _fidelity(hub)
             if attempt == 0 and ctx is not None and fidelity is not None and block is None:
                 result = ChatResult("".join(text), finish, 0, 0, 0.0, ctx.backend_name)
                 if fidelity.needs_retry(ctx, result):
+                    why = unfit(ctx) or "language"
                     attempt_messages = fidelity.retry_messages(ctx)
-                    yield {"event": "reset", "reason": "language"}
+                    yield {"event": "reset", "reason": why}
                     continue
+            if attempt == 1 and ctx is not None and block is None and (still := unfit(ctx)) is not None:
+                # Asked again with a stronger instruction and still gibberish or another language: the
+                # person gets the sources' own sentences, or an honest "I do not know", not that.
+                log.info("answer of %s still %s after a retry: answered from the sources", turn.model, still)
+                fallback = await anyio.to_thread.run_sync(_fallback, hub, plan, history[-1].text)
+                yield {"event": "reset", "reason": still}
+                text, finish = [fallback], "stop"
+                yield {"event": "delta", "text": fallback}
             break
         used = cited_numbers("".join(text))
         citations[:] = [c for c in numbered if c["n"] in used]
