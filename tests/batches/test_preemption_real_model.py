@@ -39,7 +39,7 @@ def real(data_dir: Path) -> Iterator[tuple[Hub, TestClient, openai.OpenAI]]:
                                   # No grace: the line must hold the model when the interactive request comes
                                   # (with the default 3 s it still waits out the grace after the warm-up and
                                   # the `alone` request, and the interactive request just takes the free model).
-                                  batch={"poll_interval_s": 0.05, "lease_s": 30.0, "interactive_grace_s": GRACE_S}))
+                                  batch={"poll_interval_s": 0.05, "lease_s": 30.0, "interactive_grace_s": 0}))
     create_org(hub, "acme")
     key = create_key(hub, "acme").secret
     try:
