@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..hookspecs import hookimpl
 from ..services import Provide
+from ..web_assets import STATIC_DIR
 
 if TYPE_CHECKING:
     import click
@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from ..hub import Hub
     from ..pipeline import ChatInterceptor
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 
 
 @hookimpl

@@ -16,7 +16,7 @@ from sovhub.assistant.i18n import CATALOG_DIR, TEMPLATE_PATH, UiCatalogs, parse_
 from sovhub.errors import ConfigError
 
 LANGUAGES = ["en", "uk", "pl", "de", "fr", "es", "ar", "ja"]
-TEMPLATES = Path(__file__).resolve().parents[3] / "src" / "sovhub" / "web" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[3] / "src" / "sovhub" / "web_assets" / "templates"
 # Attributes people read (or hear through a screen reader): they must be translated too.
 _READ_ATTRIBUTES = {"aria-label", "title", "placeholder", "alt"}
 _BUTTON_INPUTS = {"submit", "button", "reset"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -22,6 +21,7 @@ from markupsafe import Markup, escape
 from ...access.csrf import csrf_token
 from ...access.sessions import current_user
 from ...store.tables import User
+from ...web_assets import STATIC_DIR
 from ..i18n import UiCatalogs, UiLocale
 from ..people import load_user
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["LANG_COOKIE", "STATIC_DIR", "Page", "environment", "page_for", "render", "request_hub", "static_version"]
 
 LANG_COOKIE = "sovhub_lang"
-STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
 
 
 def static_version() -> str:
@@ -46,7 +45,7 @@ def static_version() -> str:
 def environment() -> Environment:
     """One environment per process: templates are compiled once and cached."""
     env = Environment(
-        loader=PackageLoader("sovhub.web", "templates"),
+        loader=PackageLoader("sovhub.web_assets", "templates"),
         autoescape=select_autoescape(["html"]),
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,

@@ -1,1 +1,0 @@
-"""Web assets: templates and static files."""
