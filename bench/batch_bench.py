@@ -8,9 +8,11 @@ One `sovhub serve` (embedded SmolLM2-135M, the default guards) driven by the off
   `in_progress_at` to `completed_at`;
 - batch + probes: a batch three times as long, and the same probes while it runs.
 
-Two modes, each its own hub, rounds interleaved: ``preempt`` (sovhub: batch lines in a background lane, preempted
-by interactive requests, see docs/batch.md) and ``fifo``, the peer pattern of a gateway without priorities
-(``batch.interactive_first = false``: batch lines queue with interactive requests in arrival order).
+Three modes, each its own hub, rounds interleaved: ``preempt`` (sovhub: batch lines in a background lane, preempted
+by interactive requests, see docs/batch.md; ``batch.interactive_grace_s = 0``), ``grace`` (the same with a 3 s
+grace after each interactive request before batch lines start again) and ``fifo``, the peer pattern of a gateway
+without priorities (``batch.interactive_first = false``: batch lines queue with interactive requests in arrival
+order).
 
 The p95 ratio (under batch / idle) is computed per round and over all probes; rounds alternate idle and busy so
 that the machine's background load hits both alike. The scheduler part is pure (no server): `plan_lines` on a
@@ -91,8 +93,10 @@ def wait(client: openai.OpenAI, batch_id: str, statuses: set[str], timeout: floa
 
 
 MODES = {
-    # sovhub's pattern: batch lines in a background lane, preempted by interactive requests.
-    "preempt": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "true"},
+    # sovhub's pattern: batch lines in a background lane, preempted by interactive requests; no grace.
+    "preempt": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "true", "SOVHUB_BATCH__INTERACTIVE_GRACE_S": "0"},
+    # The same, and the lane stays closed for the default grace after each interactive request.
+    "grace": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "true", "SOVHUB_BATCH__INTERACTIVE_GRACE_S": "3"},
     # The peer pattern (a gateway without priorities): batch lines queue with interactive requests, FIFO.
     "fifo": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "false"},
 }
@@ -194,7 +198,8 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument("--lines", type=int, default=20)
     parser.add_argument("--line-tokens", type=int, default=32)
-    parser.add_argument("--modes", default="preempt,fifo", help="Comma-separated: preempt (sovhub), fifo (the peer).")
+    parser.add_argument("--modes", default="preempt,grace,fifo",
+                        help="Comma-separated: preempt (sovhub, no grace), grace (sovhub, 3 s grace), fifo (the peer).")
     parser.add_argument("--sovhub-env", action="append", default=[], metavar="KEY=VALUE",
                         help="A setting for the hubs under test (repeatable).")
     parser.add_argument("--skip-serve", action="store_true", help="Only the scheduler part (no server).")

@@ -36,7 +36,10 @@ def real(data_dir: Path) -> Iterator[tuple[Hub, TestClient, openai.OpenAI]]:
 
     hub = build_hub(make_settings(data_dir, safety={"enabled": False}, embedded_enabled=True,
                                   embeddings_enabled=False, embedded_max_tokens=128,
-                                  batch={"poll_interval_s": 0.05, "lease_s": 30.0}))
+                                  # No grace: the line must hold the model when the interactive request comes
+                                  # (with the default 3 s it still waits out the grace after the warm-up and
+                                  # the `alone` request, and the interactive request just takes the free model).
+                                  batch={"poll_interval_s": 0.05, "lease_s": 30.0, "interactive_grace_s": 0}))
     create_org(hub, "acme")
     key = create_key(hub, "acme").secret
     try:
@@ -115,3 +118,52 @@ def test_an_interactive_request_preempts_a_running_batch_line(real: tuple[Hub, T
     assert len(rows) == 1 and rows[0].completion_tokens == output[0]["response"]["body"]["usage"]["completion_tokens"]
     print(f"line alone {alone_s:.2f} s; interactive TTFT {ttft_s * 1000:.0f} ms, done in {interactive_s:.2f} s "
           f"while the line ran; line attempts {final.attempts}")  # noqa: T201
+
+
+GRACE_S = 5.0  # generous: the test's interactive requests follow one another within milliseconds
+
+
+@pytest.fixture
+def graced(data_dir: Path) -> Iterator[tuple[Hub, TestClient, openai.OpenAI]]:
+    from sovhub.app import create_app
+
+    hub = build_hub(make_settings(data_dir, safety={"enabled": False}, embedded_enabled=True,
+                                  embeddings_enabled=False, embedded_max_tokens=32,
+                                  batch={"poll_interval_s": 0.05, "lease_s": 30.0, "interactive_grace_s": GRACE_S}))
+    create_org(hub, "acme")
+    key = create_key(hub, "acme").secret
+    try:
+        with TestClient(create_app(hub), headers={"authorization": f"Bearer {key}"}) as client:
+            sdk = openai.OpenAI(base_url=f"{client.base_url}/v1", api_key=key, http_client=client, max_retries=0)
+            yield hub, client, sdk
+    finally:
+        hub.close()
+
+
+@pytest.mark.slow
+def test_batch_lines_wait_out_the_grace_after_interactive_requests(
+        graced: tuple[Hub, TestClient, openai.OpenAI]) -> None:
+    hub, client, sdk = graced
+    _first_token_s(client)  # warm the model; the grace starts
+    line = {"custom_id": "short", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": MODEL, "max_tokens": 16, "temperature": 0,
+                     "messages": [{"role": "user", "content": LONG}]}}
+    file_id = sdk.files.create(file=("in.jsonl", io.BytesIO(json.dumps(line).encode() + b"\n")),
+                               purpose="batch").id
+    batch = sdk.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+    deadline = time.monotonic() + 60
+    while _status(hub) != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _status(hub) == "running"  # claimed, and waiting in the background lane
+    for _ in range(3):  # follow-ups inside the grace: each finds the model free, none preempts the line
+        _first_token_s(client)
+    last_interactive = time.time()
+    deadline = time.monotonic() + 120
+    while sdk.batches.retrieve(batch.id).status != "completed" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sdk.batches.retrieve(batch.id).status == "completed"
+    final = _line(hub)
+    assert final is not None and final.attempts == 1, "the line started inside the grace and was preempted"
+    assert final.finished_at is not None
+    # Not before the grace after the last interactive request (0.5 s for the clocks' rounding).
+    assert final.finished_at.timestamp() >= last_interactive + GRACE_S - 0.5, (final.finished_at, last_interactive)

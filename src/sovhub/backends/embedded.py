@@ -115,7 +115,8 @@ class EmbeddedBackend(Backend):
         "logprobs", "top_logprobs",
     })
 
-    def __init__(self, config: BackendConfig, *, threads: int = 0, context: int = 2048) -> None:
+    def __init__(self, config: BackendConfig, *, threads: int = 0, context: int = 2048,
+                 interactive_grace_s: float = 0.0) -> None:
         super().__init__(config)
         path = config.options.get("path")
         self.path = Path(path) if path else bundled_model_path()
@@ -128,7 +129,7 @@ class EmbeddedBackend(Backend):
         self.context = context
         self._llm: Any = None
         self._formatter: Any = None
-        self._queue = FairQueue()
+        self._queue = FairQueue(grace_s=interactive_grace_s)
         self._thread = GenerationThread(f"llama-{config.name}")
         #: Tokens the last generation produced before it ended (finished, cut or cancelled).
         self.last_generated = 0
@@ -365,7 +366,8 @@ def _chat_formatter(llm: Any) -> Any:
 
 def _factory(hub: Hub, config: BackendConfig) -> Backend:
     s = hub.settings
-    return EmbeddedBackend(config, threads=s.embedded_threads, context=s.embedded_context)
+    return EmbeddedBackend(config, threads=s.embedded_threads, context=s.embedded_context,
+                           interactive_grace_s=s.batch.interactive_grace_s)
 
 
 @hookimpl

@@ -40,3 +40,7 @@ class BatchSettings(BaseModel):
         True, description="Batch lines wait in a background lane and yield to interactive requests (preemption); "
         "false: they queue with interactive requests in arrival order (FIFO sharing, for comparison)."
     )
+    interactive_grace_s: float = Field(
+        3.0, ge=0, le=600, description="Seconds after the last interactive request on an embedded model before batch "
+        "lines may start on it again (follow-ups find the resource free and their cached prompt kept); 0 = none."
+    )
