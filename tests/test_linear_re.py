@@ -34,7 +34,6 @@ RE_ALLOWLIST: dict[str, str] = {
     "sovhub/sovereignty/keystore.py": "key kinds the hub itself names",
     "sovhub/charts.py": "SVG the hub renders itself",
     "sovhub/safety/lexicon.py": "PENDING: phrase lists use (?<!\\w)/(?!\\w) boundaries",
-    "sovhub/safety/policy.py": "PENDING: topic/phrase patterns use (?<!\\w)/(?!\\w) boundaries",
 }
 
 
@@ -132,7 +131,8 @@ _LINEAR_MODULES = [
     "sovhub.assistant.web.chat", "sovhub.assistant.web.admin_appeals", "sovhub.assistant.web.credits_pages",
     "sovhub.assistant.i18n", "sovhub.files.store", "sovhub.safety.e5_file", "sovhub.safety.guard_model",
     "sovhub.safety.guards", "sovhub.safety.static_table", "sovhub.safety.explain",
-    "sovhub.safety.pii.checksums", "sovhub.safety.pii.anonymize", "sovhub.assistant.turns",
+    "sovhub.safety.pii.checksums", "sovhub.safety.pii.anonymize", "sovhub.safety.policy",
+    "sovhub.assistant.turns",
     "sovhub.assistant.fidelity", "sovhub.assistant.grounding", "sovhub.assistant.knowledge.extract",
     "sovhub.assistant.knowledge.service", "sovhub.assistant.knowledge.lexical",
     "sovhub.assistant.knowledge.chunking",
@@ -146,6 +146,10 @@ def _linear_patterns() -> list[tuple[str, object]]:
         for attr, value in vars(module).items():
             items = value.values() if isinstance(value, dict) else [value]
             found.extend((f"{name}.{attr}", v) for v in items if isinstance(v, re2._Regexp))
+    # Built from shipped data on first use rather than at import.
+    policy = importlib.import_module("sovhub.safety.policy")
+    found.extend((f"sovhub.safety.policy.{topic}", pattern)
+                 for topic, (_, pattern) in policy._protected_terms().items())
     return found
 
 
@@ -212,3 +216,10 @@ def test_python_re_backtracks_where_re2_does_not() -> None:
     assert linear_re.compile(evil).match(text) is None
     linear = time.perf_counter() - t0
     assert linear * 20 < backtracking
+
+
+@pytest.mark.parametrize("literal", ["a b", "x.y+z", "c++ (x)", "«ä»", "a\\b", "$^|[]{}*?#&~-", "вибухівка"])
+def test_escape_matches_the_literal_only(literal: str) -> None:
+    pattern = linear_re.compile(linear_re.escape(literal))
+    assert pattern.fullmatch(literal) is not None
+    assert pattern.search(literal.replace(literal[-1], "Z") + "!") is None or literal[-1] == "Z"

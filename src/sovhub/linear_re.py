@@ -19,7 +19,7 @@ from typing import Protocol
 
 import re2
 
-__all__ = ["DIGIT", "LETTER", "SPACE", "WORD", "LinearPattern", "Match", "PatternRefused", "compile"]
+__all__ = ["ALNUM", "DIGIT", "LETTER", "SPACE", "WORD", "LinearPattern", "Match", "PatternRefused", "compile", "escape"]
 
 # Python's str ``\w`` is ``isalnum() or "_"``: every letter and number category, no marks.
 WORD = r"\pL\pN_"
