@@ -11,6 +11,12 @@ limit the creator has and the request leaves out is inherited) and an expiry no 
 creator's; revoking a key revokes every key minted from it, down the whole chain. An operator
 (CLI, staff console) may create any key; an organization's first active key is ``admin`` unless
 a scope is given, later ones ``inference``.
+
+Staff keys: the scope ``staff`` (the fund office's API, ``/hub/v1/admin/...``) is held only by a
+key bound to a staff member (``api_keys.staff_user_id``), made by :func:`create_staff_key` from
+the operator's CLI. It is in no list a key may ask for (:data:`SCOPES`), so no key, admin or not,
+can mint one, and it implies nothing else (a staff key calls no model and manages no keys).
+Every call re-reads the member: a staff key stops working once its person loses ``is_staff``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from sqlalchemy import select
 
 from sovhub import linear_re
 
-from .errors import AuthenticationFailed, Conflict, InsufficientScope, InvalidRequest, NotFound
+from .errors import AuthenticationFailed, Conflict, InsufficientScope, InvalidRequest, NotFound, PermissionDenied
 from .hub import Hub
 from .pipeline import Principal
 from .store.base import as_utc, utcnow
@@ -39,8 +45,9 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = [
-    "ADMIN", "INFERENCE", "MEMBER_ROLES", "SCOPES", "CreatedKey", "KeyCache", "add_member", "create_key", "create_org",
-    "get_org", "list_keys", "memberships", "require_scope", "revoke_key", "validate_scopes",
+    "ADMIN", "INFERENCE", "MEMBER_ROLES", "SCOPES", "STAFF", "CreatedKey", "KeyCache", "add_member", "create_key",
+    "create_org", "create_staff_key", "get_org", "list_keys", "memberships", "require_scope", "revoke_key",
+    "staff_of_key", "validate_scopes",
 ]
 
 KEY_PREFIX = "sk-sov-"
@@ -48,6 +55,8 @@ _NAME_RE = linear_re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,119}$")
 _LIMIT_FIELDS = ("rpm", "tpm", "rpd", "tpd")
 INFERENCE, ADMIN = "inference", "admin"
 SCOPES = (INFERENCE, ADMIN)
+#: Not in SCOPES: only create_staff_key gives it.
+STAFF = "staff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +159,10 @@ def validate_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
 def require_scope(principal: Principal, scope: str) -> None:
     """Raise InsufficientScope unless the calling key holds `scope`."""
     if scope not in principal.scopes:
+        how = "--staff EMAIL" if scope == STAFF else f"--scope {scope}"
         raise InsufficientScope(
             f"this API key lacks the scope {scope!r}; an operator creates a key with it "
-            f"(`sovhub keys create --org NAME --scope {scope}`)",
+            f"(`sovhub keys create --org NAME {how}`)",
             extra={"required_scope": scope},
         )
 
@@ -258,6 +268,52 @@ def create_key(
              created_by=creator.key_prefix if creator is not None else None)
     return CreatedKey(id=key_id, prefix=prefix, secret=secret, org=org.name, scopes=wanted,
                       limits=clean_limits, expires_at=expires_at)
+
+
+def create_staff_key(
+    hub: Hub, org_name: str, email: str, *, name: str | None = None, expires_at: datetime | None = None,
+    actor: str = "cli",
+) -> CreatedKey:
+    """Create a key with only the scope ``staff``, acting as staff member `email` (operator only: CLI)."""
+    org = get_org(hub, org_name)
+    name = (name or "").strip() or None
+    if name is not None and len(name) > 120:
+        raise InvalidRequest("a key name has at most 120 characters", param="name")
+    if expires_at is not None:
+        expires_at = as_utc(expires_at)
+        if expires_at <= utcnow():
+            raise InvalidRequest(f"expires_at {expires_at.isoformat()} is not in the future", param="expires_at")
+    prefix = KEY_PREFIX + secrets.token_urlsafe(6).replace("-", "x").replace("_", "y")[:8]
+    secret = f"{prefix}_{secrets.token_urlsafe(24)}"
+    with hub.db.session() as s:
+        user = s.scalar(select(User).where(User.email == email.strip()))
+        if user is None:
+            raise NotFound(f"no user {email!r}", param="staff")
+        if not user.is_staff:
+            raise InvalidRequest(f"{email} is not staff; a staff key acts as a staff member", param="staff",
+                                 code="not_staff")
+        row = ApiKey(org_id=org.id, name=name, prefix=prefix, secret_hash=_hash(secret), limits={},
+                     scopes=[STAFF], parent_key_id=None, expires_at=expires_at, staff_user_id=user.id)
+        s.add(row)
+        s.flush()
+        key_id, user_label = row.id, f"user:{user.id}:{user.email}"
+    hub.emit("key.created", actor=actor, subject=f"key:{prefix}", org=org.name, limits={}, scopes=[STAFF],
+             expires_at=expires_at.isoformat() if expires_at else None, created_by=None, staff=user_label)
+    return CreatedKey(id=key_id, prefix=prefix, secret=secret, org=org.name, scopes=(STAFF,), limits={},
+                      expires_at=expires_at)
+
+
+def staff_of_key(hub: Hub, key_id: int | None) -> tuple[int, str]:
+    """(user id, e-mail) of the staff member a staff key acts as, read now; refused unless they are staff."""
+    with hub.db.session() as s:
+        found = s.execute(select(User.id, User.email, User.is_staff, ApiKey.scopes)
+                          .join(ApiKey, ApiKey.staff_user_id == User.id).where(ApiKey.id == key_id)).first()
+    if found is None or STAFF not in (found[3] or ()):
+        raise InsufficientScope("this endpoint needs a staff key (`sovhub keys create --org NAME --staff EMAIL`)",
+                                extra={"required_scope": STAFF})
+    if not found[2]:
+        raise PermissionDenied(f"{found[1]} is no longer staff; their staff keys do nothing", code="not_staff")
+    return int(found[0]), str(found[1])
 
 
 def list_keys(hub: Hub, org_name: str | None = None) -> list[tuple[ApiKey, str]]:

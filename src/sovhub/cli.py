@@ -321,14 +321,25 @@ def keys() -> None:
 @click.option("--tpm", type=click.IntRange(min=0), default=None, help="Tokens per minute.")
 @click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day.")
 @click.option("--tpd", type=click.IntRange(min=0), default=None, help="Tokens per day.")
+@click.option("--staff", "staff", default=None, metavar="EMAIL",
+              help="A staff key acting as this staff member (scope staff only: the fund office's API "
+                   "/hub/v1/admin/...); no other scope or limit.")
 @pass_hub
 def keys_create(
     hub: Hub, org: str, name: str | None, scopes: tuple[str, ...], expires: datetime | None,
-    rpm: int | None, tpm: int | None, rpd: int | None, tpd: int | None,
+    rpm: int | None, tpm: int | None, rpd: int | None, tpd: int | None, staff: str | None,
 ) -> None:
     """Create an API key; the secret is shown once, as the last line."""
-    from .accounts import create_key
+    from .accounts import create_key, create_staff_key
 
+    if staff is not None:
+        if scopes or any(v is not None for v in (rpm, tpm, rpd, tpd)):
+            raise click.UsageError("--staff makes a key with the scope staff only; leave out --scope and limits")
+        made = create_staff_key(hub, org, staff, name=name, expires_at=expires.replace(tzinfo=UTC) if expires
+                                else None, actor=cli_actor())
+        click.echo(f"created staff key {made.prefix} acting as {staff}; store the secret now:", err=True)
+        click.echo(made.secret)
+        return
     limits = {k: v for k, v in {"rpm": rpm, "tpm": tpm, "rpd": rpd, "tpd": tpd}.items() if v is not None}
     created = create_key(hub, org, name=name, limits=limits, scopes=scopes or None,
                          expires_at=expires.replace(tzinfo=UTC) if expires else None, actor=cli_actor())

@@ -86,3 +86,30 @@ def test_0008_makes_existing_keys_inference_only_and_claims_registry_numbers(dat
         command.upgrade(db.alembic_config(), "head")
     finally:
         db.dispose()
+
+
+def test_0019_leaves_every_existing_key_unbound_and_downgrades(database_url, data_dir) -> None:
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(make_settings(data_dir, database_url=database_url).resolved_database_url)
+    try:
+        command.upgrade(db.alembic_config(), "0017")
+        now = "2026-01-01 00:00:00+00:00"
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO organizations (id, name, created_at) VALUES (1, 'org1', :t)"), {"t": now})
+            conn.execute(text("INSERT INTO api_keys (id, org_id, prefix, secret_hash, limits, scopes, created_at) "
+                              "VALUES (1, 1, 'sk-sov-k1', 'h', '{}', '[\"inference\", \"admin\"]', :t)"), {"t": now})
+        command.upgrade(db.alembic_config(), "0019")
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT prefix, scopes, staff_user_id FROM api_keys")).all()
+        assert [(p, json.loads(s) if isinstance(s, str) else s, u) for p, s, u in rows] == [
+            ("sk-sov-k1", ["inference", "admin"], None)]
+        command.downgrade(db.alembic_config(), "0017")
+        assert "staff_user_id" not in {c["name"] for c in inspect(db.engine).get_columns("api_keys")}
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT prefix FROM api_keys")).scalars().all() == ["sk-sov-k1"]
+        command.upgrade(db.alembic_config(), "head")
+    finally:
+        db.dispose()

@@ -39,8 +39,9 @@ def sovhub_admission(hub: Hub) -> list[Any]:
 def sovhub_routers(hub: Hub) -> list[Any]:
     from .api import router as credits
     from .programmes_api import router as programmes
+    from .staff_api import router as staff
 
-    return [credits, programmes]
+    return [credits, programmes, staff]
 
 
 @hookimpl

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
     from ..hub import Hub
 
-__all__ = ["ProgrammeRules", "create_programme", "get_programme", "grant_credits", "programme_accounts",
-           "programme_list"]
+__all__ = ["ProgrammeRules", "create_programme", "get_programme", "grant_credits", "grant_view", "programme_accounts",
+           "programme_list", "staff_programme_list"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,3 +218,30 @@ def programme_list(hub: Hub) -> list[dict[str, Any]]:
             "grant_validity_days": p.grant_validity_days, "models": p.models or None,
         })
     return out
+
+
+def staff_programme_list(hub: Hub) -> list[dict[str, Any]]:
+    """The public view of every programme plus what fund staff see: budget, left to grant, partners' shares."""
+    ledger = hub.services.get(Ledger)
+    with hub.db.session() as s:
+        partners: dict[int, list[dict[str, Any]]] = {}
+        for pp, name in s.execute(select(ProgrammePartner, CreditPartner.name)
+                                  .join(CreditPartner, CreditPartner.id == ProgrammePartner.partner_id)
+                                  .order_by(ProgrammePartner.programme_id, CreditPartner.name)):
+            partners.setdefault(pp.programme_id, []).append({"name": name, "share": pp.share / 100})
+        budgets = {pid: budget for pid, budget in s.execute(select(CreditProgramme.id, CreditProgramme.budget))}
+    out = []
+    for view in programme_list(hub):
+        pool = ledger.account_id("programme", view["id"])
+        left = ledger.available(ledger.balances([pool])[pool]) if pool is not None else 0
+        out.append({**view, "budget": as_number(budgets[view["id"]]), "left_to_grant": as_number(left),
+                    "partners": partners.get(view["id"], [])})
+    return out
+
+
+def grant_view(grant: CreditGrant, programme: str, organization: str) -> dict[str, Any]:
+    expires = as_utc(grant.expires_at) if grant.expires_at else None
+    return {"id": grant.id, "object": "programme.grant", "programme": programme, "organization": organization,
+            "credits": as_number(grant.amount), "reason": grant.reason,
+            "expires_at": expires.isoformat() if expires else None, "application": grant.application_id,
+            "created_at": as_utc(grant.created_at).isoformat() if grant.created_at else None}

@@ -68,6 +68,8 @@ class ApiKey(Base):
         ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
     )
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A staff key (scope "staff", minted only by the operator's CLI) acts as this staff member.
+    staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
