@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 import threading
 import time
@@ -33,6 +32,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+
+from sovhub import linear_re
 
 from .errors import AuthenticationFailed, Conflict, InsufficientScope, InvalidRequest, NotFound, PermissionDenied
 from .hub import Hub
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 KEY_PREFIX = "sk-sov-"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,119}$")
+_NAME_RE = linear_re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,119}$")
 _LIMIT_FIELDS = ("rpm", "tpm", "rpd", "tpd")
 INFERENCE, ADMIN = "inference", "admin"
 SCOPES = (INFERENCE, ADMIN)

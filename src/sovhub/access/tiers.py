@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+
+from sovhub import linear_re
 
 from ..errors import InvalidRequest, OrganizationNotVerified, PermissionDenied
 from ..store.base import utcnow
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TierPolicy", "check_tier", "grant_tier", "list_tiers", "set_tier"]
 
-_TIER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+_TIER_RE = linear_re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 HOW_TO_VERIFY = (
     "An administrator of your organization can request verification with "
     "POST /hub/v1/organization/verification (or in the web admin); the legal representative then "

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sovhub import linear_re
 
 from ..errors import PayloadTooLarge, SovhubError
 from ..observability import Metrics, new_request_id, request_id_var
@@ -26,7 +27,7 @@ log = logging.getLogger("sovhub.api")
 # Sent only when the hub's public URL is https: a browser that saw it never falls back to plain
 # HTTP for a year, so a network attacker cannot strip TLS to read the session cookie.
 _HSTS = b"max-age=31536000; includeSubDomains"
-_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_RID = linear_re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class HubMiddleware:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from sovhub import linear_re
 
 from ..errors import ConfigError
 from ..pipeline import ChatContext, ChatResult, OutputVerdict
@@ -108,8 +109,8 @@ _REMINDERS: dict[str, str] = {
     "ja": "（日本語で答えてください。）",
 }
 
-_CODE = re.compile(r"```.*?(```|$)|`[^`\n]*`|https?://\S+", re.S)
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_CODE = linear_re.compile(f"```.*?(```|$)|`[^`\\n]*`|https?://[^{linear_re.SPACE}]+", dotall=True)
+_CJK = linear_re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 def _language_name(lang: str) -> str:
@@ -250,11 +251,11 @@ KNOWN_WORDS_MIN = 0.5
 READABLE_MIN_WORDS = 6
 # Written without spaces: wordfreq needs a segmenter (MeCab) to find their words, so they are not checked.
 _UNSEGMENTED = frozenset({"ja", "zh", "ko", "th"})
-_WORD = re.compile(r"[^\W\d_]{2,}")
+_WORD = linear_re.compile(f"[{linear_re.LETTER}]{{2,}}")
 # Languages not written in Latin letters: only the words in their own script are judged. An English
 # aside ("(The truth is clear)") in a Ukrainian answer otherwise lifted a recorded SmolLM2 gibberish
 # ("Ябложење відесет: Раздразів старого місце ...") over the bar, since English words are in the lists too.
-_SCRIPT = {"uk": re.compile(r"[\u0400-\u04ff]"), "ar": re.compile(r"[\u0600-\u06ff]")}
+_SCRIPT = {"uk": linear_re.compile("[\u0400-\u04ff]"), "ar": linear_re.compile("[\u0600-\u06ff]")}
 
 
 def readable(text: str, lang: str) -> bool:

@@ -10,12 +10,13 @@ quotations; and says it does not know when no passage passes the relevance floor
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from sovhub import linear_re
 
 from .fidelity import detector_for
 
@@ -64,9 +65,9 @@ MIN_FIDELITY = 0.8
 # Sentences quoted: the best one, and others within this much of its similarity (at most MAX_QUOTED).
 QUOTE_MARGIN = 0.02
 MAX_QUOTED = 2
-_SENTENCE = re.compile(r"[^.!?。！？؟\n]+[.!?。！？؟]*", re.UNICODE)
+_SENTENCE = linear_re.compile(r"[^.!?。！？؟\n]+[.!?。！？؟]*")
 _ENDS = frozenset(".!?。！？؟")
-_CITATION = re.compile(r"\[(\d{1,3})\]")
+_CITATION = linear_re.compile(f"\\[([{linear_re.DIGIT}]{{1,3}})\\]")
 
 
 def quoted_label(lang: str) -> str:

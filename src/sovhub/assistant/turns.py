@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
+
+from sovhub import linear_re
 
 from ..api.chat.protocol import ChatCompletionRequest
 from ..api.chat.service import ChatService
@@ -53,7 +54,7 @@ __all__ = ["CURRENT_TURN", "Turn", "TurnMarker", "plan_turn", "run_turn"]
 log = logging.getLogger("sovhub.assistant.web")
 
 KB_PASSAGES = 4
-_LATIN_WORD = re.compile(r"[A-Za-z][\w.'-]*", re.ASCII)
+_LATIN_WORD = linear_re.compile(r"[A-Za-z][A-Za-z0-9_.'-]*")
 # Tokens kept free for what interceptors add to a fitted prompt (the language instruction).
 FIDELITY_RESERVE = 96
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import secrets
 import unicodedata
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
+
+from sovhub import linear_re
 
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge
 from ..sovereignty.crypto import ContentVault
@@ -36,7 +37,7 @@ _ALL_PURPOSES = (*UPLOAD_PURPOSES, "batch_output")
 #: Files at most this large are exported with their content; larger ones by name and size.
 EXPORT_CONTENT_MAX = 10 * 1024 * 1024
 _MIN_EXPIRY_S, _MAX_EXPIRY_S = 3600, 30 * 86400
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+_UNSAFE = linear_re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
 def new_file_id() -> str:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import functools
 import importlib.util
 import mmap
-import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sovhub import linear_re
 
 from ..errors import ConfigError
 
@@ -34,7 +35,7 @@ MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block
 Q4_BLOCK_BYTES = 2 + QK // 2
 META = "\u2581"  # SentencePiece's visible space
-_SPACES = re.compile(" {2,}")
+_SPACES = linear_re.compile(" {2,}")
 _WORD_CACHE = 1 << 16
 
 

@@ -7,18 +7,23 @@ for the Latin-script languages. English is the fallback, never an error.
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from sovhub import linear_re
+
 __all__ = ["LANGUAGES", "explain", "guess_lang", "pick_lang"]
 
 LANGUAGES = ("en", "uk", "pl", "de", "fr", "es", "ar", "ja")
 _CATALOG = Path(__file__).parent / "data" / "messages.yaml"
-_WORDS = re.compile(r"[^\W\d_]+")
+_WORDS = linear_re.compile(f"[{linear_re.LETTER}]+")
+_JA = linear_re.compile(r"[\x{3040}-\x{30ff}\x{4e00}-\x{9fff}]")
+_AR = linear_re.compile(r"[\x{600}-\x{6ff}]")
+_UK = linear_re.compile(r"[\x{400}-\x{4ff}]")
+_PL = linear_re.compile("[ąćęłńśźż]")
 _FUNCTION_WORDS = {
     "en": {"the", "and", "is", "are", "you", "what", "how", "to", "of", "my", "i", "it", "this"},
     "de": {"der", "die", "das", "und", "ist", "ich", "nicht", "wie", "ein", "eine", "mit", "zu", "sie"},
@@ -36,13 +41,13 @@ def _catalog() -> dict[str, dict[str, Any]]:
 
 def guess_lang(text: str) -> str:
     sample = text[:2000]
-    if re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", sample):
+    if _JA.search(sample):
         return "ja"
-    if re.search(r"[\u0600-\u06ff]", sample):
+    if _AR.search(sample):
         return "ar"
-    if re.search(r"[\u0400-\u04ff]", sample):
+    if _UK.search(sample):
         return "uk"
-    if re.search(r"[ąćęłńśźż]", sample.lower()):
+    if _PL.search(sample.lower()):
         return "pl"
     words = [w.lower() for w in _WORDS.findall(sample)]
     best, score = "en", 0

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+
+from sovhub import linear_re
 
 from ..backends.base import Backend, CancelToken, estimate_tokens
 from ..backends.registry import BackendRegistry
@@ -48,7 +49,8 @@ Complete = Callable[[list[dict[str, str]]], Awaitable[str]]
 # of this size (every piece, so a payload at the end of a long message is read too).
 MAX_PROMPT_CHARS = 8000
 PIECE_OVERLAP = 400
-_CODES_LINE = re.compile(r"S\d{1,2}(?:\s*,\s*S\d{1,2})*")
+_CODE_RE = f"S[{linear_re.DIGIT}]{{1,2}}"
+_CODES_LINE = linear_re.compile(f"{_CODE_RE}(?:[{linear_re.SPACE}]*,[{linear_re.SPACE}]*{_CODE_RE})*")
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ normalised text can be reported in the original one.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from sovhub import linear_re
 
 __all__ = [
     "MAX_NORMALIZE_CHARS",
@@ -60,7 +61,7 @@ _TO_CYRILLIC = str.maketrans("aeopcyxiABEKMHOPCTX", "аеорсухіАВЕКМ�
 # Digits and symbols standing in for letters inside a word ("k1ll", "b0mb").
 _LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b"}
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_WORD = linear_re.compile(f"[{linear_re.ALNUM}]+")
 
 
 def _script(ch: str) -> str:

@@ -23,7 +23,6 @@ is refused at load with a :class:`FloorViolation` naming the floor clause it bre
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -32,6 +31,8 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sovhub import linear_re
 
 from ..errors import ConfigError
 from .guards import GuardFinding, normalize
@@ -255,17 +256,18 @@ def protected_speech() -> tuple[ProtectedItem, ...]:
 
 
 @cache
-def _protected_terms() -> dict[str, tuple[str, re.Pattern[str]]]:
+def _protected_terms() -> dict[str, tuple[str, linear_re.LinearPattern]]:
     raw = yaml.safe_load((_DATA / "protected_topics.yaml").read_text(encoding="utf-8"))
-    out: dict[str, tuple[str, re.Pattern[str]]] = {}
+    out: dict[str, tuple[str, linear_re.LinearPattern]] = {}
     for topic, spec in raw.items():
         parts = []
         for term in spec["terms"]:
-            escaped = re.escape(str(term).lower())
+            escaped = linear_re.escape(str(term).lower())
             # Scripts written without spaces (Japanese) have no word starts to anchor on.
             spaced = all(ord(c) < 0x3000 for c in str(term))
-            parts.append(rf"(?<!\w){escaped}" if spaced else escaped)
-        out[topic] = (str(spec["label"]), re.compile("|".join(parts)))
+            # RE2 has no lookbehind; for a search "start of text or a non-word character" is the same.
+            parts.append(f"(?:^|[^{linear_re.WORD}]){escaped}" if spaced else escaped)
+        out[topic] = (str(spec["label"]), linear_re.compile("|".join(parts)))
     return out
 
 
@@ -339,16 +341,22 @@ def check_floor(
                 )
 
 
+_W = linear_re.WORD
+
+
 class PolicyLexiconGuard:
     """The policy's own phrases (deployment additions), matched on normalised, lower-cased text."""
 
     name = "policy-lexicon"
 
     def __init__(self, entries: Sequence[LexiconEntry]) -> None:
-        self._entries: list[tuple[re.Pattern[str], LexiconEntry]] = []
+        self._entries: list[tuple[linear_re.LinearPattern, LexiconEntry]] = []
         for e in entries:
             phrase = normalize(e.phrase).lower()
-            self._entries.append((re.compile(rf"(?<!\w){re.escape(phrase)}(?!\w)"), e))
+            # Only searched (never spanned), so consuming the boundary characters is the same as
+            # the lookarounds (?<!\w) / (?!\w) RE2 cannot run.
+            self._entries.append((linear_re.compile(
+                f"(?:^|[^{_W}]){linear_re.escape(phrase)}(?:$|[^{_W}])"), e))
 
     def scan(self, text: str, lang: str | None) -> list[GuardFinding]:
         if not self._entries or not text:

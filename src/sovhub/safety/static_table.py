@@ -5,12 +5,13 @@ Shared by the encoder, which reads the table, and :mod:`sovhub.safety.static_bui
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sovhub import linear_re
 
 from .guards import normalize
 
@@ -43,12 +44,17 @@ EMBED_BATCH = 64
 # Longest vocabulary word tried when segmenting Japanese script.
 _MAX_CJK_WORD = 6
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\u3005"
-_TOKEN = re.compile(f"[{_CJK}]+|[^\\W_{_CJK}]+", re.UNICODE)
-CJK_RUN = re.compile(f"[{_CJK}]")
+# RE2 has no class subtraction: a letter run is split at CJK runs afterwards (both linear).
+_TOKEN = linear_re.compile(f"[{_CJK}]+|[{linear_re.ALNUM}]+")
+_CJK_SPLIT = linear_re.compile(f"[{_CJK}]+|[^{_CJK}]+")
+CJK_RUN = linear_re.compile(f"[{_CJK}]")
 
 
 def split_words(text: str) -> list[str]:
-    return _TOKEN.findall(normalize(text).casefold())
+    out: list[str] = []
+    for token in _TOKEN.findall(normalize(text).casefold()):
+        out.extend(_CJK_SPLIT.findall(token) if CJK_RUN.search(token) else (token,))
+    return out
 
 
 def tokenize(text: str, vocabulary: dict[str, int] | None = None) -> list[str]:

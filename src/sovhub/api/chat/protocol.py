@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sovhub import linear_re
+
 __all__ = ["ChatCompletionRequest", "ChatMessage", "StreamOptions", "check_response_format", "check_tools"]
 
 # OpenAI's rule for function and schema names.
-_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_NAME = linear_re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def check_response_format(value: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ A new UI language needs only a new ``.po`` file and its code in ``assistant.lang
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -28,6 +27,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import Translations
+
+from sovhub import linear_re
 
 from ...errors import ConfigError
 
@@ -45,7 +46,7 @@ CATALOG_DIR = Path(__file__).parent / "locale"
 TEMPLATE_PATH = Path(__file__).parent / "messages.pot"
 # Scripts written right to left; the page gets dir="rtl" and the CSS uses logical properties.
 _RTL = {"ar", "fa", "he", "ur", "ps", "yi", "dv", "ckb"}
-_TAG = re.compile(r"^[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*$|^\*$")
+_TAG = linear_re.compile(r"^[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*$|^\*$")
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,29 @@ Every chunk is an exact slice ``page_text[start:end]``, so a citation can highli
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from sovhub import linear_re
 
 __all__ = ["Chunk", "chunk_pages", "estimate_tokens", "sentence_spans"]
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_CJK = linear_re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 # A sentence ends after terminal punctuation (plus closing quotes/brackets) followed by space,
 # after a full-width terminator, or at a blank line.
-_BOUNDARY = re.compile(r"(?<=[.!?…؟][\"'»”’)\]])\s+|(?<=[.!?…؟;])\s+|(?<=[。！？])|\n\s*\n")
+# RE2 has no lookbehind: the terminator is matched and the boundary is the span of group 1
+# (the whitespace after it), the point just after a full-width terminator (group 2), or a blank line.
+_S = linear_re.SPACE
+_BOUNDARY = linear_re.compile(
+    f"(?:[.!?…؟][\"'»”’)\\]]|[.!?…؟;])([{_S}]+)|([。！？])|(\\n[{_S}]*\\n)")
+# A place a long sentence may be cut: a whitespace run, or just after a CJK character.
+_CUT = linear_re.compile(f"([{_S}]+)|([\\x{{3000}}-\\x{{9fff}}])")
+
+
+def _boundary(match: linear_re.Match) -> tuple[int, int]:
+    if match.group(2):  # full-width terminator
+        return match.end(2), match.end(2)
+    group = 1 if match.group(1) else 3  # whitespace after a terminator, or a blank line
+    return match.start(group), match.end(group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +51,9 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     pos = 0
     for match in _BOUNDARY.finditer(text):
-        spans.extend(_trim(text, pos, match.start()))
-        pos = match.end()
+        cut_start, cut_end = _boundary(match)
+        spans.extend(_trim(text, pos, cut_start))
+        pos = cut_end
     spans.extend(_trim(text, pos, len(text)))
     return spans
 
@@ -58,8 +73,8 @@ def _split_long(text: str, span: tuple[int, int], max_tokens: int) -> list[tuple
     while estimate_tokens(text[start:end]) > max_tokens:
         cut = start + 1
         # Grow the piece word by word until the budget is reached.
-        for match in re.finditer(r"\s+|(?<=[\u3000-\u9fff])", text[start:end]):
-            candidate = start + match.start()
+        for match in _CUT.finditer(text[start:end]):
+            candidate = start + (match.start() if match.group(1) else match.end())
             if candidate <= start:
                 continue
             if estimate_tokens(text[start:candidate]) > max_tokens:

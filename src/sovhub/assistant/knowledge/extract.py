@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePath
+
+from sovhub import linear_re
 
 from ...errors import InvalidRequest
 
@@ -99,9 +100,14 @@ def _pdf(name: str, data: bytes, stem: str) -> Extracted:
     return Extracted(title, "application/pdf", pages, paged=True)
 
 
+_HYPHEN_BREAK = linear_re.compile(f"([{linear_re.WORD}])-\\n([{linear_re.WORD}])")
+_BLANKS = linear_re.compile(r"[ \t\r\f\v]+")
+_BLANK_LINES = linear_re.compile(r"\n{3,}")
+
+
 def _clean_pdf_text(text: str) -> str:
     # pypdf keeps hyphenated line breaks ("Verwal-\ntung"); joining them helps both FTS and embeddings.
-    return re.sub(r"(\w)-\n(\w)", r"\1\2", text)
+    return _HYPHEN_BREAK.sub(r"\1\2", text)
 
 
 def _first_line(text: str) -> str:
@@ -176,7 +182,7 @@ def _html(text: str, stem: str) -> Extracted:
     parser = _HtmlText()
     parser.feed(text)
     parser.close()
-    lines = [re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in "".join(parser.parts).split("\n")]
-    body = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    lines = [_BLANKS.sub(" ", line).strip() for line in "".join(parser.parts).split("\n")]
+    body = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
     title = " ".join("".join(parser.title_parts).split()) or " ".join("".join(parser.h1_parts).split())
     return Extracted(title or _first_line(body) or stem, "text/html", [body], paged=False)

@@ -11,19 +11,20 @@ Reisepass finds Reisepasses), where a language-specific stemmer would fit only o
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
+from sovhub import linear_re
+
 from ..tables import KbChunk
 
 __all__ = ["TermStats", "fts_text", "index_chunks", "match_stem", "query_terms", "reindex_all", "search"]
 
-_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
-_WORD = re.compile(r"\w+", re.UNICODE)
+_CJK_RUN = linear_re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+_WORD = linear_re.compile(f"[{linear_re.WORD}]+")
 MAX_TERMS = 32
 # Terms in more than this share of the passages are dropped from keyword queries (see below),
 # once there are enough passages for the cost to matter.
@@ -31,7 +32,7 @@ COMMON_SHARE = 0.05
 COMMON_MIN_PASSAGES = 2000
 
 
-def _bigrams(match: re.Match[str]) -> str:
+def _bigrams(match: linear_re.Match) -> str:
     run = match.group(0)
     if len(run) == 1:
         return f" {run} "

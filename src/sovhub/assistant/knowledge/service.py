@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,8 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+from sovhub import linear_re
 
 from ...errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from ...store.base import utcnow
@@ -39,7 +40,7 @@ log = logging.getLogger("sovhub.assistant.knowledge")
 # The constant of Cormack et al.'s reciprocal rank fusion; 60 is their (and everyone's) default.
 RRF_K = 60
 EMBED_BATCH = 32
-_COLLECTION_NAME = re.compile(r"^[\w][\w.-]{0,119}$", re.UNICODE)
+_COLLECTION_NAME = linear_re.compile(f"^[{linear_re.WORD}][{linear_re.WORD}.-]{{0,119}}$")
 
 Progress = Callable[[IngestResult], None]
 

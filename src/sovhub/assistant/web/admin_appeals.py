@@ -8,12 +8,13 @@ under the blocked message, in their own UI language (the reason is the reviewer'
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+
+from sovhub import linear_re
 
 from ...errors import Conflict, NotFound
 from .admin_access import _actor, _attempt, _back, _staff_form
@@ -24,7 +25,7 @@ __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
 
-_APPEAL_ID = re.compile(r"apl_[0-9a-f]{24}")
+_APPEAL_ID = linear_re.compile(r"apl_[0-9a-f]{24}")
 _STATUSES = ("filed", "upheld", "overturned")
 _OUTCOMES: dict[str, Literal["upheld", "overturned"]] = {"uphold": "upheld", "overturn": "overturned"}
 

@@ -8,13 +8,14 @@ same endpoints stream the answer as Server-Sent Events when asked for ``text/eve
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+
+from sovhub import linear_re
 
 from ...access.csrf import verify_csrf
 from ...errors import Conflict, InvalidRequest, NotFound, SovhubError
@@ -32,7 +33,7 @@ __all__ = ["allowed_models", "router"]
 router = APIRouter(include_in_schema=False)
 
 MAX_MESSAGE_CHARS = 16_000
-_CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
+_CONVERSATION_ID = linear_re.compile(r"[A-Za-z0-9_-]{8,32}")
 NO_REASON = "(no reason given: review asked for in the web app)"
 
 

@@ -10,7 +10,6 @@ who work for that partner. Everything else is the credits area's (:mod:`sovhub.c
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,8 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from markupsafe import Markup
+
+from sovhub import linear_re
 
 from ...access.csrf import verify_csrf
 from ...accounts import memberships
@@ -40,7 +41,7 @@ __all__ = ["credit_bars", "month_param", "partner_context", "router"]
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("sovhub.assistant.web")
 
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_MONTH = linear_re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 _APPLY_CODES = {"call_not_open": "call_not_open", "call_closed": "call_closed", "grant_too_large": "grant_too_large",
                 "application_pending": "application_pending", "kind_not_eligible": "kind_not_eligible",
                 "organization_not_verified": "not_verified", "not_eligible": "not_eligible"}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -24,15 +23,17 @@ from typing import Literal
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
+from sovhub import linear_re
+
 from .analyzer import PiiEntity
 from .checksums import compact
 
 __all__ = ["PLACEHOLDER", "Mode", "Redactor", "StreamRestorer", "Vault", "VaultStore"]
 
 Mode = Literal["mask", "hash", "pseudonymize"]
-PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*)_(\d{1,4})>")
+PLACEHOLDER = linear_re.compile(f"<([A-Z][A-Z_]*)_([{linear_re.DIGIT}]{{1,4}})>")
 # A tail that may grow into a placeholder in the next chunk ("<IBAN_CO").
-_PARTIAL = re.compile(r"<(?:[A-Z][A-Z_]*(?:_\d{0,4})?)?$")
+_PARTIAL = linear_re.compile(f"<(?:[A-Z][A-Z_]*(?:_[{linear_re.DIGIT}]{{0,4}})?)?$")
 _MAX_PLACEHOLDER = 40
 
 

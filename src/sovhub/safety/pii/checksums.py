@@ -10,7 +10,8 @@ they run only on regex candidates, never on the whole message.
 from __future__ import annotations
 
 import datetime as _dt
-import re
+
+from sovhub import linear_re
 
 __all__ = [
     "compact",
@@ -28,7 +29,7 @@ __all__ = [
     "verhoeff_ok",
 ]
 
-_SEPARATORS = re.compile(r"[\s\-./]")
+_SEPARATORS = linear_re.compile(f"[{linear_re.SPACE}\\-./]")
 
 
 def compact(text: str) -> str:
@@ -145,7 +146,8 @@ def valid_de_steuer_id(text: str) -> bool:
     return (0 if check == 10 else check) == d[10]
 
 
-_NIR_SHAPE = re.compile(r"^[1-478]\d{4}(?:\d{2}|2[AB])\d{8}$")
+_D = f"[{linear_re.DIGIT}]"
+_NIR_SHAPE = linear_re.compile(f"^[1-478]{_D}{{4}}(?:{_D}{{2}}|2[AB]){_D}{{8}}$")
 
 
 def valid_fr_nir(text: str) -> bool:
