@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -236,8 +237,6 @@ class BackgroundRuns:
 def replay(state: StoredState) -> list[dict[str, Any]]:
     """An ended background run's events: those stored, and the terminal one synthesized from the
     stored response when the run could not send it (refused before it started, its replica stopped)."""
-    from .service import ResponsesService
-
     events = list(state.events)
     response = state.response
     if events and events[-1]["type"] in _TERMINAL or response["status"] == "cancelled":
@@ -249,7 +248,7 @@ def replay(state: StoredState) -> list[dict[str, Any]]:
         events.append({"type": kind, **data, "sequence_number": sequence})
         sequence += 1
 
-    snapshot = ResponsesService.snapshot
+    snapshot = copy.deepcopy  # each event carries the state of its moment
     if not events:
         event("response.created", response={**snapshot(response), "status": "queued", "error": None})
     if response["status"] == "failed":
