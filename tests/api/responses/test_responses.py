@@ -184,6 +184,9 @@ def test_bad_requests_are_openai_shaped_400s(app_client: TestClient) -> None:
         {"model": "echo", "input": "x", "metadata": {f"k{i}": "v" for i in range(17)}},
         {"model": "echo", "input": "x", "text": {"format": {"type": "json_schema"}}},
         {"model": "echo", "input": "x", "no_such_field": 1},
+        # `include` is a list of names (schemathesis sent `true`: a 500 before it was typed)
+        {"model": "echo", "input": "x", "include": True},
+        {"model": "echo", "input": "x", "include": "message.output_text.logprobs"},
         # The fake backend passes nothing on: tools are refused, not silently dropped.
         {"model": "echo", "input": "x", "tools": [{"type": "function", "name": "f", "parameters": {}}]},
     ]
@@ -193,6 +196,9 @@ def test_bad_requests_are_openai_shaped_400s(app_client: TestClient) -> None:
         assert_valid("ErrorResponse", r.json())
     assert app_client.post("/v1/responses", json={"model": "nope", "input": "x"}).status_code == 404
     assert app_client.get("/v1/responses/resp_missing").status_code == 404
+    listed = app_client.post("/v1/responses", json={"model": "echo", "input": "x",
+                                                    "include": ["reasoning.encrypted_content"]})
+    assert listed.status_code == 200, listed.text
 
 
 def test_a_key_is_needed(app_client: TestClient) -> None:

@@ -185,7 +185,14 @@ def test_a_stream_on_another_replica_waits_for_the_end_then_replays(hub: Hub, fa
     with _client(hub, api_key) as client:
         real = client.post("/v1/responses", json={"model": "slow", "input": "a b c", "background": True}).json()
         _wait_status(client, real["id"], "completed")
+        # The status is stored as the run ends and its events a moment later (the terminal one with them):
+        # wait for that second save, bounded, rather than read the first.
+        deadline = time.monotonic() + 30
         done = store.load(principal, real["id"])
+        while done.events[-1]["type"] != "response.completed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            done = store.load(principal, real["id"])
+        assert done.events[-1]["type"] == "response.completed"
         ended = {**done.response, "id": "resp_elsewhere"}
         running = {**ended, "status": "in_progress", "completed_at": None}
         first = [{**done.events[0], "response": running}]

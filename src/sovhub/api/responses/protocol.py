@@ -12,7 +12,7 @@ __all__ = ["CreateResponse", "TokenCountsBody", "chat_tools", "chat_tool_choice"
 
 # Accepted and without effect here (they change nothing a hub's model does, or only OpenAI's
 # own service): kept so that clients sending them, as the Agents SDK does, just work.
-IGNORED = frozenset({"include", "truncation", "reasoning", "service_tier", "prompt_cache_key",
+IGNORED = frozenset({"truncation", "reasoning", "service_tier", "prompt_cache_key",
                      "prompt_cache_retention", "prompt_cache_options", "safety_identifier", "stream_options"})
 
 
@@ -35,8 +35,9 @@ class CreateResponse(BaseModel):
     text: dict[str, Any] | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     user: str | None = Field(None, max_length=256)
+    #: What to add to the output; only "message.output_text.logprobs" changes anything here.
+    include: list[str] | None = Field(None, max_length=32)
     # Accepted and ignored (IGNORED): typed loosely so any value a client sends passes.
-    include: Any = None
     truncation: Any = None
     reasoning: Any = None
     service_tier: Any = None
