@@ -85,7 +85,9 @@ def test_metrics_refuse_anyone_without_the_metrics_token(app_client: TestClient,
     assert anonymous.headers["www-authenticate"].startswith("Bearer")
     # An organization's API key (the client's default header) is not the metrics token.
     assert app_client.get("/metrics").status_code == 401
-    wrong = hub.settings.resolved_metrics_token[:-1] + "x"
+    token = hub.settings.resolved_metrics_token
+    wrong = token[:-1] + ("y" if token.endswith("x") else "x")  # one character off (never the token itself)
+    assert wrong != token
     assert app_client.get("/metrics", headers={"authorization": f"Bearer {wrong}"}).status_code == 401
     assert app_client.get("/metrics", headers={"authorization": f"Basic {wrong}"}).status_code == 401
     assert app_client.get("/metrics", headers=_metrics_auth(hub)).status_code == 200
