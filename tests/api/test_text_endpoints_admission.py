@@ -117,3 +117,17 @@ def test_healthz_answers_while_a_big_pii_request_runs(client: TestClient, hub: H
     assert "pii" in done
     # The health check did not wait for the analysis (it would take as long if run on the loop).
     assert health < done["pii"] / 3, (health, done)
+
+
+def test_responses_input_token_counts_are_admitted_and_metered_without_billing(client: TestClient, hub: Hub) -> None:
+    body = {"model": "echo", "input": "count these words"}
+    r = client.post("/v1/responses/input_tokens", json=body)
+    assert r.status_code == 200 and r.json()["input_tokens"] > 0, r.text
+    [row] = _usage(hub, client, "responses.input_tokens")
+    assert row.org_id == _org_id(hub) and row.model == "echo"
+    assert (row.prompt_tokens, row.completion_tokens) == (0, 0)  # counting runs no model: nothing billed
+    set_org_limits(hub, _org_id(hub), {"rpm": 1})
+    assert client.post("/v1/responses/input_tokens", json=body).status_code == 200
+    refused = client.post("/v1/responses/input_tokens", json=body)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert len(_usage(hub, client, "responses.input_tokens")) == 2  # the refused one is not recorded

@@ -181,7 +181,11 @@ def test_input_tokens_counts_what_the_response_would_read(app_client: TestClient
     continued = app_client.post("/v1/responses/input_tokens", json={
         "model": "echo", "input": "count these words", "previous_response_id": first["id"]})
     assert continued.json()["input_tokens"] > r.json()["input_tokens"]
-    assert len(_usage(app_client, hub)) == 1, "counting runs nothing and bills nothing"
+    rows = _usage(app_client, hub)
+    counts = [row for row in rows if row.endpoint == "responses.input_tokens"]
+    assert len(rows) - len(counts) == 1, "counting runs no model"  # only the real response's row
+    assert len(counts) == 3 and all(row.prompt_tokens == row.completion_tokens == 0 for row in counts), \
+        "each count is recorded (it was admitted) and bills nothing"
     with hub.db.session() as s:
         assert s.query(StoredResponse).count() == 1, "counting stores nothing"
 

@@ -86,8 +86,10 @@ def _background_sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
 
 
 @router.post("/v1/responses/input_tokens")
-async def count_input_tokens(body: TokenCountsBody, hub: HubDep, principal: InferencePrincipal) -> dict[str, Any]:
-    return await _service(hub).input_tokens(body, principal)
+async def count_input_tokens(
+    body: TokenCountsBody, request: Request, hub: HubDep, principal: InferencePrincipal
+) -> dict[str, Any]:
+    return await _service(hub).input_tokens(body, principal, request.scope["state"]["request_id"])
 
 
 @router.get("/v1/responses/{response_id}", response_model=None)

@@ -22,11 +22,13 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
+from ...admission import admit, release, settle
 from ...backends.base import estimate_tokens
 from ...backends.window import window_of
 from ...errors import InvalidRequest, NotFound, SovhubError, UnsupportedParameter
 from ...files.store import FileStore
 from ...hub import Hub
+from ...metering import Meter, Usage
 from ...pipeline import ChatContext, Principal
 from ..chat.protocol import ChatCompletionRequest
 from ..chat.service import ChatService, PreparedChat, prompt_text
@@ -338,14 +340,31 @@ class ResponsesService:
     async def cancel(self, principal: Principal, response_id: str) -> dict[str, Any]:
         return await self.background.cancel(principal, response_id)
 
-    async def input_tokens(self, body: TokenCountsBody, principal: Principal) -> dict[str, Any]:
-        """What the response would read, counted with the serving backend's tokenizer (nothing runs)."""
+    async def input_tokens(self, body: TokenCountsBody, principal: Principal, request_id: str) -> dict[str, Any]:
+        """What the response would read, counted with the serving backend's tokenizer (no model runs).
+
+        Admitted against the key's request limits like any call (the count is CPU work) and recorded
+        as a usage row of endpoint ``responses.input_tokens`` with no tokens billed."""
         try:
             create = body.as_create()
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidRequest(first["msg"].removeprefix("Value error, "),
                                  param=".".join(str(x) for x in first["loc"]) or None) from None
+        admission = await admit(self.hub, principal, "responses.input_tokens", create.model, request_id=request_id)
+        started = time.perf_counter()
+        try:
+            counted = await self._count(create, principal)
+        except BaseException:
+            await release(self.hub, admission)
+            raise
+        self.hub.services.get(Meter).record(Usage(
+            request_id=request_id, endpoint="responses.input_tokens", model=create.model, org_id=principal.org_id,
+            key_id=principal.key_id, user_id=principal.user_id, latency_ms=(time.perf_counter() - started) * 1000))
+        await settle(self.hub, admission, 0)
+        return {"object": "response.input_tokens", "input_tokens": counted}
+
+    async def _count(self, create: CreateResponse, principal: Principal) -> int:
         run = await self.plan(create, principal)
         ctx = ChatContext(request_id="count", principal=principal, model=create.model, messages=[], params={},
                           stream=False)
@@ -356,7 +375,7 @@ class ResponsesService:
         if counted is None:  # no exact count here: the window's (over-)count, or an estimate
             window = window_of(backend)
             counted = window.prompt_tokens(messages) if window else estimate_tokens(prompt_text(messages))
-        return {"object": "response.input_tokens", "input_tokens": counted}
+        return int(counted)
 
     async def complete(self, run: ResponseRun, on_backend_time: Callable[[float], None]) -> dict[str, Any]:
         async for _event in self.events(run, on_backend_time):
