@@ -537,3 +537,24 @@ def test_every_setting_the_docs_quote_with_its_default_is_quoted_right() -> None
             )
             quoted += 1
     assert quoted >= 20, quoted
+
+
+def test_the_near_match_kinds_the_security_page_counts_are_the_tests() -> None:
+    from tests.test_linear_re import _ADVERSARIAL, N
+
+    security = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    counted = re.findall(r"(\d+) kinds of ([\d,]+)-character near-matches", security)
+    assert counted, "docs/security.md no longer counts the near-match inputs"
+    assert {(int(k), _number(n)) for k, n in counted} == {(len(_ADVERSARIAL), N)}
+    [(same, own)] = re.findall(r"the same (\d+), (\w+) of them its own", security)
+    words = {"four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+    assert (int(same), words[own]) == (len(_ADVERSARIAL), sum(k.startswith("lexicon_") for k in _ADVERSARIAL))
+
+
+def test_the_guard_models_reservation_reads_what_the_code_reads() -> None:
+    from sovhub.safety.interceptor import QUESTION_CHARS
+
+    security = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    row = next(line for line in security.splitlines() if line.startswith("| The chat pipeline's guard-model calls"))
+    assert (f"{guard_model.MAX_PROMPT_CHARS:,}-character pieces, {guard_model.PIECE_OVERLAP} overlapping" in row)
+    assert f"up to {QUESTION_CHARS:,} characters of the question" in row
