@@ -556,3 +556,18 @@ def test_the_safety_latency_table_is_the_saved_result() -> None:
     target = saved["target"]["p99_ms"]
     met = saved["median"]["e5-int8"]["p99_ms"] <= target
     assert ("**met by the default `e5-int8`" if met else "**missed by the default `e5-int8`") in latest
+
+
+def test_the_credits_gateway_table_is_the_saved_result() -> None:
+    text = _section("Credits: ledger throughput, exactness across replicas, gateway cost")
+    saved = _result("credits.json")
+    latest = text[text.index(f"{saved['machine']['sovhub_commit'][:7]}, `bench/results/credits.json`"):]
+    for rate, r in saved["summary"]["at_rate"].items():
+        for n in ("off", "on"):
+            row = (f"| {rate} | {n} | {r['p50_ms'][n]:.3f} | {r['p95_ms'][n]:.3f} | {r['p99_ms'][n]:.3f} | "
+                   f"{r['achieved_rps'][n]:.1f} | {r['error_rate'][n] * 100:.1f}% | {r['gateway_cpu_ms_per_req'][n]:.3f} |")
+            assert row in latest, row
+    at500 = saved["summary"]["at_rate"]["500"]
+    judged = {"p50": at500["p50_ms"]["added"] <= 0.3, "p99": at500["p99_ms"]["added"] <= 0.5}
+    for q, met in judged.items():
+        assert f"**added {q} ≤ {'0.3' if q == 'p50' else '0.5'} ms: {'met' if met else 'missed'}**" in latest, q
