@@ -287,7 +287,7 @@ def test_hazard_under_a_field_name_the_hub_does_not_know_never_reaches_the_clien
     finally:
         up.texts, up.text_field = None, "content"
     assert response.status_code == 200, response.text
-    assert "pipe bomb" not in response.text
+    assert "bomb" not in response.text  # streamed a word a chunk: "pipe bomb" is never in one piece
     events = [json.loads(x[6:]) for x in response.text.splitlines() if x.startswith("data: {")]
     assert [c["finish_reason"] for e in events for c in e["choices"] if c.get("finish_reason")] == ["content_filter"]
 
