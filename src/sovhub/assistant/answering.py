@@ -11,7 +11,7 @@ citizen a wrong fee. So each passage over the floor is checked on two kinds of e
 - **topic coverage**: the share of the question's topic words (its words less function words,
   question words and the words that only say what kind of answer is wanted: ``stopwords.py``)
   found in the passage, matched by shared stem (the first 5 letters: "registering" and
-  "registration"), Japanese by the knowledge base's character pairs. Only when the question and
+  "registration"), Japanese by its runs of kanji or katakana. Only when the question and
   the passage are in the same language; across languages the words cannot match, and the
   sentence similarity must decide alone, against a higher bar.
 
@@ -43,7 +43,6 @@ import numpy as np
 from sovhub import linear_re
 
 from .knowledge.chunking import sentence_spans
-from .knowledge.lexical import fts_text
 from .question_kinds import PERSONAL, SERVICE
 from .stopwords import ANSWER_WORDS, STOP_WORDS
 
@@ -72,8 +71,10 @@ RECORDS_MARGIN = 0.02
 SENTENCE_CACHE = 4096  # sentence vectors kept: the same passages come back question after question
 STEM = 5  # letters two words must share to count as one (inflections, derived forms)
 _WORD = linear_re.compile(f"[{linear_re.WORD}]+")
-_CJK = linear_re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_HIRAGANA_ONLY = linear_re.compile("^[\u3040-\u309f]+$")
+_JAPANESE = linear_re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# A word with Japanese in it, in pieces: kanji runs, katakana runs, and runs of other letters ("Python").
+_PIECES = linear_re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[\u30a0-\u30ff]+|"
+                            "[^\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _DIGITS = linear_re.compile(f"^[{linear_re.DIGIT}]+$")
 # The Arabic article and the particles written with it ("والزواج", "بالعنوان").
 _ARABIC_ARTICLE = ("وال", "بال", "فال", "كال", "لل", "ال")
@@ -96,29 +97,32 @@ def _normal(word: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    """Lower-cased words; runs of Japanese or Chinese as the knowledge base's character pairs."""
-    return [_normal(w) for w in _WORD.findall(fts_text(text).lower())]
+    """Lower-cased words, the Arabic article left off."""
+    return [_normal(w) for w in _WORD.findall(text.lower())]
 
 
 def topic_terms(question: str) -> list[str]:
-    """The words of `question` that say what it is about, in order, each once."""
+    """The words of `question` that say what it is about, in order, each once.
+
+    Japanese has no spaces: its terms are the runs of kanji and of katakana ("在留許可", "パスポート"),
+    the kana between them being particles and endings.
+    """
     seen: dict[str, None] = {}
     for word in _words(question):
-        if word in STOP_WORDS or word in ANSWER_WORDS:
-            continue
-        if _CJK.search(word):
-            if _HIRAGANA_ONLY.search(word) is not None:  # particles and verb endings
+        pieces = _PIECES.findall(word) if _JAPANESE.search(word) else [word]
+        for piece in pieces:
+            if piece in STOP_WORDS or piece in ANSWER_WORDS:
                 continue
-        elif len(word) < 2 and not _DIGITS.search(word):
-            continue
-        seen.setdefault(word, None)
+            if len(piece) < 2 and not _DIGITS.search(piece) and not _JAPANESE.search(piece):
+                continue
+            seen.setdefault(piece, None)
     return list(seen)
 
 
 def _same_word(term: str, word: str) -> bool:
     if term == word:
         return True
-    if _CJK.search(term) or _DIGITS.search(term) or _DIGITS.search(word):
+    if _DIGITS.search(term) or _DIGITS.search(word):
         return False
     shorter = min(len(term), len(word))
     if shorter < 4:
@@ -131,8 +135,9 @@ def coverage(terms: Sequence[str], passage: str) -> float | None:
     """The share of `terms` found in `passage`; None when there are none to look for."""
     if not terms:
         return None
+    lowered = passage.lower()
     words = set(_words(passage))
-    found = sum(1 for t in terms if any(_same_word(t, w) for w in words))
+    found = sum(1 for t in terms if (t in lowered if _JAPANESE.search(t) else any(_same_word(t, w) for w in words)))
     return found / len(terms)
 
 

@@ -40,6 +40,7 @@ _FUNCTION = {
         después no sí se le les""",
     "ar": """من في على إلى الى عن مع هل ما ماذا متى أين اين كيف لماذا أي اي هو هي هم أنا انا أنت انت نحن هذا
         هذه ذلك تلك الذي التي و أو او ثم لا نعم يجب يمكن قد كان يكون تم عند بعد قبل خلال بين حتى إذا اذا لي""",
+    "ja": """私 僕 誰 必要 場合 方法 教 下""",
 }
 
 # What kind of answer is wanted: amounts, durations, dates, counts.
@@ -55,8 +56,8 @@ _ANSWER = {
     "es": """cuánto cuánta cuántos cuántas cuesta cuestan coste precio tasa importe días día tiempo plazo fecha
         tarda""",
     "ar": """كم تكلفة سعر رسوم يوم يومًا يوما أيام ايام مدة تاريخ يستغرق""",
-    # Japanese is matched in character pairs (the knowledge base's full-text bigrams).
-    "ja": """何日 日以 以内 日前 手数 数料 料金 値段 費用 期間 時間 何時 何年 何歳""",
+    # Japanese: runs of kanji or katakana (the kana between them are particles and endings).
+    "ja": """何 何日 何日以内 日以内 以内 何日前 日前 手数料 料金 値段 費用 期間 時間 何時 何年 何歳 日数""",
 }
 
 STOP_WORDS: frozenset[str] = frozenset(w for text in _FUNCTION.values() for w in text.split())
