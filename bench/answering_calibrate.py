@@ -15,7 +15,8 @@ coverage), and the thresholds are fitted by a grid search:
   when none is kept;
 - same-language thresholds (MIN_SENTENCE, MIN_COVERAGE, SURE_SENTENCE) maximise the unanswerable
   questions declined while every answerable one stays right; ties go to the middle of the range;
-- CROSS_SENTENCE alone, the same way, on the cross-language rows.
+- CROSS_SENTENCE alone on the cross-language rows: the most declines while keeping 90% of the
+  answerable questions the floor alone keeps.
 """
 
 from __future__ import annotations
@@ -138,11 +139,13 @@ def fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     sure = _middle(sorted({t[2] for t in ties if t[0] == sentence and t[1] == cover}))
     cross_ok: list[float] = []
     cross_best = -1
-    for value in [round(0.80 + 0.005 * i, 3) for i in range(41)]:
+    floor_kept = score(cross, _floor_only())["answerable"][0]
+    for value in [round(0.78 + 0.005 * i, 3) for i in range(45)]:
         check = AnswerCheck(None, lambda _t: None, cross_sentence=value)  # type: ignore[arg-type]
         got = score(cross, check)
-        # Across languages the bar is set by the declines, keeping at least 90% of the answerable.
-        if got["answerable"][0] < 0.9 * got["answerable"][1]:
+        # Across languages the words cannot match: the bar keeps at least 90% of the answerable
+        # questions the floor alone keeps (many do not pass the floor across languages at all).
+        if got["answerable"][0] < 0.9 * floor_kept:
             continue
         declined = got["unanswerable"][0] + got["chat"][0]
         if declined > cross_best:
