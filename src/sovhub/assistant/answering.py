@@ -21,9 +21,9 @@ question's topic, or when its sentence similarity alone is very high. No passage
 knowledge base answers a question about the person's own records ("What is my registered
 address?" shares every topic word with the rule for registering one): when the question kinds
 (``QuestionKinds``) put it closer to those than to public-service questions by RECORDS_MARGIN,
-none answers. The thresholds were
-calibrated on bench/data/grounded_eval.json and bench/data/grounded_calib2.json
-(``bench/answering_calibrate.py``, docs/benchmarks.md), never on the held-out set.
+none answers. The thresholds were calibrated on bench/data/grounded_eval.json and
+bench/data/grounded_calib2.json (``bench/answering_calibrate.py``, docs/benchmarks.md), never on
+the held-out set.
 
 Usage::
 
