@@ -102,6 +102,9 @@ def test_a_question_about_the_persons_own_records_is_not_answered_by_the_rules(
     question = "How much is left on my account?"
     assert loaded.about_own_records(question) and loaded.answering(question, hits) == []
     assert not loaded.about_own_records("How much does a temporary residence permit cost?")
+    # Nothing to judge: nothing answers, and nothing is embedded for it.
+    assert loaded.answering("How much does a temporary residence permit cost?", []) == []
+    assert loaded.evidence("   ", hits) == []
 
 
 @pytest.mark.xfail(reason="a known miss: QuestionKinds reads it as a service question (personal - service = -0.015),"
