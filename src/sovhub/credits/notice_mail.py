@@ -2,8 +2,8 @@
 
 Only when the operator configured SMTP (``[mail]``, :mod:`sovhub.mail`); otherwise nothing here
 runs and notices stay in the web app and the API as before. The notice row is the outbox: a
-notice is created in the same transaction as the decision (or the low-balance mark), and one
-replica's loop mails it afterwards, every ``mail.poll_s``, so sending never sits on a request's
+notice is created in the same transaction as the decision (or the low-balance mark), and the loop
+every replica runs mails it afterwards (within ``mail.poll_s``), so sending never sits on a request's
 path and a mail server being down never fails one. Each recipient (the organization's admins;
 every member when it has none) gets it in their own UI language. A failure is logged and the
 notice is tried again after ``mail.retry_base_s``, doubling each time, up to
