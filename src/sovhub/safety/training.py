@@ -54,17 +54,20 @@ class TrainedClassifier:
     def n_classes(self) -> int:
         return int(self.bias.shape[0])
 
-    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+    def probabilities(self, vectors: np.ndarray, sims: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities; ``sims`` (``vectors @ bank.T``) when the caller already has them."""
         logits = ((vectors - self.mean) / self.scale) @ self.weights + self.bias
         p = _softmax(logits / self.temperature)
         if self.blend > 0:
-            p = (1 - self.blend) * p + self.blend * _knn(vectors, self.bank, self.bank_labels, self.n_classes)
+            sims = vectors @ self.bank.T if sims is None else sims
+            p = (1 - self.blend) * p + self.blend * _knn_votes(sims, self.bank_labels, self.n_classes)
         return p
 
     def decision_scores(self, vectors: np.ndarray) -> np.ndarray:
         """(n, C-1) hazard scores, rescaled so each hazard's threshold is 0.5."""
-        margin = self.margin_weight * nearest_margin(vectors, self.bank, self.bank_labels)
-        return rescale(hazard_scores(self.probabilities(vectors), margin), self.thresholds)
+        sims = vectors @ self.bank.T  # once, for the k-NN vote and the margin
+        margin = self.margin_weight * _margin(sims, self.bank_labels)
+        return rescale(hazard_scores(self.probabilities(vectors, sims), margin), self.thresholds)
 
     def save(self, path: Path) -> None:
         with path.open("wb") as fh:
@@ -104,13 +107,16 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def _knn(vectors: np.ndarray, bank: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Similarity-weighted vote of the k nearest exemplars (cosine: vectors are L2-normalised)."""
-    sims = vectors @ bank.T
-    k = min(KNN_K, bank.shape[0])
+    return _knn_votes(vectors @ bank.T, labels, n_classes)
+
+
+def _knn_votes(sims: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    k = min(KNN_K, sims.shape[1])
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     top_sims = np.take_along_axis(sims, top, axis=1)
     w = np.exp((top_sims - top_sims.max(axis=1, keepdims=True)) / KNN_TEMPERATURE)
-    votes = np.zeros((vectors.shape[0], n_classes))
-    np.add.at(votes, (np.repeat(np.arange(vectors.shape[0]), k), labels[top].ravel()), w.ravel())
+    votes = np.zeros((sims.shape[0], n_classes))
+    np.add.at(votes, (np.repeat(np.arange(sims.shape[0]), k), labels[top].ravel()), w.ravel())
     return votes / votes.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
 
 
@@ -161,7 +167,10 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
 
 def nearest_margin(vectors: np.ndarray, bank: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(n,) cosine to the nearest hazard exemplar minus cosine to the nearest safe one."""
-    sims = vectors @ bank.T
+    return _margin(vectors @ bank.T, labels)
+
+
+def _margin(sims: np.ndarray, labels: np.ndarray) -> np.ndarray:
     harmful = labels != 0
     return np.asarray(sims[:, harmful].max(axis=1) - sims[:, ~harmful].max(axis=1))
 
