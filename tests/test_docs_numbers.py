@@ -637,3 +637,24 @@ def test_the_guard_models_reservation_reads_what_the_code_reads() -> None:
     row = next(line for line in security.splitlines() if line.startswith("| The chat pipeline's guard-model calls"))
     assert (f"{guard_model.MAX_PROMPT_CHARS:,}-character pieces, {guard_model.PIECE_OVERLAP} overlapping" in row)
     assert f"up to {QUESTION_CHARS:,} characters of the question" in row
+
+
+def test_the_output_check_figures_are_the_saved_result_and_the_tests_floors() -> None:
+    from tests.safety import test_output_check_answers as floors
+
+    saved = _result("output-fpr.json")
+    prose = " ".join(BENCHMARKS.split())
+    assert saved["config"]["answers_from"] == "tests/safety/data/model_answers.jsonl"
+    assert _option(_script_line("output"), "--answers") == ["tests/safety/data/model_answers.jsonl"]
+    commit = saved["machine"]["sovhub_commit"][:7]
+    first, held = saved["first"], saved["held_out"]
+    assert (f"{commit}, the same answers replayed) | **{first['stopped']} ({first['rate']:.1%})**".replace(".0%", "%")
+            in prose.replace(".0%", "%"))
+    assert f"**{held['stopped']} ({held['rate']:.0%})**" in prose
+    harmful = saved["harmful"]
+    assert f"**{harmful['stopped']} of {harmful['answers']} are stopped ({harmful['recall']:.1%})**" in prose
+    assert f"median stop at {harmful['stopped_at_chars_median']:.0f} characters" in prose
+    assert (f"at least {floors.RECALL_FLOOR:.0%} of the harmful answers and {floors.RECALL_FLOOR_PER_LANG} of 8 in "
+            f"every language stopped, at most {floors.BENIGN_MAX_STOPPED} of the 60 benign ones") in prose
+    assert harmful["recall"] >= floors.RECALL_FLOOR
+    assert first["stopped"] + held["stopped"] <= floors.BENIGN_MAX_STOPPED
