@@ -11,7 +11,7 @@ from ..cli import pass_hub
 from ..hub import Hub
 from ..operators import cli_actor
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "limit_options"]
 
 
 _LIMIT_OPTIONS = (
@@ -25,8 +25,8 @@ _LIMIT_OPTIONS = (
 )
 
 
-def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The quota options shared by `orgs set-limits` and `keys set-limits` (one per limit field)."""
+def limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The quota options shared by `orgs set-limits`, `keys set-limits` and `users set-limits` (one per field)."""
     for flag, help_text in reversed(_LIMIT_OPTIONS):
         command = click.option(flag, type=click.IntRange(min=0), default=None, help=help_text)(command)
     return command
@@ -102,7 +102,7 @@ def orgs_queue(hub: Hub) -> None:
 
 @click.command("set-limits")
 @click.argument("name")
-@_limit_options
+@limit_options
 @click.option("--clear", "clear", multiple=True, help="Remove this limit (repeat), e.g. --clear rpm.")
 @pass_hub
 def orgs_set_limits(hub: Hub, name: str, clear: tuple[str, ...], **values: int | None) -> None:
@@ -117,7 +117,7 @@ def orgs_set_limits(hub: Hub, name: str, clear: tuple[str, ...], **values: int |
 
 @click.command("set-limits")
 @click.argument("prefix")
-@_limit_options
+@limit_options
 @click.option("--clear", "clear", multiple=True,
               help="Remove this limit (repeat), e.g. --clear rpm; --clear all removes every limit.")
 @pass_hub

@@ -156,9 +156,10 @@
     history.replaceState(null, "", "/");
   }
 
-  function offerRetry(item, question, discarded) {
+  // `note`: what the person is told instead of "Error" (their quota, in their language).
+  function offerRetry(item, question, discarded, note) {
     const box = el("div", { class: "retry-box", role: "alert" });
-    box.append(el("p", { class: "error" }, t("Error")));
+    box.append(el("p", { class: "error" }, note || t("Error")));
     const button = el("button", { type: "button", class: "button" }, t("Retry"));
     button.addEventListener("click", () => {
       item.remove();
@@ -240,8 +241,9 @@
           if (data.block) { addBlock(answer.item, data.block); say(t("Blocked")); }
           else {
             if (data.discarded) conversationDiscarded();
-            offerRetry(answer.item, asked !== null ? asked : "", Boolean(data.discarded));
-            say(data.message && data.code === "rate_limit_exceeded" ? data.message : t("Error"));
+            const quota = data.message && data.code === "rate_limit_exceeded" ? data.message : null;
+            offerRetry(answer.item, asked !== null ? asked : "", Boolean(data.discarded), quota);
+            say(quota || t("Error"));
           }
         }
       }
