@@ -485,3 +485,55 @@ def test_foundation_runs_the_services_benchmarks_as_their_files_record() -> None
          "rate": f"{args['rate']:g}"}
     for step in ("ledger", "credits", "credits-kill", "replicas", "batch"):
         assert f"\n#   {step} " in FOUNDATION and step in FOUNDATION.split("SERVICES=(")[1].split(")")[0], step
+
+
+# A setting quoted with its default, as "`name` (30 s)", "`name` (default 8)" or "`name`, 50 ms".
+_QUOTED_DEFAULT = re.compile(
+    r"`(?P<name>[a-z_]+(?:\.[a-z_]+)*)`(?:"
+    r" \((?:default )?(?P<n1>\d[\d,]*(?:\.\d+)?) ?(?P<u1>ms|s|seconds|MB|GiB|characters)?\)"
+    r"|, (?:default )?(?P<n2>\d[\d,]*(?:\.\d+)?) ?(?P<u2>ms|s|seconds|MB|GiB|characters)\b)"
+)
+# Names quoted that way which are not settings: API fields, and an HTTP status after a setting.
+_NOT_A_DEFAULT = {
+    ("metadata", "16"): "the Batch API's limit on metadata pairs (OpenAI's), not a setting",
+    ("output_tokens_details.reasoning_tokens", "0"): "a field of the Responses API's usage",
+    ("max_body_bytes", "413"): "the HTTP status past the limit",
+}
+_UNIT = {None: 1.0, "characters": 1.0, "s": 1.0, "seconds": 1.0, "ms": 0.001, "MB": 1024.0**2, "GiB": 1024.0**3}
+
+
+def _settings_fields() -> dict[str, Any]:
+    from pydantic import BaseModel
+
+    found: dict[str, Any] = {}
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            ann = info.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+            else:
+                found[prefix + name] = info.default_factory() if info.default_factory else info.default  # type: ignore[call-arg]
+
+    walk(Settings, "")
+    return found
+
+
+def test_every_setting_the_docs_quote_with_its_default_is_quoted_right() -> None:
+    fields = _settings_fields()
+    quoted = 0
+    for doc, text in _all_docs():
+        for match in _QUOTED_DEFAULT.finditer(text):
+            name, number, unit = match["name"], match["n1"] or match["n2"], match["u1"] or match["u2"]
+            if (name, number) in _NOT_A_DEFAULT:
+                continue
+            candidates = [k for k in fields if k == name or k.endswith("." + name)]
+            assert len(candidates) == 1, f"{doc}: {match[0]!r} names no single setting ({candidates})"
+            default = fields[candidates[0]]
+            assert isinstance(default, int | float), f"{doc}: {match[0]!r}: default {default!r}"
+            stated = float(number.replace(",", "")) * _UNIT[unit]
+            assert abs(stated - float(default)) <= 1e-9 * max(1.0, abs(float(default))), (
+                f"{doc} says {match[0]!r}; the default of {candidates[0]} is {default!r}"
+            )
+            quoted += 1
+    assert quoted >= 20, quoted
