@@ -109,7 +109,7 @@ def _row(s: Session, user_id: int, actor: str) -> PersonAccess:
     if row is None:
         row = PersonAccess(user_id=user_id, tier=None, limits={}, updated_by=actor)
         s.add(row)
-    row.updated_by, row.updated_at = actor, utcnow()
+    row.updated_by, row.updated_at = actor[:120], utcnow()
     return row
 
 

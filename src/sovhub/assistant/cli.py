@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..access.cli import limit_options
+from ..access.cli import limit_changes, limit_options
 from ..cli import pass_hub
 from ..hub import Hub
 from ..operators import cli_actor
@@ -234,7 +234,8 @@ def users_staff(hub: Hub, email: str, grant: bool, actor: str | None) -> None:
 @click.command("set-limits")
 @click.argument("email")
 @limit_options
-@click.option("--clear", "clear", multiple=True, help="Give this limit back to access.user_limits (repeat).")
+@click.option("--clear", "clear", multiple=True,
+              help="Give this limit back to access.user_limits (repeat); --clear all gives every one back.")
 @click.option("--actor", default=None,
               help="A name to record beside your OS account in the audit log (e.g. who you act for).")
 @pass_hub
@@ -242,8 +243,7 @@ def users_set_limits(hub: Hub, email: str, clear: tuple[str, ...], actor: str | 
     """Give EMAIL quotas of their own in the web assistant, over the defaults (access.user_limits)."""
     from ..access.person_access import person_access, set_person_limits
 
-    changes: dict[str, int | None] = {k: v for k, v in values.items() if v is not None}
-    changes.update({field: None for field in clear})
+    changes = limit_changes(values, clear)
     user_id = find_user(hub, email)
     set_person_limits(hub, user_id, changes, actor=cli_actor(actor))
     effective = person_access(hub, user_id).effective

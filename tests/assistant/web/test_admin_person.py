@@ -23,6 +23,7 @@ from sovhub.access.state import AccessState
 from sovhub.access.tables import PersonAccess
 from sovhub.access.tiers import set_tier
 from sovhub.assistant.people import create_user
+from sovhub.fleet.invalidation import invalidates
 from sovhub.settings import Settings
 from sovhub.sovereignty.tables import AuditEntry
 from tests.access.conftest import redis_url
@@ -31,11 +32,13 @@ from tests.conftest import make_settings
 from .conftest import PASSWORD, Web, sse_events
 
 
-@pytest.fixture(params=["memory", "redis"])
-def settings(request: pytest.FixtureRequest, data_dir: Path, database_url: str | None) -> Settings:
-    access: dict[str, Any] = {}
-    if request.param == "redis":
-        access = {"redis_url": redis_url(), "redis_prefix": f"sovhub-test:{uuid.uuid4().hex[:10]}:"}
+@pytest.fixture(params=["sqlite+memory", "postgresql+redis"])
+def settings(request: pytest.FixtureRequest, data_dir: Path) -> Settings:
+    """One hub on SQLite with the in-process limiter, one on PostgreSQL with the Redis limiter."""
+    if request.param == "sqlite+memory":
+        return make_settings(data_dir, safety={"enabled": False}, embeddings_enabled=False)
+    database_url = request.getfixturevalue("postgres_database_url")
+    access = {"redis_url": redis_url(), "redis_prefix": f"sovhub-test:{uuid.uuid4().hex[:10]}:"}
     return make_settings(data_dir, safety={"enabled": False}, embeddings_enabled=False, database_url=database_url,
                          access=access)
 
@@ -58,10 +61,10 @@ class Console:
 @pytest.fixture
 def console(signed_in: Web) -> Iterator[Console]:
     staff_id = create_user(signed_in.hub, "clerk@example.org", PASSWORD, staff=True)
+    # A second browser on the same app (its lifespan already runs under the person's client).
     client = TestClient(signed_in.client.app, base_url="http://testserver")
-    with client:
-        Web(client, signed_in.hub, staff_id, "clerk@example.org").sign_in()
-        yield Console(client, staff_id)
+    Web(client, signed_in.hub, staff_id, "clerk@example.org").sign_in()
+    yield Console(client, staff_id)
 
 
 def _outcome(web: Web) -> tuple[str, dict[str, Any]]:
@@ -87,6 +90,8 @@ def test_a_lowered_quota_refuses_the_person_in_their_language(signed_in: Web, co
         entry = s.scalars(select(AuditEntry).where(AuditEntry.event == "person.limits_set")).one()
         assert (entry.actor, entry.subject) == (f"user:{console.staff_id}", f"user:{signed_in.user_id}")
         assert json.loads(entry.data)["limits"] == {"rpm": 1}
+    # The other replicas reload their access state on it (the fleet's invalidations).
+    assert invalidates("person.limits_set") and invalidates("person.tier_set")
 
 
 def test_a_raised_quota_lets_that_person_ask_more_and_no_one_else(signed_in: Web, console: Console) -> None:
@@ -94,11 +99,10 @@ def test_a_raised_quota_lets_that_person_ask_more_and_no_one_else(signed_in: Web
     hub.settings.access.user_limits = {"rpm": 1}
     other_id = create_user(hub, "bob@example.org", PASSWORD)
     other = Web(TestClient(signed_in.client.app, base_url="http://testserver"), hub, other_id, "bob@example.org")
-    with other.client:
-        other.sign_in()
-        assert console.post(f"/admin/people/{signed_in.user_id}/limits", **_limits_form(rpm="3")).status_code == 303
-        assert [_outcome(signed_in)[0] for _ in range(4)] == ["done", "done", "done", "error"]
-        assert [_outcome(other)[0] for _ in range(2)] == ["done", "error"]  # Bob keeps the default
+    other.sign_in()
+    assert console.post(f"/admin/people/{signed_in.user_id}/limits", **_limits_form(rpm="3")).status_code == 303
+    assert [_outcome(signed_in)[0] for _ in range(4)] == ["done", "done", "done", "error"]
+    assert [_outcome(other)[0] for _ in range(2)] == ["done", "error"]  # Bob keeps the default
 
 
 def test_an_empty_field_gives_the_default_back(signed_in: Web, console: Console) -> None:
