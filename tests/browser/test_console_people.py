@@ -172,7 +172,7 @@ def test_a_document_over_the_cap_is_refused_with_a_translated_message(
             b"Content-Type: text/plain\r\n\r\n")
     status, raw, _sent = _chunked_post(server.url, cookie, "multipart/form-data; boundary=b",
                                        iter([part, *[b"a" * 65536] * 48, b"\r\n--b--\r\n"]),
-                                       path=urlparse(conversation).path + "/attachments")
+                                       path=urlparse(conversation).path + "/attachments", accept_language="uk-UA")
     assert status == 413
     answer = raw.partition(b"\r\n\r\n")[2]
     page.route("**/attachments", lambda route: route.fulfill(status=413, content_type="text/html; charset=utf-8",
@@ -202,17 +202,19 @@ def test_staff_give_one_person_a_lower_quota_and_they_are_told_in_their_language
     staff.click(f"a[href='/admin/people/{user_id}']")
     assert staff.locator("h1").inner_text() == email
     assert staff.evaluate(UNLABELLED_JS) == []
-    staff.fill("#person-rpm", "1")
+    staff.fill("#person-rpd", "1")  # a day's window: a slow first answer cannot outlast it
     staff.click("form[action$='/limits'] button[type=submit]")
     assert "This person's quotas were saved" in staff.locator("p.notice[role=status]").inner_text()
-    assert "Requests per minute: 1" in staff.locator("#person-limits-now").inner_text()
-    assert staff.locator("#person-rpm").input_value() == "1"
+    assert "Requests per day: 1" in staff.locator("#person-limits-now").inner_text()
+    assert staff.locator("#person-rpd").input_value() == "1"
     shot(staff, "admin-person-quota")
 
     citizen = open_page("uk-UA", phone=True)
     sign_in(citizen, email, password)
     _ask(citizen, "Як оформити паспорт?")
     refused = _ask(citizen, "А для дитини?")
+    shot(citizen, "phone-quota-second-question-uk")
+    assert refused.locator(".retry-box").count() == 1, citizen.locator("#messages").inner_text()
     message = refused.locator(".retry-box p.error").inner_text()
     assert message.startswith("Ви поки що вичерпали свій ліміт використання.")
     assert "Ви поки що вичерпали" in citizen.locator("#chat-status").inner_text()

@@ -76,13 +76,13 @@ def _multipart(token: str, size: int, boundary: str = "sovhubboundary") -> tuple
 
 
 def _chunked_post(url: str, cookie: str, content_type: str, parts: Iterator[bytes],
-                  path: str = "/c/attachments") -> tuple[int, bytes, int]:
+                  path: str = "/c/attachments", accept_language: str = "en") -> tuple[int, bytes, int]:
     """POST the parts as HTTP/1.1 chunks from a thread while the response is read: (status, body, bytes sent)."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     sent = [0]
     request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n"
-               f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+               f"Content-Type: {content_type}\r\nAccept-Language: {accept_language}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
 
     def send() -> None:
         try:

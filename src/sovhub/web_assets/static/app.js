@@ -126,6 +126,9 @@
   function conversationStarted(data) {
     chat.dataset.conversation = data.id;
     composer.action = "/c/" + data.id + "/messages";
+    // A document attached now belongs to this chat, not to a new one.
+    const attachForm = document.getElementById("attach-form");
+    if (attachForm) attachForm.action = "/c/" + data.id + "/attachments";
     history.replaceState(null, "", data.url);
     const heading = document.getElementById("chat-title");
     if (heading && data.title) heading.textContent = data.title;
@@ -153,6 +156,8 @@
     if (entry) entry.remove();
     chat.dataset.conversation = "";
     composer.action = "/c";
+    const attachForm = document.getElementById("attach-form");
+    if (attachForm) attachForm.action = "/c/attachments";
     history.replaceState(null, "", "/");
   }
 
