@@ -1,7 +1,9 @@
 """A person's own access, set by staff in the console: their model tier and quotas over the defaults
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0023
+
+(Written on 0020; main added 0023 on 0020 meanwhile, so this follows it: one head.)
 
 Adds ``access_person_profiles`` (one row per person staff changed; none: tier ``open`` and
 ``access.user_limits``). Rows go with the person (ON DELETE CASCADE).
@@ -13,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022"
-down_revision = "0020"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
