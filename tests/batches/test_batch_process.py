@@ -168,26 +168,31 @@ def test_an_interactive_request_stops_the_batch_process_and_it_resumes_after_the
     watcher = threading.Thread(target=watch)
     body = {"model": MODEL, "stream": True, "max_tokens": 16, "temperature": 0,
             "messages": [{"role": "user", "content": "Name a colour."}]}
+    ticks_sent = _stat(pid)[1]
     sent = time.perf_counter()
     watcher.start()
-    with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        assert response.status_code == 200
-        for raw in response.iter_lines():
-            if "first" not in seen and '"content":"' in raw and '"content":""' not in raw:
-                seen["first"] = time.perf_counter()
-                assert _stat(pid)[0] == "T", "the batch process ran during the interactive request"
-    seen["end"] = time.perf_counter()
-    watcher.join()
+    try:
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            assert response.status_code == 200
+            for raw in response.iter_lines():
+                if "first" not in seen and '"content":"' in raw and '"content":""' not in raw:
+                    seen["first"] = time.perf_counter()
+                    assert _stat(pid)[0] == "T", "the batch process ran during the interactive request"
+        ticks_end = _stat(pid)[1]
+    finally:
+        seen["end"] = time.perf_counter()
+        watcher.join()
     assert "stopped" in seen, "the batch process was never stopped"
     assert process.stop_sent_at is not None and sent < process.stop_sent_at < seen["stopped"]
-    # Stopped within 50 ms of the request reaching the model (SIGSTOP takes effect when the process next
-    # runs), and the request's way there (HTTP, key, admission) is short too, even on the loaded test machine.
-    kernel_ms = (seen["stopped"] - process.stop_sent_at) * 1000
-    stop_ms = (seen["stopped"] - sent) * 1000
-    assert kernel_ms < 50, f"stopped only {kernel_ms:.0f} ms after SIGSTOP"
-    assert stop_ms < 250, f"stopped only {stop_ms:.0f} ms after the request was sent"
-    # No CPU while stopped: the interactive request had the machine.
-    assert stopped_ticks[-1] == stopped_ticks[0], stopped_ticks
+    # What the interactive request competes with: the batch process's CPU from the moment the request was
+    # sent (its way to the model, then SIGSTOP, which takes effect the next time the process runs) to the
+    # end of the answer: at most 50 ms of it, give or take the kernel's tick.
+    ran_ms = (ticks_end - ticks_sent) * 1000 / os.sysconf("SC_CLK_TCK")
+    assert ran_ms <= 50 + 1000 / os.sysconf("SC_CLK_TCK"), f"the batch process ran {ran_ms:.0f} ms of CPU"
+    assert stopped_ticks[-1] == stopped_ticks[0] == ticks_end, stopped_ticks  # none at all once stopped
+    signal_ms = (process.stop_sent_at - sent) * 1000
+    assert signal_ms < 250, f"SIGSTOP only {signal_ms:.0f} ms after the request was sent"
+    seen_ms = (seen["stopped"] - sent) * 1000  # as this test's polling thread saw it (it shares the GIL)
     assert _stat(pid)[0] == "T"  # still within the grace
     time.sleep(GRACE_S)
     assert _reaches(pid, "RSD") in "RSD", "the batch process was not resumed after the grace"
@@ -201,8 +206,8 @@ def test_an_interactive_request_stops_the_batch_process_and_it_resumes_after_the
     (row,) = _usage(client, hub, batch_id)
     assert row.completion_tokens == tokens >= 48
     assert process.starts == 1 and process.pid == pid
-    print(f"stopped {kernel_ms:.1f} ms after SIGSTOP, {stop_ms:.1f} ms after the request was sent; "  # noqa: T201
-          f"first token {(seen['first'] - sent) * 1000:.0f} ms")
+    print(f"SIGSTOP {signal_ms:.1f} ms after the request was sent, seen stopped after {seen_ms:.1f} ms; the "  # noqa: T201
+          f"batch process ran {ran_ms:.0f} ms of CPU meanwhile; first token {(seen['first'] - sent) * 1000:.0f} ms")
 
 
 def test_a_seeded_line_answers_what_the_same_request_answers_in_process(
