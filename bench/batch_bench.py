@@ -142,7 +142,10 @@ def measure_round(client: openai.OpenAI, base: str, key: str, args: argparse.Nam
     mem = memory(pid)
     still = client.batches.retrieve(busy_id)
     ran_during = still.request_counts.completed if still.request_counts else 0
-    client.batches.cancel(busy_id)
+    try:
+        client.batches.cancel(busy_id)
+    except openai.ConflictError:  # it finished during the probes (fifo): nothing left to cancel
+        pass
     wait(client, busy_id, {"cancelled", "completed"})
     out = {"idle_ttft_s": idle, "busy_ttft_s": busy, "lines_per_min": lines_per_min, "alone_status": alone.status,
            "busy_lines_done_during_probes": ran_during, "idle_p95_s": p95(idle), "busy_p95_s": p95(busy),
