@@ -22,10 +22,14 @@ _RELOADS = frozenset({"grant.created"})
 @hookimpl
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     from ..access.redis_conn import AccessRedis
+    from ..mail import Mailer
 
     return [
         Provide(Ledger, lambda h: Ledger(h.db)),
-        Provide(Credits, lambda h: Credits(h, h.services.get(Ledger)), needs=(Ledger, AccessRedis)),
+        # The hub's one SMTP client (credits' notices are what it sends today); unused until [mail] is set.
+        Provide(Mailer, lambda h: Mailer(h.settings.mail, h.settings.data_dir)),
+        Provide(Credits, lambda h: Credits(h, h.services.get(Ledger), h.services.get(Mailer)),
+                needs=(Ledger, AccessRedis, Mailer)),
     ]
 
 
