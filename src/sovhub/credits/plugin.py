@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..fleet.invalidation import Invalidations
 from ..hookspecs import hookimpl
 from ..services import Provide
 from .control import CreditControl, Credits
@@ -15,8 +16,11 @@ if TYPE_CHECKING:
     from ..events import Event
     from ..hub import Hub
 
-#: Changes after which admission must see the grants at once in this process (others: within the refresh).
-_RELOADS = frozenset({"grant.created"})
+#: Changes after which admission must see the grants and prices at once in this process (other replicas: on
+#: the fleet's invalidation, which every change in INVALIDATING sends).
+_RELOADS = frozenset({"grant.created", "price.set"})
+#: What the credit state holds: another process's change to these reloads it.
+_HELD = ("grant.", "price.", "prices.", "organization.erased")
 
 
 @hookimpl
@@ -25,8 +29,20 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
 
     return [
         Provide(Ledger, lambda h: Ledger(h.db)),
-        Provide(Credits, lambda h: Credits(h, h.services.get(Ledger)), needs=(Ledger, AccessRedis)),
+        Provide(Credits, _credits, needs=(Ledger, AccessRedis, Invalidations)),
     ]
+
+
+def _credits(hub: Hub) -> Credits:
+    credits = Credits(hub, hub.services.get(Ledger))
+    # A price or grant changed on another replica (or by the CLI) is in force here within the second, not after
+    # the next `access.state_refresh_s` reload.
+    def reload(event: str) -> None:
+        if event.startswith(_HELD) or event == "resubscribed":
+            credits.state.load()
+
+    hub.services.get(Invalidations).on_change(reload)
+    return credits
 
 
 @hookimpl(trylast=True)
