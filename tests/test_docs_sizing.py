@@ -110,3 +110,18 @@ def test_the_sizing_sections_figures_are_the_fitted_ones_and_name_their_files() 
     assert (f"(0.6 − {m['cpu_core_per_replica']:.3f}) / ({m['cpu_ms_per_request']:.2f} ms + {m['guards_ms']:.1f} ms) "
             f"= {per_on:.0f} RPS with the guards on, {per_off:.0f} with them off") in text
     assert f"users × {REQUESTS_PER_USER} × {PEAK_HOUR_SHARE} / 3600" in text and f"{ANSWER_TOKENS} answer tokens" in text
+
+
+def test_the_fleet_exactness_figures_are_the_balancer_tests_constants() -> None:
+    from tests.fleet import one_hub, test_balancer
+
+    text = " ".join(OPERATIONS.split("**Limits, credits and the audit chain are the hub's.**")[1].split("\n\n")[0].split())
+    clients, budget = test_balancer.CLIENTS, one_hub.TOKENS_EACH * one_hub.BUDGET_REQUESTS
+    for figure in (f"rpm of {one_hub.RPM} serves exactly {one_hub.RPM} of {2 * one_hub.RPM} requests",
+                   f"token limit of {budget} ({one_hub.BUDGET_REQUESTS} requests of exactly {one_hub.TOKENS_EACH} "
+                   f"tokens) sent as {3 * one_hub.BUDGET_REQUESTS} requests by {clients} clients at once admits "
+                   f"exactly {one_hub.BUDGET_REQUESTS} and meters exactly {budget} tokens",
+                   f"a grant of {one_hub.PAID_GRANT} credits, {3 * one_hub.PAID_GRANT} one-credit requests by "
+                   f"{clients} clients at once: exactly {one_hub.PAID_GRANT} answered",
+                   f"{test_balancer.AUDITED} API keys created at once"):
+        assert figure in text, figure
