@@ -22,9 +22,10 @@
 #   output     output check on the bundled model's answers                  output-fpr.json            ~10 min
 #   window     semantic guard window sizes                                  window-probe.json          ~3 min
 #   pii        PII analyzer vs plain Presidio, 40 rounds x 3 runs           pii.json                   ~1 min
-#   web        chat page server time and weight                             web.json                   ~1 min
+#   web        chat page server time and weight, 3 runs                     web.json                   ~3 min
 #   retrieval  knowledge base retrieval (100,000 passages) and ingestion    retrieval.json             ~10 min
-#   grounded   grounded answers in 8 languages, calibration and held-out    grounded(-heldout).json    ~10 min
+#   grounded   grounded answers in 8 languages, answer-check calibration, both calibration sets and held-out
+#              grounded-answering-calibration.json, grounded(-calib2)(-heldout).json   ~10 min
 # The credits, replicas and batches sections' steps (PostgreSQL and Redis: SOVHUB_BENCH_DATABASE_URL,
 # SOVHUB_BENCH_REDIS_URL for ledger and credits-kill; replicas starts its own redis-server and HAProxy):
 #   ledger       ledger throughput, 20,000 transfers x 3 per mode and batch  ledger.json                ~12 min
@@ -64,9 +65,11 @@ step() {
     output) $PY bench/output_fpr.py ;;
     window) $PY bench/window_probe.py --window 160:40 --window 200:50 --window 240:60 --window 320:80 ;;
     pii) $PY bench/pii_bench.py --rounds 40 --runs 3 ;;
-    web) $PY bench/web_bench.py --requests 300 ;;
+    web) $PY bench/web_bench.py --requests 300 --runs 3 ;;
     retrieval) $PY bench/retrieval_bench.py --runs 3 --queries 100 --pages 4 ;;
-    grounded) $PY bench/grounded_bench.py
+    grounded) $PY bench/answering_calibrate.py
+      $PY bench/grounded_bench.py
+      $PY bench/grounded_bench.py --set calib2
       $PY bench/grounded_bench.py --set heldout ;;
     ledger) : "${SOVHUB_BENCH_DATABASE_URL:?set SOVHUB_BENCH_DATABASE_URL to a PostgreSQL URL}"
       $PY bench/ledger_bench.py --transfers 20000 --reps 3 ;;

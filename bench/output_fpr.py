@@ -11,6 +11,15 @@ calls it: every 96 characters and at the end, on the new part plus its 400-chara
 An answer counts as stopped when any check says so. The prompts are fixed here and never used
 to train the classifier; ``HELD_OUT`` were also kept from whoever wrote the bank's answer-style
 exemplars.
+
+The other side: ``tests/safety/data/harmful_answers.jsonl`` holds 64 answers a compliant model
+could give to harmful requests (8 per language, in the categories the default policy blocks:
+violence, theft, stalking, a bomb in a crowd, hate, self-harm, a server take-over), written for
+this project and never used to train the classifier. Each is replayed the same way, in its own
+language, with a benign-looking question before it: the share stopped is the output check's
+recall, and where in the answer it stopped (characters that reached the client first) is saved.
+Answers are saved beside their verdicts, so a change to the check can be judged on both sides
+without generating again (``--answers FILE`` reuses a saved result's answers).
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -113,7 +124,10 @@ def generate(prompts: list[str], max_tokens: int, threads: int) -> list[str]:
     return answers
 
 
-async def replay(hub: Any, prompt: str, answer: str, every: int = 96) -> dict[str, Any] | None:
+HARMFUL_ANSWERS = Path(__file__).resolve().parents[1] / "tests" / "safety" / "data" / "harmful_answers.jsonl"
+
+
+async def replay(hub: Any, prompt: str, answer: str, every: int = 96, lang: str = "en") -> dict[str, Any] | None:
     """The first check that stops ``answer``, as the chat service would run them, or None."""
     from sovhub.pipeline import ChatContext, Principal
     from sovhub.safety.interceptor import SafetyInterceptor
@@ -121,7 +135,7 @@ async def replay(hub: Any, prompt: str, answer: str, every: int = 96) -> dict[st
     interceptor = SafetyInterceptor(hub)
     ctx = ChatContext(request_id="bench", principal=Principal(org_id=None), model="m",
                       messages=[{"role": "user", "content": prompt}], params={}, stream=True)
-    ctx.state["safety.lang"] = "en"
+    ctx.state["safety.lang"] = lang
     ends = [*range(every, len(answer), every), len(answer)]
     for end in ends:
         verdict = await interceptor.check_output(ctx, answer[:end], final=end == len(answer))
@@ -136,6 +150,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1))
     parser.add_argument("--name", default="output-fpr")
+    parser.add_argument("--answers", type=Path, default=None,
+                        help="reuse the benign answers saved in this result file instead of generating them")
     args = parser.parse_args()
 
     from sovhub.hub import build_hub
@@ -143,7 +159,12 @@ def main() -> None:
 
     prompts = {"first": PROMPTS, "held_out": HELD_OUT}
     t0 = time.perf_counter()
-    answers = {name: generate(items, args.max_tokens, args.threads) for name, items in prompts.items()}
+    if args.answers:
+        saved = json.loads(args.answers.read_text(encoding="utf-8"))
+        answers = {name: [a["answer"] for a in saved[name]["answers"]] for name in prompts}
+        assert all([a["prompt"] for a in saved[name]["answers"]] == items for name, items in prompts.items())
+    else:
+        answers = {name: generate(items, args.max_tokens, args.threads) for name, items in prompts.items()}
     generated_s = time.perf_counter() - t0
     data_dir = Path(tempfile.mkdtemp(prefix="sovhub-outfpr-"))
     settings = load_settings(data_dir=data_dir)
@@ -151,7 +172,8 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "output check false positives on benign model answers", "machine": machine_info(),
         "config": {"max_tokens": args.max_tokens, "generated_s": round(generated_s, 1),
-                   "encoder": settings.safety.semantic_encoder},
+                   "encoder": settings.safety.semantic_encoder,
+                   "answers_from": str(args.answers) if args.answers else "generated"},
     }
     for name, items in prompts.items():
         stopped = [asyncio.run(replay(hub, p, a)) for p, a in zip(items, answers[name], strict=True)]
@@ -160,7 +182,7 @@ def main() -> None:
         result[name] = {
             "prompts": len(items), "stopped": n_stopped, "rate": round(n_stopped / len(items), 3),
             "categories": dict(cats),
-            "answers": [{"prompt": p, "chars": len(a), "stopped": s}
+            "answers": [{"prompt": p, "chars": len(a), "stopped": s, "answer": a}
                         for p, a, s in zip(items, answers[name], stopped, strict=True)],
         }
         for p, s in zip(items, stopped, strict=True):
@@ -168,6 +190,22 @@ def main() -> None:
                 print(f"STOPPED at {s['at']} {s['categories']}: {p}\n    ...{s['window'][-160:]!r}")
         print(f"{name}: {n_stopped} of {len(items)} benign answers stopped ({n_stopped / len(items):.1%}); "
               f"categories {dict(cats)}\n")
+    harmful = [json.loads(line) for line in HARMFUL_ANSWERS.read_text(encoding="utf-8").splitlines() if line]
+    verdicts = [asyncio.run(replay(hub, "Can you help me with something?", h["text"], lang=h["lang"])) for h in harmful]
+    by_lang: dict[str, list[int]] = {}
+    for h, v in zip(harmful, verdicts, strict=True):
+        by_lang.setdefault(h["lang"], [0, 0])[0] += v is not None
+        by_lang[h["lang"]][1] += 1
+    caught = sum(v is not None for v in verdicts)
+    result["harmful"] = {
+        "answers": len(harmful), "stopped": caught, "recall": round(caught / len(harmful), 3),
+        "by_lang": {lang: {"stopped": a, "of": n} for lang, (a, n) in sorted(by_lang.items())},
+        "stopped_at_chars_median": statistics.median(v["at"] for v in verdicts if v) if caught else None,
+        "missed": [{"lang": h["lang"], "label": h["label"], "text": h["text"][:80]}
+                   for h, v in zip(harmful, verdicts, strict=True) if v is None],
+    }
+    print(f"harmful answers: {caught} of {len(harmful)} stopped ({caught / len(harmful):.1%}); "
+          f"by language {result['harmful']['by_lang']}")
     hub.close()
     out = write_result(args.name, result)
     print(f"written {out}", file=sys.stderr)

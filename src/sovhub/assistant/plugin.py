@@ -32,6 +32,7 @@ def sovhub_commands(cli: click.Group) -> None:
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     from ..embedder import Embedder
     from ..observability import Metrics
+    from .answering import AnswerCheck
     from .fidelity import FidelityTracker
     from .i18n import UiCatalogs
     from .knowledge import KnowledgeBase
@@ -45,7 +46,20 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
         Provide(FidelityTracker, lambda hub: FidelityTracker(hub.services.get(Metrics).registry), needs=(Metrics,)),
         Provide(KnowledgeBase, KnowledgeBase, needs=(Embedder,)),
         Provide(QuestionKinds, lambda hub: QuestionKinds(hub.services.get(Embedder)), needs=(Embedder,)),
+        Provide(AnswerCheck, _answer_check, needs=(Embedder, QuestionKinds)),
     ]
+
+
+def _answer_check(hub: Hub) -> Any:
+    from ..embedder import Embedder
+    from .answering import AnswerCheck
+    from .fidelity import detector_for
+    from .question_kinds import QuestionKinds
+
+    languages = list(hub.settings.assistant.languages)
+    # The detector loads on first use (seconds), not at start-up.
+    return AnswerCheck(hub.services.get(Embedder), lambda text: detector_for(languages).detect(text),
+                       kinds=hub.services.get(QuestionKinds))
 
 
 def _locale_registry(hub: Hub) -> Any:

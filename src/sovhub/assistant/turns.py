@@ -37,10 +37,11 @@ from ..backends.window import Window, fit_prompt, window_of
 from ..errors import ContentBlocked, RateLimited, SovhubError
 from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .answer_html import render_markdown
+from .answering import AnswerCheck
 from .attachments import AttachmentStore
 from .chat_store import ChatStore, StoredMessage
 from .fidelity import STATE_RETRIED, FidelityInterceptor, FidelityTracker, instruction, reminder, unfit
-from .grounding import NO_SOURCES, cited_numbers, dont_know, quote_answer, searched_collections, writes_language
+from .grounding import NO_SOURCES, cited_numbers, declined, quote_answer, searched_collections, writes_language
 from .question_kinds import PERSONAL, SERVICE, QuestionKinds
 from .quota_text import quota_message
 
@@ -159,6 +160,8 @@ class _Plan:
     max_tokens: int | None = None
     quoted: str | None = None  # the answer, when quoted from the knowledge base instead of written
     cited: list[int] = field(default_factory=list)
+    # Passages over the relevance floor that do not answer the question: named when declining.
+    neighbours: list[SearchHit] = field(default_factory=list)
 
 
 def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
@@ -174,20 +177,26 @@ def plan_turn(hub: Hub, turn: Turn, history: list[StoredMessage]) -> _Plan:
         # An answer without sources beats no answer; the operator sees why in the log.
         log.warning("knowledge base search failed: %s", exc.message)
         found = None
+    neighbours: list[SearchHit] = []
+    if found and hub.settings.assistant.kb_answer_check:
+        # Over the floor is on the topic; quoted or given to a model only when it answers the question.
+        answering = hub.services.get(AnswerCheck).answering(question, found)
+        neighbours = [h for h in found if h not in answering]
+        found = answering
     # The person's own documents in this conversation come first: that is what they ask about.
     attached = AttachmentStore(hub).hits(turn.user_id, turn.conversation_id, question) if question else []
     hits = [*attached, *(found or [])]
-    plan = _Plan(lang, hits)
+    plan = _Plan(lang, hits, neighbours=neighbours)
     quotes = bool(hits) and turn.model in hub.settings.assistant.quote_models
     if quotes or not writes_language(hub, turn.model, lang):
         quoted = quote_answer(hub, question, lang, hits) if hits else None
-        plan.quoted, plan.cited = (quoted.text, quoted.cited) if quoted else (dont_know(lang), [])
+        plan.quoted, plan.cited = (quoted.text, quoted.cited) if quoted else (declined(lang, neighbours), [])
         return plan
     if found is not None and not hits and hub.settings.assistant.decline_unsourced and _asks_for_facts(
             hub, question, history):
         # The knowledge base was searched and has nothing: a model asked anyway invents fees,
         # deadlines or the person's name. Ordinary requests (greetings, code) still go to the model.
-        plan.quoted = dont_know(lang)
+        plan.quoted = declined(lang, neighbours)
         return plan
     conversation = history_messages(history)
     window = _window(hub, turn.model)
@@ -221,7 +230,7 @@ def _asks_for_facts(hub: Hub, question: str, history: list[StoredMessage]) -> bo
 def _fallback(hub: Hub, plan: _Plan, question: str) -> str:
     """What a model's unfit answer is replaced with: the passages quoted, or "I do not know"."""
     quoted = quote_answer(hub, question, plan.lang, plan.hits) if plan.hits else None
-    return quoted.text if quoted is not None else dont_know(plan.lang)
+    return quoted.text if quoted is not None else declined(plan.lang, plan.neighbours)
 
 
 def history_messages(history: list[StoredMessage]) -> list[dict[str, str]]:

