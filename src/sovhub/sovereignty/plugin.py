@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..events import Event
     from ..hub import Hub
     from ..pipeline import ChatInterceptor, RoutePolicy
+    from .content_store import ConversationStore
 
 log = logging.getLogger("sovhub.sovereignty")
 
@@ -39,7 +40,7 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     return [Provide(ConversationStore, _conversation_store, needs=(ContentVault, Invalidations))]
 
 
-def _conversation_store(hub: Hub) -> Any:
+def _conversation_store(hub: Hub) -> ConversationStore:
     from .content_store import ConversationStore
 
     store = ConversationStore(hub)
