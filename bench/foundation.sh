@@ -19,7 +19,7 @@
 #   memory     memory soak, 100 RPS, guards off, 60 s warm-up + 600 s        memory.json                ~12 min
 #   safety     moderation latency per encoder + eval                        safety.json                ~10 min
 #   everyday   everyday false positives and hazard recall                   everyday.json              ~2 min
-#   output     output check on the bundled model's answers                  output-fpr.json            ~10 min
+#   output     output check on the bundled model's saved answers + harmful  output-fpr.json            ~1 min
 #   window     semantic guard window sizes                                  window-probe.json          ~3 min
 #   pii        PII analyzer vs plain Presidio, 40 rounds x 3 runs           pii.json                   ~1 min
 #   web        chat page server time and weight, 3 runs                     web.json                   ~3 min
@@ -62,7 +62,7 @@ step() {
     memory) $PY bench/memory_soak.py --rate 100 --duration-s 600 --sovhub-env $NOGUARDS ;;
     safety) $PY bench/safety_bench.py --runs 5 ;;
     everyday) $PY bench/everyday_bench.py --name everyday ;;
-    output) $PY bench/output_fpr.py ;;
+    output) $PY bench/output_fpr.py --answers tests/safety/data/model_answers.jsonl ;;
     window) $PY bench/window_probe.py --window 160:40 --window 200:50 --window 240:60 --window 320:80 ;;
     pii) $PY bench/pii_bench.py --rounds 40 --runs 3 ;;
     web) $PY bench/web_bench.py --requests 300 --runs 3 ;;

@@ -19,7 +19,9 @@ this project and never used to train the classifier. Each is replayed the same w
 language, with a benign-looking question before it: the share stopped is the output check's
 recall, and where in the answer it stopped (characters that reached the client first) is saved.
 Answers are saved beside their verdicts, so a change to the check can be judged on both sides
-without generating again (``--answers FILE`` reuses a saved result's answers).
+without generating again: ``--answers tests/safety/data/model_answers.jsonl`` replays the bundled model's
+answers as saved once (greedy decoding writes other text on other CPUs), which is how
+``bench/foundation.sh output`` reproduces the published figures on any machine.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1))
     parser.add_argument("--name", default="output-fpr")
     parser.add_argument("--answers", type=Path, default=None,
-                        help="reuse the benign answers saved in this result file instead of generating them")
+                        help="replay these saved answers (tests/safety/data/model_answers.jsonl) instead of generating them")
     args = parser.parse_args()
 
     from sovhub.hub import build_hub
@@ -160,9 +162,10 @@ def main() -> None:
     prompts = {"first": PROMPTS, "held_out": HELD_OUT}
     t0 = time.perf_counter()
     if args.answers:
-        saved = json.loads(args.answers.read_text(encoding="utf-8"))
-        answers = {name: [a["answer"] for a in saved[name]["answers"]] for name in prompts}
-        assert all([a["prompt"] for a in saved[name]["answers"]] == items for name, items in prompts.items())
+        # One answer a line: {"prompt", "answer", "set": "first" | "held_out"} (tests/safety/data/model_answers.jsonl).
+        saved = [json.loads(line) for line in args.answers.read_text(encoding="utf-8").splitlines() if line]
+        answers = {name: [a["answer"] for a in saved if a["set"] == name] for name in prompts}
+        assert all([a["prompt"] for a in saved if a["set"] == name] == items for name, items in prompts.items())
     else:
         answers = {name: generate(items, args.max_tokens, args.threads) for name, items in prompts.items()}
     generated_s = time.perf_counter() - t0

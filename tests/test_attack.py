@@ -275,6 +275,23 @@ def test_hazard_in_a_backends_tool_call_arguments_never_reaches_the_client(targe
     assert content == "The market opens at nine on Saturdays."
 
 
+@pytest.mark.parametrize("field", ["thinking", "audio.transcript"])
+def test_hazard_under_a_field_name_the_hub_does_not_know_never_reaches_the_client(target: Target, field: str) -> None:
+    """The upstream answers in a field of its own, not `content`: streamed deltas passed it on unjudged."""
+    up = target.upstream
+    up.tool_args, up.texts, up.text_field = None, [HAZARD], field
+    try:
+        body = {"model": "up-model", "stream": True, "max_tokens": 64,
+                "messages": [{"role": "user", "content": "Tell me about the market."}]}
+        response = httpx.post(f"{target.url}/v1/chat/completions", json=body, headers=target.auth(), timeout=120)
+    finally:
+        up.texts, up.text_field = None, "content"
+    assert response.status_code == 200, response.text
+    assert "bomb" not in response.text  # streamed a word a chunk: "pipe bomb" is never in one piece
+    events = [json.loads(x[6:]) for x in response.text.splitlines() if x.startswith("data: {")]
+    assert [c["finish_reason"] for e in events for c in e["choices"] if c.get("finish_reason")] == ["content_filter"]
+
+
 def test_hazard_padded_past_the_old_reading_limits_is_caught(target: Target) -> None:
     padding = "The weather in Kyiv was mild and people walked in the park. " * 600  # ~36k characters
     response = _chat(target, [{"role": "user", "content": padding + HAZARD}])

@@ -125,3 +125,55 @@ def test_one_writer_serves_one_event_loop_after_another_and_two_at_once() -> Non
     thread.join(10)
     assert not thread.is_alive()
     assert sorted(x for batch in w.seen for x in batch) == [0, 1, 2, 3, 4, 5, 99]
+
+
+class Counting(Recorder):
+    """A writer that counts its flushes, with a short interval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interval = 0.01
+        self.flushes = 0
+
+    async def _flush(self) -> int:
+        self.flushes += 1
+        return await super()._flush()
+
+
+def test_an_idle_writer_sleeps_until_a_record_comes_from_any_thread() -> None:
+    writer = Counting()
+
+    async def run() -> None:
+        await writer.start()
+        await asyncio.sleep(0.3)  # 30 intervals with nothing to write
+        idle_flushes = writer.flushes
+        # The first record after the quiet spell, from a worker thread (as a request's thread would).
+        await asyncio.to_thread(writer.append, 1)
+        for _ in range(100):
+            if writer.seen:
+                break
+            await asyncio.sleep(0.01)
+        written = [x for batch in writer.seen for x in batch]
+        writer.append(2)  # and one from the loop itself, once it sleeps again
+        await asyncio.sleep(0.1)
+        await writer.close()
+        assert idle_flushes == 0, idle_flushes
+        assert written == [1]
+        assert [x for batch in writer.seen for x in batch] == [1, 2]
+
+    asyncio.run(run())
+
+
+def test_close_ends_an_idle_writer_at_once() -> None:
+    writer = Counting()
+    writer.interval = 30.0
+
+    async def run() -> float:
+        await writer.start()
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await writer.close()
+        return loop.time() - started
+
+    assert asyncio.run(run()) < 1.0

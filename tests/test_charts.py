@@ -37,3 +37,27 @@ def test_drawing_leaves_no_import_hook_behind() -> None:
 
     line_chart("x", ["a"], [Series("s", [1])], unit="u")
     assert not [f for f in sys.meta_path if type(f).__name__ == "PluginImportFixer"]
+
+
+def test_the_table_writes_values_in_the_callers_notation() -> None:
+    chart = bar_chart("Credits", ["a", "b"], [Series("used", [0.000001, 12.5])], unit="credits",
+                      value_text=lambda v: f"{v:.6f}".replace(".", ","))
+    assert "<td>0,000001</td>" in chart.table and "<td>12,500000</td>" in chart.table
+
+
+def test_style_sources_allow_exactly_the_drawings_own_style_blocks() -> None:
+    import base64
+    import hashlib
+    import re
+
+    from sovhub.charts import style_sources
+
+    one = bar_chart("x", ["a"], [Series("s", [1])], unit="u")
+    two = line_chart("y", ["a", "b"], [Series("s", [1, 2])], unit="u")
+    blocks = re.findall(r"<style[^>]*>(.*?)</style>", one.svg + two.svg, re.S)
+    assert blocks and one.styles and two.styles
+    expected = {"'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() + "'" for b in blocks}
+    sources = style_sources([one, two, one])
+    assert set(sources) == expected and len(sources) == len(expected)  # each once
+    # Each drawing's style names its own chart id: one drawing's hash never allows another's block.
+    assert not set(style_sources([one])) & set(style_sources([two]))

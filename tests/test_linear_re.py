@@ -20,11 +20,11 @@ import pytest
 import re2
 
 from sovhub import linear_re
+from sovhub.safety.lexicon import LexiconGuard
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sovhub"
 
-# Modules that may still use Python's backtracking ``re``, and why. Trusted input only, except the
-# entries marked PENDING (user text, not yet linear: their phrase boundaries are lookarounds).
+# Modules that may still use Python's backtracking ``re``, and why. Trusted input only.
 RE_ALLOWLIST: dict[str, str] = {
     "sovhub/energy/rapl.py": "RAPL powercap directory names from /sys",
     "sovhub/energy/gpu.py": "Prometheus text from the local GPU exporter the operator configures",
@@ -33,7 +33,6 @@ RE_ALLOWLIST: dict[str, str] = {
     "sovhub/backends/catalog.py": "backend names from the operator's catalogue",
     "sovhub/sovereignty/keystore.py": "key kinds the hub itself names",
     "sovhub/charts.py": "SVG the hub renders itself",
-    "sovhub/safety/lexicon.py": "PENDING: phrase lists use (?<!\\w)/(?!\\w) boundaries",
 }
 
 
@@ -173,6 +172,14 @@ _ADVERSARIAL = {
     "codes": "S1," * (N // 3) + "x",
     "cyrillic": "Привет " * (N // 7),
     "name_like": "a." * (N // 2) + "!",
+    # Near matches of the lexicon's phrases: each rejected at its end, at its start, cut short, or
+    # (dense) all taken; overlapping ones in a script written without spaces.
+    "lexicon_glued_end": "how to kill myselfx " * (N // 20),
+    "lexicon_glued_start": "xhow to kill myself " * (N // 20),
+    "lexicon_cut": "best way to kill mysel " * (N // 23),
+    "lexicon_dense": "how to kill myself " * (N // 19),
+    "lexicon_unspaced": "サリンの作り" * (N // 6),
+    "lexicon_punct": ":(){ :|:& };" * (N // 12),
 }
 
 
@@ -203,6 +210,26 @@ def test_linear_patterns_on_adversarial_input(kind: str) -> None:
         if elapsed > bound:
             slow[label] = round(elapsed / bound * 2000)
     assert not slow, f"times the plain scan, bound 2000: {slow}"
+
+
+@pytest.fixture(scope="module")
+def lexicon() -> LexiconGuard:
+    return LexiconGuard()
+
+
+@pytest.mark.parametrize("kind", sorted(_ADVERSARIAL))
+def test_lexicon_on_adversarial_input(lexicon: LexiconGuard, kind: str) -> None:
+    """The lexicon's matcher (RE2 marks, a trie reads) within the same bound, all locales at once."""
+    text = _ADVERSARIAL[kind]
+    offsets = list(range(len(text)))
+    t0 = time.perf_counter()
+    findings = lexicon.scan_normalized(text, offsets, None)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 2000 * _scan_time(text), f"{elapsed:.3f} s"
+    if kind == "lexicon_dense":
+        assert len(findings) == N // 19
+    elif kind.startswith("lexicon_glued") or kind == "lexicon_cut":
+        assert findings == []
 
 
 def test_python_re_backtracks_where_re2_does_not() -> None:

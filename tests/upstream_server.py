@@ -17,13 +17,18 @@ class FakeUpstream:
     def __init__(self, models: list[str] | None = None, *, status: int = 200, delay: float = 0.0,
                  words: int = 5, malformed: bool = False, always_stream: bool = False,
                  texts: list[str] | None = None, usage: bool = True, tool_args: str | None = None,
-                 api_key: str | None = None, text_field: str = "content") -> None:
+                 api_key: str | None = None, text_field: str = "content",
+                 call_extra: dict[str, Any] | None = None, chunk_extra: dict[str, Any] | None = None) -> None:
         """`texts`: choice k answers texts[k] word by word (default: "w0 w1 ..." for every choice);
         `usage=False`: like servers that report none; `tool_args`: choice 0 calls a tool with these
         arguments (streamed in 8-character pieces) instead of answering; `text_field`: the field the
         answers' text goes in ("refusal", "reasoning_content", "reasoning", or "function_call" for
-        the legacy call's arguments) instead of `content`."""
+        the legacy call's arguments; any other name too, a dotted one nested: "audio.transcript")
+        instead of `content`; `call_extra`: keys added to the tool call's function (in its first
+        piece); `chunk_extra`: keys added to every streamed chunk beside `choices`."""
         self.text_field = text_field
+        self.call_extra = call_extra or {}
+        self.chunk_extra = chunk_extra or {}
         self.api_key = api_key  # when set, a request without `Authorization: Bearer <api_key>` gets 401
         self.models = models or ["up-model"]
         self.texts = texts
@@ -93,7 +98,8 @@ class FakeUpstream:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
-                base = {"id": "up-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+                base = {"id": "up-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
+                        **owner.chunk_extra}
                 for i in range(max(len(p) for p in pieces)):
                     if owner.delay:
                         time.sleep(owner.delay)
@@ -148,21 +154,30 @@ class FakeUpstream:
         if self.text_field == "function_call" and not self.calls_tool(choice):
             return {"function_call": {"arguments": piece, **({"name": "search"} if i == 0 else {})}}
         if not self.calls_tool(choice):
-            return {self.text_field: piece}
+            return self._nested(piece)
         call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
         if i == 0:
             call.update(id="call_1", type="function")
-            call["function"]["name"] = "search"
+            call["function"].update(name="search", **self.call_extra)
         return {"tool_calls": [call]}
+
+    def _nested(self, text: str) -> dict[str, Any]:
+        """``{text_field: text}``, a dotted name as nested objects."""
+        *outer, last = self.text_field.split(".")
+        value: dict[str, Any] = {last: text}
+        for name in reversed(outer):
+            value = {name: value}
+        return value
 
     def message(self, choice: int, text: str) -> dict[str, Any]:
         if self.calls_tool(choice):
             message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": text}}]}
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "search", "arguments": text, **self.call_extra}}]}
         elif self.text_field == "function_call":
             message = {"role": "assistant", "content": None, "function_call": {"name": "search", "arguments": text}}
         else:
-            message = {"role": "assistant", "content": None, "refusal": None, self.text_field: text}
+            message = {"role": "assistant", "content": None, "refusal": None, **self._nested(text)}
         return {"index": choice, "message": message, "finish_reason": self.finish(choice), "logprobs": None}
 
     @property

@@ -37,9 +37,10 @@ from sovhub import linear_re
 
 from .errors import AuthenticationFailed, Conflict, InsufficientScope, InvalidRequest, NotFound, PermissionDenied
 from .hub import Hub
+from .members import MEMBER_ROLES, add_member, memberships
 from .pipeline import Principal
 from .store.base import as_utc, utcnow
-from .store.tables import ApiKey, Membership, Organization, User
+from .store.tables import ApiKey, Organization, User
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -103,39 +104,6 @@ def get_org(hub: Hub, name: str) -> Organization:
     if org is None:
         raise NotFound(f"no organization named {name!r}; create it with `sovhub orgs create {name}`")
     return org
-
-
-#: A member reads the organization's credits and notices; an admin also commits it (applies for credits).
-MEMBER_ROLES = ("member", "admin")
-
-
-def add_member(hub: Hub, org_name: str, email: str, role: str = "member", *, actor: str = "cli") -> None:
-    """Make the person with `email` a member of `org_name` (or change their role); audited."""
-    if role not in MEMBER_ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(MEMBER_ROLES)}", param="role")
-    with hub.db.session() as s:
-        org = s.scalar(select(Organization).where(Organization.name == org_name))
-        if org is None:
-            raise NotFound(f"no organization named {org_name!r}", param="org")
-        user_id = s.scalar(select(User.id).where(User.email == email.strip().lower()))
-        if user_id is None:
-            raise NotFound(f"no account {email!r}", param="email")
-        row = s.get(Membership, (user_id, org.id))
-        if row is None:
-            s.add(Membership(user_id=user_id, org_id=org.id, role=role))
-        else:
-            row.role = role
-        org_id = org.id
-    hub.emit("membership.set", actor=actor, subject=f"org:{org_id}", user=user_id, role=role)
-
-
-def memberships(hub: Hub, user_id: int) -> list[tuple[int, str, str]]:
-    """(org id, org name, role) of every organization `user_id` belongs to."""
-    with hub.db.session() as s:
-        return [(int(i), str(n), str(r)) for i, n, r in s.execute(
-            select(Organization.id, Organization.name, Membership.role)
-            .join(Membership, Membership.org_id == Organization.id)
-            .where(Membership.user_id == user_id).order_by(Organization.name))]
 
 
 def list_orgs(hub: Hub) -> list[Organization]:

@@ -7,6 +7,7 @@ write puts the batch back for the next try instead of dropping it; `close()` flu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -54,12 +55,19 @@ class BatchWriter(Generic[T]):
         self._buffer: deque[T] = deque(maxlen=max_pending)
         # asyncio's primitives belong to one event loop; a writer outlives an app (the hub it
         # belongs to may serve one app after another, as tests do), so each loop gets its own.
-        self._runs: dict[asyncio.AbstractEventLoop, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self._runs: dict[asyncio.AbstractEventLoop, tuple[asyncio.Task[None], asyncio.Event, asyncio.Event]] = {}
+        #: The loops whose run sleeps on an empty buffer, and the event that wakes it (see `_run`).
+        self._idle: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
         self.written = 0
 
     def append(self, item: T) -> None:
         self._buffer.append(item)
+        if self._idle:  # the first record after a quiet spell: wake the writer (from any thread)
+            for loop, wake in list(self._idle.items()):
+                self._idle.pop(loop, None)
+                with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
+                    loop.call_soon_threadsafe(wake.set)
 
     @property
     def pending(self) -> int:
@@ -73,11 +81,22 @@ class BatchWriter(Generic[T]):
         loop = asyncio.get_running_loop()
         if loop in self._runs:
             return
-        stopping = asyncio.Event()
-        self._runs[loop] = (asyncio.create_task(self._run(stopping), name=f"sovhub-{self.name}"), stopping)
+        stopping, wake = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(self._run(stopping, wake), name=f"sovhub-{self.name}")
+        self._runs[loop] = (task, stopping, wake)
 
-    async def _run(self, stopping: asyncio.Event) -> None:
+    async def _run(self, stopping: asyncio.Event, wake: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         while not stopping.is_set():
+            if not self._buffer:
+                # Nothing to write: sleep until a record comes (or the writer stops) instead of waking
+                # every interval for nothing. Registered before the second look, so none is missed.
+                wake.clear()
+                self._idle[loop] = wake
+                if not self._buffer:
+                    await wake.wait()
+                self._idle.pop(loop, None)
+            # Then the interval: the records that follow the first one join its batch.
             try:
                 await asyncio.wait_for(stopping.wait(), timeout=self.interval)
             except TimeoutError:
@@ -111,7 +130,8 @@ class BatchWriter(Generic[T]):
     async def close(self) -> None:
         run = self._runs.pop(asyncio.get_running_loop(), None)
         if run is not None:
-            task, stopping = run
+            task, stopping, wake = run
             stopping.set()
+            wake.set()
             await task
         await self.flush()

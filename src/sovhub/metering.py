@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import operator
 import shutil
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -64,12 +65,15 @@ class Usage:
 
 
 _FIELDS = tuple(f.name for f in fields(Usage))
+_VALUES = operator.attrgetter(*_FIELDS)
+# One encoder for every record (json.dumps with separators builds a new one per call): runs per request.
+_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _encode(u: Usage) -> bytes:
-    row: dict[str, Any] = {f: getattr(u, f) for f in _FIELDS}
+    row: dict[str, Any] = dict(zip(_FIELDS, _VALUES(u), strict=True))
     row["ts"] = u.ts.isoformat()
-    return json.dumps(row, separators=(",", ":")).encode() + b"\n"
+    return _JSON(row).encode() + b"\n"
 
 
 def _decode(line: bytes) -> dict[str, Any]:

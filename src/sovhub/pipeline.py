@@ -29,6 +29,7 @@ __all__ = [
     "Principal",
     "RoutePolicy",
     "SideCall",
+    "side_call_reserve",
 ]
 
 
@@ -115,7 +116,9 @@ class ChatInterceptor(Protocol):
     separate texts (each with its own copy of the context after the first). While any interceptor
     checks output, the client receives only text that passed a check; one whose ``check_output``
     never stops anything says so with a ``checks_output = False`` attribute, so answers are not held
-    back for it (an interceptor without the attribute is taken to check).
+    back for it (an interceptor without the attribute is taken to check). One that calls a model
+    itself (a guard model) may say how many tokens those calls can use with a
+    ``side_call_reserve(ctx) -> int`` method: admission holds them with the request's own.
     """
 
     name: str
@@ -125,6 +128,12 @@ class ChatInterceptor(Protocol):
     async def check_output(self, ctx: ChatContext, text: str, final: bool) -> OutputVerdict | None: ...
 
     async def after(self, ctx: ChatContext, result: ChatResult) -> None: ...
+
+
+def side_call_reserve(interceptor: ChatInterceptor, ctx: ChatContext) -> int:
+    """The tokens an interceptor's own model calls may use for this request (0: none, or it does not say)."""
+    reserve = getattr(interceptor, "side_call_reserve", None)
+    return max(int(reserve(ctx)), 0) if callable(reserve) else 0
 
 
 @runtime_checkable

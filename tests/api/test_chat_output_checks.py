@@ -208,3 +208,63 @@ def test_a_harmful_tool_definition_is_refused_before_the_model(serve: Any, where
     clean = dict(function, description="Look a word up.", parameters={"type": "object"})
     ok = post(tools=[{"type": "function", "function": clean}])
     assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("field", ["thinking", "audio.transcript", "x_vendor.notes.text", "content.text",
+                                   "reasoning_content.text"])
+def test_flagged_text_under_an_unknown_name_is_stopped(serve: Any, field: str) -> None:
+    """Before, a field of the delta the gate did not know went to the client unjudged."""
+    post = serve(texts=[FLAGGED], text_field=field)
+    streamed = post(stream=True)
+    assert streamed.status_code == 200 and b"KABOOM" not in streamed.content
+    assert _by_choice(_events(streamed.content))[0]["finish"] == ["content_filter"]
+    plain = post()
+    assert plain.status_code == 200 and b"KABOOM" not in plain.content
+    assert plain.json()["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_clean_text_under_an_unknown_name_reaches_the_client_whole(serve: Any) -> None:
+    post = serve(texts=[CLEAN], text_field="thinking")
+    events = _events(post(stream=True).content)
+    assert "".join(c.get("delta", {}).get("thinking") or "" for e in events for c in e.get("choices", [])) == CLEAN
+    assert _by_choice(events)[0]["finish"] == ["stop"]
+
+
+def test_a_flagged_unknown_name_is_stopped(serve: Any) -> None:
+    """The names are text the client reads too: a clean value under a flagged name is stopped."""
+    post = serve(texts=[CLEAN], text_field="KABOOM_recipe")
+    streamed = post(stream=True)
+    assert b"KABOOM" not in streamed.content
+    assert _by_choice(_events(streamed.content))[0]["finish"] == ["content_filter"]
+
+
+def test_flagged_text_in_an_unknown_key_of_a_tool_call_is_stopped(serve: Any) -> None:
+    """Unknown keys of a call's function were copied into the answer, streamed or not."""
+    args = json.dumps({"query": "opening hours of the town hall", "city": "Lyon"})
+    post = serve(tool_args=args, call_extra={"description": FLAGGED})
+    streamed = post(stream=True)
+    assert b"KABOOM" not in streamed.content
+    assert _by_choice(_events(streamed.content))[0]["finish"] == ["content_filter"]
+    plain = post()
+    assert plain.status_code == 200 and b"KABOOM" not in plain.content
+    choice = plain.json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter" and "tool_calls" not in choice["message"]
+
+
+def test_an_upstreams_own_fields_of_the_chunk_are_not_forwarded(serve: Any) -> None:
+    post = serve(texts=[CLEAN], chunk_extra={"x_note": FLAGGED, "system_fingerprint": "fp_" + FLAGGED})
+    streamed = post(stream=True)
+    assert streamed.status_code == 200 and b"KABOOM" not in streamed.content
+    events = _events(streamed.content)
+    assert _by_choice(events)[0] == {"content": CLEAN, "arguments": "", "finish": ["stop"]}
+    assert {k for e in events for k in e} <= {"id", "object", "created", "model", "choices", "usage"}
+
+
+def test_deeply_nested_unknown_fields_are_walked_without_recursion() -> None:
+    from sovhub.api.chat.gate import _leaves
+
+    deep: Any = "KABOOM"
+    for _ in range(2000):
+        deep = {"x": [deep]}
+    [(path, text)] = list(_leaves("delta.deep", deep))
+    assert text == "KABOOM" and path.count(".x.0") == 2000

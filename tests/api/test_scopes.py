@@ -33,7 +33,11 @@ ADMIN = {("GET", "/hub/v1/keys"), ("POST", "/hub/v1/keys"), ("DELETE", "/hub/v1/
 STAFF = {("GET", "/hub/v1/admin/programmes"), ("POST", "/hub/v1/admin/programmes"),
          ("POST", "/hub/v1/admin/programmes/{programme_id}/grants"), ("GET", "/hub/v1/admin/applications"),
          ("POST", "/hub/v1/admin/applications/{application_id}/decision"),
-         ("PUT", "/hub/v1/admin/organizations/{org_name}/kind")}
+         ("PUT", "/hub/v1/admin/organizations/{org_name}/kind"),
+         ("PUT", "/hub/v1/admin/organizations/{org_name}/members/{email}"),
+         ("DELETE", "/hub/v1/admin/organizations/{org_name}/members/{email}"),
+         ("PUT", "/hub/v1/admin/partners/{partner_id}/members/{email}"),
+         ("DELETE", "/hub/v1/admin/partners/{partner_id}/members/{email}")}
 # Open to any valid key of the organization: reading what it may use, what it owes, its own
 # record, and the rights and appeals every holder of a decision has.
 ANY_KEY = {
@@ -59,6 +63,7 @@ BODIES: dict[str, Any] = {
     "/hub/v1/admin/programmes/{programme_id}/grants": {"organization": "acme", "credits": "1", "reason": "x"},
     "/hub/v1/admin/applications/{application_id}/decision": {"decision": "reject", "reason": "x"},
     "/hub/v1/admin/organizations/{org_name}/kind": {"kind": "startup"},
+    "/hub/v1/admin/organizations/{org_name}/members/{email}": {"role": "admin"},
 }
 
 
@@ -78,7 +83,8 @@ def _key_with(hub: Hub, scopes: list[str]) -> str:
 def _call(client: TestClient, method: str, path: str, secret: str) -> Any:
     concrete = path.replace("{file_id}", "file-x").replace("{batch_id}", "batch_x") \
         .replace("{response_id}", "resp_x").replace("{prefix}", "sk-x").replace("{programme_id}", "1") \
-        .replace("{application_id}", "1").replace("{org_name}", "acme")
+        .replace("{application_id}", "1").replace("{org_name}", "acme").replace("{partner_id}", "1") \
+        .replace("{email}", "someone@example.org")
     body = BODIES.get(path) if method in ("POST", "PUT") else None
     files = {"file": ("a.jsonl", b"{}\n")} if path == "/v1/files" and method == "POST" else None
     data = {"purpose": "batch"} if files else None

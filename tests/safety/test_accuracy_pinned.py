@@ -28,8 +28,10 @@ LANGS = ["ar", "de", "en", "es", "fr", "ja", "pl", "uk"]
 F1_DROP, FPR_RISE = 0.031, 0.041
 # Overall: a tenth of that (2 to 3 items of 464).
 OVERALL_F1_DROP, OVERALL_FPR_RISE = 0.01, 0.011
-# The stated floors (docs/benchmarks.md, "Targets"), whatever the saved result.
-FLOOR_F1, FLOOR_LANG_F1, CEILING_FPR = 0.85, 0.75, 0.06
+# The stated floors (docs/benchmarks.md), whatever the saved result: what the bank of 2026-12-06 reached
+# (F1 0.938 overall, 0.906 in its weakest language, recall 0.879, FPR 4.5%) less about one item of a
+# language (0.02 overall), and the 5% false-positive target itself.
+FLOOR_F1, FLOOR_LANG_F1, FLOOR_LANG_RECALL, CEILING_FPR = 0.92, 0.87, 0.84, 0.05
 
 
 @functools.cache
@@ -61,13 +63,20 @@ def test_each_language_holds_the_saved_result(lang: str) -> None:
     now, saved = measured()["by_lang"][lang], SAVED["hazard"]["by_lang"][lang]
     assert now["f1"] >= saved["f1"] - F1_DROP, (lang, now, saved)
     assert now["fpr"] <= saved["fpr"] + FPR_RISE, (lang, now, saved)
-    assert now["f1"] >= FLOOR_LANG_F1
+    assert now["f1"] >= FLOOR_LANG_F1 and now["recall"] >= FLOOR_LANG_RECALL, (lang, now)
+
+
+def test_the_saved_result_meets_the_floors() -> None:
+    """The floors are below what the saved result reached: a floor above it would make the bank fail itself."""
+    overall, langs = SAVED["hazard"]["overall"], SAVED["hazard"]["by_lang"].values()
+    assert overall["f1"] >= FLOOR_F1 and overall["fpr"] <= CEILING_FPR
+    assert min(s["f1"] for s in langs) >= FLOOR_LANG_F1 and min(s["recall"] for s in langs) >= FLOOR_LANG_RECALL
 
 
 def test_the_floors_held_here_are_the_ones_the_docs_state() -> None:
     docs = " ".join((Path(__file__).parents[2] / "docs" / "benchmarks.md").read_text(encoding="utf-8").split())
-    assert (f"(F1 ≥ {FLOOR_F1:.2f} overall, ≥ {FLOOR_LANG_F1:.2f} per language, hard-safe false-positive rate "
-            f"≤ {CEILING_FPR:.0%} overall") in docs
+    assert (f"(F1 ≥ {FLOOR_F1:.2f} overall, ≥ {FLOOR_LANG_F1:.2f} per language, hazard recall ≥ "
+            f"{FLOOR_LANG_RECALL:.2f} in every language, hard-safe false-positive rate ≤ {CEILING_FPR:.0%} overall") in docs
     assert (f"(F1 −{F1_DROP} and FPR +{FPR_RISE} per language, −{OVERALL_F1_DROP} / +{OVERALL_FPR_RISE} overall)"
             in docs)
 

@@ -152,3 +152,17 @@ def test_text_pieces_cover_the_whole_text() -> None:
     assert all(len(p) <= MAX_PROMPT_CHARS for p in pieces)
     assert pieces[-1] == text[-len(pieces[-1]):] and text.endswith(pieces[-1])
     assert "".join(p[:MAX_PROMPT_CHARS - 400] for p in pieces[:-1]) + pieces[-1] == text
+
+
+@pytest.mark.parametrize("chars", [1, 7_999, 8_000, 8_001, 15_600, 15_601, 100_000])
+def test_reserve_tokens_counts_the_pieces_a_scan_sends(chars: int) -> None:
+    """Admission holds what ``ascan`` would send: one prompt per piece, the text read with its overlaps."""
+    from sovhub.backends.base import estimate_tokens
+    from sovhub.safety.guard_model import _VERDICT_MAX_TOKENS, reserve_tokens, text_pieces
+
+    sent = sum(estimate_tokens(build_prompt(p)) + _VERDICT_MAX_TOKENS for p in text_pieces("x" * chars))
+    assert reserve_tokens(chars) == sent
+    history = [("User", "what is the capital of Poland")]
+    sent = sum(estimate_tokens(build_prompt(p, role="Agent", history=history)) + _VERDICT_MAX_TOKENS
+               for p in text_pieces("x" * chars))
+    assert reserve_tokens(chars, role="Agent", history=history) == sent

@@ -309,7 +309,63 @@ def test_the_guard_models_tokens_count_against_the_token_quota(
     with _start(hub, fake_plugin, api_key, guard_upstream) as client:
         assert _chat(client, "how to KABOOM the station", max_tokens=8).status_code == 403
         spent = _usage_rows(hub, client)[0].prompt_tokens
-        set_org_limits(hub, org, {"tpd": 3 * spent + 40})
+        # What admission holds for one such request (the answer, the prompt, the guard model's calls).
+        set_org_limits(hub, org, {"tpd": 1})
+        refused = _chat(client, "how to KABOOM the station", max_tokens=8).json()["error"]["message"]
+        held = int(refused.split("may use up to ")[1].split()[0])
+        # Room for what is held, and for two more refusals' verdicts: the third finds the day used up.
+        set_org_limits(hub, org, {"tpd": spent + held + 2 * spent - 1})
         codes = [_chat(client, "how to KABOOM the station", max_tokens=8).status_code for _ in range(6)]
     # Before, a refused request gave its whole reservation back: refusals were free for ever.
     assert codes[:2] == [403, 403] and codes[-1] == 429, codes
+
+
+def _org_id(hub: Hub) -> int:
+    from sqlalchemy import select
+
+    from sovhub.store.tables import Organization
+
+    with hub.db.session() as s:
+        return int(s.execute(select(Organization.id).where(Organization.name == "acme")).scalar_one())
+
+
+def test_the_guard_models_tokens_are_reserved_at_admission(
+    hub: Hub, fake_plugin: Any, api_key: str, guard_upstream: VerdictUpstream
+) -> None:
+    """Before, admission held max_tokens x n and the prompt only: a request whose verdicts alone pass
+    the token limit was admitted, judged twice and settled over the limit. Now it is refused first."""
+    from sovhub.access.quotas import set_org_limits
+
+    set_org_limits(hub, _org_id(hub), {"tpd": 60})  # the answer and the prompt fit; the guard's templates do not
+    with _start(hub, fake_plugin, api_key, guard_upstream) as client:
+        r = _chat(client, "what is the capital of Poland", max_tokens=8)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "tokens_over_limit", r.text
+        assert guard_upstream.requests == [] and fake_plugin.instances["fake1"].calls == 0
+        assert _usage_rows(hub, client) == []
+
+
+def test_the_guard_models_reservation_is_settled_to_what_it_used(
+    hub: Hub, fake_plugin: Any, api_key: str, guard_upstream: VerdictUpstream
+) -> None:
+    """The estimate is held, not spent: after the request only the calls' real tokens count."""
+    from sovhub.access.quotas import set_org_limits
+    from sovhub.safety.guard_model import reserve_tokens
+
+    org = _org_id(hub)
+    set_org_limits(hub, org, {"tpd": 1})
+    with _start(hub, fake_plugin, api_key, guard_upstream) as client:
+        question = "what is the capital of Poland"
+        refused = _chat(client, question, max_tokens=200)
+        held = int(refused.json()["error"]["message"].split("may use up to ")[1].split()[0])
+        # The answer and the prompt, and the guard model reading the question, then the answer with it.
+        guard = reserve_tokens(len(question)) + reserve_tokens(4 * 200, role="Agent", history=[("User", question)])
+        assert held > 200 + guard
+        set_org_limits(hub, org, {"tpd": held})
+        assert _chat(client, "what is the capital of Poland", max_tokens=200).status_code == 200
+        rows = _usage_rows(hub, client)
+        assert [r.model for r in rows] == ["echo", GUARD]
+        used = sum(r.prompt_tokens + r.completion_tokens for r in rows)
+        assert used < held - 150
+        # Settled to `used`: a second request fits again once the limit leaves room for its estimate.
+        set_org_limits(hub, org, {"tpd": used + held})
+        assert _chat(client, "what is the capital of Poland", max_tokens=200).status_code == 200

@@ -22,7 +22,13 @@ from sovhub.safety.semantic import (
     text_windows,
 )
 from sovhub.safety.taxonomy import HAZARD_CODES
-from sovhub.safety.training import TrainedClassifier, _choose_thresholds, hazard_scores, rescale
+from sovhub.safety.training import (
+    TrainedClassifier,
+    _choose_thresholds,
+    hazard_scores,
+    nearest_margin,
+    rescale,
+)
 from tests.safety.moderation_fixtures import semantic_guard
 
 LANGS = ("en", "fr", "de", "es", "pl", "uk", "ar", "ja")
@@ -84,6 +90,7 @@ def test_bank_has_no_duplicates() -> None:
     ('{"label": "safe"}', "not an exemplar"),
     ('{"text": "x y z", "label": "safe", "style": "essay"}', "unknown style 'essay'"),
     ('{"text": "x y z", "label": "safe", "set": "weekend"}', "unknown set 'weekend'"),
+    ('{"text": "x y z", "label": "safe", "concept": 7}', "concept must be a string"),
 ])
 def test_bad_bank_lines_name_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     (tmp_path / "en.jsonl").write_text('{"text": "fine", "label": "safe"}\n' + line + "\n", encoding="utf-8")
@@ -110,6 +117,50 @@ def test_everyday_exemplars_do_not_lower_the_thresholds() -> None:
     everyday = np.array([False] + [True] * 40 + [False])
     assert _choose_thresholds(p, y)[0] <= 0.45
     assert _choose_thresholds(p, y, everyday)[0] > 0.5
+
+
+def test_a_language_over_the_false_positive_target_raises_the_threshold() -> None:
+    # Two languages, 20 hard safe exemplars each; language "a" has 2 safe ones at 0.6. Pooled, 2 of
+    # 40 is the 5% target and the threshold may stay low; per language, "a" runs at 10% (15%
+    # counted with the one more false positive the rule assumes), so the threshold must clear 0.6.
+    safe = [0.6, 0.6] + [0.1] * 38
+    harmful = [0.9] * 10 + [0.55] * 5
+    scores = np.array(safe + harmful)
+    p = np.stack([1 - scores, scores], axis=1)
+    y = np.array([0] * 40 + [1] * 15)
+    langs = np.array(["a"] * 20 + ["b"] * 20 + ["a"] * 15)
+    assert _choose_thresholds(p, y)[0] <= 0.55
+    assert _choose_thresholds(p, y, langs=langs)[0] > 0.6
+
+
+def test_the_margin_lifts_harmfulness_near_a_hazard_exemplar_and_lowers_it_near_a_safe_one() -> None:
+    bank = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)  # a hazard, a safe exemplar
+    labels = np.array([1, 0])
+    near_harm = np.array([[0.9, 0.1]], dtype=np.float32)
+    near_safe = np.array([[0.1, 0.9]], dtype=np.float32)
+    assert nearest_margin(near_harm, bank, labels)[0] == pytest.approx(0.8)
+    assert nearest_margin(near_safe, bank, labels)[0] == pytest.approx(-0.8)
+    p = np.array([[0.6, 0.4] + [0.0] * 13])  # diluted: harmfulness 0.4 alone
+    assert hazard_scores(p, np.array([0.3]))[0, 0] == pytest.approx(0.7)
+    assert hazard_scores(p, np.array([-0.3]))[0, 0] == pytest.approx(0.1)
+    assert hazard_scores(p, np.array([0.9]))[0, 0] == 1.0  # never past 1
+
+
+def test_a_concept_keeps_translations_in_one_fold_wherever_their_lines_sit(tmp_path: Path) -> None:
+    # The same six ideas in two files, in opposite orders and after different numbers of other lines.
+    ideas = [f"idea{i}" for i in range(6)]
+    en = [{"text": f"filler {i}", "label": "S1"} for i in range(3)]
+    en += [{"text": f"{c} en", "label": "S1", "concept": c} for c in ideas]
+    de = [{"text": f"{c} de", "label": "S1", "concept": c} for c in reversed(ideas)]
+    for lang, lines in (("en", en), ("de", de)):
+        (tmp_path / f"{lang}.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    bank = load_exemplars([tmp_path])
+    folds = concept_folds(bank)
+    fold_of = {(e.lang, e.concept): int(f) for e, f in zip(bank, folds, strict=True) if e.concept}
+    assert all(fold_of[("en", c)] == fold_of[("de", c)] for c in ideas)
+    assert len({fold_of[("en", c)] for c in ideas}) > 1
+    assert bank_digest(bank, "m") != bank_digest([*bank[:3], *(e.__class__(e.text, e.label, e.lang) for e in bank[3:])],
+                                                 "m")
 
 
 def test_missing_or_empty_bank(tmp_path: Path) -> None:

@@ -140,8 +140,9 @@ class QuotaControl:
         asks = f", this request may use up to {admission.reserved}" if lim.kind != "r" and admission.reserved else ""
         if lim.kind != "r" and admission.reserved > lim.value:
             raise RateLimited(
-                f"This request may use up to {admission.reserved} tokens (max_tokens x n and the prompt), more than "
-                f"the {_NAMES[lim.field]} limit of {who} ({lim.field}: {lim.value}). Lower max_tokens or n.",
+                f"This request may use up to {admission.reserved} tokens (max_tokens x n, the prompt and its "
+                f"guard-model checks), more than the {_NAMES[lim.field]} limit of {who} ({lim.field}: "
+                f"{lim.value}). Lower max_tokens or n.",
                 retry_after=wait_s, code="tokens_over_limit", headers=_headers(checks, admitted=False),
             )
         raise RateLimited(

@@ -43,8 +43,10 @@ HubDep = Annotated[Hub, Depends(get_hub)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_inference_principal(principal: CurrentPrincipal) -> Principal:
+async def get_inference_principal(request: Request) -> Principal:
     """The principal of a key that may call models (scope ``inference``), else 403 insufficient_scope."""
+    # Called, not declared as a sub-dependency: one level less for FastAPI to solve on every model call.
+    principal = await get_principal(request)
     require_scope(principal, INFERENCE)
     return principal
 

@@ -26,9 +26,11 @@ from .validate import ENDPOINTS, ParsedLine
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["TERMINAL", "BatchStore", "ClaimedLine", "batch_object"]
+__all__ = ["TERMINAL", "UNFINISHED", "BatchStore", "ClaimedLine", "batch_object"]
 
 TERMINAL = ("failed", "completed", "expired", "cancelled")
+#: Every other status: a batch with work left for some replica (its status column is indexed).
+UNFINISHED = ("validating", "in_progress", "finalizing", "cancelling")
 _LINE_DONE = ("succeeded", "failed", "expired", "cancelled")
 _TIMESTAMPS = ("in_progress_at", "expires_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
                "cancelling_at", "cancelled_at")
@@ -192,6 +194,11 @@ class BatchStore:
         return self.get(org_id, batch_id)
 
     # --- validation (one replica at a time, by lease) ---
+
+    def any_unfinished(self) -> bool:
+        """Whether any batch has work left: the idle runner's one query a round."""
+        with self.hub.db.session() as s:
+            return s.scalar(select(BatchRow.seq).where(BatchRow.status.in_(UNFINISHED)).limit(1)) is not None
 
     def claim_validation(self, owner: str) -> BatchRow | None:
         now = utcnow()

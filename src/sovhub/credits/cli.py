@@ -195,10 +195,34 @@ def programmes_partner_member(hub: Hub, partner: str, email: str) -> None:
 @pass_hub
 def programmes_member(hub: Hub, org: str, email: str, role: str) -> None:
     """Make the person with EMAIL a member of organization ORG (they see its credits in the web app)."""
-    from ..accounts import add_member
+    from ..members import add_member
 
     add_member(hub, org, email, role, actor=_actor())
     click.echo(f"{email} is now {role} of organization {org}")
+
+
+@programmes.command("member-remove")
+@click.argument("org")
+@click.argument("email")
+@pass_hub
+def programmes_member_remove(hub: Hub, org: str, email: str) -> None:
+    """Remove the person with EMAIL from organization ORG (refused for its last admin)."""
+    from ..members import remove_member
+
+    remove_member(hub, org, email, actor=_actor())
+    click.echo(f"{email} is no longer a member of organization {org}")
+
+
+@programmes.command("partner-member-remove")
+@click.argument("partner")
+@click.argument("email")
+@pass_hub
+def programmes_partner_member_remove(hub: Hub, partner: str, email: str) -> None:
+    """The person with EMAIL no longer sees PARTNER's dashboard."""
+    from .dashboards import remove_partner_member
+
+    remove_partner_member(hub, int(partner) if partner.isdigit() else partner, email, actor=_actor())
+    click.echo(f"{email} no longer sees the dashboard of partner {partner}")
 
 
 @click.group()

@@ -33,6 +33,7 @@ from .amounts import format_credits
 from .journal import JournalWriter
 from .ledger import Ledger
 from .live import LiveStore, MemoryLive, RedisLive
+from .notice_mail import NoticeMail
 from .notices import LOW_HEADER, LowBalanceWatch
 from .prices import Price
 from .state import CreditState, GrantFacts
@@ -41,12 +42,18 @@ from .tables import CreditAccount, CreditGrant
 if TYPE_CHECKING:
     from ..admission import Admission
     from ..hub import Hub
+    from ..mail import Mailer
 
-__all__ = ["CREDITS_HEADER", "CreditControl", "Credits"]
+__all__ = ["CREDITS_HEADER", "FREE_ENDPOINTS", "CreditControl", "Credits"]
 
 log = logging.getLogger("sovhub.credits")
 
 CREDITS_HEADER = "x-sovhub-credits-remaining"
+# Free by design, whatever the model's price: counting a response's input tokens runs no model (the
+# tokenizer only) and tells a client what a request would cost before it spends anything, so it
+# passes credits by: no price asked for, no reservation, no ledger transfer, no Redis call. It is
+# still admitted against the key's request limits and recorded as usage (0 tokens).
+FREE_ENDPOINTS = frozenset({"responses.input_tokens"})
 SHUTDOWN_S = 10.0
 _NOTE = "credits"
 
@@ -60,7 +67,7 @@ class _Held:
 class Credits:
     """The credits service of one process: state, live store, settlement queue, journal writer."""
 
-    def __init__(self, hub: Hub, ledger: Ledger) -> None:
+    def __init__(self, hub: Hub, ledger: Ledger, mailer: Mailer | None = None) -> None:
         self.hub = hub
         self.ledger = ledger
         self.state = CreditState(hub)
@@ -74,6 +81,8 @@ class Credits:
         self._running = False
         self._loaded: set[int] = set()
         self.low = LowBalanceWatch(hub)
+        #: Notices by e-mail, only when the operator configured SMTP ([mail]).
+        self.notice_mail = NoticeMail(hub, mailer) if mailer is not None and mailer.configured else None
 
     # --- who pays ---------------------------------------------------------------------------
 
@@ -152,6 +161,8 @@ class Credits:
             self._running = True
             tasks = [asyncio.create_task(self._settler(), name="sovhub-credits-settle"),
                      asyncio.create_task(self._housekeeping(), name="sovhub-credits-journal")]
+            if self.notice_mail is not None:
+                tasks.append(asyncio.create_task(self.notice_mail.run(), name="sovhub-credits-mail"))
             try:
                 yield
             finally:
@@ -268,7 +279,7 @@ class CreditControl:
     async def admit(self, admission: Admission) -> dict[str, str]:
         credits = self.credits
         principal = admission.principal
-        if not credits.pays(principal.org_id):
+        if admission.endpoint in FREE_ENDPOINTS or not credits.pays(principal.org_id):
             return {}
         assert principal.org_id is not None
         settings = self.hub.settings.credits

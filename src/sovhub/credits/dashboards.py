@@ -15,13 +15,14 @@ import io
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Date, cast, delete, func, select, update
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import Conflict, NotFound
 from ..store.base import as_utc, utcnow
-from ..store.tables import Organization, User
-from .statements import month_bounds
+from ..store.tables import Membership, Organization, User
+from .statements import days_of, month_bounds
 from .tables import (
     CreditAccount,
     CreditGrant,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PARTNER_COLUMNS", "add_partner_member", "forget_person", "fund_overview", "grant_dashboard",
            "partner_dashboard", "partner_statement", "partner_statement_csv", "partners_of", "programme_dashboard",
-           "remove_partner_member"]
+           "programme_use_per_day", "remove_partner_member"]
 
 PARTNER_COLUMNS = ("seq", "ts", "programme", "organization", "model", "request_id", "debit", "partner_part")
 
@@ -76,6 +77,12 @@ def fund_overview(hub: Hub) -> dict[str, Any]:
         granted = dict(s.execute(select(CreditGrant.programme_id, func.sum(CreditGrant.amount))
                                  .group_by(CreditGrant.programme_id)).all())
         orgs = [(o.name, o.kind) for o in s.scalars(select(Organization).order_by(Organization.name).limit(1000))]
+        org_members: dict[str, list[tuple[str, str]]] = {}
+        for org_name, email, role in s.execute(
+                select(Organization.name, User.email, Membership.role)
+                .join(Membership, Membership.org_id == Organization.id).join(User, User.id == Membership.user_id)
+                .where(Organization.name.in_([name for name, _ in orgs])).order_by(User.email)):
+            org_members.setdefault(org_name, []).append((email, role))
     partners = []
     for p in partners_rows:
         account = accounts.get(("partner", p.id))
@@ -102,13 +109,39 @@ def fund_overview(hub: Hub) -> dict[str, Any]:
                        "amount": g.amount, "balance": _available(accounts.get(("grant", g.id))),
                        "expires_at": expires, "status": status, "low": g.low_since is not None,
                        "reason": g.reason})
-    return {"partners": partners, "programmes": programmes, "grants": grants, "organizations": orgs}
+    return {"partners": partners, "programmes": programmes, "grants": grants, "organizations": orgs,
+            "org_members": org_members}
 
 
-def programme_dashboard(hub: Hub, programme_id: int) -> dict[str, Any]:
+def _utc_day(hub: Hub, column: Any) -> ColumnElement[Any]:
+    if hub.db.is_sqlite:
+        return func.date(column)
+    return cast(func.timezone("UTC", column), Date)
+
+
+def programme_use_per_day(hub: Hub, programme_id: int, month: str) -> list[tuple[str, int]]:
+    """What the programme's grants paid for on each day of `month` (micro-credits; one grouped query)."""
+    start, end = month_bounds(month)
+    t = CreditTransfer
+    grant_account = aliased(CreditAccount)
+    day = _utc_day(hub, t.ts)
+    with hub.db.session() as s:
+        rows = s.execute(
+            select(day, func.sum(t.amount))
+            .join(grant_account, grant_account.id == t.debit_account_id)
+            .join(CreditGrant, CreditGrant.id == grant_account.ref_id)
+            .where(grant_account.kind == "grant", t.code == "usage", t.kind.in_(("posted", "post")),
+                   CreditGrant.programme_id == programme_id, t.ts >= start, t.ts < end)
+            .group_by(day)).all()
+    return days_of(month, {str(d): int(total or 0) for d, total in rows})
+
+
+def programme_dashboard(hub: Hub, programme_id: int, month: str | None = None) -> dict[str, Any]:
     """One programme for staff: its rules, each partner's share and what it has paid, every grant with its
-    use, and the applications it received (micro-credits)."""
+    use, what was used on each day of `month` (this month when None), and the applications it received
+    (micro-credits)."""
     now = utcnow()
+    month = month or now.strftime("%Y-%m")
     with hub.db.session() as s:
         programme = s.get(CreditProgramme, programme_id)
         if programme is None:
@@ -163,7 +196,12 @@ def programme_dashboard(hub: Hub, programme_id: int) -> dict[str, Any]:
             "partners": [{"id": pid, "name": name, "share": share,
                           "contributed": int(put_in.get(f"funding:{programme_id}:{pid}", 0)), "used": int(used or 0)}
                          for pid, name, share, used in partners],
-            "used_by_org": sorted(used_by_org.items(), key=lambda kv: (-kv[1], kv[0]))}
+            "used_by_org": sorted(used_by_org.items(), key=lambda kv: (-kv[1], kv[0])),
+            "month": month, **_per_day(programme_use_per_day(hub, programme_id, month))}
+
+
+def _per_day(days: list[tuple[str, int]]) -> dict[str, Any]:
+    return {"per_day": days, "month_used": sum(v for _, v in days)}
 
 
 def grant_dashboard(hub: Hub, grant_id: int, *, limit: int = 200) -> dict[str, Any]:
@@ -239,12 +277,15 @@ def forget_person(hub: Hub, user_id: int) -> None:
                   .values(dismissed_by="erased"))
 
 
-def remove_partner_member(hub: Hub, partner_ref: int | str, user_id: int, *, actor: str) -> None:
+def remove_partner_member(hub: Hub, partner_ref: int | str, person: int | str, *, actor: str) -> None:
+    """`person` (user id or e-mail) no longer reads `partner_ref`'s dashboard; audited."""
     with hub.db.session() as s:
         partner = _partner(s, partner_ref)
-        row = s.get(CreditPartnerMember, (partner.id, user_id))
+        user_id = s.scalar(select(User.id).where(
+            User.id == person if isinstance(person, int) else User.email == person.strip().lower()))
+        row = None if user_id is None else s.get(CreditPartnerMember, (partner.id, user_id))
         if row is None:
-            raise NotFound(f"user {user_id} does not work for partner {partner.name}", param="user")
+            raise NotFound(f"{person!r} does not work for partner {partner.name}", param="email", code="not_member")
         s.delete(row)
         partner_id = partner.id
     hub.emit("partner.member_removed", actor=actor, subject=f"partner:{partner_id}", user=user_id)
@@ -274,7 +315,7 @@ def _usage_rows(s: Any, programme_ids: Iterable[int], month: str | None, after: 
 
 def partner_dashboard(hub: Hub, partner_id: int, month: str) -> dict[str, Any]:
     """One partner: what it put in per programme, what its part paid for (to date), and in `month`
-    its part of the spending per programme, organization and model (micro-credits)."""
+    its part of the spending per day, programme, organization and model (micro-credits)."""
     with hub.db.session() as s:
         partner = _partner(s, partner_id)
         funded = s.execute(
@@ -292,12 +333,15 @@ def partner_dashboard(hub: Hub, partner_id: int, month: str) -> dict[str, Any]:
                               .where(Organization.id.in_({r.org_id for r in rows}))).all())
         key = str(partner.id)
         by: dict[str, dict[str, int]] = {"programme": {}, "organization": {}, "model": {}}
+        per_day: dict[str, int] = {}
         total = 0
         for r in rows:
             part = int((r.split or {}).get(key, 0))
             if not part:
                 continue
             total += part
+            day = as_utc(r.ts).date().isoformat()
+            per_day[day] = per_day.get(day, 0) + part
             for group, label in (("programme", names[r.programme_id]), ("organization", orgs.get(r.org_id, "?")),
                                  ("model", r.model or "?")):
                 by[group][label] = by[group].get(label, 0) + part
@@ -306,7 +350,7 @@ def partner_dashboard(hub: Hub, partner_id: int, month: str) -> dict[str, Any]:
                        "used": int(used.get(pid, 0))} for pid, name, share in funded]
         return {"id": partner.id, "name": partner.name, "month": month, "programmes": programmes,
                 "contributed": sum(p["contributed"] for p in programmes), "used": sum(p["used"] for p in programmes),
-                "month_total": total,
+                "month_total": total, "per_day": days_of(month, per_day),
                 "by": {g: sorted(v.items(), key=lambda kv: (-kv[1], kv[0])) for g, v in by.items()}}
 
 

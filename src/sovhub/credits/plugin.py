@@ -26,15 +26,20 @@ _HELD = ("grant.", "price.", "prices.", "organization.erased")
 @hookimpl
 def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     from ..access.redis_conn import AccessRedis
+    from ..mail import Mailer
 
     return [
         Provide(Ledger, lambda h: Ledger(h.db)),
-        Provide(Credits, _credits, needs=(Ledger, AccessRedis, Invalidations)),
+        # The hub's one SMTP client (credits' notices are what it sends today); unused until [mail] is set.
+        Provide(Mailer, lambda h: Mailer(h.settings.mail, h.settings.data_dir)),
+        Provide(Credits, _credits, needs=(Ledger, AccessRedis, Mailer, Invalidations)),
     ]
 
 
 def _credits(hub: Hub) -> Credits:
-    credits = Credits(hub, hub.services.get(Ledger))
+    from ..mail import Mailer
+
+    credits = Credits(hub, hub.services.get(Ledger), hub.services.get(Mailer))
     # A price or grant changed on another replica (or by the CLI) is in force here within the second, not after
     # the next `access.state_refresh_s` reload.
     def reload(event: str) -> None:

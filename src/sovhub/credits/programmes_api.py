@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -24,7 +24,8 @@ from .amounts import parse_credits
 from .applications import MAX_PURPOSE, application_view, list_applications, submit_application
 from .notices import list_notices
 from .programmes import programme_list
-from .statements import statement, statement_csv, statement_html
+from .statement_page import reader_locale, statement_document
+from .statements import statement, statement_csv
 from .tables import CreditProgramme
 
 __all__ = ["router"]
@@ -81,7 +82,7 @@ async def get_notices(hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any
 
 @router.get("/hub/v1/organization/statements", response_model=None)
 async def get_statement(
-    hub: HubDep, principal: CurrentPrincipal,
+    request: Request, hub: HubDep, principal: CurrentPrincipal,
     month: str | None = Query(None, description="YYYY-MM (UTC); this month when omitted."),
     format: Literal["json", "csv", "html"] = Query("json", description="json, csv or html."),
     after: int = Query(0, ge=0, description="Lines after this seq (paging)."),
@@ -95,5 +96,6 @@ async def get_statement(
         return PlainTextResponse(statement_csv(data), media_type="text/csv; charset=utf-8", headers={
             "content-disposition": f'attachment; filename="statement-{principal.org_name}-{month}.csv"'})
     if format == "html":
-        return HTMLResponse(statement_html(data))
+        # A document for people: in the language the caller's Accept-Language asks for.
+        return statement_document(reader_locale(hub, request.headers.get("accept-language")), data)
     return data

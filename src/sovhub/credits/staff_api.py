@@ -19,9 +19,11 @@ from pydantic import BaseModel, Field
 from ..accounts import STAFF, require_scope, staff_of_key
 from ..api.deps import CurrentPrincipal, HubDep
 from ..hub import Hub
+from ..members import add_member, remove_member
 from ..pipeline import Principal
 from .amounts import parse_credits, parse_share
 from .applications import application_view, decide, list_applications
+from .dashboards import add_partner_member, remove_partner_member
 from .programmes import ProgrammeRules, create_programme, grant_credits, grant_view, staff_programme_list
 from .tables import CreditProgramme
 
@@ -179,3 +181,49 @@ async def put_org_kind(org_name: Annotated[str, Path(min_length=1, max_length=12
     _, actor = await anyio.to_thread.run_sync(_staff, hub, principal)
     kind = await anyio.to_thread.run_sync(lambda: set_org_kind(hub, org_name, body.kind, actor=actor))
     return {"object": "organization.kind", "organization": org_name, "kind": kind}
+
+
+class MemberRole(BaseModel):
+    role: Literal["member", "admin"] = Field("member", description="admin: may also apply for credits and "
+                                             "remove members.")
+
+
+OrgName = Annotated[str, Path(min_length=1, max_length=120)]
+Email = Annotated[str, Path(min_length=3, max_length=320)]
+
+
+@router.put("/organizations/{org_name}/members/{email}")
+async def put_member(org_name: OrgName, email: Email, body: MemberRole, hub: HubDep,
+                     principal: CurrentPrincipal) -> dict[str, Any]:
+    """Make the person with this e-mail a member of the organization, or change their role."""
+    _, actor = await anyio.to_thread.run_sync(_staff, hub, principal)
+    await anyio.to_thread.run_sync(lambda: add_member(hub, org_name, email, body.role, actor=actor))
+    return {"object": "organization.member", "organization": org_name, "email": email.strip().lower(),
+            "role": body.role}
+
+
+@router.delete("/organizations/{org_name}/members/{email}")
+async def delete_member(org_name: OrgName, email: Email, hub: HubDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    """Remove the person from the organization (409 last_admin for its last admin)."""
+    _, actor = await anyio.to_thread.run_sync(_staff, hub, principal)
+    await anyio.to_thread.run_sync(lambda: remove_member(hub, org_name, email, actor=actor))
+    return {"object": "organization.member", "organization": org_name, "email": email.strip().lower(),
+            "deleted": True}
+
+
+@router.put("/partners/{partner_id}/members/{email}")
+async def put_partner_member(partner_id: Id, email: Email, hub: HubDep,
+                             principal: CurrentPrincipal) -> dict[str, Any]:
+    """Let the person read this partner's dashboard."""
+    _, actor = await anyio.to_thread.run_sync(_staff, hub, principal)
+    await anyio.to_thread.run_sync(lambda: add_partner_member(hub, partner_id, email, actor=actor))
+    return {"object": "partner.member", "partner": partner_id, "email": email.strip().lower()}
+
+
+@router.delete("/partners/{partner_id}/members/{email}")
+async def delete_partner_member(partner_id: Id, email: Email, hub: HubDep,
+                                principal: CurrentPrincipal) -> dict[str, Any]:
+    """The person no longer reads this partner's dashboard."""
+    _, actor = await anyio.to_thread.run_sync(_staff, hub, principal)
+    await anyio.to_thread.run_sync(lambda: remove_partner_member(hub, partner_id, email, actor=actor))
+    return {"object": "partner.member", "partner": partner_id, "email": email.strip().lower(), "deleted": True}

@@ -2,30 +2,33 @@
 
 Read from the ledger (the book of record), so a statement shows what the journal has already
 copied there (within ``credits.journal_interval_s`` of the request). Lines come in ledger order
-and page with ``after`` (the last line's ``seq``), ``limit`` lines at a time.
+and page with ``after`` (the last line's ``seq``), ``limit`` lines at a time. JSON and CSV are
+here; the HTML statement, in the reader's language, is :mod:`.statement_page`.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
 
 from ..errors import InvalidRequest
 from ..store.base import as_utc
-from .amounts import as_number, format_credits
+from .amounts import MICRO, as_number
 from .tables import CreditAccount, CreditGrant, CreditProgramme, CreditTransfer
 
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["month_bounds", "statement", "statement_charts", "statement_csv", "statement_html"]
+__all__ = ["COLUMNS", "NOTES", "days_of", "month_bounds", "statement", "statement_csv", "statement_groups"]
 
+# The CSV and JSON are machine formats and keep these English notes; the HTML statement says them
+# in the reader's language by `note_code`.
+NOTES = {"expired": "charged as reserved: its replica never reported", "beyond_reservation": "beyond the reservation"}
 COLUMNS = ("seq", "ts", "kind", "request_id", "model", "key", "batch", "grant", "programme", "prompt_tokens",
            "completion_tokens", "credits", "note")
 
@@ -37,6 +40,20 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
         raise InvalidRequest(f"month must be YYYY-MM, got {month!r}", param="month") from None
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
     return start, end
+
+
+def days_of(month: str, totals: dict[str, int], today: datetime | None = None) -> list[tuple[str, int]]:
+    """Every day of `month` (up to today, for the current month) with its total from `totals` (0 if none)."""
+    start, end = month_bounds(month)
+    last = min(end, ((today or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
+                     + timedelta(days=1)))
+    days, day = [], start
+    while day < last:
+        key = day.date().isoformat()
+        days.append((key, int(totals.get(key, 0))))
+        day += timedelta(days=1)
+    # Use on a day past `today` (clocks apart) still shows.
+    return days + sorted((k, v) for k, v in totals.items() if k >= last.date().isoformat())
 
 
 def statement(hub: Hub, org_id: int, org_name: str | None, month: str, *, after: int = 0,
@@ -68,15 +85,16 @@ def statement(hub: Hub, org_id: int, org_name: str | None, month: str, *, after:
             used += transfer.amount
         else:
             granted += transfer.amount
-        note = "charged as reserved: its replica never reported" if details.get("expired") else (
-            "beyond the reservation" if details.get("beyond_reservation") else "")
+        note_code = "expired" if details.get("expired") else (
+            "beyond_reservation" if details.get("beyond_reservation") else None)
         lines.append({
             "seq": transfer.seq, "ts": as_utc(transfer.ts).isoformat(), "kind": "usage" if usage else "grant",
             "request_id": transfer.request_id, "model": transfer.model, "key": details.get("key"),
             "batch": details.get("batch"), "grant": grant_id,
             "programme": programmes.get(grant.programme_id) if grant else None,
             "prompt_tokens": details.get("prompt"), "completion_tokens": details.get("completion"),
-            "credits": as_number(-transfer.amount if usage else transfer.amount), "note": note,
+            "credits": as_number(-transfer.amount if usage else transfer.amount),
+            "note": NOTES[note_code] if note_code else "", "note_code": note_code,
         })
     return {"object": "organization.statement", "organization": org_name, "month": month,
             "period": {"start": start.isoformat(), "end": end.isoformat()},
@@ -93,44 +111,23 @@ def statement_csv(data: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def statement_charts(data: dict[str, Any]) -> str:
-    """Use per day, per model and per key, as accessible SVG with the numbers in tables."""
-    from ..charts import Series, bar_chart
+def statement_groups(data: dict[str, Any]) -> dict[str, list[tuple[Any, int]]]:
+    """The statement's use per day, per model and per API key: (label, micro-credits) rows in label order.
 
-    usage = [line for line in data["lines"] if line["kind"] == "usage"]
-    if not usage:
-        return ""
-    out = []
-    groupings: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-        ("Credits used per day", lambda x: str(x["ts"])[:10]),
-        ("Credits used per model", lambda x: str(x["model"] or "?")),
-        ("Credits used per API key", lambda x: f"key {x['key']}"),
-    ]
-    for title, key in groupings:
-        totals: dict[str, int] = {}
-        for line in usage:
-            label = key(line)
-            totals[label] = totals.get(label, 0) + round(-line["credits"] * 1_000_000)
-        labels = sorted(totals)
-        out.append(bar_chart(title, labels, [Series("credits", [totals[x] / 1_000_000 for x in labels])],
-                             unit="credits").html())
-    return "".join(out)
-
-
-def statement_html(data: dict[str, Any], charts: str | None = None) -> str:
-    """A printable statement with its charts (English; the web app's translated view is not built yet)."""
-    e = html.escape
-    charts = statement_charts(data) if charts is None else charts
-    head = "".join(f"<th scope=\"col\">{e(c)}</th>" for c in COLUMNS)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{e('' if line[c] is None else str(line[c]))}</td>" for c in COLUMNS) + "</tr>"
-        for line in data["lines"]
-    )
-    title = f"Credits statement {data['month']}: {data['organization'] or ''}"
-    return (
-        f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title></head><body>"
-        f"<h1>{e(title)}</h1><p>Granted this month: {e(format_credits(round(data['granted'] * 1_000_000)))} credits; "
-        f"used: {e(format_credits(int(round(data['used'] * 1_000_000))))} credits.</p>{charts}"
-        f"<table><caption>Every grant received and every request paid, by request id</caption>"
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>"
-    )
+    Summed from the lines themselves, so the charts and their tables always add up to the
+    statement (the key is its id; None for use without one); every day of the month is there,
+    0 where nothing was used."""
+    groupings: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "day": lambda x: str(x["ts"])[:10], "model": lambda x: x["model"] or "?", "key": lambda x: x["key"]}
+    if not any(line["kind"] == "usage" for line in data["lines"]):
+        return {name: [] for name in groupings}
+    out: dict[str, list[tuple[Any, int]]] = {}
+    for name, label_of in groupings.items():
+        totals: dict[Any, int] = {}
+        for line in data["lines"]:
+            if line["kind"] == "usage":
+                label = label_of(line)
+                totals[label] = totals.get(label, 0) + round(-line["credits"] * MICRO)
+        out[name] = sorted(totals.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
+    out["day"] = days_of(data["month"], dict(out["day"]))
+    return out

@@ -140,6 +140,12 @@ class CreditNotice(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     dismissed_by: Mapped[str | None] = mapped_column(String(200))
+    # E-mail delivery (credits/notice_mail.py): tries so far, when the next may start (also the claim
+    # of the replica sending it), the users already mailed, and when every recipient was.
+    mail_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    mail_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mail_sent_to: Mapped[list[int] | None] = mapped_column(JSON)
+    mailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CreditApplication(Base):

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Complete", "GuardModelGuard", "GuardVerdict", "backend_complete", "build_prompt", "parse_verdict",
-    "run_guard_model", "text_pieces",
+    "reserve_tokens", "run_guard_model", "text_pieces",
 ]
 
 log = logging.getLogger("sovhub.safety")
@@ -102,6 +102,24 @@ def text_pieces(text: str, size: int = MAX_PROMPT_CHARS, overlap: int = PIECE_OV
         return [text]
     step = size - overlap
     return [text[i:i + size] for i in range(0, len(text) - overlap, step)]
+
+
+def reserve_tokens(chars: int, *, role: str = "User", history: Sequence[tuple[str, str]] = ()) -> int:
+    """The tokens one scan of a ``chars``-character text may use: each piece's prompt and verdict.
+
+    Counted as :func:`estimate_tokens` counts a call the backend reports no usage for (a quarter of
+    the characters), for admission to hold before the text exists (an answer is judged once written).
+    """
+    if chars <= 0:
+        return 0
+    if chars <= MAX_PROMPT_CHARS:
+        lengths = [chars]
+    else:  # as text_pieces cuts: full pieces, then the rest after the last overlap
+        step = MAX_PROMPT_CHARS - PIECE_OVERLAP
+        pieces = -(-(chars - PIECE_OVERLAP) // step)
+        lengths = [MAX_PROMPT_CHARS] * (pieces - 1) + [chars - (pieces - 1) * step]
+    template = len(build_prompt("", role=role, history=history))
+    return sum((template + n + 3) // 4 + _VERDICT_MAX_TOKENS for n in lengths)
 
 
 class GuardModelGuard:

@@ -23,7 +23,7 @@ from ..errors import ContentBlocked, InvalidRequest
 from ..pipeline import ChatContext, ChatResult, OutputVerdict, Principal
 from .explain import explain, pick_lang
 from .fields import MessageField, argument_values, message_fields, tool_definition_texts, with_field
-from .guard_model import GuardModelGuard, backend_complete, run_guard_model
+from .guard_model import GuardModelGuard, backend_complete, reserve_tokens, run_guard_model
 from .guards import Guard, GuardFinding
 from .pii import PiiAnalyzer, PiiEntity, PiiGuard, Redactor, Vault, VaultStore
 from .policy import Decision, LoadedPolicy, PolicyLexiconGuard, check_floor, decide, load_policy
@@ -32,7 +32,7 @@ from .records import ModerationRecorder, PendingDecision, record_policy_version
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["SafetyInterceptor", "SafetyRuntime", "check_input_size", "message_text"]
+__all__ = ["QUESTION_CHARS", "SafetyInterceptor", "SafetyRuntime", "check_input_size", "message_text"]
 
 log = logging.getLogger("sovhub.safety")
 
@@ -137,6 +137,26 @@ def _hub_authored(ctx: ChatContext) -> frozenset[str]:
     return frozenset()
 
 
+#: How much of the last question the guard model reads an answer with.
+QUESTION_CHARS = 2000
+
+
+def _guard_conversation(ctx: ChatContext, authored: frozenset[str], tools: list[str]) -> str:
+    """What the guard model reads of a request: one line per client-written text, then the tools."""
+    # One line per message: the guard model judges it all as one turn (Llama Guard's "\n\n" separates turns).
+    return "\n".join([
+        *(part for m in ctx.messages if m.get("role") not in authored
+          for part in (message_text(m), *(f.text for f in message_fields(m))) if part),
+        *tools,
+    ])
+
+
+def _question(ctx: ChatContext) -> list[tuple[str, str]]:
+    """The history the guard model reads an answer with: the end of the last question."""
+    question = next((message_text(m) for m in reversed(ctx.messages) if m.get("role") == "user"), "")
+    return [("User", question[-QUESTION_CHARS:])] if question else []
+
+
 def _owner(principal: Principal | None) -> str:
     if principal is None:
         return "-"
@@ -218,12 +238,7 @@ class SafetyInterceptor:
             self._redact(ctx, texts, redacted)
         # Asked last, on the redacted messages: the guard model is a backend like any other and sees
         # no identifier the chat model would not see. It reads the whole conversation, in pieces.
-        # One line per message: the guard model judges it all as one turn (Llama Guard's "\n\n" separates turns).
-        conversation = "\n".join([
-            *(part for m in ctx.messages if m.get("role") not in authored
-              for part in (message_text(m), *(f.text for f in message_fields(m))) if part),
-            *tools,
-        ])
+        conversation = _guard_conversation(ctx, authored, tools)
         found = await self._ask_guard_model(ctx, conversation, lang, role="User")
         if found:
             verdict = decide(rt.policy, found, lang)
@@ -317,14 +332,24 @@ class SafetyInterceptor:
     async def after(self, ctx: ChatContext, result: ChatResult) -> None:
         return None
 
+    def side_call_reserve(self, ctx: ChatContext) -> int:
+        """The guard model's tokens for this request, held at admission with the rest (an estimate).
+
+        The conversation in its pieces, and each choice's answer (``max_tokens`` at four characters
+        a token) with the question, once; settled to what the calls used after the request.
+        """
+        settings = self.hub.settings.safety
+        if not settings.enabled or not settings.guard_model:
+            return 0
+        conversation = _guard_conversation(ctx, _hub_authored(ctx), tool_definition_texts(ctx.params))
+        answer = reserve_tokens(4 * int(ctx.params.get("max_tokens") or 0), role="Agent", history=_question(ctx))
+        return reserve_tokens(len(conversation), role="User") + int(ctx.params.get("n") or 1) * answer
+
     async def _ask_guard_model(self, ctx: ChatContext, text: str, lang: str, *, role: str) -> list[GuardFinding]:
         settings = self.hub.settings.safety
         if not settings.guard_model or not text:
             return []
-        history: list[tuple[str, str]] = []
-        if role == "Agent":
-            question = next((message_text(m) for m in reversed(ctx.messages) if m.get("role") == "user"), "")
-            history = [("User", question[-2000:])] if question else []
+        history = _question(ctx) if role == "Agent" else []
         guard = GuardModelGuard(backend_complete(self.hub, settings.guard_model, ctx, ctx.side_calls), role=role)
         return await run_guard_model(guard, text, lang, failure=settings.guard_model_failure,
                                      timeout_s=settings.guard_model_timeout_s, history=history)

@@ -8,9 +8,12 @@ How it works:
   classifier must learn the topic is not the harm.
 * Each text is embedded once with multilingual-e5-small (``query:`` prefix: a symmetric task).
 * A softmax regression over ``safe`` + S1..S14 and a cosine k-nearest-neighbour vote over the bank
-  are blended. Cross-validation holds out one *language* at a time, so the out-of-fold scores
-  measure transfer to a language the model did not see (translations cannot leak), and they set
-  the softmax temperature, the blend weight and a threshold per hazard.
+  are blended; harmfulness gets a weighted margin on top (cosine to the nearest hazard exemplar
+  minus cosine to the nearest safe one), which benign context around a harmful request dilutes
+  less than it dilutes the regression. Cross-validation holds out whole *concepts* (an idea and
+  all its translations), and the out-of-fold scores set the softmax temperature, the blend
+  weight, the margin's weight and a threshold per hazard (hard safe false positives at most 5%
+  in every language).
 * The trained model is cached as ``semantic-<digest>.npz`` in the cache dir, keyed by a hash of the
   bank, the embedding model and the training recipe; nothing trained ships in the repository.
 
@@ -55,7 +58,7 @@ log = logging.getLogger("sovhub.safety")
 CLASSES: tuple[str, ...] = (SAFE_LABEL, *HAZARD_CODES)
 DEFAULT_EXEMPLAR_DIR = Path(__file__).parent / "data" / "exemplars"
 # Bumped whenever the training recipe changes, so an old cached model is never reused.
-TRAIN_RECIPE = "softmax+knn/concept-cv/v5"
+TRAIN_RECIPE = "softmax+knn+margin/concept-cv/v6-fpr-per-language+1"
 # A text up to WHOLE_CHARS (a chat turn) is read whole. A longer one is read in overlapping windows,
 # because e5 mean-pools its tokens: one harmful sentence in a long benign text is diluted below any
 # threshold. Smaller windows find more buried harm but read more of a long benign text out of
@@ -88,6 +91,9 @@ class Exemplar:
     #: to the hazards' vocabulary. They train the classifier; the thresholds' false-positive target
     #: is measured on the other, hard safe exemplars (easy ones would dilute it and lower the thresholds).
     group: str = ""
+    #: Names one idea across the language files (optional): every translation carries the same
+    #: name and lands in the same cross-validation fold, wherever its line sits in its file.
+    concept: str = ""
 
 
 def load_exemplars(dirs: list[Path] | None = None, styles: tuple[str, ...] = STYLES) -> list[Exemplar]:
@@ -116,8 +122,12 @@ def load_exemplars(dirs: list[Path] | None = None, styles: tuple[str, ...] = STY
                 group = item.get("set", "")
                 if group not in GROUPS:
                     raise ConfigError(f"{path}:{number}: unknown set {group!r} (one of {', '.join(GROUPS[1:])})")
+                concept = item.get("concept", "")
+                if not isinstance(concept, str):
+                    raise ConfigError(f"{path}:{number}: concept must be a string")
                 if style in styles:
-                    out.append(Exemplar(text=text, label=label, lang=lang, style=style, group=group))
+                    out.append(Exemplar(text=text, label=label, lang=lang, style=style, group=group,
+                                        concept=concept))
     if not out:
         raise ConfigError("the exemplar bank is empty")
     return out
@@ -126,15 +136,20 @@ def load_exemplars(dirs: list[Path] | None = None, styles: tuple[str, ...] = STY
 def concept_folds(exemplars: list[Exemplar], n_folds: int = CV_FOLDS) -> np.ndarray:
     """Fold of each exemplar for cross-validation, keeping translations together.
 
-    Bank files are written in parallel: the n-th exemplar of a label in every language says the
-    same thing, so (label, n) names one idea and all its translations land in one fold.
+    An exemplar with a ``concept`` is placed by it. The others follow the older convention that
+    bank files are written in parallel: the n-th exemplar of a label (among those without a
+    concept) in every language says the same thing, so (label, n) names one idea.
     """
     seen: dict[tuple[str, str], int] = {}
     folds = np.empty(len(exemplars), dtype=np.int64)
     for i, ex in enumerate(exemplars):
-        n = seen.get((ex.lang, ex.label), 0)
-        seen[(ex.lang, ex.label)] = n + 1
-        digest = hashlib.sha256(f"{ex.label}\0{n}".encode()).digest()
+        if ex.concept:
+            key = f"concept\0{ex.concept}"
+        else:
+            n = seen.get((ex.lang, ex.label), 0)
+            seen[(ex.lang, ex.label)] = n + 1
+            key = f"{ex.label}\0{n}"
+        digest = hashlib.sha256(key.encode()).digest()
         folds[i] = digest[0] % n_folds
     return folds
 
@@ -143,7 +158,7 @@ def bank_digest(exemplars: list[Exemplar], model_id: str) -> str:
     h = hashlib.sha256()
     h.update(f"{TRAIN_RECIPE}\0{model_id}\0".encode())
     for ex in exemplars:
-        h.update(f"{ex.lang}\0{ex.label}\0{ex.group}\0{ex.text}\n".encode())
+        h.update(f"{ex.lang}\0{ex.label}\0{ex.group}\0{ex.concept}\0{ex.text}\n".encode())
     return h.hexdigest()
 
 

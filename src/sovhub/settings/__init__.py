@@ -26,6 +26,7 @@ from .batch import BatchSettings
 from .credits import CreditsSettings
 from .energy import EnergySettings
 from .files import FilesSettings
+from .mail import MailSettings
 from .safety import SafetySettings
 from .server import ServerSettings
 from .sovereignty import SovereigntySettings
@@ -39,6 +40,7 @@ __all__ = [
     "EnergySettings",
     "FilesSettings",
     "IdentityProviderSettings",
+    "MailSettings",
     "SafetySettings",
     "ServerSettings",
     "Settings",
@@ -158,6 +160,7 @@ class Settings(BaseSettings):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     energy: EnergySettings = Field(default_factory=EnergySettings)
     credits: CreditsSettings = Field(default_factory=CreditsSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     @field_validator("database_url")

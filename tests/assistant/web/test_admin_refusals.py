@@ -16,12 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from sovhub.accounts import create_key, create_org
+from sovhub.accounts import add_member, create_key, create_org
 from sovhub.assistant.people import create_user
 from sovhub.assistant.web import routers
 from sovhub.backends.catalog import add_backend
 from sovhub.credits.amounts import MICRO
 from sovhub.credits.applications import submit_application
+from sovhub.credits.dashboards import add_partner_member
 from sovhub.credits.programmes import ProgrammeRules, create_programme, grant_credits
 from sovhub.sovereignty.staff_access import request_access
 from sovhub.store.base import Base
@@ -95,6 +96,8 @@ ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("POST", "/admin/credits/kinds", {"org": "acme", "kind": "startup"}),
     ("POST", "/admin/credits/members", {"org": "acme", "email": "citizen@example.org", "role": "admin"}),
     ("POST", "/admin/credits/partners/{partner_id}/members", {"email": "citizen@example.org"}),
+    ("POST", "/admin/credits/members/remove", {"org": "acme", "email": "citizen@example.org"}),
+    ("POST", "/admin/credits/partners/{partner_id}/members/remove", {"email": "second@example.org"}),
 ]
 FORMS = [(path, form) for method, path, form in ROUTES if method == "POST"]
 
@@ -132,6 +135,9 @@ def world(signed_in: Web) -> Iterator[World]:
     programme = create_programme(hub, "Gateway", 100 * MICRO, [("Fund", 10_000)], ProgrammeRules(), actor="t")
     grant = grant_credits(hub, "Gateway", "acme", MICRO, reason="pilot", actor="t")
     application = submit_application(hub, programme.id, acme.id, purpose="more", amount=MICRO, actor="t")
+    # Someone for the removal forms to remove, were they accepted.
+    add_member(hub, "acme", "citizen@example.org", "member")
+    add_partner_member(hub, 1, "second@example.org", actor="t")
     add_backend(hub, "victim", url="http://127.0.0.1:9/v1", models=["victim-model"])
     _conversation, appeal = _file(signed_in)
     access = request_access(hub, citizen, staff_id=second, reason="complaint 42", hours=1)

@@ -124,6 +124,8 @@ def test_applying_and_notices_refuse_the_wrong_callers_and_change_nothing(signed
     before = _applications(signed_in)
     # Not a member of beta; a plain member of acme cannot commit it.
     assert _apply(signed_in, world["gateway"], world["beta"]).status_code == 403
+    create_user(hub, "second-admin@acme.example", PASSWORD)  # acme keeps an admin while ada is demoted
+    add_member(hub, "acme", "second-admin@acme.example", "admin")
     add_member(hub, "acme", signed_in.email, "member")
     assert _apply(signed_in, world["gateway"], world["acme"]).status_code == 403
     assert "An admin of your organization applies for it." in signed_in.client.get("/credits").text

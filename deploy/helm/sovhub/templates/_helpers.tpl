@@ -111,6 +111,10 @@ and migrate_on_start off (only the migration Job migrates).
 - name: SOVHUB_ACCESS__REDIS_URL
   {{- include "sovhub.secretRef" (dict "name" $s.existingSecret "key" $s.redisUrlKey) | nindent 2 }}
 {{- end }}
+{{- if $s.smtpPasswordKey }}
+- name: SOVHUB_MAIL__PASSWORD
+  {{- include "sovhub.secretRef" (dict "name" $s.existingSecret "key" $s.smtpPasswordKey) | nindent 2 }}
+{{- end }}
 - name: SOVHUB_SOVEREIGNTY__KEY_STORE_DIR
   value: /var/lib/sovhub-keys/keystore
 - name: SOVHUB_SOVEREIGNTY__ERASURE_JOURNAL_FILE

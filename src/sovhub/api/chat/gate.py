@@ -12,11 +12,20 @@ reaches :data:`CHECK_EVERY` characters and, with ``final=True``, at the choice's
 ``finish_reason: "content_filter"``; the other choices go on. The client therefore never receives
 text that no check has passed, at the cost of receiving it in steps of about CHECK_EVERY
 characters (docs/safety.md). With no interceptor that checks output, chunks pass at once.
+
+An upstream may put text where the protocol has none: a field under a name the gate does not know
+(``delta.thinking``, ``delta.audio.transcript``, a key added to a tool call or its function, a key
+beside ``delta``). Every string under such a name is a text of its own (by its path), checked like
+the others, and the unknown names themselves are one more text, so nothing the client receives
+escapes the checks; what the protocol names and no guard reads is an index, a role, a call's id and
+type, a function's name and the logprobs. Fields of the chunk itself other than the hub's envelope
+are not forwarded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +39,74 @@ __all__ = ["CHECK_EVERY", "OutputGate", "checks_output"]
 # are cheap, but not free, and per-token checks would multiply their cost by the answer's length.
 # It is also the step in which a streamed answer reaches the client.
 CHECK_EVERY = 96
+
+# The names of a choice's entry the gate reads or that carry no text a guard could judge; a string
+# under any other name is checked as a text of its own.
+_ENTRY_NAMES = frozenset({"index", "delta", "finish_reason", "logprobs"})
+_DELTA_NAMES = frozenset({"role", "content", "tool_calls", "function_call", *ANSWER_TEXT_FIELDS})
+_DELTA_TEXTS = frozenset({"role", "content", *ANSWER_TEXT_FIELDS})
+_CALL_NAMES = frozenset({"index", "id", "type", "function"})
+_FUNCTION_NAMES = frozenset({"name", "arguments"})
+#: The key of the text that holds the unknown names themselves.
+_NAMES = "names"
+
+
+def _unknown_fields(entry: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """``(path, value)`` of each field of a choice's entry the protocol does not name (one level)."""
+    for name, value in entry.items():
+        if name not in _ENTRY_NAMES or (name in ("index", "finish_reason") and not _scalar(value)):
+            yield name, value
+    delta = entry.get("delta")
+    if not isinstance(delta, dict):
+        if delta is not None:
+            yield "delta", delta  # not an object: all of it is unknown
+        return
+    for name, value in delta.items():
+        # A text field that holds no text (an object, a list) is read like an unknown one.
+        if name not in _DELTA_NAMES or (name in _DELTA_TEXTS and not isinstance(value, str | None)):
+            yield f"delta.{name}", value
+    calls = delta.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        yield "delta.tool_calls", calls
+    for position, call in enumerate(calls if isinstance(calls, list) else []):
+        if not isinstance(call, dict):
+            yield f"delta.tool_calls.{position}", call
+            continue
+        at = f"delta.tool_calls.{call.get('index') if isinstance(call.get('index'), int) else position}"
+        for name, value in call.items():
+            if name not in _CALL_NAMES or (name != "function" and not _scalar(value)):
+                yield f"{at}.{name}", value
+        yield from _unknown_of_function(call.get("function"), f"{at}.function")
+    yield from _unknown_of_function(delta.get("function_call"), "delta.function_call")
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _unknown_of_function(function: Any, at: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(function, dict):
+        for name, value in function.items():
+            if name not in _FUNCTION_NAMES or not isinstance(value, str | None):
+                yield f"{at}.{name}", value
+    elif function is not None:
+        yield at, function
+
+
+def _leaves(path: str, value: Any) -> Iterator[tuple[str, str | None]]:
+    """Every leaf under ``value`` with its path: its text for a string, None for another value.
+
+    A loop, not recursion: an upstream's JSON may nest as deep as its parser allows.
+    """
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        at, node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((f"{at}.{k}", v) for k, v in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((f"{at}.{i}", v) for i, v in reversed(list(enumerate(node))))
+        else:
+            yield at, node if isinstance(node, str) else None
 
 
 def checks_output(interceptor: ChatInterceptor) -> bool:
@@ -69,8 +146,11 @@ class _Choice:
     index: int
     content: _Text
     #: Its other texts, by field ("refusal", "reasoning_content", "reasoning", "function_call",
-    #: "tool:<index>"), each checked apart from the content.
+    #: "tool:<index>", "field:<path>" for a name the protocol lacks, "names" for those names),
+    #: each checked apart from the content.
     others: dict[str, _Text] = field(default_factory=dict)
+    #: The paths of its fields under names the protocol lacks, seen so far.
+    named: set[str] = field(default_factory=set)
     held: list[ChatChunk] = field(default_factory=list)
     finish: str | None = None
     stopped: OutputVerdict | None = None
@@ -121,7 +201,8 @@ class OutputGate:
 
     async def feed(self, chunk: ChatChunk) -> list[ChatChunk]:
         """Take one chunk from the backend; return what may be sent now."""
-        envelope = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+        # The hub's own envelope only: an upstream's other fields of the chunk are not forwarded.
+        envelope = self.envelope
         touched: dict[int, _Choice] = {}
         for entry in chunk.get("choices") or []:
             choice = self._choice(int(entry.get("index") or 0))
@@ -150,7 +231,9 @@ class OutputGate:
 
     def _take(self, choice: _Choice, entry: dict[str, Any]) -> None:
         """Add an entry's texts to its choice: to what is checked while the choice is not stopped."""
-        delta = entry.get("delta") or {}
+        delta = entry.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
         content = delta.get("content")
         if isinstance(content, str) and content:
             choice.generated.append(content)
@@ -174,6 +257,28 @@ class OutputGate:
                     if key not in ANSWER_TEXT_FIELDS:  # a call's arguments
                         text.unwrapped = _Text(self._copy())
                 text.add(piece)
+        for top, value in _unknown_fields(entry):
+            for path, piece in _leaves(top, value):
+                self._take_unknown(choice, path, piece)
+
+    def _take_unknown(self, choice: _Choice, path: str, piece: str | None) -> None:
+        """A leaf under a name the protocol does not have: its text and its path are checked."""
+        if piece:
+            choice.generated.append(piece)
+        if choice.stopped is not None:
+            return
+        if path not in choice.named:
+            choice.named.add(path)
+            names = choice.others.get(_NAMES)
+            if names is None:
+                names = choice.others[_NAMES] = _Text(self._copy())
+            names.add(path.replace(".", " ").replace("_", " ") + "\n")
+        if piece:
+            key = f"field:{path}"
+            text = choice.others.get(key)
+            if text is None:
+                text = choice.others[key] = _Text(self._copy())
+            text.add(piece)
 
     async def _step(self, choice: _Choice, *, final: bool) -> list[ChatChunk]:
         for text in choice.others.values():
@@ -192,7 +297,8 @@ class OutputGate:
         released, choice.held = choice.held, []
         for chunk in released:
             for entry in chunk["choices"]:
-                content = (entry.get("delta") or {}).get("content")
+                delta = entry.get("delta")
+                content = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(content, str):
                     choice.sent.append(content)
         return released

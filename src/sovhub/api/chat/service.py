@@ -27,7 +27,7 @@ from ...fleet.drain import Drain
 from ...hub import Hub
 from ...metering import Meter, Usage
 from ...observability import Metrics
-from ...pipeline import ANSWER_TEXT_FIELDS, ChatContext, ChatResult, Principal, SideCall
+from ...pipeline import ANSWER_TEXT_FIELDS, ChatContext, ChatResult, Principal, SideCall, side_call_reserve
 from .gate import OutputGate, checks_output
 from .protocol import ChatCompletionRequest
 
@@ -160,6 +160,8 @@ class ChatService:
             # A backend with a queue serves it only when nobody else waits, and stops it for whoever comes.
             ctx.params["_background"] = self.hub.settings.batch.interactive_first
         reserve = await self._reserve(ctx.messages, ctx.params, req.n or 1, candidates[0])
+        # With what the interceptors' own model calls (a guard model) may use: held now, settled after.
+        reserve += sum(side_call_reserve(i, ctx) for i in self.hub.interceptors)
         admission = await admit(self.hub, principal, "chat", req.model, reserve=reserve, request_id=request_id,
                                 batch_id=batch_id)
         ctx.state["admission"] = admission

@@ -1,7 +1,8 @@
 """The fund office in the staff console: partners, programmes, grants, applications, kinds of organization.
 
 Each action calls the same domain function as its `sovhub programmes` command (``create_programme``,
-``grant_credits``, ``decide``, ``set_org_kind``, ``add_partner_member``, ``add_member``), so it is
+``grant_credits``, ``decide``, ``set_org_kind``, ``add_partner_member``, ``remove_partner_member``,
+``add_member``, ``remove_member``), so it is
 validated, applied to the ledger and audited exactly as on the command line, with the staff member
 as actor ``user:<id>`` (and as the reviewer of a decision: the conflict-of-interest rule applies).
 Forms post and redirect back with ``?done=CODE`` or ``?error=CODE`` (post/redirect/get).
@@ -18,7 +19,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
-from ...accounts import MEMBER_ROLES, add_member
 from ...credits.amounts import format_credits, parse_credits, parse_share
 from ...credits.applications import decide, list_applications
 from ...credits.dashboards import (
@@ -27,10 +27,12 @@ from ...credits.dashboards import (
     grant_dashboard,
     partner_dashboard,
     programme_dashboard,
+    remove_partner_member,
 )
 from ...credits.eligibility import ORG_KINDS, set_org_kind
 from ...credits.programmes import ProgrammeRules, create_programme, grant_credits
 from ...errors import Conflict, InvalidRequest, NotFound, PermissionDenied, SovhubError
+from ...members import MEMBER_ROLES, add_member, remove_member
 from .admin_access import _actor, _back, _staff_form
 from .auth import staff_page
 from .credits_pages import credit_bars, month_param, partner_context
@@ -47,7 +49,7 @@ _CODES = {
     "conflict_of_interest": "conflict_of_interest", "already_decided": "already_decided",
     "programme_budget_exceeded": "budget_exceeded", "grant_too_large": "grant_too_large",
     "kind_not_eligible": "kind_not_eligible", "organization_not_verified": "not_eligible",
-    "not_eligible": "not_eligible",
+    "not_eligible": "not_eligible", "last_admin": "last_admin", "not_member": "not_member",
 }
 _PARAMS = {"credits": "credits", "budget": "credits", "max_grant": "credits", "partners": "partners",
            "partner": "partners", "reason": "reason", "name": "programme_name", "closes_at": "window",
@@ -122,8 +124,9 @@ async def credits_page(request: Request) -> Response:
 @router.get(_PATH + "/programmes/{programme_id}")
 async def programme_page(programme_id: int, request: Request) -> Response:
     page = staff_page(request)
+    month = month_param(request)
     try:
-        data = await anyio.to_thread.run_sync(lambda: programme_dashboard(page.hub, programme_id))
+        data = await anyio.to_thread.run_sync(lambda: programme_dashboard(page.hub, programme_id, month))
     except NotFound:
         return render(page, "error.html", status=404, error="not_found")
     applications = await anyio.to_thread.run_sync(lambda: [
@@ -234,3 +237,19 @@ async def partner_member(partner_id: int, request: Request) -> Response:
     error = await _attempt(lambda: add_partner_member(page.hub, partner_id, _text(form, "email"),
                                                       actor=_actor(page)))
     return _back(_PATH, done=None if error else "partner_member_added", error=error, anchor="#partners-title")
+
+
+@router.post(_PATH + "/members/remove")
+async def org_member_remove(request: Request) -> Response:
+    page, form = await _staff_form(request)
+    error = await _attempt(lambda: remove_member(page.hub, _text(form, "org"), _text(form, "email"),
+                                                 actor=_actor(page)))
+    return _back(_PATH, done=None if error else "member_removed", error=error, anchor="#orgs-title")
+
+
+@router.post(_PATH + "/partners/{partner_id}/members/remove")
+async def partner_member_remove(partner_id: int, request: Request) -> Response:
+    page, form = await _staff_form(request)
+    error = await _attempt(lambda: remove_partner_member(page.hub, partner_id, _text(form, "email"),
+                                                         actor=_actor(page)))
+    return _back(_PATH, done=None if error else "partner_member_removed", error=error, anchor="#partners-title")

@@ -3,8 +3,9 @@ and its admins apply to open programmes; a partner's staff see what their partne
 
 Who may do what is checked here against the session's person, never taken from the form: a
 member of an organization reads its page and dismisses its notices, an admin of it (membership
-role ``admin``) applies for it; a partner's dashboard and statement are shown only to the people
-who work for that partner. Everything else is the credits area's (:mod:`sovhub.credits`).
+role ``admin``) applies for it and removes its members (never its last admin); a partner's
+dashboard and statement are shown only to the people who work for that partner. Everything else
+is the credits area's (:mod:`sovhub.credits`).
 """
 
 from __future__ import annotations
@@ -15,21 +16,22 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from sovhub import linear_re
 
 from ...access.csrf import verify_csrf
-from ...accounts import memberships
 from ...credits.amounts import MICRO, format_credits, parse_credits
 from ...credits.applications import list_applications, submit_application
 from ...credits.control import Credits
 from ...credits.dashboards import partner_dashboard, partner_statement, partner_statement_csv, partners_of
 from ...credits.notices import dismiss_notice, list_notices
 from ...credits.programmes import programme_list
-from ...credits.statements import statement, statement_csv, statement_html
+from ...credits.statement_page import statement_document
+from ...credits.statements import statement, statement_csv
 from ...errors import SovhubError
+from ...members import members_of, memberships, remove_member
 from ...store.base import utcnow
 from .admin_access import _back
 from .auth import signed_in
@@ -74,12 +76,13 @@ async def _org_section(page: Page, org_id: int, name: str, role: str) -> dict[st
         rows.append({"id": g.id, "programme": g.programme, "granted": g.amount, "balance": left,
                      "expires_at": g.expires_at, "open": open_now, "low": open_now and credits.low.is_low(g.id)})
 
-    def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return list_applications(page.hub, org_id=org_id), list_notices(page.hub, org_id)
+    def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[int, str, str]]]:
+        members = members_of(page.hub, org_id) if role == "admin" else []
+        return list_applications(page.hub, org_id=org_id), list_notices(page.hub, org_id), members
 
-    applications, notices = await anyio.to_thread.run_sync(load)
+    applications, notices, members = await anyio.to_thread.run_sync(load)
     return {"id": org_id, "name": name, "admin": role == "admin", "grants": rows, "balance": total,
-            "applications": applications, "notices": notices}
+            "applications": applications, "notices": notices, "members": members}
 
 
 @router.get("/credits")
@@ -146,6 +149,22 @@ async def dismiss(notice_id: int, request: Request) -> Response:
     return _back("/credits", done="dismissed")
 
 
+@router.post("/credits/{org_id}/members/{user_id}/remove")
+async def member_remove(org_id: int, user_id: int, request: Request) -> Response:
+    page, _form = await _person_form(request)
+    assert page.user is not None
+    orgs = await anyio.to_thread.run_sync(_member_of, page)
+    if org_id not in orgs or orgs[org_id][1] != "admin":
+        return _forbidden(page)  # only an admin of this organization removes its members
+    actor = f"user:{page.user.id}"
+    try:
+        await anyio.to_thread.run_sync(lambda: remove_member(page.hub, org_id, user_id, actor=actor))
+    except SovhubError as exc:
+        log.info("member removal refused: %s", exc.message)
+        return _back("/credits", error=exc.code if exc.code in ("last_admin", "not_member") else "failed")
+    return _back("/credits", done="member_removed")
+
+
 @router.get("/credits/{org_id}/statement", response_model=None)
 async def org_statement(org_id: int, request: Request) -> Response:
     page = signed_in(request)
@@ -156,7 +175,7 @@ async def org_statement(org_id: int, request: Request) -> Response:
     month = month_param(request)
     data = await anyio.to_thread.run_sync(lambda: statement(page.hub, org_id, name, month, limit=100_000))
     if request.query_params.get("format") == "html":
-        return HTMLResponse(statement_html(data), headers={"cache-control": "no-store"})
+        return statement_document(page.ui, data)
     return PlainTextResponse(statement_csv(data), media_type="text/csv; charset=utf-8", headers={
         "content-disposition": f'attachment; filename="statement-{org_id}-{month}.csv"', "cache-control": "no-store"})
 

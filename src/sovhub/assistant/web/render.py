@@ -24,11 +24,13 @@ from ...store.tables import User
 from ...web_assets import STATIC_DIR
 from ..i18n import UiCatalogs, UiLocale
 from ..people import load_user
+from .figures import Figures
 
 if TYPE_CHECKING:
     from ...hub import Hub
 
-__all__ = ["LANG_COOKIE", "STATIC_DIR", "Page", "environment", "page_for", "render", "request_hub", "static_version"]
+__all__ = ["LANG_COOKIE", "STATIC_DIR", "Page", "document", "environment", "page_for", "render", "render_markup",
+           "request_hub", "static_version"]
 
 LANG_COOKIE = "sovhub_lang"
 
@@ -124,23 +126,42 @@ def render(page: Page, template: str, status: int = 200, **context: Any) -> HTML
         "ui": page.ui,
         "languages": [(code, catalogs.get(code).native_name) for code in catalogs.codes],
         "path": page.request.url.path,
-        **_translators(page.ui),
         **context,
     }
-    body = environment().get_template(template).render(values)
+    return _respond(page.ui, template, values, response, vary="Accept-Language, Cookie")
+
+
+def document(ui: UiLocale, template: str, **context: Any) -> HTMLResponse:
+    """A stand-alone document (a statement to print or file) in `ui`'s language: no session, no form."""
+    return _respond(ui, template, {"lang": ui.code, "dir": ui.direction, "ui": ui, **context},
+                    HTMLResponse(""), vary="Accept-Language")
+
+
+def render_markup(ui: UiLocale, template: str, **context: Any) -> str:
+    """A template rendered in `ui`'s language, as a string (an e-mail's HTML part)."""
+    return environment().get_template(template).render(
+        {"figures": Figures(ui), **_translators(ui), "lang": ui.code, "dir": ui.direction, "ui": ui, **context})
+
+
+def _respond(ui: UiLocale, template: str, values: dict[str, Any], response: HTMLResponse, *,
+             vary: str) -> HTMLResponse:
+    figures = Figures(ui)
+    body = environment().get_template(template).render({"figures": figures, **_translators(ui), **values})
     response.body = body.encode("utf-8")
     response.headers["content-length"] = str(len(response.body))
-    response.headers["content-language"] = page.ui.code
+    response.headers["content-language"] = ui.code
     response.headers["cache-control"] = "no-store"
-    response.headers["vary"] = "Accept-Language, Cookie"
-    _security_headers(response)
+    response.headers["vary"] = vary
+    _security_headers(response, figures.style_sources())
     return response
 
 
-def _security_headers(response: HTMLResponse) -> None:
-    # Only our own scripts and styles run: no inline script, no third-party origin.
+def _security_headers(response: HTMLResponse, styles: list[str] | None = None) -> None:
+    # Only our own scripts and styles run: no inline script, no third-party origin. A chart's
+    # own style blocks are allowed by their hashes, one by one.
+    style_src = " ".join(["'self'", *(styles or [])])
     response.headers["content-security-policy"] = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"default-src 'self'; script-src 'self'; style-src {style_src}; img-src 'self' data:; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
     )
     response.headers["x-content-type-options"] = "nosniff"
