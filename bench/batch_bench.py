@@ -8,18 +8,21 @@ One `sovhub serve` (embedded SmolLM2-135M, the default guards) driven by the off
   `in_progress_at` to `completed_at`;
 - batch + probes: a batch three times as long, and the same probes while it runs.
 
-Three modes, each its own hub, rounds interleaved: ``preempt`` (sovhub: batch lines in a background lane, preempted
-by interactive requests, see docs/batch.md; ``batch.interactive_grace_s = 0``), ``grace`` (the same with a 3 s
-grace after each interactive request before batch lines start again) and ``fifo``, the peer pattern of a gateway
-without priorities (``batch.interactive_first = false``: batch lines queue with interactive requests in arrival
-order).
+Modes, each its own hub, rounds interleaved: ``stop`` (sovhub's default: batch lines in their own process, its
+own llama.cpp, stopped with SIGSTOP while interactive requests use the model and resumed 3 s after the last,
+see docs/batch.md), ``grace`` (batch lines in-process, in a background lane, preempted by interactive requests,
+with the 3 s grace; ``batch.embedded_process = false``), ``preempt`` (the same without the grace) and ``fifo``,
+the peer pattern of a gateway without priorities (``batch.interactive_first = false``: batch lines queue with
+interactive requests in arrival order).
 
-The p95 ratio (under batch / idle) is computed per round and over all probes; rounds alternate idle and busy so
-that the machine's background load hits both alike. The scheduler part is pure (no server): `plan_lines` on a
+The ratios (under batch / idle, p50 and p95) are computed per round (their median reported) and over all
+probes of all rounds (pooled); rounds alternate idle and busy so that the machine's background load hits both
+alike. Memory: resident and proportional set size (Pss counts the model's shared mapped pages once) of the hub
+and of its batch process, read while the busy batch runs. The scheduler part is pure (no server): `plan_lines` on a
 synthetic forecast (a daily solar dip and a windy second night), a 5,000-line batch submitted every 3 hours of
 the first day, estimated emissions of the plan vs running at once.
 
-    .venv/bin/python bench/batch_bench.py --rounds 3 --sovhub-env SOVHUB_SAFETY__ENABLED=false
+    PYTHONPATH=src .venv/bin/python bench/batch_bench.py --rounds 3 --sovhub-env SOVHUB_SAFETY__ENABLED=false
     # writes bench/results/batch.json
 """
 
@@ -51,6 +54,25 @@ MODEL = "smollm2-135m-instruct"
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def memory(pid: int) -> list[dict[str, Any]]:
+    """Rss and Pss (MB) of the hub and each process it started (the batch process), from smaps_rollup."""
+    out = []
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        children = []
+    for p in [pid, *children]:
+        try:
+            fields = dict(line.split(":", 1) for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()[1:])
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        out.append({"pid": p, "role": "batch process" if b"sovhub.backends.batch_child" in cmd else "hub",
+                    "rss_mb": round(int(fields["Rss"].split()[0]) / 1024, 1),
+                    "pss_mb": round(int(fields["Pss"].split()[0]) / 1024, 1)})
+    return out
 
 
 def ttft(base: str, key: str, n: int) -> float:
@@ -93,17 +115,22 @@ def wait(client: openai.OpenAI, batch_id: str, statuses: set[str], timeout: floa
 
 
 MODES = {
-    # sovhub's pattern: batch lines in a background lane, preempted by interactive requests; no grace.
-    "preempt": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "true", "SOVHUB_BATCH__INTERACTIVE_GRACE_S": "0"},
+    # sovhub's default: batch lines in their own process, stopped while interactive requests run, 3 s grace.
+    "stop": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "true", "SOVHUB_BATCH__INTERACTIVE_GRACE_S": "3",
+             "SOVHUB_BATCH__EMBEDDED_PROCESS": "true"},
+    # In-process: batch lines in a background lane, preempted by interactive requests; no grace.
+    "preempt": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "true", "SOVHUB_BATCH__INTERACTIVE_GRACE_S": "0",
+                "SOVHUB_BATCH__EMBEDDED_PROCESS": "false"},
     # The same, and the lane stays closed for the default grace after each interactive request.
-    "grace": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "true", "SOVHUB_BATCH__INTERACTIVE_GRACE_S": "3"},
+    "grace": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "true", "SOVHUB_BATCH__INTERACTIVE_GRACE_S": "3",
+              "SOVHUB_BATCH__EMBEDDED_PROCESS": "false"},
     # The peer pattern (a gateway without priorities): batch lines queue with interactive requests, FIFO.
     "fifo": {"SOVHUB_BATCH__INTERACTIVE_FIRST": "false"},
 }
 
 
 def measure_round(client: openai.OpenAI, base: str, key: str, args: argparse.Namespace, r: int,
-                  mode: str) -> dict[str, Any]:
+                  mode: str, pid: int) -> dict[str, Any]:
     idle = probes(base, key, args.probes, r * 1000)
     alone_id = start_batch(client, args.lines, args.line_tokens, f"{mode}-alone{r}")
     alone = wait(client, alone_id, {"completed", "failed", "expired"})
@@ -112,21 +139,35 @@ def measure_round(client: openai.OpenAI, base: str, key: str, args: argparse.Nam
     wait(client, busy_id, {"in_progress"})
     time.sleep(1.0)
     busy = probes(base, key, args.probes, r * 1000 + 500)
+    mem = memory(pid)
     still = client.batches.retrieve(busy_id)
     ran_during = still.request_counts.completed if still.request_counts else 0
-    client.batches.cancel(busy_id)
+    try:
+        client.batches.cancel(busy_id)
+    except openai.ConflictError:  # it finished during the probes (fifo): nothing left to cancel
+        pass
     wait(client, busy_id, {"cancelled", "completed"})
     out = {"idle_ttft_s": idle, "busy_ttft_s": busy, "lines_per_min": lines_per_min, "alone_status": alone.status,
            "busy_lines_done_during_probes": ran_during, "idle_p95_s": p95(idle), "busy_p95_s": p95(busy),
-           "p95_ratio": p95(busy) / p95(idle), "loadavg_1m": os.getloadavg()[0]}
-    print(f"{mode} round {r + 1}: idle p95 {p95(idle) * 1000:.0f} ms, under batch {p95(busy) * 1000:.0f} ms "
-          f"(x{out['p95_ratio']:.3f}); batch alone {lines_per_min:.1f} lines/min; {ran_during} lines ran during "
-          f"the probes; load {out['loadavg_1m']:.1f}", flush=True)
+           "p95_ratio": p95(busy) / p95(idle), "idle_p50_s": statistics.median(idle),
+           "busy_p50_s": statistics.median(busy), "p50_ratio": statistics.median(busy) / statistics.median(idle),
+           "memory": mem, "loadavg_1m": os.getloadavg()[0]}
+    print(f"{mode} round {r + 1}: idle p50/p95 {out['idle_p50_s'] * 1000:.0f}/{p95(idle) * 1000:.0f} ms, under "
+          f"batch {out['busy_p50_s'] * 1000:.0f}/{p95(busy) * 1000:.0f} ms (x{out['p50_ratio']:.3f}/"
+          f"x{out['p95_ratio']:.3f}); batch alone {lines_per_min:.1f} lines/min; {ran_during} lines ran during "
+          f"the probes; memory {mem}; load {out['loadavg_1m']:.1f}", flush=True)
     return out
 
 
 def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    idle = [t for rd in rounds for t in rd["idle_ttft_s"]]
+    busy = [t for rd in rounds for t in rd["busy_ttft_s"]]
     return {"rounds": rounds,
+            "p50_ratio_median": statistics.median(rd["p50_ratio"] for rd in rounds),
+            "pooled_idle_p50_s": statistics.median(idle), "pooled_busy_p50_s": statistics.median(busy),
+            "pooled_p50_ratio": statistics.median(busy) / statistics.median(idle),
+            "pooled_idle_p95_s": p95(idle), "pooled_busy_p95_s": p95(busy),
+            "pooled_p95_ratio": p95(busy) / p95(idle),
             "lines_per_min_median": statistics.median(rd["lines_per_min"] for rd in rounds),
             "idle_p95_s_median": statistics.median(rd["idle_p95_s"] for rd in rounds),
             "busy_p95_s_median": statistics.median(rd["busy_p95_s"] for rd in rounds),
@@ -154,7 +195,7 @@ def serve_part(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             order = modes[r % len(modes):] + modes[:r % len(modes)]
             for mode in order:
                 client, base, key = clients[mode]
-                rounds[mode].append(measure_round(client, base, key, args, r, mode))
+                rounds[mode].append(measure_round(client, base, key, args, r, mode, hubs[mode].pid))
         return {mode: {**summary(rounds[mode]), "startup_s": hubs[mode].extra.get("startup_s")} for mode in modes}
     finally:
         for hub in hubs.values():
@@ -198,8 +239,9 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument("--lines", type=int, default=20)
     parser.add_argument("--line-tokens", type=int, default=32)
-    parser.add_argument("--modes", default="preempt,grace,fifo",
-                        help="Comma-separated: preempt (sovhub, no grace), grace (sovhub, 3 s grace), fifo (the peer).")
+    parser.add_argument("--modes", default="stop,grace,fifo",
+                        help="Comma-separated: stop (sovhub: batch process, SIGSTOP), grace (in-process, preempted, "
+                             "3 s grace), preempt (in-process, no grace), fifo (the peer).")
     parser.add_argument("--sovhub-env", action="append", default=[], metavar="KEY=VALUE",
                         help="A setting for the hubs under test (repeatable).")
     parser.add_argument("--skip-serve", action="store_true", help="Only the scheduler part (no server).")
@@ -212,7 +254,8 @@ def main() -> None:
         for mode, s in result["serve"].items():
             print(f"{mode}: throughput {s['lines_per_min_median']:.1f} lines/min; TTFT p95 idle "
                   f"{s['idle_p95_s_median'] * 1000:.0f} ms, under batch {s['busy_p95_s_median'] * 1000:.0f} ms "
-                  f"(median ratio x{s['p95_ratio_median']:.3f})")
+                  f"(median ratio x{s['p95_ratio_median']:.3f}, pooled x{s['pooled_p95_ratio']:.3f}); p50 ratio "
+                  f"median x{s['p50_ratio_median']:.3f}, pooled x{s['pooled_p50_ratio']:.3f}")
     print(f"wrote {write_result('batch', result)}")
 
 

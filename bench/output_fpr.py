@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1))
     parser.add_argument("--name", default="output-fpr")
     parser.add_argument("--answers", type=Path, default=None,
-                        help="replay these saved answers (tests/safety/data/model_answers.jsonl) instead of generating them")
+                        help="replay these saved answers (tests/safety/data/model_answers.jsonl), not new ones")
     args = parser.parse_args()
 
     from sovhub.hub import build_hub

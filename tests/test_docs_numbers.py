@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -637,3 +638,76 @@ def test_the_guard_models_reservation_reads_what_the_code_reads() -> None:
     row = next(line for line in security.splitlines() if line.startswith("| The chat pipeline's guard-model calls"))
     assert (f"{guard_model.MAX_PROMPT_CHARS:,}-character pieces, {guard_model.PIECE_OVERLAP} overlapping" in row)
     assert f"up to {QUESTION_CHARS:,} characters of the question" in row
+
+
+def test_the_output_check_figures_are_the_saved_result_and_the_tests_floors() -> None:
+    from tests.safety import test_output_check_answers as floors
+
+    saved = _result("output-fpr.json")
+    prose = " ".join(BENCHMARKS.split())
+    assert saved["config"]["answers_from"] == "tests/safety/data/model_answers.jsonl"
+    assert _option(_script_line("output"), "--answers") == ["tests/safety/data/model_answers.jsonl"]
+    commit = saved["machine"]["sovhub_commit"][:7]
+    first, held = saved["first"], saved["held_out"]
+    assert (f"{commit}, the same answers replayed) | **{first['stopped']} ({first['rate']:.1%})**".replace(".0%", "%")
+            in prose.replace(".0%", "%"))
+    assert f"**{held['stopped']} ({held['rate']:.0%})**" in prose
+    harmful = saved["harmful"]
+    assert f"**{harmful['stopped']} of {harmful['answers']} are stopped ({harmful['recall']:.1%})**" in prose
+    assert f"median stop at {harmful['stopped_at_chars_median']:.0f} characters" in prose
+    assert (f"at least {floors.RECALL_FLOOR:.0%} of the harmful answers and {floors.RECALL_FLOOR_PER_LANG} of 8 in "
+            f"every language stopped, at most {floors.BENIGN_MAX_STOPPED} of the 60 benign ones") in prose
+    assert harmful["recall"] >= floors.RECALL_FLOOR
+    assert first["stopped"] + held["stopped"] <= floors.BENIGN_MAX_STOPPED
+
+
+def _batch_rows(serve: dict[str, Any], modes: tuple[str, ...]) -> list[str]:
+    """The serving table of docs/benchmarks.md's batch section, row by row, from bench/results/batch.json."""
+
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:,.0f} ms"
+
+    def per_round(key: str, fmt: str) -> str:
+        return " / ".join(", ".join(format(rd[key], fmt) for rd in serve[m]["rounds"]) for m in modes)
+
+    rows = [
+        ("batch throughput alone", [f"{serve[m]['lines_per_min_median']:.1f} lines/min" for m in modes],
+         per_round("lines_per_min", ".1f")),
+        ("interactive TTFT p50, idle hub", [ms(statistics.median(rd["idle_p50_s"] for rd in serve[m]["rounds"]))
+                                            for m in modes], per_round("idle_p50_s", ".3f")),
+        ("interactive TTFT p50, batch running", [ms(statistics.median(rd["busy_p50_s"] for rd in serve[m]["rounds"]))
+                                                 for m in modes], per_round("busy_p50_s", ".3f")),
+        ("p50 under batch / idle (per round, median)", [f"×{serve[m]['p50_ratio_median']:.2f}" for m in modes],
+         per_round("p50_ratio", ".2f")),
+        ("interactive TTFT p95, idle hub", [ms(serve[m]["idle_p95_s_median"]) for m in modes],
+         per_round("idle_p95_s", ".3f")),
+        ("interactive TTFT p95, batch running", [ms(serve[m]["busy_p95_s_median"]) for m in modes],
+         per_round("busy_p95_s", ".3f")),
+        ("p95 under batch / idle (per round, median)", [f"×{serve[m]['p95_ratio_median']:.2f}" for m in modes],
+         per_round("p95_ratio", ".2f")),
+        ("p95 under batch / idle (all probes pooled)", [f"×{serve[m]['pooled_p95_ratio']:.2f}" for m in modes], ""),
+        ("p50 under batch / idle (all probes pooled)", [f"×{serve[m]['pooled_p50_ratio']:.2f}" for m in modes], ""),
+        ("batch lines done by the end of the probes", [f"{serve[m]['busy_lines_done_median']:g}" for m in modes],
+         per_round("busy_lines_done_during_probes", "g")),
+    ]
+    return [f"| {name} | {' | '.join(cells)} | {rounds} |" for name, cells, rounds in rows]
+
+
+BATCH_MODES = ("stop", "grace", "fifo")
+
+
+def test_the_batch_serving_table_is_the_batch_results() -> None:
+    result = _result("batch.json")
+    serve = result["serve"]
+    for row in _batch_rows(serve, BATCH_MODES):
+        assert row in BENCHMARKS, row
+    machine = result["machine"]
+    assert f"commit {machine['sovhub_commit']}" in BENCHMARKS
+    memory = [rd["memory"] for rd in serve["stop"]["rounds"]]
+    child = [next(p for p in mem if p["role"] == "batch process") for mem in memory]
+    hub = [next(p for p in mem if p["role"] == "hub") for mem in memory]
+    stated = (f"the batch process {statistics.median(c['rss_mb'] for c in child):.0f} MB resident, "
+              f"{statistics.median(c['pss_mb'] for c in child):.0f} MB proportional; the hub "
+              f"{statistics.median(h['rss_mb'] for h in hub):.0f} MB resident, "
+              f"{statistics.median(h['pss_mb'] for h in hub):.0f} MB proportional")
+    assert stated in " ".join(BENCHMARKS.split()), stated

@@ -25,6 +25,8 @@ one handler (:mod:`sovhub.api.errors`) renders them, in OpenAI's envelope
     ├── RateLimited                   429  rate_limit_error (carries retry_after)
     ├── InsufficientQuota             429  insufficient_quota (out of credits; clients must not retry)
     ├── UpstreamFailed                502  code=upstream_error
+    ├── WorkLost                      503  code=work_lost (a batch process died mid-line: the line is retried;
+    │                                      not a BackendUnavailable, so the backend is not marked down)
     └── BackendUnavailable            503  code=backend_unavailable (carries Retry-After)
         └── ShuttingDown              503  code=shutting_down (the replica's drain ended the answer)
 """
@@ -56,6 +58,7 @@ __all__ = [
     "UnsupportedParameter",
     "UpstreamFailed",
     "ValidationFailed",
+    "WorkLost",
 ]
 
 
@@ -201,6 +204,14 @@ class UpstreamFailed(SovhubError):
     status = 502
     type = "server_error"
     code = "upstream_error"
+
+
+class WorkLost(SovhubError):
+    """The process doing this work died under it (the embedded model's batch process): try again."""
+
+    status = 503
+    type = "server_error"
+    code = "work_lost"
 
 
 class BackendUnavailable(SovhubError):

@@ -1,4 +1,5 @@
-"""Interactive requests preempt batch work on the real bundled model (SmolLM2-135M through llama.cpp, in-process).
+"""Interactive requests preempt batch work on the real bundled model (SmolLM2-135M through llama.cpp, in-process:
+batch.embedded_process off, as on systems other than Linux; the batch process has its own tests).
 
 A batch line asks for a long answer; once it holds the model, an interactive streamed request
 arrives. The line must yield at its next token (its partial answer dropped, the line run again),
@@ -39,7 +40,8 @@ def real(data_dir: Path) -> Iterator[tuple[Hub, TestClient, openai.OpenAI]]:
                                   # No grace: the line must hold the model when the interactive request comes
                                   # (with the default 3 s it still waits out the grace after the warm-up and
                                   # the `alone` request, and the interactive request just takes the free model).
-                                  batch={"poll_interval_s": 0.05, "lease_s": 30.0, "interactive_grace_s": 0}))
+                                  batch={"poll_interval_s": 0.05, "lease_s": 30.0, "interactive_grace_s": 0,
+                                         "embedded_process": False}))
     create_org(hub, "acme")
     key = create_key(hub, "acme").secret
     try:
@@ -129,7 +131,8 @@ def graced(data_dir: Path) -> Iterator[tuple[Hub, TestClient, openai.OpenAI]]:
 
     hub = build_hub(make_settings(data_dir, safety={"enabled": False}, embedded_enabled=True,
                                   embeddings_enabled=False, embedded_max_tokens=32,
-                                  batch={"poll_interval_s": 0.05, "lease_s": 30.0, "interactive_grace_s": GRACE_S}))
+                                  batch={"poll_interval_s": 0.05, "lease_s": 30.0, "interactive_grace_s": GRACE_S,
+                                         "embedded_process": False}))
     create_org(hub, "acme")
     key = create_key(hub, "acme").secret
     try:

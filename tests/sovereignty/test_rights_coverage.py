@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Table, and_, func, select
 
 from sovhub.access.session_store import create_session
-from sovhub.access.tables import Identity
+from sovhub.access.tables import Identity, PersonAccess
 from sovhub.api.responses.tables import StoredResponse
 from sovhub.assistant.tables import Conversation, ConversationAttachment, ConversationMessage
 from sovhub.credits.tables import CreditPartner, CreditPartnerMember
@@ -60,6 +60,7 @@ def _seed(hub: Hub, uid: int) -> None:
         s.add(CreditPartnerMember(partner_id=partner.id, user_id=uid, added_by="tests"))
         s.add(Identity(idp="eid-ua", subject="UA-1234567890", user_id=uid, level="high", given_name="Olena",
                        family_name="Kovalenko", birthdate="1990-04-01"))
+        s.add(PersonAccess(user_id=uid, tier="pilot", limits={"rpd": 50}, updated_by="user:1"))
         s.add(ModerationLog(id="mod_1", direction="input", action="block", categories=["violence"], clauses=["3.1"],
                             policy_version="v1", principal=f"user:{uid}", user_id=uid, content="my words"))
         s.flush()
@@ -122,6 +123,7 @@ def test_export_holds_every_capability_part(shub: Hub) -> None:
     assert [(r["id"], r["response"]["id"]) for r in data["api_responses"]] == [("resp_1", "resp_1")]
     assert [(w["address"], w["user_agent"]) for w in data["web_sessions"]] == [("203.0.113.7", "Firefox")]
     assert data["credit_partners"] == ["Development Bank"]
+    assert (data["access_profile"]["tier"], data["access_profile"]["limits"]) == ("pilot", {"rpd": 50})
     json.dumps(data)  # JSON-able as a whole
 
 

@@ -11,7 +11,7 @@ from ..cli import pass_hub
 from ..hub import Hub
 from ..operators import cli_actor
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "limit_changes", "limit_options"]
 
 
 _LIMIT_OPTIONS = (
@@ -25,11 +25,30 @@ _LIMIT_OPTIONS = (
 )
 
 
-def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The quota options shared by `orgs set-limits` and `keys set-limits` (one per limit field)."""
+def limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The quota options shared by `orgs set-limits`, `keys set-limits` and `users set-limits` (one per field)."""
     for flag, help_text in reversed(_LIMIT_OPTIONS):
         command = click.option(flag, type=click.IntRange(min=0), default=None, help=help_text)(command)
     return command
+
+
+def limit_changes(values: dict[str, int | None], clear: tuple[str, ...]) -> dict[str, int | None]:
+    """The changes `limit_options` and `--clear` ask for: a value sets a limit, None clears it."""
+    from .ratelimit import FIELDS
+
+    changes: dict[str, int | None] = {k: v for k, v in values.items() if v is not None}
+    if not changes and not clear:
+        raise click.UsageError("give at least one limit to set (e.g. --rpm 60) or one to --clear")
+    # `--clear budget-day` is spelled like the option; the limit's name is budget_day.
+    named = [field.strip().replace("-", "_") for field in clear]
+    cleared = list(FIELDS) if "all" in named else named
+    # Setting and clearing one limit at once is ambiguous: refuse rather than guess which one was meant.
+    both = sorted(set(changes) & set(cleared))
+    if both:
+        which = "all" if "all" in named else both[0]
+        raise click.UsageError(f"--clear {which} contradicts --{both[0].replace('_', '-')}")
+    changes.update({field: None for field in cleared})
+    return changes
 
 
 def _actor() -> str:
@@ -102,7 +121,7 @@ def orgs_queue(hub: Hub) -> None:
 
 @click.command("set-limits")
 @click.argument("name")
-@_limit_options
+@limit_options
 @click.option("--clear", "clear", multiple=True, help="Remove this limit (repeat), e.g. --clear rpm.")
 @pass_hub
 def orgs_set_limits(hub: Hub, name: str, clear: tuple[str, ...], **values: int | None) -> None:
@@ -117,7 +136,7 @@ def orgs_set_limits(hub: Hub, name: str, clear: tuple[str, ...], **values: int |
 
 @click.command("set-limits")
 @click.argument("prefix")
-@_limit_options
+@limit_options
 @click.option("--clear", "clear", multiple=True,
               help="Remove this limit (repeat), e.g. --clear rpm; --clear all removes every limit.")
 @pass_hub
@@ -127,21 +146,8 @@ def keys_set_limits(hub: Hub, prefix: str, clear: tuple[str, ...], **values: int
     Running servers apply them within a second (told through Redis; without Redis, within `key_cache_ttl_s`).
     """
     from .quotas import set_key_limits
-    from .ratelimit import FIELDS
 
-    changes: dict[str, int | None] = {k: v for k, v in values.items() if v is not None}
-    if not changes and not clear:
-        raise click.UsageError("give at least one limit to set (e.g. --rpm 60) or one to --clear")
-    # `--clear budget-day` is spelled like the option; the limit's name is budget_day.
-    named = [field.strip().replace("-", "_") for field in clear]
-    cleared = list(FIELDS) if "all" in named else named
-    # Setting and clearing one limit at once is ambiguous: refuse rather than guess which one was meant.
-    both = sorted(set(changes) & set(cleared))
-    if both:
-        which = "all" if "all" in named else both[0]
-        raise click.UsageError(f"--clear {which} contradicts --{both[0].replace('_', '-')}")
-    changes.update({field: None for field in cleared})
-    current = set_key_limits(hub, prefix, changes, actor=_actor())
+    current = set_key_limits(hub, prefix, limit_changes(values, clear), actor=_actor())
     click.echo(f"limits of {prefix}: " + (", ".join(f"{k}={v}" for k, v in sorted(current.items())) or "none"))
 
 

@@ -86,20 +86,22 @@ def sovhub_lifespan(hub: Hub) -> Any:
 
 @hookimpl
 def sovhub_export_user(hub: Hub, user_id: int) -> dict[str, Any]:
-    from .rights import export_identities
+    from .rights import export_identities, export_person_access
     from .session_store import export_sessions
 
-    return {**export_identities(hub, user_id), "web_sessions": export_sessions(hub, user_id)}
+    return {**export_identities(hub, user_id), **export_person_access(hub, user_id),
+            "web_sessions": export_sessions(hub, user_id)}
 
 
 @hookimpl
 def sovhub_erase_user(hub: Hub, user_id: int) -> None:
-    from .rights import erase_identities
+    from .rights import erase_identities, erase_person_access
     from .session_store import erase_sessions
 
     # Ends every session at once (each request reads its row), and removes the addresses and browsers.
     erase_sessions(hub, user_id)
     erase_identities(hub, user_id)
+    erase_person_access(hub, user_id)
 
 
 @hookimpl

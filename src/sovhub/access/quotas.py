@@ -5,7 +5,8 @@ Where limits come from (no database read on the hot path):
 * key: ``api_keys.limits`` (carried in the Principal from the key cache);
 * organization: ``access_org_profiles.limits``, else ``access.org_limits``;
 * tier: ``access.tier_limits[tier]``, counted per organization across that tier's models;
-* person (web-assistant users, signed in without an API key): ``access.user_limits``, per person.
+* person (web-assistant users, signed in without an API key): ``access.user_limits``, per person,
+  with the quotas staff set for that person over them (``access_person_profiles.limits``).
 
 Each request holds its reservation (``Admission.reserved``) against the token limits from admission
 to settlement (see :mod:`.ratelimit`).
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from ..hub import Hub
     from ..pipeline import Principal
 
-__all__ = ["QuotaControl", "format_reset", "limits_for", "set_key_limits", "set_org_limits"]
+__all__ = ["QuotaControl", "format_reset", "limits_for", "merge_limits", "set_key_limits", "set_org_limits"]
 
 log = logging.getLogger("sovhub.access.quotas")
 
@@ -80,8 +81,10 @@ def limits_for(hub: Hub, principal: Principal, model: str) -> list[Limit]:
         tier = state.tier(model)
         out += _limits(f"org:{principal.org_id}:tier:{tier}", hub.settings.access.tier_limits.get(tier, {}))
     elif principal.user_id is not None and principal.key_id is None:
-        # A web-assistant user: no organization pays for them, so the person is the unit.
-        out += _limits(f"user:{principal.user_id}", hub.settings.access.user_limits)
+        # A web-assistant user: no organization pays for them, so the person is the unit. Quotas
+        # staff set for this person replace the defaults field by field.
+        own = state.person(principal.user_id).limits
+        out += _limits(f"user:{principal.user_id}", {**hub.settings.access.user_limits, **own})
     return out
 
 
@@ -169,7 +172,7 @@ def _reservation(admission: Admission) -> Reservation | None:
     return Reservation(admission.ticket, admission.reserved, admission.admitted_at)
 
 
-def _merged(current: Mapping[str, Any], changes: Mapping[str, int | None]) -> dict[str, int]:
+def merge_limits(current: Mapping[str, Any], changes: Mapping[str, int | None]) -> dict[str, int]:
     """`current` with each change applied: a whole number >= 0 sets that limit, None removes it."""
     out = {k: int(v) for k, v in current.items()}
     for field, value in changes.items():
@@ -192,7 +195,7 @@ def set_org_limits(hub: Hub, org_id: int, limits: dict[str, int | None], *, acto
     with hub.db.session() as s:
         row = s.get(OrgAccess, org_id) or OrgAccess(org_id=org_id, limits={}, tiers=[])
         s.add(row)
-        current = _merged(row.limits or {}, limits)
+        current = merge_limits(row.limits or {}, limits)
         row.limits, row.updated_at = current, utcnow()
     hub.services.get(AccessState).load()
     hub.emit("org.limits_set", actor=actor, subject=f"org:{org_id}", limits=current)
@@ -212,7 +215,7 @@ def set_key_limits(hub: Hub, prefix: str, limits: Mapping[str, int | None], *, a
     {'rpm': 60}
     """
     # Validate before reading: bad input is refused the same way whether or not the key exists.
-    _merged({}, limits)
+    merge_limits({}, limits)
     with hub.db.session() as s:
         found = s.execute(
             select(ApiKey, Organization.name)
@@ -225,7 +228,7 @@ def set_key_limits(hub: Hub, prefix: str, limits: Mapping[str, int | None], *, a
         if row.revoked_at is not None:
             raise Conflict(f"API key {prefix} is revoked; its limits can no longer change",
                            param="prefix", code="revoked_api_key")
-        current = _merged(row.limits or {}, limits)
+        current = merge_limits(row.limits or {}, limits)
         if row.parent_key_id is not None:
             # Row-locked, as when a key mints one: a concurrent change of the parent waits for this.
             parent = s.scalar(select(ApiKey).where(ApiKey.id == row.parent_key_id).with_for_update())

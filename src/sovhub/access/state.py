@@ -1,4 +1,5 @@
-"""What the hot path needs to know, held in memory: model tiers, verified orgs, org quotas.
+"""What the hot path needs to know, held in memory: model tiers, verified orgs, org quotas, people's own
+tiers and quotas.
 
 A request must not wait for the database, so each replica keeps a snapshot and reloads it
 every ``access.state_refresh_s`` seconds in the background (the app's lifespan; ``snapshot.py``).
@@ -14,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from ..snapshot import Snapshot
-from .tables import ModelTier, OrgAccess
+from .tables import ModelTier, OrgAccess, PersonAccess
 
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["OPEN", "VERIFIED", "AccessState", "OrgFacts"]
+__all__ = ["OPEN", "VERIFIED", "AccessState", "OrgFacts", "PersonFacts"]
 
 OPEN = "open"
 VERIFIED = "verified"
@@ -40,6 +41,17 @@ class OrgFacts:
         return tier in self.tiers
 
 
+@dataclass(frozen=True, slots=True)
+class PersonFacts:
+    """A web-assistant person's own access: their tier (besides `open`) and the quotas staff set."""
+
+    tier: str = OPEN
+    limits: dict[str, Any] = field(default_factory=dict)
+
+    def may_use(self, tier: str) -> bool:
+        return tier in (OPEN, self.tier)
+
+
 class AccessState(Snapshot):
     label = "access state"
 
@@ -47,6 +59,7 @@ class AccessState(Snapshot):
         super().__init__(hub)
         self._tiers: dict[str, str] = {}
         self._orgs: dict[int, OrgFacts] = {}
+        self._people: dict[int, PersonFacts] = {}
 
     def read(self) -> None:
         with self.hub.db.session() as s:
@@ -59,7 +72,12 @@ class AccessState(Snapshot):
                 )
                 for row in s.scalars(select(OrgAccess))
             }
-        self._tiers, self._orgs = tiers, orgs
+            # Only the people staff changed have a row: the rest are the defaults.
+            people = {
+                row.user_id: PersonFacts(tier=row.tier or OPEN, limits=dict(row.limits or {}))
+                for row in s.scalars(select(PersonAccess))
+            }
+        self._tiers, self._orgs, self._people = tiers, orgs, people
 
     def tier(self, model: str) -> str:
         self.fresh()
@@ -70,3 +88,7 @@ class AccessState(Snapshot):
         if org_id is None:
             return OrgFacts()
         return self._orgs.get(org_id, OrgFacts())
+
+    def person(self, user_id: int) -> PersonFacts:
+        self.fresh()
+        return self._people.get(user_id, PersonFacts())

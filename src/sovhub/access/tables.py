@@ -1,4 +1,5 @@
-"""access: web sessions, eID identities, sign-in transactions, organization verification, model tiers, org quotas."""
+"""access: web sessions, eID identities, sign-in transactions, organization verification, model tiers, org quotas,
+and a person's own tier and quotas."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..store.base import Base, UTCDateTime, utcnow
 
-__all__ = ["Identity", "ModelTier", "OidcTransaction", "OrgAccess", "Verification", "WebSession"]
+__all__ = ["Identity", "ModelTier", "OidcTransaction", "OrgAccess", "PersonAccess", "Verification", "WebSession"]
 
 
 class Identity(Base):
@@ -125,4 +126,20 @@ class ModelTier(Base):
 
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
     tier: Mapped[str] = mapped_column(String(40))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PersonAccess(Base):
+    """A web-assistant person's own access, set by staff: their tier and quotas that replace the defaults.
+
+    A person without a row has tier `open` and ``access.user_limits``. ``limits`` holds only the
+    fields staff set; every other field keeps its default.
+    """
+
+    __tablename__ = "access_person_profiles"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    tier: Mapped[str | None] = mapped_column(String(40))
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_by: Mapped[str] = mapped_column(String(120))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

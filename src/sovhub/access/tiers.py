@@ -35,6 +35,16 @@ def check_tier(hub: Hub, principal: Principal | None, model: str) -> None:
     tier = state.tier(model)
     if tier == OPEN or principal is None:
         return
+    if principal.org_id is None and principal.key_id is None and principal.user_id is not None:
+        # A web-assistant person: no organization; staff may have given them a tier of their own.
+        if state.person(principal.user_id).may_use(tier):
+            return
+        raise PermissionDenied(
+            f"The model `{model}` is in the access tier {tier!r}, which your account does not have; "
+            "ask the hub's staff.",
+            param="model",
+            code="model_tier_not_granted",
+        )
     if state.org(principal.org_id).may_use(tier):
         return
     if tier == VERIFIED:

@@ -1,5 +1,6 @@
-"""`sovhub locales ...`, `sovhub kb ...` and `sovhub users create|set-password|staff`: locale packs, the
-knowledge base and the web app's local accounts (:mod:`sovhub.assistant.people`) from the command line."""
+"""`sovhub locales ...`, `sovhub kb ...` and `sovhub users create|set-password|staff|set-limits|set-tier`:
+locale packs, the knowledge base and the web app's local accounts (:mod:`sovhub.assistant.people`, and a
+person's own quotas and tier: :mod:`sovhub.access.person_access`) from the command line."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from pathlib import Path
 
 import click
 
+from ..access.cli import limit_changes, limit_options
 from ..cli import pass_hub
 from ..hub import Hub
 from ..operators import cli_actor
 from ..users import normalize_email
 from .people import create_user, find_user, set_password, set_staff
 
-__all__ = ["kb_group", "locales_group", "users_create", "users_set_password", "users_staff"]
+__all__ = [
+    "kb_group", "locales_group", "users_create", "users_set_limits", "users_set_password", "users_set_tier",
+    "users_staff",
+]
 
 
 @click.group("locales")
@@ -224,3 +229,36 @@ def users_staff(hub: Hub, email: str, grant: bool, actor: str | None) -> None:
     ended = set_staff(hub, user_id, grant, actor=cli_actor(actor))
     state = "granted" if grant else f"withdrawn; {ended} session(s) ended"
     click.echo(f"staff rights of user {user_id} {state}")
+
+
+@click.command("set-limits")
+@click.argument("email")
+@limit_options
+@click.option("--clear", "clear", multiple=True,
+              help="Give this limit back to access.user_limits (repeat); --clear all gives every one back.")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
+@pass_hub
+def users_set_limits(hub: Hub, email: str, clear: tuple[str, ...], actor: str | None, **values: int | None) -> None:
+    """Give EMAIL quotas of their own in the web assistant, over the defaults (access.user_limits)."""
+    from ..access.person_access import person_access, set_person_limits
+
+    changes = limit_changes(values, clear)
+    user_id = find_user(hub, email)
+    set_person_limits(hub, user_id, changes, actor=cli_actor(actor))
+    effective = person_access(hub, user_id).effective
+    click.echo(f"limits of user {user_id}: " + (", ".join(f"{k}={v}" for k, v in sorted(effective.items())) or "none"))
+
+
+@click.command("set-tier")
+@click.argument("email")
+@click.argument("tier")
+@click.option("--actor", default=None,
+              help="A name to record beside your OS account in the audit log (e.g. who you act for).")
+@pass_hub
+def users_set_tier(hub: Hub, email: str, tier: str, actor: str | None) -> None:
+    """Give EMAIL a model tier in the web assistant (`open`: the open models only)."""
+    from ..access.person_access import set_person_tier
+
+    user_id = find_user(hub, email)
+    click.echo(f"tier of user {user_id}: {set_person_tier(hub, user_id, tier, actor=cli_actor(actor))}")

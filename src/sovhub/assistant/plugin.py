@@ -20,11 +20,19 @@ if TYPE_CHECKING:
 @hookimpl
 def sovhub_commands(cli: click.Group) -> None:
     from ..sovereignty.cli import users_group
-    from .cli import kb_group, locales_group, users_create, users_set_password, users_staff
+    from .cli import (
+        kb_group,
+        locales_group,
+        users_create,
+        users_set_limits,
+        users_set_password,
+        users_set_tier,
+        users_staff,
+    )
 
     cli.add_command(locales_group)
     cli.add_command(kb_group)
-    for command in (users_create, users_set_password, users_staff):
+    for command in (users_create, users_set_password, users_staff, users_set_limits, users_set_tier):
         users_group.add_command(command)
 
 

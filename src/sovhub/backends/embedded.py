@@ -25,10 +25,12 @@ import anyio
 from ..errors import BackendUnavailable, ConfigError, SovhubError
 from ..hookspecs import hookimpl
 from .base import Backend, BackendConfig, BackendFactory, CancelToken, ChatChunk
+from .batch_process import BatchProcess, BatchProcessUnavailable
+from .batch_process import supported as batch_process_supported
 from .constrain import Constraint, build_constraint
-from .decoding import Decoded, Decoder
 from .fairqueue import FairQueue
-from .toolcalls import answered_functions, parse_calls, render_messages
+from .generation import Counted, chat_formatter, generate
+from .toolcalls import answered_functions, render_messages
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -116,7 +118,7 @@ class EmbeddedBackend(Backend):
     })
 
     def __init__(self, config: BackendConfig, *, threads: int = 0, context: int = 2048,
-                 interactive_grace_s: float = 0.0) -> None:
+                 interactive_grace_s: float = 0.0, batch_process: bool = False) -> None:
         super().__init__(config)
         path = config.options.get("path")
         self.path = Path(path) if path else bundled_model_path()
@@ -129,8 +131,12 @@ class EmbeddedBackend(Backend):
         self.context = context
         self._llm: Any = None
         self._formatter: Any = None
+        self.interactive_grace_s = interactive_grace_s
         self._queue = FairQueue(grace_s=interactive_grace_s)
         self._thread = GenerationThread(f"llama-{config.name}")
+        self._wants_batch_process = batch_process and batch_process_supported()
+        #: Where batch lines run when `batch.embedded_process` is on (Linux): made at start, spawned at the first line.
+        self.batch_process: BatchProcess | None = None
         #: Tokens the last generation produced before it ended (finished, cut or cancelled).
         self.last_generated = 0
 
@@ -139,7 +145,10 @@ class EmbeddedBackend(Backend):
             progress(f"loading {self.config.models[0]} from {self.path.name} ({self.threads} threads)")
         started = time.perf_counter()
         self._llm = await asyncio.wrap_future(self._thread.submit(self._load))
-        self._formatter = _chat_formatter(self._llm)
+        self._formatter = chat_formatter(self._llm)
+        if self._wants_batch_process:
+            self.batch_process = BatchProcess(self.path, threads=self.threads, context=self.context,
+                                              grace_s=self.interactive_grace_s, name=self.name)
         if progress:
             progress(f"model {self.config.models[0]} loaded in {time.perf_counter() - started:.1f}s")
 
@@ -178,6 +187,9 @@ class EmbeddedBackend(Backend):
         return len(llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True))
 
     async def close(self) -> None:
+        batch, self.batch_process = self.batch_process, None
+        if batch is not None:
+            await batch.close()
         llm, self._llm = self._llm, None
         if llm is not None:
             # On the generation thread: after a generation still running, never during it.
@@ -197,6 +209,33 @@ class EmbeddedBackend(Backend):
         constraint = build_constraint(params, self._llm._model.vocab, answered_functions(messages))
         owner = str(params.get("_owner") or "anonymous")
         background = bool(params.get("_background"))
+        batch = self.batch_process
+        if background and batch is not None:
+            try:
+                await batch.start()
+            except BatchProcessUnavailable:
+                pass  # in-process below, preempted, as without the batch process
+            else:
+                async with contextlib.aclosing(batch.generate(model, messages, params, cancel)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+                return
+        held = None if background else batch
+        if held is not None:
+            held.hold()  # the batch process stops now, and resumes once the model is free of us (and the grace)
+        try:
+            async with contextlib.aclosing(self._in_process(model, messages, params, cancel, constraint, owner,
+                                                            background)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            if held is not None:
+                held.unhold()
+
+    async def _in_process(
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], cancel: CancelToken,
+        constraint: Constraint, owner: str, background: bool,
+    ) -> AsyncGenerator[ChatChunk, None]:
         await self._queue.acquire(owner, background=background, preempt=cancel.preempt if background else None)
         if cancel.cancelled:
             # The client went away while it queued: its prompt is never evaluated.
@@ -227,34 +266,19 @@ class EmbeddedBackend(Backend):
             loop.call_soon_threadsafe(out.put_nowait, chunk)
 
         def work() -> None:
-            prompt: list[int] = []
-            tokens = 0
+            counted = Counted()
             failed: Exception | None = None
             try:
-                # Tools are offered only where the grammar lets the model call them.
-                offer = constraint.mode if constraint.mode in ("call", "either") else "none"
-                plain = render_messages(messages, constraint.tools, offer)
-                formatted = formatter(messages=plain)
-                prompt = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
-                                      special=True)
-                for index in range(int(params.get("n") or 1)):
-                    decoder = _decoder(llm, prompt, params, constraint, index, cancel)
-                    try:
-                        _answer(decoder, index, constraint, params.get("logprobs") is True, emit)
-                    finally:
-                        tokens += decoder.tokens
-                    if cancel.cancelled:
-                        break
+                generate(llm, formatter, messages, params, constraint, cancel, emit, counted)
             except Exception as exc:  # handed to the event loop, raised there with context
                 failed = exc
             finally:
                 # Counted however the generation ended (finished, cut, cancelled or failed): the
                 # request is billed for what llama.cpp evaluated, read from the token (the stream
                 # may be closed already) and sent as the last chunk to a stream still read.
-                usage = {"prompt_tokens": len(prompt), "completion_tokens": tokens,
-                         "total_tokens": len(prompt) + tokens}
+                usage = counted.usage()
                 cancel.usage = usage
-                self.last_generated = tokens
+                self.last_generated = counted.completion
                 try:
                     loop.call_soon_threadsafe(out.put_nowait, failed if failed is not None else {"_usage": usage})
                     loop.call_soon_threadsafe(out.put_nowait, _DONE)
@@ -292,82 +316,11 @@ class EmbeddedBackend(Backend):
                 await asyncio.wrap_future(finished)
 
 
-def _decoder(llm: Any, prompt: list[int], params: dict[str, Any], constraint: Constraint, index: int,
-             cancel: CancelToken) -> Decoder:
-    stop = params.get("stop") or []
-    seed = params.get("seed")
-    return Decoder(
-        llm, prompt, max_tokens=params.get("max_tokens"), temperature=float(params.get("temperature", 0.8)),
-        top_p=float(params.get("top_p", 0.95)), stop=[stop] if isinstance(stop, str) else list(stop),
-        # Each choice its own draw, reproducible: choice k of seed s is drawn with seed s + k.
-        seed=None if seed is None else int(seed) + index,
-        presence_penalty=float(params.get("presence_penalty", 0.0)),
-        frequency_penalty=float(params.get("frequency_penalty", 0.0)), grammar=constraint.grammar,
-        top_logprobs=int(params.get("top_logprobs") or 0) if params.get("logprobs") is True else None,
-        cancel=cancel,
-    )
-
-
-def _answer(decoder: Decoder, index: int, constraint: Constraint, logprobs: bool,
-            emit: Callable[[ChatChunk], None]) -> None:
-    """Run one choice's generation, emitting it as chunks: text as it comes, each tool call once complete."""
-
-    def chunk(delta: dict[str, Any], finish: str | None = None, entries: list[dict[str, Any]] | None = None) -> None:
-        emit({"object": "chat.completion.chunk", "created": int(time.time()), "choices": [{
-            "index": index, "delta": delta, "finish_reason": finish,
-            "logprobs": {"content": entries, "refusal": None} if logprobs and entries is not None else None}]})
-
-    chunk({"role": "assistant", "content": ""})
-    # "call": only calls; "either": the first character says (the grammar starts a call with "<").
-    buffering = constraint.mode == "call"
-    deciding = constraint.mode == "either"
-    held: list[Decoded] = []
-    for piece in decoder:
-        if deciding and decoder.text:
-            deciding = False
-            buffering = decoder.text.startswith("<")
-            if not buffering:
-                for earlier in held:
-                    chunk({"content": earlier.text}, entries=earlier.logprobs)
-                held = []
-        if buffering or deciding:
-            held.append(piece)
-        else:
-            chunk({"content": piece.text}, entries=piece.logprobs)
-    if decoder.finish == "cancelled":
-        return
-    # Cut by max_tokens in a later call: the calls written in full are the answer.
-    calls = parse_calls(decoder.text, complete_only=decoder.finish == "length") if buffering else None
-    if calls is not None:
-        for number, call in enumerate(calls):
-            function = call["function"]
-            # One delta per call, its name with its arguments: the output checks then hold the call
-            # as a whole, and a call they stop never reaches the client even by its name.
-            chunk({"tool_calls": [{"index": number, "id": call["id"], "type": "function",
-                                   "function": {"name": function["name"], "arguments": function["arguments"]}}]})
-        chunk({}, "tool_calls")
-        return
-    for earlier in held:  # cut by max_tokens inside a call: what was written, as text
-        chunk({"content": earlier.text}, entries=earlier.logprobs)
-    chunk({}, decoder.finish)
-
-
-def _chat_formatter(llm: Any) -> Any:
-    """The model's own chat template (from the GGUF), rendering messages to the prompt text."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    eos = llm.token_eos()
-    template = llm.metadata.get("tokenizer.chat_template")
-    if not template:
-        raise ConfigError("the model has no chat template in its GGUF metadata")
-    return Jinja2ChatFormatter(template=template, eos_token=llm._model.token_get_text(eos), bos_token="",
-                               stop_token_ids=[eos])
-
-
 def _factory(hub: Hub, config: BackendConfig) -> Backend:
     s = hub.settings
     return EmbeddedBackend(config, threads=s.embedded_threads, context=s.embedded_context,
-                           interactive_grace_s=s.batch.interactive_grace_s)
+                           interactive_grace_s=s.batch.interactive_grace_s,
+                           batch_process=s.batch.embedded_process and s.batch.interactive_first)
 
 
 @hookimpl

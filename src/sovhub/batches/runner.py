@@ -57,6 +57,8 @@ class BatchRunner:
         self.registry = hub.services.get(BackendRegistry)
         self.drain = hub.services.get(Drain)
         self._held: set[int] = set()
+        #: The task answering each held line: cancelled when the line's lease is lost (see `_heartbeat`).
+        self._work: dict[int, asyncio.Future[LineOutcome]] = {}
         # Made by start(), on the loop that runs the runner: one hub may serve several apps in turn
         # (tests, a restarted lifespan), each on its own event loop.
         self._wake: asyncio.Event | None = None
@@ -116,12 +118,26 @@ class BatchRunner:
                 wake.clear()
 
     async def _heartbeat(self) -> None:
+        """Renew the leases of the lines running here, and stop those this replica lost.
+
+        The sweep runs here too, not only between steps: a line may wait for a long time (the embedded
+        model's batch process is stopped while people use the model) and the step that would sweep waits
+        for it; the batch's window still ends on time, and the line's answer is then dropped.
+        """
         while True:
             await asyncio.sleep(self.settings.lease_s / 3)
             try:
-                await anyio.to_thread.run_sync(self.store.renew, self.owner, set(self._held))
+                await anyio.to_thread.run_sync(self.store.sweep)
+                lost = await anyio.to_thread.run_sync(self.store.renew, self.owner, set(self._held))
             except Exception:
                 log.exception("renewing batch line leases failed")
+                continue
+            for line_id in lost:
+                work = self._work.get(line_id)
+                if work is not None and not work.done():
+                    log.info("batch line %d is no longer this replica's (expired, cancelled or taken over): "
+                             "its answer is stopped and dropped", line_id)
+                    work.cancel()
 
     @property
     def running_lines(self) -> int:
@@ -233,8 +249,18 @@ class BatchRunner:
                 outcome = LineOutcome(principal.status, principal.to_dict(), "none")
             else:
                 with holding(hold):
-                    outcome = await run_line(self.hub, self.chat, principal, line.endpoint, line.body,
-                                             line.batch_id)
+                    work = asyncio.ensure_future(run_line(self.hub, self.chat, principal, line.endpoint, line.body,
+                                                          line.batch_id))
+                self._work[line.id] = work
+                try:
+                    outcome = await work
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if not work.cancelled() or (task is not None and task.cancelling()):
+                        raise  # the runner stops: not the heartbeat's doing
+                    return  # the heartbeat found the lease lost: nothing to record, nothing metered
+                finally:
+                    self._work.pop(line.id, None)
             if outcome.retry_after is not None:
                 later = utcnow() + timedelta(seconds=outcome.retry_after)
                 await anyio.to_thread.run_sync(self.store.retry_line, line, self.owner, later)

@@ -279,14 +279,18 @@ class BatchStore:
                                        line.line_no, line.custom_id, body, int(line.attempts)))
         return claimed
 
-    def renew(self, owner: str, line_ids: Iterable[int]) -> None:
+    def renew(self, owner: str, line_ids: Iterable[int]) -> set[int]:
+        """Extend this replica's leases on these lines; returns the ones it no longer holds (taken over by another
+        replica, expired with their batch's window, or cancelled), whose work is then worth nothing."""
         ids = list(line_ids)
         if not ids:
-            return
+            return set()
+        mine = (BatchLine.id.in_(ids), BatchLine.lease_owner == owner, BatchLine.status == "running")
         with self.hub.db.session() as s:
-            s.execute(update(BatchLine).where(BatchLine.id.in_(ids), BatchLine.lease_owner == owner,
-                                              BatchLine.status == "running")
+            s.execute(update(BatchLine).where(*mine)
                       .values(lease_until=utcnow() + timedelta(seconds=self.settings.lease_s)))
+            held = set(s.scalars(select(BatchLine.id).where(*mine)))
+        return set(ids) - held
 
     def finish_line(self, line: ClaimedLine, owner: str, *, status: str, result: dict[str, Any],
                     prompt_tokens: int = 0, completion_tokens: int = 0) -> bool:

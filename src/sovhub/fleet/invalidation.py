@@ -36,10 +36,10 @@ __all__ = ["INVALIDATING", "Invalidations", "invalidates"]
 log = logging.getLogger("sovhub.fleet")
 
 #: Domain events (``hub.emit``) after which cached copies are stale: keys, organizations, verification,
-#: tiers, limits, prices, grants, credits, policy (retention included) and backends.
+#: tiers, limits (a person's own too), prices, grants, credits, policy (retention included) and backends.
 INVALIDATING = (
     "key.", "org.", "organization.erased", "model.", "tier.", "verification.", "limits.", "price.", "prices.",
-    "grant.", "credit.", "credits.", "policy.", "retention.set", "backend.", "user.staff",
+    "grant.", "credit.", "credits.", "policy.", "retention.set", "backend.", "user.staff", "person.",
 )
 
 Listener = Callable[[str], None]

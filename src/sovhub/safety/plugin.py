@@ -139,3 +139,17 @@ def sovhub_erase_user(hub: Hub, user_id: int) -> None:
     from .rights import erase_moderation
 
     erase_moderation(hub, user_id)
+
+
+@hookimpl
+def sovhub_export_org(hub: Hub, org_id: int) -> dict[str, Any]:
+    from .rights import export_org_moderation
+
+    return export_org_moderation(hub, org_id)
+
+
+@hookimpl
+def sovhub_erase_org(hub: Hub, org_id: int) -> None:
+    from .rights import erase_org_moderation
+
+    erase_org_moderation(hub, org_id)

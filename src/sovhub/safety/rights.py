@@ -1,7 +1,8 @@
-"""safety's part of a person's export and erasure: their moderation decisions and appeals.
+"""safety's part of a person's and an organization's export and erasure: their moderation decisions and appeals.
 
 Erasure deletes the appeals (their reasons and consented content are the person's words) and
-keeps each moderation decision only as an anonymous count: no user, no principal, no content.
+keeps each moderation decision only as an anonymous count: no user, no principal, no content
+(for an organization: no organization either).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from .tables import Appeal, ModerationLog
 if TYPE_CHECKING:
     from ..hub import Hub
 
-__all__ = ["ERASED_PRINCIPAL", "erase_moderation", "export_moderation"]
+__all__ = ["ERASED_PRINCIPAL", "erase_moderation", "erase_org_moderation", "export_moderation",
+           "export_org_moderation"]
 
 ERASED_PRINCIPAL = "erased"
 
@@ -25,6 +27,19 @@ def export_moderation(hub: Hub, user_id: int) -> dict[str, Any]:
         logs = list(s.scalars(select(ModerationLog).where(ModerationLog.user_id == user_id)
                               .order_by(ModerationLog.created_at)))
         appeals = list(s.scalars(select(Appeal).where(Appeal.user_id == user_id).order_by(Appeal.created_at)))
+    return _exported(logs, appeals)
+
+
+def export_org_moderation(hub: Hub, org_id: int) -> dict[str, Any]:
+    """The decisions about the organization's requests and the appeals filed against them, by organization id."""
+    with hub.db.session() as s:
+        logs = list(s.scalars(select(ModerationLog).where(ModerationLog.org_id == org_id)
+                              .order_by(ModerationLog.created_at)))
+        appeals = list(s.scalars(select(Appeal).where(Appeal.org_id == org_id).order_by(Appeal.created_at)))
+    return _exported(logs, appeals)
+
+
+def _exported(logs: list[ModerationLog], appeals: list[Appeal]) -> dict[str, Any]:
     return {
         "moderation_decisions": [
             {"id": r.id, "created_at": r.created_at.isoformat(), "direction": r.direction, "action": r.action,
@@ -39,6 +54,13 @@ def export_moderation(hub: Hub, user_id: int) -> dict[str, Any]:
             for a in appeals
         ],
     }
+
+
+def erase_org_moderation(hub: Hub, org_id: int) -> None:
+    with hub.db.session() as s:
+        s.execute(delete(Appeal).where(Appeal.org_id == org_id))
+        s.execute(update(ModerationLog).where(ModerationLog.org_id == org_id)
+                  .values(org_id=None, user_id=None, principal=ERASED_PRINCIPAL, content=None))
 
 
 def erase_moderation(hub: Hub, user_id: int) -> None:

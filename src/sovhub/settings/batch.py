@@ -44,3 +44,8 @@ class BatchSettings(BaseModel):
         3.0, ge=0, le=600, description="Seconds after the last interactive request on an embedded model before batch "
         "lines may start on it again (follow-ups find the resource free and their cached prompt kept); 0 = none."
     )
+    embedded_process: bool = Field(
+        True, description="Run the embedded model's batch lines in a child process (its own llama.cpp of the same "
+        "GGUF), stopped with SIGSTOP while interactive requests use the model and resumed after the grace (Linux; "
+        "elsewhere, or false: in-process, preempted). With interactive_first only."
+    )

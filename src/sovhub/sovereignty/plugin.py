@@ -120,6 +120,20 @@ def sovhub_erase_user(hub: Hub, user_id: int) -> None:
 
 
 @hookimpl
+def sovhub_export_org(hub: Hub, org_id: int) -> dict[str, Any]:
+    from .rights import export_org_conversations
+
+    return export_org_conversations(hub, org_id)
+
+
+@hookimpl
+def sovhub_erase_org(hub: Hub, org_id: int) -> None:
+    from .rights import erase_org_conversations
+
+    erase_org_conversations(hub, org_id)
+
+
+@hookimpl
 def sovhub_lifespan(hub: Hub) -> Any:
     return _lifespan(hub)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 
 from ..accounts import KeyCache
 from ..errors import Conflict, NotFound
@@ -146,6 +146,36 @@ def export_own(hub: Hub, user_id: int) -> dict[str, Any]:
             for r in shown
         ],
     }
+
+
+def export_org_conversations(hub: Hub, org_id: int) -> dict[str, Any]:
+    """The API conversations stored for the organization's keys, by organization id (and those sealed under its key)."""
+    from .crypto import ContentVault
+
+    vault = hub.services.get(ContentVault)
+    with hub.db.session() as s:
+        rows = list(s.scalars(select(StoredConversation).where(_conversations_of_org(org_id))
+                              .order_by(StoredConversation.id)))
+    out = []
+    for row in rows:
+        try:
+            content: Any = json.loads(vault.decrypt(row.owner_kind, row.owner_id, row.content))
+        except NotFound as exc:
+            content = {"unreadable": exc.message}
+        out.append({"request_id": row.request_id, "model": row.model, "backend": row.backend, "key_id": row.key_id,
+                    "user_id": row.user_id, "created_at": row.created_at.isoformat(),
+                    "expires_at": row.expires_at.isoformat(), **content})
+    return {"api_conversations": out}
+
+
+def erase_org_conversations(hub: Hub, org_id: int) -> None:
+    with hub.db.session() as s:
+        s.execute(delete(StoredConversation).where(_conversations_of_org(org_id)))
+
+
+def _conversations_of_org(org_id: int) -> Any:
+    return or_(StoredConversation.org_id == org_id,
+               and_(StoredConversation.owner_kind == "org", StoredConversation.owner_id == org_id))
 
 
 def erase_own(hub: Hub, user_id: int) -> None:

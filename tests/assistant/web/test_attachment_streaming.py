@@ -21,6 +21,7 @@ from sovhub.assistant.people import create_user
 from sovhub.assistant.tables import ConversationAttachment
 from sovhub.assistant.web.attachments import BODY_LIMIT
 from sovhub.hub import Hub
+from sovhub.store.tables import User
 from tests.conftest import add_fake_backend
 from tests.fakes import FakePlugin
 from tests.server import ThreadedServer
@@ -74,13 +75,14 @@ def _multipart(token: str, size: int, boundary: str = "sovhubboundary") -> tuple
     return head, f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def _chunked_post(url: str, cookie: str, content_type: str, parts: Iterator[bytes]) -> tuple[int, bytes, int]:
+def _chunked_post(url: str, cookie: str, content_type: str, parts: Iterator[bytes],
+                  path: str = "/c/attachments", accept_language: str = "en") -> tuple[int, bytes, int]:
     """POST the parts as HTTP/1.1 chunks from a thread while the response is read: (status, body, bytes sent)."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     sent = [0]
-    request = (f"POST /c/attachments HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n"
-               f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n"
+               f"Content-Type: {content_type}\r\nAccept-Language: {accept_language}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
 
     def send() -> None:
         try:
@@ -155,3 +157,31 @@ def test_a_chunked_upload_within_the_limit_is_attached(served: tuple[str, httpx.
     assert b"attached=yes" in response and sent == len(head) + len(text) + len(tail)
     with hub.db.session() as s:
         assert s.scalars(select(ConversationAttachment)).first() is not None
+
+
+def test_a_chunked_upload_over_the_limit_into_a_conversation_says_so_with_the_way_back(
+    served: tuple[str, httpx.Client, _Counting], hub: Hub
+) -> None:
+    from sovhub.assistant.chat_store import ChatStore
+
+    url, client, _app = served
+    with hub.db.session() as s:
+        user_id = s.scalar(select(User.id).where(User.email == "ada@example.org"))
+    assert user_id is not None
+    conversation = ChatStore(hub).create(user_id, "My lease", "echo")
+    client.cookies.set("sovhub_lang", "uk")
+    head, tail, content_type = _multipart("not-checked-before-the-limit", 0)
+
+    def parts() -> Iterator[bytes]:
+        yield head
+        for _ in range(3 * 1024 * 1024 // CHUNK):
+            yield b"a" * CHUNK
+        yield tail
+
+    status, response, _sent = _chunked_post(url, _cookie(client), content_type, parts(),
+                                            path=f"/c/{conversation}/attachments")
+    assert status == 413, response[:300]
+    page = response.decode()
+    assert "Файл завеликий: не більше 2 МБ." in page  # the person's language, on a whole page
+    assert f'<a href="/c/{conversation}">Повернутися до чату</a>' in page
+    assert '<link rel="stylesheet"' in page

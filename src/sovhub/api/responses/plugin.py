@@ -46,6 +46,16 @@ def sovhub_erase_user(hub: Hub, user_id: int) -> None:
 
 
 @hookimpl
+def sovhub_export_org(hub: Hub, org_id: int) -> dict[str, Any]:
+    return {"api_responses": hub.services.get(ResponseStore).export_org(org_id)}
+
+
+@hookimpl
+def sovhub_erase_org(hub: Hub, org_id: int) -> None:
+    hub.services.get(ResponseStore).erase_org(org_id)
+
+
+@hookimpl
 def sovhub_lifespan(hub: Hub) -> Any:
     return _lifespan(hub)
 

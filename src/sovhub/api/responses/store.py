@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 
 from ...errors import NotFound
 from ...sovereignty.content_store import retention_days
@@ -227,12 +227,22 @@ class ResponseStore:
         return count
 
     def export_user(self, user_id: int) -> list[dict[str, Any]]:
+        return self._export(StoredResponse.user_id == user_id)
+
+    def export_org(self, org_id: int) -> list[dict[str, Any]]:
+        """Responses stored for the organization's keys (sealed under its key or, made by a person, theirs)."""
+        return self._export(_of_org(org_id))
+
+    def erase_org(self, org_id: int) -> None:
+        with self.hub.db.session() as s:
+            s.execute(delete(StoredResponse).where(_of_org(org_id)))
+
+    def _export(self, where: Any) -> list[dict[str, Any]]:
         from ...sovereignty.crypto import ContentVault
 
         vault = self.hub.services.get(ContentVault)
         with self.hub.db.session() as s:
-            rows = list(s.scalars(select(StoredResponse).where(StoredResponse.user_id == user_id)
-                                  .order_by(StoredResponse.created_at)))
+            rows = list(s.scalars(select(StoredResponse).where(where).order_by(StoredResponse.created_at)))
         out = []
         for row in rows:
             try:
@@ -247,3 +257,8 @@ class ResponseStore:
     def erase_user(self, user_id: int) -> None:
         with self.hub.db.session() as s:
             s.execute(delete(StoredResponse).where(StoredResponse.user_id == user_id))
+
+
+def _of_org(org_id: int) -> Any:
+    return or_(StoredResponse.org_id == org_id,
+               and_(StoredResponse.owner_kind == "org", StoredResponse.owner_id == org_id))

@@ -2,7 +2,8 @@
 
 Routers: sign-in and language (auth), chat pages and streaming (chat), documents attached to a
 conversation (attachments), my data (account), citation passages (kb), the transparency report
-and icon (public), staff area (admin, admin_access, admin_content_access, admin_appeals, admin_console, admin_credits),
+and icon (public), staff area (admin, admin_access, admin_content_access, admin_appeals, admin_console, admin_person,
+admin_credits),
 credits for organizations and partners (credits_pages).
 Templates and static files live in ``sovhub/web``.
 """
@@ -23,6 +24,7 @@ def routers() -> list[Any]:
         admin_console,
         admin_content_access,
         admin_credits,
+        admin_person,
         attachments,
         auth,
         chat,
@@ -32,5 +34,6 @@ def routers() -> list[Any]:
     )
 
     return [auth.router, chat.router, attachments.router, account.router, kb.router, admin.router, admin_access.router,
-            admin_content_access.router, admin_appeals.router, admin_console.router, admin_credits.router,
+            admin_content_access.router, admin_appeals.router, admin_console.router, admin_person.router,
+            admin_credits.router,
             credits_pages.router, public.router]

@@ -87,11 +87,12 @@ async def attach(conversation_id: str, request: Request) -> Response:
     assert page.user is not None
     user_id = page.user.id
     await anyio.to_thread.run_sync(ChatStore(page.hub).get, user_id, conversation_id)  # theirs, or 404
+    back = f"/c/{conversation_id}"
     try:
         got = await _upload(request, page)
     except _BodyTooLarge:
-        return render(page, "error.html", status=413, error="too_large")
-    back = f"/c/{conversation_id}"
+        # Said on a page of its own (the body was not read to its end), with the way back to the chat.
+        return render(page, "error.html", status=413, error="too_large", back=back)
     if isinstance(got, str):
         return RedirectResponse(f"{back}?attached={got}", status_code=303)
     name, data = got

@@ -126,6 +126,9 @@
   function conversationStarted(data) {
     chat.dataset.conversation = data.id;
     composer.action = "/c/" + data.id + "/messages";
+    // A document attached now belongs to this chat, not to a new one.
+    const attachForm = document.getElementById("attach-form");
+    if (attachForm) attachForm.action = "/c/" + data.id + "/attachments";
     history.replaceState(null, "", data.url);
     const heading = document.getElementById("chat-title");
     if (heading && data.title) heading.textContent = data.title;
@@ -153,12 +156,15 @@
     if (entry) entry.remove();
     chat.dataset.conversation = "";
     composer.action = "/c";
+    const attachForm = document.getElementById("attach-form");
+    if (attachForm) attachForm.action = "/c/attachments";
     history.replaceState(null, "", "/");
   }
 
-  function offerRetry(item, question, discarded) {
+  // `note`: what the person is told instead of "Error" (their quota, in their language).
+  function offerRetry(item, question, discarded, note) {
     const box = el("div", { class: "retry-box", role: "alert" });
-    box.append(el("p", { class: "error" }, t("Error")));
+    box.append(el("p", { class: "error" }, note || t("Error")));
     const button = el("button", { type: "button", class: "button" }, t("Retry"));
     button.addEventListener("click", () => {
       item.remove();
@@ -240,8 +246,9 @@
           if (data.block) { addBlock(answer.item, data.block); say(t("Blocked")); }
           else {
             if (data.discarded) conversationDiscarded();
-            offerRetry(answer.item, asked !== null ? asked : "", Boolean(data.discarded));
-            say(data.message && data.code === "rate_limit_exceeded" ? data.message : t("Error"));
+            const quota = data.message && data.code === "rate_limit_exceeded" ? data.message : null;
+            offerRetry(answer.item, asked !== null ? asked : "", Boolean(data.discarded), quota);
+            say(quota || t("Error"));
           }
         }
       }
