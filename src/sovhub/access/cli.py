@@ -143,7 +143,7 @@ def orgs_set_limits(hub: Hub, name: str, clear: tuple[str, ...], **values: int |
 def keys_set_limits(hub: Hub, prefix: str, clear: tuple[str, ...], **values: int | None) -> None:
     """Change an API key's quotas; limits not named keep their value.
 
-    Running servers apply them within `key_cache_ttl_s` seconds (how long they cache a verified key).
+    Running servers apply them within a second (told through Redis; without Redis, within `key_cache_ttl_s`).
     """
     from .quotas import set_key_limits
 

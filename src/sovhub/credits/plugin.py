@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..fleet.invalidation import Invalidations
 from ..hookspecs import hookimpl
 from ..services import Provide
 from .control import CreditControl, Credits
@@ -15,8 +16,11 @@ if TYPE_CHECKING:
     from ..events import Event
     from ..hub import Hub
 
-#: Changes after which admission must see the grants at once in this process (others: within the refresh).
-_RELOADS = frozenset({"grant.created"})
+#: Changes after which admission must see the grants and prices at once in this process (other replicas: on
+#: the fleet's invalidation, which every change in INVALIDATING sends).
+_RELOADS = frozenset({"grant.created", "price.set"})
+#: What the credit state holds: another process's change to these reloads it.
+_HELD = ("grant.", "price.", "prices.", "organization.erased")
 
 
 @hookimpl
@@ -28,9 +32,22 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
         Provide(Ledger, lambda h: Ledger(h.db)),
         # The hub's one SMTP client (credits' notices are what it sends today); unused until [mail] is set.
         Provide(Mailer, lambda h: Mailer(h.settings.mail, h.settings.data_dir)),
-        Provide(Credits, lambda h: Credits(h, h.services.get(Ledger), h.services.get(Mailer)),
-                needs=(Ledger, AccessRedis, Mailer)),
+        Provide(Credits, _credits, needs=(Ledger, AccessRedis, Mailer, Invalidations)),
     ]
+
+
+def _credits(hub: Hub) -> Credits:
+    from ..mail import Mailer
+
+    credits = Credits(hub, hub.services.get(Ledger), hub.services.get(Mailer))
+    # A price or grant changed on another replica (or by the CLI) is in force here within the second, not after
+    # the next `access.state_refresh_s` reload.
+    def reload(event: str) -> None:
+        if event.startswith(_HELD) or event == "resubscribed":
+            credits.state.load()
+
+    hub.services.get(Invalidations).on_change(reload)
+    return credits
 
 
 @hookimpl(trylast=True)

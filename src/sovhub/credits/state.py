@@ -1,7 +1,8 @@
 """What admission needs about credits, held in memory: grants by organization, prices, programmes.
 
 Reloaded every ``access.state_refresh_s`` in the background (the app's lifespan; ``snapshot.py``), and at once
-after a change made in this process; a grant made elsewhere is seen within the refresh interval.
+after a change made in this process; a grant or price made elsewhere (another replica, the CLI) when the fleet's
+invalidation arrives (``credits.plugin``), within the refresh interval when Redis did not carry it.
 """
 
 from __future__ import annotations

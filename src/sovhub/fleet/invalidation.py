@@ -36,10 +36,10 @@ __all__ = ["INVALIDATING", "Invalidations", "invalidates"]
 log = logging.getLogger("sovhub.fleet")
 
 #: Domain events (``hub.emit``) after which cached copies are stale: keys, organizations, verification,
-#: tiers, limits (a person's own too), prices, credits, policy and backends.
+#: tiers, limits (a person's own too), prices, grants, credits, policy (retention included) and backends.
 INVALIDATING = (
     "key.", "org.", "organization.erased", "model.", "tier.", "verification.", "limits.", "price.", "prices.",
-    "credit.", "credits.", "policy.", "backend.", "user.staff", "person.",
+    "grant.", "credit.", "credits.", "policy.", "retention.set", "backend.", "user.staff", "person.",
 )
 
 Listener = Callable[[str], None]

@@ -69,6 +69,10 @@ class ConversationStore(BatchWriter[_Pending]):
             self._retention[org_id] = cached
         return cached[1]
 
+    def forget_retention(self) -> None:
+        """Drop the cached retention of every organization: a policy changed here or on another replica."""
+        self._retention = {}
+
     def write(self, batch: list[_Pending]) -> int:
         """Encrypt and insert (runs in a worker thread)."""
         from .crypto import ContentVault

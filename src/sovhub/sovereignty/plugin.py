@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from ..fleet.invalidation import Invalidations
 from ..fleet.leases import Leases
 from ..hookspecs import hookimpl
 from ..services import Provide
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from ..events import Event
     from ..hub import Hub
     from ..pipeline import ChatInterceptor, RoutePolicy
+    from .content_store import ConversationStore
 
 log = logging.getLogger("sovhub.sovereignty")
 
@@ -35,7 +37,21 @@ def sovhub_services(hub: Hub) -> list[Provide[Any]]:
     from .content_store import ConversationStore
     from .crypto import ContentVault
 
-    return [Provide(ConversationStore, ConversationStore, needs=(ContentVault,))]
+    return [Provide(ConversationStore, _conversation_store, needs=(ContentVault, Invalidations))]
+
+
+def _conversation_store(hub: Hub) -> ConversationStore:
+    from .content_store import ConversationStore
+
+    store = ConversationStore(hub)
+    # An organization's retention changed elsewhere (zero retention: store nothing more) applies here at once,
+    # not when the cached value ages out.
+    def forget(event: str) -> None:
+        if event in ("retention.set", "organization.erased", "resubscribed"):
+            store.forget_retention()
+
+    hub.services.get(Invalidations).on_change(forget)
+    return store
 
 
 @hookimpl
@@ -52,6 +68,11 @@ def sovhub_event(hub: Hub, event: Event) -> None:
     from .residency import warn_noncompliant_backend
 
     record_event(hub, event)
+    if event.name == "retention.set":
+        from .content_store import ConversationStore
+
+        if ConversationStore in hub.services:
+            hub.services.get(ConversationStore).forget_retention()
     if event.name == "backend.added":
         warn_noncompliant_backend(hub, event)
 
