@@ -30,6 +30,7 @@ import anyio
 
 from sovhub import linear_re
 
+from ..admission import admit, settle
 from ..api.chat.protocol import ChatCompletionRequest
 from ..api.chat.service import ChatService
 from ..backends.registry import BackendRegistry
@@ -283,6 +284,11 @@ async def run_turn(hub: Hub, store: ChatStore, turn: Turn) -> AsyncIterator[dict
 
     try:
         if plan.quoted is not None:
+            # Answered from the sources without a model: still one of the person's questions, counted
+            # against their requests per minute and per day (and their tier) like one a model answers.
+            admission = await admit(hub, Principal(org_id=None, user_id=turn.user_id), "assistant.sources",
+                                    turn.model, request_id=turn.request_id)
+            await settle(hub, admission, 0)
             text = [plan.quoted]
             yield {"event": "delta", "text": plan.quoted}
             message_id, html = await save("stop")

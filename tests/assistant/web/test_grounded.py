@@ -66,8 +66,11 @@ def citizen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Citizen]:
     from sovhub.app import create_app
 
     data_dir = tmp_path_factory.mktemp("grounded")
+    # Every question counts against the person's quota, those answered from the sources too: this
+    # module asks dozens a minute.
     hub = build_hub(load_settings(data_dir=str(data_dir), safety={"enabled": False},
-                                  assistant={"kb_shared_collections": ["shared-ua"]}))
+                                  assistant={"kb_shared_collections": ["shared-ua"]},
+                                  access={"user_limits": {"rpm": 1000, "rpd": 10000}}))
     remember_embeddings(hub)
     kb = hub.services.get(KnowledgeBase)
     for code, collection in (("en-GB", "gov-uk"), ("uk-UA", "gov-ua"), ("ar-AE", "gov-ae"), ("de-DE", "gov-de")):
@@ -197,3 +200,23 @@ def test_the_operator_can_let_the_model_answer_unsourced_questions(citizen: Citi
         assert got["text"] and got["text"] != dont_know("en") and got["citations"] == []
     finally:
         assistant.decline_unsourced = True
+
+
+def test_a_question_answered_from_the_sources_counts_against_the_persons_quota(citizen: Citizen) -> None:
+    """No model is asked for "I do not know" or a quoted passage; the question is still one of the person's."""
+    from sovhub.access.person_access import set_person_limits
+    from sovhub.assistant.people import find_user
+
+    user_id = find_user(citizen.hub, "olena@example.org")
+    set_person_limits(citizen.hub, user_id, {"rpm": 1}, actor="test")
+    try:
+        citizen.speak("en")
+        refused = []
+        for _ in range(2):  # answered from the sources each time (a fact they do not hold)
+            body = citizen.client.post("/c", data={"content": "What is the fee for a fishing licence?",
+                                                   "csrf_token": citizen.csrf()},
+                                       headers={"accept": "text/event-stream"}).text
+            refused.append("rate_limit_exceeded" in body)
+        assert refused[-1], "the second source-answered question in a minute was answered"
+    finally:
+        set_person_limits(citizen.hub, user_id, {"rpm": None}, actor="test")
