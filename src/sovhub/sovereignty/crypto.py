@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
+import json
 import logging
 import os
 import secrets
@@ -28,7 +29,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -420,6 +421,14 @@ class ContentVault:
 
     def decrypt(self, kind: str, owner_id: int, blob: bytes) -> str:
         return self.decrypt_bytes(kind, owner_id, blob).decode("utf-8")
+
+    def exported_json(self, kind: str, owner_id: int, blob: bytes) -> dict[str, Any]:
+        """A sealed JSON object as an export shows it: its fields, or why it cannot be read (its key erased)."""
+        try:
+            content: dict[str, Any] = json.loads(self.decrypt(kind, owner_id, blob))
+        except NotFound as exc:
+            return {"unreadable": exc.message}
+        return content
 
     def encrypt_bytes(self, kind: str, owner_id: int, data: bytes, *, context: bytes = b"") -> bytes:
         """`data` sealed under the owner's data key; `context` (e.g. a file id and chunk number) is bound

@@ -9,7 +9,6 @@ is committed before the call returns.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, or_, select
@@ -127,10 +126,7 @@ def export_own(hub: Hub, user_id: int) -> dict[str, Any]:
         requests = list(s.scalars(select(AccessRequest).where(AccessRequest.user_id == user_id)
                                   .order_by(AccessRequest.id)))
     for row in rows:
-        try:
-            content: Any = json.loads(vault.decrypt(row.owner_kind, row.owner_id, row.content))
-        except NotFound as exc:
-            content = {"unreadable": exc.message}
+        content = vault.exported_json(row.owner_kind, row.owner_id, row.content)
         conversations.append({"request_id": row.request_id, "model": row.model, "backend": row.backend,
                               "created_at": row.created_at.isoformat(), "expires_at": row.expires_at.isoformat(),
                               **content})
@@ -158,10 +154,7 @@ def export_org_conversations(hub: Hub, org_id: int) -> dict[str, Any]:
                               .order_by(StoredConversation.id)))
     out = []
     for row in rows:
-        try:
-            content: Any = json.loads(vault.decrypt(row.owner_kind, row.owner_id, row.content))
-        except NotFound as exc:
-            content = {"unreadable": exc.message}
+        content = vault.exported_json(row.owner_kind, row.owner_id, row.content)
         out.append({"request_id": row.request_id, "model": row.model, "backend": row.backend, "key_id": row.key_id,
                     "user_id": row.user_id, "created_at": row.created_at.isoformat(),
                     "expires_at": row.expires_at.isoformat(), **content})

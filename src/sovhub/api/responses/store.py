@@ -245,10 +245,7 @@ class ResponseStore:
             rows = list(s.scalars(select(StoredResponse).where(where).order_by(StoredResponse.created_at)))
         out = []
         for row in rows:
-            try:
-                content: Any = json.loads(vault.decrypt(row.owner_kind, row.owner_id, row.content))
-            except NotFound as exc:
-                content = {"unreadable": exc.message}
+            content = vault.exported_json(row.owner_kind, row.owner_id, row.content)
             out.append({"id": row.id, "model": row.model, "status": row.status,
                         "created_at": as_utc(row.created_at).isoformat(),
                         "expires_at": as_utc(row.expires_at).isoformat(), **content})
