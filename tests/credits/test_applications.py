@@ -145,3 +145,12 @@ def test_transparency_shows_aggregates_and_suppresses_small_counts(hub, world) -
     grant_credits(hub, "Gateway", "acme", MICRO, reason="r", actor="tests")
     gateway = next(p for p in programmes_section(hub)["programmes"]["programmes"] if p["name"] == "Gateway")
     assert gateway["grants"] == 5 and gateway["granted"] == 5 and gateway["used"] == 0
+
+
+def test_a_statement_page_past_the_largest_row_number_is_a_clear_error(client, world) -> None:
+    """Found by schemathesis: ``after`` past a 64-bit integer reached the database and answered 500."""
+    for after in (2**63, 10**30):
+        r = client.get(f"/hub/v1/organization/statements?after={after}", headers=_auth(world["admin"]))
+        assert r.status_code in (400, 422) and "after" in r.text, (after, r.status_code, r.text[:200])
+    r = client.get(f"/hub/v1/organization/statements?after={2**63 - 1}", headers=_auth(world["admin"]))
+    assert r.status_code == 200 and r.json()["lines"] == []

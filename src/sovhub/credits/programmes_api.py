@@ -85,7 +85,7 @@ async def get_statement(
     request: Request, hub: HubDep, principal: CurrentPrincipal,
     month: str | None = Query(None, description="YYYY-MM (UTC); this month when omitted."),
     format: Literal["json", "csv", "html"] = Query("json", description="json, csv or html."),
-    after: int = Query(0, ge=0, description="Lines after this seq (paging)."),
+    after: int = Query(0, ge=0, le=2**63 - 1, description="Lines after this seq (paging)."),
     limit: int = Query(10_000, ge=1, le=100_000, description="Lines at most."),
 ) -> dict[str, Any] | PlainTextResponse | HTMLResponse:
     org_id = _org(principal)

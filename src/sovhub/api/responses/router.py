@@ -95,7 +95,7 @@ async def count_input_tokens(
 @router.get("/v1/responses/{response_id}", response_model=None)
 async def retrieve_response(
     response_id: str, hub: HubDep, principal: InferencePrincipal, stream: bool = False,
-    starting_after: int | None = Query(None, ge=0),
+    starting_after: int | None = Query(None, ge=0, le=2**63 - 1),
 ) -> dict[str, Any] | StreamingResponse:
     service = _service(hub)
     if not stream:
